@@ -1,0 +1,510 @@
+//! The AMI codec: frame first, parse second.
+//!
+//! Framing finds the end of a message (an empty line, `\r\n` or bare `\n`) from a remembered index,
+//! so a message that arrives one byte at a time is scanned once, not once per read. Only a complete
+//! frame is handed to the nom parser ([`parse_frame`]). Everything odd a real Asterisk sends is
+//! accepted: the banner line, extra blank lines, `\r\n\n`, legacy `Response: Follows` bodies that
+//! contain blank lines, lines with no colon (skipped and counted). A message larger than the cap is
+//! skipped up to the next boundary and counted; the session goes on. "Need more bytes" is
+//! `Ok(None)`, never an error: this decoder has no error path at all.
+
+use bytes::{Buf, Bytes, BytesMut};
+use nom::{
+    bytes::complete::{tag, take_till1},
+    character::complete::char,
+    combinator::opt,
+    IResult,
+};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::message::{Message, Span};
+
+/// Default cap on one message: far above anything Asterisk sends, small enough to bound memory.
+pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
+
+const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
+const FOLLOWS: &[u8] = b"Response: Follows";
+const END_COMMAND: &[u8] = b"--END COMMAND--";
+/// Marks a span whose name is the synthetic `Output` (a legacy `Follows` body line).
+const OUTPUT_NAME: (u32, u32) = (u32::MAX, u32::MAX);
+
+/// Counters of what the decoder saw; nothing is dropped without being counted here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Messages delivered (banner included).
+    pub messages: u64,
+    /// Bytes consumed from the stream.
+    pub bytes: u64,
+    /// Lines without a colon inside a message: skipped.
+    pub malformed_lines: u64,
+    /// Frames that held no usable header at all: skipped.
+    pub empty_messages: u64,
+    /// Messages over the size cap: skipped up to the next boundary.
+    pub oversized: u64,
+    /// A message cut off by the end of the stream.
+    pub truncated: u64,
+}
+
+impl DecodeStats {
+    /// Anything skipped or damaged.
+    pub fn problems(&self) -> u64 {
+        self.malformed_lines + self.empty_messages + self.oversized + self.truncated
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Start of a session: the first line may be the banner.
+    Banner,
+    /// Looking for the end of the current message.
+    Frame,
+    /// Discarding an oversized message up to the next empty line.
+    Skip,
+}
+
+/// tokio-util codec for the AMI stream (both directions: the encoder writes any [`Message`]).
+#[derive(Debug)]
+pub struct AmiCodec {
+    max_message: usize,
+    state: State,
+    /// Start of the first line of the current frame not yet scanned (always a line start).
+    scan: usize,
+    /// The current frame is a legacy `Response: Follows` whose body may contain blank lines.
+    follows: bool,
+    /// Inside a `Follows` frame: `--END COMMAND--` was seen, the next empty line ends it.
+    end_command: bool,
+    /// In Skip: bytes of the line now at the buffer start were already dropped, so that line is
+    /// not empty even if what is left of it is.
+    carry_nonempty: bool,
+    stats: DecodeStats,
+}
+
+impl Default for AmiCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AmiCodec {
+    pub fn new() -> AmiCodec {
+        Self::with_max_message(DEFAULT_MAX_MESSAGE)
+    }
+
+    /// A codec that skips messages larger than `max` bytes.
+    pub fn with_max_message(max: usize) -> AmiCodec {
+        AmiCodec {
+            max_message: max.max(64),
+            state: State::Banner,
+            scan: 0,
+            follows: false,
+            end_command: false,
+            carry_nonempty: false,
+            stats: DecodeStats::default(),
+        }
+    }
+
+    /// What was decoded, skipped and counted so far.
+    pub fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    fn reset_frame(&mut self) {
+        self.scan = 0;
+        self.follows = false;
+        self.end_command = false;
+        self.carry_nonempty = false;
+    }
+
+    /// Scans complete lines from `self.scan`; returns the end (exclusive) of the frame when its
+    /// terminating empty line is found. Leaves `self.scan` at the first unscanned line start.
+    fn find_end(&mut self, src: &[u8]) -> Option<usize> {
+        let base = self.scan;
+        let mut line_start = base;
+        for nl in memchr::memchr_iter(b'\n', &src[base..]) {
+            let end = base + nl;
+            let mut line = trim_cr(&src[line_start..end]);
+            if std::mem::take(&mut self.carry_nonempty) && line.is_empty() {
+                line = b"-";
+            }
+            if line_start == 0 && self.state == State::Frame {
+                self.follows = line == FOLLOWS;
+            }
+            if line.is_empty() {
+                if !self.follows || self.end_command {
+                    self.scan = 0;
+                    return Some(end + 1);
+                }
+            } else if self.follows && line.ends_with(END_COMMAND) {
+                self.end_command = true;
+            }
+            line_start = end + 1;
+        }
+        self.scan = line_start;
+        None
+    }
+
+    fn consume(&mut self, src: &mut BytesMut, n: usize) {
+        src.advance(n);
+        self.stats.bytes += n as u64;
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    match line {
+        [rest @ .., b'\r'] => rest,
+        _ => line,
+    }
+}
+
+impl Decoder for AmiCodec {
+    type Item = Message;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Self::Error> {
+        loop {
+            match self.state {
+                State::Banner => {
+                    let Some(nl) = memchr::memchr(b'\n', src) else {
+                        if src.len() >= BANNER_PREFIX.len() && !src.starts_with(BANNER_PREFIX) {
+                            self.state = State::Frame;
+                            continue;
+                        }
+                        return Ok(None);
+                    };
+                    self.state = State::Frame;
+                    if src.starts_with(BANNER_PREFIX) {
+                        let line = Bytes::copy_from_slice(trim_cr(&src[..nl]));
+                        self.consume(src, nl + 1);
+                        self.stats.messages += 1;
+                        return Ok(Some(Message::banner(line)));
+                    }
+                }
+                State::Frame => {
+                    if self.scan == 0 {
+                        // Extra blank lines between messages (and the second `\n` of `\r\n\n`).
+                        let blank = src
+                            .iter()
+                            .take_while(|&&b| b == b'\r' || b == b'\n')
+                            .count();
+                        if blank > 0 {
+                            // Keep a lone trailing `\r`: it may be half of a `\r\n` still to come,
+                            // harmless either way since blank lines are skipped.
+                            let n = if blank == src.len() && src[blank - 1] == b'\r' {
+                                blank - 1
+                            } else {
+                                blank
+                            };
+                            self.consume(src, n);
+                        }
+                        if src.is_empty() || src[..] == b"\r"[..] {
+                            return Ok(None);
+                        }
+                    }
+                    match self.find_end(src) {
+                        Some(end) if end > self.max_message => {
+                            self.stats.oversized += 1;
+                            self.consume(src, end);
+                            self.reset_frame();
+                        }
+                        Some(end) => {
+                            let frame = src.split_to(end).freeze();
+                            self.stats.bytes += end as u64;
+                            let follows = self.follows;
+                            self.reset_frame();
+                            match parse_frame(frame, follows, &mut self.stats) {
+                                Some(m) => {
+                                    self.stats.messages += 1;
+                                    return Ok(Some(m));
+                                }
+                                None => self.stats.empty_messages += 1,
+                            }
+                        }
+                        None if src.len() > self.max_message => {
+                            self.stats.oversized += 1;
+                            self.state = State::Skip;
+                        }
+                        None => return Ok(None),
+                    }
+                }
+                State::Skip => {
+                    // `find_end` in Skip never treats the frame as `Follows`: just the next empty line.
+                    match self.find_end(src) {
+                        Some(end) => {
+                            self.consume(src, end);
+                            self.reset_frame();
+                            self.state = State::Frame;
+                        }
+                        None => {
+                            // Drop every complete line and the partial one too, but remember that
+                            // the line in progress is not empty ("x\r" + "\n" is not a boundary).
+                            // A lone trailing `\r` is kept: it may start the terminating `\r\n`.
+                            let partial = &src[self.scan..];
+                            let keep = usize::from(partial.last() == Some(&b'\r'));
+                            let dropped_partial = partial.len() - keep;
+                            let n = src.len() - keep;
+                            if dropped_partial > 0 {
+                                self.carry_nonempty = true;
+                            }
+                            self.consume(src, n);
+                            self.scan = 0;
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Self::Error> {
+        if let Some(m) = self.decode(src)? {
+            return Ok(Some(m));
+        }
+        if self.state == State::Skip {
+            let n = src.len();
+            self.consume(src, n);
+            self.reset_frame();
+            return Ok(None);
+        }
+        let rest = trim_blank(src);
+        if rest.is_empty() {
+            let n = src.len();
+            self.consume(src, n);
+            return Ok(None);
+        }
+        // The stream ended inside a message: deliver its complete lines, count it as truncated.
+        self.stats.truncated += 1;
+        let n = src.len();
+        let mut frame = src.split_to(n);
+        self.stats.bytes += n as u64;
+        let follows = self.follows;
+        self.reset_frame();
+        // Cut at the last complete line; a half line is not a header.
+        let complete = memchr::memrchr(b'\n', &frame).map_or(0, |i| i + 1);
+        frame.truncate(complete);
+        if frame.is_empty() {
+            return Ok(None);
+        }
+        frame.extend_from_slice(b"\r\n");
+        Ok(
+            parse_frame(frame.freeze(), follows, &mut self.stats).inspect(|_| {
+                self.stats.messages += 1;
+            }),
+        )
+    }
+}
+
+fn trim_blank(src: &[u8]) -> &[u8] {
+    let start = src
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(src.len());
+    &src[start..]
+}
+
+/// `line = name ":" [" "] value EOL` — the name is one or more bytes up to the first colon, the
+/// value is the rest of the line (it may be empty, may contain colons, may be any bytes).
+fn header(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
+    let (rest, name) = take_till1(|b| b == b':')(line)?;
+    let (rest, _) = char(':')(rest)?;
+    let (value, _) = opt(tag(" "))(rest)?;
+    Ok((&[], (name, value)))
+}
+
+/// Parses a complete frame (the bytes up to and including its terminating empty line).
+///
+/// In a legacy `Response: Follows` frame, the leading `Response`/`Privilege`/`ActionID`/`Message`
+/// headers are headers, and every other line up to `--END COMMAND--` becomes an `Output` header,
+/// the same shape Asterisk 14+ sends. Returns `None` when no header could be read.
+pub(crate) fn parse_frame(frame: Bytes, follows: bool, stats: &mut DecodeStats) -> Option<Message> {
+    let base = frame.as_ptr() as usize;
+    let offs = |s: &[u8]| {
+        let start = (s.as_ptr() as usize - base) as u32;
+        (start, start + s.len() as u32)
+    };
+    let mut spans = Vec::with_capacity(20);
+    let mut in_body = false;
+    let mut end_seen = false;
+    let mut pos = 0;
+    while pos < frame.len() {
+        let (raw, next) = match memchr::memchr(b'\n', &frame[pos..]) {
+            Some(i) => (&frame[pos..pos + i], pos + i + 1),
+            None => (&frame[pos..], frame.len()),
+        };
+        pos = next;
+        let line = trim_cr(raw);
+        if follows {
+            if end_seen {
+                continue;
+            }
+            if !in_body {
+                if let Ok((_, (n, v))) = header(line) {
+                    let known = [&b"Response"[..], b"Privilege", b"ActionID", b"Message"]
+                        .iter()
+                        .any(|k| n.eq_ignore_ascii_case(k));
+                    if known {
+                        spans.push(Span {
+                            name: offs(n),
+                            value: offs(v),
+                        });
+                        continue;
+                    }
+                }
+                in_body = true;
+            }
+            let (body, last) = match line.strip_suffix(END_COMMAND) {
+                Some(b) => (b, true),
+                None => (line, false),
+            };
+            end_seen = last;
+            if !(last && body.is_empty()) {
+                spans.push(Span {
+                    name: OUTPUT_NAME,
+                    value: offs(body),
+                });
+            }
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        match header(line) {
+            Ok((_, (n, v))) => spans.push(Span {
+                name: offs(n),
+                value: offs(v),
+            }),
+            Err(_) => stats.malformed_lines += 1,
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    Some(Message::from_parts(frame, spans))
+}
+
+/// Span name marker for synthetic `Output` headers.
+pub(crate) fn is_output_name(name: (u32, u32)) -> bool {
+    name == OUTPUT_NAME
+}
+
+impl Encoder<&Message> for AmiCodec {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, item: &Message, dst: &mut BytesMut) -> Result<(), Self::Error> {
+        item.write_to(dst);
+        Ok(())
+    }
+}
+
+impl Encoder<Bytes> for AmiCodec {
+    type Error = std::io::Error;
+
+    /// Pre-encoded, validated bytes (see `ami::action`).
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), Self::Error> {
+        dst.extend_from_slice(&item);
+        Ok(())
+    }
+}
+
+/// Decodes a whole byte slice (a capture) in one go. Returns the messages and the decoder's counters.
+pub fn decode_all(bytes: &[u8]) -> (Vec<Message>, DecodeStats) {
+    let mut codec = AmiCodec::new();
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = codec.decode(&mut buf) {
+        out.push(m);
+    }
+    while let Ok(Some(m)) = codec.decode_eof(&mut buf) {
+        out.push(m);
+    }
+    (out, codec.stats())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::message::Kind;
+
+    fn dec(input: &[u8]) -> (Vec<Message>, DecodeStats) {
+        decode_all(input)
+    }
+
+    #[test]
+    fn banner_then_messages() {
+        let (m, s) = dec(b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\nActionID: 1\r\n\r\nEvent: X\r\n\r\n");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].kind(), Kind::Banner);
+        assert_eq!(m[0].banner_version().unwrap(), "11.0.0");
+        assert_eq!(m[1].kind(), Kind::Response);
+        assert_eq!(m[1].action_id(), Some(&b"1"[..]));
+        assert_eq!(m[2].event(), Some(&b"X"[..]));
+        assert_eq!(s.problems(), 0);
+    }
+
+    #[test]
+    fn bare_lf_and_crlf_lf_and_blank_lines() {
+        let (m, s) = dec(b"Event: A\nK: v\n\n\r\n\r\nEvent: B\r\nK: w\r\n\nEvent: C\r\n\r\n");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1].get(b"K"), Some(&b"w"[..]));
+        assert_eq!(s.problems(), 0);
+    }
+
+    #[test]
+    fn empty_value_without_space() {
+        let (m, _) = dec(b"Event: RTCP\r\nReportBlock:\r\nAccountCode: \r\n\r\n");
+        assert_eq!(m[0].get(b"ReportBlock"), Some(&b""[..]));
+        assert_eq!(m[0].get(b"AccountCode"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn line_without_colon_is_skipped_and_counted() {
+        let (m, s) = dec(b"Event: A\r\ngarbage line\r\nK: v\r\n\r\n");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].len(), 2);
+        assert_eq!(s.malformed_lines, 1);
+    }
+
+    #[test]
+    fn legacy_follows_body_with_blank_lines() {
+        let input = b"Response: Follows\r\nPrivilege: Command\r\nActionID: 7\r\nline one: with colon\r\n\r\nline three\r\n--END COMMAND--\r\n\r\nEvent: After\r\n\r\n";
+        let (m, s) = dec(input);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0].action_id(), Some(&b"7"[..]));
+        let out: Vec<_> = m[0].get_all(b"Output").collect();
+        assert_eq!(out, vec![&b"line one: with colon"[..], b"", b"line three"]);
+        assert_eq!(m[1].event(), Some(&b"After"[..]));
+        assert_eq!(s.problems(), 0);
+    }
+
+    #[test]
+    fn oversized_message_is_skipped_and_stream_goes_on() {
+        let mut input = b"Event: Small\r\n\r\nEvent: Big\r\n".to_vec();
+        for i in 0..200 {
+            input.extend_from_slice(
+                format!("Variable: v{i}=xxxxxxxxxxxxxxxxxxxxxxxx\r\n").as_bytes(),
+            );
+        }
+        input.extend_from_slice(b"\r\nEvent: Next\r\n\r\n");
+        let mut codec = AmiCodec::with_max_message(256);
+        let mut out = Vec::new();
+        // Feed in small pieces so the Skip state is exercised.
+        let mut buf = BytesMut::new();
+        for chunk in input.chunks(7) {
+            buf.extend_from_slice(chunk);
+            while let Some(m) = codec.decode(&mut buf).unwrap() {
+                out.push(m);
+            }
+            assert!(buf.len() < 300, "skipped bytes must not accumulate");
+        }
+        let names: Vec<_> = out.iter().map(|m| m.event().unwrap().to_vec()).collect();
+        assert_eq!(names, vec![b"Small".to_vec(), b"Next".to_vec()]);
+        assert_eq!(codec.stats().oversized, 1);
+    }
+
+    #[test]
+    fn truncated_tail_is_counted() {
+        let (m, s) = dec(b"Event: A\r\n\r\nEvent: B\r\nK: v\r\nHal");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].len(), 2);
+        assert_eq!(s.truncated, 1);
+    }
+}

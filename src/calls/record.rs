@@ -1,0 +1,210 @@
+//! The verdict on one call: what the tracker emits when a call ends, what the store keeps, what
+//! reports, notifications and the dialer read. Enums serialise as the lowercase strings of the
+//! `replay --format jsonl` contract.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch with microseconds, as AMI's `Timestamp` header carries it.
+pub type Timestamp = jiff::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From outside into the PBX.
+    Inbound,
+    /// A person dialled an outside number.
+    Outbound,
+    /// Between people of the PBX.
+    Internal,
+    /// Placed by perezvon (carries the marker variable).
+    Callback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The caller had a conversation of at least `min_talk`.
+    Answered,
+    /// No conversation, or a too short one. Called back.
+    Missed,
+    /// Accidental: no conversation and the caller hung up within `min_wait`. Never called back.
+    Ignored,
+    /// perezvon lost sight of the call (link down, Asterisk restart, silent too long): no verdict.
+    Unknown,
+}
+
+/// Where a missed caller was when the call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum LostAt {
+    Ivr,
+    Voicemail,
+    InvalidNumber,
+    Queue,
+    Group,
+    External,
+    User,
+}
+
+impl LostAt {
+    pub const ALL: [LostAt; 7] = [
+        LostAt::Ivr,
+        LostAt::Voicemail,
+        LostAt::InvalidNumber,
+        LostAt::Queue,
+        LostAt::Group,
+        LostAt::External,
+        LostAt::User,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LostAt::Ivr => "ivr",
+            LostAt::Voicemail => "voicemail",
+            LostAt::InvalidNumber => "invalid_number",
+            LostAt::Queue => "queue",
+            LostAt::Group => "group",
+            LostAt::External => "external",
+            LostAt::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LostAt> {
+        LostAt::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedBy {
+    /// The customer called again and talked to a person.
+    Caller,
+    /// A person of the PBX called the customer and talked.
+    Agent,
+    /// perezvon's callback connected.
+    Callback,
+}
+
+impl ResolvedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedBy::Caller => "caller",
+            ResolvedBy::Agent => "agent",
+            ResolvedBy::Callback => "callback",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ResolvedBy> {
+        [ResolvedBy::Caller, ResolvedBy::Agent, ResolvedBy::Callback]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// How one callback attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    /// Customer and a person talked for at least `min_talk`.
+    Connected,
+    /// The customer did not answer (OriginateResponse Failure/3, or 1).
+    NoAnswer,
+    /// The customer was busy (Failure/5).
+    Busy,
+    /// The channel could not be set up or the network refused it (Failure/0, /8, an error).
+    Failed,
+    /// The customer answered but no person took the call.
+    AgentMissed,
+    /// Customer and a person talked, but for less than `min_talk`.
+    TooShort,
+}
+
+impl CallbackOutcome {
+    pub const ALL: [CallbackOutcome; 6] = [
+        CallbackOutcome::Connected,
+        CallbackOutcome::NoAnswer,
+        CallbackOutcome::Busy,
+        CallbackOutcome::Failed,
+        CallbackOutcome::AgentMissed,
+        CallbackOutcome::TooShort,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Connected => "connected",
+            CallbackOutcome::NoAnswer => "no_answer",
+            CallbackOutcome::Busy => "busy",
+            CallbackOutcome::Failed => "failed",
+            CallbackOutcome::AgentMissed => "agent_missed",
+            CallbackOutcome::TooShort => "too_short",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CallbackOutcome> {
+        CallbackOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// Why a call ended without a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownReason {
+    LinkDown,
+    AsteriskRestarted,
+    Silent,
+    /// The input (a replayed capture) ended while the call was live.
+    EndOfInput,
+}
+
+/// One call's verdict. Field names are the `replay --format jsonl` contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// `[[asterisk]]` name the call was seen on.
+    pub server: String,
+    pub linkedid: String,
+    pub direction: Direction,
+    /// The caller's number as delivered (inbound: the customer; outbound: the agent's extension).
+    pub caller: Option<String>,
+    /// Normalised (`79161234567`); `None` when withheld or not a number.
+    pub caller_normalized: Option<String>,
+    /// The dialled number / DID (inbound) or the customer (outbound, callback).
+    pub callee: Option<String>,
+    pub callee_normalized: Option<String>,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    /// When a person first answered (conversation began).
+    pub answered_at: Option<Timestamp>,
+    pub wait_secs: f64,
+    pub talk_secs: f64,
+    /// The person who talked longest (or was last rung, for a miss), e.g. `201`.
+    pub agent: Option<String>,
+    pub status: Status,
+    pub missed: bool,
+    pub ignored: bool,
+    pub lost_at: Option<LostAt>,
+    /// `caller`, `agent`/`pbx`, or `None` when unknown.
+    pub hangup_by: Option<String>,
+    pub resolved_by: Option<ResolvedBy>,
+    pub resolved_at: Option<Timestamp>,
+    /// The linkedid of the call that resolved this miss.
+    pub resolved_by_linkedid: Option<String>,
+    pub callback_id: Option<String>,
+    pub callback_outcome: Option<CallbackOutcome>,
+    pub unknown_reason: Option<UnknownReason>,
+}
+
+impl CallRecord {
+    /// The number to match resolutions on: the customer of the call.
+    pub fn customer(&self) -> Option<&str> {
+        match self.direction {
+            Direction::Inbound => self.caller_normalized.as_deref(),
+            Direction::Outbound | Direction::Callback => self.callee_normalized.as_deref(),
+            Direction::Internal => None,
+        }
+    }
+
+    /// True when a callback should be considered for this call.
+    pub fn wants_callback(&self) -> bool {
+        self.direction == Direction::Inbound
+            && self.status == Status::Missed
+            && self.resolved_by.is_none()
+    }
+}

@@ -1,0 +1,1470 @@
+//! Configuration in two stages: [`RawConfig`] is exactly what serde reads from TOML (unknown keys
+//! are errors), [`Config`] is what the program uses, with durations parsed, patterns compiled and
+//! secrets resolved. [`Config::from_toml`] reports every problem at once, each as
+//! `section.key: what is wrong (hint)`, so an admin fixes the file in one pass.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::number::NumberPlan;
+
+/// Exit code for a bad configuration (sysexits `EX_CONFIG`).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the key, e.g. `callback.retry_every` or `asterisk[0].secret`.
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem of a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} problem{}",
+            self.source_name,
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The AMI secret. Its `Debug` and `Display` print `***`: it never reaches a log line.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The only way to read the secret: at the point of use (Login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 1: raw, exactly as written.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub asterisk: Vec<RawAsterisk>,
+    #[serde(default)]
+    pub pbx: RawPbx,
+    #[serde(default)]
+    pub calls: RawCalls,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub callback: RawCallback,
+    #[serde(default)]
+    pub hours: RawHours,
+    #[serde(default)]
+    pub notify: RawNotify,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsterisk {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// `md5` (default) or `plain`.
+    pub auth: Option<String>,
+    /// `Events:` at login: `on` (default), `off`, or a class list like `call,agent,dialplan`.
+    pub events: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub action_timeout: Option<String>,
+    pub ping_interval: Option<String>,
+    pub max_message: Option<i64>,
+    pub reconnect_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPbx {
+    pub country_code: Option<String>,
+    pub national_prefix: Option<String>,
+    pub national_length: Option<i64>,
+    pub international_prefix: Option<String>,
+    pub inbound_contexts: Option<Vec<String>>,
+    pub trunk_channels: Option<Vec<String>>,
+    pub agent_channels: Option<Vec<String>>,
+    pub external_channels: Option<Vec<String>>,
+    pub lost_at_contexts: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCalls {
+    pub min_talk: Option<String>,
+    pub min_wait: Option<String>,
+    pub resolve_within: Option<String>,
+    pub max_call_duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub database: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCallback {
+    pub enabled: Option<bool>,
+    pub mode: Option<String>,
+    pub server: Option<String>,
+    pub dial_template: Option<String>,
+    pub caller_id: Option<String>,
+    pub caller_name: Option<String>,
+    pub target: Option<RawTarget>,
+    pub delay: Option<String>,
+    pub max_attempts: Option<i64>,
+    pub retry_every: Option<String>,
+    pub retry_backoff: Option<f64>,
+    pub give_up_after: Option<String>,
+    pub originate_timeout: Option<String>,
+    pub max_concurrent: Option<i64>,
+    pub max_concurrent_per_target: Option<i64>,
+    pub require_free_agent: Option<bool>,
+    pub spread: Option<String>,
+    pub lost_at: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub marker_variable: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub context: Option<String>,
+    pub exten: Option<String>,
+    pub priority: Option<i64>,
+    pub queue: Option<String>,
+    pub endpoint: Option<String>,
+    /// Fallback tried after an agent did not take a callback (a queue or group).
+    pub fallback_queue: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHours {
+    pub timezone: Option<String>,
+    pub monday: Option<Vec<String>>,
+    pub tuesday: Option<Vec<String>>,
+    pub wednesday: Option<Vec<String>>,
+    pub thursday: Option<Vec<String>>,
+    pub friday: Option<Vec<String>>,
+    pub saturday: Option<Vec<String>>,
+    pub sunday: Option<Vec<String>>,
+    pub holidays: Option<Vec<String>>,
+    pub workdays: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub webhook: Option<RawWebhook>,
+    pub email: Option<RawEmail>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i64>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 2: validated.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    Md5,
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+pub struct AsteriskConfig {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub secret: Secret,
+    pub auth: AuthType,
+    pub events: String,
+    pub connect_timeout: Duration,
+    pub action_timeout: Duration,
+    pub ping_interval: Duration,
+    pub max_message: usize,
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PbxConfig {
+    pub numbers: NumberPlan,
+    pub inbound_contexts: Vec<String>,
+    pub trunk_channels: Vec<String>,
+    pub agent_channels: Vec<String>,
+    pub external_channels: Vec<String>,
+    /// Context name (exact) -> lost_at category.
+    pub lost_at_contexts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallsConfig {
+    pub min_talk: Duration,
+    pub min_wait: Duration,
+    pub resolve_within: Duration,
+    pub max_call_duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub database: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackMode {
+    CustomerFirst,
+    AgentFirst,
+}
+
+/// Where an answered callback is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An explicit dialplan location.
+    Dialplan {
+        context: String,
+        exten: String,
+        priority: u32,
+    },
+    /// A queue (or group) by name: `Application: Queue`.
+    Queue(String),
+    /// One agent endpoint, e.g. `PJSIP/201`: `Application: Dial`.
+    Endpoint(String),
+}
+
+impl Target {
+    /// A short stable name, used for per-target concurrency and in reports.
+    pub fn key(&self) -> String {
+        match self {
+            Target::Dialplan { context, exten, .. } => format!("{exten}@{context}"),
+            Target::Queue(q) => format!("queue:{q}"),
+            Target::Endpoint(e) => e.clone(),
+        }
+    }
+}
+
+pub const LOST_AT: [&str; 7] = [
+    "ivr",
+    "voicemail",
+    "invalid_number",
+    "queue",
+    "group",
+    "external",
+    "user",
+];
+
+#[derive(Debug, Clone)]
+pub struct CallbackConfig {
+    pub enabled: bool,
+    pub mode: CallbackMode,
+    /// `[[asterisk]]` name to originate on (default: the first).
+    pub server: Option<String>,
+    pub dial_template: String,
+    pub caller_id: String,
+    pub caller_name: String,
+    pub target: Target,
+    pub fallback_queue: Option<String>,
+    pub delay: Duration,
+    pub max_attempts: u32,
+    pub retry_every: Duration,
+    pub retry_backoff: f64,
+    pub give_up_after: Duration,
+    pub originate_timeout: Duration,
+    pub max_concurrent: u32,
+    pub max_concurrent_per_target: u32,
+    pub require_free_agent: bool,
+    /// Misses waiting at the opening are spread over this window.
+    pub spread: Duration,
+    pub lost_at: Vec<String>,
+    pub allow: Vec<regex::Regex>,
+    pub deny: Vec<regex::Regex>,
+    pub marker_variable: String,
+}
+
+/// A time range within a day, minutes since midnight, `end` up to 1440.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayRange {
+    pub start_min: u16,
+    pub end_min: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct HoursConfig {
+    pub timezone: jiff::tz::TimeZone,
+    pub timezone_name: String,
+    /// Monday first.
+    pub week: [Vec<DayRange>; 7],
+    pub holidays: Vec<jiff::civil::Date>,
+    pub workdays: Vec<jiff::civil::Date>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Option<Secret>,
+    pub events: Vec<String>,
+    pub timeout: Duration,
+    pub retry_every: Duration,
+    pub max_retry_every: Duration,
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub from: String,
+    pub to: Vec<String>,
+    pub events: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub webhook: Option<WebhookConfig>,
+    pub email: Option<EmailConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub json: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub asterisk: Vec<AsteriskConfig>,
+    pub pbx: PbxConfig,
+    pub calls: CallsConfig,
+    pub storage: StorageConfig,
+    pub callback: CallbackConfig,
+    pub hours: HoursConfig,
+    pub notify: NotifyConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    /// Non-fatal findings (e.g. a world-readable file holding a secret).
+    pub warnings: Vec<Problem>,
+}
+
+pub const NOTIFY_EVENTS: [&str; 3] = ["missed", "resolved", "callback"];
+const DEFAULT_DATABASE: &str = "/var/lib/perezvon/perezvon.db";
+
+/// Collects problems while validating.
+struct V {
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    base_dir: Option<PathBuf>,
+}
+
+impl V {
+    fn err(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.warnings.push(Problem {
+            key: key.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn duration(&mut self, key: &str, raw: &Option<String>, default: &str) -> Duration {
+        let s = raw.as_deref().unwrap_or(default);
+        match humantime::parse_duration(s) {
+            Ok(d) => d,
+            Err(e) => {
+                self.err(
+                    key,
+                    format!("invalid duration {s:?}: {e}"),
+                    Some("write it like \"90s\", \"10m\", \"1h 30m\" or \"7d\""),
+                );
+                humantime::parse_duration(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, raw: Option<i64>, default: i64, max: i64) -> i64 {
+        let v = raw.unwrap_or(default);
+        if v < 1 || v > max {
+            self.err(key, format!("must be between 1 and {max}, got {v}"), None);
+            default
+        } else {
+            v
+        }
+    }
+
+    fn globs(&mut self, key: &str, raw: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+        let v: Vec<String> = match raw {
+            Some(v) => v.clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        for (i, p) in v.iter().enumerate() {
+            if p.is_empty() {
+                self.err(
+                    format!("{key}[{i}]"),
+                    "empty pattern",
+                    Some("use \"*\" to match everything"),
+                );
+            }
+        }
+        v
+    }
+
+    fn regexes(
+        &mut self,
+        key: &str,
+        raw: &Option<Vec<String>>,
+        default: &[&str],
+    ) -> Vec<regex::Regex> {
+        let v: Vec<String> = match raw {
+            Some(v) => v.clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut out = Vec::new();
+        for (i, p) in v.iter().enumerate() {
+            // Anchor so "7916" cannot accidentally allow "879160000000000".
+            let anchored = format!("^(?:{})$", p.trim_start_matches('^').trim_end_matches('$'));
+            match regex::Regex::new(&anchored) {
+                Ok(r) => out.push(r),
+                Err(e) => self.err(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "invalid regex {p:?}: {}",
+                        e.to_string().lines().last().unwrap_or("")
+                    ),
+                    Some("patterns are regexes over the normalised number, e.g. \"^79\\\\d{9}$\""),
+                ),
+            }
+        }
+        out
+    }
+
+    fn resolve_path(&self, p: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+fn parse_hhmm(s: &str, allow_24: bool) -> Option<u16> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    if m >= 60 || h > 24 || (h == 24 && (m != 0 || !allow_24)) {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
+/// Parses `"09:00-13:00"`; `"00:00-24:00"` is the whole day.
+pub fn parse_range(s: &str) -> Option<DayRange> {
+    let (a, b) = s.split_once('-')?;
+    let start_min = parse_hhmm(a, false)?;
+    let end_min = parse_hhmm(b, true)?;
+    (start_min < end_min).then_some(DayRange { start_min, end_min })
+}
+
+impl Config {
+    /// Reads and validates a file. Relative `secret_file`/`database` paths are relative to it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            problems: vec![Problem {
+                key: "(file)".into(),
+                message: format!("cannot read: {e}"),
+                hint: Some("pass --config with a readable TOML file".into()),
+            }],
+        })?;
+        let mut cfg = Self::from_toml_in(&text, &name, path.parent().map(Path::to_path_buf))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let holds_secret = text.lines().any(|l| {
+                let l = l.trim_start();
+                (l.starts_with("secret")
+                    && !l.starts_with("secret_file")
+                    && !l.starts_with("secret_env"))
+                    || l.starts_with("password")
+            });
+            if holds_secret {
+                if let Ok(meta) = std::fs::metadata(path) {
+                    if meta.permissions().mode() & 0o004 != 0 {
+                        cfg.warnings.push(Problem {
+                            key: "(file)".into(),
+                            message: format!("{name} holds a secret and is world-readable"),
+                            hint: Some(
+                                "chmod 640 it, or move the secret to secret_file / secret_env"
+                                    .into(),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Validates TOML text (no file system base for relative paths).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_toml_in(text, "config", None)
+    }
+
+    /// The configuration used when no file is given (`replay`, `demo`): the lab PBX of fixtures/.
+    pub fn embedded_default() -> Config {
+        match Self::from_toml(EMBEDDED_DEFAULT) {
+            Ok(c) => c,
+            // The embedded text is tested; reaching this is a build defect, reported loudly.
+            Err(e) => panic!("embedded default config is invalid: {e}"),
+        }
+    }
+
+    pub fn from_toml_in(
+        text: &str,
+        source_name: &str,
+        base_dir: Option<PathBuf>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            source_name: source_name.to_string(),
+            problems: vec![toml_problem(&e, text)],
+        })?;
+        let mut v = V {
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            base_dir,
+        };
+        let cfg = validate(raw, &mut v);
+        if v.problems.is_empty() {
+            Ok(Config {
+                warnings: v.warnings,
+                ..cfg
+            })
+        } else {
+            Err(ConfigError {
+                source_name: source_name.to_string(),
+                problems: v.problems,
+            })
+        }
+    }
+
+    /// The `[[asterisk]]` entry callbacks are placed on.
+    pub fn callback_server(&self) -> Option<&AsteriskConfig> {
+        match &self.callback.server {
+            Some(n) => self.asterisk.iter().find(|a| &a.name == n),
+            None => self.asterisk.first(),
+        }
+    }
+}
+
+fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
+    let msg = e.message().to_string();
+    let location = e.span().map(|span| {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        format!("line {line}")
+    });
+    // serde says: unknown field `foo`, expected one of ...
+    let key = location.unwrap_or_else(|| "(toml)".into());
+    let hint = if msg.contains("unknown field") {
+        Some("see config.example.toml for every key".to_string())
+    } else {
+        None
+    };
+    Problem {
+        key,
+        message: msg.trim().to_string(),
+        hint,
+    }
+}
+
+fn validate(raw: RawConfig, v: &mut V) -> Config {
+    // [[asterisk]]
+    let mut asterisk = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, a) in raw.asterisk.iter().enumerate() {
+        let k = |f: &str| format!("asterisk[{i}].{f}");
+        let name = a.name.clone().unwrap_or_else(|| {
+            if i == 0 {
+                "default".into()
+            } else {
+                format!("asterisk{i}")
+            }
+        });
+        if !names.insert(name.clone()) {
+            v.err(
+                k("name"),
+                format!("duplicate server name {name:?}"),
+                Some("every [[asterisk]] needs its own name"),
+            );
+        }
+        let host = a.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let port = match a.port.unwrap_or(5038) {
+            p @ 1..=65535 => p as u16,
+            p => {
+                v.err(
+                    k("port"),
+                    format!("{p} is not a TCP port"),
+                    Some("AMI listens on 5038 by default"),
+                );
+                5038
+            }
+        };
+        let username = match &a.username {
+            Some(u) if !u.is_empty() && !u.contains(['\r', '\n']) => u.clone(),
+            Some(_) => {
+                v.err(k("username"), "must be a non-empty single line", None);
+                String::new()
+            }
+            None => {
+                v.err(
+                    k("username"),
+                    "missing",
+                    Some("the [user] section name in manager.conf"),
+                );
+                String::new()
+            }
+        };
+        let sources = [
+            a.secret.is_some(),
+            a.secret_file.is_some(),
+            a.secret_env.is_some(),
+        ];
+        let secret = match sources.iter().filter(|x| **x).count() {
+            0 => {
+                v.err(
+                    k("secret"),
+                    "missing",
+                    Some("set one of secret, secret_file or secret_env"),
+                );
+                Secret::default()
+            }
+            1 => {
+                if let Some(s) = &a.secret {
+                    Secret::new(s.clone())
+                } else if let Some(p) = &a.secret_file {
+                    let p = v.resolve_path(p);
+                    match std::fs::read_to_string(&p) {
+                        Ok(s) => {
+                            #[cfg(unix)]
+                            {
+                                use std::os::unix::fs::PermissionsExt;
+                                if let Ok(m) = std::fs::metadata(&p) {
+                                    if m.permissions().mode() & 0o004 != 0 {
+                                        v.warn(
+                                            k("secret_file"),
+                                            format!("{} is world-readable", p.display()),
+                                            Some("chmod 640 it"),
+                                        );
+                                    }
+                                }
+                            }
+                            Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
+                        }
+                        Err(e) => {
+                            v.err(
+                                k("secret_file"),
+                                format!("cannot read {}: {e}", p.display()),
+                                None,
+                            );
+                            Secret::default()
+                        }
+                    }
+                } else {
+                    let var = a.secret_env.clone().unwrap_or_default();
+                    match std::env::var(&var) {
+                        Ok(s) => Secret::new(s),
+                        Err(_) => {
+                            v.err(
+                                k("secret_env"),
+                                format!("environment variable {var:?} is not set"),
+                                Some("set it in the unit's Environment= or EnvironmentFile="),
+                            );
+                            Secret::default()
+                        }
+                    }
+                }
+            }
+            _ => {
+                v.err(
+                    k("secret"),
+                    "secret, secret_file and secret_env are exclusive",
+                    Some("keep one"),
+                );
+                Secret::default()
+            }
+        };
+        if secret.expose().contains(['\r', '\n']) {
+            v.err(k("secret"), "contains a line break", None);
+        }
+        let auth = match a.auth.as_deref().unwrap_or("md5") {
+            "md5" => AuthType::Md5,
+            "plain" => AuthType::Plain,
+            other => {
+                v.err(
+                    k("auth"),
+                    format!("unknown auth {other:?}"),
+                    Some("md5 or plain"),
+                );
+                AuthType::Md5
+            }
+        };
+        let events = a.events.clone().unwrap_or_else(|| "on".into());
+        if events.is_empty() || events.contains(['\r', '\n']) {
+            v.err(
+                k("events"),
+                "must be on, off or a list of classes",
+                Some("e.g. \"call,agent,dialplan\""),
+            );
+        }
+        let max_message = v.positive(
+            &k("max_message"),
+            a.max_message,
+            1024 * 1024,
+            64 * 1024 * 1024,
+        ) as usize;
+        asterisk.push(AsteriskConfig {
+            name,
+            host,
+            port,
+            username,
+            secret,
+            auth,
+            events,
+            connect_timeout: v.duration(&k("connect_timeout"), &a.connect_timeout, "5s"),
+            action_timeout: v.duration(&k("action_timeout"), &a.action_timeout, "10s"),
+            ping_interval: v.duration(&k("ping_interval"), &a.ping_interval, "15s"),
+            max_message,
+            reconnect_max: v.duration(&k("reconnect_max"), &a.reconnect_max, "60s"),
+        });
+    }
+
+    // [pbx]
+    let p = &raw.pbx;
+    let digits = |v: &mut V, key: &str, s: &Option<String>, d: &str| -> String {
+        let s = s.clone().unwrap_or_else(|| d.to_string());
+        if !s.chars().all(|c| c.is_ascii_digit()) {
+            v.err(key, format!("{s:?} must be digits only"), None);
+        }
+        s
+    };
+    let country_code = digits(v, "pbx.country_code", &p.country_code, "7");
+    if country_code.is_empty() {
+        v.err(
+            "pbx.country_code",
+            "must not be empty",
+            Some("e.g. \"7\" for Russia, \"49\" for Germany"),
+        );
+    }
+    let numbers = NumberPlan {
+        country_code,
+        national_prefix: digits(v, "pbx.national_prefix", &p.national_prefix, "8"),
+        national_length: match p.national_length.unwrap_or(10) {
+            n @ 0..=15 => n as usize,
+            n => {
+                v.err(
+                    "pbx.national_length",
+                    format!("{n} is not a plausible length"),
+                    Some("0..15; 0 = unknown"),
+                );
+                10
+            }
+        },
+        international_prefix: digits(
+            v,
+            "pbx.international_prefix",
+            &p.international_prefix,
+            "810",
+        ),
+    };
+    let mut lost_at_contexts = BTreeMap::new();
+    for (ctx, cat) in p.lost_at_contexts.clone().unwrap_or_default() {
+        if LOST_AT.contains(&cat.as_str()) {
+            lost_at_contexts.insert(ctx, cat);
+        } else {
+            v.err(
+                format!("pbx.lost_at_contexts.{ctx}"),
+                format!("unknown category {cat:?}"),
+                Some("one of ivr, voicemail, invalid_number, queue, group, external, user"),
+            );
+        }
+    }
+    let pbx = PbxConfig {
+        numbers,
+        inbound_contexts: v.globs(
+            "pbx.inbound_contexts",
+            &p.inbound_contexts,
+            &["from-trunk", "from-pstn", "from-external"],
+        ),
+        trunk_channels: v.globs("pbx.trunk_channels", &p.trunk_channels, &[]),
+        agent_channels: v.globs(
+            "pbx.agent_channels",
+            &p.agent_channels,
+            &["PJSIP/*", "SIP/*", "IAX2/*", "Local/*@from-queue*"],
+        ),
+        external_channels: v.globs("pbx.external_channels", &p.external_channels, &[]),
+        lost_at_contexts,
+    };
+
+    // [calls]
+    let c = &raw.calls;
+    let calls = CallsConfig {
+        min_talk: v.duration("calls.min_talk", &c.min_talk, "6s"),
+        min_wait: v.duration("calls.min_wait", &c.min_wait, "3s"),
+        resolve_within: v.duration("calls.resolve_within", &c.resolve_within, "7d"),
+        max_call_duration: v.duration("calls.max_call_duration", &c.max_call_duration, "4h"),
+    };
+    if calls.max_call_duration < Duration::from_secs(60) {
+        v.err(
+            "calls.max_call_duration",
+            "must be at least 1m",
+            Some("calls silent for this long are ended as unknown"),
+        );
+    }
+
+    // [storage]
+    let storage = StorageConfig {
+        database: raw
+            .storage
+            .database
+            .as_deref()
+            .map(|p| v.resolve_path(p))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+    };
+
+    // [callback]
+    let cb = &raw.callback;
+    let mode = match cb.mode.as_deref().unwrap_or("customer-first") {
+        "customer-first" => CallbackMode::CustomerFirst,
+        "agent-first" => CallbackMode::AgentFirst,
+        other => {
+            v.err(
+                "callback.mode",
+                format!("unknown mode {other:?}"),
+                Some("customer-first or agent-first"),
+            );
+            CallbackMode::CustomerFirst
+        }
+    };
+    let dial_template = cb
+        .dial_template
+        .clone()
+        .unwrap_or_else(|| "PJSIP/{number}@provider".into());
+    if !["{number}", "{e164}", "{national}"]
+        .iter()
+        .any(|p| dial_template.contains(p))
+    {
+        v.err(
+            "callback.dial_template",
+            "does not contain {number}, {e164} or {national}",
+            Some("e.g. \"PJSIP/{national}@provider\""),
+        );
+    }
+    if dial_template.contains(['\r', '\n']) {
+        v.err("callback.dial_template", "contains a line break", None);
+    }
+    let target = match &cb.target {
+        None => Target::Queue("sales".into()),
+        Some(t) => {
+            let n = [
+                t.context.is_some() || t.exten.is_some(),
+                t.queue.is_some(),
+                t.endpoint.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if n != 1 {
+                v.err(
+                    "callback.target",
+                    "set exactly one of {context, exten}, queue or endpoint",
+                    Some("e.g. target = { queue = \"sales\" }"),
+                );
+                Target::Queue("sales".into())
+            } else if let Some(q) = &t.queue {
+                Target::Queue(q.clone())
+            } else if let Some(e) = &t.endpoint {
+                Target::Endpoint(e.clone())
+            } else {
+                match (&t.context, &t.exten) {
+                    (Some(c), Some(e)) => Target::Dialplan {
+                        context: c.clone(),
+                        exten: e.clone(),
+                        priority: t.priority.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
+                    },
+                    _ => {
+                        v.err("callback.target", "context and exten go together", None);
+                        Target::Queue("sales".into())
+                    }
+                }
+            }
+        }
+    };
+    let wire_ok = |s: &str| !s.is_empty() && !s.contains(['\r', '\n', ',']) && s.len() < 200;
+    match &target {
+        Target::Dialplan { context, exten, .. } if !(wire_ok(context) && wire_ok(exten)) => v.err(
+            "callback.target",
+            "context/exten must be short single-line names without commas",
+            None,
+        ),
+        Target::Queue(q) | Target::Endpoint(q) if !wire_ok(q) => v.err(
+            "callback.target",
+            "must be a short single-line name without commas",
+            None,
+        ),
+        _ => {}
+    }
+    let caller_id = cb.caller_id.clone().unwrap_or_default();
+    if !caller_id.chars().all(|c| c.is_ascii_digit() || c == '+') || caller_id.len() > 32 {
+        v.err(
+            "callback.caller_id",
+            format!("{caller_id:?} must be a phone number"),
+            Some("digits and an optional leading +"),
+        );
+    }
+    let caller_name = cb.caller_name.clone().unwrap_or_else(|| "Callback".into());
+    if caller_name.contains(['\r', '\n', '"', '<', '>']) || caller_name.len() > 64 {
+        v.err(
+            "callback.caller_name",
+            "must be a short name without quotes, angle brackets or line breaks",
+            None,
+        );
+    }
+    let lost_at = cb
+        .lost_at
+        .clone()
+        .unwrap_or_else(|| LOST_AT.iter().map(|s| s.to_string()).collect());
+    for (i, l) in lost_at.iter().enumerate() {
+        if !LOST_AT.contains(&l.as_str()) {
+            v.err(
+                format!("callback.lost_at[{i}]"),
+                format!("unknown category {l:?}"),
+                Some("one of ivr, voicemail, invalid_number, queue, group, external, user"),
+            );
+        }
+    }
+    let marker_variable = cb
+        .marker_variable
+        .clone()
+        .unwrap_or_else(|| "PEREZVON_CALLBACK_ID".into());
+    if marker_variable.is_empty()
+        || !marker_variable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        v.err(
+            "callback.marker_variable",
+            format!("{marker_variable:?} is not a channel variable name"),
+            Some("letters, digits and _"),
+        );
+    }
+    let retry_backoff = cb.retry_backoff.unwrap_or(1.0);
+    if !(1.0..=10.0).contains(&retry_backoff) {
+        v.err(
+            "callback.retry_backoff",
+            format!("{retry_backoff} must be between 1.0 and 10.0"),
+            Some("1.0 = fixed spacing, 2.0 = doubling"),
+        );
+    }
+    let callback = CallbackConfig {
+        enabled: cb.enabled.unwrap_or(false),
+        mode,
+        server: cb.server.clone(),
+        dial_template,
+        caller_id,
+        caller_name,
+        target,
+        fallback_queue: cb.target.as_ref().and_then(|t| t.fallback_queue.clone()),
+        delay: v.duration("callback.delay", &cb.delay, "1m"),
+        max_attempts: v.positive("callback.max_attempts", cb.max_attempts, 3, 100) as u32,
+        retry_every: v.duration("callback.retry_every", &cb.retry_every, "10m"),
+        retry_backoff,
+        give_up_after: v.duration("callback.give_up_after", &cb.give_up_after, "24h"),
+        originate_timeout: v.duration("callback.originate_timeout", &cb.originate_timeout, "30s"),
+        max_concurrent: v.positive("callback.max_concurrent", cb.max_concurrent, 2, 1000) as u32,
+        max_concurrent_per_target: v.positive(
+            "callback.max_concurrent_per_target",
+            cb.max_concurrent_per_target,
+            1,
+            1000,
+        ) as u32,
+        require_free_agent: cb.require_free_agent.unwrap_or(true),
+        spread: v.duration("callback.spread", &cb.spread, "15m"),
+        lost_at,
+        // National mobile numbers of the default country (Russia): the toll-fraud guard.
+        allow: v.regexes("callback.allow", &cb.allow, &["^79\\d{9}$"]),
+        deny: v.regexes("callback.deny", &cb.deny, &[]),
+        marker_variable,
+    };
+    if let Some(s) = &callback.server {
+        if !asterisk.iter().any(|a| &a.name == s) {
+            v.err(
+                "callback.server",
+                format!("no [[asterisk]] named {s:?}"),
+                None,
+            );
+        }
+    }
+    if callback.enabled && asterisk.is_empty() {
+        v.err(
+            "callback.enabled",
+            "callbacks need an [[asterisk]] server",
+            None,
+        );
+    }
+    if callback.enabled && callback.caller_id.is_empty() {
+        v.err(
+            "callback.caller_id",
+            "missing",
+            Some("the number customers see, e.g. your main line"),
+        );
+    }
+
+    // [hours]
+    let h = &raw.hours;
+    let timezone_name = h.timezone.clone().unwrap_or_else(|| "UTC".into());
+    let timezone = match jiff::tz::TimeZone::get(&timezone_name) {
+        Ok(tz) => tz,
+        Err(_) => {
+            v.err(
+                "hours.timezone",
+                format!("unknown time zone {timezone_name:?}"),
+                Some("an IANA name like \"Europe/Moscow\""),
+            );
+            jiff::tz::TimeZone::UTC
+        }
+    };
+    let days = [
+        ("monday", &h.monday),
+        ("tuesday", &h.tuesday),
+        ("wednesday", &h.wednesday),
+        ("thursday", &h.thursday),
+        ("friday", &h.friday),
+        ("saturday", &h.saturday),
+        ("sunday", &h.sunday),
+    ];
+    let mut week: [Vec<DayRange>; 7] = Default::default();
+    for (d, (name, ranges)) in days.iter().enumerate() {
+        let default: &[&str] = if d < 5 { &["09:00-18:00"] } else { &[] };
+        let ranges: Vec<String> = match ranges {
+            Some(r) => (*r).clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut parsed: Vec<DayRange> = Vec::new();
+        for (i, r) in ranges.iter().enumerate() {
+            match parse_range(r) {
+                Some(dr) => parsed.push(dr),
+                None => v.err(
+                    format!("hours.{name}[{i}]"),
+                    format!("invalid range {r:?}"),
+                    Some("\"HH:MM-HH:MM\", start before end, \"00:00-24:00\" for all day"),
+                ),
+            }
+        }
+        parsed.sort_by_key(|r| r.start_min);
+        if parsed.windows(2).any(|w| w[1].start_min < w[0].end_min) {
+            v.err(format!("hours.{name}"), "ranges overlap", None);
+        }
+        week[d] = parsed;
+    }
+    let dates = |v: &mut V, key: &str, raw: &Option<Vec<String>>| -> Vec<jiff::civil::Date> {
+        let mut out = Vec::new();
+        for (i, s) in raw.iter().flatten().enumerate() {
+            match s.parse::<jiff::civil::Date>() {
+                Ok(d) => out.push(d),
+                Err(_) => v.err(
+                    format!("{key}[{i}]"),
+                    format!("invalid date {s:?}"),
+                    Some("YYYY-MM-DD"),
+                ),
+            }
+        }
+        out
+    };
+    let hours = HoursConfig {
+        timezone,
+        timezone_name,
+        week,
+        holidays: dates(v, "hours.holidays", &h.holidays),
+        workdays: dates(v, "hours.workdays", &h.workdays),
+    };
+
+    // [notify]
+    let events = |v: &mut V, key: &str, raw: &Option<Vec<String>>| -> Vec<String> {
+        let e = raw
+            .clone()
+            .unwrap_or_else(|| NOTIFY_EVENTS.iter().map(|s| s.to_string()).collect());
+        for (i, x) in e.iter().enumerate() {
+            if !NOTIFY_EVENTS.contains(&x.as_str()) {
+                v.err(
+                    format!("{key}[{i}]"),
+                    format!("unknown event {x:?}"),
+                    Some("missed, resolved or callback"),
+                );
+            }
+        }
+        e
+    };
+    let webhook = raw.notify.webhook.as_ref().map(|w| {
+        let url = w.url.clone().unwrap_or_default();
+        if !url.starts_with("http://") {
+            v.err(
+                "notify.webhook.url",
+                if url.is_empty() { "missing".to_string() } else { format!("{url:?} is not an http:// URL") },
+                Some("perezvon posts plain HTTP; put a TLS-terminating proxy (nginx, stunnel) in front of an https receiver"),
+            );
+        }
+        let secret = match (&w.secret, &w.secret_env) {
+            (Some(s), None) => Some(Secret::new(s.clone())),
+            (None, Some(e)) => match std::env::var(e) {
+                Ok(s) => Some(Secret::new(s)),
+                Err(_) => {
+                    v.err("notify.webhook.secret_env", format!("environment variable {e:?} is not set"), None);
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                v.err("notify.webhook.secret", "secret and secret_env are exclusive", None);
+                None
+            }
+            (None, None) => None,
+        };
+        WebhookConfig {
+            url,
+            secret,
+            events: events(v, "notify.webhook.events", &w.events),
+            timeout: v.duration("notify.webhook.timeout", &w.timeout, "10s"),
+            retry_every: v.duration("notify.webhook.retry_every", &w.retry_every, "10s"),
+            max_retry_every: v.duration("notify.webhook.max_retry_every", &w.max_retry_every, "10m"),
+            give_up_after: v.duration("notify.webhook.give_up_after", &w.give_up_after, "3d"),
+        }
+    });
+    let email = raw.notify.email.as_ref().map(|e| {
+        let smtp_host = e.smtp_host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let from = e.from.clone().unwrap_or_default();
+        if !from.contains('@') || from.contains(['\r', '\n', '<', '>']) {
+            v.err(
+                "notify.email.from",
+                format!("{from:?} is not an address"),
+                Some("e.g. \"perezvon@example.com\""),
+            );
+        }
+        let to = e.to.clone().unwrap_or_default();
+        if to.is_empty() {
+            v.err("notify.email.to", "no recipients", None);
+        }
+        for (i, t) in to.iter().enumerate() {
+            if !t.contains('@') || t.contains(['\r', '\n', '<', '>']) {
+                v.err(
+                    format!("notify.email.to[{i}]"),
+                    format!("{t:?} is not an address"),
+                    None,
+                );
+            }
+        }
+        EmailConfig {
+            smtp_host,
+            smtp_port: match e.smtp_port.unwrap_or(25) {
+                p @ 1..=65535 => p as u16,
+                p => {
+                    v.err(
+                        "notify.email.smtp_port",
+                        format!("{p} is not a TCP port"),
+                        None,
+                    );
+                    25
+                }
+            },
+            from,
+            to,
+            events: events(v, "notify.email.events", &e.events),
+            timeout: v.duration("notify.email.timeout", &e.timeout, "30s"),
+        }
+    });
+
+    // [metrics]
+    let listen_s = raw
+        .metrics
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:9271".into());
+    let listen = match listen_s.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            v.err(
+                "metrics.listen",
+                format!("{listen_s:?} is not host:port"),
+                Some("e.g. \"127.0.0.1:9271\""),
+            );
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9271))
+        }
+    };
+    let metrics = MetricsConfig {
+        enabled: raw.metrics.enabled.unwrap_or(false),
+        listen,
+    };
+
+    let level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+    if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        v.err(
+            "log.level",
+            format!("unknown level {level:?}"),
+            Some("error, warn, info, debug or trace"),
+        );
+    }
+    let json = match raw.log.format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => {
+            v.err(
+                "log.format",
+                format!("unknown format {other:?}"),
+                Some("text or json"),
+            );
+            false
+        }
+    };
+
+    Config {
+        asterisk,
+        pbx,
+        calls,
+        storage,
+        callback,
+        hours,
+        notify: NotifyConfig { webhook, email },
+        metrics,
+        log: LogConfig { level, json },
+        warnings: Vec::new(),
+    }
+}
+
+/// The lab PBX of `fixtures/asterisk-22/lab.toml`, used when no `--config` is given to `replay`
+/// and as the base of `demo`.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[[asterisk]]
+name = "lab"
+host = "127.0.0.1"
+port = 5038
+username = "listener"
+secret = "listener"
+
+[pbx]
+country_code = "7"
+inbound_contexts = ["from-trunk"]
+trunk_channels = ["Local/*@from-trunk-*;2"]
+agent_channels = ["Local/2??@agent-sim-*", "Local/2??@agent-phone-*"]
+external_channels = ["Local/*@external-sim-*", "Local/*@customer-sim-*"]
+
+[calls]
+min_talk = "6s"
+min_wait = "3s"
+
+[storage]
+database = "perezvon.db"
+
+[callback]
+marker_variable = "CALLBACK_ID"
+dial_template = "Local/{national}@customer-sim"
+caller_id = "74951110000"
+target = { context = "callback", exten = "201" }
+
+[hours]
+timezone = "Europe/Moscow"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert_eq!(c.callback.marker_variable, "CALLBACK_ID");
+        assert_eq!(c.asterisk[0].secret.expose(), "listener");
+        assert!(
+            format!("{:?}", c.asterisk[0]).contains("secret: ***"),
+            "secret leaked in Debug"
+        );
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let e = Config::from_toml(
+            r#"
+[[asterisk]]
+port = 99999
+[calls]
+min_talk = "six seconds"
+[callback]
+mode = "sideways"
+allow = ["(("]
+[hours]
+timezone = "Mars/Base"
+monday = ["18:00-09:00"]
+"#,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "asterisk[0].port",
+            "asterisk[0].username",
+            "asterisk[0].secret",
+            "calls.min_talk",
+            "callback.mode",
+            "callback.allow[0]",
+            "hours.timezone",
+            "hours.monday[0]",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = Config::from_toml("[calls]\nmin_talkk = \"6s\"\n").unwrap_err();
+        assert!(e.problems[0].message.contains("unknown field"), "{e}");
+        assert_eq!(e.problems[0].key, "line 2");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_range("00:00-24:00"),
+            Some(DayRange {
+                start_min: 0,
+                end_min: 1440
+            })
+        );
+        assert_eq!(
+            parse_range("09:00-13:00"),
+            Some(DayRange {
+                start_min: 540,
+                end_min: 780
+            })
+        );
+        assert_eq!(parse_range("13:00-09:00"), None);
+        assert_eq!(parse_range("24:00-24:00"), None);
+        assert_eq!(parse_range("9:00-10:00"), None);
+    }
+
+    #[test]
+    fn allow_list_is_anchored() {
+        let c = Config::from_toml("[callback]\nallow = [\"7916\\\\d+\"]\n").unwrap();
+        assert!(c.callback.allow[0].is_match("79161234567"));
+        assert!(!c.callback.allow[0].is_match("879161234567"));
+    }
+}

@@ -1,0 +1,39 @@
+//! perezvon: notices every inbound call an Asterisk PBX failed to answer and calls the customer
+//! back during working hours.
+//!
+//! # Layout
+//! A pure core with thin I/O edges. Everything under `calls` and `callback::{hours, planner}` takes
+//! time as an argument and never touches a socket, a clock or SQLite; the edges feed it and carry
+//! out what it returns.
+//!
+//! - [`ami`]: the Asterisk Manager Interface. `message` (ordered headers over shared bytes),
+//!   `codec` (framing + nom parser), `action` (validated requests), `client` (one connection:
+//!   login, ActionID correlation, keepalive), `supervisor` (reconnects, LinkUp/LinkDown),
+//!   `record` (raw stream to a file).
+//! - [`calls`]: AMI events -> one [`calls::record::CallRecord`] per call. `tracker` is the
+//!   per-call state machine, `rules` decides missed / ignored / lost_at, `resolve` matches later
+//!   calls to earlier misses.
+//! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
+//! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
+//!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them).
+//! - [`report`]: statistics over the store, as table, JSON or a self-contained HTML page.
+//! - [`notify`]: webhook and e-mail, delivered from a durable outbox.
+//! - [`metrics`]: the Prometheus text endpoint.
+//! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
+//! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.
+//! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
+//! - [`number`], [`glob`]: phone-number normalisation and channel-name patterns.
+
+pub mod ami;
+pub mod callback;
+pub mod calls;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod glob;
+pub mod metrics;
+pub mod notify;
+pub mod number;
+pub mod report;
+pub mod store;

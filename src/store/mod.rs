@@ -1,0 +1,141 @@
+//! SQLite behind typed methods. All SQL of perezvon lives under this module.
+//!
+//! One [`Store`] per connection. The file is in WAL mode with `synchronous = NORMAL`: a committed
+//! transaction survives a process crash (and, with WAL, a power loss costs at most the last
+//! transactions, never consistency). Migrations are append-only and keyed by `PRAGMA user_version`
+//! ([`migrations`]); a database newer than this binary is refused rather than guessed at.
+//!
+//! - [`calls`]: call verdicts (one row per server + linkedid) and resolution of earlier misses.
+//! - [`tasks`]: callback tasks (one open task per number) and their attempts.
+//! - [`outbox`]: notifications waiting for delivery.
+
+pub mod calls;
+pub mod migrations;
+pub mod outbox;
+pub mod tasks;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}, newer than this perezvon ({known}); upgrade perezvon")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("migration to schema version {version} failed")]
+    Migration {
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{what}")]
+    Sql {
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sql { what, source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A connection to perezvon's database.
+pub struct Store {
+    pub(crate) conn: Connection,
+    path: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) a database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let name = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                    path: name.clone(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+            }
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: name.clone(),
+            source,
+        })?;
+        Self::init(conn, name)
+    }
+
+    /// A private in-memory database (tests, `replay` without `--db`).
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Self::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Store> {
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        // Another process (the CLI while the daemon runs) may hold a write lock for a moment.
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let mut store = Store { conn, path };
+        migrations::migrate(&mut store.conn, &store.path)?;
+        store.conn.set_prepared_statement_cache_capacity(64);
+        Ok(store)
+    }
+
+    /// The schema version of this database.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(StoreError::sql("read schema version"))
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Seconds since the epoch (with microseconds) as stored in REAL columns.
+pub fn ts_to_f64(t: jiff::Timestamp) -> f64 {
+    t.as_microsecond() as f64 / 1e6
+}
+
+pub fn f64_to_ts(s: f64) -> jiff::Timestamp {
+    jiff::Timestamp::from_microsecond((s * 1e6).round() as i64)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
