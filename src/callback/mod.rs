@@ -7,3 +7,5 @@
 //! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
 
 pub mod hours;
+pub mod originate;
+pub mod planner;
