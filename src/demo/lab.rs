@@ -538,6 +538,12 @@ async fn play_callback(shared: Arc<Shared>, originate: Message, tx: mpsc::Sender
         .get_str("Channel")
         .map(|c| dialled_number(&c))
         .unwrap_or_default();
+    // The recorded callback id (the marker's value), replaced by this Originate's wherever it appears.
+    let recorded_id = events[first..]
+        .iter()
+        .find(|t| t.msg.is(b"Event", b"VarSet") && t.msg.is(b"Variable", b"CALLBACK_ID"))
+        .and_then(|t| t.msg.get_str("Value").map(|s| s.into_owned()))
+        .unwrap_or_default();
     let base = events[first].at;
     let slice: Vec<&Timed> = events[first..]
         .iter()
@@ -613,12 +619,19 @@ async fn play_callback(shared: Arc<Shared>, originate: Message, tx: mpsc::Sender
             {
                 return Some(marker_name.as_bytes().to_vec());
             }
-            if v.starts_with(b"CB-") && !marker_value.is_empty() {
-                return Some(marker_value.as_bytes().to_vec());
+            let mut text = None::<String>;
+            if !recorded_id.is_empty()
+                && !marker_value.is_empty()
+                && contains(v, recorded_id.as_bytes())
+            {
+                text = Some(String::from_utf8_lossy(v).replace(&recorded_id, &marker_value));
             }
             if !recorded_number.is_empty() && contains(v, recorded_number.as_bytes()) {
-                let s = String::from_utf8_lossy(v).replace(&recorded_number, &number);
-                return Some(rename_local(&s, &suffix).into_bytes());
+                let t = text.unwrap_or_else(|| String::from_utf8_lossy(v).into_owned());
+                text = Some(t.replace(&recorded_number, &number));
+            }
+            if let Some(t) = text {
+                return Some(rename_local(&t, &suffix).into_bytes());
             }
             if contains(v, b"Local/") {
                 return Some(rename_local(&String::from_utf8_lossy(v), &suffix).into_bytes());
