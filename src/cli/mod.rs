@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod check_config;
+
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -24,6 +26,18 @@ pub enum Command {
         after_help = "Example:\n  perezvon replay fixtures/asterisk-22/queue_abandon.ami\n  perezvon replay --format table fixtures/asterisk-22/*.ami"
     )]
     Replay(ReplayArgs),
+    /// Check a configuration file: every problem at once, exit code 78 when it is not valid.
+    #[command(
+        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
+    )]
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file [default: /etc/perezvon/perezvon.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,5 +60,6 @@ pub struct ReplayArgs {
 pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Replay(_a) => Err("replay: not wired yet".into()),
+        Command::CheckConfig(a) => check_config::run(&a),
     }
 }
