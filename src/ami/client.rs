@@ -86,6 +86,8 @@ pub enum AmiError {
     DuplicateActionId(String),
     #[error("the event consumer is gone")]
     ConsumerGone,
+    #[error("shutting down")]
+    Shutdown,
 }
 
 fn partial_note(partial: usize) -> String {
@@ -441,6 +443,18 @@ impl Connection {
     /// Runs until the link breaks (the error says why) or `shutdown` (Ok).
     pub(crate) async fn run(
         self,
+        requests: mpsc::Receiver<Request>,
+        events: &mpsc::Sender<LinkEvent>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), AmiError> {
+        match self.serve(requests, events, shutdown).await {
+            Err(AmiError::Shutdown) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn serve(
+        self,
         mut requests: mpsc::Receiver<Request>,
         events: &mpsc::Sender<LinkEvent>,
         shutdown: &CancellationToken,
@@ -459,6 +473,7 @@ impl Connection {
         let mut router = Router {
             server,
             events,
+            shutdown,
             pending: HashMap::new(),
             ping: None,
             waited: false,
@@ -537,6 +552,7 @@ impl Connection {
 struct Router<'a> {
     server: Arc<str>,
     events: &'a mpsc::Sender<LinkEvent>,
+    shutdown: &'a CancellationToken,
     pending: HashMap<Vec<u8>, Pending>,
     /// ActionID of the Ping in flight.
     ping: Option<Vec<u8>>,
@@ -561,10 +577,10 @@ impl Router<'_> {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(ev)) => {
                 self.waited = true;
-                self.events
-                    .send(ev)
-                    .await
-                    .map_err(|_| AmiError::ConsumerGone)
+                tokio::select! {
+                    r = self.events.send(ev) => r.map_err(|_| AmiError::ConsumerGone),
+                    _ = self.shutdown.cancelled() => Err(AmiError::Shutdown),
+                }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(AmiError::ConsumerGone),
         }

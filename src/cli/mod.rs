@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod record;
+
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -24,6 +26,24 @@ pub enum Command {
         after_help = "Example:\n  perezvon replay fixtures/asterisk-22/queue_abandon.ami\n  perezvon replay --format table fixtures/asterisk-22/*.ami"
     )]
     Replay(ReplayArgs),
+    /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM.
+    #[command(
+        after_help = "Example:\n  perezvon record --config /etc/perezvon/perezvon.toml --out today.ami\n  perezvon replay today.ami"
+    )]
+    Record(RecordArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Configuration file with the [[asterisk]] server(s).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Which [[asterisk]] entry to record (default: the first).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Output file (must not exist yet).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,5 +66,6 @@ pub struct ReplayArgs {
 pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Replay(_a) => Err("replay: not wired yet".into()),
+        Command::Record(a) => record::run(&a),
     }
 }
