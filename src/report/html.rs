@@ -45,9 +45,9 @@ header{display:flex;justify-content:space-between;align-items:flex-end;flex-wrap
 h1{margin:0;font-size:28px;letter-spacing:-.01em}
 h2{margin:0 0 12px;font-size:17px}
 .sub{color:#616e7c;font-size:14px}
-.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin-bottom:16px}
+.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(128px,1fr));gap:12px;margin-bottom:16px}
 .kpi{background:#fff;border-radius:10px;padding:14px 16px;box-shadow:0 1px 2px rgba(16,24,40,.08)}
-.kpi .v{font-size:26px;font-weight:650;line-height:1.15}
+.kpi .v{font-size:24px;font-weight:650;line-height:1.15;white-space:nowrap}
 .kpi .l{color:#616e7c;font-size:13px}
 .kpi.bad .v{color:#c23030}.kpi.good .v{color:#23845a}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:16px;margin-bottom:16px}
@@ -67,20 +67,31 @@ footer{color:#7b8794;font-size:12.5px;margin-top:20px}
 svg text{font-family:inherit}
 ";
 
-/// A "nice" axis maximum >= `v` (1, 2, 2.5, 5 x 10^k) so gridlines fall on round numbers.
+/// A "nice" axis maximum >= `v`: four gridlines at a step of 1, 2, 2.5 or 5 x 10^k, so they fall
+/// on round numbers without wasting half the chart.
 fn nice_max(v: u64) -> u64 {
     if v <= 4 {
         return 4;
     }
-    let mut step = 1u64;
+    let mut unit = 1u64;
     loop {
-        for m in [1, 2, 5] {
-            let s = step.saturating_mul(m);
-            if s.saturating_mul(4) >= v {
-                return s.saturating_mul(4);
+        // Steps in tenths of `unit`: 1, 2, 2.5, 5 x unit; 2.5 is not a whole number of calls, so
+        // the smallest decade uses 3 instead.
+        for tenths in [10u64, 20, 25, 50] {
+            let tenths = if tenths == 25 && unit < 10 {
+                30
+            } else {
+                tenths
+            };
+            let step = unit.saturating_mul(tenths) / 10;
+            if step.saturating_mul(4) >= v {
+                return step.saturating_mul(4);
             }
         }
-        step = step.saturating_mul(10);
+        if unit > u64::MAX / 100 {
+            return v;
+        }
+        unit *= 10;
     }
 }
 
@@ -135,6 +146,7 @@ fn stacked_bars(
     let bw = (slot * 0.7).max(1.0);
     // Thin bars cannot carry every label: show every second one when they would collide.
     let every = if slot < 22.0 { 2 } else { 1 };
+    let label_size = if slot < 60.0 { 10 } else { 11 };
     for (i, label) in labels.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bw) / 2.0;
         let mut y = top + ph;
@@ -165,7 +177,7 @@ fn stacked_bars(
         if i % every == 0 {
             let _ = write!(
                 o,
-                r##"<text x="{cx:.1}" y="{ly:.1}" font-size="11" fill="#52606d" text-anchor="middle">{l}</text>"##,
+                r##"<text x="{cx:.1}" y="{ly:.1}" font-size="{label_size}" fill="#52606d" text-anchor="middle">{l}</text>"##,
                 cx = x + bw / 2.0,
                 ly = top + ph + 16.0,
                 l = esc(label)
@@ -646,4 +658,30 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     );
     o.push('\n');
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_maximum_is_round_and_tight() {
+        for (v, want) in [
+            (0, 4),
+            (4, 4),
+            (5, 8),
+            (9, 12),
+            (13, 20),
+            (23, 40),
+            (63, 80),
+            (97, 100),
+            (101, 200),
+            (180, 200),
+            (999, 1000),
+            (1001, 2000),
+        ] {
+            assert_eq!(nice_max(v), want, "{v}");
+        }
+        assert!(nice_max(u64::MAX) >= u64::MAX / 2);
+    }
 }
