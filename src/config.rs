@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use crate::number::NumberPlan;
 
+pub mod schema;
+
 /// Exit code for a bad configuration (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;
 
@@ -639,12 +641,31 @@ impl Config {
         source_name: &str,
         base_dir: Option<PathBuf>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        let fail = |problems| ConfigError {
             source_name: source_name.to_string(),
-            problems: vec![toml_problem(&e, text)],
-        })?;
+            problems,
+        };
+        // Syntax first: nothing else can be checked in a file that is not TOML.
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text)]))?;
+        // Unknown keys are collected over the whole file (serde alone stops at the first one),
+        // then dropped so the rest of the file is still checked in the same pass.
+        let unknown = schema::unknown_keys(&mut table, text);
+        let raw: RawConfig = if unknown.is_empty() {
+            // From the text, so a type error carries its line.
+            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text)]))?
+        } else {
+            match toml::Value::Table(table).try_into::<RawConfig>() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let mut problems = unknown;
+                    problems.push(toml_problem(&e, ""));
+                    return Err(fail(problems));
+                }
+            }
+        };
         let mut v = V {
-            problems: Vec::new(),
+            problems: unknown,
             warnings: Vec::new(),
             base_dir,
         };
@@ -672,21 +693,28 @@ impl Config {
 }
 
 fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
-    let msg = e.message().to_string();
-    let location = e.span().map(|span| {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        format!("line {line}")
-    });
-    // serde says: unknown field `foo`, expected one of ...
-    let key = location.unwrap_or_else(|| "(toml)".into());
+    // toml's message is the first line of its Display; the rest repeats the source line.
+    let msg = e.message().trim().replace('\n', "; ");
+    let (key, line) = match e.span().filter(|_| !text.is_empty()) {
+        Some(span) => schema::key_at(text, span.start),
+        None => (None, None),
+    };
+    let key = match (key, line) {
+        (Some(k), Some(l)) => format!("{k} (line {l})"),
+        (None, Some(l)) => format!("line {l}"),
+        (Some(k), None) => k,
+        (None, None) => "(toml)".into(),
+    };
     let hint = if msg.contains("unknown field") {
         Some("see config.example.toml for every key".to_string())
+    } else if msg.contains("invalid type") {
+        Some("durations and names are quoted strings, numbers and booleans are not".to_string())
     } else {
-        None
+        Some("the file is not valid TOML; check quotes and brackets".to_string())
     };
     Problem {
         key,
-        message: msg.trim().to_string(),
+        message: msg,
         hint,
     }
 }
@@ -1176,7 +1204,11 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
         }
         parsed.sort_by_key(|r| r.start_min);
         if parsed.windows(2).any(|w| w[1].start_min < w[0].end_min) {
-            v.err(format!("hours.{name}"), "ranges overlap", None);
+            v.err(
+                format!("hours.{name}"),
+                "ranges overlap",
+                Some("list separate ranges, e.g. [\"09:00-13:00\", \"14:00-18:00\"]"),
+            );
         }
         week[d] = parsed;
     }
@@ -1436,8 +1468,8 @@ monday = ["18:00-09:00"]
     #[test]
     fn unknown_key_is_an_error() {
         let e = Config::from_toml("[calls]\nmin_talkk = \"6s\"\n").unwrap_err();
-        assert!(e.problems[0].message.contains("unknown field"), "{e}");
-        assert_eq!(e.problems[0].key, "line 2");
+        assert!(e.problems[0].message.contains("unknown key"), "{e}");
+        assert_eq!(e.problems[0].key, "calls.min_talkk (line 2)");
     }
 
     #[test]

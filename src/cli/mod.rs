@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod check_config;
 pub mod missed;
 pub mod report;
 
@@ -37,6 +38,18 @@ pub enum Command {
         after_help = "Example:\n  perezvon report --since 7d\n  perezvon report --since 30d --format html --out missed-calls.html"
     )]
     Report(ReportArgs),
+    /// Check a configuration file: every problem at once, exit code 78 when it is not valid.
+    #[command(
+        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
+    )]
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file [default: /etc/perezvon/perezvon.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,5 +112,6 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Replay(_a) => Err("replay: not wired yet".into()),
         Command::Missed(a) => missed::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::CheckConfig(a) => check_config::run(&a),
     }
 }
