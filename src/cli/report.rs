@@ -18,7 +18,15 @@ pub(crate) fn load_config(
     match path {
         Some(p) => Ok(Config::load(p)?),
         None if default.exists() => Ok(Config::load(default)?),
-        None => Ok(Config::embedded_default()),
+        None => {
+            let cfg = Config::embedded_default();
+            // Say so: the lab's time zone and database path are probably not this site's.
+            eprintln!(
+                "perezvon: no --config and no {DEFAULT_CONFIG}: using the built-in lab configuration (times in {})",
+                cfg.hours.timezone_name
+            );
+            Ok(cfg)
+        }
     }
 }
 

@@ -231,3 +231,20 @@ pub fn table_text(list: &[MissedCall], tz: &TimeZone) -> String {
         &rows,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("+79161234567"), "+79161234567");
+        assert_eq!(csv_field(""), "");
+        assert_eq!(csv_field("Ivanov, Ivan"), "\"Ivanov, Ivan\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field(" padded"), "\" padded\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("@SUM(A1),x"), "\"'@SUM(A1),x\"");
+    }
+}

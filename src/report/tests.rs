@@ -161,6 +161,33 @@ fn hour_and_weekend_follow_the_configured_zone() {
 }
 
 #[test]
+fn hour_of_day_follows_daylight_saving_changes() {
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    // 2026-03-29: clocks go 02:00 -> 03:00 CET -> CEST. 00:30 UTC is 01:30 (UTC+1), 01:30 UTC is
+    // 03:30 (UTC+2): no call is ever at hour 02 that day.
+    let records = vec![
+        call("a", "2026-03-29T00:30:00Z", Status::Missed, 12.0),
+        call("b", "2026-03-29T01:30:00Z", Status::Answered, 12.0),
+        // Summer: 03:00 in Berlin; in New York (UTC-4) still Sunday evening, 21:00.
+        call("c", "2026-06-01T01:00:00Z", Status::Missed, 12.0),
+    ];
+    let r = build(&records, &berlin);
+    assert_eq!(
+        (
+            r.by_hour[1].inbound,
+            r.by_hour[2].inbound,
+            r.by_hour[3].inbound
+        ),
+        (1, 0, 2)
+    );
+    let ny = build(&records, &TimeZone::get("America/New_York").unwrap());
+    assert_eq!(ny.by_hour[21].missed, 1);
+    assert_eq!(ny.by_weekday[6].missed, 1);
+    // The March calls are Saturday evening there: all three are weekend calls, two missed.
+    assert_eq!((ny.weekends.inbound, ny.weekends.missed), (3, 2));
+}
+
+#[test]
 fn ignored_and_unknown_are_counted_apart_from_misses() {
     let mut outbound = call("o", "2026-11-16T10:00:00Z", Status::Missed, 5.0);
     outbound.direction = Direction::Outbound;

@@ -160,3 +160,118 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::record::{LostAt, Status};
+
+    fn t(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_795_000_000 + s).unwrap()
+    }
+
+    fn miss(id: &str, number: Option<&str>, start: i64) -> CallRecord {
+        CallRecord {
+            server: "lab".into(),
+            linkedid: id.into(),
+            direction: Direction::Inbound,
+            caller: number.map(str::to_string),
+            caller_normalized: number.map(str::to_string),
+            callee: None,
+            callee_normalized: None,
+            started_at: t(start),
+            ended_at: t(start + 20),
+            answered_at: None,
+            wait_secs: 20.0,
+            talk_secs: 0.0,
+            agent: None,
+            status: Status::Missed,
+            missed: true,
+            ignored: false,
+            lost_at: Some(LostAt::Queue),
+            hangup_by: None,
+            resolved_by: None,
+            resolved_at: None,
+            resolved_by_linkedid: None,
+            callback_id: None,
+            callback_outcome: None,
+            unknown_reason: None,
+        }
+    }
+
+    fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
+        s.conn
+            .execute(
+                "INSERT INTO callback_tasks (number, state, server, first_missed_at, last_missed_at, closed_at) \
+                 VALUES (?1, ?2, 'lab', ?3, ?3, ?4)",
+                params![number, state, ts_to_f64(t(first)), closed.map(|c| ts_to_f64(t(c)))],
+            )
+            .unwrap();
+        s.conn.last_insert_rowid()
+    }
+
+    #[test]
+    fn each_miss_gets_the_task_that_covered_it() {
+        let s = Store::open_in_memory().unwrap();
+        // First miss at 0, its task closed at 1000; a second miss at 5000 opened a new task.
+        let done = task(&s, "79161234567", "done", 20, Some(1000));
+        let open = task(&s, "79161234567", "pending", 5020, None);
+        s.insert_call(&miss("a", Some("79161234567"), 0)).unwrap();
+        s.insert_call(&miss("b", Some("79161234567"), 5000))
+            .unwrap();
+        s.insert_call(&miss("c", None, 6000)).unwrap();
+        s.insert_call(&miss("d", Some("79990000000"), 7000))
+            .unwrap();
+        let list = s.missed_calls(t(-10), t(10_000), false).unwrap();
+        let ids: Vec<(&str, Option<i64>)> = list
+            .iter()
+            .map(|m| (m.call.linkedid.as_str(), m.task.as_ref().map(|t| t.id)))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("d", None),
+                ("c", None),
+                ("b", Some(open)),
+                ("a", Some(done))
+            ]
+        );
+        // The window is half-open on the end time, like calls_ended_between.
+        assert_eq!(s.missed_calls(t(-10), t(20), false).unwrap().len(), 0);
+        assert_eq!(s.missed_calls(t(-10), t(21), false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn callback_counts_by_outcome_and_state() {
+        let s = Store::open_in_memory().unwrap();
+        let a = task(&s, "79161234567", "done", 100, Some(900));
+        task(&s, "79161234568", "given_up", 100, Some(900));
+        task(&s, "79161234569", "pending", 99_999, None);
+        for (i, o) in [
+            Some("busy"),
+            Some("connected"),
+            None,
+            Some("from_the_future"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            s.conn
+                .execute(
+                    "INSERT INTO callback_attempts (task_id, callback_id, action_id, target, started_at, outcome) \
+                     VALUES (?1, ?2, ?2, 'x', ?3, ?4)",
+                    params![a, format!("cb{i}"), ts_to_f64(t(200 + i as i64)), o],
+                )
+                .unwrap();
+        }
+        let c = s.callback_counts(t(0), t(1000)).unwrap();
+        let n = |o: CallbackOutcome| c.attempts_by_outcome.iter().find(|x| x.0 == o).unwrap().1;
+        assert_eq!(n(CallbackOutcome::Busy), 1);
+        assert_eq!(n(CallbackOutcome::Connected), 1);
+        assert_eq!(n(CallbackOutcome::NoAnswer), 0);
+        assert_eq!(c.attempts_pending, 2);
+        let st = |k: &str| c.tasks_by_state.iter().find(|x| x.0 == k).unwrap().1;
+        assert_eq!((st("done"), st("given_up"), st("pending")), (1, 1, 0));
+        assert_eq!(s.callback_counts(t(0), t(0)).unwrap().attempts_pending, 0);
+    }
+}
