@@ -7,6 +7,7 @@ use std::process::Command;
 use jiff::{SignedDuration, Timestamp};
 use perezvon::calls::record::{CallRecord, Direction, LostAt, ResolvedBy, Status};
 use perezvon::store::Store;
+use rusqlite::types::Value;
 
 const NASTY: &str = "<script>alert(1)</script>";
 
@@ -123,7 +124,53 @@ fn busy_week(store: &Store, now: Timestamp) -> Vec<CallRecord> {
     out
 }
 
-/// The callback tables belong to the dialer; the test writes rows the way it does.
+/// Inserts a row naming only the columns the reports read; other NOT NULL columns without a
+/// default get a zero value, so the dialer can add columns without breaking these tests.
+fn insert_row(c: &rusqlite::Connection, table: &str, values: &[(&str, Value)]) -> i64 {
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}')"
+        ))
+        .unwrap();
+    let info: Vec<(String, String, bool, Option<String>, i64)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    for (name, ty, notnull, default, pk) in info {
+        if let Some((_, v)) = values.iter().find(|(c, _)| *c == name) {
+            cols.push(name);
+            vals.push(v.clone());
+        } else if notnull && default.is_none() && pk == 0 {
+            cols.push(name);
+            vals.push(match ty.as_str() {
+                "TEXT" => Value::Text(String::new()),
+                "REAL" => Value::Real(0.0),
+                _ => Value::Integer(0),
+            });
+        }
+    }
+    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+    c.execute(
+        &format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            cols.join(", "),
+            marks.join(", ")
+        ),
+        rusqlite::params_from_iter(vals),
+    )
+    .unwrap();
+    c.last_insert_rowid()
+}
+
+fn secs(t: Timestamp) -> Value {
+    Value::Real(t.as_millisecond() as f64 / 1000.0)
+}
+
+/// A callback task for `number` with one finished attempt per outcome, the way the dialer writes them.
 fn add_task(
     db: &Path,
     number: &str,
@@ -133,29 +180,45 @@ fn add_task(
     closed: Option<Timestamp>,
 ) {
     let c = rusqlite::Connection::open(db).unwrap();
-    let f = first_missed.as_millisecond() as f64 / 1000.0;
-    c.execute(
-        "INSERT INTO callback_tasks (number, state, server, attempts, first_missed_at, last_missed_at, next_attempt_at, last_outcome, closed_at) \
-         VALUES (?1, ?2, 'lab', ?3, ?4, ?4, ?5, ?6, ?7)",
-        rusqlite::params![
-            number,
-            state,
-            attempts.len() as i64,
-            f,
-            f + 600.0,
-            attempts.last().copied(),
-            closed.map(|t| t.as_millisecond() as f64 / 1000.0)
+    let task = insert_row(
+        &c,
+        "callback_tasks",
+        &[
+            ("number", Value::Text(number.into())),
+            ("state", Value::Text(state.into())),
+            ("server", Value::Text("lab".into())),
+            ("attempts", Value::Integer(attempts.len() as i64)),
+            ("first_missed_at", secs(first_missed)),
+            ("last_missed_at", secs(first_missed)),
+            (
+                "next_attempt_at",
+                secs(first_missed + SignedDuration::from_mins(10)),
+            ),
+            (
+                "last_outcome",
+                attempts
+                    .last()
+                    .map_or(Value::Null, |o| Value::Text(o.to_string())),
+            ),
+            ("closed_at", closed.map_or(Value::Null, secs)),
         ],
-    )
-    .unwrap();
-    let task = c.last_insert_rowid();
+    );
     for (i, outcome) in attempts.iter().enumerate() {
-        c.execute(
-            "INSERT INTO callback_attempts (task_id, callback_id, action_id, target, started_at, ended_at, outcome) \
-             VALUES (?1, ?2, ?2, 'sales', ?3, ?3, ?4)",
-            rusqlite::params![task, format!("cb-{task}-{i}"), f + 60.0 * (i as f64 + 1.0), outcome],
-        )
-        .unwrap();
+        let at = first_missed + SignedDuration::from_mins(i as i64 + 1);
+        insert_row(
+            &c,
+            "callback_attempts",
+            &[
+                ("task_id", Value::Integer(task)),
+                ("attempt_no", Value::Integer(i as i64 + 1)),
+                ("callback_id", Value::Text(format!("cb-{task}-{i}"))),
+                ("number", Value::Text(number.into())),
+                ("target", Value::Text("sales".into())),
+                ("started_at", secs(at)),
+                ("ended_at", secs(at + SignedDuration::from_secs(30))),
+                ("outcome", Value::Text(outcome.to_string())),
+            ],
+        );
     }
 }
 

@@ -582,15 +582,20 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
 
     // Callbacks.
     let c = &r.callbacks;
-    let outcome_labels: Vec<String> = c
+    let mut outcome_labels: Vec<String> = c
         .attempts_by_outcome
         .iter()
         .map(|b| b.label.replace('_', " "))
         .collect();
+    let mut outcome_counts: Vec<u64> = c.attempts_by_outcome.iter().map(|b| b.count).collect();
+    if c.attempts_unknown > 0 {
+        outcome_labels.push("unknown".into());
+        outcome_counts.push(c.attempts_unknown);
+    }
     let outcomes = [Series {
         name: "attempts",
         color: RESOLVERS[2],
-        values: c.attempts_by_outcome.iter().map(|b| b.count).collect(),
+        values: outcome_counts,
     }];
     let _ = write!(
         o,

@@ -109,11 +109,13 @@ pub struct ReactionRow {
 /// What perezvon's callbacks achieved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Callbacks {
-    /// Attempts with a known outcome.
+    /// Finished attempts: those with an outcome, plus `attempts_unknown`.
     pub attempts: u64,
     pub attempts_by_outcome: Vec<Bucket>,
-    /// Attempts still running or without a recorded outcome.
+    /// Attempts still running (no outcome yet); not in `attempts`.
     pub attempts_pending: u64,
+    /// Attempts whose outcome was lost (perezvon restarted mid-call); counted as not connected.
+    pub attempts_unknown: u64,
     pub connected: u64,
     /// connected / attempts; 0 when there were none.
     pub success_rate: f64,
@@ -404,7 +406,8 @@ impl Report {
 
 impl Callbacks {
     fn from_counts(c: &CallbackCounts) -> Callbacks {
-        let attempts = c.attempts_by_outcome.iter().map(|(_, n)| n).sum();
+        let attempts =
+            c.attempts_by_outcome.iter().map(|(_, n)| n).sum::<u64>() + c.attempts_unknown;
         let connected = c
             .attempts_by_outcome
             .iter()
@@ -430,6 +433,7 @@ impl Callbacks {
                 })
                 .collect(),
             attempts_pending: c.attempts_pending,
+            attempts_unknown: c.attempts_unknown,
             connected,
             success_rate: ratio(connected, attempts),
             tasks_by_state: c

@@ -242,6 +242,7 @@ fn callback_rates_from_counts() {
             (CallbackOutcome::Busy, 1),
         ],
         attempts_pending: 2,
+        attempts_unknown: 1,
         tasks_by_state: vec![
             ("done".into(), 3),
             ("given_up".into(), 1),
@@ -256,9 +257,12 @@ fn callback_rates_from_counts() {
         Timestamp::UNIX_EPOCH,
         Timestamp::UNIX_EPOCH,
     );
-    assert_eq!(r.callbacks.attempts, 8);
+    assert_eq!(
+        r.callbacks.attempts, 9,
+        "unknown counts, still ringing does not"
+    );
     assert_eq!(r.callbacks.connected, 3);
-    assert_eq!(r.callbacks.success_rate, 3.0 / 8.0);
+    assert_eq!(r.callbacks.success_rate, 3.0 / 9.0);
     assert_eq!((r.callbacks.tasks_done, r.callbacks.tasks_given_up), (3, 1));
     assert_eq!(r.callbacks.task_success_rate, 0.75);
 }

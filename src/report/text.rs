@@ -218,6 +218,9 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
         .iter()
         .map(|b| vec![b.label.clone(), b.count.to_string()])
         .collect();
+    if c.attempts_unknown > 0 {
+        rows.push(vec!["unknown".into(), c.attempts_unknown.to_string()]);
+    }
     if c.attempts_pending > 0 {
         rows.push(vec![
             "(no outcome yet)".into(),

@@ -33,8 +33,10 @@ pub struct MissedCall {
 pub struct CallbackCounts {
     /// Finished attempts by outcome, in [`CallbackOutcome::ALL`] order.
     pub attempts_by_outcome: Vec<(CallbackOutcome, u64)>,
-    /// Attempts started in the period whose outcome is not known (yet).
+    /// Attempts started in the period that have no outcome yet (still ringing).
     pub attempts_pending: u64,
+    /// Attempts whose outcome nobody could tell (perezvon restarted mid-call: `unknown`).
+    pub attempts_unknown: u64,
     /// Tasks first missed in the period, by state (`pending`, `in_progress`, `done`, `given_up`,
     /// `cancelled`), in that order.
     pub tasks_by_state: Vec<(String, u64)>,
@@ -109,7 +111,7 @@ impl Store {
         let (f, t) = (ts_to_f64(from), ts_to_f64(to));
         let mut by_outcome: Vec<(CallbackOutcome, u64)> =
             CallbackOutcome::ALL.iter().map(|o| (*o, 0)).collect();
-        let mut pending = 0;
+        let (mut pending, mut unknown) = (0, 0);
         let rows: Vec<(Option<String>, i64)> = self
             .conn
             .prepare_cached(
@@ -129,8 +131,9 @@ impl Store {
                         slot.1 += n;
                     }
                 }
-                // No outcome yet, or one this binary does not know: not a success either way.
-                None => pending += n,
+                None if outcome.is_none() => pending += n,
+                // `unknown`, or an outcome newer than this binary: dialled, not known to connect.
+                None => unknown += n,
             }
         }
         let mut by_state: Vec<(String, u64)> =
@@ -156,6 +159,7 @@ impl Store {
         Ok(CallbackCounts {
             attempts_by_outcome: by_outcome,
             attempts_pending: pending,
+            attempts_unknown: unknown,
             tasks_by_state: by_state,
         })
     }
@@ -199,15 +203,71 @@ mod tests {
         }
     }
 
-    fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
-        s.conn
-            .execute(
-                "INSERT INTO callback_tasks (number, state, server, first_missed_at, last_missed_at, closed_at) \
-                 VALUES (?1, ?2, 'lab', ?3, ?3, ?4)",
-                params![number, state, ts_to_f64(t(first)), closed.map(|c| ts_to_f64(t(c)))],
-            )
+    /// Inserts a row naming only the columns the reports read; any other NOT NULL column without
+    /// a default gets a zero value. The dialer owns these tables and may add columns: the
+    /// reports' tests must not break when it does.
+    pub(crate) fn insert_row(
+        conn: &rusqlite::Connection,
+        table: &str,
+        values: &[(&str, rusqlite::types::Value)],
+    ) -> i64 {
+        use rusqlite::types::Value;
+        let mut cols: Vec<String> = Vec::new();
+        let mut vals: Vec<Value> = Vec::new();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}')"
+            ))
             .unwrap();
-        s.conn.last_insert_rowid()
+        let info: Vec<(String, String, bool, Option<String>, i64)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (name, ty, notnull, default, pk) in info {
+            if let Some((_, v)) = values.iter().find(|(c, _)| *c == name) {
+                cols.push(name);
+                vals.push(v.clone());
+            } else if notnull && default.is_none() && pk == 0 {
+                cols.push(name);
+                vals.push(match ty.as_str() {
+                    "TEXT" => Value::Text(String::new()),
+                    "REAL" => Value::Real(0.0),
+                    _ => Value::Integer(0),
+                });
+            }
+        }
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                cols.join(", "),
+                marks.join(", ")
+            ),
+            rusqlite::params_from_iter(vals),
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
+        use rusqlite::types::Value;
+        insert_row(
+            &s.conn,
+            "callback_tasks",
+            &[
+                ("number", Value::Text(number.into())),
+                ("state", Value::Text(state.into())),
+                ("first_missed_at", Value::Real(ts_to_f64(t(first)))),
+                ("last_missed_at", Value::Real(ts_to_f64(t(first)))),
+                (
+                    "closed_at",
+                    closed.map_or(Value::Null, |c| Value::Real(ts_to_f64(t(c)))),
+                ),
+            ],
+        )
     }
 
     #[test]
@@ -247,29 +307,38 @@ mod tests {
         let a = task(&s, "79161234567", "done", 100, Some(900));
         task(&s, "79161234568", "given_up", 100, Some(900));
         task(&s, "79161234569", "pending", 99_999, None);
-        for (i, o) in [
+        use rusqlite::types::Value;
+        let outcomes = [
             Some("busy"),
             Some("connected"),
             None,
+            Some("unknown"),
             Some("from_the_future"),
-        ]
-        .iter()
-        .enumerate()
-        {
-            s.conn
-                .execute(
-                    "INSERT INTO callback_attempts (task_id, callback_id, action_id, target, started_at, outcome) \
-                     VALUES (?1, ?2, ?2, 'x', ?3, ?4)",
-                    params![a, format!("cb{i}"), ts_to_f64(t(200 + i as i64)), o],
-                )
-                .unwrap();
+        ];
+        for (i, o) in outcomes.iter().enumerate() {
+            let at = ts_to_f64(t(200 + i as i64));
+            insert_row(
+                &s.conn,
+                "callback_attempts",
+                &[
+                    ("task_id", Value::Integer(a)),
+                    ("callback_id", Value::Text(format!("cb{i}"))),
+                    ("number", Value::Text(format!("7916123456{i}"))),
+                    ("started_at", Value::Real(at)),
+                    (
+                        "ended_at",
+                        o.map_or(Value::Null, |_| Value::Real(at + 30.0)),
+                    ),
+                    ("outcome", o.map_or(Value::Null, |o| Value::Text(o.into()))),
+                ],
+            );
         }
         let c = s.callback_counts(t(0), t(1000)).unwrap();
         let n = |o: CallbackOutcome| c.attempts_by_outcome.iter().find(|x| x.0 == o).unwrap().1;
         assert_eq!(n(CallbackOutcome::Busy), 1);
         assert_eq!(n(CallbackOutcome::Connected), 1);
         assert_eq!(n(CallbackOutcome::NoAnswer), 0);
-        assert_eq!(c.attempts_pending, 2);
+        assert_eq!((c.attempts_pending, c.attempts_unknown), (1, 2));
         let st = |k: &str| c.tasks_by_state.iter().find(|x| x.0 == k).unwrap().1;
         assert_eq!((st("done"), st("given_up"), st("pending")), (1, 1, 0));
         assert_eq!(s.callback_counts(t(0), t(0)).unwrap().attempts_pending, 0);
