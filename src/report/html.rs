@@ -50,7 +50,7 @@ h2{margin:0 0 12px;font-size:17px}
 .kpi .v{font-size:24px;font-weight:650;line-height:1.15;white-space:nowrap}
 .kpi .l{color:#616e7c;font-size:13px}
 .kpi.bad .v{color:#c23030}.kpi.good .v{color:#23845a}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:16px;margin-bottom:16px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(440px,100%),1fr));gap:16px;margin-bottom:16px}
 .card{background:#fff;border-radius:10px;padding:16px 18px;box-shadow:0 1px 2px rgba(16,24,40,.08);margin-bottom:16px}
 .grid .card{margin-bottom:0}
 table{border-collapse:collapse;width:100%;font-size:14px;margin-top:8px}
@@ -65,6 +65,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .empty{color:#7b8794;font-style:italic;padding:20px 0;text-align:center}
 footer{color:#7b8794;font-size:12.5px;margin-top:20px}
 svg text{font-family:inherit}
+@media print{body{background:#fff}main{padding:0}.card,.kpi{box-shadow:none;border:1px solid #e4e7eb;break-inside:avoid}}
 ";
 
 /// A "nice" axis maximum >= `v`: four gridlines at a step of 1, 2, 2.5 or 5 x 10^k, so they fall
@@ -243,7 +244,9 @@ fn share_bar(title: &str, items: &[(String, u64, &str)]) -> String {
 fn donut(title: &str, items: &[(String, u64, &str)], centre_label: &str) -> String {
     let total: u64 = items.iter().map(|i| i.1).sum();
     let (r, sw) = (60.0, 26.0);
-    let circ = 2.0 * std::f64::consts::PI * r;
+    // Lengths are in units of pathLength=100: the browser's own perimeter of the circle then
+    // matches ours exactly, and the last segment closes the ring without a seam.
+    let circ = 100.0;
     let mut o = String::new();
     let _ = write!(
         o,
@@ -256,7 +259,7 @@ fn donut(title: &str, items: &[(String, u64, &str)], centre_label: &str) -> Stri
         // Start at 12 o'clock and go clockwise: rotate -90 degrees, dash offset walks the ring.
         let _ = write!(
             o,
-            r#"<circle cx="90" cy="90" r="{r}" fill="none" stroke="{color}" stroke-width="{sw}" stroke-dasharray="{len:.2} {rest:.2}" stroke-dashoffset="{off:.2}" transform="rotate(-90 90 90)"><title>{l}: {n}</title></circle>"#,
+            r#"<circle cx="90" cy="90" r="{r}" pathLength="100" fill="none" stroke="{color}" stroke-width="{sw}" stroke-dasharray="{len:.2} {rest:.2}" stroke-dashoffset="{off:.2}" transform="rotate(-90 90 90)"><title>{l}: {n}</title></circle>"#,
             rest = circ - len,
             off = -offset,
             l = esc(label)
