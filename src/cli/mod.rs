@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod check_config;
+pub mod replay;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
@@ -59,7 +60,7 @@ pub struct ReplayArgs {
 /// Runs a parsed command.
 pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
-        Command::Replay(_a) => Err("replay: not wired yet".into()),
+        Command::Replay(a) => replay::run(&a),
         Command::CheckConfig(a) => check_config::run(&a),
     }
 }
