@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod check_config;
-pub mod record;
 pub mod missed;
+pub mod record;
+pub mod replay;
 pub mod report;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
@@ -128,7 +129,7 @@ pub struct ReplayArgs {
 /// Runs a parsed command.
 pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
-        Command::Replay(_a) => Err("replay: not wired yet".into()),
+        Command::Replay(a) => replay::run(&a),
         Command::Missed(a) => missed::run(&a),
         Command::Report(a) => report::run(&a),
         Command::CheckConfig(a) => check_config::run(&a),
