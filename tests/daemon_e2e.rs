@@ -393,3 +393,60 @@ async fn killed_mid_attempt_no_second_dial_before_the_spacing() {
     );
     assert_eq!(lab.log.lock().unwrap().originates.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lab_outcome_is_classified() {
+    // One task, five attempts, each answered by a different callback capture.
+    fn script(_: &str, attempt: u32) -> LabOutcome {
+        match attempt {
+            1 => LabOutcome::NoAnswer,
+            2 => LabOutcome::Busy,
+            3 => LabOutcome::Failed,
+            4 => LabOutcome::AgentMissed,
+            _ => LabOutcome::Connected,
+        }
+    }
+    let stop_lab = CancellationToken::new();
+    let lab = lab::start(
+        LabOptions {
+            traffic: lab::traffic_timeline(&[capture("ivr_abandon")], Duration::ZERO),
+            script,
+        },
+        stop_lab.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let mut cfg = config(lab.addr.port(), r#"["00:00-24:00"]"#, "1s", "1s");
+    cfg.callback.max_attempts = 5;
+    let mut d = start(cfg, &db);
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 5 {
+        let e = d
+            .next_event("attempt end", |e| {
+                matches!(e, DialerEvent::AttemptEnded { .. })
+            })
+            .await;
+        if let DialerEvent::AttemptEnded { outcome, .. } = e {
+            outcomes.push(outcome);
+        }
+    }
+    d.stop().await;
+    stop_lab.cancel();
+    let c = AttemptOutcome::Call;
+    assert_eq!(
+        outcomes,
+        vec![
+            c(CallbackOutcome::NoAnswer),
+            c(CallbackOutcome::Busy),
+            c(CallbackOutcome::Failed),
+            c(CallbackOutcome::AgentMissed),
+            c(CallbackOutcome::Connected),
+        ]
+    );
+    let store = Store::open(&db).unwrap();
+    let t = &store.list_tasks(true, 10).unwrap()[0];
+    assert_eq!(t.task.state, TaskState::Done);
+    assert_eq!(t.task.attempts, 5);
+}
