@@ -114,7 +114,8 @@ pub async fn run_with(
     // The dialer, on its own task and connection.
     let (dial_tx, dial_rx) = mpsc::channel::<DialerInput>(4096);
     let dialer_stop = CancellationToken::new();
-    let dialer_task = match callback_handle {
+    // With callbacks off no tasks are created: turning them on later must not dial a backlog.
+    let dialer_task = match callback_handle.filter(|_| cfg.callback.enabled) {
         Some(h) => {
             let clock: Clock = opts
                 .clock
