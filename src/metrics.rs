@@ -179,6 +179,17 @@ impl Metrics {
         let mut w = Writer(&mut out);
 
         w.family(
+            "perezvon_build_info",
+            "gauge",
+            "Always 1; the version label says which perezvon is running.",
+        );
+        w.sample(
+            "perezvon_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+
+        w.family(
             "perezvon_missed_calls_total",
             "counter",
             "Missed inbound calls, by where the caller was lost.",

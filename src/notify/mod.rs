@@ -472,8 +472,21 @@ pub async fn run_delivery(
     const POLL_MAX: Duration = Duration::from_secs(1);
     const POLL_MIN: Duration = Duration::from_millis(10);
     const BATCH: usize = 32;
+    // Delivered and given-up rows are kept a while for `last_error` forensics, then pruned.
+    const KEEP: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
+    let mut next_prune = Timestamp::now();
     while !shutdown.is_cancelled() {
         let now = Timestamp::now();
+        if now >= next_prune {
+            if let Ok(before) = now.checked_sub(KEEP) {
+                if let Err(e) = store.prune_outbox(before) {
+                    tracing::warn!(error = %e, "notify: cannot prune the outbox");
+                }
+            }
+            next_prune = now
+                .checked_add(jiff::SignedDuration::from_hours(1))
+                .unwrap_or(Timestamp::MAX);
+        }
         let due = match store.due_notifications(now, BATCH) {
             Ok(d) => d,
             Err(e) => {
@@ -485,7 +498,7 @@ pub async fn run_delivery(
         for item in &due {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                r = deliver(&cfg, item, now) => r,
+                r = deliver(&cfg, item, Timestamp::now()) => r,
             };
             let done = Timestamp::now();
             let stored = match result {
