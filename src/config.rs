@@ -188,6 +188,9 @@ pub struct RawCallback {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub marker_variable: Option<String>,
+    /// agent-first with a queue target: the context the queue is dialled in
+    /// (`Local/<queue>@<agent_context>`; FreePBX: `from-internal`).
+    pub agent_context: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -385,6 +388,8 @@ pub struct CallbackConfig {
     pub allow: Vec<regex::Regex>,
     pub deny: Vec<regex::Regex>,
     pub marker_variable: String,
+    /// agent-first + queue target: `Local/<queue>@<agent_context>` is rung first.
+    pub agent_context: String,
 }
 
 /// A time range within a day, minutes since midnight, `end` up to 1440.
@@ -1228,6 +1233,17 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
             Some("letters, digits and _"),
         );
     }
+    let agent_context = cb
+        .agent_context
+        .clone()
+        .unwrap_or_else(|| "from-internal".into());
+    if !wire_ok(&agent_context) || agent_context.contains(['@', '/']) {
+        v.err(
+            "callback.agent_context",
+            format!("{agent_context:?} is not a dialplan context name"),
+            Some("e.g. \"from-internal\""),
+        );
+    }
     let retry_backoff = cb.retry_backoff.unwrap_or(1.0);
     if !(1.0..=10.0).contains(&retry_backoff) {
         v.err(
@@ -1265,6 +1281,7 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
         allow: v.regexes("callback.allow", &cb.allow, &["^79\\d{9}$"]),
         deny: v.regexes("callback.deny", &cb.deny, &[]),
         marker_variable,
+        agent_context,
     };
     if let Some(s) = &callback.server {
         if !asterisk.iter().any(|a| &a.name == s) {
@@ -1632,6 +1649,14 @@ monday = ["18:00-09:00"]
         assert_eq!(parse_range("13:00-09:00"), None);
         assert_eq!(parse_range("24:00-24:00"), None);
         assert_eq!(parse_range("9:00-10:00"), None);
+    }
+
+    #[test]
+    fn agent_context_default_and_validation() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.callback.agent_context, "from-internal");
+        let e = Config::from_toml("[callback]\nagent_context = \"a,b\"\n").unwrap_err();
+        assert_eq!(e.problems[0].key, "callback.agent_context");
     }
 
     #[test]
