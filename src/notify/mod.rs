@@ -235,6 +235,33 @@ pub fn enqueue_callback_outcome(
     enqueue(store, &cfg.notify, "callback", &callback_payload(e), now)
 }
 
+/// Re-enqueues the events of calls that ended in `[since, now]`: closes the window between a
+/// verdict being stored and its events being enqueued (a crash there would otherwise lose them).
+/// Enqueueing is idempotent, so events already queued or delivered are not repeated. Returns how
+/// many rows were added.
+pub fn catch_up(
+    store: &Store,
+    cfg: &Config,
+    since: Timestamp,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    if cfg.notify.webhook.is_none() && cfg.notify.email.is_none() {
+        return Ok(0);
+    }
+    // A call's end is stamped by Asterisk's clock: allow it to run a little ahead of ours.
+    let until = now
+        .checked_add(jiff::SignedDuration::from_mins(5))
+        .unwrap_or(Timestamp::MAX);
+    let mut n = 0;
+    for r in store.calls_ended_between(since, until)? {
+        n += enqueue_for_record(store, cfg, &r, now)?;
+        if r.missed {
+            n += enqueue_resolved(store, cfg, &r, now)?;
+        }
+    }
+    Ok(n)
+}
+
 /// Retry spacing of one channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -467,6 +494,19 @@ pub async fn run_delivery(
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let store = Store::open(&db)?;
+    // Events of verdicts stored just before a crash, never enqueued: the last hour is the window
+    // a restart can leave; older calls are not re-announced (a receiver would see them as new).
+    let start = Timestamp::now();
+    if let Ok(since) = start.checked_sub(jiff::SignedDuration::from_hours(1)) {
+        match catch_up(&store, &cfg, since, start) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "notify: enqueued events missed before a restart"
+            ),
+            Err(e) => tracing::warn!(error = %e, "notify: cannot catch up on recent calls"),
+        }
+    }
     // Polling covers rows enqueued by the daemon's other connection; a short floor keeps the
     // loop responsive to a retry due soon, the ceiling bounds the delay of a fresh event.
     const POLL_MAX: Duration = Duration::from_secs(1);
@@ -575,6 +615,71 @@ mod tests {
         max_retry_every: Duration::from_secs(600),
         give_up_after: Duration::from_secs(3 * 86400),
     };
+
+    #[test]
+    fn catch_up_enqueues_recent_misses_once() {
+        let cfg = Config::from_toml("[notify.webhook]\nurl = \"http://127.0.0.1:9/\"\n").unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let now = ts(10_000);
+        let call = |id: &str, ended: i64, status: Status| CallRecord {
+            server: "s".into(),
+            linkedid: id.into(),
+            direction: Direction::Inbound,
+            caller: None,
+            caller_normalized: Some("79161234567".into()),
+            callee: None,
+            callee_normalized: None,
+            started_at: ts(ended - 30),
+            ended_at: ts(ended),
+            answered_at: None,
+            wait_secs: 30.0,
+            talk_secs: 0.0,
+            agent: None,
+            status,
+            missed: status == Status::Missed,
+            ignored: false,
+            lost_at: None,
+            hangup_by: None,
+            resolved_by: None,
+            resolved_at: None,
+            resolved_by_linkedid: None,
+            callback_id: None,
+            callback_outcome: None,
+            unknown_reason: None,
+        };
+        store
+            .insert_call(&call("recent", 9_500, Status::Missed))
+            .unwrap();
+        store
+            .insert_call(&call("answered", 9_600, Status::Answered))
+            .unwrap();
+        store
+            .insert_call(&call("old", 1_000, Status::Missed))
+            .unwrap();
+        // The daemon already enqueued one of them before the crash.
+        let mut resolved = call("resolved", 9_700, Status::Missed);
+        resolved.resolved_by = Some(crate::calls::record::ResolvedBy::Caller);
+        resolved.resolved_at = Some(ts(9_800));
+        store.insert_call(&resolved).unwrap();
+        enqueue_for_record(&store, &cfg, &resolved, now).unwrap();
+
+        assert_eq!(catch_up(&store, &cfg, ts(10_000 - 3600), now).unwrap(), 2);
+        assert_eq!(catch_up(&store, &cfg, ts(10_000 - 3600), now).unwrap(), 0);
+        let ids: Vec<String> = store
+            .due_notifications(now, 10)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.event_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "missed:s:resolved",
+                "missed:s:recent",
+                "resolved:s:resolved"
+            ]
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
