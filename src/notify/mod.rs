@@ -485,8 +485,10 @@ async fn deliver(cfg: &Config, item: &OutboxItem, now: Timestamp) -> Result<(), 
     }
 }
 
-/// Drains the outbox until `shutdown`: the daemon spawns this with its database path. Returns an
-/// error only when the database cannot be opened; later store errors are logged and retried.
+/// Drains the outbox until `shutdown`: the daemon spawns this with its database path. Each
+/// configured channel gets its own loop and connection, so a hanging webhook receiver does not
+/// hold back e-mail. Returns an error only when the database cannot be opened; later store errors
+/// are logged and retried.
 pub async fn run_delivery(
     cfg: Arc<Config>,
     db: PathBuf,
@@ -494,9 +496,9 @@ pub async fn run_delivery(
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let store = Store::open(&db)?;
+    let start = Timestamp::now();
     // Events of verdicts stored just before a crash, never enqueued: the last hour is the window
     // a restart can leave; older calls are not re-announced (a receiver would see them as new).
-    let start = Timestamp::now();
     if let Ok(since) = start.checked_sub(jiff::SignedDuration::from_hours(1)) {
         match catch_up(&store, &cfg, since, start) {
             Ok(0) => {}
@@ -507,6 +509,49 @@ pub async fn run_delivery(
             Err(e) => tracing::warn!(error = %e, "notify: cannot catch up on recent calls"),
         }
     }
+    let mut channels = Vec::new();
+    if cfg.notify.webhook.is_some() {
+        channels.push("webhook");
+    }
+    if cfg.notify.email.is_some() {
+        channels.push("email");
+    }
+    match store.give_up_channels_except(&channels, start, "channel no longer configured") {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            events = n,
+            "notify: gave up events of channels removed from the configuration"
+        ),
+        Err(e) => tracing::warn!(error = %e, "notify: cannot clean up removed channels"),
+    }
+    if let Ok(c) = store.outbox_counts() {
+        metrics.set_outbox_pending(c.pending);
+    }
+    let mut stores = vec![store];
+    for _ in 1..channels.len() {
+        stores.push(Store::open(&db)?);
+    }
+    let loops = channels.into_iter().zip(stores).map(|(channel, store)| {
+        channel_loop(
+            cfg.clone(),
+            store,
+            channel,
+            metrics.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures::future::join_all(loops).await;
+    Ok(())
+}
+
+/// Delivers one channel's rows until `shutdown`.
+async fn channel_loop(
+    cfg: Arc<Config>,
+    store: Store,
+    channel: &'static str,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     // Polling covers rows enqueued by the daemon's other connection; a short floor keeps the
     // loop responsive to a retry due soon, the ceiling bounds the delay of a fresh event.
     const POLL_MAX: Duration = Duration::from_secs(1);
@@ -527,55 +572,20 @@ pub async fn run_delivery(
                 .checked_add(jiff::SignedDuration::from_hours(1))
                 .unwrap_or(Timestamp::MAX);
         }
-        let due = match store.due_notifications(now, BATCH) {
+        let due = match store.due_notifications_on(Some(channel), now, BATCH) {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "notify: cannot read the outbox");
+                tracing::warn!(error = %e, channel, "notify: cannot read the outbox");
                 sleep_or_cancel(Duration::from_secs(5), &shutdown).await;
                 continue;
             }
         };
         for item in &due {
             let result = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return,
                 r = deliver(&cfg, item, Timestamp::now()) => r,
             };
-            let done = Timestamp::now();
-            let stored = match result {
-                Ok(()) => {
-                    metrics.notification_delivered(&item.channel);
-                    tracing::info!(event = %item.event_id, channel = %item.channel, "notification delivered");
-                    store.mark_notification_delivered(item.id, done)
-                }
-                Err(e) => {
-                    metrics.notification_failed(&item.channel);
-                    let why = e.chain();
-                    let decision = match (&e, channel_policy(&cfg.notify, &item.channel)) {
-                        (DeliveryError::Permanent(_), _) | (_, None) => AfterFailure::GiveUp,
-                        (_, Some((policy, _))) => after_failure(
-                            &policy,
-                            item.created_at,
-                            item.attempts.saturating_add(1),
-                            done,
-                            0.9 + fastrand::f64() * 0.2,
-                        ),
-                    };
-                    match decision {
-                        AfterFailure::RetryAt(at) => {
-                            tracing::warn!(event = %item.event_id, channel = %item.channel, error = %why, retry_at = %at, "notification failed");
-                            store.reschedule_notification(item.id, at, &why)
-                        }
-                        AfterFailure::GiveUp => {
-                            metrics.notification_given_up(&item.channel);
-                            tracing::error!(event = %item.event_id, channel = %item.channel, error = %why, "notification given up");
-                            store.give_up_notification(item.id, done, &why)
-                        }
-                    }
-                }
-            };
-            if let Err(e) = stored {
-                tracing::warn!(error = %e, event = %item.event_id, "notify: cannot record a delivery result");
-            }
+            record_result(&cfg, &store, &metrics, item, result);
         }
         if let Ok(c) = store.outbox_counts() {
             metrics.set_outbox_pending(c.pending);
@@ -583,7 +593,7 @@ pub async fn run_delivery(
         if due.len() == BATCH {
             continue;
         }
-        let wait = match store.next_notification_at() {
+        let wait = match store.next_notification_at_on(Some(channel)) {
             Ok(Some(at)) => {
                 let ms = (at.as_millisecond() - Timestamp::now().as_millisecond()).max(0);
                 Duration::from_millis(ms as u64).clamp(POLL_MIN, POLL_MAX)
@@ -592,7 +602,52 @@ pub async fn run_delivery(
         };
         sleep_or_cancel(wait, &shutdown).await;
     }
-    Ok(())
+}
+
+/// Stores the outcome of one attempt: delivered, retry later, or given up.
+fn record_result(
+    cfg: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    item: &OutboxItem,
+    result: Result<(), DeliveryError>,
+) {
+    let done = Timestamp::now();
+    let stored = match result {
+        Ok(()) => {
+            metrics.notification_delivered(&item.channel);
+            tracing::info!(event = %item.event_id, channel = %item.channel, "notification delivered");
+            store.mark_notification_delivered(item.id, done)
+        }
+        Err(e) => {
+            metrics.notification_failed(&item.channel);
+            let why = e.chain();
+            let decision = match (&e, channel_policy(&cfg.notify, &item.channel)) {
+                (DeliveryError::Permanent(_), _) | (_, None) => AfterFailure::GiveUp,
+                (_, Some((policy, _))) => after_failure(
+                    &policy,
+                    item.created_at,
+                    item.attempts.saturating_add(1),
+                    done,
+                    0.9 + fastrand::f64() * 0.2,
+                ),
+            };
+            match decision {
+                AfterFailure::RetryAt(at) => {
+                    tracing::warn!(event = %item.event_id, channel = %item.channel, error = %why, retry_at = %at, "notification failed");
+                    store.reschedule_notification(item.id, at, &why)
+                }
+                AfterFailure::GiveUp => {
+                    metrics.notification_given_up(&item.channel);
+                    tracing::error!(event = %item.event_id, channel = %item.channel, error = %why, "notification given up");
+                    store.give_up_notification(item.id, done, &why)
+                }
+            }
+        }
+    };
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, event = %item.event_id, "notify: cannot record a delivery result");
+    }
 }
 
 async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
