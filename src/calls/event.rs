@@ -125,7 +125,8 @@ impl<'a> Ev<'a> {
                     is_event = true;
                     ev.kind = Kind::from_name(value);
                     if ev.kind == Kind::Other {
-                        // Nothing else of this message matters.
+                        // Only its time matters (it moves the tracker's clock).
+                        ev.ts = msg.get(b"Timestamp").and_then(parse_ts);
                         return Some(ev);
                     }
                     continue;

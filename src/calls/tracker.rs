@@ -298,6 +298,10 @@ impl Tracker {
     /// Feeds one message. `now` is its arrival time; the event's `Timestamp` header wins.
     pub fn handle(&mut self, msg: &Message, now: Timestamp, out: &mut Vec<CallRecord>) {
         let Some(ev) = Ev::parse(msg) else { return };
+        if let Some(ts) = ev.ts {
+            // Every timestamped event moves the clock a restart check compares against.
+            self.last_event = self.last_event.max(ts);
+        }
         if ev.kind == Kind::Other {
             return;
         }
@@ -310,9 +314,6 @@ impl Tracker {
             Kind::DialBegin | Kind::DialEnd if ev.channel.is_empty() => self.on_origin_dial(&ev),
             Kind::CoreShowChannel | Kind::Other => {}
             _ => self.on_channel_event(&ev, t, out),
-        }
-        if ev.ts.is_some() && t > self.last_event {
-            self.last_event = t;
         }
     }
 
