@@ -234,7 +234,7 @@ async fn monitor(
                 s.connected,
                 open
             );
-            if line[8..] != last_line.get(8..).unwrap_or_default().to_string() {
+            if line[8..] != *last_line.get(8..).unwrap_or_default() {
                 println!("{line}");
                 last_line = line;
             }
