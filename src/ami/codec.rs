@@ -78,6 +78,9 @@ pub struct AmiCodec {
     carry_nonempty: bool,
     /// The frame `find_end` just returned is a banner line (a new session inside the stream).
     banner: bool,
+    /// Offsets of the `\n` of every line of the current frame scanned so far: the parser reuses
+    /// them instead of searching the frame for line ends a second time.
+    ends: Vec<u32>,
     stats: DecodeStats,
 }
 
@@ -102,6 +105,7 @@ impl AmiCodec {
             end_command: false,
             carry_nonempty: false,
             banner: false,
+            ends: Vec::with_capacity(64),
             stats: DecodeStats::default(),
         }
     }
@@ -117,6 +121,7 @@ impl AmiCodec {
         self.end_command = false;
         self.carry_nonempty = false;
         self.banner = false;
+        self.ends.clear();
     }
 
     /// Scans complete lines from `self.scan`; returns the end (exclusive) of the frame when its
@@ -124,8 +129,12 @@ impl AmiCodec {
     fn find_end(&mut self, src: &[u8]) -> Option<usize> {
         let base = self.scan;
         let mut line_start = base;
+        let record = self.state == State::Frame;
         for nl in memchr::memchr_iter(b'\n', &src[base..]) {
             let end = base + nl;
+            if record {
+                self.ends.push(end as u32);
+            }
             let mut line = trim_cr(&src[line_start..end]);
             if std::mem::take(&mut self.carry_nonempty) && line.is_empty() {
                 line = b"-";
@@ -229,8 +238,10 @@ impl Decoder for AmiCodec {
                             let frame = src.split_to(end).freeze();
                             self.stats.bytes += end as u64;
                             let follows = self.follows;
+                            let parsed =
+                                parse_frame(frame, follows, Some(&self.ends), &mut self.stats);
                             self.reset_frame();
-                            match parse_frame(frame, follows, &mut self.stats) {
+                            match parsed {
                                 Some(m) => {
                                     self.stats.messages += 1;
                                     return Ok(Some(m));
@@ -305,7 +316,7 @@ impl Decoder for AmiCodec {
         }
         frame.extend_from_slice(b"\r\n");
         Ok(
-            parse_frame(frame.freeze(), follows, &mut self.stats).inspect(|_| {
+            parse_frame(frame.freeze(), follows, None, &mut self.stats).inspect(|_| {
                 self.stats.messages += 1;
             }),
         )
@@ -334,22 +345,36 @@ fn header(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
 /// In a legacy `Response: Follows` frame, the leading `Response`/`Privilege`/`ActionID`/`Message`
 /// headers are headers, and every other line up to `--END COMMAND--` becomes an `Output` header,
 /// the same shape Asterisk 14+ sends. Returns `None` when no header could be read.
-pub(crate) fn parse_frame(frame: Bytes, follows: bool, stats: &mut DecodeStats) -> Option<Message> {
+pub(crate) fn parse_frame(
+    frame: Bytes,
+    follows: bool,
+    ends: Option<&[u32]>,
+    stats: &mut DecodeStats,
+) -> Option<Message> {
+    let found;
+    let ends = match ends {
+        Some(e) => e,
+        None => {
+            found = memchr::memchr_iter(b'\n', &frame)
+                .map(|i| i as u32)
+                .collect::<Vec<_>>();
+            &found
+        }
+    };
     let base = frame.as_ptr() as usize;
     let offs = |s: &[u8]| {
         let start = (s.as_ptr() as usize - base) as u32;
         (start, start + s.len() as u32)
     };
-    let mut spans = Vec::with_capacity(20);
+    let mut spans = Vec::with_capacity(ends.len());
     let mut in_body = false;
     let mut end_seen = false;
     let mut pos = 0;
-    while pos < frame.len() {
-        let (raw, next) = match memchr::memchr(b'\n', &frame[pos..]) {
-            Some(i) => (&frame[pos..pos + i], pos + i + 1),
-            None => (&frame[pos..], frame.len()),
-        };
-        pos = next;
+    // A frame from `decode_eof` may end without a line end: its last line still counts.
+    let tail = (frame.len() > ends.last().map_or(0, |&e| e as usize + 1)).then_some(frame.len());
+    for end in ends.iter().map(|&e| e as usize).chain(tail) {
+        let raw = &frame[pos..end];
+        pos = end + 1;
         let line = trim_cr(raw);
         if follows {
             if end_seen {
