@@ -306,20 +306,20 @@ impl Decoder for AmiCodec {
                 State::Frame => {
                     if self.scan == 0 {
                         // Extra blank lines between messages (and the second `\n` of `\r\n\n`).
-                        let blank = src
-                            .iter()
-                            .take_while(|&&b| b == b'\r' || b == b'\n')
-                            .count();
-                        if blank > 0 {
-                            // Keep a lone trailing `\r`: it may be half of a `\r\n` still to come,
-                            // harmless either way since blank lines are skipped.
-                            let n = if blank == src.len() && src[blank - 1] == b'\r' {
-                                blank - 1
-                            } else {
-                                blank
-                            };
-                            self.consume(src, n);
+                        // Only whole blank lines: a `\r` before anything but `\n` is content
+                        // (found by fuzzing: "\rName: v" must keep its name).
+                        let mut blank = 0;
+                        loop {
+                            match &src[blank..] {
+                                [b'\n', ..] => blank += 1,
+                                [b'\r', b'\n', ..] => blank += 2,
+                                _ => break,
+                            }
                         }
+                        if blank > 0 {
+                            self.consume(src, blank);
+                        }
+                        // A lone `\r` may be half of a `\r\n` still to come: wait for the next byte.
                         if src.is_empty() || src[..] == b"\r"[..] {
                             return Ok(None);
                         }
@@ -748,6 +748,18 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
                 proptest::prop_assert_eq!(co >> i & 1 == 1, b == b':');
             }
         }
+    }
+
+    #[test]
+    fn cr_at_frame_start_is_content_not_a_blank_line() {
+        // Regression (fuzz): the blank-line skipper ate the `\r` of a name beginning with `\r`,
+        // so re-encoding a decoded message changed it.
+        let input = b"Event: A\r\n\r\n\rOdd: v\r\n\r\n";
+        let (m, _) = dec(input);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].headers().next(), Some((&b"\rOdd"[..], &b"v"[..])));
+        let (again, _) = dec(&m[1].to_bytes());
+        assert_eq!(again, vec![m[1].clone()]);
     }
 
     #[test]
