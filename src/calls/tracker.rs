@@ -141,6 +141,12 @@ pub(crate) struct Call {
     pub(crate) resynced: bool,
 }
 
+#[derive(Debug)]
+struct Bridge {
+    key: Box<[u8]>,
+    members: Vec<u32>,
+}
+
 /// The config the tracker reads, prepared once.
 #[derive(Debug, Clone)]
 pub(crate) struct Rules {
@@ -165,7 +171,8 @@ pub struct Tracker {
     chan_ids: FxMap<Box<[u8]>, u32>,
     calls: Slab<Call>,
     call_ids: FxMap<Box<[u8]>, u32>,
-    bridges: Slab<Vec<u32>>,
+    /// Members of each bridge, and its `BridgeUniqueid` (to forget it when it empties).
+    bridges: Slab<Bridge>,
     bridge_ids: FxMap<Box<[u8]>, u32>,
     ended: VecDeque<Box<[u8]>>,
     /// Latest event time seen (µs): the reference for a restart check and silence.
@@ -808,12 +815,15 @@ impl Tracker {
         let bid = match self.bridge_ids.get(bridge) {
             Some(&b) => b,
             None => {
-                let b = self.bridges.insert(Vec::new());
+                let b = self.bridges.insert(Bridge {
+                    key: bridge.into(),
+                    members: Vec::new(),
+                });
                 self.bridge_ids.insert(bridge.into(), b);
                 b
             }
         };
-        if let Some(m) = self.bridges.get_mut(bid) {
+        if let Some(m) = self.bridges.get_mut(bid).map(|b| &mut b.members) {
             if m.len() < MAX_VISIT && !m.contains(&cid) {
                 m.push(cid);
             }
@@ -832,13 +842,14 @@ impl Tracker {
         else {
             return Vec::new();
         };
-        let Some(m) = self.bridges.get_mut(bid) else {
+        let Some(m) = self.bridges.get_mut(bid).map(|b| &mut b.members) else {
             return Vec::new();
         };
         m.retain(|&x| x != cid);
         if m.is_empty() {
-            self.bridges.remove(bid);
-            self.bridge_ids.retain(|_, &mut b| b != bid);
+            if let Some(b) = self.bridges.remove(bid) {
+                self.bridge_ids.remove(&b.key);
+            }
             Vec::new()
         } else {
             m.clone()
@@ -852,8 +863,9 @@ impl Tracker {
         let others: Vec<u32> = self
             .bridges
             .get(bid)
-            .map(|m| {
-                m.iter()
+            .map(|b| {
+                b.members
+                    .iter()
                     .filter_map(|&x| self.chans.get(x).map(|c| c.call))
                     .filter(|&c| c != call)
                     .collect()
@@ -940,7 +952,7 @@ impl Tracker {
             let members = self
                 .bridges
                 .get(ch.bridge)
-                .map(|m| m.as_slice())
+                .map(|b| b.members.as_slice())
                 .unwrap_or(&[]);
             for &n in members.iter().chain(std::iter::once(&ch.partner)) {
                 if n == NONE || seen.contains(&n) || seen.len() >= MAX_VISIT {
@@ -1004,13 +1016,17 @@ impl Tracker {
         let mut ids = self.calls.ids();
         // Deterministic order: by start time.
         ids.sort_by_key(|&id| self.calls.get(id).map_or(0, |c| c.started));
-        for id in ids {
-            self.end_call(id, t, Some(reason), out);
-        }
+        // Everything goes: forget channels first so each call's end need not look for them.
         self.chans.clear();
         self.chan_ids.clear();
         self.bridges.clear();
         self.bridge_ids.clear();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(id) {
+                c.live = 0;
+            }
+            self.end_call(id, t, Some(reason), out);
+        }
     }
 
     fn evict_oldest(&mut self, t: i64, out: &mut Vec<CallRecord>) {
@@ -1045,8 +1061,10 @@ impl Tracker {
             return;
         };
         self.call_ids.remove(c.linkedid.as_bytes());
-        // Channels still tracked for this call (link loss, eviction) go with it.
-        for cid in self.chans.ids() {
+        // Channels still tracked for this call (eviction, silence) go with it. A call normally
+        // ends with its last channel, so this scan is the rare path.
+        let scan = if c.live > 0 { self.chans.ids() } else { Vec::new() };
+        for cid in scan {
             if self.chans.get(cid).is_some_and(|x| x.call == id) {
                 self.leave_bridge(cid);
                 if let Some(ch) = self.chans.remove(cid) {
