@@ -192,7 +192,7 @@ fn latency(cfg: &Config, caps: &[Vec<Message>], seconds: f64) {
         if !ended.is_empty() {
             // From when the hangup was due to arrive to its verdict being committed.
             let l = Instant::now().saturating_duration_since(due);
-            lat.extend(std::iter::repeat_n(l, ended.len()));
+            lat.extend(std::iter::repeat(l).take(ended.len()));
         }
     }
     let wall = start.elapsed().as_secs_f64();

@@ -1063,7 +1063,11 @@ impl Tracker {
         self.call_ids.remove(c.linkedid.as_bytes());
         // Channels still tracked for this call (eviction, silence) go with it. A call normally
         // ends with its last channel, so this scan is the rare path.
-        let scan = if c.live > 0 { self.chans.ids() } else { Vec::new() };
+        let scan = if c.live > 0 {
+            self.chans.ids()
+        } else {
+            Vec::new()
+        };
         for cid in scan {
             if self.chans.get(cid).is_some_and(|x| x.call == id) {
                 self.leave_bridge(cid);
