@@ -18,7 +18,8 @@
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
 //!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them).
-//! - [`report`]: statistics over the store, as table, JSON or a self-contained HTML page.
+//! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
+//!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook and e-mail, delivered from a durable outbox.
 //! - [`metrics`]: the Prometheus text endpoint.
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.

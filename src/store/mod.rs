@@ -8,10 +8,12 @@
 //! - [`calls`]: call verdicts (one row per server + linkedid) and resolution of earlier misses.
 //! - [`tasks`]: callback tasks (one open task per number) and their attempts.
 //! - [`outbox`]: notifications waiting for delivery.
+//! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 
 pub mod calls;
 pub mod migrations;
 pub mod outbox;
+pub mod report;
 pub mod tasks;
 
 use std::path::Path;
