@@ -102,6 +102,12 @@ pub(crate) struct Call {
     pub(crate) first_name: Box<str>,
     /// The first channel started in an inbound context or is a trunk.
     pub(crate) first_inbound: bool,
+    pub(crate) first_kind: ChanKind,
+    /// A callback whose first leg is the agent side: the customer is dialled once a person
+    /// answered, and the conversation is judged from the customer's leg.
+    pub(crate) agent_first: bool,
+    /// How the dial towards the customer leg of an agent-first callback ended.
+    pub(crate) customer_dial: Option<OriginDial>,
     pub(crate) caller: u32,
     pub(crate) caller_is_trunk: bool,
     pub(crate) caller_num: Option<Box<str>>,
@@ -366,6 +372,13 @@ impl Tracker {
             .filter(|e| !e.uniqueid.is_empty() && !e.linkedid.is_empty())
             .collect();
         let listed: std::collections::HashSet<&[u8]> = items.iter().map(|e| e.uniqueid).collect();
+        // Calls tracked across the gap may have lost events: like a resynced call, they can
+        // still prove an answer but never a miss.
+        for id in self.calls.ids() {
+            if let Some(c) = self.calls.get_mut(id) {
+                c.resynced = true;
+            }
+        }
         // Channels we track that Asterisk no longer has: their hangups were lost.
         for cid in self.chans.ids() {
             let gone = self
@@ -475,6 +488,9 @@ impl Tracker {
                     first: NONE,
                     first_name: name.as_ref().into(),
                     first_inbound,
+                    first_kind: kind,
+                    agent_first: false,
+                    customer_dial: None,
                     caller: NONE,
                     caller_is_trunk: false,
                     caller_num: None,
@@ -552,6 +568,24 @@ impl Tracker {
             }
         } else if matches!(kind, ChanKind::External | ChanKind::Trunk) {
             c.saw_outside = true;
+            if c.marker.is_some()
+                && !c.agent_first
+                && !matches!(c.first_kind, ChanKind::External | ChanKind::Trunk)
+            {
+                // Agent-first callback: the customer leg appears now. What happened on the
+                // agent side until here (a queue member bridged with the Local agent leg) is
+                // not a conversation with the customer.
+                c.agent_first = true;
+                c.caller = cid;
+                c.caller_up = false;
+                c.connected_since = None;
+                c.current_person = NONE;
+                c.answered_at = None;
+                c.talk = 0;
+                c.persons.clear();
+                c.ender = None;
+                c.person_drop = None;
+            }
         }
         Some(cid)
     }
@@ -605,6 +639,17 @@ impl Tracker {
                 .and_then(|&id| self.chans.get(id))
             {
                 call = c.call;
+            }
+        }
+        if call == NONE && !ev.action_id.is_empty() {
+            // perezvon's dialer uses the callback id (the marker's value) as the ActionID.
+            for id in self.calls.ids() {
+                if self.calls.get(id).is_some_and(|c| {
+                    c.originate.is_none()
+                        && c.marker.as_deref().map(str::as_bytes) == Some(ev.action_id)
+                }) {
+                    call = id;
+                }
             }
         }
         if call == NONE && !ev.channel.is_empty() {
@@ -664,16 +709,7 @@ impl Tracker {
                 c.origin_number = Some(n);
             }
         } else {
-            c.origin_dial = Some(match ev.dial_status {
-                s if s.eq_ignore_ascii_case(b"ANSWER") => OriginDial::Answer,
-                s if s.eq_ignore_ascii_case(b"BUSY") => OriginDial::Busy,
-                s if s.eq_ignore_ascii_case(b"CONGESTION")
-                    || s.eq_ignore_ascii_case(b"CHANUNAVAIL") =>
-                {
-                    OriginDial::Failed
-                }
-                _ => OriginDial::NoAnswer,
-            });
+            c.origin_dial = Some(origin_dial(ev.dial_status));
         }
     }
 
@@ -718,6 +754,9 @@ impl Tracker {
             }
             Kind::DialBegin => self.on_dial_begin(cid, call, is_caller, ev),
             Kind::DialEnd => {
+                if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
+                    c.customer_dial = Some(origin_dial(ev.dial_status));
+                }
                 let caller_side =
                     is_caller || self.chans.get(c.caller).is_some_and(|x| x.partner == cid);
                 let turned = [&b"BUSY"[..], b"CONGESTION", b"CHANUNAVAIL"]
@@ -781,6 +820,11 @@ impl Tracker {
         if let Some(p) = dest_person {
             if dest_kind == ChanKind::Agent {
                 c.last_rung = Some(p);
+            }
+        }
+        if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
+            if let Some(n) = dialled_number(ev.dial_string) {
+                c.origin_number = Some(n);
             }
         }
         let caller_side = is_caller || caller_partner == Some(cid);
@@ -1003,8 +1047,11 @@ impl Tracker {
             return;
         };
         c.live = c.live.saturating_sub(1);
-        if lost && c.caller == cid {
-            c.caller_gone.get_or_insert(t);
+        if lost {
+            c.resynced = true;
+            if c.caller == cid {
+                c.caller_gone.get_or_insert(t);
+            }
         }
         if c.live == 0 {
             let reason = (lost || c.resynced).then_some(UnknownReason::LinkDown);
@@ -1092,6 +1139,17 @@ impl Tracker {
             us_to_ts(t),
             unknown,
         ));
+    }
+}
+
+fn origin_dial(status: &[u8]) -> OriginDial {
+    match status {
+        s if s.eq_ignore_ascii_case(b"ANSWER") => OriginDial::Answer,
+        s if s.eq_ignore_ascii_case(b"BUSY") => OriginDial::Busy,
+        s if s.eq_ignore_ascii_case(b"CONGESTION") || s.eq_ignore_ascii_case(b"CHANUNAVAIL") => {
+            OriginDial::Failed
+        }
+        _ => OriginDial::NoAnswer,
     }
 }
 

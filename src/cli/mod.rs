@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod check_config;
-pub mod record;
 pub mod missed;
-pub mod report;
+pub mod record;
 pub mod replay;
+pub mod report;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
