@@ -641,3 +641,127 @@ fn lost_at_contexts_override_what_the_dialplan_steps_say() {
     let out = feed(&mut t, &capture("ivr_abandon"), &mut now);
     assert_eq!(out[0].lost_at, Some(LostAt::Ivr));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EVENTS: [&str; 14] = [
+        "Newchannel",
+        "Newchannel",
+        "Newstate",
+        "NewCallerid",
+        "Newexten",
+        "VarSet",
+        "DialBegin",
+        "DialEnd",
+        "BridgeEnter",
+        "BridgeLeave",
+        "LocalBridge",
+        "SoftHangupRequest",
+        "Hangup",
+        "OriginateResponse",
+    ];
+    const CHANS: [&str; 6] = [
+        "Local/74951110001@from-trunk-00000001;2",
+        "Local/74951110001@from-trunk-00000001;1",
+        "Local/201@agent-sim-00000002;1",
+        "Local/201@agent-sim-00000002;2",
+        "Local/89031234567@external-sim-00000003;1",
+        "PJSIP/x-00000004",
+    ];
+    const APPS: [&str; 6] = [
+        "Queue",
+        "Dial",
+        "VoiceMail",
+        "BackGround",
+        "Busy",
+        "Playback",
+    ];
+
+    fn msg(e: usize, a: usize, b: usize, x: usize) -> Message {
+        let uid = format!("u{a}");
+        let other = format!("u{b}");
+        let link = format!("u{}", a % 3);
+        let bridge = format!("b{}", x % 3);
+        let ev = EVENTS[e % EVENTS.len()];
+        let chan = CHANS[a % CHANS.len()];
+        let mut p: Vec<(&str, String)> = vec![
+            ("Event", ev.into()),
+            ("Channel", chan.into()),
+            ("Uniqueid", uid.clone()),
+            ("Linkedid", link),
+            (
+                "Context",
+                if x % 2 == 0 {
+                    "from-trunk".into()
+                } else {
+                    "queue-in".into()
+                },
+            ),
+            ("ChannelState", (x % 8).to_string()),
+            ("CallerIDNum", format!("8916000000{x}")),
+        ];
+        match ev {
+            "Newexten" => {
+                p.push(("Application", APPS[x % APPS.len()].into()));
+                p.push(("AppData", "201&202,20".into()));
+            }
+            "VarSet" => {
+                p.push(("Variable", "CALLBACK_ID".into()));
+                p.push(("Value", format!("cb-{x}")));
+            }
+            "DialBegin" | "DialEnd" => {
+                if x % 4 == 0 {
+                    p.retain(|(k, _)| !matches!(*k, "Channel" | "Uniqueid"));
+                }
+                p.push(("DestUniqueid", other.clone()));
+                p.push(("DialStatus", ["ANSWER", "BUSY", "NOANSWER"][x % 3].into()));
+                p.push(("DialString", "89161234567@provider".into()));
+            }
+            "BridgeEnter" | "BridgeLeave" => p.push(("BridgeUniqueid", bridge)),
+            "LocalBridge" => {
+                p.push(("LocalOneUniqueid", uid));
+                p.push(("LocalTwoUniqueid", other));
+            }
+            "OriginateResponse" => {
+                p.push((
+                    "Response",
+                    if x % 2 == 0 { "Success" } else { "Failure" }.into(),
+                ));
+                p.push(("Reason", (x % 9).to_string()));
+                p.push(("ActionID", format!("cb-{x}")));
+            }
+            _ => p.push(("Cause", (x % 20).to_string())),
+        }
+        Message::from_pairs(&p)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_event_sequence_is_handled_and_memory_returns_to_zero(
+            seq in proptest::collection::vec((0usize..14, 0usize..8, 0usize..8, 0usize..12, 0i64..5), 0..120)
+        ) {
+            let cfg = lab();
+            let mut t = Tracker::new("lab", &cfg);
+            let mut out = Vec::new();
+            let mut secs = 0;
+            for (e, a, b, x, dt) in seq {
+                secs += dt;
+                t.handle(&msg(e, a, b, x), at(secs), &mut out);
+                if x == 11 {
+                    t.tick(at(secs), &mut out);
+                }
+            }
+            for r in &out {
+                prop_assert!(r.wait_secs >= 0.0 && r.talk_secs >= 0.0);
+                prop_assert!(r.talk_secs <= (r.ended_at.as_second() - r.started_at.as_second()) as f64 + 1.0);
+                prop_assert!(!(r.missed && r.direction != Direction::Inbound));
+            }
+            t.link_down(at(secs + 1), &mut out);
+            prop_assert_eq!(t.live_calls(), 0);
+            prop_assert_eq!(t.live_channels(), 0);
+        }
+    }
+}

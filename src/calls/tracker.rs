@@ -1268,3 +1268,47 @@ fn parse_duration(v: &[u8]) -> Option<i64> {
     }
     (parts > 0 && parts <= 3).then_some(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_names() {
+        for (chan, want) in [
+            ("Local/201@agent-sim-00000001;1", "201"),
+            ("Local/201@from-queue-0000000a;2", "201"),
+            ("PJSIP/201-0000001a", "201"),
+            ("SIP/office-201-0000001a", "office-201"),
+            ("Local/89031234567@external-sim-00000003;1", "89031234567"),
+            ("weird", "weird"),
+            ("", ""),
+        ] {
+            assert_eq!(&*person_name(chan.as_bytes()), want, "{chan}");
+        }
+    }
+
+    #[test]
+    fn dialled_numbers() {
+        for (s, want) in [
+            ("89261112233@customer-sim", Some("89261112233")),
+            ("Local/+79261112288@customer-sim", Some("+79261112288")),
+            ("PJSIP/89261112233@provider", Some("89261112233")),
+            ("89165550202@external-sim/n", Some("89165550202")),
+            ("201@agent-sim/n", Some("201")),
+            ("PJSIP/provider-0000001a", None),
+            ("s", None),
+            ("", None),
+        ] {
+            assert_eq!(dialled_number(s.as_bytes()).as_deref(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration(b"01:02:03"), Some(3723));
+        assert_eq!(parse_duration(b"00:00:07"), Some(7));
+        assert_eq!(parse_duration(b"x"), None);
+        assert_eq!(parse_duration(b""), None);
+    }
+}
