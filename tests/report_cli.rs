@@ -609,4 +609,19 @@ fn help_has_examples_and_bad_input_is_an_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let (code, _, err) = perezvon(
+        &f,
+        &[
+            "report",
+            "--format",
+            "html",
+            "--out",
+            "/nonexistent/dir/r.html",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot write /nonexistent/dir/r.html"),
+        "{err}"
+    );
 }
