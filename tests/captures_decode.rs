@@ -47,22 +47,38 @@ fn every_capture_decodes_to_one_message_per_blank_line_terminator() {
 }
 
 #[test]
-fn any_split_gives_the_same_messages() {
+fn every_chunk_size_from_1_to_64_gives_the_same_messages() {
     for p in captures() {
         let bytes = std::fs::read(&p).unwrap();
         let (whole, _) = decode_all(&bytes);
-        let sizes: &[usize] = if bytes.len() > 200_000 {
-            &[1, 7, 64]
-        } else {
-            &[1, 2, 3, 5, 8, 13, 17, 31, 64]
-        };
-        for &chunk in sizes {
-            assert_eq!(
-                split_decode(&bytes, chunk),
-                whole,
+        for chunk in 1..=64 {
+            assert!(
+                split_decode(&bytes, chunk) == whole,
                 "{} chunk {chunk}",
                 p.display()
             );
         }
+    }
+}
+
+#[test]
+fn a_small_capture_split_in_two_at_every_byte() {
+    let bytes = std::fs::read("fixtures/asterisk-22/ivr_abandon.ami").unwrap();
+    let (whole, _) = decode_all(&bytes);
+    for at in 0..=bytes.len() {
+        let mut codec = AmiCodec::new();
+        let mut buf = BytesMut::from(&bytes[..at]);
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(&mut buf).unwrap() {
+            out.push(m);
+        }
+        buf.extend_from_slice(&bytes[at..]);
+        while let Some(m) = codec.decode(&mut buf).unwrap() {
+            out.push(m);
+        }
+        while let Some(m) = codec.decode_eof(&mut buf).unwrap() {
+            out.push(m);
+        }
+        assert!(out == whole, "cut at {at}");
     }
 }

@@ -76,6 +76,8 @@ pub struct AmiCodec {
     /// In Skip: bytes of the line now at the buffer start were already dropped, so that line is
     /// not empty even if what is left of it is.
     carry_nonempty: bool,
+    /// The frame `find_end` just returned is a banner line (a new session inside the stream).
+    banner: bool,
     stats: DecodeStats,
 }
 
@@ -99,6 +101,7 @@ impl AmiCodec {
             follows: false,
             end_command: false,
             carry_nonempty: false,
+            banner: false,
             stats: DecodeStats::default(),
         }
     }
@@ -113,6 +116,7 @@ impl AmiCodec {
         self.follows = false;
         self.end_command = false;
         self.carry_nonempty = false;
+        self.banner = false;
     }
 
     /// Scans complete lines from `self.scan`; returns the end (exclusive) of the frame when its
@@ -128,6 +132,13 @@ impl AmiCodec {
             }
             if line_start == 0 && self.state == State::Frame {
                 self.follows = line == FOLLOWS;
+                // A banner after the first message: `record` appends a new session after a
+                // reconnect, and the banner has no blank line after it.
+                if line.starts_with(BANNER_PREFIX) {
+                    self.scan = 0;
+                    self.banner = true;
+                    return Some(end + 1);
+                }
             }
             if line.is_empty() {
                 if !self.follows || self.end_command {
@@ -205,6 +216,14 @@ impl Decoder for AmiCodec {
                             self.stats.oversized += 1;
                             self.consume(src, end);
                             self.reset_frame();
+                        }
+                        Some(end) if self.banner => {
+                            let line = src.split_to(end).freeze();
+                            self.stats.bytes += end as u64;
+                            self.reset_frame();
+                            self.stats.messages += 1;
+                            let len = trim_cr(&line[..end - 1]).len();
+                            return Ok(Some(Message::banner(line.slice(..len))));
                         }
                         Some(end) => {
                             let frame = src.split_to(end).freeze();
@@ -498,6 +517,38 @@ mod tests {
         let names: Vec<_> = out.iter().map(|m| m.event().unwrap().to_vec()).collect();
         assert_eq!(names, vec![b"Small".to_vec(), b"Next".to_vec()]);
         assert_eq!(codec.stats().oversized, 1);
+    }
+
+    #[test]
+    fn banner_in_mid_stream_starts_a_new_session() {
+        let input = b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n\r\nEvent: A\r\n\r\n\
+Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
+        let (m, s) = dec(input);
+        let kinds: Vec<_> = m.iter().map(|m| m.kind()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::Banner,
+                Kind::Response,
+                Kind::Event,
+                Kind::Banner,
+                Kind::Response
+            ]
+        );
+        assert_eq!(m[3].banner_version().unwrap(), "12.0.0");
+        assert_eq!(s.problems(), 0);
+        for chunk in 1..input.len() {
+            let mut codec = AmiCodec::new();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for c in input.chunks(chunk) {
+                buf.extend_from_slice(c);
+                while let Some(x) = codec.decode(&mut buf).unwrap() {
+                    out.push(x);
+                }
+            }
+            assert_eq!(out, m, "chunk {chunk}");
+        }
     }
 
     #[test]

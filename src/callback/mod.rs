@@ -6,4 +6,7 @@
 //! - [`originate`]: the validated number, the Originate action, OriginateResponse -> outcome.
 //! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
 
+pub mod dialer;
 pub mod hours;
+pub mod originate;
+pub mod planner;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod check_config;
+pub mod record;
 pub mod missed;
 pub mod report;
 
@@ -43,6 +44,11 @@ pub enum Command {
         after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
     )]
     CheckConfig(CheckConfigArgs),
+    /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM.
+    #[command(
+        after_help = "Example:\n  perezvon record --config /etc/perezvon/perezvon.toml --out today.ami\n  perezvon replay today.ami"
+    )]
+    Record(RecordArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +56,19 @@ pub struct CheckConfigArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Configuration file with the [[asterisk]] server(s).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Which [[asterisk]] entry to record (default: the first).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Output file (must not exist yet).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,5 +132,6 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Missed(a) => missed::run(&a),
         Command::Report(a) => report::run(&a),
         Command::CheckConfig(a) => check_config::run(&a),
+        Command::Record(a) => record::run(&a),
     }
 }
