@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod check_config;
-pub mod record;
 pub mod missed;
+pub mod record;
 pub mod report;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.

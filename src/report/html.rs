@@ -323,6 +323,16 @@ fn split_row(o: &mut String, name: &str, s: &super::Split) {
     );
 }
 
+/// A duration for a headline card, where there is room for two units at most: `33 s`, `47 m`,
+/// `1 h 20 m`, `2 d 3 h`.
+fn short_secs(secs: f64) -> String {
+    if (60.0..3600.0).contains(&secs) {
+        format!("{} m", (secs / 60.0).round() as u64)
+    } else {
+        human_secs(secs)
+    }
+}
+
 /// The report page.
 pub fn render(r: &Report, tz: &TimeZone) -> String {
     let i = &r.inbound;
@@ -369,7 +379,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     kpi(
         &mut o,
         &r.wait_median_secs
-            .map(human_secs)
+            .map(short_secs)
             .unwrap_or_else(|| "-".into()),
         "median wait before giving up",
         "",
@@ -377,7 +387,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     kpi(
         &mut o,
         &r.reaction_median_secs
-            .map(human_secs)
+            .map(short_secs)
             .unwrap_or_else(|| "-".into()),
         "median time to resolve",
         "",
@@ -691,5 +701,12 @@ mod tests {
             assert_eq!(nice_max(v), want, "{v}");
         }
         assert!(nice_max(u64::MAX) >= u64::MAX / 2);
+    }
+
+    #[test]
+    fn headline_durations_are_short() {
+        assert_eq!(short_secs(33.0), "33 s");
+        assert_eq!(short_secs(2800.0), "47 m");
+        assert_eq!(short_secs(4800.0), "1 h 20 m");
     }
 }
