@@ -130,6 +130,15 @@ fn stacked_bars(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{t}"><title>{t}</title>"#,
         t = esc(title)
     );
+    if totals.iter().all(|t| *t == 0) {
+        // An empty grid looks like a broken chart; say there is nothing to draw.
+        let _ = write!(
+            o,
+            r##"<text x="{x:.1}" y="{y:.1}" font-size="13" font-style="italic" fill="#7b8794" text-anchor="middle">Nothing in this period</text>"##,
+            x = left + pw / 2.0,
+            y = top + ph / 2.0
+        );
+    }
     for g in 0..=4u64 {
         let y = top + ph - ph * g as f64 / 4.0;
         let _ = write!(

@@ -204,6 +204,13 @@ enum Kind {
     Unknown,
 }
 
+/// True when a record is a miss the reports count: not accidental, not unknown. The tracker
+/// marks an accidental call `missed` *and* `ignored` (status `ignored`), so `missed` alone is
+/// not enough.
+pub fn is_miss(r: &CallRecord) -> bool {
+    kind(r) == Kind::Missed
+}
+
 fn kind(r: &CallRecord) -> Kind {
     if r.ignored || r.status == Status::Ignored {
         Kind::Ignored

@@ -191,7 +191,11 @@ fn hour_of_day_follows_daylight_saving_changes() {
 fn ignored_and_unknown_are_counted_apart_from_misses() {
     let mut outbound = call("o", "2026-11-16T10:00:00Z", Status::Missed, 5.0);
     outbound.direction = Direction::Outbound;
+    // The tracker marks an accidental call missed *and* ignored.
+    let mut accidental = call("i2", "2026-11-16T10:00:00Z", Status::Ignored, 1.0);
+    accidental.missed = true;
     let records = vec![
+        accidental,
         call("a", "2026-11-16T10:00:00Z", Status::Answered, 5.0),
         call("m", "2026-11-16T10:00:00Z", Status::Missed, 40.0),
         call("i", "2026-11-16T10:00:00Z", Status::Ignored, 1.0),
@@ -203,7 +207,7 @@ fn ignored_and_unknown_are_counted_apart_from_misses() {
     assert_eq!(r.inbound.answered, 1);
     assert_eq!(r.inbound.missed, 1);
     assert_eq!(r.inbound.missed_share, 0.5);
-    assert_eq!(r.inbound.ignored, 1);
+    assert_eq!(r.inbound.ignored, 2);
     assert_eq!(r.inbound.unknown, 1);
     assert_eq!(counts(&r.waits), vec![0, 0, 1, 0]);
     assert_eq!(r.by_hour[10].inbound, 2);
@@ -231,6 +235,11 @@ fn empty_input_gives_zeroes_not_nan() {
     let html = html::render(&r, &TimeZone::UTC);
     assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
     assert!(html.contains("No inbound calls in this period"));
+    assert_eq!(
+        html.matches("Nothing in this period").count(),
+        5,
+        "every bar chart says so"
+    );
 }
 
 #[test]
