@@ -8,6 +8,7 @@ pub mod check_config;
 pub mod missed;
 pub mod record;
 pub mod report;
+pub mod replay;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
@@ -128,7 +129,7 @@ pub struct ReplayArgs {
 /// Runs a parsed command.
 pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
-        Command::Replay(_a) => Err("replay: not wired yet".into()),
+        Command::Replay(a) => replay::run(&a),
         Command::Missed(a) => missed::run(&a),
         Command::Report(a) => report::run(&a),
         Command::CheckConfig(a) => check_config::run(&a),
