@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 pub mod check_config;
 pub mod missed;
 pub mod record;
-pub mod report;
 pub mod replay;
+pub mod report;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
