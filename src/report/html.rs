@@ -154,8 +154,8 @@ fn stacked_bars(
     let n = labels.len().max(1) as f64;
     let slot = pw / n;
     let bw = (slot * 0.7).max(1.0);
-    // Thin bars cannot carry every label: show every second one when they would collide.
-    let every = if slot < 22.0 { 2 } else { 1 };
+    // Thin bars cannot carry every label: show every n-th so that labels ~36 px wide never touch.
+    let every = ((36.0 / slot).ceil() as usize).max(1);
     let label_size = if slot < 60.0 { 10 } else { 11 };
     for (i, label) in labels.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bw) / 2.0;
@@ -434,6 +434,21 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         ]
     };
     let load_legend = legend(&[("answered", INBOUND), ("missed", MISSED)]);
+    if r.by_day.len() >= 2 {
+        let day_labels: Vec<String> = r.by_day.iter().map(|s| s.label.clone()).collect();
+        let _ = write!(
+            o,
+            r#"<section class="card"><h2>Calls by day</h2>{}{}</section>"#,
+            stacked_bars(
+                "Inbound and missed calls by day",
+                &day_labels,
+                &subset(&r.by_day),
+                1040,
+                210
+            ),
+            load_legend
+        );
+    }
     let _ = write!(
         o,
         r#"<section class="card"><h2>Calls by hour of day</h2>{}{}</section>"#,

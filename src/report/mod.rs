@@ -51,6 +51,9 @@ pub const REACTION_BUCKETS: [(f64, &str); 9] = [
 
 pub const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
+/// The longest period that gets a bar per day.
+pub const MAX_DAYS: usize = 92;
+
 /// How many unresolved misses the report lists by name.
 pub const RECENT_UNRESOLVED: usize = 20;
 
@@ -159,6 +162,9 @@ pub struct Report {
     pub by_hour: Vec<Slot>,
     /// 7 rows, Monday first.
     pub by_weekday: Vec<Slot>,
+    /// One row per local day of the period (`MM-DD`), oldest first; empty when the period spans
+    /// more than [`MAX_DAYS`] days (a bar per day stops being readable).
+    pub by_day: Vec<Slot>,
     /// The newest unresolved misses, at most [`RECENT_UNRESOLVED`].
     pub recent_unresolved: Vec<RecentMiss>,
 }
@@ -273,6 +279,7 @@ impl Report {
                 missed: 0,
             })
             .collect();
+        let (mut by_day, day_index) = days_of(from, now, tz);
         let mut unresolved: Vec<&CallRecord> = Vec::new();
 
         for r in records.iter().filter(|r| r.direction == Direction::Inbound) {
@@ -301,12 +308,20 @@ impl Report {
             split.inbound += 1;
             by_hour[hour].inbound += 1;
             by_weekday[day].inbound += 1;
+            // A call that started before the period (and ended in it) has no day bar.
+            let date_slot = day_index.get(&local.date()).copied();
+            if let Some(i) = date_slot {
+                by_day[i].inbound += 1;
+            }
             if !missed {
                 continue;
             }
             split.missed += 1;
             by_hour[hour].missed += 1;
             by_weekday[day].missed += 1;
+            if let Some(i) = date_slot {
+                by_day[i].missed += 1;
+            }
 
             waits[bucket_index(&WAIT_BUCKETS, r.wait_secs)] += 1;
             wait_list.push(r.wait_secs);
@@ -406,9 +421,45 @@ impl Report {
             callbacks: Callbacks::from_counts(callbacks),
             by_hour,
             by_weekday,
+            by_day,
             recent_unresolved,
         }
     }
+}
+
+/// The local days from `from` to `now`, as empty slots and an index by date; none when there
+/// are more than [`MAX_DAYS`].
+fn days_of(
+    from: Timestamp,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> (
+    Vec<Slot>,
+    std::collections::HashMap<jiff::civil::Date, usize>,
+) {
+    let (first, last) = (
+        from.to_zoned(tz.clone()).date(),
+        now.to_zoned(tz.clone()).date(),
+    );
+    let mut slots = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let mut d = first;
+    while d <= last {
+        if slots.len() == MAX_DAYS {
+            return (Vec::new(), std::collections::HashMap::new());
+        }
+        index.insert(d, slots.len());
+        slots.push(Slot {
+            label: d.strftime("%m-%d").to_string(),
+            inbound: 0,
+            missed: 0,
+        });
+        match d.tomorrow() {
+            Ok(next) => d = next,
+            Err(_) => break,
+        }
+    }
+    (slots, index)
 }
 
 impl Callbacks {

@@ -188,6 +188,45 @@ fn hour_of_day_follows_daylight_saving_changes() {
 }
 
 #[test]
+fn days_of_the_period_in_local_time() {
+    let moscow = TimeZone::get("Europe/Moscow").unwrap();
+    // 21:30 UTC on the 16th is already the 17th in Moscow.
+    let records = vec![
+        call("a", "2026-11-16T20:59:00Z", Status::Missed, 10.0),
+        call("b", "2026-11-16T21:30:00Z", Status::Answered, 10.0),
+        call("early", "2026-11-13T10:00:00Z", Status::Answered, 10.0),
+    ];
+    let r = Report::build(
+        &records,
+        &CallbackCounts::default(),
+        &moscow,
+        "Europe/Moscow",
+        ts("2026-11-15T21:00:00Z"),
+        ts("2026-11-18T09:00:00Z"),
+    );
+    let days: Vec<(&str, u64, u64)> = r
+        .by_day
+        .iter()
+        .map(|s| (s.label.as_str(), s.inbound, s.missed))
+        .collect();
+    assert_eq!(
+        days,
+        vec![("11-16", 1, 1), ("11-17", 1, 0), ("11-18", 0, 0)]
+    );
+    // A period too long for a bar per day has none, rather than an unreadable chart.
+    let long = Report::build(
+        &records,
+        &CallbackCounts::default(),
+        &moscow,
+        "Europe/Moscow",
+        ts("2026-01-01T00:00:00Z"),
+        ts("2026-11-18T09:00:00Z"),
+    );
+    assert!(long.by_day.is_empty());
+    assert_eq!(long.inbound.total, 3);
+}
+
+#[test]
 fn ignored_and_unknown_are_counted_apart_from_misses() {
     let mut outbound = call("o", "2026-11-16T10:00:00Z", Status::Missed, 5.0);
     outbound.direction = Direction::Outbound;
@@ -235,9 +274,10 @@ fn empty_input_gives_zeroes_not_nan() {
     let html = html::render(&r, &TimeZone::UTC);
     assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
     assert!(html.contains("No inbound calls in this period"));
+    // Five bar charts, and the one by day: the test period is a month.
     assert_eq!(
         html.matches("Nothing in this period").count(),
-        5,
+        6,
         "every bar chart says so"
     );
 }

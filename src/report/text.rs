@@ -263,6 +263,9 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
     };
     o.push_str(&slots("Hour", &r.by_hour));
     o.push_str(&slots("Weekday", &r.by_weekday));
+    if !r.by_day.is_empty() {
+        o.push_str(&slots("Day", &r.by_day));
+    }
 
     if !r.recent_unresolved.is_empty() {
         let rows: Vec<Vec<String>> = r
