@@ -621,3 +621,45 @@ impl<O: Originator> Dialer<O> {
         Ok(())
     }
 }
+
+/// Production: Originates and agent checks over the AMI link of `callback.server`.
+impl Originator for crate::ami::AmiHandle {
+    async fn originate(&self, req: &OriginateRequest) -> Result<(), OriginateError> {
+        use crate::ami::AmiError;
+        match self.send(req.to_action()).await {
+            Ok(_) => Ok(()),
+            Err(AmiError::Rejected { message, .. }) => Err(OriginateError::Rejected(message)),
+            Err(e @ (AmiError::NotConnected | AmiError::Invalid(_) | AmiError::Shutdown)) => {
+                Err(OriginateError::NotSent(e.to_string()))
+            }
+            Err(e) => Err(OriginateError::NoReply(e.to_string())),
+        }
+    }
+
+    async fn has_free_agent(&self, target: &Target) -> Result<bool, OriginateError> {
+        use super::originate::{device_is_free, queue_has_free_member};
+        use crate::ami::Action;
+        let list = |a: Action| async move {
+            self.send_list(a)
+                .await
+                .map(|(_, items)| items)
+                .map_err(|e| OriginateError::NoReply(e.to_string()))
+        };
+        match target {
+            // A dialplan target is the PBX's business: assume someone is there.
+            Target::Dialplan { .. } => Ok(true),
+            Target::Queue(q) => {
+                let items = list(Action::new("QueueStatus").header("Queue", q)).await?;
+                Ok(queue_has_free_member(&items, q))
+            }
+            Target::Endpoint(e) => {
+                let items = list(Action::new("DeviceStateList")).await?;
+                Ok(device_is_free(&items, e))
+            }
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        crate::ami::AmiHandle::is_up(self)
+    }
+}

@@ -266,6 +266,23 @@ impl OriginateRequest {
         &self.headers
     }
 
+    /// The action for the AMI client (which re-checks every line before it reaches the wire).
+    pub fn to_action(&self) -> crate::ami::Action {
+        let mut a = crate::ami::Action::new("Originate");
+        for (k, v) in &self.headers {
+            match *k {
+                "Action" => {}
+                "ActionID" => a = a.action_id(v),
+                "Variable" => match v.split_once('=') {
+                    Some((n, val)) => a = a.variable(n, val),
+                    None => a = a.header(k, v),
+                },
+                _ => a = a.header(k, v),
+            }
+        }
+        a
+    }
+
     /// The action as an AMI message (for fakes, logs and tests).
     pub fn to_message(&self) -> Message {
         Message::from_pairs(&self.headers)
@@ -491,6 +508,25 @@ mod tests {
             .unwrap()
             .to_message();
         assert_eq!(a.get_str("Channel").unwrap(), "PJSIP/201");
+    }
+
+    #[test]
+    fn action_encodes_the_same_headers() {
+        let n = DialNumber::check("79261112233", &allow(), &[]).unwrap();
+        let req = OriginateRequest::build(
+            &settings(CallbackMode::CustomerFirst),
+            &n,
+            &Target::Queue("sales".into()),
+            CallbackIds::new(7, 1, 1),
+        )
+        .unwrap();
+        let wire = req.to_action().encode().unwrap();
+        let mut expect = String::new();
+        for (k, v) in req.headers() {
+            expect.push_str(&format!("{k}: {v}\r\n"));
+        }
+        expect.push_str("\r\n");
+        assert_eq!(String::from_utf8_lossy(&wire), expect);
     }
 
     #[test]

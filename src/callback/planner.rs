@@ -21,7 +21,6 @@
 //! - After `agent_missed`, the next attempt goes to `fallback_queue` (when set), after `delay`
 //!   rather than the full spacing: the customer has just answered once.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -372,26 +371,30 @@ pub struct DueTask {
     pub target: Target,
 }
 
-/// Priority order: most missed first, then the longest waiting, then the oldest task.
-fn priority(a: &Task, b: &Task) -> Ordering {
-    b.missed_count
-        .cmp(&a.missed_count)
-        .then(a.next_attempt_at.cmp(&b.next_attempt_at))
-        .then(a.id.cmp(&b.id))
+/// Priority key, smallest first: most missed, then the longest waiting, then the oldest task;
+/// the last field is the task's index. Precomputed so selection compares plain integers.
+type Key = (u32, i64, i64, u32);
+
+fn key(t: &Task, i: usize) -> Key {
+    (
+        u32::MAX - t.missed_count,
+        t.next_attempt_at.as_microsecond(),
+        t.id,
+        i as u32,
+    )
 }
 
-/// Keeps the `k` best of `v` (by [`priority`]) in order, in O(n) + O(k log k).
-fn top_k(tasks: &[Task], v: &mut Vec<u32>, k: usize) {
-    let cmp = |x: &u32, y: &u32| priority(&tasks[*x as usize], &tasks[*y as usize]);
+/// Keeps the `k` smallest keys of `v`, sorted, in O(n) + O(k log k).
+fn top_k(v: &mut Vec<Key>, k: usize) {
     if v.len() > k {
         if k == 0 {
             v.clear();
             return;
         }
-        v.select_nth_unstable_by(k - 1, cmp);
+        v.select_nth_unstable(k - 1);
         v.truncate(k);
     }
-    v.sort_unstable_by(cmp);
+    v.sort_unstable();
 }
 
 /// Which pending tasks to dial at `now`, best first, within every cap. `tasks` are the open
@@ -430,7 +433,7 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
     // Candidates, bucketed by (target, waited): each bucket contributes at most its caps' worth,
     // so selecting the k best per bucket is exact and avoids sorting everything.
     let main_key = policy.target.key();
-    let mut buckets: [Vec<u32>; 4] = Default::default();
+    let mut buckets: [Vec<Key>; 4] = Default::default();
     for (i, t) in tasks.iter().enumerate() {
         if t.state != TaskState::Pending
             || t.next_attempt_at > now
@@ -441,7 +444,7 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
         }
         let fb = usize::from(t.use_fallback && policy.fallback.is_some());
         let w = usize::from(waited(t));
-        buckets[fb * 2 + w].push(i as u32);
+        buckets[fb * 2 + w].push(key(t, i));
     }
     let waited_total = waited_started + buckets[1].len() + buckets[3].len();
     let quota = match (window, opened) {
@@ -470,22 +473,22 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
         if b % 2 == 1 {
             k = k.min(quota);
         }
-        top_k(tasks, v, k);
+        top_k(v, k);
     }
 
     // Merge and pick greedily within the caps.
-    let mut cand: Vec<(u32, usize)> = Vec::new();
+    let mut cand: Vec<(Key, usize)> = Vec::new();
     for (b, v) in buckets.iter().enumerate() {
-        cand.extend(v.iter().map(|&i| (i, b)));
+        cand.extend(v.iter().map(|&k| (k, b)));
     }
-    cand.sort_unstable_by(|x, y| priority(&tasks[x.0 as usize], &tasks[y.0 as usize]));
+    cand.sort_unstable();
     let mut out = Vec::new();
     let mut quota_left = quota;
-    for (i, b) in cand {
+    for (k, b) in cand {
         if out.len() >= global_left {
             break;
         }
-        let t = &tasks[i as usize];
+        let t = &tasks[k.3 as usize];
         let target = policy.target_of(t);
         let key = target.key();
         let used = by_target.entry(key).or_default();

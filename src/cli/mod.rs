@@ -4,11 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod callbacks;
 pub mod check_config;
 pub mod missed;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod run;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
@@ -50,6 +52,16 @@ pub enum Command {
         after_help = "Example:\n  perezvon record --config /etc/perezvon/perezvon.toml --out today.ami\n  perezvon replay today.ami"
     )]
     Record(RecordArgs),
+    /// Run the daemon: follow calls on AMI, store verdicts, call missed customers back.
+    #[command(
+        after_help = "Example:\n  perezvon run --config /etc/perezvon/perezvon.toml\n  perezvon run --config perezvon.toml --db /tmp/perezvon.db"
+    )]
+    Run(run::RunArgs),
+    /// Inspect and steer the callback queue: list, cancel, retry.
+    #[command(
+        after_help = "Example:\n  perezvon callbacks list --config /etc/perezvon/perezvon.toml --format json\n  perezvon callbacks cancel 42 --config /etc/perezvon/perezvon.toml"
+    )]
+    Callbacks(callbacks::CallbacksArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,5 +146,7 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Report(a) => report::run(&a),
         Command::CheckConfig(a) => check_config::run(&a),
         Command::Record(a) => record::run(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Callbacks(a) => callbacks::run(&a),
     }
 }
