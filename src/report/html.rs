@@ -695,7 +695,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
 
     let _ = write!(
         o,
-        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday. Time to resolve runs from the end of the missed call to the call that reached the customer.</footer></main></body></html>"#,
+        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
         i.ignored, i.unknown
     );
     o.push('\n');

@@ -15,7 +15,8 @@
 //!   the call's start in the configured time zone; Saturday and Sunday are the weekend.
 //! - Bucket edges are lower-inclusive: a wait of exactly 10 s is in "10-30 s", a reaction of
 //!   exactly 5 min in "5-15 m", of exactly 24 h in ">24 h".
-//! - Reaction time is from the end of the missed call to the resolving call (`resolved_at`).
+//! - Reaction time is from the end of the missed call to the start of the resolving call
+//!   (`resolved_at`); a resolving call that began while the miss was still ringing counts as 0.
 
 pub mod html;
 pub mod missed;
