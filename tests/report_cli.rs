@@ -522,6 +522,7 @@ fn report_formats_on_a_busy_week() {
         "attempt outcome",
         "Hour",
         "Weekday",
+        "Missed more than once",
     ] {
         assert!(out.contains(section), "no {section} in\n{out}");
     }
@@ -552,6 +553,7 @@ fn report_formats_on_a_busy_week() {
         "external assets"
     );
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("Numbers missed more than once"));
     assert_balanced(&html);
 }
 

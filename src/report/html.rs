@@ -670,6 +670,22 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         num_table(&["state", "tasks"], &rows)
     );
 
+    // Customers who kept trying: the most annoyed ones.
+    if !r.repeat_callers.is_empty() {
+        o.push_str(r#"<section class="card"><h2>Numbers missed more than once</h2><table><thead><tr><th>caller</th><th class="n">misses</th><th class="n">still unresolved</th><th class="n">last miss</th></tr></thead><tbody>"#);
+        for c in &r.repeat_callers {
+            let _ = write!(
+                o,
+                r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+                esc(c.caller.as_deref().unwrap_or(&c.caller_normalized)),
+                c.misses,
+                c.unresolved,
+                esc(&c.last)
+            );
+        }
+        o.push_str("</tbody></table></section>");
+    }
+
     // Who still waits for a call: the list a supervisor acts on.
     o.push_str(r#"<section class="card"><h2>Unresolved misses, newest first</h2>"#);
     if r.recent_unresolved.is_empty() {

@@ -55,6 +55,9 @@ pub const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"
 /// The longest period that gets a bar per day.
 pub const MAX_DAYS: usize = 92;
 
+/// How many repeatedly missed numbers the report lists.
+pub const REPEAT_CALLERS: usize = 10;
+
 /// How many unresolved misses the report lists by name.
 pub const RECENT_UNRESOLVED: usize = 20;
 
@@ -140,6 +143,19 @@ pub struct RecentMiss {
     pub wait_secs: f64,
 }
 
+/// A number the PBX missed more than once in the period: a customer who kept trying.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepeatCaller {
+    /// As delivered on the newest miss.
+    pub caller: Option<String>,
+    pub caller_normalized: String,
+    pub misses: u64,
+    /// Of those misses, how many nobody has resolved.
+    pub unresolved: u64,
+    /// Local time of the newest miss, `YYYY-MM-DD HH:MM`.
+    pub last: String,
+}
+
 /// The statistics of one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -166,6 +182,8 @@ pub struct Report {
     /// One row per local day of the period (`MM-DD`), oldest first; empty when the period spans
     /// more than [`MAX_DAYS`] days (a bar per day stops being readable).
     pub by_day: Vec<Slot>,
+    /// Numbers missed at least twice, most misses first, at most [`REPEAT_CALLERS`].
+    pub repeat_callers: Vec<RepeatCaller>,
     /// The newest unresolved misses, at most [`RECENT_UNRESOLVED`].
     pub recent_unresolved: Vec<RecentMiss>,
 }
@@ -282,6 +300,9 @@ impl Report {
             .collect();
         let (mut by_day, day_index) = days_of(from, now, tz);
         let mut unresolved: Vec<&CallRecord> = Vec::new();
+        // Per normalised number: misses, unresolved misses, the newest miss.
+        let mut per_number: std::collections::HashMap<&str, (u64, u64, &CallRecord)> =
+            std::collections::HashMap::new();
 
         for r in records.iter().filter(|r| r.direction == Direction::Inbound) {
             let k = kind(r);
@@ -324,6 +345,14 @@ impl Report {
                 by_day[i].missed += 1;
             }
 
+            if let Some(n) = r.caller_normalized.as_deref() {
+                let e = per_number.entry(n).or_insert((0, 0, r));
+                e.0 += 1;
+                e.1 += u64::from(r.resolved_by.is_none());
+                if r.started_at > e.2.started_at {
+                    e.2 = r;
+                }
+            }
             waits[bucket_index(&WAIT_BUCKETS, r.wait_secs)] += 1;
             wait_list.push(r.wait_secs);
             let li = r
@@ -387,6 +416,25 @@ impl Report {
             })
             .collect();
 
+        let mut repeat: Vec<(&str, (u64, u64, &CallRecord))> = per_number
+            .into_iter()
+            .filter(|(_, (misses, _, _))| *misses >= 2)
+            .collect();
+        repeat.sort_by(|a, b| {
+            (b.1 .0, b.1 .2.started_at, a.0).cmp(&(a.1 .0, a.1 .2.started_at, b.0))
+        });
+        let repeat_callers = repeat
+            .into_iter()
+            .take(REPEAT_CALLERS)
+            .map(|(n, (misses, unresolved, last))| RepeatCaller {
+                caller: last.caller.clone(),
+                caller_normalized: n.to_string(),
+                misses,
+                unresolved,
+                last: local_minute(last.started_at, tz),
+            })
+            .collect();
+
         unresolved.sort_by_key(|r| std::cmp::Reverse(r.started_at));
         let recent_unresolved = unresolved
             .into_iter()
@@ -423,6 +471,7 @@ impl Report {
             by_hour,
             by_weekday,
             by_day,
+            repeat_callers,
             recent_unresolved,
         }
     }

@@ -227,6 +227,56 @@ fn days_of_the_period_in_local_time() {
 }
 
 #[test]
+fn numbers_missed_more_than_once() {
+    let with = |id: &str, start: &str, number: &str, status: Status| {
+        let mut r = call(id, start, status, 20.0);
+        r.caller = Some(format!("+{number}"));
+        r.caller_normalized = Some(number.to_string());
+        r
+    };
+    let records = vec![
+        with("a1", "2026-11-16T10:00:00Z", "79160000001", Status::Missed),
+        with("a2", "2026-11-16T11:00:00Z", "79160000001", Status::Missed),
+        resolved(
+            with("a3", "2026-11-16T12:00:00Z", "79160000001", Status::Missed),
+            ResolvedBy::Callback,
+            60.0,
+        ),
+        with("b1", "2026-11-16T10:00:00Z", "79160000002", Status::Missed),
+        with("b2", "2026-11-16T13:00:00Z", "79160000002", Status::Missed),
+        // Answered and accidental calls of the number are not misses.
+        with(
+            "b3",
+            "2026-11-16T14:00:00Z",
+            "79160000002",
+            Status::Answered,
+        ),
+        with("b4", "2026-11-16T15:00:00Z", "79160000002", Status::Ignored),
+        with("c1", "2026-11-16T10:00:00Z", "79160000003", Status::Missed),
+    ];
+    let r = build(&records, &TimeZone::UTC);
+    let got: Vec<(&str, u64, u64, &str)> = r
+        .repeat_callers
+        .iter()
+        .map(|c| {
+            (
+                c.caller_normalized.as_str(),
+                c.misses,
+                c.unresolved,
+                c.last.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("79160000001", 3, 2, "2026-11-16 12:00"),
+            ("79160000002", 2, 2, "2026-11-16 13:00"),
+        ]
+    );
+}
+
+#[test]
 fn ignored_and_unknown_are_counted_apart_from_misses() {
     let mut outbound = call("o", "2026-11-16T10:00:00Z", Status::Missed, 5.0);
     outbound.direction = Direction::Outbound;
