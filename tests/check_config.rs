@@ -138,7 +138,10 @@ fn secret_from_an_unset_environment_variable() {
 
 #[test]
 fn toml_syntax_error_has_a_line() {
-    assert_problem(&format!("{VALID}\n[calls\n"), "line 10: ");
+    assert_problem(
+        &format!("{VALID}\n[calls\n"),
+        "line 10, column 7: invalid table header",
+    );
 }
 
 #[test]
