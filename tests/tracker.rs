@@ -439,3 +439,329 @@ fn garbage_never_panics_and_is_not_a_call() {
     assert!(out.iter().all(|r| r.status == Status::Unknown));
     assert_eq!(t.live_calls(), 0);
 }
+
+/// A PJSIP PBX: agents `PJSIP/2xx`, the provider trunk for outside legs.
+fn pjsip() -> Config {
+    Config::from_toml(
+        r#"
+[pbx]
+inbound_contexts = ["from-trunk"]
+trunk_channels = ["PJSIP/provider-*"]
+agent_channels = ["PJSIP/2*"]
+external_channels = ["PJSIP/provider-*"]
+"#,
+    )
+    .unwrap()
+}
+
+fn cev(event: &str, chan: &str, uid: &str, linked: &str, extra: &[(&str, &str)]) -> Message {
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("Event", event),
+        ("Channel", chan),
+        ("Uniqueid", uid),
+        ("Linkedid", linked),
+    ];
+    pairs.extend_from_slice(extra);
+    Message::from_pairs(&pairs)
+}
+
+fn or(response: &str, reason: &str, uid: &str, channel: &str, action: &str) -> Message {
+    Message::from_pairs(&[
+        ("Event", "OriginateResponse"),
+        ("ActionID", action),
+        ("Response", response),
+        ("Channel", channel),
+        ("Reason", reason),
+        ("Uniqueid", uid),
+    ])
+}
+
+/// Agent-first callback: the agent's phone rings first, then the customer is dialled.
+fn agent_first(customer: &str) -> Vec<CallRecord> {
+    let cfg = pjsip();
+    let mut t = Tracker::new("pbx", &cfg);
+    let mut out = Vec::new();
+    let (a, b, l) = ("PJSIP/201-00000001", "PJSIP/provider-00000002", "cb-c");
+    let marker = [("Variable", "PEREZVON_CALLBACK_ID"), ("Value", "pzv-1-1-0")];
+    t.handle(
+        &cev("Newchannel", a, "cb-c", l, &[("Context", "from-internal")]),
+        at(0),
+        &mut out,
+    );
+    t.handle(&cev("VarSet", a, "cb-c", l, &marker), at(0), &mut out);
+    t.handle(
+        &cev("Newstate", a, "cb-c", l, &[("ChannelState", "6")]),
+        at(3),
+        &mut out,
+    );
+    t.handle(&or("Success", "4", "cb-c", a, "pzv-1-1-0"), at(3), &mut out);
+    t.handle(
+        &cev("Newchannel", b, "cb-d", l, &[("Context", "from-internal")]),
+        at(3),
+        &mut out,
+    );
+    let dial = [
+        ("DestUniqueid", "cb-d"),
+        ("DialString", "89161234567@provider"),
+    ];
+    t.handle(&cev("DialBegin", a, "cb-c", l, &dial), at(3), &mut out);
+    match customer {
+        "answers" => {
+            let end = [("DestUniqueid", "cb-d"), ("DialStatus", "ANSWER")];
+            t.handle(&cev("DialEnd", a, "cb-c", l, &end), at(8), &mut out);
+            let br = [("BridgeUniqueid", "x")];
+            t.handle(&cev("BridgeEnter", b, "cb-d", l, &br), at(8), &mut out);
+            t.handle(&cev("BridgeEnter", a, "cb-c", l, &br), at(8), &mut out);
+            t.handle(&cev("HangupRequest", b, "cb-d", l, &[]), at(38), &mut out);
+            t.handle(&cev("BridgeLeave", b, "cb-d", l, &br), at(38), &mut out);
+            t.handle(
+                &cev("Hangup", b, "cb-d", l, &[("Cause", "16")]),
+                at(38),
+                &mut out,
+            );
+            t.handle(&cev("BridgeLeave", a, "cb-c", l, &br), at(38), &mut out);
+        }
+        _ => {
+            let end = [("DestUniqueid", "cb-d"), ("DialStatus", "BUSY")];
+            t.handle(&cev("DialEnd", a, "cb-c", l, &end), at(4), &mut out);
+            t.handle(
+                &cev("Hangup", b, "cb-d", l, &[("Cause", "17")]),
+                at(4),
+                &mut out,
+            );
+        }
+    }
+    t.handle(
+        &cev("Hangup", a, "cb-c", l, &[("Cause", "16")]),
+        at(40),
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn agent_first_callbacks_are_judged_from_the_customer_leg() {
+    let r = agent_first("answers");
+    assert_eq!(r.len(), 1);
+    let r = &r[0];
+    assert_eq!(r.direction, Direction::Callback);
+    assert_eq!(r.callback_id.as_deref(), Some("pzv-1-1-0"));
+    assert_eq!(r.callee_normalized.as_deref(), Some("79161234567"), "{r:?}");
+    assert_eq!(r.talk_secs, 30.0);
+    assert_eq!(r.callback_outcome.map(|o| o.as_str()), Some("connected"));
+    assert_eq!(r.agent.as_deref(), Some("201"));
+    let r = agent_first("busy");
+    assert_eq!(r[0].callback_outcome.map(|o| o.as_str()), Some("busy"));
+}
+
+#[test]
+fn a_failed_originate_is_matched_by_its_action_id() {
+    // Two callbacks ringing on the provider trunk; the second fails (no answer). Its
+    // OriginateResponse names only the requested channel and has no Uniqueid.
+    let cfg = pjsip();
+    let mut t = Tracker::new("pbx", &cfg);
+    let mut out = Vec::new();
+    for (n, uid) in [("1", "u1"), ("2", "u2")] {
+        let chan = format!("PJSIP/provider-0000000{n}");
+        let id = format!("pzv-{n}-1-0");
+        let marker = [("Variable", "PEREZVON_CALLBACK_ID"), ("Value", id.as_str())];
+        t.handle(
+            &cev("Newchannel", &chan, uid, uid, &[("Context", "from-trunk")]),
+            at(0),
+            &mut out,
+        );
+        t.handle(&cev("VarSet", &chan, uid, uid, &marker), at(0), &mut out);
+    }
+    t.handle(
+        &or(
+            "Failure",
+            "3",
+            "<unknown>",
+            "PJSIP/89161234567@provider",
+            "pzv-2-1-0",
+        ),
+        at(20),
+        &mut out,
+    );
+    t.handle(
+        &cev(
+            "Hangup",
+            "PJSIP/provider-00000002",
+            "u2",
+            "u2",
+            &[("Cause", "19")],
+        ),
+        at(20),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].linkedid, "u2");
+    assert_eq!(
+        out[0].callback_outcome.map(|o| o.as_str()),
+        Some("no_answer")
+    );
+    // The first one is still waiting for its own response.
+    t.handle(
+        &or(
+            "Failure",
+            "5",
+            "<unknown>",
+            "PJSIP/89161234568@provider",
+            "pzv-1-1-0",
+        ),
+        at(21),
+        &mut out,
+    );
+    t.handle(
+        &cev(
+            "Hangup",
+            "PJSIP/provider-00000001",
+            "u1",
+            "u1",
+            &[("Cause", "17")],
+        ),
+        at(21),
+        &mut out,
+    );
+    assert_eq!(out[1].callback_outcome.map(|o| o.as_str()), Some("busy"));
+}
+
+#[test]
+fn lost_at_contexts_override_what_the_dialplan_steps_say() {
+    // ivr_abandon: the caller hangs up in the menu of context `ivr-main`.
+    let mut cfg = lab();
+    cfg.pbx
+        .lost_at_contexts
+        .insert("ivr-main".into(), "voicemail".into());
+    let mut t = Tracker::new("lab", &cfg);
+    let mut now = Timestamp::UNIX_EPOCH;
+    let out = feed(&mut t, &capture("ivr_abandon"), &mut now);
+    assert_eq!(out[0].lost_at, Some(LostAt::Voicemail));
+    let mut t = Tracker::new("lab", &lab());
+    let out = feed(&mut t, &capture("ivr_abandon"), &mut now);
+    assert_eq!(out[0].lost_at, Some(LostAt::Ivr));
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EVENTS: [&str; 14] = [
+        "Newchannel",
+        "Newchannel",
+        "Newstate",
+        "NewCallerid",
+        "Newexten",
+        "VarSet",
+        "DialBegin",
+        "DialEnd",
+        "BridgeEnter",
+        "BridgeLeave",
+        "LocalBridge",
+        "SoftHangupRequest",
+        "Hangup",
+        "OriginateResponse",
+    ];
+    const CHANS: [&str; 6] = [
+        "Local/74951110001@from-trunk-00000001;2",
+        "Local/74951110001@from-trunk-00000001;1",
+        "Local/201@agent-sim-00000002;1",
+        "Local/201@agent-sim-00000002;2",
+        "Local/89031234567@external-sim-00000003;1",
+        "PJSIP/x-00000004",
+    ];
+    const APPS: [&str; 6] = [
+        "Queue",
+        "Dial",
+        "VoiceMail",
+        "BackGround",
+        "Busy",
+        "Playback",
+    ];
+
+    fn msg(e: usize, a: usize, b: usize, x: usize) -> Message {
+        let uid = format!("u{a}");
+        let other = format!("u{b}");
+        let link = format!("u{}", a % 3);
+        let bridge = format!("b{}", x % 3);
+        let ev = EVENTS[e % EVENTS.len()];
+        let chan = CHANS[a % CHANS.len()];
+        let mut p: Vec<(&str, String)> = vec![
+            ("Event", ev.into()),
+            ("Channel", chan.into()),
+            ("Uniqueid", uid.clone()),
+            ("Linkedid", link),
+            (
+                "Context",
+                if x % 2 == 0 {
+                    "from-trunk".into()
+                } else {
+                    "queue-in".into()
+                },
+            ),
+            ("ChannelState", (x % 8).to_string()),
+            ("CallerIDNum", format!("8916000000{x}")),
+        ];
+        match ev {
+            "Newexten" => {
+                p.push(("Application", APPS[x % APPS.len()].into()));
+                p.push(("AppData", "201&202,20".into()));
+            }
+            "VarSet" => {
+                p.push(("Variable", "CALLBACK_ID".into()));
+                p.push(("Value", format!("cb-{x}")));
+            }
+            "DialBegin" | "DialEnd" => {
+                if x % 4 == 0 {
+                    p.retain(|(k, _)| !matches!(*k, "Channel" | "Uniqueid"));
+                }
+                p.push(("DestUniqueid", other.clone()));
+                p.push(("DialStatus", ["ANSWER", "BUSY", "NOANSWER"][x % 3].into()));
+                p.push(("DialString", "89161234567@provider".into()));
+            }
+            "BridgeEnter" | "BridgeLeave" => p.push(("BridgeUniqueid", bridge)),
+            "LocalBridge" => {
+                p.push(("LocalOneUniqueid", uid));
+                p.push(("LocalTwoUniqueid", other));
+            }
+            "OriginateResponse" => {
+                p.push((
+                    "Response",
+                    if x % 2 == 0 { "Success" } else { "Failure" }.into(),
+                ));
+                p.push(("Reason", (x % 9).to_string()));
+                p.push(("ActionID", format!("cb-{x}")));
+            }
+            _ => p.push(("Cause", (x % 20).to_string())),
+        }
+        Message::from_pairs(&p)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_event_sequence_is_handled_and_memory_returns_to_zero(
+            seq in proptest::collection::vec((0usize..14, 0usize..8, 0usize..8, 0usize..12, 0i64..5), 0..120)
+        ) {
+            let cfg = lab();
+            let mut t = Tracker::new("lab", &cfg);
+            let mut out = Vec::new();
+            let mut secs = 0;
+            for (e, a, b, x, dt) in seq {
+                secs += dt;
+                t.handle(&msg(e, a, b, x), at(secs), &mut out);
+                if x == 11 {
+                    t.tick(at(secs), &mut out);
+                }
+            }
+            for r in &out {
+                prop_assert!(r.wait_secs >= 0.0 && r.talk_secs >= 0.0);
+                prop_assert!(r.talk_secs <= (r.ended_at.as_second() - r.started_at.as_second()) as f64 + 1.0);
+                prop_assert!(!(r.missed && r.direction != Direction::Inbound));
+            }
+            t.link_down(at(secs + 1), &mut out);
+            prop_assert_eq!(t.live_calls(), 0);
+            prop_assert_eq!(t.live_channels(), 0);
+        }
+    }
+}

@@ -102,6 +102,12 @@ pub(crate) struct Call {
     pub(crate) first_name: Box<str>,
     /// The first channel started in an inbound context or is a trunk.
     pub(crate) first_inbound: bool,
+    pub(crate) first_kind: ChanKind,
+    /// A callback whose first leg is the agent side: the customer is dialled once a person
+    /// answered, and the conversation is judged from the customer's leg.
+    pub(crate) agent_first: bool,
+    /// How the dial towards the customer leg of an agent-first callback ended.
+    pub(crate) customer_dial: Option<OriginDial>,
     pub(crate) caller: u32,
     pub(crate) caller_is_trunk: bool,
     pub(crate) caller_num: Option<Box<str>>,
@@ -141,6 +147,12 @@ pub(crate) struct Call {
     pub(crate) resynced: bool,
 }
 
+#[derive(Debug)]
+struct Bridge {
+    key: Box<[u8]>,
+    members: Vec<u32>,
+}
+
 /// The config the tracker reads, prepared once.
 #[derive(Debug, Clone)]
 pub(crate) struct Rules {
@@ -165,7 +177,8 @@ pub struct Tracker {
     chan_ids: FxMap<Box<[u8]>, u32>,
     calls: Slab<Call>,
     call_ids: FxMap<Box<[u8]>, u32>,
-    bridges: Slab<Vec<u32>>,
+    /// Members of each bridge, and its `BridgeUniqueid` (to forget it when it empties).
+    bridges: Slab<Bridge>,
     bridge_ids: FxMap<Box<[u8]>, u32>,
     ended: VecDeque<Box<[u8]>>,
     /// Latest event time seen (µs): the reference for a restart check and silence.
@@ -359,6 +372,13 @@ impl Tracker {
             .filter(|e| !e.uniqueid.is_empty() && !e.linkedid.is_empty())
             .collect();
         let listed: std::collections::HashSet<&[u8]> = items.iter().map(|e| e.uniqueid).collect();
+        // Calls tracked across the gap may have lost events: like a resynced call, they can
+        // still prove an answer but never a miss.
+        for id in self.calls.ids() {
+            if let Some(c) = self.calls.get_mut(id) {
+                c.resynced = true;
+            }
+        }
         // Channels we track that Asterisk no longer has: their hangups were lost.
         for cid in self.chans.ids() {
             let gone = self
@@ -468,6 +488,9 @@ impl Tracker {
                     first: NONE,
                     first_name: name.as_ref().into(),
                     first_inbound,
+                    first_kind: kind,
+                    agent_first: false,
+                    customer_dial: None,
                     caller: NONE,
                     caller_is_trunk: false,
                     caller_num: None,
@@ -545,6 +568,24 @@ impl Tracker {
             }
         } else if matches!(kind, ChanKind::External | ChanKind::Trunk) {
             c.saw_outside = true;
+            if c.marker.is_some()
+                && !c.agent_first
+                && !matches!(c.first_kind, ChanKind::External | ChanKind::Trunk)
+            {
+                // Agent-first callback: the customer leg appears now. What happened on the
+                // agent side until here (a queue member bridged with the Local agent leg) is
+                // not a conversation with the customer.
+                c.agent_first = true;
+                c.caller = cid;
+                c.caller_up = false;
+                c.connected_since = None;
+                c.current_person = NONE;
+                c.answered_at = None;
+                c.talk = 0;
+                c.persons.clear();
+                c.ender = None;
+                c.person_drop = None;
+            }
         }
         Some(cid)
     }
@@ -598,6 +639,17 @@ impl Tracker {
                 .and_then(|&id| self.chans.get(id))
             {
                 call = c.call;
+            }
+        }
+        if call == NONE && !ev.action_id.is_empty() {
+            // perezvon's dialer uses the callback id (the marker's value) as the ActionID.
+            for id in self.calls.ids() {
+                if self.calls.get(id).is_some_and(|c| {
+                    c.originate.is_none()
+                        && c.marker.as_deref().map(str::as_bytes) == Some(ev.action_id)
+                }) {
+                    call = id;
+                }
             }
         }
         if call == NONE && !ev.channel.is_empty() {
@@ -657,16 +709,7 @@ impl Tracker {
                 c.origin_number = Some(n);
             }
         } else {
-            c.origin_dial = Some(match ev.dial_status {
-                s if s.eq_ignore_ascii_case(b"ANSWER") => OriginDial::Answer,
-                s if s.eq_ignore_ascii_case(b"BUSY") => OriginDial::Busy,
-                s if s.eq_ignore_ascii_case(b"CONGESTION")
-                    || s.eq_ignore_ascii_case(b"CHANUNAVAIL") =>
-                {
-                    OriginDial::Failed
-                }
-                _ => OriginDial::NoAnswer,
-            });
+            c.origin_dial = Some(origin_dial(ev.dial_status));
         }
     }
 
@@ -711,6 +754,9 @@ impl Tracker {
             }
             Kind::DialBegin => self.on_dial_begin(cid, call, is_caller, ev),
             Kind::DialEnd => {
+                if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
+                    c.customer_dial = Some(origin_dial(ev.dial_status));
+                }
                 let caller_side =
                     is_caller || self.chans.get(c.caller).is_some_and(|x| x.partner == cid);
                 let turned = [&b"BUSY"[..], b"CONGESTION", b"CHANUNAVAIL"]
@@ -776,6 +822,11 @@ impl Tracker {
                 c.last_rung = Some(p);
             }
         }
+        if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
+            if let Some(n) = dialled_number(ev.dial_string) {
+                c.origin_number = Some(n);
+            }
+        }
         let caller_side = is_caller || caller_partner == Some(cid);
         if !caller_side {
             return;
@@ -808,12 +859,15 @@ impl Tracker {
         let bid = match self.bridge_ids.get(bridge) {
             Some(&b) => b,
             None => {
-                let b = self.bridges.insert(Vec::new());
+                let b = self.bridges.insert(Bridge {
+                    key: bridge.into(),
+                    members: Vec::new(),
+                });
                 self.bridge_ids.insert(bridge.into(), b);
                 b
             }
         };
-        if let Some(m) = self.bridges.get_mut(bid) {
+        if let Some(m) = self.bridges.get_mut(bid).map(|b| &mut b.members) {
             if m.len() < MAX_VISIT && !m.contains(&cid) {
                 m.push(cid);
             }
@@ -832,13 +886,14 @@ impl Tracker {
         else {
             return Vec::new();
         };
-        let Some(m) = self.bridges.get_mut(bid) else {
+        let Some(m) = self.bridges.get_mut(bid).map(|b| &mut b.members) else {
             return Vec::new();
         };
         m.retain(|&x| x != cid);
         if m.is_empty() {
-            self.bridges.remove(bid);
-            self.bridge_ids.retain(|_, &mut b| b != bid);
+            if let Some(b) = self.bridges.remove(bid) {
+                self.bridge_ids.remove(&b.key);
+            }
             Vec::new()
         } else {
             m.clone()
@@ -852,8 +907,9 @@ impl Tracker {
         let others: Vec<u32> = self
             .bridges
             .get(bid)
-            .map(|m| {
-                m.iter()
+            .map(|b| {
+                b.members
+                    .iter()
                     .filter_map(|&x| self.chans.get(x).map(|c| c.call))
                     .filter(|&c| c != call)
                     .collect()
@@ -940,7 +996,7 @@ impl Tracker {
             let members = self
                 .bridges
                 .get(ch.bridge)
-                .map(|m| m.as_slice())
+                .map(|b| b.members.as_slice())
                 .unwrap_or(&[]);
             for &n in members.iter().chain(std::iter::once(&ch.partner)) {
                 if n == NONE || seen.contains(&n) || seen.len() >= MAX_VISIT {
@@ -991,8 +1047,11 @@ impl Tracker {
             return;
         };
         c.live = c.live.saturating_sub(1);
-        if lost && c.caller == cid {
-            c.caller_gone.get_or_insert(t);
+        if lost {
+            c.resynced = true;
+            if c.caller == cid {
+                c.caller_gone.get_or_insert(t);
+            }
         }
         if c.live == 0 {
             let reason = (lost || c.resynced).then_some(UnknownReason::LinkDown);
@@ -1004,13 +1063,17 @@ impl Tracker {
         let mut ids = self.calls.ids();
         // Deterministic order: by start time.
         ids.sort_by_key(|&id| self.calls.get(id).map_or(0, |c| c.started));
-        for id in ids {
-            self.end_call(id, t, Some(reason), out);
-        }
+        // Everything goes: forget channels first so each call's end need not look for them.
         self.chans.clear();
         self.chan_ids.clear();
         self.bridges.clear();
         self.bridge_ids.clear();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(id) {
+                c.live = 0;
+            }
+            self.end_call(id, t, Some(reason), out);
+        }
     }
 
     fn evict_oldest(&mut self, t: i64, out: &mut Vec<CallRecord>) {
@@ -1045,8 +1108,14 @@ impl Tracker {
             return;
         };
         self.call_ids.remove(c.linkedid.as_bytes());
-        // Channels still tracked for this call (link loss, eviction) go with it.
-        for cid in self.chans.ids() {
+        // Channels still tracked for this call (eviction, silence) go with it. A call normally
+        // ends with its last channel, so this scan is the rare path.
+        let scan = if c.live > 0 {
+            self.chans.ids()
+        } else {
+            Vec::new()
+        };
+        for cid in scan {
             if self.chans.get(cid).is_some_and(|x| x.call == id) {
                 self.leave_bridge(cid);
                 if let Some(ch) = self.chans.remove(cid) {
@@ -1070,6 +1139,17 @@ impl Tracker {
             us_to_ts(t),
             unknown,
         ));
+    }
+}
+
+fn origin_dial(status: &[u8]) -> OriginDial {
+    match status {
+        s if s.eq_ignore_ascii_case(b"ANSWER") => OriginDial::Answer,
+        s if s.eq_ignore_ascii_case(b"BUSY") => OriginDial::Busy,
+        s if s.eq_ignore_ascii_case(b"CONGESTION") || s.eq_ignore_ascii_case(b"CHANUNAVAIL") => {
+            OriginDial::Failed
+        }
+        _ => OriginDial::NoAnswer,
     }
 }
 
@@ -1187,4 +1267,48 @@ fn parse_duration(v: &[u8]) -> Option<i64> {
         parts += 1;
     }
     (parts > 0 && parts <= 3).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_names() {
+        for (chan, want) in [
+            ("Local/201@agent-sim-00000001;1", "201"),
+            ("Local/201@from-queue-0000000a;2", "201"),
+            ("PJSIP/201-0000001a", "201"),
+            ("SIP/office-201-0000001a", "office-201"),
+            ("Local/89031234567@external-sim-00000003;1", "89031234567"),
+            ("weird", "weird"),
+            ("", ""),
+        ] {
+            assert_eq!(&*person_name(chan.as_bytes()), want, "{chan}");
+        }
+    }
+
+    #[test]
+    fn dialled_numbers() {
+        for (s, want) in [
+            ("89261112233@customer-sim", Some("89261112233")),
+            ("Local/+79261112288@customer-sim", Some("+79261112288")),
+            ("PJSIP/89261112233@provider", Some("89261112233")),
+            ("89165550202@external-sim/n", Some("89165550202")),
+            ("201@agent-sim/n", Some("201")),
+            ("PJSIP/provider-0000001a", None),
+            ("s", None),
+            ("", None),
+        ] {
+            assert_eq!(dialled_number(s.as_bytes()).as_deref(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration(b"01:02:03"), Some(3723));
+        assert_eq!(parse_duration(b"00:00:07"), Some(7));
+        assert_eq!(parse_duration(b"x"), None);
+        assert_eq!(parse_duration(b""), None);
+    }
 }
