@@ -846,6 +846,10 @@ fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
     };
     let hint = if msg.contains("unknown field") {
         Some("see config.example.toml for every key".to_string())
+    } else if msg.contains("invalid type: map, expected a sequence") {
+        Some("servers are [[asterisk]] sections (double brackets), one per server".to_string())
+    } else if msg.contains("expected a sequence") {
+        Some("a list in brackets, e.g. [\"PJSIP/*\"] or [] for none".to_string())
     } else if msg.contains("invalid type") {
         Some("durations and names are quoted strings, numbers and booleans are not".to_string())
     } else {

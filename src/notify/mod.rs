@@ -13,22 +13,26 @@
 //!
 //! - [`webhook`]: JSON POST over hand-written HTTP/1.1, HMAC-signed (docs/WEBHOOK.md).
 //! - [`email`]: plain SMTP to a local relay.
+//! - [`observe`]: glue for the daemon's writers and observer channels.
 //!
 //! # Wiring in the daemon
 //! ```text
 //! let metrics = Arc::new(Metrics::new(cfg.asterisk.iter().map(|a| a.name.as_str())));
 //! tokio::spawn(notify::run_delivery(cfg.clone(), cfg.storage.database.clone(), metrics.clone(), shutdown.clone()));
 //! if cfg.metrics.enabled { tokio::spawn(metrics::serve(cfg.metrics.listen, metrics.clone(), shutdown.clone())); }
-//! // store writer, per verdict (same connection, right after the insert):
-//! if store.insert_call(&rec)? { metrics.record_call(&rec); notify::enqueue_for_record(&store, &cfg, &rec, now)?; }
-//! // after a resolution was written to an earlier miss (the updated record):
-//! notify::enqueue_resolved(&store, &cfg, &miss, now)?;
-//! // dialer, per finished attempt:
-//! metrics.record_callback(outcome); notify::enqueue_callback_outcome(&store, &cfg, &event, now)?;
+//! // Durable: the calls writer (Pipeline::commit), right after Store::record_call:
+//! notify::enqueue_recorded(&store, &cfg, &recorded, now)?;
+//! // ... and the dialer, right after finishing an attempt:
+//! notify::enqueue_attempt_outcome(&store, &cfg, &callback_id, now)?;
+//! // Metrics (and best-effort notifications) from the observer channels of daemon::RunOptions:
+//! tokio::spawn(notify::run_observer(cfg, db, metrics, records_rx, dialer_events_rx, shutdown));
 //! ```
 
 pub mod email;
+pub mod observe;
 pub mod webhook;
+
+pub use observe::{enqueue_attempt_outcome, enqueue_recorded, run_observer};
 
 use std::path::PathBuf;
 use std::sync::Arc;

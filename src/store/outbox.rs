@@ -209,6 +209,35 @@ impl Store {
         Ok(n)
     }
 
+    /// The missed calls a call resolved (`resolved_by_linkedid`), read for their `resolved` event.
+    pub fn misses_resolved_by(
+        &self,
+        _server: &str,
+        linkedid: &str,
+    ) -> Result<Vec<crate::calls::record::CallRecord>> {
+        // Resolution matches numbers across servers, so the miss may live on another server.
+        let keys: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT server, linkedid FROM calls WHERE resolved_by_linkedid = ?1 AND missed = 1",
+                )
+                .map_err(StoreError::sql("prepare resolved misses"))?;
+            let rows = stmt
+                .query_map([linkedid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(StoreError::sql("read resolved misses"))?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(StoreError::sql("read resolved misses"))?
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (server, lid) in keys {
+            if let Some(c) = self.get_call(&server, &lid)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
         self.conn
             .query_row(
