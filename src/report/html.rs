@@ -153,7 +153,8 @@ fn stacked_bars(
     }
     let n = labels.len().max(1) as f64;
     let slot = pw / n;
-    let bw = (slot * 0.7).max(1.0);
+    // Few bars on a wide chart would be slabs: cap the width.
+    let bw = (slot * 0.7).clamp(1.0, 64.0);
     // Thin bars cannot carry every label: show every n-th so that labels ~36 px wide never touch.
     let every = ((36.0 / slot).ceil() as usize).max(1);
     let label_size = if slot < 60.0 { 10 } else { 11 };
