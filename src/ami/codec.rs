@@ -132,6 +132,8 @@ pub struct AmiCodec {
     carry_nonempty: bool,
     /// The frame `find_end` just returned is a banner line (a new session inside the stream).
     banner: bool,
+    /// In Skip: the oversized frame is a banner line, which ends at its line end.
+    skip_line: bool,
     /// Every complete line of the current frame scanned so far (its `\n` and first `:`): the
     /// parser reuses them instead of searching the frame a second time.
     lines: Vec<Line>,
@@ -159,6 +161,7 @@ impl AmiCodec {
             end_command: false,
             carry_nonempty: false,
             banner: false,
+            skip_line: false,
             lines: Vec::with_capacity(64),
             stats: DecodeStats::default(),
         }
@@ -175,6 +178,7 @@ impl AmiCodec {
         self.end_command = false;
         self.carry_nonempty = false;
         self.banner = false;
+        self.skip_line = false;
         self.lines.clear();
     }
 
@@ -239,6 +243,10 @@ impl AmiCodec {
         let mut line_start = base;
         for nl in memchr::memchr_iter(b'\n', &src[base..]) {
             let end = base + nl;
+            if self.skip_line {
+                self.scan = 0;
+                return Some(end + 1);
+            }
             let mut line = trim_cr(&src[line_start..end]);
             if std::mem::take(&mut self.carry_nonempty) && line.is_empty() {
                 line = b"-";
@@ -289,13 +297,22 @@ impl Decoder for AmiCodec {
             match self.state {
                 State::Banner => {
                     let Some(nl) = memchr::memchr(b'\n', src) else {
-                        if src.len() >= BANNER_PREFIX.len() && !src.starts_with(BANNER_PREFIX) {
+                        let long = src.len() > self.max_message;
+                        if long
+                            || src.len() >= BANNER_PREFIX.len() && !src.starts_with(BANNER_PREFIX)
+                        {
                             self.state = State::Frame;
                             continue;
                         }
                         return Ok(None);
                     };
                     self.state = State::Frame;
+                    if src.starts_with(BANNER_PREFIX) && nl + 1 > self.max_message {
+                        // The cap holds for the banner too (as when it comes mid-stream).
+                        self.stats.oversized += 1;
+                        self.consume(src, nl + 1);
+                        continue;
+                    }
                     if src.starts_with(BANNER_PREFIX) {
                         let line = Bytes::copy_from_slice(trim_cr(&src[..nl]));
                         self.consume(src, nl + 1);
@@ -355,13 +372,18 @@ impl Decoder for AmiCodec {
                         }
                         None if src.len() > self.max_message => {
                             self.stats.oversized += 1;
+                            // Still on the first line: if it is a banner, only that line goes.
+                            // (Past it, `find_frame_end` would have returned the banner.)
+                            self.skip_line = self.scan == 0 && src.starts_with(BANNER_PREFIX);
                             self.state = State::Skip;
                         }
                         None => return Ok(None),
                     }
                 }
                 State::Skip => {
-                    // `find_end` in Skip never treats the frame as `Follows`: just the next empty line.
+                    // The skipped frame ends where it would have ended whole: at the next empty
+                    // line, after `--END COMMAND--` for a Follows frame, at the line end for a
+                    // banner. Then whole and piecewise decoding count the same.
                     match self.find_end(src) {
                         Some(end) => {
                             self.consume(src, end);
@@ -369,11 +391,12 @@ impl Decoder for AmiCodec {
                             self.state = State::Frame;
                         }
                         None => {
-                            // Drop every complete line and the partial one too, but remember that
-                            // the line in progress is not empty ("x\r" + "\n" is not a boundary).
-                            // A lone trailing `\r` is kept: it may start the terminating `\r\n`.
+                            // Drop every complete line and most of the partial one, but remember
+                            // that the line in progress is not empty ("x\r" + "\n" is not a
+                            // boundary). Its last bytes are kept: they may begin the `\r\n` or the
+                            // `--END COMMAND--` that ends this line.
                             let partial = &src[self.scan..];
-                            let keep = usize::from(partial.last() == Some(&b'\r'));
+                            let keep = partial.len().min(END_COMMAND.len() + 1);
                             let dropped_partial = partial.len() - keep;
                             let n = src.len() - keep;
                             if dropped_partial > 0 {
@@ -760,6 +783,50 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
         assert_eq!(m[1].headers().next(), Some((&b"\rOdd"[..], &b"v"[..])));
         let (again, _) = dec(&m[1].to_bytes());
         assert_eq!(again, vec![m[1].clone()]);
+    }
+
+    /// Decodes `input` whole and in every chunk size with cap `max`; all must agree.
+    fn same_every_chunk(input: &[u8], max: usize) -> (Vec<Message>, DecodeStats) {
+        let run = |chunk: usize| {
+            let mut c = AmiCodec::with_max_message(max);
+            let mut b = BytesMut::new();
+            let mut out = Vec::new();
+            for piece in input.chunks(chunk) {
+                b.extend_from_slice(piece);
+                while let Some(m) = c.decode(&mut b).unwrap() {
+                    out.push(m);
+                }
+            }
+            while let Some(m) = c.decode_eof(&mut b).unwrap() {
+                out.push(m);
+            }
+            (out, c.stats())
+        };
+        let whole = run(input.len().max(1));
+        for chunk in 1..input.len() {
+            assert_eq!(run(chunk), whole, "chunk {chunk}");
+        }
+        whole
+    }
+
+    #[test]
+    fn oversized_banner_and_follows_count_the_same_whole_or_in_pieces() {
+        // Regression (fuzz): an oversized banner line, or an oversized Follows frame with blank
+        // lines in its body, was cut at a different place when it arrived in pieces.
+        let long = "x".repeat(80);
+        let input = format!(
+            "Asterisk Call Manager/{long}\r\nEvent: A\r\n\r\n\
+             Response: Follows\r\n{long}\r\n\r\nmore\r\n{long}--END COMMAND--\r\n\r\nEvent: B\r\n\r\n\
+             Event: C\r\n\r\nAsterisk Call Manager/{long}\r\nEvent: D\r\n\r\n"
+        );
+        let (m, s) = same_every_chunk(input.as_bytes(), 64);
+        let names: Vec<_> = m
+            .iter()
+            .map(|m| m.event().unwrap_or(b"?").to_vec())
+            .collect();
+        assert_eq!(names, [&b"A"[..], b"B", b"C", b"D"]);
+        assert_eq!(s.oversized, 3);
+        assert_eq!(s.bytes, input.len() as u64);
     }
 
     #[test]
