@@ -322,6 +322,29 @@ fn resync_after_a_reconnect_keeps_tracking_live_calls() {
 }
 
 #[test]
+fn a_resync_list_older_than_new_calls_does_not_end_them() {
+    // The daemon reads CoreShowChannels while the stream flows: a call that started after the
+    // list was taken is tracked from its Newchannel and must survive the (older) list.
+    let cfg = lab();
+    let msgs = capture("queue_abandon");
+    let (before, after) = split(&msgs, 5.0);
+    let mut t = Tracker::new("lab", &cfg);
+    let mut now = Timestamp::UNIX_EPOCH;
+    t.link_up(now);
+    feed(&mut t, &before, &mut now);
+    let mut out = Vec::new();
+    t.resync(&[], now, &mut out);
+    assert!(out.is_empty());
+    let out = feed(&mut t, &after, &mut now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].status,
+        Status::Missed,
+        "a complete call keeps its verdict"
+    );
+}
+
+#[test]
 fn resync_ends_calls_asterisk_no_longer_has() {
     let cfg = lab();
     let msgs = capture("queue_abandon");
@@ -330,6 +353,8 @@ fn resync_ends_calls_asterisk_no_longer_has() {
     let mut now = Timestamp::UNIX_EPOCH;
     feed(&mut t, &before, &mut now);
     let mut out = Vec::new();
+    // No link_down was seen (a silent TCP death): the new session's list lacks the call.
+    t.link_up(now);
     t.resync(&[], now, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].status, Status::Unknown);

@@ -143,8 +143,11 @@ pub(crate) struct Call {
     pub(crate) caller_gone: Option<i64>,
     pub(crate) caller_cause: u32,
     pub(crate) caller_up: bool,
-    /// First seen in a CoreShowChannels resync: its beginning is unknown.
+    /// First seen in a CoreShowChannels resync, or tracked across a link gap: events may be
+    /// missing, so it can prove an answer but never a miss.
     pub(crate) resynced: bool,
+    /// The AMI session (count of `link_up`s) the call was first seen in.
+    pub(crate) session: u32,
 }
 
 #[derive(Debug)]
@@ -183,6 +186,12 @@ pub struct Tracker {
     ended: VecDeque<Box<[u8]>>,
     /// Latest event time seen (µs): the reference for a restart check and silence.
     last_event: i64,
+    /// Count of `link_up`s: calls of an earlier session may have lost events in the gap.
+    session: u32,
+    /// Between `link_up` and `resync`: hangups of channels we do not know, so a resync list
+    /// taken before them does not revive those channels.
+    resync_pending: bool,
+    unknown_hangups: VecDeque<Box<[u8]>>,
     /// Scratch buffers reused by the conversation search.
     scratch_stack: Vec<u32>,
     scratch_seen: Vec<u32>,
@@ -289,6 +298,9 @@ impl Tracker {
             bridge_ids: FxMap::default(),
             ended: VecDeque::new(),
             last_event: i64::MIN,
+            session: 0,
+            resync_pending: false,
+            unknown_hangups: VecDeque::new(),
             scratch_stack: Vec::new(),
             scratch_seen: Vec::new(),
         }
@@ -335,10 +347,13 @@ impl Tracker {
         self.end_all(ts_to_us(now), UnknownReason::LinkDown, out);
     }
 
-    /// The link is back. Nothing to do until `FullyBooted` and the resync arrive; kept so the
-    /// daemon's sequence reads the same as the protocol's.
+    /// The link is back (a new AMI session). `FullyBooted` and the resync follow; calls
+    /// already tracked belong to the previous session from here on.
     pub fn link_up(&mut self, now: Timestamp) {
         let _ = now;
+        self.session = self.session.wrapping_add(1);
+        self.resync_pending = true;
+        self.unknown_hangups.clear();
     }
 
     /// The input ended (a replayed capture): calls still live end as `unknown`.
@@ -373,18 +388,25 @@ impl Tracker {
             .collect();
         let listed: std::collections::HashSet<&[u8]> = items.iter().map(|e| e.uniqueid).collect();
         // Calls tracked across the gap may have lost events: like a resynced call, they can
-        // still prove an answer but never a miss.
+        // still prove an answer but never a miss. Calls begun in this session are complete
+        // (the list may be older than them: the stream keeps flowing while it is read).
+        let session = self.session;
         for id in self.calls.ids() {
             if let Some(c) = self.calls.get_mut(id) {
-                c.resynced = true;
+                if c.session != session {
+                    c.resynced = true;
+                }
             }
         }
         // Channels we track that Asterisk no longer has: their hangups were lost.
         for cid in self.chans.ids() {
-            let gone = self
-                .chans
-                .get(cid)
-                .is_some_and(|c| !listed.contains(&c.uid[..]));
+            let gone = self.chans.get(cid).is_some_and(|c| {
+                !listed.contains(&c.uid[..])
+                    && self
+                        .calls
+                        .get(c.call)
+                        .is_some_and(|call| call.session != session)
+            });
             if gone {
                 self.drop_channel(cid, t, true, out);
             }
@@ -397,6 +419,7 @@ impl Tracker {
         for e in &items {
             if self.chan_ids.contains_key(e.uniqueid)
                 || self.ended.iter().any(|l| **l == *e.linkedid)
+                || self.unknown_hangups.iter().any(|u| **u == *e.uniqueid)
             {
                 continue;
             }
@@ -444,6 +467,8 @@ impl Tracker {
         for call in touched {
             self.refresh(call, t, NONE);
         }
+        self.resync_pending = false;
+        self.unknown_hangups.clear();
     }
 
     // -----------------------------------------------------------------------------------------
@@ -519,6 +544,7 @@ impl Tracker {
                     caller_cause: 0,
                     caller_up: false,
                     resynced,
+                    session: self.session,
                 });
                 self.call_ids.insert(linkedid.into(), id);
                 id
@@ -715,6 +741,12 @@ impl Tracker {
 
     fn on_channel_event(&mut self, ev: &Ev<'_>, t: i64, out: &mut Vec<CallRecord>) {
         let Some(&cid) = self.chan_ids.get(ev.uniqueid) else {
+            if self.resync_pending && ev.kind == Kind::Hangup && !ev.uniqueid.is_empty() {
+                if self.unknown_hangups.len() >= ENDED_MEMORY {
+                    self.unknown_hangups.pop_front();
+                }
+                self.unknown_hangups.push_back(ev.uniqueid.into());
+            }
             return;
         };
         let Some(ch) = self.chans.get(cid) else {
