@@ -14,7 +14,7 @@
 //!   `external_channels`/trunk channel) that is not one of the caller's own Local halves. That is
 //!   re-evaluated only on bridge, Local pairing and hangup events, and timed with event timestamps.
 //! - Routing (where a missed caller was lost) is read from the caller channel's dialplan steps
-//!   (`Newexten`) and its dials; the verdict itself is computed in [`super::rules`].
+//!   (`Newexten`) and its dials; the verdict itself is computed in `calls::rules`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,6 +27,11 @@ use super::event::{is_unknown, parse_u32, Ev, Kind};
 use super::record::{CallRecord, LostAt, Timestamp, UnknownReason};
 use super::rules;
 use super::slab::{FxMap, Slab, NONE};
+
+mod resync;
+mod routing;
+
+use routing::step;
 
 /// At most this many calls are tracked at once; beyond it the longest-silent call is given up
 /// (as `unknown`) so a runaway stream cannot exhaust memory.
@@ -374,101 +379,6 @@ impl Tracker {
                 self.end_call(id, t, Some(UnknownReason::Silent), out);
             }
         }
-    }
-
-    /// The `CoreShowChannel` items of a CoreShowChannels after a reconnect: calls that are
-    /// live on Asterisk are tracked from here on. Tracked calls none of whose channels is listed
-    /// ended while we were away: `unknown`.
-    pub fn resync(&mut self, channels: &[Message], now: Timestamp, out: &mut Vec<CallRecord>) {
-        let t = ts_to_us(now);
-        let items: Vec<Ev<'_>> = channels
-            .iter()
-            .filter_map(Ev::parse)
-            .filter(|e| !e.uniqueid.is_empty() && !e.linkedid.is_empty())
-            .collect();
-        let listed: std::collections::HashSet<&[u8]> = items.iter().map(|e| e.uniqueid).collect();
-        // Calls tracked across the gap may have lost events: like a resynced call, they can
-        // still prove an answer but never a miss. Calls begun in this session are complete
-        // (the list may be older than them: the stream keeps flowing while it is read).
-        let session = self.session;
-        for id in self.calls.ids() {
-            if let Some(c) = self.calls.get_mut(id) {
-                if c.session != session {
-                    c.resynced = true;
-                }
-            }
-        }
-        // Channels we track that Asterisk no longer has: their hangups were lost.
-        for cid in self.chans.ids() {
-            let gone = self.chans.get(cid).is_some_and(|c| {
-                !listed.contains(&c.uid[..])
-                    && self
-                        .calls
-                        .get(c.call)
-                        .is_some_and(|call| call.session != session)
-            });
-            if gone {
-                self.drop_channel(cid, t, true, out);
-            }
-        }
-        // Oldest first, so a call's first channel is created first.
-        let mut items = items;
-        items.sort_by_key(|e| std::cmp::Reverse(parse_duration(e.duration).unwrap_or(0)));
-        let mut names: HashMap<Vec<u8>, u32> = HashMap::new();
-        let mut touched = Vec::new();
-        for e in &items {
-            if self.chan_ids.contains_key(e.uniqueid)
-                || self.ended.iter().any(|l| **l == *e.linkedid)
-                || self.unknown_hangups.iter().any(|u| **u == *e.uniqueid)
-            {
-                continue;
-            }
-            let started = t - parse_duration(e.duration).unwrap_or(0) * 1_000_000;
-            let Some(cid) = self.add_channel(e, started, true) else {
-                continue;
-            };
-            names.insert(e.channel.to_vec(), cid);
-            let call = self.chans.get(cid).map_or(NONE, |c| c.call);
-            if let Some(c) = self.calls.get_mut(call) {
-                c.last_event = t;
-                if cid == c.caller {
-                    c.caller_up |= parse_u32(e.state) == Some(6);
-                    match e.application {
-                        a if a.eq_ignore_ascii_case(b"Queue") => {
-                            c.caller_app = App::Queue;
-                            c.routing = Some(LostAt::Queue);
-                        }
-                        a if a.eq_ignore_ascii_case(b"VoiceMail") => {
-                            c.routing = Some(LostAt::Voicemail)
-                        }
-                        a if a.eq_ignore_ascii_case(b"Dial") => c.caller_app = App::Dial,
-                        _ => {}
-                    }
-                }
-            }
-            if !e.bridge.is_empty() {
-                self.enter_bridge(cid, e.bridge);
-            }
-            touched.push(call);
-        }
-        // Pair Local halves by name: the LocalBridge events are long gone.
-        for (name, &cid) in &names {
-            if name.ends_with(b";1") {
-                let mut other = name.clone();
-                let n = other.len();
-                other[n - 1] = b'2';
-                if let Some(&pid) = names.get(&other) {
-                    self.pair(cid, pid);
-                }
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for call in touched {
-            self.refresh(call, t, NONE);
-        }
-        self.resync_pending = false;
-        self.unknown_hangups.clear();
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1185,70 +1095,6 @@ fn origin_dial(status: &[u8]) -> OriginDial {
     }
 }
 
-/// One dialplan step of the caller channel: where the call is being routed.
-fn step(rules: &Rules, c: &mut Call, ev: &Ev<'_>) {
-    let ctx = String::from_utf8_lossy(ev.context);
-    if let Some(&cat) = rules.lost_at_contexts.get(ctx.as_ref()) {
-        c.routing = Some(cat);
-        c.routing_by_context = true;
-    } else {
-        c.routing_by_context = false;
-    }
-    let app = ev.application;
-    let is = |name: &[u8]| app.eq_ignore_ascii_case(name);
-    c.caller_app = if is(b"Dial") {
-        App::Dial
-    } else if is(b"Queue") {
-        App::Queue
-    } else {
-        App::Other
-    };
-    if is(b"Busy") || is(b"Congestion") {
-        c.turned_away = true;
-    }
-    if c.routing_by_context {
-        return;
-    }
-    let invalid = ev.exten == b"i"
-        || contains_ci(ev.context, b"invalid")
-        || ((is(b"Playback") || is(b"BackGround"))
-            && (contains_ci(ev.app_data, b"noservice")
-                || contains_ci(ev.app_data, b"pbx-invalid")
-                || contains_ci(ev.app_data, b"invalid")));
-    if invalid {
-        c.routing = Some(LostAt::InvalidNumber);
-        c.turned_away = true;
-        return;
-    }
-    if is(b"Queue") {
-        c.routing = Some(LostAt::Queue);
-    } else if is(b"VoiceMail") {
-        c.routing = Some(LostAt::Voicemail);
-    } else if is(b"Dial") {
-        c.dial_begins = 0;
-        let targets = ev.app_data.split(|&b| b == b',').next().unwrap_or(b"");
-        c.routing = Some(if targets.contains(&b'&') {
-            LostAt::Group
-        } else {
-            LostAt::User
-        });
-    } else if is(b"BackGround") || is(b"Read") || is(b"WaitExten") {
-        c.routing = Some(LostAt::Ivr);
-    } else if c.routing.is_none()
-        && !(is(b"NoOp") || is(b"Goto") || is(b"GotoIf") || is(b"Set") || is(b"AppDial2"))
-    {
-        // Answer, Playback, ... before any routing: the caller is in the menu/greeting.
-        c.routing = Some(LostAt::Ivr);
-    }
-}
-
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len()
-        && hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
 fn trim_underscores(v: &[u8]) -> &[u8] {
     let n = v.iter().take_while(|&&b| b == b'_').count();
     &v[n..]
@@ -1290,17 +1136,6 @@ fn bump_person(c: &mut Call, d: i64) {
     }
 }
 
-/// `HH:MM:SS` (CoreShowChannel `Duration`) -> seconds.
-fn parse_duration(v: &[u8]) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut parts = 0;
-    for p in v.split(|&b| b == b':') {
-        total = total * 60 + i64::from(parse_u32(p)?);
-        parts += 1;
-    }
-    (parts > 0 && parts <= 3).then_some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1334,13 +1169,5 @@ mod tests {
         ] {
             assert_eq!(dialled_number(s.as_bytes()).as_deref(), want, "{s}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration(b"01:02:03"), Some(3723));
-        assert_eq!(parse_duration(b"00:00:07"), Some(7));
-        assert_eq!(parse_duration(b"x"), None);
-        assert_eq!(parse_duration(b""), None);
     }
 }
