@@ -322,6 +322,29 @@ fn resync_after_a_reconnect_keeps_tracking_live_calls() {
 }
 
 #[test]
+fn a_resync_list_older_than_new_calls_does_not_end_them() {
+    // The daemon reads CoreShowChannels while the stream flows: a call that started after the
+    // list was taken is tracked from its Newchannel and must survive the (older) list.
+    let cfg = lab();
+    let msgs = capture("queue_abandon");
+    let (before, after) = split(&msgs, 5.0);
+    let mut t = Tracker::new("lab", &cfg);
+    let mut now = Timestamp::UNIX_EPOCH;
+    t.link_up(now);
+    feed(&mut t, &before, &mut now);
+    let mut out = Vec::new();
+    t.resync(&[], now, &mut out);
+    assert!(out.is_empty());
+    let out = feed(&mut t, &after, &mut now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].status,
+        Status::Missed,
+        "a complete call keeps its verdict"
+    );
+}
+
+#[test]
 fn resync_ends_calls_asterisk_no_longer_has() {
     let cfg = lab();
     let msgs = capture("queue_abandon");
@@ -330,6 +353,8 @@ fn resync_ends_calls_asterisk_no_longer_has() {
     let mut now = Timestamp::UNIX_EPOCH;
     feed(&mut t, &before, &mut now);
     let mut out = Vec::new();
+    // No link_down was seen (a silent TCP death): the new session's list lacks the call.
+    t.link_up(now);
     t.resync(&[], now, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].status, Status::Unknown);
@@ -764,4 +789,136 @@ mod fuzz {
             prop_assert_eq!(t.live_channels(), 0);
         }
     }
+}
+
+/// A FreePBX-shaped PBX: PJSIP trunk, queue members as `Local/<ext>@from-queue/n`, phones PJSIP.
+fn freepbx() -> Config {
+    Config::from_toml(
+        r#"
+[pbx]
+inbound_contexts = ["from-pstn"]
+trunk_channels = ["PJSIP/provider-*"]
+agent_channels = ["PJSIP/2*", "Local/*@from-queue*"]
+external_channels = []
+"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn freepbx_queue_with_local_members_and_local_optimization() {
+    let cfg = freepbx();
+    let mut t = Tracker::new("pbx", &cfg);
+    let mut out = Vec::new();
+    let l = "T";
+    let trunk = "PJSIP/provider-00000001";
+    let (m1, m2, phone) = (
+        "Local/201@from-queue-00000002;1",
+        "Local/201@from-queue-00000002;2",
+        "PJSIP/201-00000003",
+    );
+    let mut h = |m: Message, s: i64| t.handle(&m, at(s), &mut out);
+    h(
+        cev(
+            "Newchannel",
+            trunk,
+            "T",
+            l,
+            &[
+                ("Context", "from-pstn"),
+                ("Exten", "74951110001"),
+                ("CallerIDNum", "+79161234567"),
+            ],
+        ),
+        0,
+    );
+    h(
+        cev(
+            "Newexten",
+            trunk,
+            "T",
+            l,
+            &[
+                ("Context", "ext-queues"),
+                ("Application", "Queue"),
+                ("AppData", "400"),
+            ],
+        ),
+        1,
+    );
+    h(
+        cev("Newchannel", m1, "M1", l, &[("Context", "from-queue")]),
+        1,
+    );
+    h(
+        cev("Newchannel", m2, "M2", l, &[("Context", "from-queue")]),
+        1,
+    );
+    h(
+        Message::from_pairs(&[
+            ("Event", "LocalBridge"),
+            ("LocalOneUniqueid", "M1"),
+            ("LocalTwoUniqueid", "M2"),
+        ]),
+        1,
+    );
+    h(
+        cev("DialBegin", trunk, "T", l, &[("DestUniqueid", "M1")]),
+        1,
+    );
+    h(
+        cev("Newchannel", phone, "P", l, &[("Context", "from-internal")]),
+        1,
+    );
+    h(cev("DialBegin", m2, "M2", l, &[("DestUniqueid", "P")]), 1);
+    // The phone answers at 5 s: M2 + phone in B2, then trunk + M1 in B1.
+    for (c, u, b) in [
+        (phone, "P", "B2"),
+        (m2, "M2", "B2"),
+        (m1, "M1", "B1"),
+        (trunk, "T", "B1"),
+    ] {
+        h(cev("BridgeEnter", c, u, l, &[("BridgeUniqueid", b)]), 5);
+    }
+    // Local channel optimisation at 6 s: the phone moves into B1, the Local pair leaves and dies.
+    h(
+        cev("BridgeLeave", phone, "P", l, &[("BridgeUniqueid", "B2")]),
+        6,
+    );
+    h(
+        cev("BridgeEnter", phone, "P", l, &[("BridgeUniqueid", "B1")]),
+        6,
+    );
+    h(
+        cev("BridgeLeave", m1, "M1", l, &[("BridgeUniqueid", "B1")]),
+        6,
+    );
+    h(
+        cev("BridgeLeave", m2, "M2", l, &[("BridgeUniqueid", "B2")]),
+        6,
+    );
+    h(cev("Hangup", m1, "M1", l, &[("Cause", "16")]), 6);
+    h(cev("Hangup", m2, "M2", l, &[("Cause", "16")]), 6);
+    // The customer hangs up at 65 s.
+    h(cev("HangupRequest", trunk, "T", l, &[("Cause", "16")]), 65);
+    h(
+        cev("BridgeLeave", trunk, "T", l, &[("BridgeUniqueid", "B1")]),
+        65,
+    );
+    h(cev("Hangup", trunk, "T", l, &[("Cause", "16")]), 65);
+    h(
+        cev("BridgeLeave", phone, "P", l, &[("BridgeUniqueid", "B1")]),
+        65,
+    );
+    h(cev("Hangup", phone, "P", l, &[("Cause", "16")]), 65);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(r.direction, Direction::Inbound);
+    assert_eq!(r.status, Status::Answered);
+    assert_eq!(r.wait_secs, 5.0);
+    assert_eq!(r.talk_secs, 60.0, "no gap across the optimisation");
+    assert_eq!(r.agent.as_deref(), Some("201"));
+    assert_eq!(r.hangup_by.as_deref(), Some("caller"));
+    assert_eq!(r.callee.as_deref(), Some("74951110001"));
+    assert_eq!(t.live_channels(), 0);
 }

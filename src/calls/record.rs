@@ -174,7 +174,8 @@ pub struct CallRecord {
     pub answered_at: Option<Timestamp>,
     pub wait_secs: f64,
     pub talk_secs: f64,
-    /// The person who talked longest (or was last rung, for a miss), e.g. `201`.
+    /// The person who talked longest (or was last rung, for a miss), e.g. `201`; on outbound
+    /// and internal calls the person who placed the call.
     pub agent: Option<String>,
     /// Inbound: answered / missed / ignored / unknown. Other directions: `answered` when a
     /// conversation of at least `min_talk` took place, `missed` when not (no callback implied:

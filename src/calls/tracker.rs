@@ -14,7 +14,7 @@
 //!   `external_channels`/trunk channel) that is not one of the caller's own Local halves. That is
 //!   re-evaluated only on bridge, Local pairing and hangup events, and timed with event timestamps.
 //! - Routing (where a missed caller was lost) is read from the caller channel's dialplan steps
-//!   (`Newexten`) and its dials; the verdict itself is computed in [`super::rules`].
+//!   (`Newexten`) and its dials; the verdict itself is computed in `calls::rules`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,6 +27,11 @@ use super::event::{is_unknown, parse_u32, Ev, Kind};
 use super::record::{CallRecord, LostAt, Timestamp, UnknownReason};
 use super::rules;
 use super::slab::{FxMap, Slab, NONE};
+
+mod resync;
+mod routing;
+
+use routing::step;
 
 /// At most this many calls are tracked at once; beyond it the longest-silent call is given up
 /// (as `unknown`) so a runaway stream cannot exhaust memory.
@@ -143,8 +148,11 @@ pub(crate) struct Call {
     pub(crate) caller_gone: Option<i64>,
     pub(crate) caller_cause: u32,
     pub(crate) caller_up: bool,
-    /// First seen in a CoreShowChannels resync: its beginning is unknown.
+    /// First seen in a CoreShowChannels resync, or tracked across a link gap: events may be
+    /// missing, so it can prove an answer but never a miss.
     pub(crate) resynced: bool,
+    /// The AMI session (count of `link_up`s) the call was first seen in.
+    pub(crate) session: u32,
 }
 
 #[derive(Debug)]
@@ -183,6 +191,12 @@ pub struct Tracker {
     ended: VecDeque<Box<[u8]>>,
     /// Latest event time seen (µs): the reference for a restart check and silence.
     last_event: i64,
+    /// Count of `link_up`s: calls of an earlier session may have lost events in the gap.
+    session: u32,
+    /// Between `link_up` and `resync`: hangups of channels we do not know, so a resync list
+    /// taken before them does not revive those channels.
+    resync_pending: bool,
+    unknown_hangups: VecDeque<Box<[u8]>>,
     /// Scratch buffers reused by the conversation search.
     scratch_stack: Vec<u32>,
     scratch_seen: Vec<u32>,
@@ -289,6 +303,9 @@ impl Tracker {
             bridge_ids: FxMap::default(),
             ended: VecDeque::new(),
             last_event: i64::MIN,
+            session: 0,
+            resync_pending: false,
+            unknown_hangups: VecDeque::new(),
             scratch_stack: Vec::new(),
             scratch_seen: Vec::new(),
         }
@@ -335,10 +352,13 @@ impl Tracker {
         self.end_all(ts_to_us(now), UnknownReason::LinkDown, out);
     }
 
-    /// The link is back. Nothing to do until `FullyBooted` and the resync arrive; kept so the
-    /// daemon's sequence reads the same as the protocol's.
+    /// The link is back (a new AMI session). `FullyBooted` and the resync follow; calls
+    /// already tracked belong to the previous session from here on.
     pub fn link_up(&mut self, now: Timestamp) {
         let _ = now;
+        self.session = self.session.wrapping_add(1);
+        self.resync_pending = true;
+        self.unknown_hangups.clear();
     }
 
     /// The input ended (a replayed capture): calls still live end as `unknown`.
@@ -358,91 +378,6 @@ impl Tracker {
             if silent {
                 self.end_call(id, t, Some(UnknownReason::Silent), out);
             }
-        }
-    }
-
-    /// The `CoreShowChannel` items of a CoreShowChannels after a reconnect: calls that are
-    /// live on Asterisk are tracked from here on. Tracked calls none of whose channels is listed
-    /// ended while we were away: `unknown`.
-    pub fn resync(&mut self, channels: &[Message], now: Timestamp, out: &mut Vec<CallRecord>) {
-        let t = ts_to_us(now);
-        let items: Vec<Ev<'_>> = channels
-            .iter()
-            .filter_map(Ev::parse)
-            .filter(|e| !e.uniqueid.is_empty() && !e.linkedid.is_empty())
-            .collect();
-        let listed: std::collections::HashSet<&[u8]> = items.iter().map(|e| e.uniqueid).collect();
-        // Calls tracked across the gap may have lost events: like a resynced call, they can
-        // still prove an answer but never a miss.
-        for id in self.calls.ids() {
-            if let Some(c) = self.calls.get_mut(id) {
-                c.resynced = true;
-            }
-        }
-        // Channels we track that Asterisk no longer has: their hangups were lost.
-        for cid in self.chans.ids() {
-            let gone = self
-                .chans
-                .get(cid)
-                .is_some_and(|c| !listed.contains(&c.uid[..]));
-            if gone {
-                self.drop_channel(cid, t, true, out);
-            }
-        }
-        // Oldest first, so a call's first channel is created first.
-        let mut items = items;
-        items.sort_by_key(|e| std::cmp::Reverse(parse_duration(e.duration).unwrap_or(0)));
-        let mut names: HashMap<Vec<u8>, u32> = HashMap::new();
-        let mut touched = Vec::new();
-        for e in &items {
-            if self.chan_ids.contains_key(e.uniqueid)
-                || self.ended.iter().any(|l| **l == *e.linkedid)
-            {
-                continue;
-            }
-            let started = t - parse_duration(e.duration).unwrap_or(0) * 1_000_000;
-            let Some(cid) = self.add_channel(e, started, true) else {
-                continue;
-            };
-            names.insert(e.channel.to_vec(), cid);
-            let call = self.chans.get(cid).map_or(NONE, |c| c.call);
-            if let Some(c) = self.calls.get_mut(call) {
-                c.last_event = t;
-                if cid == c.caller {
-                    c.caller_up |= parse_u32(e.state) == Some(6);
-                    match e.application {
-                        a if a.eq_ignore_ascii_case(b"Queue") => {
-                            c.caller_app = App::Queue;
-                            c.routing = Some(LostAt::Queue);
-                        }
-                        a if a.eq_ignore_ascii_case(b"VoiceMail") => {
-                            c.routing = Some(LostAt::Voicemail)
-                        }
-                        a if a.eq_ignore_ascii_case(b"Dial") => c.caller_app = App::Dial,
-                        _ => {}
-                    }
-                }
-            }
-            if !e.bridge.is_empty() {
-                self.enter_bridge(cid, e.bridge);
-            }
-            touched.push(call);
-        }
-        // Pair Local halves by name: the LocalBridge events are long gone.
-        for (name, &cid) in &names {
-            if name.ends_with(b";1") {
-                let mut other = name.clone();
-                let n = other.len();
-                other[n - 1] = b'2';
-                if let Some(&pid) = names.get(&other) {
-                    self.pair(cid, pid);
-                }
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for call in touched {
-            self.refresh(call, t, NONE);
         }
     }
 
@@ -519,6 +454,7 @@ impl Tracker {
                     caller_cause: 0,
                     caller_up: false,
                     resynced,
+                    session: self.session,
                 });
                 self.call_ids.insert(linkedid.into(), id);
                 id
@@ -715,6 +651,12 @@ impl Tracker {
 
     fn on_channel_event(&mut self, ev: &Ev<'_>, t: i64, out: &mut Vec<CallRecord>) {
         let Some(&cid) = self.chan_ids.get(ev.uniqueid) else {
+            if self.resync_pending && ev.kind == Kind::Hangup && !ev.uniqueid.is_empty() {
+                if self.unknown_hangups.len() >= ENDED_MEMORY {
+                    self.unknown_hangups.pop_front();
+                }
+                self.unknown_hangups.push_back(ev.uniqueid.into());
+            }
             return;
         };
         let Some(ch) = self.chans.get(cid) else {
@@ -1153,70 +1095,6 @@ fn origin_dial(status: &[u8]) -> OriginDial {
     }
 }
 
-/// One dialplan step of the caller channel: where the call is being routed.
-fn step(rules: &Rules, c: &mut Call, ev: &Ev<'_>) {
-    let ctx = String::from_utf8_lossy(ev.context);
-    if let Some(&cat) = rules.lost_at_contexts.get(ctx.as_ref()) {
-        c.routing = Some(cat);
-        c.routing_by_context = true;
-    } else {
-        c.routing_by_context = false;
-    }
-    let app = ev.application;
-    let is = |name: &[u8]| app.eq_ignore_ascii_case(name);
-    c.caller_app = if is(b"Dial") {
-        App::Dial
-    } else if is(b"Queue") {
-        App::Queue
-    } else {
-        App::Other
-    };
-    if is(b"Busy") || is(b"Congestion") {
-        c.turned_away = true;
-    }
-    if c.routing_by_context {
-        return;
-    }
-    let invalid = ev.exten == b"i"
-        || contains_ci(ev.context, b"invalid")
-        || ((is(b"Playback") || is(b"BackGround"))
-            && (contains_ci(ev.app_data, b"noservice")
-                || contains_ci(ev.app_data, b"pbx-invalid")
-                || contains_ci(ev.app_data, b"invalid")));
-    if invalid {
-        c.routing = Some(LostAt::InvalidNumber);
-        c.turned_away = true;
-        return;
-    }
-    if is(b"Queue") {
-        c.routing = Some(LostAt::Queue);
-    } else if is(b"VoiceMail") {
-        c.routing = Some(LostAt::Voicemail);
-    } else if is(b"Dial") {
-        c.dial_begins = 0;
-        let targets = ev.app_data.split(|&b| b == b',').next().unwrap_or(b"");
-        c.routing = Some(if targets.contains(&b'&') {
-            LostAt::Group
-        } else {
-            LostAt::User
-        });
-    } else if is(b"BackGround") || is(b"Read") || is(b"WaitExten") {
-        c.routing = Some(LostAt::Ivr);
-    } else if c.routing.is_none()
-        && !(is(b"NoOp") || is(b"Goto") || is(b"GotoIf") || is(b"Set") || is(b"AppDial2"))
-    {
-        // Answer, Playback, ... before any routing: the caller is in the menu/greeting.
-        c.routing = Some(LostAt::Ivr);
-    }
-}
-
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len()
-        && hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
 fn trim_underscores(v: &[u8]) -> &[u8] {
     let n = v.iter().take_while(|&&b| b == b'_').count();
     &v[n..]
@@ -1258,17 +1136,6 @@ fn bump_person(c: &mut Call, d: i64) {
     }
 }
 
-/// `HH:MM:SS` (CoreShowChannel `Duration`) -> seconds.
-fn parse_duration(v: &[u8]) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut parts = 0;
-    for p in v.split(|&b| b == b':') {
-        total = total * 60 + i64::from(parse_u32(p)?);
-        parts += 1;
-    }
-    (parts > 0 && parts <= 3).then_some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1302,13 +1169,5 @@ mod tests {
         ] {
             assert_eq!(dialled_number(s.as_bytes()).as_deref(), want, "{s}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration(b"01:02:03"), Some(3723));
-        assert_eq!(parse_duration(b"00:00:07"), Some(7));
-        assert_eq!(parse_duration(b"x"), None);
-        assert_eq!(parse_duration(b""), None);
     }
 }
