@@ -22,6 +22,7 @@
 //! Hook points for the lead: [`RunOptions::dialer_events`] receives every [`DialerEvent`]
 //! (notifications, metrics); [`RunOptions::records`] every committed [`CallRecord`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +68,7 @@ pub struct RunOptions {
     pub metrics: Option<Arc<Metrics>>,
 }
 
-/// Runs the daemon until `shutdown` is cancelled.
+/// Runs the daemon until `shutdown` is cancelled. The future is `Send`: spawn it.
 pub async fn run(cfg: Config, db: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
     run_with(cfg, db, shutdown, RunOptions::default()).await
 }
@@ -186,7 +187,11 @@ pub async fn run_with(
         }
     };
 
-    let (resync_tx, mut resync_rx) = mpsc::channel::<(String, Vec<Message>)>(16);
+    // After a LinkUp, events are held until the CoreShowChannels snapshot is applied: a channel
+    // created after the snapshot must not be processed before it, or `resync` would take it for
+    // one that vanished while the link was down.
+    let (resync_tx, mut resync_rx) = mpsc::channel::<Resynced>(16);
+    let mut generation: u64 = 0;
     let mut tick = tokio::time::interval(TRACKER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut result: Result<(), DaemonError> = Ok(());
@@ -197,6 +202,7 @@ pub async fn run_with(
         observer_tx: &obs_records_tx,
         metrics: &metrics,
         callback_server: callback_server.as_deref(),
+        held: HashMap::new(),
     };
     loop {
         let step = tokio::select! {
@@ -211,14 +217,21 @@ pub async fn run_with(
                     tracing::info!(server = %server, "AMI link up");
                     metrics.server(&server).set_link_up(true);
                     ingest.pipeline.link_up(&server, at);
+                    generation += 1;
                     if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
+                        ingest.held.insert(server.to_string(), (generation, Vec::new()));
                         let tx = resync_tx.clone();
                         let server = server.to_string();
+                        let generation_now = generation;
                         tokio::spawn(async move {
-                            match h.send_list(Action::new("CoreShowChannels")).await {
-                                Ok((_, items)) => { let _ = tx.send((server, items)).await; }
-                                Err(e) => tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed"),
-                            }
+                            let items = match h.send_list(Action::new("CoreShowChannels")).await {
+                                Ok((_, items)) => Some(items),
+                                Err(e) => {
+                                    tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed");
+                                    None
+                                }
+                            };
+                            let _ = tx.send(Resynced { server, generation: generation_now, items }).await;
                         });
                     }
                     Ok(())
@@ -228,18 +241,28 @@ pub async fn run_with(
                     let m = metrics.server(&server);
                     m.set_link_up(false);
                     m.reconnected();
-                    let r = ingest.pipeline.link_down(&server, at);
-                    ingest.forward(r).await
+                    match ingest.release(&server, None).await {
+                        Ok(()) => {
+                            let r = ingest.pipeline.link_down(&server, at);
+                            ingest.forward(r).await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Some(LinkEvent::Message { server, msg, received_at }) => {
                     ingest.message(&server, &msg, received_at).await
                 }
                 None => break,
             },
-            Some((server, items)) = resync_rx.recv() => {
-                tracing::info!(server = %server, channels = items.len(), "resynchronised live channels");
-                let r = ingest.pipeline.resync(&server, &items, jiff::Timestamp::now());
-                ingest.forward(r).await
+            Some(r) = resync_rx.recv() => {
+                if ingest.held.get(&r.server).is_some_and(|(g, _)| *g == r.generation) {
+                    if let Some(items) = &r.items {
+                        tracing::info!(server = %r.server, channels = items.len(), "resynchronised live channels");
+                    }
+                    ingest.release(&r.server, r.items.as_deref()).await
+                } else {
+                    Ok(())
+                }
             }
             _ = tick.tick() => {
                 let r = ingest.pipeline.tick(jiff::Timestamp::now());
@@ -256,6 +279,14 @@ pub async fn run_with(
     // Shutdown: stop the links, finish what was already read, then the dialer.
     sd_notify("STOPPING=1");
     links.cancel();
+    if result.is_ok() {
+        let servers: Vec<String> = ingest.held.keys().cloned().collect();
+        for server in servers {
+            if let Err(e) = ingest.release(&server, None).await {
+                result = Err(e);
+            }
+        }
+    }
     if result.is_ok() {
         while let Ok(ev) = link_rx.try_recv() {
             let r = match ev {
@@ -306,6 +337,13 @@ pub async fn run_with(
     result
 }
 
+/// The CoreShowChannels snapshot of one session (`None` when it could not be read).
+struct Resynced {
+    server: String,
+    generation: u64,
+    items: Option<Vec<Message>>,
+}
+
 /// The ingest loop's state, borrowed.
 struct Ingest<'a> {
     pipeline: &'a mut Pipeline,
@@ -314,6 +352,8 @@ struct Ingest<'a> {
     observer_tx: &'a mpsc::Sender<CallRecord>,
     metrics: &'a Metrics,
     callback_server: Option<&'a str>,
+    /// Per server: events held until the snapshot of session `generation` is applied.
+    held: HashMap<String, (u64, Vec<(Message, jiff::Timestamp)>)>,
 }
 
 impl Ingest<'_> {
@@ -325,14 +365,38 @@ impl Ingest<'_> {
     ) -> Result<(), DaemonError> {
         self.metrics.server(server).event_received();
         // OriginateResponse is broadcast to every session; only the server we originate on can
-        // carry ours, and the dialer matches by ActionID.
+        // carry ours, and the dialer matches by ActionID. Never held: the dialer needs no resync.
         if self.callback_server == Some(server) {
             if let Some(r) = OriginateResponse::parse(msg) {
-                self.send(DialerInput::Response(r)).await;
+                send(self.dial_tx, DialerInput::Response(r)).await;
             }
+        }
+        if let Some((_, held)) = self.held.get_mut(server) {
+            held.push((msg.clone(), received_at));
+            return Ok(());
         }
         let r = self.pipeline.feed(server, msg, received_at);
         self.forward(r).await
+    }
+
+    /// Applies a snapshot (if any), then the events held since the LinkUp, in order.
+    async fn release(
+        &mut self,
+        server: &str,
+        items: Option<&[Message]>,
+    ) -> Result<(), DaemonError> {
+        let Some((_, held)) = self.held.remove(server) else {
+            return Ok(());
+        };
+        if let Some(items) = items {
+            let r = self.pipeline.resync(server, items, jiff::Timestamp::now());
+            self.forward(r).await?;
+        }
+        for (msg, at) in held {
+            let r = self.pipeline.feed(server, &msg, at);
+            self.forward(r).await?;
+        }
+        Ok(())
     }
 
     async fn forward(&mut self, r: Result<Vec<CallRecord>, StoreError>) -> Result<(), DaemonError> {
@@ -343,16 +407,16 @@ impl Ingest<'_> {
             }
             // Back-pressure, not a drop: every verdict is announced.
             let _ = self.observer_tx.send(rec.clone()).await;
-            self.send(DialerInput::Record(Box::new(rec))).await;
+            send(self.dial_tx, DialerInput::Record(Box::new(rec))).await;
         }
         Ok(())
     }
+}
 
-    async fn send(&self, input: DialerInput) {
-        // Back-pressure: a busy dialer slows ingest down rather than losing a verdict. A closed
-        // channel means callbacks are off (or the dialer stopped); verdicts are stored anyway.
-        let _ = self.dial_tx.send(input).await;
-    }
+/// Back-pressure: a busy dialer slows ingest down rather than losing a verdict. A closed channel
+/// means callbacks are off (or the dialer stopped); verdicts are stored anyway.
+async fn send(tx: &mpsc::Sender<DialerInput>, input: DialerInput) {
+    let _ = tx.send(input).await;
 }
 
 /// `WATCHDOG_USEC` / 2, when systemd asked for pings (and `WATCHDOG_PID`, if set, is ours).
@@ -410,6 +474,13 @@ fn notify_to(_path: &std::ffi::OsStr, _state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The demo and tests spawn the daemon on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn run_is_send(cfg: Config) {
+        fn send<T: Send>(_: T) {}
+        send(run(cfg, PathBuf::new(), CancellationToken::new()));
+    }
 
     #[test]
     fn notify_reaches_a_socket() {
