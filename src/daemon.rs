@@ -36,6 +36,7 @@ use crate::callback::originate::OriginateResponse;
 use crate::calls::pipeline::Pipeline;
 use crate::calls::record::CallRecord;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// How often live calls are checked for silence when no event arrives.
@@ -63,6 +64,8 @@ pub struct RunOptions {
     pub dialer_events: Option<mpsc::Sender<DialerEvent>>,
     /// Receives every call verdict once committed.
     pub records: Option<mpsc::Sender<CallRecord>>,
+    /// The metrics registry to update (default: a new one, served when `[metrics] enabled`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. The future is `Send`: spawn it.
@@ -80,6 +83,53 @@ pub async fn run_with(
     let calls_store = Store::open(&db).map_err(DaemonError::Store)?;
     let tasks_store = Store::open(&db).map_err(DaemonError::Store)?;
     let mut pipeline = Pipeline::new(&cfg, calls_store);
+    let metrics = opts
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Arc::new(Metrics::new(cfg.asterisk.iter().map(|a| a.name.as_str()))));
+    let shared_cfg = Arc::new(cfg.clone());
+    // Notifications and metrics watch the verdicts and the dialer through an observer on its own
+    // connection. Verdicts reach it with back-pressure (never dropped); the outbox it fills is
+    // drained by `run_delivery`, which also re-enqueues the last hour's verdicts after a crash.
+    let services = shutdown.child_token();
+    let (obs_records_tx, obs_records_rx) = mpsc::channel::<CallRecord>(4096);
+    let (obs_dialer_tx, obs_dialer_rx) = mpsc::channel::<DialerEvent>(4096);
+    let observer = tokio::spawn(crate::notify::observe::run_observer(
+        shared_cfg.clone(),
+        db.clone(),
+        metrics.clone(),
+        obs_records_rx,
+        obs_dialer_rx,
+        services.clone(),
+    ));
+    let delivery = (cfg.notify.webhook.is_some() || cfg.notify.email.is_some()).then(|| {
+        tokio::spawn(crate::notify::run_delivery(
+            shared_cfg.clone(),
+            db.clone(),
+            metrics.clone(),
+            services.clone(),
+        ))
+    });
+    if cfg.metrics.enabled {
+        let (listen, m, stop) = (cfg.metrics.listen, metrics.clone(), services.clone());
+        tokio::spawn(async move {
+            // A port in use must not stop call tracking: say so loudly and go on without metrics.
+            if let Err(e) = crate::metrics::serve(listen, m, stop).await {
+                tracing::error!(error = %e, "metrics endpoint disabled");
+            }
+        });
+    }
+    // The dialer's events go to the observer and to an embedder's hook, if any.
+    let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
+    let hook = opts.dialer_events.clone();
+    let fanout = tokio::spawn(async move {
+        while let Some(e) = dialer_events_rx.recv().await {
+            if let Some(h) = &hook {
+                let _ = h.try_send(e.clone());
+            }
+            let _ = obs_dialer_tx.send(e).await;
+        }
+    });
     tracing::info!(database = %db.display(), servers = cfg.asterisk.len(), callbacks = cfg.callback.enabled, "perezvon started");
     sd_notify("READY=1\nSTATUS=connecting to Asterisk");
     let watchdog = watchdog_interval().map(|every| {
@@ -114,6 +164,8 @@ pub async fn run_with(
     // The dialer, on its own task and connection.
     let (dial_tx, dial_rx) = mpsc::channel::<DialerInput>(4096);
     let dialer_stop = CancellationToken::new();
+    // Cancelled when the dialer's task ends: before shutdown that is a failure to stop on.
+    let dialer_done = CancellationToken::new();
     // With callbacks off no tasks are created: turning them on later must not dial a backlog.
     let dialer_task = match callback_handle.filter(|_| cfg.callback.enabled) {
         Some(h) => {
@@ -121,8 +173,14 @@ pub async fn run_with(
                 .clock
                 .clone()
                 .unwrap_or_else(|| Arc::new(jiff::Timestamp::now));
-            let d = Dialer::new(&cfg, tasks_store, h, clock, opts.dialer_events.clone());
-            Some(tokio::spawn(d.run(dial_rx, dialer_stop.clone())))
+            let d = Dialer::new(&cfg, tasks_store, h, clock, Some(dialer_events_tx.clone()));
+            let done = dialer_done.clone();
+            let stop = dialer_stop.clone();
+            Some(tokio::spawn(async move {
+                let r = d.run(dial_rx, stop).await;
+                done.cancel();
+                r
+            }))
         }
         None => {
             drop(dial_rx);
@@ -142,15 +200,23 @@ pub async fn run_with(
         pipeline: &mut pipeline,
         dial_tx: &dial_tx,
         records_tx: opts.records.as_ref(),
+        observer_tx: &obs_records_tx,
+        metrics: &metrics,
         callback_server: callback_server.as_deref(),
         held: HashMap::new(),
     };
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = dialer_done.cancelled() => {
+                // Its error (if any) is collected below; systemd restarts us on the non-zero exit.
+                tracing::error!("the callback dialer stopped; shutting down");
+                break;
+            }
             ev = link_rx.recv() => match ev {
                 Some(LinkEvent::Up { server, at }) => {
                     tracing::info!(server = %server, "AMI link up");
+                    metrics.server(&server).set_link_up(true);
                     ingest.pipeline.link_up(&server, at);
                     generation += 1;
                     if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
@@ -173,6 +239,9 @@ pub async fn run_with(
                 }
                 Some(LinkEvent::Down { server, at, reason }) => {
                     tracing::warn!(server = %server, reason = %reason, "AMI link down");
+                    let m = metrics.server(&server);
+                    m.set_link_up(false);
+                    m.reconnected();
                     match ingest.release(&server, None).await {
                         Ok(()) => {
                             let r = ingest.pipeline.link_down(&server, at);
@@ -249,6 +318,19 @@ pub async fn run_with(
             _ => {}
         }
     }
+    // Last: the observer gets every verdict and attempt outcome of this run before it stops.
+    drop(dialer_events_tx);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, fanout).await;
+    drop(obs_records_tx);
+    match tokio::time::timeout(SHUTDOWN_GRACE, observer).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "notifications observer failed"),
+        Err(_) => tracing::warn!("notifications observer did not stop within the grace period"),
+        _ => {}
+    }
+    services.cancel();
+    if let Some(d) = delivery {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, d).await;
+    }
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -268,6 +350,8 @@ struct Ingest<'a> {
     pipeline: &'a mut Pipeline,
     dial_tx: &'a mpsc::Sender<DialerInput>,
     records_tx: Option<&'a mpsc::Sender<CallRecord>>,
+    observer_tx: &'a mpsc::Sender<CallRecord>,
+    metrics: &'a Metrics,
     callback_server: Option<&'a str>,
     /// Per server: events held until the snapshot of session `generation` is applied.
     held: HashMap<String, (u64, Vec<(Message, jiff::Timestamp)>)>,
@@ -280,6 +364,7 @@ impl Ingest<'_> {
         msg: &Message,
         received_at: jiff::Timestamp,
     ) -> Result<(), DaemonError> {
+        self.metrics.server(server).event_received();
         // OriginateResponse is broadcast to every session; only the server we originate on can
         // carry ours, and the dialer matches by ActionID. Never held: the dialer needs no resync.
         if self.callback_server == Some(server) {
@@ -321,6 +406,8 @@ impl Ingest<'_> {
             if let Some(tx) = self.records_tx {
                 let _ = tx.try_send(rec.clone());
             }
+            // Back-pressure, not a drop: every verdict is announced.
+            let _ = self.observer_tx.send(rec.clone()).await;
             send(self.dial_tx, DialerInput::Record(Box::new(rec))).await;
         }
         Ok(())

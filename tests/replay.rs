@@ -246,6 +246,12 @@ fn check_capture(path: &Path, calls: &[CallRecord], check_resolution: bool) -> V
                 ),
             );
         }
+        if l.get("hangup_by").is_some() && c.hangup_by.as_deref() != Some(s(l, "hangup_by")) {
+            err(
+                id,
+                format!("hangup_by {:?}, want {}", c.hangup_by, s(l, "hangup_by")),
+            );
+        }
         if l.get("agent").is_some() && c.agent.as_deref() != Some(s(l, "agent")) {
             err(id, format!("agent {:?}, want {}", c.agent, s(l, "agent")));
         }

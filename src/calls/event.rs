@@ -84,6 +84,7 @@ pub struct Ev<'a> {
     pub reason: &'a [u8],
     pub uptime: &'a [u8],
     pub duration: &'a [u8],
+    pub action_id: &'a [u8],
 }
 
 impl<'a> Ev<'a> {
@@ -115,6 +116,7 @@ impl<'a> Ev<'a> {
             reason: b"",
             uptime: b"",
             duration: b"",
+            action_id: b"",
         };
         let mut is_event = false;
         for (name, value) in msg.headers() {
@@ -125,7 +127,8 @@ impl<'a> Ev<'a> {
                     is_event = true;
                     ev.kind = Kind::from_name(value);
                     if ev.kind == Kind::Other {
-                        // Nothing else of this message matters.
+                        // Only its time matters (it moves the tracker's clock).
+                        ev.ts = msg.get(b"Timestamp").and_then(parse_ts);
                         return Some(ev);
                     }
                     continue;
@@ -142,6 +145,7 @@ impl<'a> Ev<'a> {
                 8 if eq(name, b"Variable") => &mut ev.variable,
                 8 if eq(name, b"Response") => &mut ev.response,
                 8 if eq(name, b"Duration") => &mut ev.duration,
+                8 if eq(name, b"ActionID") => &mut ev.action_id,
                 // CoreShowChannel names the bridge `BridgeId`.
                 8 if eq(name, b"BridgeId") => &mut ev.bridge,
                 9 if eq(name, b"Timestamp") => {

@@ -2,7 +2,7 @@
 //!
 //! - [`event`]: one pass over an AMI message for the fields the tracker reads.
 //! - [`tracker`]: the per-call state machine ([`Tracker`]): pure, time as an argument.
-//! - [`rules`]: the verdict of an ended call (missed / ignored / lost_at / callback outcome).
+//! - `rules`: the verdict of an ended call (missed / ignored / lost_at / callback outcome).
 //! - [`pipeline`]: codec -> tracker(s) -> store, shared by `replay` and the daemon.
 //! - [`record`]: the verdict itself ([`CallRecord`]).
 

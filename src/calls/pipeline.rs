@@ -85,11 +85,16 @@ impl Pipeline {
         let t = event_time(msg, now);
         self.tracker(server).handle(msg, now, &mut out);
         let us = t.as_microsecond();
-        if us >= self.last_tick.saturating_add(1_000_000) || us < self.last_tick {
+        if us >= self.last_tick.saturating_add(1_000_000) {
             self.last_tick = us;
             for tr in self.trackers.iter_mut() {
                 tr.tick(t, &mut out);
             }
+        } else if us.saturating_add(3_600_000_000) < self.last_tick {
+            // Time went far back (older captures replayed after newer ones): start over.
+            // Small inversions (servers' clocks, Asterisk's own microsecond jitter) are ignored,
+            // or every event would scan every call.
+            self.last_tick = us;
         }
         let r = self.commit(&out);
         self.scratch = out;

@@ -4,7 +4,7 @@
 use super::record::{
     CallRecord, CallbackOutcome, Direction, LostAt, Status, Timestamp, UnknownReason,
 };
-use super::tracker::{Call, Ender, OriginDial, Rules};
+use super::tracker::{Call, ChanKind, Ender, OriginDial, Rules};
 
 fn ts(us: i64) -> Timestamp {
     Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -40,6 +40,23 @@ pub(crate) fn callback_outcome(rules: &Rules, c: &Call) -> CallbackOutcome {
             CallbackOutcome::AgentMissed
         }
     };
+    if c.agent_first || !matches!(c.first_kind, ChanKind::External | ChanKind::Trunk) {
+        // Agent-first: the Originate reports the agent side; the customer leg comes later.
+        return match c.originate {
+            Some((false, 1 | 3 | 5)) => CallbackOutcome::AgentMissed,
+            Some((false, _)) => CallbackOutcome::Failed,
+            _ if c.talk >= rules.min_talk => CallbackOutcome::Connected,
+            _ if c.answered_at.is_some() => CallbackOutcome::TooShort,
+            _ if !c.agent_first => CallbackOutcome::Failed,
+            _ => match c.customer_dial {
+                Some(OriginDial::Busy) => CallbackOutcome::Busy,
+                Some(OriginDial::Failed) => CallbackOutcome::Failed,
+                Some(OriginDial::Answer) => CallbackOutcome::AgentMissed,
+                _ if c.caller_up => CallbackOutcome::AgentMissed,
+                _ => CallbackOutcome::NoAnswer,
+            },
+        };
+    }
     match c.originate {
         // Reason = the last control frame: 3 ringing (timeout), 1 hangup, 5 busy, 8 congestion,
         // 0 the channel never came up.

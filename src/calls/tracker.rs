@@ -14,7 +14,7 @@
 //!   `external_channels`/trunk channel) that is not one of the caller's own Local halves. That is
 //!   re-evaluated only on bridge, Local pairing and hangup events, and timed with event timestamps.
 //! - Routing (where a missed caller was lost) is read from the caller channel's dialplan steps
-//!   (`Newexten`) and its dials; the verdict itself is computed in [`super::rules`].
+//!   (`Newexten`) and its dials; the verdict itself is computed in `calls::rules`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,6 +27,11 @@ use super::event::{is_unknown, parse_u32, Ev, Kind};
 use super::record::{CallRecord, LostAt, Timestamp, UnknownReason};
 use super::rules;
 use super::slab::{FxMap, Slab, NONE};
+
+mod resync;
+mod routing;
+
+use routing::step;
 
 /// At most this many calls are tracked at once; beyond it the longest-silent call is given up
 /// (as `unknown`) so a runaway stream cannot exhaust memory.
@@ -102,6 +107,12 @@ pub(crate) struct Call {
     pub(crate) first_name: Box<str>,
     /// The first channel started in an inbound context or is a trunk.
     pub(crate) first_inbound: bool,
+    pub(crate) first_kind: ChanKind,
+    /// A callback whose first leg is the agent side: the customer is dialled once a person
+    /// answered, and the conversation is judged from the customer's leg.
+    pub(crate) agent_first: bool,
+    /// How the dial towards the customer leg of an agent-first callback ended.
+    pub(crate) customer_dial: Option<OriginDial>,
     pub(crate) caller: u32,
     pub(crate) caller_is_trunk: bool,
     pub(crate) caller_num: Option<Box<str>>,
@@ -137,8 +148,17 @@ pub(crate) struct Call {
     pub(crate) caller_gone: Option<i64>,
     pub(crate) caller_cause: u32,
     pub(crate) caller_up: bool,
-    /// First seen in a CoreShowChannels resync: its beginning is unknown.
+    /// First seen in a CoreShowChannels resync, or tracked across a link gap: events may be
+    /// missing, so it can prove an answer but never a miss.
     pub(crate) resynced: bool,
+    /// The AMI session (count of `link_up`s) the call was first seen in.
+    pub(crate) session: u32,
+}
+
+#[derive(Debug)]
+struct Bridge {
+    key: Box<[u8]>,
+    members: Vec<u32>,
 }
 
 /// The config the tracker reads, prepared once.
@@ -165,11 +185,18 @@ pub struct Tracker {
     chan_ids: FxMap<Box<[u8]>, u32>,
     calls: Slab<Call>,
     call_ids: FxMap<Box<[u8]>, u32>,
-    bridges: Slab<Vec<u32>>,
+    /// Members of each bridge, and its `BridgeUniqueid` (to forget it when it empties).
+    bridges: Slab<Bridge>,
     bridge_ids: FxMap<Box<[u8]>, u32>,
     ended: VecDeque<Box<[u8]>>,
     /// Latest event time seen (µs): the reference for a restart check and silence.
     last_event: i64,
+    /// Count of `link_up`s: calls of an earlier session may have lost events in the gap.
+    session: u32,
+    /// Between `link_up` and `resync`: hangups of channels we do not know, so a resync list
+    /// taken before them does not revive those channels.
+    resync_pending: bool,
+    unknown_hangups: VecDeque<Box<[u8]>>,
     /// Scratch buffers reused by the conversation search.
     scratch_stack: Vec<u32>,
     scratch_seen: Vec<u32>,
@@ -276,6 +303,9 @@ impl Tracker {
             bridge_ids: FxMap::default(),
             ended: VecDeque::new(),
             last_event: i64::MIN,
+            session: 0,
+            resync_pending: false,
+            unknown_hangups: VecDeque::new(),
             scratch_stack: Vec::new(),
             scratch_seen: Vec::new(),
         }
@@ -298,6 +328,10 @@ impl Tracker {
     /// Feeds one message. `now` is its arrival time; the event's `Timestamp` header wins.
     pub fn handle(&mut self, msg: &Message, now: Timestamp, out: &mut Vec<CallRecord>) {
         let Some(ev) = Ev::parse(msg) else { return };
+        if let Some(ts) = ev.ts {
+            // Every timestamped event moves the clock a restart check compares against.
+            self.last_event = self.last_event.max(ts);
+        }
         if ev.kind == Kind::Other {
             return;
         }
@@ -311,9 +345,6 @@ impl Tracker {
             Kind::CoreShowChannel | Kind::Other => {}
             _ => self.on_channel_event(&ev, t, out),
         }
-        if ev.ts.is_some() && t > self.last_event {
-            self.last_event = t;
-        }
     }
 
     /// The AMI link dropped: every call in flight ends as `unknown`, never as a miss.
@@ -321,10 +352,13 @@ impl Tracker {
         self.end_all(ts_to_us(now), UnknownReason::LinkDown, out);
     }
 
-    /// The link is back. Nothing to do until `FullyBooted` and the resync arrive; kept so the
-    /// daemon's sequence reads the same as the protocol's.
+    /// The link is back (a new AMI session). `FullyBooted` and the resync follow; calls
+    /// already tracked belong to the previous session from here on.
     pub fn link_up(&mut self, now: Timestamp) {
         let _ = now;
+        self.session = self.session.wrapping_add(1);
+        self.resync_pending = true;
+        self.unknown_hangups.clear();
     }
 
     /// The input ended (a replayed capture): calls still live end as `unknown`.
@@ -344,84 +378,6 @@ impl Tracker {
             if silent {
                 self.end_call(id, t, Some(UnknownReason::Silent), out);
             }
-        }
-    }
-
-    /// The `CoreShowChannel` items of a CoreShowChannels after a reconnect: calls that are
-    /// live on Asterisk are tracked from here on. Tracked calls none of whose channels is listed
-    /// ended while we were away: `unknown`.
-    pub fn resync(&mut self, channels: &[Message], now: Timestamp, out: &mut Vec<CallRecord>) {
-        let t = ts_to_us(now);
-        let items: Vec<Ev<'_>> = channels
-            .iter()
-            .filter_map(Ev::parse)
-            .filter(|e| !e.uniqueid.is_empty() && !e.linkedid.is_empty())
-            .collect();
-        let listed: std::collections::HashSet<&[u8]> = items.iter().map(|e| e.uniqueid).collect();
-        // Channels we track that Asterisk no longer has: their hangups were lost.
-        for cid in self.chans.ids() {
-            let gone = self
-                .chans
-                .get(cid)
-                .is_some_and(|c| !listed.contains(&c.uid[..]));
-            if gone {
-                self.drop_channel(cid, t, true, out);
-            }
-        }
-        // Oldest first, so a call's first channel is created first.
-        let mut items = items;
-        items.sort_by_key(|e| std::cmp::Reverse(parse_duration(e.duration).unwrap_or(0)));
-        let mut names: HashMap<Vec<u8>, u32> = HashMap::new();
-        let mut touched = Vec::new();
-        for e in &items {
-            if self.chan_ids.contains_key(e.uniqueid)
-                || self.ended.iter().any(|l| **l == *e.linkedid)
-            {
-                continue;
-            }
-            let started = t - parse_duration(e.duration).unwrap_or(0) * 1_000_000;
-            let Some(cid) = self.add_channel(e, started, true) else {
-                continue;
-            };
-            names.insert(e.channel.to_vec(), cid);
-            let call = self.chans.get(cid).map_or(NONE, |c| c.call);
-            if let Some(c) = self.calls.get_mut(call) {
-                c.last_event = t;
-                if cid == c.caller {
-                    c.caller_up |= parse_u32(e.state) == Some(6);
-                    match e.application {
-                        a if a.eq_ignore_ascii_case(b"Queue") => {
-                            c.caller_app = App::Queue;
-                            c.routing = Some(LostAt::Queue);
-                        }
-                        a if a.eq_ignore_ascii_case(b"VoiceMail") => {
-                            c.routing = Some(LostAt::Voicemail)
-                        }
-                        a if a.eq_ignore_ascii_case(b"Dial") => c.caller_app = App::Dial,
-                        _ => {}
-                    }
-                }
-            }
-            if !e.bridge.is_empty() {
-                self.enter_bridge(cid, e.bridge);
-            }
-            touched.push(call);
-        }
-        // Pair Local halves by name: the LocalBridge events are long gone.
-        for (name, &cid) in &names {
-            if name.ends_with(b";1") {
-                let mut other = name.clone();
-                let n = other.len();
-                other[n - 1] = b'2';
-                if let Some(&pid) = names.get(&other) {
-                    self.pair(cid, pid);
-                }
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for call in touched {
-            self.refresh(call, t, NONE);
         }
     }
 
@@ -467,6 +423,9 @@ impl Tracker {
                     first: NONE,
                     first_name: name.as_ref().into(),
                     first_inbound,
+                    first_kind: kind,
+                    agent_first: false,
+                    customer_dial: None,
                     caller: NONE,
                     caller_is_trunk: false,
                     caller_num: None,
@@ -495,6 +454,7 @@ impl Tracker {
                     caller_cause: 0,
                     caller_up: false,
                     resynced,
+                    session: self.session,
                 });
                 self.call_ids.insert(linkedid.into(), id);
                 id
@@ -544,6 +504,24 @@ impl Tracker {
             }
         } else if matches!(kind, ChanKind::External | ChanKind::Trunk) {
             c.saw_outside = true;
+            if c.marker.is_some()
+                && !c.agent_first
+                && !matches!(c.first_kind, ChanKind::External | ChanKind::Trunk)
+            {
+                // Agent-first callback: the customer leg appears now. What happened on the
+                // agent side until here (a queue member bridged with the Local agent leg) is
+                // not a conversation with the customer.
+                c.agent_first = true;
+                c.caller = cid;
+                c.caller_up = false;
+                c.connected_since = None;
+                c.current_person = NONE;
+                c.answered_at = None;
+                c.talk = 0;
+                c.persons.clear();
+                c.ender = None;
+                c.person_drop = None;
+            }
         }
         Some(cid)
     }
@@ -597,6 +575,17 @@ impl Tracker {
                 .and_then(|&id| self.chans.get(id))
             {
                 call = c.call;
+            }
+        }
+        if call == NONE && !ev.action_id.is_empty() {
+            // perezvon's dialer uses the callback id (the marker's value) as the ActionID.
+            for id in self.calls.ids() {
+                if self.calls.get(id).is_some_and(|c| {
+                    c.originate.is_none()
+                        && c.marker.as_deref().map(str::as_bytes) == Some(ev.action_id)
+                }) {
+                    call = id;
+                }
             }
         }
         if call == NONE && !ev.channel.is_empty() {
@@ -656,21 +645,18 @@ impl Tracker {
                 c.origin_number = Some(n);
             }
         } else {
-            c.origin_dial = Some(match ev.dial_status {
-                s if s.eq_ignore_ascii_case(b"ANSWER") => OriginDial::Answer,
-                s if s.eq_ignore_ascii_case(b"BUSY") => OriginDial::Busy,
-                s if s.eq_ignore_ascii_case(b"CONGESTION")
-                    || s.eq_ignore_ascii_case(b"CHANUNAVAIL") =>
-                {
-                    OriginDial::Failed
-                }
-                _ => OriginDial::NoAnswer,
-            });
+            c.origin_dial = Some(origin_dial(ev.dial_status));
         }
     }
 
     fn on_channel_event(&mut self, ev: &Ev<'_>, t: i64, out: &mut Vec<CallRecord>) {
         let Some(&cid) = self.chan_ids.get(ev.uniqueid) else {
+            if self.resync_pending && ev.kind == Kind::Hangup && !ev.uniqueid.is_empty() {
+                if self.unknown_hangups.len() >= ENDED_MEMORY {
+                    self.unknown_hangups.pop_front();
+                }
+                self.unknown_hangups.push_back(ev.uniqueid.into());
+            }
             return;
         };
         let Some(ch) = self.chans.get(cid) else {
@@ -710,6 +696,9 @@ impl Tracker {
             }
             Kind::DialBegin => self.on_dial_begin(cid, call, is_caller, ev),
             Kind::DialEnd => {
+                if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
+                    c.customer_dial = Some(origin_dial(ev.dial_status));
+                }
                 let caller_side =
                     is_caller || self.chans.get(c.caller).is_some_and(|x| x.partner == cid);
                 let turned = [&b"BUSY"[..], b"CONGESTION", b"CHANUNAVAIL"]
@@ -775,6 +764,11 @@ impl Tracker {
                 c.last_rung = Some(p);
             }
         }
+        if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
+            if let Some(n) = dialled_number(ev.dial_string) {
+                c.origin_number = Some(n);
+            }
+        }
         let caller_side = is_caller || caller_partner == Some(cid);
         if !caller_side {
             return;
@@ -807,12 +801,15 @@ impl Tracker {
         let bid = match self.bridge_ids.get(bridge) {
             Some(&b) => b,
             None => {
-                let b = self.bridges.insert(Vec::new());
+                let b = self.bridges.insert(Bridge {
+                    key: bridge.into(),
+                    members: Vec::new(),
+                });
                 self.bridge_ids.insert(bridge.into(), b);
                 b
             }
         };
-        if let Some(m) = self.bridges.get_mut(bid) {
+        if let Some(m) = self.bridges.get_mut(bid).map(|b| &mut b.members) {
             if m.len() < MAX_VISIT && !m.contains(&cid) {
                 m.push(cid);
             }
@@ -831,13 +828,14 @@ impl Tracker {
         else {
             return Vec::new();
         };
-        let Some(m) = self.bridges.get_mut(bid) else {
+        let Some(m) = self.bridges.get_mut(bid).map(|b| &mut b.members) else {
             return Vec::new();
         };
         m.retain(|&x| x != cid);
         if m.is_empty() {
-            self.bridges.remove(bid);
-            self.bridge_ids.retain(|_, &mut b| b != bid);
+            if let Some(b) = self.bridges.remove(bid) {
+                self.bridge_ids.remove(&b.key);
+            }
             Vec::new()
         } else {
             m.clone()
@@ -851,8 +849,9 @@ impl Tracker {
         let others: Vec<u32> = self
             .bridges
             .get(bid)
-            .map(|m| {
-                m.iter()
+            .map(|b| {
+                b.members
+                    .iter()
                     .filter_map(|&x| self.chans.get(x).map(|c| c.call))
                     .filter(|&c| c != call)
                     .collect()
@@ -939,7 +938,7 @@ impl Tracker {
             let members = self
                 .bridges
                 .get(ch.bridge)
-                .map(|m| m.as_slice())
+                .map(|b| b.members.as_slice())
                 .unwrap_or(&[]);
             for &n in members.iter().chain(std::iter::once(&ch.partner)) {
                 if n == NONE || seen.contains(&n) || seen.len() >= MAX_VISIT {
@@ -990,8 +989,11 @@ impl Tracker {
             return;
         };
         c.live = c.live.saturating_sub(1);
-        if lost && c.caller == cid {
-            c.caller_gone.get_or_insert(t);
+        if lost {
+            c.resynced = true;
+            if c.caller == cid {
+                c.caller_gone.get_or_insert(t);
+            }
         }
         if c.live == 0 {
             let reason = (lost || c.resynced).then_some(UnknownReason::LinkDown);
@@ -1003,13 +1005,17 @@ impl Tracker {
         let mut ids = self.calls.ids();
         // Deterministic order: by start time.
         ids.sort_by_key(|&id| self.calls.get(id).map_or(0, |c| c.started));
-        for id in ids {
-            self.end_call(id, t, Some(reason), out);
-        }
+        // Everything goes: forget channels first so each call's end need not look for them.
         self.chans.clear();
         self.chan_ids.clear();
         self.bridges.clear();
         self.bridge_ids.clear();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(id) {
+                c.live = 0;
+            }
+            self.end_call(id, t, Some(reason), out);
+        }
     }
 
     fn evict_oldest(&mut self, t: i64, out: &mut Vec<CallRecord>) {
@@ -1044,8 +1050,14 @@ impl Tracker {
             return;
         };
         self.call_ids.remove(c.linkedid.as_bytes());
-        // Channels still tracked for this call (link loss, eviction) go with it.
-        for cid in self.chans.ids() {
+        // Channels still tracked for this call (eviction, silence) go with it. A call normally
+        // ends with its last channel, so this scan is the rare path.
+        let scan = if c.live > 0 {
+            self.chans.ids()
+        } else {
+            Vec::new()
+        };
+        for cid in scan {
             if self.chans.get(cid).is_some_and(|x| x.call == id) {
                 self.leave_bridge(cid);
                 if let Some(ch) = self.chans.remove(cid) {
@@ -1072,68 +1084,15 @@ impl Tracker {
     }
 }
 
-/// One dialplan step of the caller channel: where the call is being routed.
-fn step(rules: &Rules, c: &mut Call, ev: &Ev<'_>) {
-    let ctx = String::from_utf8_lossy(ev.context);
-    if let Some(&cat) = rules.lost_at_contexts.get(ctx.as_ref()) {
-        c.routing = Some(cat);
-        c.routing_by_context = true;
-    } else {
-        c.routing_by_context = false;
+fn origin_dial(status: &[u8]) -> OriginDial {
+    match status {
+        s if s.eq_ignore_ascii_case(b"ANSWER") => OriginDial::Answer,
+        s if s.eq_ignore_ascii_case(b"BUSY") => OriginDial::Busy,
+        s if s.eq_ignore_ascii_case(b"CONGESTION") || s.eq_ignore_ascii_case(b"CHANUNAVAIL") => {
+            OriginDial::Failed
+        }
+        _ => OriginDial::NoAnswer,
     }
-    let app = ev.application;
-    let is = |name: &[u8]| app.eq_ignore_ascii_case(name);
-    c.caller_app = if is(b"Dial") {
-        App::Dial
-    } else if is(b"Queue") {
-        App::Queue
-    } else {
-        App::Other
-    };
-    if is(b"Busy") || is(b"Congestion") {
-        c.turned_away = true;
-    }
-    if c.routing_by_context {
-        return;
-    }
-    let invalid = ev.exten == b"i"
-        || contains_ci(ev.context, b"invalid")
-        || ((is(b"Playback") || is(b"BackGround"))
-            && (contains_ci(ev.app_data, b"noservice")
-                || contains_ci(ev.app_data, b"pbx-invalid")
-                || contains_ci(ev.app_data, b"invalid")));
-    if invalid {
-        c.routing = Some(LostAt::InvalidNumber);
-        c.turned_away = true;
-        return;
-    }
-    if is(b"Queue") {
-        c.routing = Some(LostAt::Queue);
-    } else if is(b"VoiceMail") {
-        c.routing = Some(LostAt::Voicemail);
-    } else if is(b"Dial") {
-        c.dial_begins = 0;
-        let targets = ev.app_data.split(|&b| b == b',').next().unwrap_or(b"");
-        c.routing = Some(if targets.contains(&b'&') {
-            LostAt::Group
-        } else {
-            LostAt::User
-        });
-    } else if is(b"BackGround") || is(b"Read") || is(b"WaitExten") {
-        c.routing = Some(LostAt::Ivr);
-    } else if c.routing.is_none()
-        && !(is(b"NoOp") || is(b"Goto") || is(b"GotoIf") || is(b"Set") || is(b"AppDial2"))
-    {
-        // Answer, Playback, ... before any routing: the caller is in the menu/greeting.
-        c.routing = Some(LostAt::Ivr);
-    }
-}
-
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len()
-        && hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn trim_underscores(v: &[u8]) -> &[u8] {
@@ -1177,13 +1136,38 @@ fn bump_person(c: &mut Call, d: i64) {
     }
 }
 
-/// `HH:MM:SS` (CoreShowChannel `Duration`) -> seconds.
-fn parse_duration(v: &[u8]) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut parts = 0;
-    for p in v.split(|&b| b == b':') {
-        total = total * 60 + i64::from(parse_u32(p)?);
-        parts += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_names() {
+        for (chan, want) in [
+            ("Local/201@agent-sim-00000001;1", "201"),
+            ("Local/201@from-queue-0000000a;2", "201"),
+            ("PJSIP/201-0000001a", "201"),
+            ("SIP/office-201-0000001a", "office-201"),
+            ("Local/89031234567@external-sim-00000003;1", "89031234567"),
+            ("weird", "weird"),
+            ("", ""),
+        ] {
+            assert_eq!(&*person_name(chan.as_bytes()), want, "{chan}");
+        }
     }
-    (parts > 0 && parts <= 3).then_some(total)
+
+    #[test]
+    fn dialled_numbers() {
+        for (s, want) in [
+            ("89261112233@customer-sim", Some("89261112233")),
+            ("Local/+79261112288@customer-sim", Some("+79261112288")),
+            ("PJSIP/89261112233@provider", Some("89261112233")),
+            ("89165550202@external-sim/n", Some("89165550202")),
+            ("201@agent-sim/n", Some("201")),
+            ("PJSIP/provider-0000001a", None),
+            ("s", None),
+            ("", None),
+        ] {
+            assert_eq!(dialled_number(s.as_bytes()).as_deref(), want, "{s}");
+        }
+    }
 }

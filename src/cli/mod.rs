@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod callbacks;
 pub mod check_config;
+pub mod demo;
 pub mod missed;
 pub mod record;
 pub mod replay;
@@ -62,6 +63,12 @@ pub enum Command {
         after_help = "Example:\n  perezvon callbacks list --config /etc/perezvon/perezvon.toml --format json\n  perezvon callbacks cancel 42 --config /etc/perezvon/perezvon.toml"
     )]
     Callbacks(callbacks::CallbacksArgs),
+    /// Try perezvon with no Asterisk: an embedded lab PBX plays real recorded calls, the daemon
+    /// notices the misses and calls the customers back; then the results and the report.
+    #[command(
+        after_help = "Example:\n  perezvon demo\n  perezvon demo --db demo.db --html demo-report.html && perezvon report --db demo.db"
+    )]
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,5 +155,6 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Record(a) => record::run(&a),
         Command::Run(a) => run::run(&a),
         Command::Callbacks(a) => callbacks::run(&a),
+        Command::Demo(a) => demo::run(&a),
     }
 }

@@ -367,6 +367,99 @@ mod tests {
         }
     }
 
+    fn at(r: CallRecord, start: i64, len: i64) -> CallRecord {
+        let t0 = jiff::Timestamp::from_second(1_795_375_000).unwrap();
+        CallRecord {
+            started_at: t0 + jiff::SignedDuration::from_secs(start),
+            ended_at: t0 + jiff::SignedDuration::from_secs(start + len),
+            ..r
+        }
+    }
+
+    fn answered(linkedid: &str, dir: Direction) -> CallRecord {
+        let mut r = sample(linkedid);
+        r.direction = dir;
+        r.status = Status::Answered;
+        r.missed = false;
+        r.lost_at = None;
+        r.talk_secs = 30.0;
+        if dir != Direction::Inbound {
+            r.caller = Some("201".into());
+            r.caller_normalized = Some("201".into());
+            r.callee = Some("89161234567".into());
+            r.callee_normalized = Some("79161234567".into());
+        }
+        if dir == Direction::Callback {
+            r.callback_id = Some("cb-1".into());
+            r.callback_outcome = Some(CallbackOutcome::Connected);
+        }
+        r
+    }
+
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+
+    #[test]
+    fn a_later_conversation_resolves_the_miss() {
+        for (dir, by) in [
+            (Direction::Inbound, ResolvedBy::Caller),
+            (Direction::Outbound, ResolvedBy::Agent),
+            (Direction::Callback, ResolvedBy::Callback),
+        ] {
+            let s = Store::open_in_memory().unwrap();
+            let miss = at(sample("m"), 0, 10);
+            let rec = s.record_call(&miss, WEEK).unwrap();
+            assert!(rec.inserted && rec.resolved.is_empty());
+            let r = s
+                .record_call(&at(answered("r", dir), 100, 60), WEEK)
+                .unwrap();
+            assert_eq!(r.resolved.len(), 1, "{dir:?}");
+            assert_eq!(r.resolved[0].resolved_by, by);
+            let m = s.get_call("lab", "m").unwrap().unwrap();
+            assert_eq!(m.resolved_by, Some(by));
+            assert_eq!(m.resolved_by_linkedid.as_deref(), Some("r"));
+            assert_eq!(
+                m.resolved_at,
+                Some(at(answered("r", dir), 100, 60).started_at)
+            );
+            // Replaying the resolver changes nothing.
+            let again = s
+                .record_call(&at(answered("r", dir), 100, 60), WEEK)
+                .unwrap();
+            assert!(!again.inserted && again.resolved.is_empty());
+        }
+    }
+
+    #[test]
+    fn out_of_order_window_and_non_resolvers() {
+        let s = Store::open_in_memory().unwrap();
+        // The resolver ended first (the customer called on another line while queued).
+        s.record_call(&at(answered("r", Direction::Inbound), 5, 60), WEEK)
+            .unwrap();
+        let rec = s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
+        assert_eq!(rec.record.resolved_by, Some(ResolvedBy::Caller));
+        assert_eq!(
+            s.get_call("lab", "m").unwrap().unwrap().resolved_by,
+            Some(ResolvedBy::Caller)
+        );
+
+        let s = Store::open_in_memory().unwrap();
+        s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
+        // Too late (8 days), a short callback, an ignored miss: nothing resolves.
+        let late = at(answered("late", Direction::Inbound), 8 * 86400, 60);
+        assert!(s.record_call(&late, WEEK).unwrap().resolved.is_empty());
+        let mut short = at(answered("short", Direction::Callback), 50, 10);
+        short.callback_outcome = Some(CallbackOutcome::TooShort);
+        assert!(s.record_call(&short, WEEK).unwrap().resolved.is_empty());
+        let mut ign = at(sample("ign"), 8 * 86400 + 100, 1);
+        ign.status = Status::Ignored;
+        ign.ignored = true;
+        s.record_call(&ign, WEEK).unwrap();
+        let r = at(answered("r2", Direction::Outbound), 8 * 86400 + 200, 60);
+        assert!(s.record_call(&r, WEEK).unwrap().resolved.is_empty());
+        assert_eq!(s.get_call("lab", "m").unwrap().unwrap().resolved_by, None);
+        assert_eq!(s.get_call("lab", "ign").unwrap().unwrap().resolved_by, None);
+    }
+
     #[test]
     fn insert_is_idempotent_and_round_trips() {
         let s = Store::open_in_memory().unwrap();
