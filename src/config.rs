@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use crate::number::NumberPlan;
 
+pub mod schema;
+
 /// Exit code for a bad configuration (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;
 
@@ -186,6 +188,9 @@ pub struct RawCallback {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub marker_variable: Option<String>,
+    /// agent-first with a queue target: the context the queue is dialled in
+    /// (`Local/<queue>@<agent_context>`; FreePBX: `from-internal`).
+    pub agent_context: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +232,7 @@ pub struct RawNotify {
 pub struct RawWebhook {
     pub url: Option<String>,
     pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
     pub secret_env: Option<String>,
     pub events: Option<Vec<String>>,
     pub timeout: Option<String>,
@@ -244,6 +250,10 @@ pub struct RawEmail {
     pub to: Option<Vec<String>>,
     pub events: Option<Vec<String>>,
     pub timeout: Option<String>,
+    pub helo: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,6 +388,8 @@ pub struct CallbackConfig {
     pub allow: Vec<regex::Regex>,
     pub deny: Vec<regex::Regex>,
     pub marker_variable: String,
+    /// agent-first + queue target: `Local/<queue>@<agent_context>` is rung first.
+    pub agent_context: String,
 }
 
 /// A time range within a day, minutes since midnight, `end` up to 1440.
@@ -400,6 +412,9 @@ pub struct HoursConfig {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub url: String,
+    /// `url` split for the hand-written HTTP client.
+    pub endpoint: HttpUrl,
+    /// Shared secret for the `X-Perezvon-Signature` HMAC; `None` = unsigned.
     pub secret: Option<Secret>,
     pub events: Vec<String>,
     pub timeout: Duration,
@@ -416,6 +431,64 @@ pub struct EmailConfig {
     pub to: Vec<String>,
     pub events: Vec<String>,
     pub timeout: Duration,
+    /// The name given in EHLO/HELO.
+    pub helo: String,
+    pub retry_every: Duration,
+    pub max_retry_every: Duration,
+    pub give_up_after: Duration,
+}
+
+/// A plain `http://host[:port]/path` URL: all the webhook client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses `http://host[:port][/path][?query]` (IPv6 hosts in brackets). No userinfo, no https:
+    /// the receiver sits behind a local TLS proxy when it needs one.
+    pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{url:?} contains whitespace"));
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_string()),
+        };
+        if authority.contains('@') {
+            return Err(format!("{url:?}: credentials in the URL are not supported"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed [ in host"))?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{url:?}: {p:?} is not a TCP port"))?,
+        };
+        Ok(HttpUrl { host, port, path })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -550,6 +623,69 @@ impl V {
         out
     }
 
+    /// An optional secret from exactly one of `secret`, `secret_file`, `secret_env` under `prefix`.
+    fn optional_secret(
+        &mut self,
+        prefix: &str,
+        secret: &Option<String>,
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+    ) -> Option<Secret> {
+        let k = |f: &str| format!("{prefix}.{f}");
+        match (secret, file, env) {
+            (None, None, None) => None,
+            (Some(s), None, None) => Some(Secret::new(s.clone())),
+            (None, Some(p), None) => {
+                let p = self.resolve_path(p);
+                match std::fs::read_to_string(&p) {
+                    Ok(s) => {
+                        #[cfg(unix)]
+                        {
+                            use std::os::unix::fs::PermissionsExt;
+                            if std::fs::metadata(&p)
+                                .is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+                            {
+                                self.warn(
+                                    k("secret_file"),
+                                    format!("{} is world-readable", p.display()),
+                                    Some("chmod 640 it"),
+                                );
+                            }
+                        }
+                        Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string()))
+                    }
+                    Err(e) => {
+                        self.err(
+                            k("secret_file"),
+                            format!("cannot read {}: {e}", p.display()),
+                            None,
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None, Some(var)) => match std::env::var(var) {
+                Ok(s) => Some(Secret::new(s)),
+                Err(_) => {
+                    self.err(
+                        k("secret_env"),
+                        format!("environment variable {var:?} is not set"),
+                        Some("set it in the unit's Environment= or EnvironmentFile="),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    k("secret"),
+                    "secret, secret_file and secret_env are exclusive",
+                    Some("keep one"),
+                );
+                None
+            }
+        }
+    }
+
     fn resolve_path(&self, p: &Path) -> PathBuf {
         match &self.base_dir {
             Some(base) if p.is_relative() => base.join(p),
@@ -639,12 +775,31 @@ impl Config {
         source_name: &str,
         base_dir: Option<PathBuf>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        let fail = |problems| ConfigError {
             source_name: source_name.to_string(),
-            problems: vec![toml_problem(&e, text)],
-        })?;
+            problems,
+        };
+        // Syntax first: nothing else can be checked in a file that is not TOML.
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text)]))?;
+        // Unknown keys are collected over the whole file (serde alone stops at the first one),
+        // then dropped so the rest of the file is still checked in the same pass.
+        let unknown = schema::unknown_keys(&mut table, text);
+        let raw: RawConfig = if unknown.is_empty() {
+            // From the text, so a type error carries its line.
+            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text)]))?
+        } else {
+            match toml::Value::Table(table).try_into::<RawConfig>() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let mut problems = unknown;
+                    problems.push(toml_problem(&e, ""));
+                    return Err(fail(problems));
+                }
+            }
+        };
         let mut v = V {
-            problems: Vec::new(),
+            problems: unknown,
             warnings: Vec::new(),
             base_dir,
         };
@@ -672,21 +827,37 @@ impl Config {
 }
 
 fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
-    let msg = e.message().to_string();
-    let location = e.span().map(|span| {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        format!("line {line}")
-    });
-    // serde says: unknown field `foo`, expected one of ...
-    let key = location.unwrap_or_else(|| "(toml)".into());
+    // toml's message is the first line of its Display; the rest repeats the source line.
+    let msg = e.message().trim().replace('\n', "; ");
+    let (key, line, column) = match e.span().filter(|_| !text.is_empty()) {
+        Some(span) => {
+            let (k, l) = schema::key_at(text, span.start);
+            let at = span.start.min(text.len());
+            let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            (k, l, text[line_start..at].chars().count() + 1)
+        }
+        None => (None, None, 0),
+    };
+    let key = match (key, line) {
+        (Some(k), Some(l)) => format!("{k} (line {l})"),
+        (None, Some(l)) => format!("line {l}, column {column}"),
+        (Some(k), None) => k,
+        (None, None) => "(toml)".into(),
+    };
     let hint = if msg.contains("unknown field") {
         Some("see config.example.toml for every key".to_string())
+    } else if msg.contains("invalid type: map, expected a sequence") {
+        Some("servers are [[asterisk]] sections (double brackets), one per server".to_string())
+    } else if msg.contains("expected a sequence") {
+        Some("a list in brackets, e.g. [\"PJSIP/*\"] or [] for none".to_string())
+    } else if msg.contains("invalid type") {
+        Some("durations and names are quoted strings, numbers and booleans are not".to_string())
     } else {
-        None
+        Some("the file is not valid TOML; check quotes and brackets".to_string())
     };
     Problem {
         key,
-        message: msg.trim().to_string(),
+        message: msg,
         hint,
     }
 }
@@ -1071,6 +1242,17 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
             Some("letters, digits and _"),
         );
     }
+    let agent_context = cb
+        .agent_context
+        .clone()
+        .unwrap_or_else(|| "from-internal".into());
+    if !wire_ok(&agent_context) || agent_context.contains(['@', '/']) {
+        v.err(
+            "callback.agent_context",
+            format!("{agent_context:?} is not a dialplan context name"),
+            Some("e.g. \"from-internal\""),
+        );
+    }
     let retry_backoff = cb.retry_backoff.unwrap_or(1.0);
     if !(1.0..=10.0).contains(&retry_backoff) {
         v.err(
@@ -1108,6 +1290,7 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
         allow: v.regexes("callback.allow", &cb.allow, &["^79\\d{9}$"]),
         deny: v.regexes("callback.deny", &cb.deny, &[]),
         marker_variable,
+        agent_context,
     };
     if let Some(s) = &callback.server {
         if !asterisk.iter().any(|a| &a.name == s) {
@@ -1176,7 +1359,11 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
         }
         parsed.sort_by_key(|r| r.start_min);
         if parsed.windows(2).any(|w| w[1].start_min < w[0].end_min) {
-            v.err(format!("hours.{name}"), "ranges overlap", None);
+            v.err(
+                format!("hours.{name}"),
+                "ranges overlap",
+                Some("list separate ranges, e.g. [\"09:00-13:00\", \"14:00-18:00\"]"),
+            );
         }
         week[d] = parsed;
     }
@@ -1220,30 +1407,26 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
     };
     let webhook = raw.notify.webhook.as_ref().map(|w| {
         let url = w.url.clone().unwrap_or_default();
-        if !url.starts_with("http://") {
-            v.err(
-                "notify.webhook.url",
-                if url.is_empty() { "missing".to_string() } else { format!("{url:?} is not an http:// URL") },
-                Some("perezvon posts plain HTTP; put a TLS-terminating proxy (nginx, stunnel) in front of an https receiver"),
-            );
-        }
-        let secret = match (&w.secret, &w.secret_env) {
-            (Some(s), None) => Some(Secret::new(s.clone())),
-            (None, Some(e)) => match std::env::var(e) {
-                Ok(s) => Some(Secret::new(s)),
-                Err(_) => {
-                    v.err("notify.webhook.secret_env", format!("environment variable {e:?} is not set"), None);
-                    None
-                }
-            },
-            (Some(_), Some(_)) => {
-                v.err("notify.webhook.secret", "secret and secret_env are exclusive", None);
-                None
+        let endpoint = match HttpUrl::parse(&url) {
+            Ok(u) => u,
+            Err(e) => {
+                v.err(
+                    "notify.webhook.url",
+                    if url.is_empty() { "missing".to_string() } else { e },
+                    Some("perezvon posts plain HTTP, e.g. \"http://127.0.0.1:8080/hook\"; put a TLS-terminating proxy (nginx, stunnel) in front of an https receiver"),
+                );
+                HttpUrl { host: String::new(), port: 80, path: "/".into() }
             }
-            (None, None) => None,
         };
+        let secret = v.optional_secret(
+            "notify.webhook",
+            &w.secret,
+            &w.secret_file,
+            &w.secret_env,
+        );
         WebhookConfig {
             url,
+            endpoint,
             secret,
             events: events(v, "notify.webhook.events", &w.events),
             timeout: v.duration("notify.webhook.timeout", &w.timeout, "10s"),
@@ -1254,6 +1437,18 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
     });
     let email = raw.notify.email.as_ref().map(|e| {
         let smtp_host = e.smtp_host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let helo = e.helo.clone().unwrap_or_else(|| "localhost".into());
+        if helo.is_empty()
+            || !helo
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+        {
+            v.err(
+                "notify.email.helo",
+                format!("{helo:?} is not a host name"),
+                Some("the name this machine gives the relay, e.g. \"pbx.example.com\""),
+            );
+        }
         let from = e.from.clone().unwrap_or_default();
         if !from.contains('@') || from.contains(['\r', '\n', '<', '>']) {
             v.err(
@@ -1292,6 +1487,10 @@ fn validate(raw: RawConfig, v: &mut V) -> Config {
             to,
             events: events(v, "notify.email.events", &e.events),
             timeout: v.duration("notify.email.timeout", &e.timeout, "30s"),
+            helo,
+            retry_every: v.duration("notify.email.retry_every", &e.retry_every, "1m"),
+            max_retry_every: v.duration("notify.email.max_retry_every", &e.max_retry_every, "30m"),
+            give_up_after: v.duration("notify.email.give_up_after", &e.give_up_after, "3d"),
         }
     });
 
@@ -1436,8 +1635,8 @@ monday = ["18:00-09:00"]
     #[test]
     fn unknown_key_is_an_error() {
         let e = Config::from_toml("[calls]\nmin_talkk = \"6s\"\n").unwrap_err();
-        assert!(e.problems[0].message.contains("unknown field"), "{e}");
-        assert_eq!(e.problems[0].key, "line 2");
+        assert!(e.problems[0].message.contains("unknown key"), "{e}");
+        assert_eq!(e.problems[0].key, "calls.min_talkk (line 2)");
     }
 
     #[test]
@@ -1459,6 +1658,63 @@ monday = ["18:00-09:00"]
         assert_eq!(parse_range("13:00-09:00"), None);
         assert_eq!(parse_range("24:00-24:00"), None);
         assert_eq!(parse_range("9:00-10:00"), None);
+    }
+
+    #[test]
+    fn agent_context_default_and_validation() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.callback.agent_context, "from-internal");
+        let e = Config::from_toml("[callback]\nagent_context = \"a,b\"\n").unwrap_err();
+        assert_eq!(e.problems[0].key, "callback.agent_context");
+    }
+
+    #[test]
+    fn http_urls() {
+        let u = HttpUrl::parse("http://crm.local:8080/hooks/perezvon?x=1").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("crm.local", 8080, "/hooks/perezvon?x=1")
+        );
+        let u = HttpUrl::parse("http://[::1]/").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 80, "/"));
+        assert_eq!(HttpUrl::parse("http://h?q").unwrap().path, "/?q");
+        for bad in [
+            "https://h/",
+            "http://",
+            "http://h:0/",
+            "http://h:x/",
+            "http://u:p@h/",
+            "http://h/a b",
+        ] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn notify_sections() {
+        let c = Config::from_toml(
+            "[notify.webhook]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"k\"\nevents = [\"missed\"]\n\
+             [notify.email]\nfrom = \"pbx@example.com\"\nto = [\"boss@example.com\"]\n",
+        )
+        .unwrap();
+        let w = c.notify.webhook.unwrap();
+        assert_eq!(w.endpoint.port, 9);
+        assert_eq!(w.secret.unwrap().expose(), "k");
+        assert_eq!(c.notify.email.unwrap().helo, "localhost");
+        let e = Config::from_toml(
+            "[notify.webhook]\nurl = \"https://x/\"\nsecret = \"k\"\nsecret_env = \"X\"\n[notify.email]\nto = []\nhelo = \"a b\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "notify.webhook.url",
+            "notify.webhook.secret",
+            "notify.email.from",
+            "notify.email.to",
+            "notify.email.helo",
+        ] {
+            assert!(keys.contains(&k), "{k} missing in {keys:?}");
+        }
     }
 
     #[test]

@@ -1,1 +1,424 @@
-//! (filled in by its owner)
+//! `perezvon run`: the wiring. AMI supervisors -> pipeline (trackers + the one writer of the
+//! calls table) -> dialer, plus systemd notification and graceful shutdown.
+//!
+//! ```text
+//!  [[asterisk]] ──supervisor──> LinkEvent ──┐
+//!  [[asterisk]] ──supervisor──> LinkEvent ──┴─> ingest loop ── Pipeline::feed ──> calls table
+//!                                               │   OriginateResponse        │ CallRecords
+//!                                               └──────────────> dialer <────┘ (tasks, attempts)
+//!                                                                  │ Originate (AmiHandle)
+//! ```
+//! - The ingest loop is the only writer of `calls`; the dialer has its own connection for
+//!   `callback_tasks`/`callback_attempts` (SQLite WAL lets them commit independently).
+//! - After every LinkUp the ingest loop asks for `CoreShowChannels` (in a side task, so the event
+//!   stream keeps flowing while the list arrives) and hands the items to `resync`.
+//! - `READY=1` goes to systemd once the configuration and the database are up — not gated on
+//!   Asterisk, which reconnects on its own; `WATCHDOG=1` every half `WATCHDOG_USEC` while the
+//!   ingest loop turns.
+//! - Shutdown (the token, cancelled by SIGTERM/SIGINT in `run`): supervisors stop, the events
+//!   already received are processed and committed, the dialer drains its queue; attempts still
+//!   in flight stay recorded without outcome and are settled at the next start.
+//!
+//! Hook points for the lead: [`RunOptions::dialer_events`] receives every [`DialerEvent`]
+//! (notifications, metrics); [`RunOptions::records`] every committed [`CallRecord`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ami::{self, Action, AmiHandle, LinkEvent, Message};
+use crate::callback::dialer::{Clock, Dialer, DialerError, DialerEvent, DialerInput};
+use crate::callback::originate::OriginateResponse;
+use crate::calls::pipeline::Pipeline;
+use crate::calls::record::CallRecord;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// How often live calls are checked for silence when no event arrives.
+const TRACKER_TICK: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the supervisors and the dialer.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot open the database")]
+    Store(#[source] StoreError),
+    #[error("writing call verdicts failed")]
+    Pipeline(#[source] StoreError),
+    #[error("callback dialer failed")]
+    Dialer(#[source] DialerError),
+}
+
+/// Optional wiring for embedders (the demo, tests, notifications, metrics).
+#[derive(Default)]
+pub struct RunOptions {
+    /// The dialer's clock (default: the system clock).
+    pub clock: Option<Clock>,
+    /// Receives every dialer event (task created, attempt started/ended, task closed).
+    pub dialer_events: Option<mpsc::Sender<DialerEvent>>,
+    /// Receives every call verdict once committed.
+    pub records: Option<mpsc::Sender<CallRecord>>,
+    /// The metrics registry to update (default: a new one, served when `[metrics] enabled`).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(cfg: Config, db: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with(cfg, db, shutdown, RunOptions::default()).await
+}
+
+/// [`run`] with hooks.
+pub async fn run_with(
+    cfg: Config,
+    db: PathBuf,
+    shutdown: CancellationToken,
+    opts: RunOptions,
+) -> Result<(), DaemonError> {
+    let calls_store = Store::open(&db).map_err(DaemonError::Store)?;
+    let tasks_store = Store::open(&db).map_err(DaemonError::Store)?;
+    let mut pipeline = Pipeline::new(&cfg, calls_store);
+    let metrics = opts
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Arc::new(Metrics::new(cfg.asterisk.iter().map(|a| a.name.as_str()))));
+    let shared_cfg = Arc::new(cfg.clone());
+    // Notifications and metrics watch the verdicts and the dialer through an observer on its own
+    // connection. Verdicts reach it with back-pressure (never dropped); the outbox it fills is
+    // drained by `run_delivery`, which also re-enqueues the last hour's verdicts after a crash.
+    let services = shutdown.child_token();
+    let (obs_records_tx, obs_records_rx) = mpsc::channel::<CallRecord>(4096);
+    let (obs_dialer_tx, obs_dialer_rx) = mpsc::channel::<DialerEvent>(4096);
+    let observer = tokio::spawn(crate::notify::observe::run_observer(
+        shared_cfg.clone(),
+        db.clone(),
+        metrics.clone(),
+        obs_records_rx,
+        obs_dialer_rx,
+        services.clone(),
+    ));
+    let delivery = (cfg.notify.webhook.is_some() || cfg.notify.email.is_some()).then(|| {
+        tokio::spawn(crate::notify::run_delivery(
+            shared_cfg.clone(),
+            db.clone(),
+            metrics.clone(),
+            services.clone(),
+        ))
+    });
+    if cfg.metrics.enabled {
+        let (listen, m, stop) = (cfg.metrics.listen, metrics.clone(), services.clone());
+        tokio::spawn(async move {
+            // A port in use must not stop call tracking: say so loudly and go on without metrics.
+            if let Err(e) = crate::metrics::serve(listen, m, stop).await {
+                tracing::error!(error = %e, "metrics endpoint disabled");
+            }
+        });
+    }
+    // The dialer's events go to the observer and to an embedder's hook, if any.
+    let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
+    let hook = opts.dialer_events.clone();
+    let fanout = tokio::spawn(async move {
+        while let Some(e) = dialer_events_rx.recv().await {
+            if let Some(h) = &hook {
+                let _ = h.try_send(e.clone());
+            }
+            let _ = obs_dialer_tx.send(e).await;
+        }
+    });
+    tracing::info!(database = %db.display(), servers = cfg.asterisk.len(), callbacks = cfg.callback.enabled, "perezvon started");
+    sd_notify("READY=1\nSTATUS=connecting to Asterisk");
+    let watchdog = watchdog_interval().map(|every| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = t.tick() => sd_notify("WATCHDOG=1"),
+                }
+            }
+        })
+    });
+
+    // One supervisor per server, all feeding one bounded channel (back-pressure, never a drop).
+    let links = shutdown.child_token();
+    let (link_tx, mut link_rx) = mpsc::channel::<LinkEvent>(4096);
+    let mut handles: Vec<AmiHandle> = Vec::new();
+    let mut supervisors = Vec::new();
+    for a in &cfg.asterisk {
+        let (h, j) = ami::spawn(a.clone(), link_tx.clone(), links.clone());
+        handles.push(h);
+        supervisors.push(j);
+    }
+    drop(link_tx);
+    let callback_server = cfg.callback_server().map(|a| a.name.clone());
+    let callback_handle = callback_server
+        .as_ref()
+        .and_then(|n| handles.iter().find(|h| h.server() == n.as_str()).cloned());
+
+    // The dialer, on its own task and connection.
+    let (dial_tx, dial_rx) = mpsc::channel::<DialerInput>(4096);
+    let dialer_stop = CancellationToken::new();
+    // Cancelled when the dialer's task ends: before shutdown that is a failure to stop on.
+    let dialer_done = CancellationToken::new();
+    let dialer_task = match callback_handle {
+        Some(h) => {
+            let clock: Clock = opts
+                .clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(jiff::Timestamp::now));
+            let d = Dialer::new(&cfg, tasks_store, h, clock, Some(dialer_events_tx.clone()));
+            let done = dialer_done.clone();
+            let stop = dialer_stop.clone();
+            Some(tokio::spawn(async move {
+                let r = d.run(dial_rx, stop).await;
+                done.cancel();
+                r
+            }))
+        }
+        None => {
+            drop(dial_rx);
+            None
+        }
+    };
+
+    let (resync_tx, mut resync_rx) = mpsc::channel::<(String, Vec<Message>)>(16);
+    let mut tick = tokio::time::interval(TRACKER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut result: Result<(), DaemonError> = Ok(());
+    let mut ingest = Ingest {
+        pipeline: &mut pipeline,
+        dial_tx: &dial_tx,
+        records_tx: opts.records.as_ref(),
+        observer_tx: &obs_records_tx,
+        metrics: &metrics,
+        callback_server: callback_server.as_deref(),
+    };
+    loop {
+        let step = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = dialer_done.cancelled() => {
+                // Its error (if any) is collected below; systemd restarts us on the non-zero exit.
+                tracing::error!("the callback dialer stopped; shutting down");
+                break;
+            }
+            ev = link_rx.recv() => match ev {
+                Some(LinkEvent::Up { server, at }) => {
+                    tracing::info!(server = %server, "AMI link up");
+                    metrics.server(&server).set_link_up(true);
+                    ingest.pipeline.link_up(&server, at);
+                    if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
+                        let tx = resync_tx.clone();
+                        let server = server.to_string();
+                        tokio::spawn(async move {
+                            match h.send_list(Action::new("CoreShowChannels")).await {
+                                Ok((_, items)) => { let _ = tx.send((server, items)).await; }
+                                Err(e) => tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed"),
+                            }
+                        });
+                    }
+                    Ok(())
+                }
+                Some(LinkEvent::Down { server, at, reason }) => {
+                    tracing::warn!(server = %server, reason = %reason, "AMI link down");
+                    let m = metrics.server(&server);
+                    m.set_link_up(false);
+                    m.reconnected();
+                    let r = ingest.pipeline.link_down(&server, at);
+                    ingest.forward(r).await
+                }
+                Some(LinkEvent::Message { server, msg, received_at }) => {
+                    ingest.message(&server, &msg, received_at).await
+                }
+                None => break,
+            },
+            Some((server, items)) = resync_rx.recv() => {
+                tracing::info!(server = %server, channels = items.len(), "resynchronised live channels");
+                let r = ingest.pipeline.resync(&server, &items, jiff::Timestamp::now());
+                ingest.forward(r).await
+            }
+            _ = tick.tick() => {
+                let r = ingest.pipeline.tick(jiff::Timestamp::now());
+                ingest.forward(r).await
+            }
+        };
+        if let Err(e) = step {
+            tracing::error!(error = %e, "stopping: cannot store call verdicts");
+            result = Err(e);
+            break;
+        }
+    }
+
+    // Shutdown: stop the links, finish what was already read, then the dialer.
+    sd_notify("STOPPING=1");
+    links.cancel();
+    if result.is_ok() {
+        while let Ok(ev) = link_rx.try_recv() {
+            let r = match ev {
+                LinkEvent::Message {
+                    server,
+                    msg,
+                    received_at,
+                } => ingest.message(&server, &msg, received_at).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(link_rx);
+    for s in supervisors {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, s).await;
+    }
+    drop(dial_tx);
+    dialer_stop.cancel();
+    if let Some(t) = dialer_task {
+        match tokio::time::timeout(SHUTDOWN_GRACE, t).await {
+            Ok(Ok(Err(e))) if result.is_ok() => result = Err(DaemonError::Dialer(e)),
+            Ok(Err(join)) => tracing::error!(error = %join, "dialer task panicked"),
+            Err(_) => tracing::warn!("dialer did not stop within the grace period"),
+            _ => {}
+        }
+    }
+    // Last: the observer gets every verdict and attempt outcome of this run before it stops.
+    drop(dialer_events_tx);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, fanout).await;
+    drop(obs_records_tx);
+    match tokio::time::timeout(SHUTDOWN_GRACE, observer).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "notifications observer failed"),
+        Err(_) => tracing::warn!("notifications observer did not stop within the grace period"),
+        _ => {}
+    }
+    services.cancel();
+    if let Some(d) = delivery {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, d).await;
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    tracing::info!("perezvon stopped");
+    result
+}
+
+/// The ingest loop's state, borrowed.
+struct Ingest<'a> {
+    pipeline: &'a mut Pipeline,
+    dial_tx: &'a mpsc::Sender<DialerInput>,
+    records_tx: Option<&'a mpsc::Sender<CallRecord>>,
+    observer_tx: &'a mpsc::Sender<CallRecord>,
+    metrics: &'a Metrics,
+    callback_server: Option<&'a str>,
+}
+
+impl Ingest<'_> {
+    async fn message(
+        &mut self,
+        server: &str,
+        msg: &Message,
+        received_at: jiff::Timestamp,
+    ) -> Result<(), DaemonError> {
+        self.metrics.server(server).event_received();
+        // OriginateResponse is broadcast to every session; only the server we originate on can
+        // carry ours, and the dialer matches by ActionID.
+        if self.callback_server == Some(server) {
+            if let Some(r) = OriginateResponse::parse(msg) {
+                self.send(DialerInput::Response(r)).await;
+            }
+        }
+        let r = self.pipeline.feed(server, msg, received_at);
+        self.forward(r).await
+    }
+
+    async fn forward(&mut self, r: Result<Vec<CallRecord>, StoreError>) -> Result<(), DaemonError> {
+        let records = r.map_err(DaemonError::Pipeline)?;
+        for rec in records {
+            if let Some(tx) = self.records_tx {
+                let _ = tx.try_send(rec.clone());
+            }
+            // Back-pressure, not a drop: every verdict is announced.
+            let _ = self.observer_tx.send(rec.clone()).await;
+            self.send(DialerInput::Record(Box::new(rec))).await;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, input: DialerInput) {
+        // Back-pressure: a busy dialer slows ingest down rather than losing a verdict. A closed
+        // channel means callbacks are off (or the dialer stopped); verdicts are stored anyway.
+        let _ = self.dial_tx.send(input).await;
+    }
+}
+
+/// `WATCHDOG_USEC` / 2, when systemd asked for pings (and `WATCHDOG_PID`, if set, is ours).
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Sends a state line to systemd (`sd_notify(3)`) when `$NOTIFY_SOCKET` is set; a few lines of
+/// std instead of a crate. Failures are logged, never fatal: systemd may not be there.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    if let Err(e) = notify_to(&path, state) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+#[cfg(unix)]
+fn notify_to(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let sock = UnixDatagram::unbound()?;
+    let bytes = path.as_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        // An abstract socket (systemd uses them in containers).
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(state.as_bytes(), &addr)?;
+            return Ok(());
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            return Err(std::io::Error::other("abstract sockets are Linux-only"));
+        }
+    }
+    sock.send_to(state.as_bytes(), std::path::Path::new(path))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn notify_to(_path: &std::ffi::OsStr, _state: &str) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_reaches_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("notify.sock");
+        let server = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        notify_to(p.as_os_str(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+}

@@ -10,13 +10,16 @@
 //!   `codec` (framing + nom parser), `action` (validated requests), `client` (one connection:
 //!   login, ActionID correlation, keepalive), `supervisor` (reconnects, LinkUp/LinkDown, the raw
 //!   tap that `perezvon record` writes to a file).
-//! - [`calls`]: AMI events -> one [`calls::record::CallRecord`] per call. `tracker` is the
-//!   per-call state machine, `rules` decides missed / ignored / lost_at, `resolve` matches later
-//!   calls to earlier misses.
+//! - [`calls`]: AMI events -> one [`calls::record::CallRecord`] per call. `event` reads an AMI
+//!   event in one pass, `tracker` is the per-call state machine, `rules` decides direction /
+//!   missed / ignored / lost_at / callback outcome, `pipeline` runs codec -> tracker(s) -> store
+//!   for `replay` and the daemon. Matching later calls to earlier misses (resolution) is SQL in
+//!   `store::calls`, so it survives restarts.
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
 //!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them).
-//! - [`report`]: statistics over the store, as table, JSON or a self-contained HTML page.
+//! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
+//!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook and e-mail, delivered from a durable outbox.
 //! - [`metrics`]: the Prometheus text endpoint.
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.

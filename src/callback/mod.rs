@@ -1,1 +1,12 @@
-//! (filled in by its owner)
+//! Calling missed customers back.
+//!
+//! - [`hours`]: is the centre open at an instant, when does it open next (pure).
+//! - [`planner`]: which misses become tasks, which tasks are due now, what an outcome does to a
+//!   task (pure; time is an argument).
+//! - [`originate`]: the validated number, the Originate action, OriginateResponse -> outcome.
+//! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
+
+pub mod dialer;
+pub mod hours;
+pub mod originate;
+pub mod planner;

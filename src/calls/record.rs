@@ -174,13 +174,22 @@ pub struct CallRecord {
     pub answered_at: Option<Timestamp>,
     pub wait_secs: f64,
     pub talk_secs: f64,
-    /// The person who talked longest (or was last rung, for a miss), e.g. `201`.
+    /// The person who talked longest (or was last rung, for a miss), e.g. `201`; on outbound
+    /// and internal calls the person who placed the call.
     pub agent: Option<String>,
+    /// Inbound: answered / missed / ignored / unknown. Other directions: `answered` when a
+    /// conversation of at least `min_talk` took place, `missed` when not (no callback implied:
+    /// only inbound misses are called back), `unknown` when the call was lost sight of.
     pub status: Status,
+    /// Inbound only (false for other directions): no conversation or a too short one.
     pub missed: bool,
+    /// Inbound only: an accidental call (a miss that is never called back).
     pub ignored: bool,
     pub lost_at: Option<LostAt>,
-    /// `caller`, `agent`/`pbx`, or `None` when unknown.
+    /// Who ended the call: `caller` (the customer: the inbound caller or the callback's
+    /// customer), `agent` (a person of the PBX, also the placer of an outbound call),
+    /// `external` (an outside party reached through the trunk), `system` (the PBX: dialplan
+    /// hangup after an announcement, a timeout); `None` when unknown.
     pub hangup_by: Option<String>,
     pub resolved_by: Option<ResolvedBy>,
     pub resolved_at: Option<Timestamp>,

@@ -4,7 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod callbacks;
+pub mod check_config;
+pub mod demo;
+pub mod missed;
 pub mod record;
+pub mod replay;
+pub mod report;
+pub mod run;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
@@ -26,11 +33,49 @@ pub enum Command {
         after_help = "Example:\n  perezvon replay fixtures/asterisk-22/queue_abandon.ami\n  perezvon replay --format table fixtures/asterisk-22/*.ami"
     )]
     Replay(ReplayArgs),
+    /// List missed inbound calls, newest first, with who resolved them and the callback state.
+    #[command(
+        after_help = "Example:\n  perezvon missed --since 24h --unresolved\n  perezvon missed --db /var/lib/perezvon/perezvon.db --since 7d --format csv > missed.csv"
+    )]
+    Missed(MissedArgs),
+    /// Statistics of missed calls for managers: shares, waits, where lost, who resolved, when.
+    #[command(
+        after_help = "Example:\n  perezvon report --since 7d\n  perezvon report --since 30d --format html --out missed-calls.html"
+    )]
+    Report(ReportArgs),
+    /// Check a configuration file: every problem at once, exit code 78 when it is not valid.
+    #[command(
+        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
+    )]
+    CheckConfig(CheckConfigArgs),
     /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM.
     #[command(
         after_help = "Example:\n  perezvon record --config /etc/perezvon/perezvon.toml --out today.ami\n  perezvon replay today.ami"
     )]
     Record(RecordArgs),
+    /// Run the daemon: follow calls on AMI, store verdicts, call missed customers back.
+    #[command(
+        after_help = "Example:\n  perezvon run --config /etc/perezvon/perezvon.toml\n  perezvon run --config perezvon.toml --db /tmp/perezvon.db"
+    )]
+    Run(run::RunArgs),
+    /// Inspect and steer the callback queue: list, cancel, retry.
+    #[command(
+        after_help = "Example:\n  perezvon callbacks list --config /etc/perezvon/perezvon.toml --format json\n  perezvon callbacks cancel 42 --config /etc/perezvon/perezvon.toml"
+    )]
+    Callbacks(callbacks::CallbacksArgs),
+    /// Try perezvon with no Asterisk: an embedded lab PBX plays real recorded calls, the daemon
+    /// notices the misses and calls the customers back; then the results and the report.
+    #[command(
+        after_help = "Example:\n  perezvon demo\n  perezvon demo --db demo.db --html demo-report.html && perezvon report --db demo.db"
+    )]
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file [default: /etc/perezvon/perezvon.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +89,44 @@ pub struct RecordArgs {
     /// Output file (must not exist yet).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MissedArgs {
+    /// Configuration file (default: /etc/perezvon/perezvon.toml if present, else the lab one).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// SQLite database (default: storage.database of the configuration).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// How far back to look, e.g. 24h, 3d, 90m.
+    #[arg(long, default_value = "24h")]
+    pub since: humantime::Duration,
+    /// Only calls nobody has resolved yet.
+    #[arg(long)]
+    pub unresolved: bool,
+    /// Output format: an aligned table, JSON (one object per line) or CSV.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Configuration file (default: /etc/perezvon/perezvon.toml if present, else the lab one).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// SQLite database (default: storage.database of the configuration).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// The period, ending now, e.g. 7d, 30d, 24h.
+    #[arg(long, default_value = "7d")]
+    pub since: humantime::Duration,
+    /// Output format: text tables, JSON, or one self-contained HTML page with charts.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "html"])]
+    pub format: String,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +148,13 @@ pub struct ReplayArgs {
 /// Runs a parsed command.
 pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
-        Command::Replay(_a) => Err("replay: not wired yet".into()),
+        Command::Replay(a) => replay::run(&a),
+        Command::Missed(a) => missed::run(&a),
+        Command::Report(a) => report::run(&a),
+        Command::CheckConfig(a) => check_config::run(&a),
         Command::Record(a) => record::run(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Callbacks(a) => callbacks::run(&a),
+        Command::Demo(a) => demo::run(&a),
     }
 }

@@ -1,4 +1,15 @@
 //! Call verdicts. Owner: the call-tracking work. One row per (server, linkedid).
+//!
+//! Resolution lives here, in SQL, so it works across restarts: [`Store::record_call`] stores a
+//! verdict and, in the same transaction, marks earlier unresolved misses of the same customer
+//! that this call resolves (or resolves this miss with a later call already stored, when calls
+//! end out of order). A call resolves a miss from number N when, within `resolve_within` of the
+//! miss ending and after the miss started:
+//! - `caller`: N called in and had a conversation of at least `min_talk` (status `answered`);
+//! - `agent`: a person called N and talked at least `min_talk` (outbound, `answered`);
+//! - `callback`: a perezvon callback to N connected.
+//!
+//! `resolved_at` is when the resolving call started (the reaction time).
 
 /// Version 1: the calls table.
 pub const SCHEMA_V1: &str = "
@@ -32,6 +43,8 @@ CREATE TABLE calls (
 );
 CREATE INDEX calls_ended_at ON calls (ended_at);
 CREATE INDEX calls_unresolved_misses ON calls (caller_normalized, ended_at) WHERE missed = 1 AND resolved_by IS NULL;
+CREATE INDEX calls_by_caller ON calls (caller_normalized, started_at);
+CREATE INDEX calls_by_callee ON calls (callee_normalized, started_at);
 ";
 
 use rusqlite::{params, OptionalExtension, Row};
@@ -58,48 +71,157 @@ fn parse_enum<T: serde::de::DeserializeOwned>(s: Option<String>) -> Option<T> {
     s.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok())
 }
 
+/// A miss resolved by a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    pub server: String,
+    /// The missed call.
+    pub linkedid: String,
+    pub resolved_by: ResolvedBy,
+    pub resolved_at: jiff::Timestamp,
+    pub resolved_by_linkedid: String,
+}
+
+/// What [`Store::record_call`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// False when the call was already stored (replay, reconnect): nothing changed.
+    pub inserted: bool,
+    /// The record as stored (with its own resolution, if a later call was already known).
+    pub record: CallRecord,
+    /// Earlier misses this call resolved.
+    pub resolved: Vec<Resolution>,
+}
+
+/// How `r` resolves misses of its customer, if it does.
+fn resolves_as(r: &CallRecord) -> Option<(ResolvedBy, &str)> {
+    let n = r.customer()?;
+    if n.is_empty() {
+        return None;
+    }
+    match r.direction {
+        Direction::Inbound if r.status == Status::Answered => Some((ResolvedBy::Caller, n)),
+        Direction::Outbound if r.status == Status::Answered => Some((ResolvedBy::Agent, n)),
+        Direction::Callback if r.callback_outcome == Some(CallbackOutcome::Connected) => {
+            Some((ResolvedBy::Callback, n))
+        }
+        _ => None,
+    }
+}
+
+fn is_open_miss(r: &CallRecord) -> bool {
+    r.direction == Direction::Inbound
+        && r.status == Status::Missed
+        && r.resolved_by.is_none()
+        && r.caller_normalized
+            .as_deref()
+            .is_some_and(|n| !n.is_empty())
+}
+
 impl Store {
+    /// Stores a verdict and applies resolution, in one transaction: when it returns `Ok`, the
+    /// verdict and every resolution it caused are committed.
+    pub fn record_call(
+        &self,
+        r: &CallRecord,
+        resolve_within: std::time::Duration,
+    ) -> Result<Recorded> {
+        let within = resolve_within.as_secs_f64();
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sql("begin call transaction"))?;
+        let mut rec = r.clone();
+        if is_open_miss(&rec) {
+            // A resolving call may already be stored (it ended first).
+            let n = rec.caller_normalized.clone().unwrap_or_default();
+            let found = tx
+                .prepare_cached(
+                    "SELECT direction, linkedid, started_at FROM calls \
+                     WHERE started_at > ?2 AND started_at <= ?3 AND ( \
+                       (caller_normalized = ?1 AND direction = 'inbound' AND status = 'answered') OR \
+                       (callee_normalized = ?1 AND direction = 'outbound' AND status = 'answered') OR \
+                       (callee_normalized = ?1 AND direction = 'callback' AND callback_outcome = 'connected')) \
+                     ORDER BY started_at LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![n, ts_to_f64(rec.started_at), ts_to_f64(rec.ended_at) + within],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, f64>(2)?,
+                            ))
+                        },
+                    )
+                    .optional()
+                })
+                .map_err(StoreError::sql("look for a resolving call"))?;
+            if let Some((dir, lid, at)) = found {
+                rec.resolved_by = Some(match dir.as_str() {
+                    "inbound" => ResolvedBy::Caller,
+                    "outbound" => ResolvedBy::Agent,
+                    _ => ResolvedBy::Callback,
+                });
+                rec.resolved_at = Some(f64_to_ts(at));
+                rec.resolved_by_linkedid = Some(lid);
+            }
+        }
+        let inserted = insert(&tx, &rec)?;
+        let mut resolved = Vec::new();
+        if inserted {
+            if let Some((by, n)) = resolves_as(&rec) {
+                let started = ts_to_f64(rec.started_at);
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE calls SET resolved_by = ?1, resolved_at = ?2, resolved_by_linkedid = ?3 \
+                         WHERE caller_normalized = ?4 AND missed = 1 AND ignored = 0 AND resolved_by IS NULL \
+                           AND direction = 'inbound' AND status = 'missed' \
+                           AND started_at < ?2 AND ended_at >= ?5 \
+                           AND NOT (server = ?6 AND linkedid = ?7) \
+                         RETURNING server, linkedid",
+                    )
+                    .map_err(StoreError::sql("prepare resolution"))?;
+                let rows = stmt
+                    .query_map(
+                        params![
+                            by.as_str(),
+                            started,
+                            rec.linkedid,
+                            n,
+                            started - within,
+                            rec.server,
+                            rec.linkedid
+                        ],
+                        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                    )
+                    .map_err(StoreError::sql("resolve misses"))?;
+                for row in rows {
+                    let (server, linkedid) = row.map_err(StoreError::sql("resolve misses"))?;
+                    resolved.push(Resolution {
+                        server,
+                        linkedid,
+                        resolved_by: by,
+                        resolved_at: rec.started_at,
+                        resolved_by_linkedid: rec.linkedid.clone(),
+                    });
+                }
+            }
+        }
+        tx.commit().map_err(StoreError::sql("commit call"))?;
+        Ok(Recorded {
+            inserted,
+            record: rec,
+            resolved,
+        })
+    }
+
     /// Stores a verdict. A call already stored for the same server + linkedid is left as it is
     /// (replaying a capture twice, or a reconnect re-reading a call, never duplicates it).
     /// Returns whether a row was inserted.
     pub fn insert_call(&self, r: &CallRecord) -> Result<bool> {
-        let sql = format!(
-            "INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
-        );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare call insert"))?;
-        let n = stmt
-            .execute(params![
-                r.server,
-                r.linkedid,
-                enum_str(&r.direction),
-                enum_str(&r.status),
-                r.caller,
-                r.caller_normalized,
-                r.callee,
-                r.callee_normalized,
-                ts_to_f64(r.started_at),
-                ts_to_f64(r.ended_at),
-                r.answered_at.map(ts_to_f64),
-                r.wait_secs,
-                r.talk_secs,
-                r.agent,
-                r.missed,
-                r.ignored,
-                r.lost_at.map(|l| l.as_str()),
-                r.hangup_by,
-                r.resolved_by.map(|b| b.as_str()),
-                r.resolved_at.map(ts_to_f64),
-                r.resolved_by_linkedid,
-                r.callback_id,
-                r.callback_outcome.map(|o| o.as_str()),
-                r.unknown_reason.as_ref().map(enum_str),
-            ])
-            .map_err(StoreError::sql("insert call"))?;
-        Ok(n == 1)
+        insert(&self.conn, r)
     }
 
     /// One stored call.
@@ -131,6 +253,45 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::sql("read calls"))
     }
+}
+
+fn insert(conn: &rusqlite::Connection, r: &CallRecord) -> Result<bool> {
+    let sql = format!(
+        "INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+    );
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(StoreError::sql("prepare call insert"))?;
+    let n = stmt
+        .execute(params![
+            r.server,
+            r.linkedid,
+            enum_str(&r.direction),
+            enum_str(&r.status),
+            r.caller,
+            r.caller_normalized,
+            r.callee,
+            r.callee_normalized,
+            ts_to_f64(r.started_at),
+            ts_to_f64(r.ended_at),
+            r.answered_at.map(ts_to_f64),
+            r.wait_secs,
+            r.talk_secs,
+            r.agent,
+            r.missed,
+            r.ignored,
+            r.lost_at.map(|l| l.as_str()),
+            r.hangup_by,
+            r.resolved_by.map(|b| b.as_str()),
+            r.resolved_at.map(ts_to_f64),
+            r.resolved_by_linkedid,
+            r.callback_id,
+            r.callback_outcome.map(|o| o.as_str()),
+            r.unknown_reason.as_ref().map(enum_str),
+        ])
+        .map_err(StoreError::sql("insert call"))?;
+    Ok(n == 1)
 }
 
 /// Maps a row selected with [`COLUMNS`] (in that order).
@@ -204,6 +365,99 @@ mod tests {
             callback_outcome: None,
             unknown_reason: None,
         }
+    }
+
+    fn at(r: CallRecord, start: i64, len: i64) -> CallRecord {
+        let t0 = jiff::Timestamp::from_second(1_795_375_000).unwrap();
+        CallRecord {
+            started_at: t0 + jiff::SignedDuration::from_secs(start),
+            ended_at: t0 + jiff::SignedDuration::from_secs(start + len),
+            ..r
+        }
+    }
+
+    fn answered(linkedid: &str, dir: Direction) -> CallRecord {
+        let mut r = sample(linkedid);
+        r.direction = dir;
+        r.status = Status::Answered;
+        r.missed = false;
+        r.lost_at = None;
+        r.talk_secs = 30.0;
+        if dir != Direction::Inbound {
+            r.caller = Some("201".into());
+            r.caller_normalized = Some("201".into());
+            r.callee = Some("89161234567".into());
+            r.callee_normalized = Some("79161234567".into());
+        }
+        if dir == Direction::Callback {
+            r.callback_id = Some("cb-1".into());
+            r.callback_outcome = Some(CallbackOutcome::Connected);
+        }
+        r
+    }
+
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+
+    #[test]
+    fn a_later_conversation_resolves_the_miss() {
+        for (dir, by) in [
+            (Direction::Inbound, ResolvedBy::Caller),
+            (Direction::Outbound, ResolvedBy::Agent),
+            (Direction::Callback, ResolvedBy::Callback),
+        ] {
+            let s = Store::open_in_memory().unwrap();
+            let miss = at(sample("m"), 0, 10);
+            let rec = s.record_call(&miss, WEEK).unwrap();
+            assert!(rec.inserted && rec.resolved.is_empty());
+            let r = s
+                .record_call(&at(answered("r", dir), 100, 60), WEEK)
+                .unwrap();
+            assert_eq!(r.resolved.len(), 1, "{dir:?}");
+            assert_eq!(r.resolved[0].resolved_by, by);
+            let m = s.get_call("lab", "m").unwrap().unwrap();
+            assert_eq!(m.resolved_by, Some(by));
+            assert_eq!(m.resolved_by_linkedid.as_deref(), Some("r"));
+            assert_eq!(
+                m.resolved_at,
+                Some(at(answered("r", dir), 100, 60).started_at)
+            );
+            // Replaying the resolver changes nothing.
+            let again = s
+                .record_call(&at(answered("r", dir), 100, 60), WEEK)
+                .unwrap();
+            assert!(!again.inserted && again.resolved.is_empty());
+        }
+    }
+
+    #[test]
+    fn out_of_order_window_and_non_resolvers() {
+        let s = Store::open_in_memory().unwrap();
+        // The resolver ended first (the customer called on another line while queued).
+        s.record_call(&at(answered("r", Direction::Inbound), 5, 60), WEEK)
+            .unwrap();
+        let rec = s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
+        assert_eq!(rec.record.resolved_by, Some(ResolvedBy::Caller));
+        assert_eq!(
+            s.get_call("lab", "m").unwrap().unwrap().resolved_by,
+            Some(ResolvedBy::Caller)
+        );
+
+        let s = Store::open_in_memory().unwrap();
+        s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
+        // Too late (8 days), a short callback, an ignored miss: nothing resolves.
+        let late = at(answered("late", Direction::Inbound), 8 * 86400, 60);
+        assert!(s.record_call(&late, WEEK).unwrap().resolved.is_empty());
+        let mut short = at(answered("short", Direction::Callback), 50, 10);
+        short.callback_outcome = Some(CallbackOutcome::TooShort);
+        assert!(s.record_call(&short, WEEK).unwrap().resolved.is_empty());
+        let mut ign = at(sample("ign"), 8 * 86400 + 100, 1);
+        ign.status = Status::Ignored;
+        ign.ignored = true;
+        s.record_call(&ign, WEEK).unwrap();
+        let r = at(answered("r2", Direction::Outbound), 8 * 86400 + 200, 60);
+        assert!(s.record_call(&r, WEEK).unwrap().resolved.is_empty());
+        assert_eq!(s.get_call("lab", "m").unwrap().unwrap().resolved_by, None);
+        assert_eq!(s.get_call("lab", "ign").unwrap().unwrap().resolved_by, None);
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! - [`calls`]: call verdicts (one row per server + linkedid) and resolution of earlier misses.
 //! - [`tasks`]: callback tasks (one open task per number) and their attempts.
 //! - [`outbox`]: notifications waiting for delivery.
+//! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 
 pub mod calls;
 pub mod migrations;
 pub mod outbox;
+pub mod report;
 pub mod tasks;
 
 use std::path::Path;
@@ -112,6 +114,12 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        let mut conn = conn;
+        // Every transaction of perezvon writes. A deferred one that reads first cannot be promoted
+        // once another connection (the CLI, the dialer beside the pipeline) has written: SQLite
+        // answers SQLITE_BUSY_SNAPSHOT at once, past the busy timeout. Taking the write lock at
+        // BEGIN makes the busy timeout apply instead.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         let mut store = Store { conn, path };
         migrations::migrate(&mut store.conn, &store.path)?;
         store.conn.set_prepared_statement_cache_capacity(64);
@@ -138,4 +146,31 @@ pub fn ts_to_f64(t: jiff::Timestamp) -> f64 {
 pub fn f64_to_ts(s: f64) -> jiff::Timestamp {
     jiff::Timestamp::from_microsecond((s * 1e6).round() as i64)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the daemon died with "cannot promote read transaction to write transaction"
+    /// (SQLITE_BUSY_SNAPSHOT) when the dialer's deferred transaction read, the pipeline wrote, and
+    /// the dialer then tried to write. Transactions must take the write lock at BEGIN.
+    #[test]
+    fn transactions_take_the_write_lock_at_begin_busy_snapshot_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let mut a = Store::open(&path).unwrap();
+        let b = Store::open(&path).unwrap();
+        let tx = a.conn.transaction().unwrap();
+        b.conn.busy_timeout(Duration::from_millis(0)).unwrap();
+        let other = b.conn.execute("UPDATE calls SET agent = agent", []);
+        assert!(
+            other.is_err(),
+            "a second writer must wait for the open transaction"
+        );
+        tx.commit().unwrap();
+        b.conn
+            .execute("UPDATE calls SET agent = agent", [])
+            .unwrap();
+    }
 }

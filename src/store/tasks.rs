@@ -1,4 +1,12 @@
-//! Callback tasks and attempts. Owner: the dialer work.
+//! Callback tasks and their attempts. Owner: the dialer work.
+//!
+//! Durability rules the schema enforces, not just the code:
+//! - one open (pending / in-progress) task per number (`callback_tasks_one_open_per_number`);
+//! - one unfinished attempt per number (`callback_attempts_one_open_per_number`): even a second
+//!   perezvon on the same database, or a bug, cannot originate twice to one number at once;
+//! - an attempt row is committed, and its task marked in progress, *before* the Originate is
+//!   sent ([`Store::begin_attempt`]): after a crash the attempt is there, with no outcome, and its
+//!   start time is what the spacing of the next attempt counts from.
 
 /// Version 2: callback tasks (one open task per number) and attempts.
 pub const SCHEMA_V2: &str = "
@@ -9,12 +17,15 @@ CREATE TABLE callback_tasks (
     server TEXT NOT NULL,
     missed_count INTEGER NOT NULL DEFAULT 1,
     attempts INTEGER NOT NULL DEFAULT 0,
+    attempt_budget INTEGER NOT NULL,
     lost_at TEXT,
     first_missed_at REAL NOT NULL,
     last_missed_at REAL NOT NULL,
-    next_attempt_at REAL,
+    next_attempt_at REAL NOT NULL,
+    give_up_at REAL NOT NULL,
     last_attempt_at REAL,
     last_outcome TEXT,
+    use_fallback INTEGER NOT NULL DEFAULT 0,
     closed_at REAL,
     close_reason TEXT
 );
@@ -22,14 +33,616 @@ CREATE UNIQUE INDEX callback_tasks_one_open_per_number ON callback_tasks (number
 CREATE TABLE callback_attempts (
     id INTEGER PRIMARY KEY,
     task_id INTEGER NOT NULL REFERENCES callback_tasks (id),
+    attempt_no INTEGER NOT NULL,
     callback_id TEXT NOT NULL UNIQUE,
-    action_id TEXT NOT NULL,
+    number TEXT NOT NULL,
     target TEXT NOT NULL,
     started_at REAL NOT NULL,
+    answered_at REAL,
     ended_at REAL,
     outcome TEXT,
     talk_secs REAL,
+    linkedid TEXT,
     detail TEXT
 );
 CREATE INDEX callback_attempts_task ON callback_attempts (task_id);
+CREATE UNIQUE INDEX callback_attempts_one_open_per_number ON callback_attempts (number) WHERE ended_at IS NULL;
 ";
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
+use crate::callback::planner::{AfterOutcome, AttemptOutcome, Task, TaskState};
+use crate::calls::record::LostAt;
+
+const TASK_COLUMNS: &str = "id, number, state, server, missed_count, attempts, attempt_budget, \
+    lost_at, first_missed_at, last_missed_at, next_attempt_at, give_up_at, last_attempt_at, \
+    last_outcome, use_fallback";
+
+const ATTEMPT_COLUMNS: &str = "id, task_id, attempt_no, callback_id, number, target, started_at, \
+    answered_at, ended_at, outcome, talk_secs, linkedid, detail";
+
+/// One callback attempt (a row of `callback_attempts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: i64,
+    pub task_id: i64,
+    /// 1 for the task's first attempt.
+    pub attempt_no: u32,
+    pub callback_id: String,
+    pub number: String,
+    pub target: String,
+    pub started_at: jiff::Timestamp,
+    /// When OriginateResponse reported the first leg answered.
+    pub answered_at: Option<jiff::Timestamp>,
+    pub ended_at: Option<jiff::Timestamp>,
+    pub outcome: Option<AttemptOutcome>,
+    pub talk_secs: Option<f64>,
+    pub linkedid: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A task with the columns only reports need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub task: Task,
+    pub closed_at: Option<jiff::Timestamp>,
+    pub close_reason: Option<String>,
+}
+
+fn row_to_task(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let state: String = row.get(2)?;
+    Ok(Task {
+        id: row.get(0)?,
+        number: row.get(1)?,
+        // The CHECK constraint keeps other strings out.
+        state: TaskState::parse(&state).unwrap_or(TaskState::Cancelled),
+        server: row.get(3)?,
+        missed_count: row.get(4)?,
+        attempts: row.get(5)?,
+        attempt_budget: row.get(6)?,
+        lost_at: row
+            .get::<_, Option<String>>(7)?
+            .as_deref()
+            .and_then(LostAt::parse),
+        first_missed_at: f64_to_ts(row.get(8)?),
+        last_missed_at: f64_to_ts(row.get(9)?),
+        next_attempt_at: f64_to_ts(row.get(10)?),
+        give_up_at: f64_to_ts(row.get(11)?),
+        last_attempt_at: row.get::<_, Option<f64>>(12)?.map(f64_to_ts),
+        last_outcome: row
+            .get::<_, Option<String>>(13)?
+            .as_deref()
+            .and_then(AttemptOutcome::parse),
+        use_fallback: row.get(14)?,
+    })
+}
+
+fn row_to_attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: row.get(0)?,
+        task_id: row.get(1)?,
+        attempt_no: row.get(2)?,
+        callback_id: row.get(3)?,
+        number: row.get(4)?,
+        target: row.get(5)?,
+        started_at: f64_to_ts(row.get(6)?),
+        answered_at: row.get::<_, Option<f64>>(7)?.map(f64_to_ts),
+        ended_at: row.get::<_, Option<f64>>(8)?.map(f64_to_ts),
+        outcome: row
+            .get::<_, Option<String>>(9)?
+            .as_deref()
+            .and_then(AttemptOutcome::parse),
+        talk_secs: row.get(10)?,
+        linkedid: row.get(11)?,
+        detail: row.get(12)?,
+    })
+}
+
+/// What [`Store::begin_attempt`] records.
+#[derive(Debug, Clone)]
+pub struct NewAttempt<'a> {
+    pub task_id: i64,
+    pub attempt_no: u32,
+    pub callback_id: &'a str,
+    pub number: &'a str,
+    pub target: &'a str,
+    pub started_at: jiff::Timestamp,
+}
+
+impl Store {
+    fn tasks_where(&self, clause: &str, p: impl rusqlite::Params) -> Result<Vec<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM callback_tasks {clause}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("prepare task query"))?;
+        let rows = stmt
+            .query_map(p, row_to_task)
+            .map_err(StoreError::sql("query tasks"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read tasks"))
+    }
+
+    /// Pending and in-progress tasks: what the planner decides over.
+    pub fn open_tasks(&self) -> Result<Vec<Task>> {
+        self.tasks_where("WHERE state IN ('pending', 'in_progress') ORDER BY id", [])
+    }
+
+    /// The open task of a number.
+    pub fn open_task_for(&self, number: &str) -> Result<Option<Task>> {
+        Ok(self
+            .tasks_where(
+                "WHERE number = ?1 AND state IN ('pending', 'in_progress')",
+                [number],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub fn task(&self, id: i64) -> Result<Option<TaskRow>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS}, closed_at, close_reason FROM callback_tasks WHERE id = ?1"
+        );
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row([id], |r| {
+                    Ok(TaskRow {
+                        task: row_to_task(r)?,
+                        closed_at: r.get::<_, Option<f64>>(15)?.map(f64_to_ts),
+                        close_reason: r.get(16)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(StoreError::sql("read task"))
+    }
+
+    /// Every task, newest first (open ones only unless `all`), at most `limit`.
+    pub fn list_tasks(&self, all: bool, limit: u32) -> Result<Vec<TaskRow>> {
+        let filter = if all {
+            ""
+        } else {
+            "WHERE state IN ('pending', 'in_progress')"
+        };
+        let sql = format!(
+            "SELECT {TASK_COLUMNS}, closed_at, close_reason FROM callback_tasks {filter} \
+             ORDER BY id DESC LIMIT ?1"
+        );
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(StoreError::sql("prepare task list"))?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok(TaskRow {
+                    task: row_to_task(r)?,
+                    closed_at: r.get::<_, Option<f64>>(15)?.map(f64_to_ts),
+                    close_reason: r.get(16)?,
+                })
+            })
+            .map_err(StoreError::sql("list tasks"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read tasks"))
+    }
+
+    /// Inserts a new pending task; returns its id.
+    pub fn create_task(&self, t: &Task) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO callback_tasks (number, state, server, missed_count, attempts, \
+                 attempt_budget, lost_at, first_missed_at, last_missed_at, next_attempt_at, \
+                 give_up_at, use_fallback) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.number,
+                    t.state.as_str(),
+                    t.server,
+                    t.missed_count,
+                    t.attempts,
+                    t.attempt_budget,
+                    t.lost_at.map(|l| l.as_str()),
+                    ts_to_f64(t.first_missed_at),
+                    ts_to_f64(t.last_missed_at),
+                    ts_to_f64(t.next_attempt_at),
+                    ts_to_f64(t.give_up_at),
+                    t.use_fallback,
+                ])
+            })
+            .map_err(StoreError::sql("insert task"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Counts another miss on an open task.
+    pub fn bump_task(
+        &self,
+        id: i64,
+        missed_count: u32,
+        last_missed_at: jiff::Timestamp,
+        give_up_at: jiff::Timestamp,
+    ) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE callback_tasks SET missed_count = ?2, last_missed_at = ?3, give_up_at = ?4 \
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    missed_count,
+                    ts_to_f64(last_missed_at),
+                    ts_to_f64(give_up_at)
+                ])
+            })
+            .map_err(StoreError::sql("update task miss count"))?;
+        Ok(n == 1)
+    }
+
+    /// Records an attempt and marks its task in progress, in one transaction, before the
+    /// Originate goes out. Fails (and records nothing) when the task is no longer pending or the
+    /// number already has an unfinished attempt.
+    pub fn begin_attempt(&mut self, a: &NewAttempt<'_>) -> Result<i64> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sql("begin attempt transaction"))?;
+        let n = tx
+            .execute(
+                "UPDATE callback_tasks SET state = 'in_progress', attempts = attempts + 1, \
+                 last_attempt_at = ?2 WHERE id = ?1 AND state = 'pending'",
+                params![a.task_id, ts_to_f64(a.started_at)],
+            )
+            .map_err(StoreError::sql("mark task in progress"))?;
+        if n != 1 {
+            return Err(StoreError::Invalid(format!(
+                "callback task {} is no longer pending",
+                a.task_id
+            )));
+        }
+        tx.execute(
+            "INSERT INTO callback_attempts (task_id, attempt_no, callback_id, number, target, \
+             started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                a.task_id,
+                a.attempt_no,
+                a.callback_id,
+                a.number,
+                a.target,
+                ts_to_f64(a.started_at)
+            ],
+        )
+        .map_err(StoreError::sql("insert attempt"))?;
+        let id = tx.last_insert_rowid();
+        tx.commit()
+            .map_err(StoreError::sql("commit attempt start"))?;
+        Ok(id)
+    }
+
+    /// The first leg answered (OriginateResponse Success).
+    pub fn attempt_answered(
+        &self,
+        callback_id: &str,
+        at: jiff::Timestamp,
+        linkedid: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE callback_attempts SET answered_at = ?2, linkedid = COALESCE(?3, linkedid) \
+                 WHERE callback_id = ?1 AND ended_at IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![callback_id, ts_to_f64(at), linkedid]))
+            .map_err(StoreError::sql("mark attempt answered"))?;
+        Ok(())
+    }
+
+    /// Ends an attempt and applies the planner's verdict to its task, in one transaction.
+    /// Returns false when the attempt had already ended (a late duplicate outcome). A task
+    /// closed meanwhile (`callbacks cancel`) stays closed.
+    pub fn finish_attempt(
+        &mut self,
+        callback_id: &str,
+        outcome: AttemptOutcome,
+        ended_at: jiff::Timestamp,
+        talk_secs: Option<f64>,
+        detail: Option<&str>,
+        after: &AfterOutcome,
+    ) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sql("begin attempt end transaction"))?;
+        let task_id: Option<i64> = tx
+            .query_row(
+                "SELECT task_id FROM callback_attempts WHERE callback_id = ?1 AND ended_at IS NULL",
+                [callback_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("find attempt"))?;
+        let Some(task_id) = task_id else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE callback_attempts SET ended_at = ?2, outcome = ?3, talk_secs = ?4, detail = ?5 \
+             WHERE callback_id = ?1",
+            params![
+                callback_id,
+                ts_to_f64(ended_at),
+                outcome.as_str(),
+                talk_secs,
+                detail
+            ],
+        )
+        .map_err(StoreError::sql("end attempt"))?;
+        let closing = !after.state.is_open();
+        tx.execute(
+            "UPDATE callback_tasks SET state = ?2, next_attempt_at = ?3, use_fallback = ?4, \
+             last_outcome = ?5, closed_at = ?6, close_reason = ?7 \
+             WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+            params![
+                task_id,
+                after.state.as_str(),
+                ts_to_f64(after.next_attempt_at),
+                after.use_fallback,
+                outcome.as_str(),
+                closing.then(|| ts_to_f64(ended_at)),
+                after.close_reason,
+            ],
+        )
+        .map_err(StoreError::sql("update task after attempt"))?;
+        // A cancelled task still records the outcome it got.
+        tx.execute(
+            "UPDATE callback_tasks SET last_outcome = ?2 WHERE id = ?1",
+            params![task_id, outcome.as_str()],
+        )
+        .map_err(StoreError::sql("record last outcome"))?;
+        tx.commit().map_err(StoreError::sql("commit attempt end"))?;
+        Ok(true)
+    }
+
+    /// Attempts with no outcome (in flight, or lost in a crash).
+    pub fn unfinished_attempts(&self) -> Result<Vec<Attempt>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE ended_at IS NULL ORDER BY id"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("prepare attempt query"))?;
+        let rows = stmt
+            .query_map([], row_to_attempt)
+            .map_err(StoreError::sql("query attempts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read attempts"))
+    }
+
+    /// The attempts of one task, oldest first.
+    pub fn attempts_of(&self, task_id: i64) -> Result<Vec<Attempt>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE task_id = ?1 ORDER BY id"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("prepare attempt query"))?;
+        let rows = stmt
+            .query_map([task_id], row_to_attempt)
+            .map_err(StoreError::sql("query attempts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read attempts"))
+    }
+
+    /// One attempt by callback id.
+    pub fn attempt(&self, callback_id: &str) -> Result<Option<Attempt>> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE callback_id = ?1");
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row([callback_id], row_to_attempt).optional())
+            .map_err(StoreError::sql("read attempt"))
+    }
+
+    /// Closes an open task (`done`, `given_up`, `cancelled`). Returns false when it was not open.
+    pub fn close_task(
+        &self,
+        id: i64,
+        state: TaskState,
+        reason: &str,
+        at: jiff::Timestamp,
+    ) -> Result<bool> {
+        if state.is_open() {
+            return Err(StoreError::Invalid(format!(
+                "close_task with open state {}",
+                state.as_str()
+            )));
+        }
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+            )
+            .and_then(|mut s| s.execute(params![id, state.as_str(), ts_to_f64(at), reason]))
+            .map_err(StoreError::sql("close task"))?;
+        Ok(n == 1)
+    }
+
+    /// Makes a task dialable again now (`callbacks retry`): pending, due at `now`, with
+    /// `extra_attempts` more attempts and a fresh give-up horizon. Refused while an attempt is in
+    /// flight, and when the number has another open task.
+    pub fn retry_task(
+        &self,
+        id: i64,
+        now: jiff::Timestamp,
+        extra_attempts: u32,
+        give_up_at: jiff::Timestamp,
+    ) -> Result<()> {
+        let Some(row) = self.task(id)? else {
+            return Err(StoreError::Invalid(format!("no callback task {id}")));
+        };
+        if row.task.state == TaskState::InProgress {
+            return Err(StoreError::Invalid(format!(
+                "callback task {id} has an attempt in flight; retry it when that ends"
+            )));
+        }
+        if let Some(other) = self.open_task_for(&row.task.number)? {
+            if other.id != id {
+                return Err(StoreError::Invalid(format!(
+                    "number {} already has open callback task {}",
+                    row.task.number, other.id
+                )));
+            }
+        }
+        self.conn
+            .execute(
+                "UPDATE callback_tasks SET state = 'pending', next_attempt_at = ?2, \
+                 attempt_budget = attempts + ?3, give_up_at = ?4, closed_at = NULL, \
+                 close_reason = NULL WHERE id = ?1",
+                params![id, ts_to_f64(now), extra_attempts, ts_to_f64(give_up_at)],
+            )
+            .map_err(StoreError::sql("retry task"))?;
+        Ok(())
+    }
+
+    /// Changes whenever another connection commits (the CLI cancelling a task while the daemon
+    /// runs): the dialer re-reads its tasks when this moves.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(StoreError::sql("read data_version"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::{SignedDuration, Timestamp};
+
+    fn t0() -> Timestamp {
+        Timestamp::from_second(1_795_375_036).unwrap()
+    }
+
+    fn new_task(number: &str) -> Task {
+        Task {
+            id: 0,
+            number: number.into(),
+            state: TaskState::Pending,
+            server: "lab".into(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: 3,
+            lost_at: Some(LostAt::Queue),
+            first_missed_at: t0(),
+            last_missed_at: t0(),
+            next_attempt_at: t0() + SignedDuration::from_secs(60),
+            give_up_at: t0() + SignedDuration::from_secs(86400),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+        }
+    }
+
+    #[test]
+    fn one_open_task_per_number() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.create_task(&new_task("79161234567")).unwrap();
+        assert!(s.create_task(&new_task("79161234567")).is_err());
+        assert!(s
+            .close_task(id, TaskState::GivenUp, "max_attempts", t0())
+            .unwrap());
+        // A closed task frees the number.
+        s.create_task(&new_task("79161234567")).unwrap();
+        assert_eq!(s.open_tasks().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn attempt_lifecycle_round_trips() {
+        let mut s = Store::open_in_memory().unwrap();
+        let id = s.create_task(&new_task("79161234567")).unwrap();
+        let start = t0() + SignedDuration::from_secs(60);
+        s.begin_attempt(&NewAttempt {
+            task_id: id,
+            attempt_no: 1,
+            callback_id: "pzv-1-1-0",
+            number: "79161234567",
+            target: "queue:sales",
+            started_at: start,
+        })
+        .unwrap();
+        // Not pending any more: a second begin fails and records nothing.
+        assert!(s
+            .begin_attempt(&NewAttempt {
+                task_id: id,
+                attempt_no: 2,
+                callback_id: "pzv-1-2-0",
+                number: "79161234567",
+                target: "queue:sales",
+                started_at: start,
+            })
+            .is_err());
+        let open = s.unfinished_attempts().unwrap();
+        assert_eq!(open.len(), 1);
+        let t = &s.open_tasks().unwrap()[0];
+        assert_eq!((t.state, t.attempts), (TaskState::InProgress, 1));
+        assert_eq!(t.last_attempt_at, Some(start));
+        s.attempt_answered("pzv-1-1-0", start, Some("pzv-1-1-0-c"))
+            .unwrap();
+        let after = AfterOutcome {
+            state: TaskState::Pending,
+            next_attempt_at: start + SignedDuration::from_secs(600),
+            use_fallback: true,
+            close_reason: None,
+        };
+        let o = AttemptOutcome::Call(crate::calls::record::CallbackOutcome::AgentMissed);
+        assert!(s
+            .finish_attempt("pzv-1-1-0", o, start, Some(0.0), None, &after)
+            .unwrap());
+        assert!(!s
+            .finish_attempt("pzv-1-1-0", o, start, Some(0.0), None, &after)
+            .unwrap());
+        let t = &s.open_tasks().unwrap()[0];
+        assert_eq!(t.state, TaskState::Pending);
+        assert_eq!(t.last_outcome, Some(o));
+        assert!(t.use_fallback);
+        assert_eq!(t.next_attempt_at, after.next_attempt_at);
+        let a = s.attempt("pzv-1-1-0").unwrap().unwrap();
+        assert_eq!(a.outcome, Some(o));
+        assert_eq!(a.linkedid.as_deref(), Some("pzv-1-1-0-c"));
+    }
+
+    #[test]
+    fn cancelled_task_stays_cancelled_and_retry_reopens() {
+        let mut s = Store::open_in_memory().unwrap();
+        let id = s.create_task(&new_task("79161234567")).unwrap();
+        s.begin_attempt(&NewAttempt {
+            task_id: id,
+            attempt_no: 1,
+            callback_id: "a",
+            number: "79161234567",
+            target: "t",
+            started_at: t0(),
+        })
+        .unwrap();
+        assert!(s.retry_task(id, t0(), 1, t0()).is_err(), "in flight");
+        assert!(s.close_task(id, TaskState::Cancelled, "cli", t0()).unwrap());
+        let after = AfterOutcome {
+            state: TaskState::Pending,
+            next_attempt_at: t0(),
+            use_fallback: false,
+            close_reason: None,
+        };
+        s.finish_attempt("a", AttemptOutcome::Unknown, t0(), None, None, &after)
+            .unwrap();
+        let row = s.task(id).unwrap().unwrap();
+        assert_eq!(row.task.state, TaskState::Cancelled);
+        assert_eq!(row.close_reason.as_deref(), Some("cli"));
+        s.retry_task(id, t0(), 2, t0() + SignedDuration::from_secs(3600))
+            .unwrap();
+        let row = s.task(id).unwrap().unwrap();
+        assert_eq!(row.task.state, TaskState::Pending);
+        assert_eq!(row.task.attempt_budget, 3);
+        assert_eq!(s.list_tasks(true, 10).unwrap().len(), 1);
+    }
+}

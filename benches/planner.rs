@@ -1,0 +1,130 @@
+//! The planner deciding the due set among 100 000 open tasks (goal: < 10 ms).
+//!
+//! `cargo bench --bench planner`. Three shapes: every task due (the worst case: selection among
+//! 100 000 candidates), most tasks waiting for their spacing (the common case), and the opening
+//! of the day with the spread quota active.
+
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use jiff::{SignedDuration, Timestamp};
+use perezvon::callback::hours::Hours;
+use perezvon::callback::planner::{due, Policy, Task, TaskState};
+use perezvon::calls::record::LostAt;
+use perezvon::config::{parse_range, Target};
+
+const N: usize = 100_000;
+
+fn policy() -> Policy {
+    Policy {
+        lost_at: LostAt::ALL.to_vec(),
+        allow: vec![regex::Regex::new("^(?:79\\d{9})$").unwrap()],
+        deny: vec![],
+        delay: Duration::from_secs(60),
+        max_attempts: 3,
+        retry_every: Duration::from_secs(600),
+        retry_backoff: 1.5,
+        give_up_after: Duration::from_secs(3 * 86400),
+        max_concurrent: 50,
+        max_concurrent_per_target: 30,
+        spread: Duration::from_secs(900),
+        target: Target::Queue("sales".into()),
+        fallback: Some(Target::Queue("support".into())),
+        min_talk: Duration::from_secs(6),
+    }
+}
+
+fn hours() -> Hours {
+    let wd = vec![
+        parse_range("09:00-13:00").unwrap(),
+        parse_range("14:00-18:00").unwrap(),
+    ];
+    Hours::new(
+        jiff::tz::TimeZone::get("Europe/Moscow").unwrap(),
+        [
+            wd.clone(),
+            wd.clone(),
+            wd.clone(),
+            wd.clone(),
+            wd,
+            vec![],
+            vec![],
+        ],
+        [],
+        [],
+    )
+}
+
+/// `due_share` of the tasks are ready at `now`; the rest wait for a later attempt.
+fn tasks(now: Timestamp, ready_from: Timestamp, due_share: f64) -> Vec<Task> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..N)
+        .map(|i| {
+            let ready = rng.f64() < due_share;
+            let next = if ready {
+                ready_from + SignedDuration::from_secs(rng.i64(0..3600))
+            } else {
+                now + SignedDuration::from_secs(rng.i64(1..36_000))
+            };
+            Task {
+                id: i as i64 + 1,
+                number: format!("79{:09}", i),
+                state: if i % 5000 == 0 {
+                    TaskState::InProgress
+                } else {
+                    TaskState::Pending
+                },
+                server: "pbx".into(),
+                missed_count: 1 + rng.u32(0..4),
+                attempts: rng.u32(0..3),
+                attempt_budget: 3,
+                lost_at: Some(LostAt::Queue),
+                first_missed_at: ready_from,
+                last_missed_at: ready_from,
+                next_attempt_at: next,
+                give_up_at: now + SignedDuration::from_secs(86_400),
+                last_attempt_at: None,
+                last_outcome: None,
+                use_fallback: rng.bool(),
+            }
+        })
+        .collect()
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse::<jiff::civil::DateTime>()
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::get("Europe/Moscow").unwrap())
+        .unwrap()
+        .timestamp()
+}
+
+fn bench(c: &mut Criterion) {
+    let p = policy();
+    let h = hours();
+    // Monday mid-morning, long after the opening.
+    let now = at("2026-12-21T11:30:00");
+    let ready_from = now - SignedDuration::from_secs(7200);
+    let all_due = tasks(now, ready_from, 1.0);
+    let tenth_due = tasks(now, ready_from, 0.1);
+    // Monday 09:05: the night's misses are spread.
+    let opening = at("2026-12-21T09:05:00");
+    let night = tasks(opening, at("2026-12-20T20:00:00"), 1.0);
+    assert!(!due(&all_due, now, &h, &p).is_empty());
+    assert!(!due(&night, opening, &h, &p).is_empty());
+
+    let mut g = c.benchmark_group("planner_due_100k");
+    g.bench_function("all_due", |b| {
+        b.iter(|| due(black_box(&all_due), now, &h, &p))
+    });
+    g.bench_function("tenth_due", |b| {
+        b.iter(|| due(black_box(&tenth_due), now, &h, &p))
+    });
+    g.bench_function("opening_spread", |b| {
+        b.iter(|| due(black_box(&night), opening, &h, &p))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,624 @@
+//! The Originate action and what comes back from it.
+//!
+//! Owns the one guarantee the toll-fraud guard rests on: the only way to put a customer number
+//! into an Originate is a [`DialNumber`], and the only way to make one is [`DialNumber::check`]:
+//! digits only, a plausible length, matching the allow-list and none of the deny-list. A number
+//! with CR/LF, letters, a `+` in the middle or outside the allow-list is a type error away from
+//! the wire, whatever its source (a tracker record, the database, the CLI).
+//!
+//! Shape of a callback (lab-verified for customer-first, `fixtures/asterisk-22/callback_*`):
+//! ```text
+//! Action: Originate
+//! ActionID: <callback id>
+//! Channel: <dial_template with the number>          customer-first: the customer
+//! Context/Exten/Priority  or  Application/Data      where the answered customer goes
+//! CallerID: "<caller_name>" <caller_id>
+//! Timeout: <originate_timeout ms>
+//! Async: true
+//! ChannelId: <callback id>-c                        Uniqueid (= Linkedid) of the callback
+//! OtherChannelId: <callback id>-d                   the Local ;2, when the channel is Local
+//! Variable: <marker_variable>=<callback id>
+//! ```
+//! Agent-first swaps the sides: the Channel is the agent side (the endpoint, `Local/<queue>@
+//! <agent_context>`, or `Local/<exten>@<context>`), and once a person answers it runs
+//! `Dial(<customer dial string>,<timeout>)`. OriginateResponse then reports the *agent* leg.
+//!
+//! Outcome mapping is pinned on the captures (AMI.md §4, §5i): Reason 4 = answered (the only
+//! Success), 3 = still ringing at Timeout, 1 = hung up before answer, 5 = busy, 8 = congestion,
+//! 0 = the channel was never set up.
+
+use std::fmt;
+
+use crate::ami::Message;
+use crate::calls::record::{CallRecord, CallbackOutcome};
+use crate::config::{CallbackConfig, CallbackMode, Target};
+use crate::number::NumberPlan;
+
+/// Asterisk reads an action line into `char inbuf[1025]`: keep every line, CRLF included, below.
+const MAX_LINE: usize = 1024;
+
+/// A customer number that may be dialled: international digits without `+`, 3..=15 of them,
+/// allowed by `callback.allow` and not denied by `callback.deny`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DialNumber(String);
+
+/// Why a number may not be dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("not a number: only digits may be dialled")]
+    NotDigits,
+    #[error("implausible length (3 to 15 digits)")]
+    Length,
+    #[error("outside callback.allow (toll-fraud guard)")]
+    NotAllowed,
+    #[error("matches callback.deny")]
+    Denied,
+}
+
+impl DialNumber {
+    /// Validates a normalised number (`79161234567`) against the lists.
+    pub fn check(
+        normalized: &str,
+        allow: &[regex::Regex],
+        deny: &[regex::Regex],
+    ) -> Result<DialNumber, Rejected> {
+        if !normalized.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Rejected::NotDigits);
+        }
+        if !(3..=15).contains(&normalized.len()) {
+            return Err(Rejected::Length);
+        }
+        // An empty allow-list allows nothing: the guard fails closed.
+        if !allow.iter().any(|r| r.is_match(normalized)) {
+            return Err(Rejected::NotAllowed);
+        }
+        if deny.iter().any(|r| r.is_match(normalized)) {
+            return Err(Rejected::Denied);
+        }
+        Ok(DialNumber(normalized.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DialNumber({})", self.0)
+    }
+}
+
+impl fmt::Display for DialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identifiers of one attempt. All derive from the callback id, so an OriginateResponse
+/// (ActionID), the channels (Uniqueid/Linkedid) and the marker variable all lead to the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackIds {
+    /// `pzv-<task>-<attempt>-<nonce>`: the marker variable's value and the ActionID.
+    pub callback_id: String,
+    pub channel_id: String,
+    pub other_channel_id: String,
+}
+
+impl CallbackIds {
+    /// `nonce` keeps ids unique when a database is re-created while Asterisk still remembers
+    /// old Uniqueids (ChannelId must not collide with a live channel).
+    pub fn new(task_id: i64, attempt_no: u32, nonce: u32) -> CallbackIds {
+        let callback_id = format!("pzv-{task_id}-{attempt_no}-{nonce:08x}");
+        CallbackIds {
+            channel_id: format!("{callback_id}-c"),
+            other_channel_id: format!("{callback_id}-d"),
+            callback_id,
+        }
+    }
+
+    /// The ActionID of the Originate (equal to the callback id: it is already unique).
+    pub fn action_id(&self) -> &str {
+        &self.callback_id
+    }
+}
+
+/// The part of `[callback]` an Originate is built from.
+#[derive(Debug, Clone)]
+pub struct OriginateSettings {
+    pub mode: CallbackMode,
+    pub dial_template: String,
+    pub caller_id: String,
+    pub caller_name: String,
+    pub originate_timeout_ms: u64,
+    pub marker_variable: String,
+    /// Context a queue is dialled in for agent-first (`Local/<queue>@<agent_context>`).
+    pub agent_context: String,
+    pub numbers: NumberPlan,
+}
+
+impl OriginateSettings {
+    pub fn from_config(cb: &CallbackConfig, numbers: &NumberPlan) -> OriginateSettings {
+        OriginateSettings {
+            mode: cb.mode,
+            dial_template: cb.dial_template.clone(),
+            caller_id: cb.caller_id.clone(),
+            caller_name: cb.caller_name.clone(),
+            originate_timeout_ms: cb.originate_timeout.as_millis().min(u128::from(u32::MAX)) as u64,
+            marker_variable: cb.marker_variable.clone(),
+            agent_context: cb.agent_context.clone(),
+            numbers: numbers.clone(),
+        }
+    }
+
+    /// The customer's dial string: the template with `{number}`, `{e164}`, `{national}` filled.
+    pub fn dial_string(&self, n: &DialNumber) -> String {
+        self.dial_template
+            .replace("{number}", n.as_str())
+            .replace("{e164}", &self.numbers.e164(n.as_str()))
+            .replace("{national}", &self.numbers.national(n.as_str()))
+    }
+}
+
+/// Why an Originate could not be built (the configuration let through something the wire
+/// cannot carry; the attempt fails rather than sending a broken action).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("header {0} would contain a line break")]
+    LineBreak(&'static str),
+    #[error("header {0} would be {1} bytes, Asterisk reads at most {MAX_LINE}")]
+    TooLong(&'static str, usize),
+    #[error("variable value would contain a comma (Asterisk splits Variable values on commas)")]
+    CommaInVariable,
+}
+
+/// A ready-to-send Originate: validated headers in wire order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginateRequest {
+    pub ids: CallbackIds,
+    pub number: DialNumber,
+    /// Where the answered call goes ([`Target::key`]), for concurrency and the attempt row.
+    pub target_key: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl OriginateRequest {
+    pub fn build(
+        s: &OriginateSettings,
+        number: &DialNumber,
+        target: &Target,
+        ids: CallbackIds,
+    ) -> Result<OriginateRequest, BuildError> {
+        let customer = s.dial_string(number);
+        let timeout_secs = s.originate_timeout_ms.div_ceil(1000).max(1);
+        let mut h: Vec<(&'static str, String)> = Vec::with_capacity(13);
+        h.push(("Action", "Originate".into()));
+        h.push(("ActionID", ids.action_id().to_string()));
+        match s.mode {
+            CallbackMode::CustomerFirst => {
+                h.push(("Channel", customer));
+                match target {
+                    Target::Dialplan {
+                        context,
+                        exten,
+                        priority,
+                    } => {
+                        h.push(("Context", context.clone()));
+                        h.push(("Exten", exten.clone()));
+                        h.push(("Priority", priority.to_string()));
+                    }
+                    // Stock Queue()/Dial() as the application: no dialplan needed on the PBX.
+                    Target::Queue(q) => {
+                        h.push(("Application", "Queue".into()));
+                        h.push(("Data", q.clone()));
+                    }
+                    Target::Endpoint(e) => {
+                        h.push(("Application", "Dial".into()));
+                        h.push(("Data", format!("{e},{timeout_secs}")));
+                    }
+                }
+            }
+            CallbackMode::AgentFirst => {
+                let agent = match target {
+                    Target::Dialplan { context, exten, .. } => format!("Local/{exten}@{context}"),
+                    Target::Queue(q) => format!("Local/{q}@{}", s.agent_context),
+                    Target::Endpoint(e) => e.clone(),
+                };
+                h.push(("Channel", agent));
+                h.push(("Application", "Dial".into()));
+                h.push(("Data", format!("{customer},{timeout_secs}")));
+            }
+        }
+        h.push((
+            "CallerID",
+            format!("\"{}\" <{}>", s.caller_name, s.caller_id),
+        ));
+        h.push(("Timeout", s.originate_timeout_ms.to_string()));
+        h.push(("Async", "true".into()));
+        h.push(("ChannelId", ids.channel_id.clone()));
+        h.push(("OtherChannelId", ids.other_channel_id.clone()));
+        if ids.callback_id.contains(',') {
+            return Err(BuildError::CommaInVariable);
+        }
+        h.push((
+            "Variable",
+            format!("{}={}", s.marker_variable, ids.callback_id),
+        ));
+        for (k, v) in &h {
+            if v.contains(['\r', '\n']) {
+                return Err(BuildError::LineBreak(k));
+            }
+            let line = k.len() + 2 + v.len() + 2;
+            if line >= MAX_LINE {
+                return Err(BuildError::TooLong(k, line));
+            }
+        }
+        Ok(OriginateRequest {
+            ids,
+            number: number.clone(),
+            target_key: target.key(),
+            headers: h,
+        })
+    }
+
+    /// The headers in wire order, `Action: Originate` first.
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    /// The action for the AMI client (which re-checks every line before it reaches the wire).
+    pub fn to_action(&self) -> crate::ami::Action {
+        let mut a = crate::ami::Action::new("Originate");
+        for (k, v) in &self.headers {
+            match *k {
+                "Action" => {}
+                "ActionID" => a = a.action_id(v),
+                "Variable" => match v.split_once('=') {
+                    Some((n, val)) => a = a.variable(n, val),
+                    None => a = a.header(k, v),
+                },
+                _ => a = a.header(k, v),
+            }
+        }
+        a
+    }
+
+    /// The action as an AMI message (for fakes, logs and tests).
+    pub fn to_message(&self) -> Message {
+        Message::from_pairs(&self.headers)
+    }
+}
+
+/// An `OriginateResponse` event, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginateResponse {
+    pub action_id: String,
+    pub success: bool,
+    /// The last control frame (§4); `None` when the header is missing or not a number.
+    pub reason: Option<i64>,
+    /// The originated channel's Uniqueid; `None` on failure (`<unknown>`).
+    pub uniqueid: Option<String>,
+}
+
+impl OriginateResponse {
+    /// `Some` for an `Event: OriginateResponse` with an ActionID.
+    pub fn parse(m: &Message) -> Option<OriginateResponse> {
+        if !m.is(b"Event", b"OriginateResponse") {
+            return None;
+        }
+        let action_id = m.get_str("ActionID")?.into_owned();
+        Some(OriginateResponse {
+            action_id,
+            success: m.is(b"Response", b"Success"),
+            reason: m.get_str("Reason").and_then(|r| r.trim().parse().ok()),
+            uniqueid: m
+                .get_str("Uniqueid")
+                .filter(|u| !u.is_empty() && u != "<unknown>")
+                .map(|u| u.into_owned()),
+        })
+    }
+}
+
+/// What an OriginateResponse says about an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginateVerdict {
+    /// The first leg answered; the final outcome comes from the tracker's callback record.
+    Answered,
+    /// The attempt is over.
+    Final(CallbackOutcome),
+}
+
+/// Maps an OriginateResponse to a verdict. In customer-first the first leg is the customer; in
+/// agent-first it is the agent side, so "did not answer" there means no person took it.
+pub fn classify_response(
+    mode: CallbackMode,
+    success: bool,
+    reason: Option<i64>,
+) -> OriginateVerdict {
+    use CallbackOutcome as O;
+    if success || reason == Some(4) {
+        return OriginateVerdict::Answered;
+    }
+    let o = match (mode, reason) {
+        (CallbackMode::CustomerFirst, Some(1 | 3)) => O::NoAnswer,
+        (CallbackMode::CustomerFirst, Some(5)) => O::Busy,
+        (CallbackMode::AgentFirst, Some(1 | 3 | 5)) => O::AgentMissed,
+        // 0 = never set up, 8 = congestion, anything else: the network or the PBX refused.
+        _ => O::Failed,
+    };
+    OriginateVerdict::Final(o)
+}
+
+/// The final outcome of an attempt whose first leg answered, from the tracker's record of the
+/// callback call. The tracker's own classification wins; without one, talk time decides.
+pub fn outcome_from_record(
+    mode: CallbackMode,
+    rec: &CallRecord,
+    min_talk_secs: f64,
+) -> CallbackOutcome {
+    if let Some(o) = rec.callback_outcome {
+        return o;
+    }
+    if rec.talk_secs >= min_talk_secs {
+        CallbackOutcome::Connected
+    } else if rec.talk_secs > 0.0 {
+        CallbackOutcome::TooShort
+    } else {
+        match mode {
+            CallbackMode::CustomerFirst => CallbackOutcome::AgentMissed,
+            // The agent answered and the customer never did.
+            CallbackMode::AgentFirst => CallbackOutcome::NoAnswer,
+        }
+    }
+}
+
+/// QueueStatus reply items: is any member of the queue free (not paused, device not in use)?
+/// `Status: 1` is AST_DEVICE_NOT_INUSE.
+pub fn queue_has_free_member(items: &[Message], queue: &str) -> bool {
+    items.iter().any(|m| {
+        m.is(b"Event", b"QueueMember")
+            && m.get_str("Queue").map_or(true, |q| q == queue)
+            && m.get_str("Paused").as_deref() != Some("1")
+            && m.get_str("Status").as_deref() == Some("1")
+    })
+}
+
+/// DeviceStateList reply items: is `device` (e.g. `PJSIP/201`) idle?
+pub fn device_is_free(items: &[Message], device: &str) -> bool {
+    items.iter().any(|m| {
+        m.is(b"Event", b"DeviceStateChange")
+            && m.get_str("Device")
+                .is_some_and(|d| d.eq_ignore_ascii_case(device))
+            && m.get_str("State").as_deref() == Some("NOT_INUSE")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn allow() -> Vec<regex::Regex> {
+        vec![regex::Regex::new("^(?:7\\d{10})$").unwrap()]
+    }
+
+    fn settings(mode: CallbackMode) -> OriginateSettings {
+        OriginateSettings {
+            mode,
+            dial_template: "Local/{national}@customer-sim".into(),
+            caller_id: "74951110000".into(),
+            caller_name: "Callback".into(),
+            originate_timeout_ms: 20_000,
+            marker_variable: "CALLBACK_ID".into(),
+            agent_context: "from-internal".into(),
+            numbers: NumberPlan::default(),
+        }
+    }
+
+    #[test]
+    fn only_clean_allowed_digits_become_dial_numbers() {
+        let deny = vec![regex::Regex::new("^(?:7916000\\d{4})$").unwrap()];
+        assert!(DialNumber::check("79161234567", &allow(), &deny).is_ok());
+        for (n, why) in [
+            ("7916123456\r\n", Rejected::NotDigits),
+            ("7916123\nAction: Originate", Rejected::NotDigits),
+            ("7916abc4567", Rejected::NotDigits),
+            ("+79161234567", Rejected::NotDigits),
+            ("", Rejected::Length),
+            ("12", Rejected::Length),
+            ("4930123456", Rejected::NotAllowed),
+            ("79160001234", Rejected::Denied),
+        ] {
+            assert_eq!(DialNumber::check(n, &allow(), &deny), Err(why), "{n:?}");
+        }
+        assert_eq!(
+            DialNumber::check("79161234567", &[], &[]),
+            Err(Rejected::NotAllowed)
+        );
+    }
+
+    #[test]
+    fn customer_first_dialplan_headers_exact() {
+        let n = DialNumber::check("79261112233", &allow(), &[]).unwrap();
+        let t = Target::Dialplan {
+            context: "callback".into(),
+            exten: "201".into(),
+            priority: 1,
+        };
+        let req = OriginateRequest::build(
+            &settings(CallbackMode::CustomerFirst),
+            &n,
+            &t,
+            CallbackIds::new(42, 1, 0xabc),
+        )
+        .unwrap();
+        let got: Vec<(&str, &str)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Action", "Originate"),
+                ("ActionID", "pzv-42-1-00000abc"),
+                ("Channel", "Local/89261112233@customer-sim"),
+                ("Context", "callback"),
+                ("Exten", "201"),
+                ("Priority", "1"),
+                ("CallerID", "\"Callback\" <74951110000>"),
+                ("Timeout", "20000"),
+                ("Async", "true"),
+                ("ChannelId", "pzv-42-1-00000abc-c"),
+                ("OtherChannelId", "pzv-42-1-00000abc-d"),
+                ("Variable", "CALLBACK_ID=pzv-42-1-00000abc"),
+            ]
+        );
+        assert_eq!(req.target_key, "201@callback");
+    }
+
+    #[test]
+    fn queue_endpoint_and_agent_first() {
+        let n = DialNumber::check("79161234567", &allow(), &[]).unwrap();
+        let mut s = settings(CallbackMode::CustomerFirst);
+        s.dial_template = "PJSIP/{e164}@provider".into();
+        let ids = CallbackIds::new(1, 2, 3);
+        let q =
+            OriginateRequest::build(&s, &n, &Target::Queue("sales".into()), ids.clone()).unwrap();
+        let h = q.to_message();
+        assert_eq!(h.get_str("Channel").unwrap(), "PJSIP/+79161234567@provider");
+        assert_eq!(h.get_str("Application").unwrap(), "Queue");
+        assert_eq!(h.get_str("Data").unwrap(), "sales");
+        assert!(h.get(b"Context").is_none());
+        let e = OriginateRequest::build(&s, &n, &Target::Endpoint("PJSIP/201".into()), ids.clone())
+            .unwrap()
+            .to_message();
+        assert_eq!(e.get_str("Application").unwrap(), "Dial");
+        assert_eq!(e.get_str("Data").unwrap(), "PJSIP/201,20");
+
+        s.mode = CallbackMode::AgentFirst;
+        s.dial_template = "PJSIP/{number}@provider".into();
+        let a = OriginateRequest::build(&s, &n, &Target::Queue("sales".into()), ids.clone())
+            .unwrap()
+            .to_message();
+        assert_eq!(a.get_str("Channel").unwrap(), "Local/sales@from-internal");
+        assert_eq!(a.get_str("Application").unwrap(), "Dial");
+        assert_eq!(a.get_str("Data").unwrap(), "PJSIP/79161234567@provider,20");
+        let a = OriginateRequest::build(&s, &n, &Target::Endpoint("PJSIP/201".into()), ids)
+            .unwrap()
+            .to_message();
+        assert_eq!(a.get_str("Channel").unwrap(), "PJSIP/201");
+    }
+
+    #[test]
+    fn action_encodes_the_same_headers() {
+        let n = DialNumber::check("79261112233", &allow(), &[]).unwrap();
+        let req = OriginateRequest::build(
+            &settings(CallbackMode::CustomerFirst),
+            &n,
+            &Target::Queue("sales".into()),
+            CallbackIds::new(7, 1, 1),
+        )
+        .unwrap();
+        let wire = req.to_action().encode().unwrap();
+        let mut expect = String::new();
+        for (k, v) in req.headers() {
+            expect.push_str(&format!("{k}: {v}\r\n"));
+        }
+        expect.push_str("\r\n");
+        assert_eq!(String::from_utf8_lossy(&wire), expect);
+    }
+
+    #[test]
+    fn wire_limits_are_enforced() {
+        let n = DialNumber::check("79161234567", &allow(), &[]).unwrap();
+        let mut s = settings(CallbackMode::CustomerFirst);
+        s.dial_template = format!("Local/{{number}}@{}", "x".repeat(1100));
+        let r = OriginateRequest::build(
+            &s,
+            &n,
+            &Target::Queue("q".into()),
+            CallbackIds::new(1, 1, 1),
+        );
+        assert!(matches!(r, Err(BuildError::TooLong("Channel", _))));
+        let mut s = settings(CallbackMode::CustomerFirst);
+        s.caller_name = "a\r\nAction: Logoff".into();
+        let r = OriginateRequest::build(
+            &s,
+            &n,
+            &Target::Queue("q".into()),
+            CallbackIds::new(1, 1, 1),
+        );
+        assert_eq!(r, Err(BuildError::LineBreak("CallerID")));
+    }
+
+    #[test]
+    fn reasons_pinned_on_captures() {
+        use CallbackOutcome as O;
+        use OriginateVerdict::*;
+        let c = CallbackMode::CustomerFirst;
+        assert_eq!(classify_response(c, true, Some(4)), Answered);
+        assert_eq!(classify_response(c, false, Some(3)), Final(O::NoAnswer));
+        assert_eq!(classify_response(c, false, Some(1)), Final(O::NoAnswer));
+        assert_eq!(classify_response(c, false, Some(5)), Final(O::Busy));
+        assert_eq!(classify_response(c, false, Some(8)), Final(O::Failed));
+        assert_eq!(classify_response(c, false, Some(0)), Final(O::Failed));
+        assert_eq!(classify_response(c, false, None), Final(O::Failed));
+        let a = CallbackMode::AgentFirst;
+        assert_eq!(classify_response(a, false, Some(3)), Final(O::AgentMissed));
+        assert_eq!(classify_response(a, false, Some(8)), Final(O::Failed));
+    }
+
+    #[test]
+    fn parses_originate_response_from_capture_shape() {
+        let m = Message::from_pairs(&[
+            ("Event", "OriginateResponse"),
+            ("Privilege", "call,all"),
+            ("ActionID", "cb-callback_originate_busy-cb1"),
+            ("Response", "Failure"),
+            ("Channel", "Local/89261112255@customer-sim"),
+            ("Reason", "5"),
+            ("Uniqueid", "<unknown>"),
+        ]);
+        let r = OriginateResponse::parse(&m).unwrap();
+        assert_eq!(r.action_id, "cb-callback_originate_busy-cb1");
+        assert!(!r.success);
+        assert_eq!(r.reason, Some(5));
+        assert_eq!(r.uniqueid, None);
+    }
+
+    #[test]
+    fn free_agents() {
+        let member = |paused: &str, status: &str| {
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "sales"),
+                ("Paused", paused),
+                ("Status", status),
+            ])
+        };
+        assert!(!queue_has_free_member(
+            &[member("1", "1"), member("0", "2")],
+            "sales"
+        ));
+        assert!(queue_has_free_member(
+            &[member("0", "2"), member("0", "1")],
+            "sales"
+        ));
+        let dev = Message::from_pairs(&[
+            ("Event", "DeviceStateChange"),
+            ("Device", "PJSIP/201"),
+            ("State", "NOT_INUSE"),
+        ]);
+        assert!(device_is_free(std::slice::from_ref(&dev), "PJSIP/201"));
+        assert!(!device_is_free(&[dev], "PJSIP/202"));
+    }
+
+    #[test]
+    fn settings_from_embedded_config() {
+        let c = Config::embedded_default();
+        let s = OriginateSettings::from_config(&c.callback, &c.pbx.numbers);
+        let n = DialNumber::check("79261112233", &c.callback.allow, &c.callback.deny).unwrap();
+        assert_eq!(s.dial_string(&n), "Local/89261112233@customer-sim");
+    }
+}

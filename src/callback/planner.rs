@@ -1,0 +1,935 @@
+//! The callback policy as pure functions: which misses become tasks, which tasks are due at an
+//! instant, what an attempt's outcome does to its task, which calls cancel a task.
+//!
+//! Nothing here awaits, reads a clock or touches SQLite: the dialer passes `now` and the open
+//! tasks, and carries out what comes back. That is what lets the tests cross midnight, a DST
+//! change and a holiday, and the bench decide among 100 000 tasks, without a PBX.
+//!
+//! Rules (issue 4):
+//! - One task per normalised number; a repeated miss raises `missed_count`, and the most-missed
+//!   numbers are called first (then the longest waiting).
+//! - A miss qualifies when the tracker marked it `missed` (never `ignored`), its `lost_at` is one
+//!   of `callback.lost_at`, and its number is a [`DialNumber`] (digits, allow-list, deny-list);
+//!   withheld and anonymous callers are skipped.
+//! - First attempt `delay` after the miss; at most `max_attempts`; attempt n+1 waits
+//!   `retry_every * retry_backoff^(n-1)` after attempt n; nothing after `give_up_after` from the
+//!   last miss.
+//! - Only while open. Misses that waited for an opening are let through gradually over `spread`
+//!   (a quota growing linearly from the opening), so the first minutes don't flood the agents.
+//! - `max_concurrent` in-flight attempts overall and `max_concurrent_per_target` per target;
+//!   a task in flight is never due again (one attempt per number at a time).
+//! - After `agent_missed`, the next attempt goes to `fallback_queue` (when set), after `delay`
+//!   rather than the full spacing: the customer has just answered once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::hours::Hours;
+use super::originate::{DialNumber, Rejected};
+use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
+use crate::config::{CallbackConfig, Target};
+use crate::number::NumberPlan;
+
+/// A task's life: `pending` (waiting for its next attempt) <-> `in_progress` (an attempt is in
+/// flight) -> `done` | `given_up` | `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    Pending,
+    InProgress,
+    Done,
+    GivenUp,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::InProgress => "in_progress",
+            TaskState::Done => "done",
+            TaskState::GivenUp => "given_up",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskState> {
+        [
+            TaskState::Pending,
+            TaskState::InProgress,
+            TaskState::Done,
+            TaskState::GivenUp,
+            TaskState::Cancelled,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+
+    pub fn is_open(self) -> bool {
+        matches!(self, TaskState::Pending | TaskState::InProgress)
+    }
+}
+
+/// How an attempt ended: a [`CallbackOutcome`], or `unknown` when perezvon lost sight of it
+/// (crash or restart mid-attempt, or no outcome within its deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Call(CallbackOutcome),
+    Unknown,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Call(o) => o.as_str(),
+            AttemptOutcome::Unknown => "unknown",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AttemptOutcome> {
+        if s == "unknown" {
+            Some(AttemptOutcome::Unknown)
+        } else {
+            CallbackOutcome::parse(s).map(AttemptOutcome::Call)
+        }
+    }
+}
+
+/// One callback task as the planner sees it (a row of `callback_tasks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: i64,
+    /// Normalised; re-validated into a [`DialNumber`] before every Originate.
+    pub number: String,
+    pub state: TaskState,
+    /// The `[[asterisk]]` the miss was seen on.
+    pub server: String,
+    pub missed_count: u32,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Attempts allowed in total (`max_attempts`, raised by `callbacks retry`).
+    pub attempt_budget: u32,
+    pub lost_at: Option<LostAt>,
+    pub first_missed_at: Timestamp,
+    pub last_missed_at: Timestamp,
+    /// Not before this instant (delay, spacing).
+    pub next_attempt_at: Timestamp,
+    /// Not at or after this instant (`give_up_after` from the last miss).
+    pub give_up_at: Timestamp,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_outcome: Option<AttemptOutcome>,
+    /// The next attempt goes to `fallback_queue` (an agent did not take the previous one).
+    pub use_fallback: bool,
+}
+
+/// The policy of `[callback]`, in the planner's terms.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub lost_at: Vec<LostAt>,
+    pub allow: Vec<regex::Regex>,
+    pub deny: Vec<regex::Regex>,
+    pub delay: Duration,
+    pub max_attempts: u32,
+    pub retry_every: Duration,
+    pub retry_backoff: f64,
+    pub give_up_after: Duration,
+    pub max_concurrent: u32,
+    pub max_concurrent_per_target: u32,
+    pub spread: Duration,
+    pub target: Target,
+    pub fallback: Option<Target>,
+    /// `calls.min_talk`: an outbound call at least this long resolves a miss.
+    pub min_talk: Duration,
+}
+
+impl Policy {
+    pub fn from_config(cb: &CallbackConfig, min_talk: Duration) -> Policy {
+        Policy {
+            lost_at: cb.lost_at.iter().filter_map(|l| LostAt::parse(l)).collect(),
+            allow: cb.allow.clone(),
+            deny: cb.deny.clone(),
+            delay: cb.delay,
+            max_attempts: cb.max_attempts,
+            retry_every: cb.retry_every,
+            retry_backoff: cb.retry_backoff,
+            give_up_after: cb.give_up_after,
+            max_concurrent: cb.max_concurrent,
+            max_concurrent_per_target: cb.max_concurrent_per_target,
+            spread: cb.spread,
+            target: cb.target.clone(),
+            fallback: cb.fallback_queue.clone().map(Target::Queue),
+            min_talk,
+        }
+    }
+
+    /// Where a task's next (or current) attempt goes.
+    pub fn target_of(&self, t: &Task) -> &Target {
+        match (&self.fallback, t.use_fallback) {
+            (Some(f), true) => f,
+            _ => &self.target,
+        }
+    }
+
+    /// Waiting time after the n-th attempt (n >= 1).
+    pub fn spacing(&self, attempts_made: u32) -> Duration {
+        let exp = attempts_made.saturating_sub(1).min(30) as i32;
+        let secs = self.retry_every.as_secs_f64() * self.retry_backoff.powi(exp);
+        // Capped at a year so a silly backoff cannot overflow the timestamp arithmetic.
+        Duration::from_secs_f64(secs.min(365.0 * 86400.0))
+    }
+
+    /// Validates a number for dialling under this policy.
+    pub fn dial_number(&self, normalized: &str) -> Result<DialNumber, Rejected> {
+        DialNumber::check(normalized, &self.allow, &self.deny)
+    }
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Why a call does not become (or feed) a task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Skip {
+    #[error("not a missed inbound call")]
+    NotAMiss,
+    #[error("accidental call (ignored)")]
+    Ignored,
+    #[error("already resolved")]
+    Resolved,
+    #[error("lost at {0:?}, not one of callback.lost_at")]
+    LostAt(Option<LostAt>),
+    #[error("caller number withheld")]
+    Withheld,
+    #[error("number refused: {0}")]
+    Number(Rejected),
+}
+
+/// Decides whether a call record is a miss to call back, and validates its number.
+pub fn admit(rec: &CallRecord, policy: &Policy) -> Result<DialNumber, Skip> {
+    if rec.ignored || rec.status == Status::Ignored {
+        return Err(Skip::Ignored);
+    }
+    if rec.direction != Direction::Inbound || rec.status != Status::Missed {
+        return Err(Skip::NotAMiss);
+    }
+    if rec.resolved_by.is_some() {
+        return Err(Skip::Resolved);
+    }
+    match rec.lost_at {
+        Some(l) if policy.lost_at.contains(&l) => {}
+        other => return Err(Skip::LostAt(other)),
+    }
+    // Trust the tracker's normalisation only as far as re-checking it: the caller string may be
+    // anything a trunk delivered.
+    let normalized = match rec.caller_normalized.as_deref() {
+        Some(n) if !n.is_empty() => n,
+        _ => return Err(Skip::Withheld),
+    };
+    if matches!(
+        NumberPlan::default().normalize(normalized),
+        Err(crate::number::NotANumber::Withheld)
+    ) {
+        return Err(Skip::Withheld);
+    }
+    policy.dial_number(normalized).map_err(Skip::Number)
+}
+
+/// What a qualifying miss does to the tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MissPlan {
+    /// A new pending task.
+    Create(Task),
+    /// The number already has an open task: count the miss, push the give-up horizon.
+    Bump {
+        id: i64,
+        missed_count: u32,
+        last_missed_at: Timestamp,
+        give_up_at: Timestamp,
+    },
+}
+
+/// Plans a qualifying miss. `existing` is the number's open task, if any. The new task's `id`
+/// is 0 until the store assigns one.
+pub fn on_miss(
+    existing: Option<&Task>,
+    number: &DialNumber,
+    rec: &CallRecord,
+    policy: &Policy,
+) -> MissPlan {
+    let missed_at = rec.ended_at;
+    match existing {
+        Some(t) => {
+            let last = t.last_missed_at.max(missed_at);
+            MissPlan::Bump {
+                id: t.id,
+                missed_count: t.missed_count.saturating_add(1),
+                last_missed_at: last,
+                give_up_at: add(last, policy.give_up_after),
+            }
+        }
+        None => MissPlan::Create(Task {
+            id: 0,
+            number: number.as_str().to_string(),
+            state: TaskState::Pending,
+            server: rec.server.clone(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: policy.max_attempts,
+            lost_at: rec.lost_at,
+            first_missed_at: missed_at,
+            last_missed_at: missed_at,
+            next_attempt_at: add(missed_at, policy.delay),
+            give_up_at: add(missed_at, policy.give_up_after),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+        }),
+    }
+}
+
+/// The number whose open task a call resolves, if it does: the customer called again and
+/// talked, or a person of the PBX called them and talked. (A callback's own record is an attempt
+/// outcome, handled by the dialer through its callback id.)
+pub fn resolves(rec: &CallRecord, policy: &Policy) -> Option<String> {
+    // The tracker's Answered already means a conversation of at least min_talk; the talk time
+    // check covers outbound calls whichever status the tracker gives them.
+    let talked = rec.status == Status::Answered
+        || (rec.answered_at.is_some() && rec.talk_secs >= policy.min_talk.as_secs_f64());
+    match rec.direction {
+        Direction::Inbound if talked => rec.caller_normalized.clone(),
+        Direction::Outbound if talked => rec.callee_normalized.clone(),
+        Direction::Callback if rec.callback_outcome == Some(CallbackOutcome::Connected) => {
+            rec.callee_normalized.clone()
+        }
+        _ => None,
+    }
+}
+
+/// What an attempt's outcome does to its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AfterOutcome {
+    pub state: TaskState,
+    pub next_attempt_at: Timestamp,
+    pub use_fallback: bool,
+    /// Why a task was closed: `connected`, `max_attempts`, `give_up_after`.
+    pub close_reason: Option<&'static str>,
+}
+
+/// Applies an outcome to a task whose attempt (already counted in `task.attempts`) just ended.
+pub fn after_outcome(
+    task: &Task,
+    outcome: AttemptOutcome,
+    now: Timestamp,
+    policy: &Policy,
+) -> AfterOutcome {
+    let close = |state, reason| AfterOutcome {
+        state,
+        next_attempt_at: task.next_attempt_at,
+        use_fallback: task.use_fallback,
+        close_reason: Some(reason),
+    };
+    if outcome == AttemptOutcome::Call(CallbackOutcome::Connected) {
+        return close(TaskState::Done, "connected");
+    }
+    if task.attempts >= task.attempt_budget {
+        return close(TaskState::GivenUp, "max_attempts");
+    }
+    let to_fallback = outcome == AttemptOutcome::Call(CallbackOutcome::AgentMissed)
+        && policy.fallback.is_some()
+        && !task.use_fallback;
+    let wait = if to_fallback {
+        policy.delay
+    } else {
+        policy.spacing(task.attempts)
+    };
+    // Spacing counts from the attempt's start (a crash that loses the outcome cannot shorten
+    // it); the quick fallback counts from now, when the customer has just hung up.
+    let next = if to_fallback {
+        add(now, wait)
+    } else {
+        add(task.last_attempt_at.unwrap_or(now), wait)
+    };
+    if next >= task.give_up_at {
+        return close(TaskState::GivenUp, "give_up_after");
+    }
+    AfterOutcome {
+        state: TaskState::Pending,
+        next_attempt_at: next,
+        use_fallback: task.use_fallback || to_fallback,
+        close_reason: None,
+    }
+}
+
+/// A task chosen to be dialled now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueTask {
+    pub id: i64,
+    pub target: Target,
+}
+
+/// Priority key, smallest first: most missed, then the longest waiting, then the oldest task;
+/// the last field is the task's index. Precomputed so selection compares plain integers.
+type Key = (u32, i64, i64, u32);
+
+fn key(t: &Task, i: usize) -> Key {
+    (
+        u32::MAX - t.missed_count,
+        t.next_attempt_at.as_microsecond(),
+        t.id,
+        i as u32,
+    )
+}
+
+/// Keeps the `k` smallest keys of `v`, sorted, in O(n) + O(k log k).
+fn top_k(v: &mut Vec<Key>, k: usize) {
+    if v.len() > k {
+        if k == 0 {
+            v.clear();
+            return;
+        }
+        v.select_nth_unstable(k - 1);
+        v.truncate(k);
+    }
+    v.sort_unstable();
+}
+
+/// Which pending tasks to dial at `now`, best first, within every cap. `tasks` are the open
+/// tasks (pending and in progress); in-progress ones count against the caps.
+pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Vec<DueTask> {
+    if !hours.is_open(now) {
+        return Vec::new();
+    }
+    // Capacity left, overall and per target key.
+    let mut in_flight = 0u32;
+    let mut by_target: HashMap<String, u32> = HashMap::new();
+    for t in tasks.iter().filter(|t| t.state == TaskState::InProgress) {
+        in_flight += 1;
+        *by_target.entry(policy.target_of(t).key()).or_default() += 1;
+    }
+    let global_left = policy.max_concurrent.saturating_sub(in_flight) as usize;
+    if global_left == 0 {
+        return Vec::new();
+    }
+
+    // The spread window: misses that were ready before the opening get a quota that grows
+    // linearly over `spread`. Attempts already started in this window use it up.
+    let opened = hours.opened_at(now);
+    let window = opened.filter(|o| now < add(*o, policy.spread));
+    let waited = |t: &Task| window.is_some_and(|o| t.next_attempt_at < o);
+    let mut waited_started = 0usize;
+    if let Some(o) = window {
+        waited_started = tasks
+            .iter()
+            .filter(|t| {
+                t.last_attempt_at.is_some_and(|a| a >= o) && add(t.last_missed_at, policy.delay) < o
+            })
+            .count();
+    }
+
+    // Candidates, bucketed by (target, waited): each bucket contributes at most its caps' worth,
+    // so selecting the k best per bucket is exact and avoids sorting everything.
+    let main_key = policy.target.key();
+    let mut buckets: [Vec<Key>; 4] = Default::default();
+    for (i, t) in tasks.iter().enumerate() {
+        if t.state != TaskState::Pending
+            || t.next_attempt_at > now
+            || now >= t.give_up_at
+            || t.attempts >= t.attempt_budget
+        {
+            continue;
+        }
+        let fb = usize::from(t.use_fallback && policy.fallback.is_some());
+        let w = usize::from(waited(t));
+        buckets[fb * 2 + w].push(key(t, i));
+    }
+    let waited_total = waited_started + buckets[1].len() + buckets[3].len();
+    let quota = match (window, opened) {
+        (Some(_), Some(o)) if policy.spread > Duration::ZERO => {
+            let elapsed = now.duration_since(o).as_secs_f64().max(0.0);
+            let frac = (elapsed / policy.spread.as_secs_f64()).min(1.0);
+            // At least one at the opening itself, so a single waiting miss is not delayed.
+            let allowed = ((waited_total as f64) * frac).ceil().max(1.0) as usize;
+            allowed.saturating_sub(waited_started)
+        }
+        _ => usize::MAX,
+    };
+    let target_left = |key: &str| -> usize {
+        policy
+            .max_concurrent_per_target
+            .saturating_sub(by_target.get(key).copied().unwrap_or(0)) as usize
+    };
+    let fb_key = policy.fallback.as_ref().map(Target::key);
+    for (b, v) in buckets.iter_mut().enumerate() {
+        let key = if b >= 2 {
+            fb_key.as_deref().unwrap_or(&main_key)
+        } else {
+            &main_key
+        };
+        let mut k = global_left.min(target_left(key));
+        if b % 2 == 1 {
+            k = k.min(quota);
+        }
+        top_k(v, k);
+    }
+
+    // Merge and pick greedily within the caps.
+    let mut cand: Vec<(Key, usize)> = Vec::new();
+    for (b, v) in buckets.iter().enumerate() {
+        cand.extend(v.iter().map(|&k| (k, b)));
+    }
+    cand.sort_unstable();
+    let mut out = Vec::new();
+    let mut quota_left = quota;
+    for (k, b) in cand {
+        if out.len() >= global_left {
+            break;
+        }
+        let t = &tasks[k.3 as usize];
+        let target = policy.target_of(t);
+        let key = target.key();
+        let used = by_target.entry(key).or_default();
+        if *used >= policy.max_concurrent_per_target {
+            continue;
+        }
+        if b % 2 == 1 {
+            if quota_left == 0 {
+                continue;
+            }
+            quota_left -= 1;
+        }
+        *used += 1;
+        out.push(DueTask {
+            id: t.id,
+            target: target.clone(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::record::ResolvedBy;
+    use crate::config::{parse_range, DayRange};
+    use jiff::tz::TimeZone;
+
+    fn policy() -> Policy {
+        Policy {
+            lost_at: LostAt::ALL.to_vec(),
+            allow: vec![regex::Regex::new("^(?:7\\d{10})$").unwrap()],
+            deny: vec![regex::Regex::new("^(?:7800\\d{7})$").unwrap()],
+            delay: Duration::from_secs(60),
+            max_attempts: 3,
+            retry_every: Duration::from_secs(600),
+            retry_backoff: 2.0,
+            give_up_after: Duration::from_secs(24 * 3600),
+            max_concurrent: 2,
+            max_concurrent_per_target: 2,
+            spread: Duration::from_secs(0),
+            target: Target::Queue("sales".into()),
+            fallback: None,
+            min_talk: Duration::from_secs(6),
+        }
+    }
+
+    fn r(s: &str) -> DayRange {
+        parse_range(s).unwrap()
+    }
+
+    /// Moscow, weekdays 09-13 + 14-18; 2026-12-31 holiday.
+    fn hours() -> Hours {
+        let wd = vec![r("09:00-13:00"), r("14:00-18:00")];
+        Hours::new(
+            TimeZone::get("Europe/Moscow").unwrap(),
+            [
+                wd.clone(),
+                wd.clone(),
+                wd.clone(),
+                wd.clone(),
+                wd,
+                vec![],
+                vec![],
+            ],
+            [jiff::civil::date(2026, 12, 31)],
+            [],
+        )
+    }
+
+    /// A Moscow local time.
+    fn msk(s: &str) -> Timestamp {
+        s.parse::<jiff::civil::DateTime>()
+            .unwrap()
+            .to_zoned(TimeZone::get("Europe/Moscow").unwrap())
+            .unwrap()
+            .timestamp()
+    }
+
+    fn miss(number: &str, at: Timestamp) -> CallRecord {
+        CallRecord {
+            server: "lab".into(),
+            linkedid: format!("l-{number}-{}", at.as_second()),
+            direction: Direction::Inbound,
+            caller: Some(number.into()),
+            caller_normalized: Some(number.into()),
+            callee: Some("74951110001".into()),
+            callee_normalized: Some("74951110001".into()),
+            started_at: at - SignedDuration::from_secs(10),
+            ended_at: at,
+            answered_at: None,
+            wait_secs: 10.0,
+            talk_secs: 0.0,
+            agent: None,
+            status: Status::Missed,
+            missed: true,
+            ignored: false,
+            lost_at: Some(LostAt::Queue),
+            hangup_by: Some("caller".into()),
+            resolved_by: None,
+            resolved_at: None,
+            resolved_by_linkedid: None,
+            callback_id: None,
+            callback_outcome: None,
+            unknown_reason: None,
+        }
+    }
+
+    fn task(id: i64, number: &str, at: Timestamp, p: &Policy) -> Task {
+        let rec = miss(number, at);
+        let n = admit(&rec, p).unwrap();
+        match on_miss(None, &n, &rec, p) {
+            MissPlan::Create(mut t) => {
+                t.id = id;
+                t
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn admission_rules() {
+        let p = policy();
+        assert!(admit(&miss("79161234567", msk("2026-12-21T10:00:00")), &p).is_ok());
+        let t = msk("2026-12-21T10:00:00");
+        let mut m = miss("79161234567", t);
+        m.ignored = true;
+        m.status = Status::Ignored;
+        assert_eq!(admit(&m, &p), Err(Skip::Ignored));
+        let mut m = miss("79161234567", t);
+        m.caller_normalized = None;
+        assert_eq!(admit(&m, &p), Err(Skip::Withheld));
+        let mut m = miss("anonymous", t);
+        m.caller_normalized = Some("anonymous".into());
+        assert_eq!(admit(&m, &p), Err(Skip::Withheld));
+        for (n, why) in [
+            ("7916123\r\n4567", Rejected::NotDigits),
+            ("79161234abc", Rejected::NotDigits),
+            ("49301234567", Rejected::NotAllowed),
+            ("78001234567", Rejected::Denied),
+        ] {
+            assert_eq!(admit(&miss(n, t), &p), Err(Skip::Number(why)), "{n:?}");
+        }
+        let mut m = miss("79161234567", t);
+        m.lost_at = Some(LostAt::Ivr);
+        let mut p2 = policy();
+        p2.lost_at = vec![LostAt::Queue];
+        assert_eq!(admit(&m, &p2), Err(Skip::LostAt(Some(LostAt::Ivr))));
+        let mut m = miss("79161234567", t);
+        m.resolved_by = Some(ResolvedBy::Caller);
+        assert_eq!(admit(&m, &p), Err(Skip::Resolved));
+        let mut m = miss("79161234567", t);
+        m.status = Status::Answered;
+        assert_eq!(admit(&m, &p), Err(Skip::NotAMiss));
+    }
+
+    #[test]
+    fn dedupe_raises_count_and_priority() {
+        let p = policy();
+        let t0 = msk("2026-12-21T10:00:00");
+        let a = task(1, "79161111111", t0, &p);
+        let b = task(2, "79162222222", t0 - SignedDuration::from_secs(30), &p);
+        // Second miss of number a: a bump, not a new task.
+        let rec = miss("79161111111", t0 + SignedDuration::from_secs(5));
+        let n = admit(&rec, &p).unwrap();
+        let MissPlan::Bump {
+            id, missed_count, ..
+        } = on_miss(Some(&a), &n, &rec, &p)
+        else {
+            panic!("expected a bump");
+        };
+        assert_eq!((id, missed_count), (1, 2));
+        let mut a = a;
+        a.missed_count = missed_count;
+        let mut p1 = policy();
+        p1.max_concurrent = 1;
+        let now = t0 + SignedDuration::from_secs(120);
+        let d = due(&[b.clone(), a.clone()], now, &hours(), &p1);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].id, 1, "most missed first although b waited longer");
+    }
+
+    #[test]
+    fn delay_and_only_while_open() {
+        let p = policy();
+        let h = hours();
+        // Miss at 10:00 Monday: due from 10:01.
+        let t = task(1, "79161234567", msk("2026-12-21T10:00:00"), &p);
+        assert!(due(std::slice::from_ref(&t), msk("2026-12-21T10:00:59"), &h, &p).is_empty());
+        assert_eq!(
+            due(std::slice::from_ref(&t), msk("2026-12-21T10:01:00"), &h, &p).len(),
+            1
+        );
+        // Lunch break: not due at 13:30, due at 14:00.
+        assert!(due(std::slice::from_ref(&t), msk("2026-12-21T13:30:00"), &h, &p).is_empty());
+        assert_eq!(
+            due(std::slice::from_ref(&t), msk("2026-12-21T14:00:00"), &h, &p).len(),
+            1
+        );
+        // Midnight and weekend: a Friday 23:50 miss waits for Monday 09:00.
+        let t = task(2, "79161234567", msk("2026-12-25T23:50:00"), &p);
+        assert!(due(std::slice::from_ref(&t), msk("2026-12-26T00:01:00"), &h, &p).is_empty());
+        assert!(due(std::slice::from_ref(&t), msk("2026-12-27T12:00:00"), &h, &p).is_empty());
+        // (Given up after 24 h, so Monday is too late: give_up_after is from the miss.)
+        assert!(due(std::slice::from_ref(&t), msk("2026-12-28T09:00:00"), &h, &p).is_empty());
+        let mut p3 = policy();
+        p3.give_up_after = Duration::from_secs(7 * 86400);
+        let t = task(3, "79161234567", msk("2026-12-25T23:50:00"), &p3);
+        assert_eq!(
+            due(
+                std::slice::from_ref(&t),
+                msk("2026-12-28T09:00:00"),
+                &h,
+                &p3
+            )
+            .len(),
+            1
+        );
+        // Holiday: closed all day.
+        let t = task(4, "79161234567", msk("2026-12-30T20:00:00"), &p3);
+        assert!(due(
+            std::slice::from_ref(&t),
+            msk("2026-12-31T10:00:00"),
+            &h,
+            &p3
+        )
+        .is_empty());
+        assert_eq!(
+            due(
+                std::slice::from_ref(&t),
+                msk("2027-01-01T09:00:00"),
+                &h,
+                &p3
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn dst_change_keeps_local_opening() {
+        // Europe/Berlin, opening 09:00 on 2026-03-30 (CEST, UTC+2) = 07:00 UTC.
+        let wd = vec![r("09:00-18:00")];
+        let h = Hours::new(
+            TimeZone::get("Europe/Berlin").unwrap(),
+            std::array::from_fn(|_| wd.clone()),
+            [],
+            [],
+        );
+        let mut p = policy();
+        p.give_up_after = Duration::from_secs(3 * 86400);
+        let t = task(
+            1,
+            "79161234567",
+            "2026-03-28T20:00:00Z".parse().unwrap(),
+            &p,
+        );
+        let ts = std::slice::from_ref(&t);
+        assert!(due(ts, "2026-03-29T06:59:00Z".parse().unwrap(), &h, &p).is_empty());
+        assert_eq!(
+            due(ts, "2026-03-29T07:00:00Z".parse().unwrap(), &h, &p).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn spacing_backoff_and_give_up() {
+        let p = policy();
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut t = task(1, "79161234567", t0, &p);
+        // Attempt 1 at 10:01: no answer -> next at 10:11 (retry_every 10m).
+        let a1 = t0 + SignedDuration::from_secs(60);
+        t.attempts = 1;
+        t.last_attempt_at = Some(a1);
+        let o = after_outcome(
+            &t,
+            AttemptOutcome::Call(CallbackOutcome::NoAnswer),
+            a1 + SignedDuration::from_secs(20),
+            &p,
+        );
+        assert_eq!(o.state, TaskState::Pending);
+        assert_eq!(o.next_attempt_at, a1 + SignedDuration::from_secs(600));
+        // Attempt 2: spacing doubles to 20m.
+        t.attempts = 2;
+        let a2 = o.next_attempt_at;
+        t.last_attempt_at = Some(a2);
+        let o = after_outcome(&t, AttemptOutcome::Unknown, a2, &p);
+        assert_eq!(o.next_attempt_at, a2 + SignedDuration::from_secs(1200));
+        // Attempt 3 of 3: given up.
+        t.attempts = 3;
+        let o = after_outcome(&t, AttemptOutcome::Call(CallbackOutcome::Busy), a2, &p);
+        assert_eq!(
+            (o.state, o.close_reason),
+            (TaskState::GivenUp, Some("max_attempts"))
+        );
+        // Connected: done.
+        t.attempts = 1;
+        let o = after_outcome(&t, AttemptOutcome::Call(CallbackOutcome::Connected), a2, &p);
+        assert_eq!(o.state, TaskState::Done);
+        // The next attempt would fall after give_up_at: given up.
+        t.give_up_at = a1 + SignedDuration::from_secs(300);
+        t.last_attempt_at = Some(a1);
+        let o = after_outcome(&t, AttemptOutcome::Call(CallbackOutcome::NoAnswer), a1, &p);
+        assert_eq!(o.close_reason, Some("give_up_after"));
+        // And a pending task past its give-up instant is never due.
+        let t = task(2, "79161234567", t0, &p);
+        assert!(due(
+            std::slice::from_ref(&t),
+            t0 + SignedDuration::from_secs(86400),
+            &hours(),
+            &p
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn agent_missed_goes_to_fallback_soon() {
+        let mut p = policy();
+        p.fallback = Some(Target::Queue("support".into()));
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut t = task(1, "79161234567", t0, &p);
+        t.attempts = 1;
+        t.last_attempt_at = Some(t0 + SignedDuration::from_secs(60));
+        let now = t0 + SignedDuration::from_secs(100);
+        let o = after_outcome(
+            &t,
+            AttemptOutcome::Call(CallbackOutcome::AgentMissed),
+            now,
+            &p,
+        );
+        assert!(o.use_fallback);
+        assert_eq!(o.next_attempt_at, now + SignedDuration::from_secs(60));
+        t.use_fallback = true;
+        t.next_attempt_at = o.next_attempt_at;
+        let d = due(std::slice::from_ref(&t), o.next_attempt_at, &hours(), &p);
+        assert_eq!(d[0].target, Target::Queue("support".into()));
+    }
+
+    #[test]
+    fn concurrency_caps_and_one_in_flight_per_number() {
+        let mut p = policy();
+        p.max_concurrent = 3;
+        p.max_concurrent_per_target = 2;
+        p.fallback = Some(Target::Queue("support".into()));
+        let t0 = msk("2026-12-21T10:00:00");
+        let now = t0 + SignedDuration::from_secs(120);
+        let mut ts: Vec<Task> = (0..6)
+            .map(|i| task(i + 1, &format!("7916000000{i}"), t0, &p))
+            .collect();
+        // Two on the fallback queue.
+        ts[4].use_fallback = true;
+        ts[5].use_fallback = true;
+        let d = due(&ts, now, &hours(), &p);
+        assert_eq!(d.len(), 3, "global cap");
+        let sales = d.iter().filter(|x| x.target == p.target).count();
+        assert!(sales <= 2, "per-target cap");
+        // One sales attempt in flight: at most one more to sales.
+        ts[0].state = TaskState::InProgress;
+        let d = due(&ts, now, &hours(), &p);
+        assert!(
+            d.iter().all(|x| x.id != 1),
+            "in-flight task is not due again"
+        );
+        assert_eq!(d.iter().filter(|x| x.target == p.target).count(), 1);
+        // Everything in flight: nothing due.
+        for t in ts.iter_mut().take(3) {
+            t.state = TaskState::InProgress;
+        }
+        assert!(due(&ts, now, &hours(), &p).is_empty());
+    }
+
+    #[test]
+    fn spread_over_the_opening() {
+        let mut p = policy();
+        p.max_concurrent = 100;
+        p.max_concurrent_per_target = 100;
+        p.spread = Duration::from_secs(600);
+        p.give_up_after = Duration::from_secs(3 * 86400);
+        let h = hours();
+        // Ten misses overnight.
+        let ts: Vec<Task> = (0..10)
+            .map(|i| {
+                task(
+                    i + 1,
+                    &format!("7916000000{i}"),
+                    msk("2026-12-21T20:00:00"),
+                    &p,
+                )
+            })
+            .collect();
+        let open = msk("2026-12-22T09:00:00");
+        assert_eq!(due(&ts, open, &h, &p).len(), 1, "one at the opening");
+        assert_eq!(
+            due(&ts, open + SignedDuration::from_secs(300), &h, &p).len(),
+            5
+        );
+        assert_eq!(
+            due(&ts, open + SignedDuration::from_secs(600), &h, &p).len(),
+            10
+        );
+        // Started ones use the quota up.
+        let mut ts2 = ts.clone();
+        for t in ts2.iter_mut().take(5) {
+            t.state = TaskState::Pending;
+            t.attempts = 1;
+            t.last_attempt_at = Some(open + SignedDuration::from_secs(60));
+            t.next_attempt_at = open + SignedDuration::from_secs(3600);
+        }
+        assert_eq!(
+            due(&ts2, open + SignedDuration::from_secs(300), &h, &p).len(),
+            0
+        );
+        assert_eq!(
+            due(&ts2, open + SignedDuration::from_secs(420), &h, &p).len(),
+            2
+        );
+        // A miss during open hours is not held back by the spread.
+        let fresh = task(99, "79169999999", open + SignedDuration::from_secs(10), &p);
+        let d = due(
+            &[ts2.clone(), vec![fresh]].concat(),
+            open + SignedDuration::from_secs(120),
+            &h,
+            &p,
+        );
+        assert!(d.iter().any(|x| x.id == 99));
+    }
+
+    #[test]
+    fn resolution_cancels() {
+        let p = policy();
+        let t = msk("2026-12-21T10:00:00");
+        let mut r = miss("79161234567", t);
+        assert_eq!(resolves(&r, &p), None);
+        r.status = Status::Answered;
+        r.talk_secs = 30.0;
+        assert_eq!(resolves(&r, &p).as_deref(), Some("79161234567"));
+        let mut o = miss("x", t);
+        o.direction = Direction::Outbound;
+        o.status = Status::Answered;
+        o.talk_secs = 30.0;
+        o.callee_normalized = Some("79161234567".into());
+        assert_eq!(resolves(&o, &p).as_deref(), Some("79161234567"));
+    }
+}

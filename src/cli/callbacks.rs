@@ -1,0 +1,282 @@
+//! `perezvon callbacks list|cancel|retry`: the admin's view of the callback queue. Works on the
+//! database while the daemon runs (SQLite WAL; the daemon notices changes through
+//! `PRAGMA data_version`).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::{CmdResult, DEFAULT_CONFIG};
+use crate::callback::planner::TaskState;
+use crate::config::{Config, EXIT_CONFIG};
+use crate::store::tasks::TaskRow;
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct CallbacksArgs {
+    #[command(subcommand)]
+    pub command: CallbacksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallbacksCommand {
+    /// List callback tasks, newest first.
+    #[command(
+        after_help = "Example:\n  perezvon callbacks list --config /etc/perezvon/perezvon.toml\n  perezvon callbacks list --db /var/lib/perezvon/perezvon.db --format json --open | jq .number"
+    )]
+    List(ListArgs),
+    /// Cancel a task: it is never dialled again (an attempt in flight is not hung up).
+    #[command(
+        after_help = "Example:\n  perezvon callbacks cancel 42 --config /etc/perezvon/perezvon.toml"
+    )]
+    Cancel(IdArgs),
+    /// Dial a task again as soon as the hours allow, with a fresh round of attempts.
+    #[command(
+        after_help = "Example:\n  perezvon callbacks retry 42 --config /etc/perezvon/perezvon.toml"
+    )]
+    Retry(IdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Configuration file [default: /etc/perezvon/perezvon.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// SQLite database [default: storage.database of the configuration].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Output format: an aligned table, or one JSON object per line per task.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Only pending and in-progress tasks.
+    #[arg(long)]
+    pub open: bool,
+    /// At most this many tasks.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Task id (the first column of `callbacks list`).
+    pub id: i64,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// One task as `--format json` prints it.
+#[derive(Debug, Serialize)]
+pub struct TaskJson {
+    pub id: i64,
+    pub number: String,
+    /// pending | in_progress | done | given_up | cancelled
+    pub state: &'static str,
+    pub missed_count: u32,
+    pub attempts: u32,
+    pub last_outcome: Option<&'static str>,
+    /// RFC 3339; `null` once the task is closed.
+    pub next_attempt_at: Option<String>,
+    pub first_missed_at: String,
+    pub last_missed_at: String,
+    pub lost_at: Option<&'static str>,
+    pub closed_at: Option<String>,
+    pub close_reason: Option<String>,
+    pub server: String,
+}
+
+impl TaskJson {
+    pub fn from_row(r: &TaskRow) -> TaskJson {
+        let t = &r.task;
+        TaskJson {
+            id: t.id,
+            number: t.number.clone(),
+            state: t.state.as_str(),
+            missed_count: t.missed_count,
+            attempts: t.attempts,
+            last_outcome: t.last_outcome.map(|o| o.as_str()),
+            next_attempt_at: t.state.is_open().then(|| t.next_attempt_at.to_string()),
+            first_missed_at: t.first_missed_at.to_string(),
+            last_missed_at: t.last_missed_at.to_string(),
+            lost_at: t.lost_at.map(|l| l.as_str()),
+            closed_at: r.closed_at.map(|c| c.to_string()),
+            close_reason: r.close_reason.clone(),
+            server: t.server.clone(),
+        }
+    }
+}
+
+/// The configuration (if any) and the database path the arguments point to.
+fn open(args: &DbArgs) -> Result<(Option<Config>, Store), CmdError> {
+    let cfg = match (&args.config, &args.db) {
+        (Some(p), _) => Some(Config::load(p).map_err(CmdError::Config)?),
+        // With --db alone the configuration is optional (defaults are used for `retry`).
+        (None, Some(_)) => Config::load(std::path::Path::new(DEFAULT_CONFIG)).ok(),
+        (None, None) => {
+            Some(Config::load(std::path::Path::new(DEFAULT_CONFIG)).map_err(CmdError::Config)?)
+        }
+    };
+    let path = match (&args.db, &cfg) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => c.storage.database.clone(),
+        (None, None) => return Err(CmdError::NoDatabase(DEFAULT_CONFIG.into())),
+    };
+    if !path.exists() {
+        return Err(CmdError::NoDatabase(path));
+    }
+    let store = Store::open(&path).map_err(CmdError::Store)?;
+    Ok((cfg, store))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CmdError {
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
+    #[error("database {0} does not exist (has `perezvon run` started yet? pass --db)")]
+    NoDatabase(PathBuf),
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+}
+
+fn fail(e: CmdError) -> CmdResult {
+    match e {
+        CmdError::Config(c) => {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "{c}")?;
+            Ok(EXIT_CONFIG)
+        }
+        other => Err(Box::new(other)),
+    }
+}
+
+pub fn run(args: &CallbacksArgs) -> CmdResult {
+    match &args.command {
+        CallbacksCommand::List(a) => list(a),
+        CallbacksCommand::Cancel(a) => cancel(a),
+        CallbacksCommand::Retry(a) => retry(a),
+    }
+}
+
+fn list(a: &ListArgs) -> CmdResult {
+    let (cfg, store) = match open(&a.db) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let rows = store.list_tasks(!a.open, a.limit)?;
+    let mut out = std::io::stdout().lock();
+    if a.format == "json" {
+        for r in &rows {
+            serde_json::to_writer(&mut out, &TaskJson::from_row(r))?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(0);
+    }
+    let tz = cfg
+        .as_ref()
+        .map(|c| c.hours.timezone.clone())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let local = |t: jiff::Timestamp| {
+        t.to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    writeln!(
+        out,
+        "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  REASON",
+        "ID", "NUMBER", "STATE", "MISSED", "ATTEMPTS", "LAST", "NEXT ATTEMPT"
+    )?;
+    for r in &rows {
+        let t = &r.task;
+        writeln!(
+            out,
+            "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  {}",
+            t.id,
+            t.number,
+            t.state.as_str(),
+            t.missed_count,
+            t.attempts,
+            t.last_outcome.map(|o| o.as_str()).unwrap_or("-"),
+            if t.state.is_open() {
+                local(t.next_attempt_at)
+            } else {
+                "-".into()
+            },
+            r.close_reason.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(0)
+}
+
+fn cancel(a: &IdArgs) -> CmdResult {
+    let (_, store) = match open(&a.db) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let Some(row) = store.task(a.id)? else {
+        eprintln!("perezvon: no callback task {}", a.id);
+        return Ok(1);
+    };
+    if !row.task.state.is_open() {
+        eprintln!(
+            "perezvon: callback task {} is already {}",
+            a.id,
+            row.task.state.as_str()
+        );
+        return Ok(1);
+    }
+    store.close_task(
+        a.id,
+        TaskState::Cancelled,
+        "cancelled_by_admin",
+        jiff::Timestamp::now(),
+    )?;
+    if row.task.state == TaskState::InProgress {
+        println!(
+            "cancelled callback task {} ({}); the attempt in flight is not hung up",
+            a.id, row.task.number
+        );
+    } else {
+        println!("cancelled callback task {} ({})", a.id, row.task.number);
+    }
+    Ok(0)
+}
+
+fn retry(a: &IdArgs) -> CmdResult {
+    let (cfg, store) = match open(&a.db) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    // Without a configuration, the documented defaults (3 attempts, 24 h).
+    let cb = match cfg {
+        Some(c) => c.callback,
+        None => Config::from_toml("")?.callback,
+    };
+    let now = jiff::Timestamp::now();
+    let give_up_at = jiff::SignedDuration::try_from(cb.give_up_after)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    match store.retry_task(a.id, now, cb.max_attempts, give_up_at) {
+        Ok(()) => {
+            println!(
+                "callback task {} is pending again: up to {} more attempt{} while open",
+                a.id,
+                cb.max_attempts,
+                if cb.max_attempts == 1 { "" } else { "s" }
+            );
+            Ok(0)
+        }
+        Err(crate::store::StoreError::Invalid(msg)) => {
+            eprintln!("perezvon: {msg}");
+            Ok(1)
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}

@@ -1,0 +1,109 @@
+//! `perezvon report`: statistics of a period as a table, JSON or one HTML page.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::report::Report;
+use crate::store::Store;
+
+use super::{CmdResult, ReportArgs, DEFAULT_CONFIG};
+
+/// The configuration of a reading command: `--config`, else the system file when it exists, else
+/// the embedded lab configuration (so `perezvon missed --db x.db` works on a laptop too).
+pub(crate) fn load_config(
+    path: Option<&Path>,
+) -> Result<Config, Box<dyn std::error::Error + Send + Sync>> {
+    let default = Path::new(DEFAULT_CONFIG);
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None if default.exists() => Ok(Config::load(default)?),
+        None => {
+            let cfg = Config::embedded_default();
+            // Say so: the lab's time zone and database path are probably not this site's.
+            eprintln!(
+                "perezvon: no --config and no {DEFAULT_CONFIG}: using the built-in lab configuration (times in {})",
+                cfg.hours.timezone_name
+            );
+            Ok(cfg)
+        }
+    }
+}
+
+/// The database: `--db`, else `storage.database` of the configuration. A reading command never
+/// creates one: a typo in the path must not produce an empty report.
+pub(crate) fn open_store(
+    db: Option<&Path>,
+    cfg: &Config,
+) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
+    let path: PathBuf = db
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cfg.storage.database.clone());
+    if !path.exists() {
+        return Err(format!(
+            "database {} does not exist (pass --db, or set storage.database)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(Store::open(&path)?)
+}
+
+/// `now - since`, refusing a period that reaches before the epoch.
+pub(crate) fn period_start(
+    now: jiff::Timestamp,
+    since: std::time::Duration,
+) -> Result<jiff::Timestamp, Box<dyn std::error::Error + Send + Sync>> {
+    let d =
+        jiff::SignedDuration::try_from(since).map_err(|e| format!("--since is too long: {e}"))?;
+    now.checked_sub(d).map_err(|_| {
+        format!(
+            "--since {} reaches before 1970",
+            humantime::format_duration(since)
+        )
+        .into()
+    })
+}
+
+pub fn run(args: &ReportArgs) -> CmdResult {
+    let cfg = load_config(args.config.as_deref())?;
+    let store = open_store(args.db.as_deref(), &cfg)?;
+    let now = jiff::Timestamp::now();
+    let from = period_start(now, args.since.into())?;
+    let records = store.calls_ended_between(from, now)?;
+    let callbacks = store.callback_counts(from, now)?;
+    let tz = &cfg.hours.timezone;
+    let report = Report::build(
+        &records,
+        &callbacks,
+        tz,
+        &cfg.hours.timezone_name,
+        from,
+        now,
+    );
+    let text = match args.format.as_str() {
+        "json" => {
+            let mut s = serde_json::to_string_pretty(&report)?;
+            s.push('\n');
+            s
+        }
+        "html" => crate::report::html::render(&report, tz),
+        _ => crate::report::text::render(&report, tz),
+    };
+    match &args.out {
+        Some(path) => {
+            // Write beside it and rename: a cron job refreshing a page people have open never
+            // leaves them a half-written file.
+            let tmp = path.with_extension("partial");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    format!("cannot write {}: {e}", path.display())
+                })?;
+            eprintln!("perezvon: report written to {}", path.display());
+        }
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(0)
+}

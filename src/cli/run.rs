@@ -1,0 +1,87 @@
+//! `perezvon run`: load the configuration, start logging, run [`crate::daemon`] until SIGTERM or
+//! SIGINT.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{CmdResult, DEFAULT_CONFIG};
+use crate::config::{Config, EXIT_CONFIG};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file [default: /etc/perezvon/perezvon.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// SQLite database [default: storage.database of the configuration].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> CmdResult {
+    let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "{e}")?;
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    init_logging(&cfg);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| cfg.storage.database.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        crate::daemon::run(cfg, db, shutdown).await?;
+        Ok::<i32, Box<dyn std::error::Error + Send + Sync>>(0)
+    })
+}
+
+/// Logs to stderr (journald adds the time), level from `[log] level`, `RUST_LOG` overriding.
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if cfg.log.json {
+        tracing::warn!("log.format = \"json\" is not built in; logging as text");
+    }
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+            shutdown.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+        });
+    }
+    Ok(())
+}

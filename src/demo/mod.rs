@@ -1,0 +1,283 @@
+//! `perezvon demo`: the whole product on a machine with no Asterisk.
+//!
+//! It starts the embedded lab server ([`lab`]) on 127.0.0.1, which plays the bundled real
+//! captures and answers Originates the way the lab Asterisk did, then runs the real daemon
+//! ([`crate::daemon::run`]) against it over TCP with a temporary database and always-open hours,
+//! waits until every callback task has finished, and prints what happened: the missed calls,
+//! the callbacks placed and their outcomes, and the report.
+
+pub mod lab;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What the demo measured; `perezvon demo` prints it, the tests assert on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemoSummary {
+    pub inbound: usize,
+    pub missed: usize,
+    pub resolved: usize,
+    pub tasks: usize,
+    pub originates: usize,
+    pub connected: usize,
+    pub open_tasks_left: usize,
+    pub database: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot start the embedded AMI server")]
+    Lab(#[source] std::io::Error),
+    #[error("demo configuration is invalid (a defect): {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot prepare the demo database {0}")]
+    Database(PathBuf, #[source] std::io::Error),
+    #[error("the daemon stopped")]
+    Daemon(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Database to fill (default: a fresh file in the temp dir).
+    pub db: Option<PathBuf>,
+    /// Delay between the start of one recorded scenario and the next.
+    pub stagger: Duration,
+    /// Give up waiting for callbacks this long after the traffic ended.
+    pub settle: Duration,
+    /// Print progress lines while it runs.
+    pub progress: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            db: None,
+            stagger: Duration::from_millis(700),
+            settle: Duration::from_secs(120),
+            progress: true,
+        }
+    }
+}
+
+/// The daemon's configuration for the demo: the lab PBX, callbacks on, always open, short delays.
+pub fn demo_config(port: u16, db: &Path) -> Result<Config, DemoError> {
+    let db = db
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let toml = format!(
+        r#"
+[[asterisk]]
+name = "lab"
+host = "127.0.0.1"
+port = {port}
+username = "demo"
+secret = "demo"
+ping_interval = "5s"
+reconnect_max = "2s"
+
+[pbx]
+country_code = "7"
+inbound_contexts = ["from-trunk"]
+trunk_channels = ["Local/*@from-trunk-*;2"]
+agent_channels = ["Local/2??@agent-sim-*", "Local/2??@agent-phone-*"]
+external_channels = ["Local/*@external-sim-*", "Local/*@customer-sim-*"]
+
+[calls]
+min_talk = "6s"
+min_wait = "3s"
+
+[storage]
+database = "{db}"
+
+[callback]
+enabled = true
+mode = "customer-first"
+dial_template = "Local/{{national}}@customer-sim"
+caller_id = "74951110000"
+target = {{ context = "callback", exten = "201" }}
+delay = "2s"
+max_attempts = 3
+retry_every = "4s"
+give_up_after = "1h"
+originate_timeout = "20s"
+max_concurrent = 12
+max_concurrent_per_target = 12
+spread = "5s"
+
+[hours]
+timezone = "Europe/Moscow"
+monday = ["00:00-24:00"]
+tuesday = ["00:00-24:00"]
+wednesday = ["00:00-24:00"]
+thursday = ["00:00-24:00"]
+friday = ["00:00-24:00"]
+saturday = ["00:00-24:00"]
+sunday = ["00:00-24:00"]
+
+[log]
+level = "warn"
+"#
+    );
+    Ok(Config::from_toml(&toml)?)
+}
+
+fn fresh_db_path() -> PathBuf {
+    let stamp = jiff::Timestamp::now().as_millisecond();
+    std::env::temp_dir().join(format!("perezvon-demo-{}-{stamp}.db", std::process::id()))
+}
+
+/// Runs the demo to its end and returns what happened. Prints progress when asked.
+pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
+    let shutdown = CancellationToken::new();
+    let traffic = lab::traffic_timeline(&lab::traffic(), opts.stagger);
+    let traffic_len = traffic.last().map(|(at, _)| *at).unwrap_or_default();
+    let lab = lab::start(
+        lab::LabOptions {
+            traffic,
+            script: lab::LabOutcome::scripted,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .map_err(DemoError::Lab)?;
+    let db = opts.db.clone().unwrap_or_else(fresh_db_path);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| DemoError::Database(p.clone(), e))?;
+        }
+    }
+    let cfg = demo_config(lab.addr.port(), &db)?;
+    if opts.progress {
+        println!(
+            "perezvon demo: an embedded Asterisk on {} plays {} recorded scenarios (about {} s of calls),",
+            lab.addr,
+            lab::traffic().len(),
+            traffic_len.as_secs() + 1
+        );
+        println!(
+            "and perezvon calls the missed customers back. Database: {}",
+            db.display()
+        );
+        println!();
+    }
+    // The daemon's future holds a SQLite connection (not Send): run it beside the monitor in this
+    // task rather than spawning it.
+    let daemon_done = CancellationToken::new();
+    let daemon = {
+        let (cfg, db, shutdown, done) = (
+            cfg.clone(),
+            db.clone(),
+            shutdown.clone(),
+            daemon_done.clone(),
+        );
+        async move {
+            let r = crate::daemon::run(cfg, db, shutdown).await;
+            done.cancel();
+            r
+        }
+    };
+    let monitor = monitor(&opts, &lab, &db, traffic_len, daemon_done, shutdown.clone());
+    let (result, monitored) = tokio::join!(daemon, monitor);
+    monitored?;
+    if let Err(e) = result {
+        return Err(DemoError::Daemon(Box::new(e)));
+    }
+    let store = Store::open(&db)?;
+    let (mut summary, open) = snapshot(&store, &lab)?;
+    summary.open_tasks_left = open;
+    summary.database = db;
+    Ok(summary)
+}
+
+/// Prints progress until the traffic is over and every callback task has finished (or `settle`
+/// passed), then stops the daemon.
+async fn monitor(
+    opts: &DemoOptions,
+    lab: &lab::Lab,
+    db: &Path,
+    _traffic_len: Duration,
+    daemon_done: CancellationToken,
+    shutdown: CancellationToken,
+) -> Result<(), DemoError> {
+    let started = tokio::time::Instant::now();
+    let mut traffic_ended_at: Option<tokio::time::Instant> = None;
+    let mut last_line = String::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if daemon_done.is_cancelled() {
+            break;
+        }
+        if traffic_ended_at.is_none() && lab.traffic_done.is_cancelled() {
+            traffic_ended_at = Some(tokio::time::Instant::now());
+        }
+        // The daemon owns the file; a second connection reads it (WAL allows both).
+        let Ok(store) = Store::open(db) else { continue };
+        let (s, open) = snapshot(&store, lab)?;
+        if opts.progress {
+            let line = format!(
+                "  {:>3} s  calls ended {:>3}  missed {:>3}  callbacks placed {:>3}  connected {:>3}  open tasks {:>3}",
+                started.elapsed().as_secs(),
+                s.inbound,
+                s.missed,
+                s.originates,
+                s.connected,
+                open
+            );
+            if line[8..] != *last_line.get(8..).unwrap_or_default() {
+                println!("{line}");
+                last_line = line;
+            }
+        }
+        if let Some(t) = traffic_ended_at {
+            // Done when the traffic is over and no callback is waiting or running.
+            if open == 0 && t.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            if t.elapsed() > opts.settle {
+                break;
+            }
+        }
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+fn snapshot(store: &Store, lab: &lab::Lab) -> Result<(DemoSummary, usize), DemoError> {
+    use crate::calls::record::{Direction, ResolvedBy};
+    let calls = store.calls_ended_between(jiff::Timestamp::UNIX_EPOCH, jiff::Timestamp::MAX)?;
+    let inbound: Vec<_> = calls
+        .iter()
+        .filter(|c| c.direction == Direction::Inbound)
+        .collect();
+    let tasks = store.list_tasks(true, 100_000)?;
+    let open = tasks.iter().filter(|t| t.task.state.is_open()).count();
+    let originates = lab.log.lock().map(|l| l.originates.len()).unwrap_or(0);
+    let s = DemoSummary {
+        inbound: inbound.len(),
+        missed: inbound.iter().filter(|c| c.missed).count(),
+        resolved: inbound
+            .iter()
+            .filter(|c| c.missed && c.resolved_by.is_some())
+            .count(),
+        tasks: tasks.len(),
+        originates,
+        connected: inbound
+            .iter()
+            .filter(|c| c.resolved_by == Some(ResolvedBy::Callback))
+            .count(),
+        open_tasks_left: open,
+        database: PathBuf::new(),
+    };
+    Ok((s, open))
+}

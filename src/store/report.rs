@@ -1,0 +1,360 @@
+//! Read-only queries behind `perezvon missed` and `perezvon report`. Owner: the reporting work.
+//!
+//! Nothing here writes: the CLI may run while the daemon holds the database, and WAL lets both
+//! read at once. The callback tables belong to the dialer; a missed call is tied to its callback
+//! task by the customer's normalised number and time, because a task serves every miss of one
+//! number (see `tasks.rs`), not one call.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
+use crate::calls::record::{CallRecord, CallbackOutcome, Direction};
+
+/// What the dialer did about one number, as the missed-call list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskBrief {
+    pub id: i64,
+    /// `pending`, `in_progress`, `done`, `given_up`, `cancelled`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_outcome: Option<String>,
+    pub next_attempt_at: Option<jiff::Timestamp>,
+}
+
+/// A missed inbound call with the callback task that covers it, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissedCall {
+    pub call: CallRecord,
+    pub task: Option<TaskBrief>,
+}
+
+/// Counts over the callback tables for a period (input of the report's callback section).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackCounts {
+    /// Finished attempts by outcome, in [`CallbackOutcome::ALL`] order.
+    pub attempts_by_outcome: Vec<(CallbackOutcome, u64)>,
+    /// Attempts started in the period that have no outcome yet (still ringing).
+    pub attempts_pending: u64,
+    /// Attempts whose outcome nobody could tell (perezvon restarted mid-call: `unknown`).
+    pub attempts_unknown: u64,
+    /// Tasks first missed in the period, by state (`pending`, `in_progress`, `done`, `given_up`,
+    /// `cancelled`), in that order.
+    pub tasks_by_state: Vec<(String, u64)>,
+}
+
+/// Task states in the order reports show them.
+pub const TASK_STATES: [&str; 5] = ["pending", "in_progress", "done", "given_up", "cancelled"];
+
+impl Store {
+    /// Missed inbound calls that ended in `[from, to)`, newest first, each with its callback task.
+    /// Accidental (`ignored`) and `unknown` calls are not misses. `unresolved_only` keeps those
+    /// nobody has resolved yet.
+    pub fn missed_calls(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+        unresolved_only: bool,
+    ) -> Result<Vec<MissedCall>> {
+        // The calls query is the call-tracking owner's; filtering here keeps one row mapping.
+        let mut calls: Vec<CallRecord> = self
+            .calls_ended_between(from, to)?
+            .into_iter()
+            .filter(|c| c.direction == Direction::Inbound && crate::report::is_miss(c))
+            .filter(|c| !unresolved_only || c.resolved_by.is_none())
+            .collect();
+        calls.reverse();
+        calls
+            .into_iter()
+            .map(|call| {
+                let task = match call.caller_normalized.as_deref() {
+                    Some(n) => {
+                        self.task_for_miss(n, ts_to_f64(call.started_at), ts_to_f64(call.ended_at))?
+                    }
+                    None => None,
+                };
+                Ok(MissedCall { call, task })
+            })
+            .collect()
+    }
+
+    /// The task covering a miss of `number` that happened between `started` and `ended`: the newest
+    /// task opened no later than the miss and not closed before it. One second of slack on either
+    /// side because the dialer stamps tasks with its own reading of the same event time.
+    fn task_for_miss(&self, number: &str, started: f64, ended: f64) -> Result<Option<TaskBrief>> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
+                 WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
+                 AND (closed_at IS NULL OR closed_at >= ?2 - 1) \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![number, started, ended], |r| {
+                    Ok(TaskBrief {
+                        id: r.get(0)?,
+                        state: r.get(1)?,
+                        attempts: r.get(2)?,
+                        last_outcome: r.get(3)?,
+                        next_attempt_at: r.get::<_, Option<f64>>(4)?.map(f64_to_ts),
+                    })
+                })
+                .optional()
+            })
+            .map_err(StoreError::sql("query callback task of a miss"))
+    }
+
+    /// Callback attempts started in `[from, to)` by outcome, and tasks first missed then by state.
+    pub fn callback_counts(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> Result<CallbackCounts> {
+        let (f, t) = (ts_to_f64(from), ts_to_f64(to));
+        let mut by_outcome: Vec<(CallbackOutcome, u64)> =
+            CallbackOutcome::ALL.iter().map(|o| (*o, 0)).collect();
+        let (mut pending, mut unknown) = (0, 0);
+        let rows: Vec<(Option<String>, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT outcome, COUNT(*) FROM callback_attempts \
+                 WHERE started_at >= ?1 AND started_at < ?2 GROUP BY outcome",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(StoreError::sql("count callback attempts"))?;
+        for (outcome, n) in rows {
+            let n = n.max(0) as u64;
+            match outcome.as_deref().and_then(CallbackOutcome::parse) {
+                Some(o) => {
+                    if let Some(slot) = by_outcome.iter_mut().find(|(k, _)| *k == o) {
+                        slot.1 += n;
+                    }
+                }
+                None if outcome.is_none() => pending += n,
+                // `unknown`, or an outcome newer than this binary: dialled, not known to connect.
+                None => unknown += n,
+            }
+        }
+        let mut by_state: Vec<(String, u64)> =
+            TASK_STATES.iter().map(|s| (s.to_string(), 0)).collect();
+        let rows: Vec<(String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT state, COUNT(*) FROM callback_tasks \
+                 WHERE first_missed_at >= ?1 AND first_missed_at < ?2 GROUP BY state",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(StoreError::sql("count callback tasks"))?;
+        for (state, n) in rows {
+            let n = n.max(0) as u64;
+            match by_state.iter_mut().find(|(k, _)| *k == state) {
+                Some(slot) => slot.1 += n,
+                None => by_state.push((state, n)),
+            }
+        }
+        Ok(CallbackCounts {
+            attempts_by_outcome: by_outcome,
+            attempts_pending: pending,
+            attempts_unknown: unknown,
+            tasks_by_state: by_state,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::record::{LostAt, Status};
+
+    fn t(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_795_000_000 + s).unwrap()
+    }
+
+    fn miss(id: &str, number: Option<&str>, start: i64) -> CallRecord {
+        CallRecord {
+            server: "lab".into(),
+            linkedid: id.into(),
+            direction: Direction::Inbound,
+            caller: number.map(str::to_string),
+            caller_normalized: number.map(str::to_string),
+            callee: None,
+            callee_normalized: None,
+            started_at: t(start),
+            ended_at: t(start + 20),
+            answered_at: None,
+            wait_secs: 20.0,
+            talk_secs: 0.0,
+            agent: None,
+            status: Status::Missed,
+            missed: true,
+            ignored: false,
+            lost_at: Some(LostAt::Queue),
+            hangup_by: None,
+            resolved_by: None,
+            resolved_at: None,
+            resolved_by_linkedid: None,
+            callback_id: None,
+            callback_outcome: None,
+            unknown_reason: None,
+        }
+    }
+
+    /// Inserts a row naming only the columns the reports read; any other NOT NULL column without
+    /// a default gets a zero value. The dialer owns these tables and may add columns: the
+    /// reports' tests must not break when it does.
+    pub(crate) fn insert_row(
+        conn: &rusqlite::Connection,
+        table: &str,
+        values: &[(&str, rusqlite::types::Value)],
+    ) -> i64 {
+        use rusqlite::types::Value;
+        let mut cols: Vec<String> = Vec::new();
+        let mut vals: Vec<Value> = Vec::new();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}')"
+            ))
+            .unwrap();
+        let info: Vec<(String, String, bool, Option<String>, i64)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (name, ty, notnull, default, pk) in info {
+            if let Some((_, v)) = values.iter().find(|(c, _)| *c == name) {
+                cols.push(name);
+                vals.push(v.clone());
+            } else if notnull && default.is_none() && pk == 0 {
+                cols.push(name);
+                vals.push(match ty.as_str() {
+                    "TEXT" => Value::Text(String::new()),
+                    "REAL" => Value::Real(0.0),
+                    _ => Value::Integer(0),
+                });
+            }
+        }
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                cols.join(", "),
+                marks.join(", ")
+            ),
+            rusqlite::params_from_iter(vals),
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
+        use rusqlite::types::Value;
+        insert_row(
+            &s.conn,
+            "callback_tasks",
+            &[
+                ("number", Value::Text(number.into())),
+                ("state", Value::Text(state.into())),
+                ("first_missed_at", Value::Real(ts_to_f64(t(first)))),
+                ("last_missed_at", Value::Real(ts_to_f64(t(first)))),
+                (
+                    "closed_at",
+                    closed.map_or(Value::Null, |c| Value::Real(ts_to_f64(t(c)))),
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn each_miss_gets_the_task_that_covered_it() {
+        let s = Store::open_in_memory().unwrap();
+        // First miss at 0, its task closed at 1000; a second miss at 5000 opened a new task.
+        let done = task(&s, "79161234567", "done", 20, Some(1000));
+        let open = task(&s, "79161234567", "pending", 5020, None);
+        s.insert_call(&miss("a", Some("79161234567"), 0)).unwrap();
+        s.insert_call(&miss("b", Some("79161234567"), 5000))
+            .unwrap();
+        s.insert_call(&miss("c", None, 6000)).unwrap();
+        s.insert_call(&miss("d", Some("79990000000"), 7000))
+            .unwrap();
+        let list = s.missed_calls(t(-10), t(10_000), false).unwrap();
+        let ids: Vec<(&str, Option<i64>)> = list
+            .iter()
+            .map(|m| (m.call.linkedid.as_str(), m.task.as_ref().map(|t| t.id)))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("d", None),
+                ("c", None),
+                ("b", Some(open)),
+                ("a", Some(done))
+            ]
+        );
+        // The window is half-open on the end time, like calls_ended_between.
+        assert_eq!(s.missed_calls(t(-10), t(20), false).unwrap().len(), 0);
+        assert_eq!(s.missed_calls(t(-10), t(21), false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn accidental_call_marked_missed_and_ignored_is_not_listed() {
+        let s = Store::open_in_memory().unwrap();
+        let mut r = miss("acc", Some("79161234567"), 0);
+        // What the tracker writes for an accidental call: status ignored, missed and ignored set.
+        (r.status, r.ignored) = (Status::Ignored, true);
+        s.insert_call(&r).unwrap();
+        let mut u = miss("lost", Some("79161234567"), 100);
+        u.status = Status::Unknown;
+        s.insert_call(&u).unwrap();
+        assert!(s.missed_calls(t(-10), t(10_000), false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn callback_counts_by_outcome_and_state() {
+        let s = Store::open_in_memory().unwrap();
+        let a = task(&s, "79161234567", "done", 100, Some(900));
+        task(&s, "79161234568", "given_up", 100, Some(900));
+        task(&s, "79161234569", "pending", 99_999, None);
+        use rusqlite::types::Value;
+        let outcomes = [
+            Some("busy"),
+            Some("connected"),
+            None,
+            Some("unknown"),
+            Some("from_the_future"),
+        ];
+        for (i, o) in outcomes.iter().enumerate() {
+            let at = ts_to_f64(t(200 + i as i64));
+            insert_row(
+                &s.conn,
+                "callback_attempts",
+                &[
+                    ("task_id", Value::Integer(a)),
+                    ("callback_id", Value::Text(format!("cb{i}"))),
+                    ("number", Value::Text(format!("7916123456{i}"))),
+                    ("started_at", Value::Real(at)),
+                    (
+                        "ended_at",
+                        o.map_or(Value::Null, |_| Value::Real(at + 30.0)),
+                    ),
+                    ("outcome", o.map_or(Value::Null, |o| Value::Text(o.into()))),
+                ],
+            );
+        }
+        let c = s.callback_counts(t(0), t(1000)).unwrap();
+        let n = |o: CallbackOutcome| c.attempts_by_outcome.iter().find(|x| x.0 == o).unwrap().1;
+        assert_eq!(n(CallbackOutcome::Busy), 1);
+        assert_eq!(n(CallbackOutcome::Connected), 1);
+        assert_eq!(n(CallbackOutcome::NoAnswer), 0);
+        assert_eq!((c.attempts_pending, c.attempts_unknown), (1, 2));
+        let st = |k: &str| c.tasks_by_state.iter().find(|x| x.0 == k).unwrap().1;
+        assert_eq!((st("done"), st("given_up"), st("pending")), (1, 1, 0));
+        assert_eq!(s.callback_counts(t(0), t(0)).unwrap().attempts_pending, 0);
+    }
+}

@@ -1,0 +1,471 @@
+//! The dialer loop against a fake Originator and a controllable clock: what is persisted, what
+//! is sent, and when — including a crash in the middle of an attempt.
+
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+use perezvon::callback::dialer::{
+    Clock, Dialer, DialerEvent, DialerInput, OriginateError, Originator,
+};
+use perezvon::callback::originate::{OriginateRequest, OriginateResponse};
+use perezvon::callback::planner::{AttemptOutcome, TaskState};
+use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
+use perezvon::config::{Config, Target};
+use perezvon::store::Store;
+
+#[derive(Clone, Default)]
+struct Fake {
+    sent: Arc<Mutex<Vec<OriginateRequest>>>,
+    busy_agents: Arc<Mutex<bool>>,
+    reject: Arc<Mutex<bool>>,
+}
+
+impl Originator for Fake {
+    async fn originate(&self, req: &OriginateRequest) -> Result<(), OriginateError> {
+        self.sent.lock().unwrap().push(req.clone());
+        if *self.reject.lock().unwrap() {
+            return Err(OriginateError::Rejected("Originate failed".into()));
+        }
+        Ok(())
+    }
+    async fn has_free_agent(&self, _t: &Target) -> Result<bool, OriginateError> {
+        Ok(!*self.busy_agents.lock().unwrap())
+    }
+    fn is_up(&self) -> bool {
+        true
+    }
+}
+
+impl Fake {
+    fn sent(&self) -> Vec<OriginateRequest> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+/// Open Monday to Friday 09-18 Moscow; 2026-12-21 is a Monday.
+const CONFIG: &str = r#"
+[[asterisk]]
+name = "lab"
+username = "perezvon"
+secret = "x"
+
+[callback]
+enabled = true
+dial_template = "Local/{national}@customer-sim"
+caller_id = "74951110000"
+target = { context = "callback", exten = "201" }
+delay = "1m"
+max_attempts = 2
+retry_every = "10m"
+give_up_after = "24h"
+allow = ["^79\\d{9}$"]
+marker_variable = "CALLBACK_ID"
+
+[hours]
+timezone = "Europe/Moscow"
+"#;
+
+fn msk(s: &str) -> Timestamp {
+    s.parse::<jiff::civil::DateTime>()
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::get("Europe/Moscow").unwrap())
+        .unwrap()
+        .timestamp()
+}
+
+struct TestClock(Arc<Mutex<Timestamp>>);
+
+impl TestClock {
+    fn new(t: Timestamp) -> TestClock {
+        TestClock(Arc::new(Mutex::new(t)))
+    }
+    fn clock(&self) -> Clock {
+        let c = self.0.clone();
+        Arc::new(move || *c.lock().unwrap())
+    }
+    fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap() = t;
+    }
+    fn advance(&self, secs: i64) {
+        let mut g = self.0.lock().unwrap();
+        *g += SignedDuration::from_secs(secs);
+    }
+}
+
+fn miss(number: &str, at: Timestamp) -> CallRecord {
+    CallRecord {
+        server: "lab".into(),
+        linkedid: format!("{}.1", at.as_second()),
+        direction: Direction::Inbound,
+        caller: Some(number.into()),
+        caller_normalized: Some(number.into()),
+        callee: Some("74951110001".into()),
+        callee_normalized: Some("74951110001".into()),
+        started_at: at - SignedDuration::from_secs(10),
+        ended_at: at,
+        answered_at: None,
+        wait_secs: 10.0,
+        talk_secs: 0.0,
+        agent: None,
+        status: Status::Missed,
+        missed: true,
+        ignored: false,
+        lost_at: Some(LostAt::Queue),
+        hangup_by: Some("caller".into()),
+        resolved_by: None,
+        resolved_at: None,
+        resolved_by_linkedid: None,
+        callback_id: None,
+        callback_outcome: None,
+        unknown_reason: None,
+    }
+}
+
+fn response(action_id: &str, success: bool, reason: i64) -> DialerInput {
+    DialerInput::Response(OriginateResponse {
+        action_id: action_id.into(),
+        success,
+        reason: Some(reason),
+        uniqueid: success.then(|| format!("{action_id}-c")),
+    })
+}
+
+fn dialer(
+    cfg: &Config,
+    store: Store,
+    fake: &Fake,
+    clock: &TestClock,
+) -> (Dialer<Fake>, tokio::sync::mpsc::Receiver<DialerEvent>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(100);
+    let mut d = Dialer::new(cfg, store, fake.clone(), clock.clock(), Some(tx));
+    d.recover().unwrap();
+    (d, rx)
+}
+
+#[tokio::test]
+async fn miss_to_originate_with_exact_headers_then_busy_then_connected() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, mut events) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    assert_eq!(d.tasks().len(), 1);
+    // Within the delay: nothing.
+    clock.advance(59);
+    d.tick().await.unwrap();
+    assert!(fake.sent().is_empty());
+    clock.advance(1);
+    d.tick().await.unwrap();
+    d.tick().await.unwrap();
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "one Originate, not one per tick");
+    let req = &sent[0];
+    let cb = req.ids.callback_id.clone();
+    let got: Vec<(&str, &str)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let channel_id = format!("{cb}-c");
+    let other_id = format!("{cb}-d");
+    let var = format!("CALLBACK_ID={cb}");
+    assert_eq!(
+        got,
+        vec![
+            ("Action", "Originate"),
+            ("ActionID", cb.as_str()),
+            ("Channel", "Local/89261112233@customer-sim"),
+            ("Context", "callback"),
+            ("Exten", "201"),
+            ("Priority", "1"),
+            ("CallerID", "\"Callback\" <74951110000>"),
+            ("Timeout", "30000"),
+            ("Async", "true"),
+            ("ChannelId", channel_id.as_str()),
+            ("OtherChannelId", other_id.as_str()),
+            ("Variable", var.as_str()),
+        ]
+    );
+    // The attempt was on disk before the send.
+    let a = d.store().attempt(&cb).unwrap().unwrap();
+    assert_eq!(a.ended_at, None);
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+
+    // Someone else's OriginateResponse is ignored; ours (busy) ends the attempt.
+    d.handle(response("cb-other-session", false, 5))
+        .await
+        .unwrap();
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    clock.advance(3);
+    d.handle(response(&cb, false, 5)).await.unwrap();
+    let t = d.tasks()[0].clone();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(
+        t.last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Busy))
+    );
+    assert_eq!(t.next_attempt_at, msk("2026-12-21T10:11:00"));
+    // Not before the spacing.
+    clock.set(msk("2026-12-21T10:10:59"));
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
+    clock.set(msk("2026-12-21T10:11:00"));
+    d.tick().await.unwrap();
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 2);
+    let cb2 = sent[1].ids.callback_id.clone();
+    assert_ne!(cb, cb2);
+    // Answered, then the tracker's record says connected: task done.
+    d.handle(response(&cb2, true, 4)).await.unwrap();
+    let mut rec = miss("79261112233", clock.clock()());
+    rec.direction = Direction::Callback;
+    rec.status = Status::Answered;
+    rec.missed = false;
+    rec.talk_secs = 40.0;
+    rec.callback_id = Some(cb2.clone());
+    rec.callback_outcome = Some(CallbackOutcome::Connected);
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert!(d.tasks().is_empty());
+    let all = d.store().list_tasks(true, 10).unwrap();
+    assert_eq!(all[0].task.state, TaskState::Done);
+    assert_eq!(all[0].close_reason.as_deref(), Some("connected"));
+
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        kinds.push(match e {
+            DialerEvent::TaskCreated { .. } => "created",
+            DialerEvent::AttemptStarted { .. } => "started",
+            DialerEvent::AttemptEnded { .. } => "ended",
+            DialerEvent::TaskClosed { .. } => "closed",
+        });
+    }
+    assert_eq!(
+        kinds,
+        ["created", "started", "ended", "started", "ended", "closed"]
+    );
+}
+
+#[tokio::test]
+async fn nothing_outside_hours_and_nothing_without_a_free_agent() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    // Sunday evening (give_up_after is 24 h: Monday morning is still in time).
+    let clock = TestClock::new(msk("2026-12-20T20:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    for _ in 0..12 {
+        clock.advance(1000);
+        d.tick().await.unwrap();
+    }
+    assert!(fake.sent().is_empty(), "weekend: closed");
+    // Monday 09:00, but every agent is busy.
+    *fake.busy_agents.lock().unwrap() = true;
+    clock.set(msk("2026-12-21T09:00:00"));
+    d.tick().await.unwrap();
+    assert!(fake.sent().is_empty(), "no free agent");
+    *fake.busy_agents.lock().unwrap() = false;
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn customer_calling_back_cancels_the_task() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    // Same number missed again: one task, count 2.
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    assert_eq!(d.tasks().len(), 1);
+    assert_eq!(d.tasks()[0].missed_count, 2);
+    // The customer calls again and talks.
+    let mut again = miss("79261112233", clock.clock()());
+    again.linkedid = "again".into();
+    again.status = Status::Answered;
+    again.missed = false;
+    again.lost_at = None;
+    again.talk_secs = 60.0;
+    d.handle(DialerInput::Record(Box::new(again)))
+        .await
+        .unwrap();
+    assert!(d.tasks().is_empty());
+    let all = d.store().list_tasks(true, 10).unwrap();
+    assert_eq!(all[0].task.state, TaskState::Cancelled);
+    assert_eq!(all[0].close_reason.as_deref(), Some("resolved_by_caller"));
+    clock.advance(3600);
+    d.tick().await.unwrap();
+    assert!(fake.sent().is_empty());
+}
+
+#[tokio::test]
+async fn bad_numbers_never_reach_an_originate() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let store = Store::open_in_memory().unwrap();
+    let (mut d, _ev) = dialer(&cfg, store, &fake, &clock);
+    for n in [
+        "7926111\r\n2233",
+        "7926111\nAction: Originate",
+        "79261abc233",
+        "+79261112233",
+        "74951112233", // a Moscow landline: outside the mobile allow-list
+        "49301234567",
+        "anonymous",
+    ] {
+        d.handle(DialerInput::Record(Box::new(miss(n, clock.clock()()))))
+            .await
+            .unwrap();
+    }
+    let mut withheld = miss("x", clock.clock()());
+    withheld.caller_normalized = None;
+    d.handle(DialerInput::Record(Box::new(withheld)))
+        .await
+        .unwrap();
+    assert!(d.tasks().is_empty());
+    clock.advance(3600);
+    d.tick().await.unwrap();
+    assert!(fake.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_number_written_to_the_database_is_revalidated_before_dialling() {
+    // A task smuggled into the database (older allow-list, manual edit) is refused at dial time.
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let store = Store::open_in_memory().unwrap();
+    let (mut d0, _e) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    d0.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    let mut t = d0.tasks()[0].clone();
+    t.number = "7926\r\nAction: Logoff".into();
+    store.create_task(&t).unwrap();
+    let (mut d, _ev) = dialer(&cfg, store, &fake, &clock);
+    clock.advance(120);
+    d.tick().await.unwrap();
+    assert!(fake.sent().is_empty());
+    let all = d.store().list_tasks(true, 10).unwrap();
+    assert_eq!(all[0].close_reason.as_deref(), Some("number_refused"));
+}
+
+#[tokio::test]
+async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    {
+        let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+        d.handle(DialerInput::Record(Box::new(miss(
+            "79261112233",
+            clock.clock()(),
+        ))))
+        .await
+        .unwrap();
+        clock.advance(60);
+        d.tick().await.unwrap();
+        assert_eq!(fake.sent().len(), 1);
+        // The process dies here: no outcome ever recorded.
+    }
+    clock.advance(30);
+    let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+    let t = d.tasks()[0].clone();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(t.last_outcome, Some(AttemptOutcome::Unknown));
+    assert_eq!(t.next_attempt_at, msk("2026-12-21T10:11:00"));
+    for _ in 0..9 {
+        clock.advance(59);
+        d.tick().await.unwrap();
+    }
+    assert_eq!(fake.sent().len(), 1, "no second dial before the spacing");
+    clock.set(msk("2026-12-21T10:11:00"));
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 2);
+    // Attempt 2 of 2 rejected by Asterisk: given up.
+    *fake.reject.lock().unwrap() = true;
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    let cb = fake.sent()[1].ids.callback_id.clone();
+    d.handle(response(&cb, false, 3)).await.unwrap();
+    assert!(d.tasks().is_empty());
+    let all = d.store().list_tasks(true, 10).unwrap();
+    assert_eq!(all[0].task.state, TaskState::GivenUp);
+    assert_eq!(all[0].close_reason.as_deref(), Some("max_attempts"));
+    assert_eq!(d.store().attempts_of(all[0].task.id).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn attempt_without_any_outcome_times_out_as_unknown() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    clock.advance(60);
+    d.tick().await.unwrap();
+    // originate_timeout 30 s + 30 s grace.
+    clock.advance(59);
+    d.tick().await.unwrap();
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    clock.advance(1);
+    d.tick().await.unwrap();
+    assert_eq!(d.tasks()[0].state, TaskState::Pending);
+    assert_eq!(d.tasks()[0].last_outcome, Some(AttemptOutcome::Unknown));
+}
+
+#[tokio::test]
+async fn cli_cancel_in_another_connection_is_seen() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    let id = d.tasks()[0].id;
+    let other = Store::open(&db).unwrap();
+    assert!(other
+        .close_task(id, TaskState::Cancelled, "cli", clock.clock()())
+        .unwrap());
+    clock.advance(120);
+    d.tick().await.unwrap();
+    assert!(fake.sent().is_empty());
+    assert!(d.tasks().is_empty());
+}

@@ -1,0 +1,225 @@
+//! `perezvon check-config` run as the admin runs it: the built binary on a file.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const EXIT_CONFIG: i32 = 78;
+
+/// A minimal valid file; tests append or replace lines to break one thing.
+const VALID: &str = r#"
+[[asterisk]]
+name = "pbx1"
+username = "perezvon"
+secret = "s3cret"
+
+[hours]
+timezone = "Europe/Moscow"
+"#;
+
+fn check(text: &str) -> (Output, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("perezvon.toml");
+    std::fs::write(&path, text).unwrap();
+    set_mode(&path, 0o600);
+    run(&path)
+}
+
+fn run(path: &Path) -> (Output, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .env_remove("PEREZVON_TEST_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn assert_problem(text: &str, expected_line_start: &str) {
+    let (out, _, stderr) = check(text);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "stderr: {stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(expected_line_start)),
+        "no line starting with {expected_line_start:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn valid_file_exits_0_with_a_summary() {
+    let (out, stdout, stderr) = check(VALID);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stdout.contains(": OK"), "{stdout}");
+    assert!(
+        stdout.contains("server pbx1: perezvon@127.0.0.1:5038"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hours (Europe/Moscow): Mon 09:00-18:00"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("callbacks: off"), "{stdout}");
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn unknown_key_names_section_key_line_and_typo() {
+    assert_problem(
+        &VALID.replace("name = \"pbx1\"", "name = \"pbx1\"\nhots = \"10.0.0.1\""),
+        "asterisk[0].hots (line 4): unknown key \"hots\" (did you mean \"host\"?)",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    assert_problem(
+        &format!("{VALID}\n[calls]\nmin_talk = \"six seconds\"\n"),
+        "calls.min_talk: invalid duration \"six seconds\"",
+    );
+}
+
+#[test]
+fn duration_written_as_a_number_names_key_and_line() {
+    assert_problem(
+        &format!("{VALID}\n[calls]\nmin_talk = 6\n"),
+        "calls.min_talk (line 11): invalid type: integer `6`, expected a string",
+    );
+}
+
+#[test]
+fn bad_regex() {
+    assert_problem(
+        &format!("{VALID}\n[callback]\nallow = [\"^7(9\"]\n"),
+        "callback.allow[0]: invalid regex \"^7(9\"",
+    );
+}
+
+#[test]
+fn bad_timezone() {
+    assert_problem(
+        &VALID.replace("Europe/Moscow", "Europe/Mockba"),
+        "hours.timezone: unknown time zone \"Europe/Mockba\" (an IANA name",
+    );
+}
+
+#[test]
+fn overlapping_hours() {
+    assert_problem(
+        &format!("{VALID}monday = [\"09:00-13:00\", \"12:30-18:00\"]\n"),
+        "hours.monday: ranges overlap",
+    );
+}
+
+#[test]
+fn missing_secret() {
+    assert_problem(
+        &VALID.replace("secret = \"s3cret\"", ""),
+        "asterisk[0].secret: missing (set one of secret, secret_file or secret_env)",
+    );
+}
+
+#[test]
+fn secret_from_an_unset_environment_variable() {
+    assert_problem(
+        &VALID.replace(
+            "secret = \"s3cret\"",
+            "secret_env = \"PEREZVON_TEST_SECRET\"",
+        ),
+        "asterisk[0].secret_env: environment variable \"PEREZVON_TEST_SECRET\" is not set",
+    );
+}
+
+#[test]
+fn a_single_value_where_a_list_belongs() {
+    assert_problem(
+        &format!("{VALID}\n[pbx]\nagent_channels = \"PJSIP/*\"\n"),
+        "pbx.agent_channels (line 11): invalid type: string \"PJSIP/*\", expected a sequence (a list in brackets",
+    );
+    assert_problem(
+        "[asterisk]\nusername = \"u\"\nsecret = \"s\"\n",
+        "asterisk (line 1): invalid type: map, expected a sequence (servers are [[asterisk]] sections",
+    );
+}
+
+#[test]
+fn toml_syntax_error_has_a_line() {
+    assert_problem(
+        &format!("{VALID}\n[calls\n"),
+        "line 10, column 7: invalid table header",
+    );
+}
+
+#[test]
+fn several_problems_are_reported_at_once() {
+    let text = VALID.replace("Europe/Moscow", "Mars/Base").replace(
+        "name = \"pbx1\"",
+        "name = \"pbx1\"\nport = 99999\npasword = \"x\"",
+    )
+        + "monday = [\"18:00-09:00\"]\n[calls]\nmin_wait = \"soon\"\n[log]\nlevel = \"loud\"\n";
+    let (out, _, stderr) = check(&text);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG));
+    assert!(stderr.contains(": 6 problems"), "{stderr}");
+    for key in [
+        "asterisk[0].pasword (line 5): ",
+        "asterisk[0].port: ",
+        "hours.timezone: ",
+        "hours.monday[0]: ",
+        "calls.min_wait: ",
+        "log.level: ",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(key)),
+            "{key} missing:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_file_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(&dir.path().join("absent.toml"));
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG));
+    assert!(stderr.contains("(file): cannot read"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn world_readable_secret_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("perezvon.toml");
+    std::fs::write(&path, VALID).unwrap();
+    set_mode(&path, 0o644);
+    let (out, stdout, stderr) = run(&path);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(": OK"));
+    assert!(
+        stderr.contains("warning: (file): ") && stderr.contains("world-readable"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ami.secret"), "s3cret\n").unwrap();
+    set_mode(&dir.path().join("ami.secret"), 0o640);
+    let path = dir.path().join("perezvon.toml");
+    std::fs::write(
+        &path,
+        VALID.replace("secret = \"s3cret\"", "secret_file = \"ami.secret\""),
+    )
+    .unwrap();
+    set_mode(&path, 0o644);
+    let (out, _, stderr) = run(&path);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The file itself holds no secret: no warning about it.
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

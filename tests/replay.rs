@@ -1,0 +1,321 @@
+//! Every labelled call of every capture, replayed through the real pipeline (codec -> tracker ->
+//! store) with the lab's own `lab.toml`, matches its ground truth in `*.expect.toml`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use perezvon::ami::codec::decode_all;
+use perezvon::calls::pipeline::{event_time, Pipeline};
+use perezvon::calls::record::{CallRecord, Direction, Timestamp};
+use perezvon::config::Config;
+use perezvon::store::Store;
+
+const DIR: &str = "fixtures/asterisk-22";
+
+fn lab() -> Config {
+    Config::load(Path::new(DIR).join("lab.toml").as_path()).expect("lab.toml is valid")
+}
+
+fn captures() -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ami"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Replays files as one stream, like `perezvon replay`; returns the calls as stored, in the
+/// order they ended.
+fn replay(files: &[PathBuf]) -> Vec<CallRecord> {
+    let cfg = lab();
+    let mut p = Pipeline::new(&cfg, Store::open_in_memory().unwrap());
+    let mut order = Vec::new();
+    let mut now = Timestamp::UNIX_EPOCH;
+    for f in files {
+        let (msgs, stats) = decode_all(&std::fs::read(f).unwrap());
+        assert_eq!(stats.problems(), 0);
+        for m in &msgs {
+            let t = event_time(m, now);
+            if t > now {
+                now = t;
+            }
+            order.extend(p.feed("lab", m, now).unwrap());
+        }
+    }
+    order.extend(p.finish(now).unwrap());
+    order
+        .iter()
+        .map(|r| p.store().get_call(&r.server, &r.linkedid).unwrap().unwrap())
+        .collect()
+}
+
+fn s<'a>(v: &'a toml::Value, k: &str) -> &'a str {
+    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
+}
+
+fn f(v: &toml::Value, k: &str) -> f64 {
+    match v.get(k) {
+        Some(toml::Value::Float(x)) => *x,
+        Some(toml::Value::Integer(i)) => *i as f64,
+        _ => panic!("label {k} missing in {v:?}"),
+    }
+}
+
+fn check_capture(path: &Path, calls: &[CallRecord], check_resolution: bool) -> Vec<String> {
+    let label_path = path.with_extension("expect.toml");
+    let labels: toml::Value =
+        toml::from_str(&std::fs::read_to_string(&label_path).unwrap()).unwrap();
+    let by_id: HashMap<&str, &CallRecord> =
+        calls.iter().map(|c| (c.linkedid.as_str(), c)).collect();
+    let name = path.file_stem().unwrap().to_string_lossy().to_string();
+    let mut errs = Vec::new();
+    let mut err = |id: &str, what: String| errs.push(format!("{name} {id}: {what}"));
+    let empty = Vec::new();
+    let min_wait = 3.0;
+    for l in labels
+        .get("calls")
+        .and_then(|c| c.as_array())
+        .unwrap_or(&empty)
+    {
+        let id = s(l, "id");
+        let Some(c) = by_id.get(s(l, "linkedid")) else {
+            err(id, format!("no record for linkedid {}", s(l, "linkedid")));
+            continue;
+        };
+        let want_dir = match s(l, "direction") {
+            "inbound" => Direction::Inbound,
+            "outbound" => Direction::Outbound,
+            d => panic!("unknown label direction {d}"),
+        };
+        if c.direction != want_dir {
+            err(
+                id,
+                format!("direction {:?}, want {want_dir:?}", c.direction),
+            );
+            continue;
+        }
+        if (c.talk_secs - f(l, "measured_talk_s")).abs() > 1.0 {
+            err(
+                id,
+                format!(
+                    "talk {} vs measured {}",
+                    c.talk_secs,
+                    f(l, "measured_talk_s")
+                ),
+            );
+        }
+        if (c.wait_secs - f(l, "measured_ring_s")).abs() > 1.0 {
+            err(
+                id,
+                format!(
+                    "wait {} vs measured {}",
+                    c.wait_secs,
+                    f(l, "measured_ring_s")
+                ),
+            );
+        }
+        if want_dir == Direction::Outbound {
+            if c.agent.as_deref() != Some(s(l, "agent")) {
+                err(id, format!("agent {:?}, want {}", c.agent, s(l, "agent")));
+            }
+            if c.callee_normalized.as_deref() != Some(s(l, "callee_normalized")) {
+                err(
+                    id,
+                    format!(
+                        "callee {:?}, want {}",
+                        c.callee_normalized,
+                        s(l, "callee_normalized")
+                    ),
+                );
+            }
+            continue;
+        }
+        let missed = l.get("missed").and_then(|m| m.as_bool()).unwrap();
+        if c.missed != missed {
+            err(id, format!("missed {}, want {missed}", c.missed));
+        }
+        // ignored = a miss with no conversation at all where the caller hung up on their own
+        // within min_wait, and the PBX did not turn them away (busy).
+        let want_ignored = missed
+            && f(l, "measured_talk_s") == 0.0
+            && s(l, "hangup_by") == "caller"
+            && f(l, "measured_ring_s") < min_wait
+            && !s(l, "route").to_lowercase().contains("busy");
+        if c.ignored != want_ignored {
+            err(id, format!("ignored {}, want {want_ignored}", c.ignored));
+        }
+        let want_lost = if missed {
+            Some(s(l, "hangup_place"))
+        } else {
+            None
+        };
+        if c.lost_at.map(|x| x.as_str()) != want_lost {
+            err(id, format!("lost_at {:?}, want {want_lost:?}", c.lost_at));
+        }
+        if c.hangup_by.as_deref() != Some(s(l, "hangup_by")) {
+            err(
+                id,
+                format!("hangup_by {:?}, want {}", c.hangup_by, s(l, "hangup_by")),
+            );
+        }
+        let want_caller = s(l, "caller_normalized");
+        if c.caller_normalized.as_deref().unwrap_or("") != want_caller {
+            err(
+                id,
+                format!("caller {:?}, want {want_caller:?}", c.caller_normalized),
+            );
+        }
+        if check_resolution {
+            let want_res = match (s(l, "resolved_by"), s(l, "resolved_via")) {
+                ("" | "none", _) => None,
+                (_, "callback_originate") => Some("callback"),
+                (r, _) => Some(r),
+            };
+            if c.resolved_by.map(|r| r.as_str()) != want_res {
+                err(
+                    id,
+                    format!("resolved_by {:?}, want {want_res:?}", c.resolved_by),
+                );
+            }
+            if want_res.is_some() && (c.resolved_at.is_none() || c.resolved_by_linkedid.is_none()) {
+                err(
+                    id,
+                    "resolved without resolved_at / resolved_by_linkedid".into(),
+                );
+            }
+        }
+        if !missed {
+            let answered_by = s(l, "answered_by");
+            if !answered_by.is_empty()
+                && !answered_by.starts_with("any")
+                && !answered_by.contains(c.agent.as_deref().unwrap_or("?"))
+            {
+                err(
+                    id,
+                    format!("agent {:?}, want one of {answered_by}", c.agent),
+                );
+            }
+        }
+    }
+    for l in labels
+        .get("callbacks")
+        .and_then(|c| c.as_array())
+        .unwrap_or(&empty)
+    {
+        let id = s(l, "id");
+        let Some(c) = by_id.get(s(l, "linkedid")) else {
+            err(
+                id,
+                format!("no record for callback linkedid {}", s(l, "linkedid")),
+            );
+            continue;
+        };
+        if c.direction != Direction::Callback {
+            err(id, format!("direction {:?}, want callback", c.direction));
+        }
+        if c.callback_id.as_deref() != Some(s(l, "callback_id")) {
+            err(id, format!("callback_id {:?}", c.callback_id));
+        }
+        let want = match s(l, "expected_outcome") {
+            "answered_bridged_agent" => "connected",
+            "customer_answered_agent_missed" => "agent_missed",
+            o => o,
+        };
+        if c.callback_outcome.map(|o| o.as_str()) != Some(want) {
+            err(id, format!("outcome {:?}, want {want}", c.callback_outcome));
+        }
+        if (c.talk_secs - f(l, "measured_talk_s")).abs() > 1.0 {
+            err(
+                id,
+                format!(
+                    "talk {} vs measured {}",
+                    c.talk_secs,
+                    f(l, "measured_talk_s")
+                ),
+            );
+        }
+        if c.callee_normalized.as_deref() != Some(s(l, "customer_normalized")) {
+            err(
+                id,
+                format!(
+                    "customer {:?}, want {}",
+                    c.callee_normalized,
+                    s(l, "customer_normalized")
+                ),
+            );
+        }
+        if l.get("hangup_by").is_some() && c.hangup_by.as_deref() != Some(s(l, "hangup_by")) {
+            err(
+                id,
+                format!("hangup_by {:?}, want {}", c.hangup_by, s(l, "hangup_by")),
+            );
+        }
+        if l.get("agent").is_some() && c.agent.as_deref() != Some(s(l, "agent")) {
+            err(id, format!("agent {:?}, want {}", c.agent, s(l, "agent")));
+        }
+    }
+    let labelled = labels
+        .get("calls")
+        .and_then(|c| c.as_array())
+        .map_or(0, |a| a.len())
+        + labels
+            .get("callbacks")
+            .and_then(|c| c.as_array())
+            .map_or(0, |a| a.len());
+    if calls.len() != labelled {
+        errs.push(format!(
+            "{name}: {} records for {labelled} labelled calls",
+            calls.len()
+        ));
+    }
+    errs
+}
+
+#[test]
+fn every_labelled_call_of_every_capture_matches() {
+    let mut errs = Vec::new();
+    let mut n = 0;
+    for p in captures() {
+        let calls = replay(std::slice::from_ref(&p));
+        n += calls.len();
+        errs.extend(check_capture(&p, &calls, true));
+    }
+    assert!(n >= 60, "only {n} calls replayed");
+    assert!(
+        errs.is_empty(),
+        "{} mismatches:\n{}",
+        errs.len(),
+        errs.join("\n")
+    );
+}
+
+#[test]
+fn all_captures_as_one_stream_give_the_same_verdicts() {
+    // In recording order, one continuous stream, as `perezvon replay fixtures/*.ami` would.
+    let mut files = captures();
+    let first_ts = |p: &PathBuf| {
+        let (m, _) = decode_all(&std::fs::read(p).unwrap());
+        m.iter()
+            .find_map(|m| m.get_str("Timestamp").map(|t| t.to_string()))
+            .unwrap_or_default()
+    };
+    files.sort_by_key(first_ts);
+    let all = replay(&files);
+    let mut errs = Vec::new();
+    for p in &files {
+        // Resolution may legitimately reach across captures (the lab reuses numbers).
+        errs.extend(
+            check_capture(p, &all, false)
+                .into_iter()
+                .filter(|e| !e.contains("records for")),
+        );
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    let single: usize = files
+        .iter()
+        .map(|p| replay(std::slice::from_ref(p)).len())
+        .sum();
+    assert_eq!(all.len(), single);
+}
