@@ -206,6 +206,22 @@ async fn event_list_items_go_to_the_caller_other_events_to_the_stream() {
         LinkEvent::Message { msg, .. } => assert_eq!(msg.action_id(), Some(&b"someone-else"[..])),
         other => panic!("{other:?}"),
     }
+    // An old-style list: no EventList header on the last event, only its name.
+    let h = handle.clone();
+    let call = tokio::spawn(async move { h.send_list(Action::new("Status")).await });
+    let id = action_id(&peer.read_action().await);
+    peer.write(
+        format!(
+            "Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Channel status will follow\r\n\r\n\
+             Event: Status\r\nActionID: {id}\r\nChannel: SIP/1-0001\r\n\r\n\
+             Event: StatusComplete\r\nActionID: {id}\r\nItems: 1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let (_, items) = call.await.unwrap().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].event(), Some(&b"Status"[..]));
     // An empty list answered with Response: Error is Rejected.
     let h = handle.clone();
     let call = tokio::spawn(async move { h.send_list(Action::new("QueueStatus")).await });

@@ -222,8 +222,8 @@ impl AmiHandle {
     }
 
     /// Sends a list action (`CoreShowChannels`, `QueueStatus`...) and collects its items: the
-    /// Response, then every event with this ActionID up to `EventList: Complete`, which ends the
-    /// list and is not among the items. The items do not reach the event stream. The whole list
+    /// Response, then every event with this ActionID up to `EventList: Complete` (or, from old
+    /// versions, an event named `<X>Complete`), which ends the list and is not among the items. The items do not reach the event stream. The whole list
     /// must arrive within `action_timeout`.
     pub async fn send_list(&self, action: Action) -> Result<(Message, Vec<Message>), AmiError> {
         match self.request(action, true).await? {
@@ -635,7 +635,11 @@ impl Router<'_> {
         let Some(list) = p.list.as_mut() else {
             return Some(msg);
         };
-        if !msg.is(b"EventList", b"Complete") {
+        // Asterisk 12+ marks the end with `EventList: Complete`; older ones only name the event
+        // `<X>Complete` (`StatusComplete`).
+        let complete = msg.is(b"EventList", b"Complete")
+            || msg.event().is_some_and(|e| e.ends_with(b"Complete"));
+        if !complete {
             list.items.push(msg);
             return None;
         }
