@@ -485,10 +485,16 @@ impl Connection {
         let mut pings = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut ping_seq = 0u64;
+        let mut batch = Vec::with_capacity(256);
         loop {
-            // Everything already buffered is delivered before waiting on anything else.
+            // Everything already buffered is delivered before waiting on anything else. Decoding
+            // the whole read first, then sending in a burst, lets a consumer on another thread
+            // wake once per read instead of once per message.
             let now = jiff::Timestamp::now();
             while let Some(m) = codec.decode(&mut rbuf)? {
+                batch.push(m);
+            }
+            for m in batch.drain(..) {
                 router.route(m, now).await?;
             }
             if std::mem::take(&mut router.waited) {
