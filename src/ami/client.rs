@@ -214,6 +214,11 @@ impl AmiHandle {
 
     /// Sends an action and waits for its Response (at most `action_timeout`). Assigns a unique
     /// ActionID when none is set. `Response: Error` becomes [`AmiError::Rejected`].
+    ///
+    /// On [`AmiError::Timeout`] the action may or may not have reached Asterisk: if it was still
+    /// queued it is never sent (a stale Originate must not go out late); if it was sent, its late
+    /// Response goes to the event stream. Events it causes (`OriginateResponse`) always go to
+    /// the event stream, never here.
     pub async fn send(&self, action: Action) -> Result<Message, AmiError> {
         match self.request(action, false).await? {
             Reply::Single(m) => Ok(m),
