@@ -214,6 +214,11 @@ impl AmiHandle {
 
     /// Sends an action and waits for its Response (at most `action_timeout`). Assigns a unique
     /// ActionID when none is set. `Response: Error` becomes [`AmiError::Rejected`].
+    ///
+    /// On [`AmiError::Timeout`] the action may or may not have reached Asterisk: if it was still
+    /// queued it is never sent (a stale Originate must not go out late); if it was sent, its late
+    /// Response goes to the event stream. Events it causes (`OriginateResponse`) always go to
+    /// the event stream, never here.
     pub async fn send(&self, action: Action) -> Result<Message, AmiError> {
         match self.request(action, false).await? {
             Reply::Single(m) => Ok(m),
@@ -222,8 +227,8 @@ impl AmiHandle {
     }
 
     /// Sends a list action (`CoreShowChannels`, `QueueStatus`...) and collects its items: the
-    /// Response, then every event with this ActionID up to `EventList: Complete`, which ends the
-    /// list and is not among the items. The items do not reach the event stream. The whole list
+    /// Response, then every event with this ActionID up to `EventList: Complete` (or, from old
+    /// versions, an event named `<X>Complete`), which ends the list and is not among the items. The items do not reach the event stream. The whole list
     /// must arrive within `action_timeout`.
     pub async fn send_list(&self, action: Action) -> Result<(Message, Vec<Message>), AmiError> {
         match self.request(action, true).await? {
@@ -485,10 +490,16 @@ impl Connection {
         let mut pings = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut ping_seq = 0u64;
+        let mut batch = Vec::with_capacity(256);
         loop {
-            // Everything already buffered is delivered before waiting on anything else.
+            // Everything already buffered is delivered before waiting on anything else. Decoding
+            // the whole read first, then sending in a burst, lets a consumer on another thread
+            // wake once per read instead of once per message.
             let now = jiff::Timestamp::now();
             while let Some(m) = codec.decode(&mut rbuf)? {
+                batch.push(m);
+            }
+            for m in batch.drain(..) {
                 router.route(m, now).await?;
             }
             if std::mem::take(&mut router.waited) {
@@ -635,7 +646,11 @@ impl Router<'_> {
         let Some(list) = p.list.as_mut() else {
             return Some(msg);
         };
-        if !msg.is(b"EventList", b"Complete") {
+        // Asterisk 12+ marks the end with `EventList: Complete`; older ones only name the event
+        // `<X>Complete` (`StatusComplete`).
+        let complete = msg.is(b"EventList", b"Complete")
+            || msg.event().is_some_and(|e| e.ends_with(b"Complete"));
+        if !complete {
             list.items.push(msg);
             return None;
         }
