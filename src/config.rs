@@ -829,18 +829,27 @@ impl Config {
 fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
     // toml's message is the first line of its Display; the rest repeats the source line.
     let msg = e.message().trim().replace('\n', "; ");
-    let (key, line) = match e.span().filter(|_| !text.is_empty()) {
-        Some(span) => schema::key_at(text, span.start),
-        None => (None, None),
+    let (key, line, column) = match e.span().filter(|_| !text.is_empty()) {
+        Some(span) => {
+            let (k, l) = schema::key_at(text, span.start);
+            let at = span.start.min(text.len());
+            let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            (k, l, text[line_start..at].chars().count() + 1)
+        }
+        None => (None, None, 0),
     };
     let key = match (key, line) {
         (Some(k), Some(l)) => format!("{k} (line {l})"),
-        (None, Some(l)) => format!("line {l}"),
+        (None, Some(l)) => format!("line {l}, column {column}"),
         (Some(k), None) => k,
         (None, None) => "(toml)".into(),
     };
     let hint = if msg.contains("unknown field") {
         Some("see config.example.toml for every key".to_string())
+    } else if msg.contains("invalid type: map, expected a sequence") {
+        Some("servers are [[asterisk]] sections (double brackets), one per server".to_string())
+    } else if msg.contains("expected a sequence") {
+        Some("a list in brackets, e.g. [\"PJSIP/*\"] or [] for none".to_string())
     } else if msg.contains("invalid type") {
         Some("durations and names are quoted strings, numbers and booleans are not".to_string())
     } else {

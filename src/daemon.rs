@@ -22,6 +22,7 @@
 //! Hook points for the lead: [`RunOptions::dialer_events`] receives every [`DialerEvent`]
 //! (notifications, metrics); [`RunOptions::records`] every committed [`CallRecord`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use crate::callback::originate::OriginateResponse;
 use crate::calls::pipeline::Pipeline;
 use crate::calls::record::CallRecord;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// How often live calls are checked for silence when no event arrives.
@@ -62,9 +64,11 @@ pub struct RunOptions {
     pub dialer_events: Option<mpsc::Sender<DialerEvent>>,
     /// Receives every call verdict once committed.
     pub records: Option<mpsc::Sender<CallRecord>>,
+    /// The metrics registry to update (default: a new one, served when `[metrics] enabled`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
-/// Runs the daemon until `shutdown` is cancelled.
+/// Runs the daemon until `shutdown` is cancelled. The future is `Send`: spawn it.
 pub async fn run(cfg: Config, db: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
     run_with(cfg, db, shutdown, RunOptions::default()).await
 }
@@ -79,6 +83,53 @@ pub async fn run_with(
     let calls_store = Store::open(&db).map_err(DaemonError::Store)?;
     let tasks_store = Store::open(&db).map_err(DaemonError::Store)?;
     let mut pipeline = Pipeline::new(&cfg, calls_store);
+    let metrics = opts
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Arc::new(Metrics::new(cfg.asterisk.iter().map(|a| a.name.as_str()))));
+    let shared_cfg = Arc::new(cfg.clone());
+    // Notifications and metrics watch the verdicts and the dialer through an observer on its own
+    // connection. Verdicts reach it with back-pressure (never dropped); the outbox it fills is
+    // drained by `run_delivery`, which also re-enqueues the last hour's verdicts after a crash.
+    let services = shutdown.child_token();
+    let (obs_records_tx, obs_records_rx) = mpsc::channel::<CallRecord>(4096);
+    let (obs_dialer_tx, obs_dialer_rx) = mpsc::channel::<DialerEvent>(4096);
+    let observer = tokio::spawn(crate::notify::observe::run_observer(
+        shared_cfg.clone(),
+        db.clone(),
+        metrics.clone(),
+        obs_records_rx,
+        obs_dialer_rx,
+        services.clone(),
+    ));
+    let delivery = (cfg.notify.webhook.is_some() || cfg.notify.email.is_some()).then(|| {
+        tokio::spawn(crate::notify::run_delivery(
+            shared_cfg.clone(),
+            db.clone(),
+            metrics.clone(),
+            services.clone(),
+        ))
+    });
+    if cfg.metrics.enabled {
+        let (listen, m, stop) = (cfg.metrics.listen, metrics.clone(), services.clone());
+        tokio::spawn(async move {
+            // A port in use must not stop call tracking: say so loudly and go on without metrics.
+            if let Err(e) = crate::metrics::serve(listen, m, stop).await {
+                tracing::error!(error = %e, "metrics endpoint disabled");
+            }
+        });
+    }
+    // The dialer's events go to the observer and to an embedder's hook, if any.
+    let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
+    let hook = opts.dialer_events.clone();
+    let fanout = tokio::spawn(async move {
+        while let Some(e) = dialer_events_rx.recv().await {
+            if let Some(h) = &hook {
+                let _ = h.try_send(e.clone());
+            }
+            let _ = obs_dialer_tx.send(e).await;
+        }
+    });
     tracing::info!(database = %db.display(), servers = cfg.asterisk.len(), callbacks = cfg.callback.enabled, "perezvon started");
     sd_notify("READY=1\nSTATUS=connecting to Asterisk");
     let watchdog = watchdog_interval().map(|every| {
@@ -113,14 +164,22 @@ pub async fn run_with(
     // The dialer, on its own task and connection.
     let (dial_tx, dial_rx) = mpsc::channel::<DialerInput>(4096);
     let dialer_stop = CancellationToken::new();
+    // Cancelled when the dialer's task ends: before shutdown that is a failure to stop on.
+    let dialer_done = CancellationToken::new();
     let dialer_task = match callback_handle {
         Some(h) => {
             let clock: Clock = opts
                 .clock
                 .clone()
                 .unwrap_or_else(|| Arc::new(jiff::Timestamp::now));
-            let d = Dialer::new(&cfg, tasks_store, h, clock, opts.dialer_events.clone());
-            Some(tokio::spawn(d.run(dial_rx, dialer_stop.clone())))
+            let d = Dialer::new(&cfg, tasks_store, h, clock, Some(dialer_events_tx.clone()));
+            let done = dialer_done.clone();
+            let stop = dialer_stop.clone();
+            Some(tokio::spawn(async move {
+                let r = d.run(dial_rx, stop).await;
+                done.cancel();
+                r
+            }))
         }
         None => {
             drop(dial_rx);
@@ -128,7 +187,11 @@ pub async fn run_with(
         }
     };
 
-    let (resync_tx, mut resync_rx) = mpsc::channel::<(String, Vec<Message>)>(16);
+    // After a LinkUp, events are held until the CoreShowChannels snapshot is applied: a channel
+    // created after the snapshot must not be processed before it, or `resync` would take it for
+    // one that vanished while the link was down.
+    let (resync_tx, mut resync_rx) = mpsc::channel::<Resynced>(16);
+    let mut generation: u64 = 0;
     let mut tick = tokio::time::interval(TRACKER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut result: Result<(), DaemonError> = Ok(());
@@ -136,41 +199,70 @@ pub async fn run_with(
         pipeline: &mut pipeline,
         dial_tx: &dial_tx,
         records_tx: opts.records.as_ref(),
+        observer_tx: &obs_records_tx,
+        metrics: &metrics,
         callback_server: callback_server.as_deref(),
+        held: HashMap::new(),
     };
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = dialer_done.cancelled() => {
+                // Its error (if any) is collected below; systemd restarts us on the non-zero exit.
+                tracing::error!("the callback dialer stopped; shutting down");
+                break;
+            }
             ev = link_rx.recv() => match ev {
                 Some(LinkEvent::Up { server, at }) => {
                     tracing::info!(server = %server, "AMI link up");
+                    metrics.server(&server).set_link_up(true);
                     ingest.pipeline.link_up(&server, at);
+                    generation += 1;
                     if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
+                        ingest.held.insert(server.to_string(), (generation, Vec::new()));
                         let tx = resync_tx.clone();
                         let server = server.to_string();
+                        let generation_now = generation;
                         tokio::spawn(async move {
-                            match h.send_list(Action::new("CoreShowChannels")).await {
-                                Ok((_, items)) => { let _ = tx.send((server, items)).await; }
-                                Err(e) => tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed"),
-                            }
+                            let items = match h.send_list(Action::new("CoreShowChannels")).await {
+                                Ok((_, items)) => Some(items),
+                                Err(e) => {
+                                    tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed");
+                                    None
+                                }
+                            };
+                            let _ = tx.send(Resynced { server, generation: generation_now, items }).await;
                         });
                     }
                     Ok(())
                 }
                 Some(LinkEvent::Down { server, at, reason }) => {
                     tracing::warn!(server = %server, reason = %reason, "AMI link down");
-                    let r = ingest.pipeline.link_down(&server, at);
-                    ingest.forward(r).await
+                    let m = metrics.server(&server);
+                    m.set_link_up(false);
+                    m.reconnected();
+                    match ingest.release(&server, None).await {
+                        Ok(()) => {
+                            let r = ingest.pipeline.link_down(&server, at);
+                            ingest.forward(r).await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Some(LinkEvent::Message { server, msg, received_at }) => {
                     ingest.message(&server, &msg, received_at).await
                 }
                 None => break,
             },
-            Some((server, items)) = resync_rx.recv() => {
-                tracing::info!(server = %server, channels = items.len(), "resynchronised live channels");
-                let r = ingest.pipeline.resync(&server, &items, jiff::Timestamp::now());
-                ingest.forward(r).await
+            Some(r) = resync_rx.recv() => {
+                if ingest.held.get(&r.server).is_some_and(|(g, _)| *g == r.generation) {
+                    if let Some(items) = &r.items {
+                        tracing::info!(server = %r.server, channels = items.len(), "resynchronised live channels");
+                    }
+                    ingest.release(&r.server, r.items.as_deref()).await
+                } else {
+                    Ok(())
+                }
             }
             _ = tick.tick() => {
                 let r = ingest.pipeline.tick(jiff::Timestamp::now());
@@ -187,6 +279,14 @@ pub async fn run_with(
     // Shutdown: stop the links, finish what was already read, then the dialer.
     sd_notify("STOPPING=1");
     links.cancel();
+    if result.is_ok() {
+        let servers: Vec<String> = ingest.held.keys().cloned().collect();
+        for server in servers {
+            if let Err(e) = ingest.release(&server, None).await {
+                result = Err(e);
+            }
+        }
+    }
     if result.is_ok() {
         while let Ok(ev) = link_rx.try_recv() {
             let r = match ev {
@@ -217,6 +317,19 @@ pub async fn run_with(
             _ => {}
         }
     }
+    // Last: the observer gets every verdict and attempt outcome of this run before it stops.
+    drop(dialer_events_tx);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, fanout).await;
+    drop(obs_records_tx);
+    match tokio::time::timeout(SHUTDOWN_GRACE, observer).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "notifications observer failed"),
+        Err(_) => tracing::warn!("notifications observer did not stop within the grace period"),
+        _ => {}
+    }
+    services.cancel();
+    if let Some(d) = delivery {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, d).await;
+    }
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -224,12 +337,23 @@ pub async fn run_with(
     result
 }
 
+/// The CoreShowChannels snapshot of one session (`None` when it could not be read).
+struct Resynced {
+    server: String,
+    generation: u64,
+    items: Option<Vec<Message>>,
+}
+
 /// The ingest loop's state, borrowed.
 struct Ingest<'a> {
     pipeline: &'a mut Pipeline,
     dial_tx: &'a mpsc::Sender<DialerInput>,
     records_tx: Option<&'a mpsc::Sender<CallRecord>>,
+    observer_tx: &'a mpsc::Sender<CallRecord>,
+    metrics: &'a Metrics,
     callback_server: Option<&'a str>,
+    /// Per server: events held until the snapshot of session `generation` is applied.
+    held: HashMap<String, (u64, Vec<(Message, jiff::Timestamp)>)>,
 }
 
 impl Ingest<'_> {
@@ -239,15 +363,40 @@ impl Ingest<'_> {
         msg: &Message,
         received_at: jiff::Timestamp,
     ) -> Result<(), DaemonError> {
+        self.metrics.server(server).event_received();
         // OriginateResponse is broadcast to every session; only the server we originate on can
-        // carry ours, and the dialer matches by ActionID.
+        // carry ours, and the dialer matches by ActionID. Never held: the dialer needs no resync.
         if self.callback_server == Some(server) {
             if let Some(r) = OriginateResponse::parse(msg) {
-                self.send(DialerInput::Response(r)).await;
+                send(self.dial_tx, DialerInput::Response(r)).await;
             }
+        }
+        if let Some((_, held)) = self.held.get_mut(server) {
+            held.push((msg.clone(), received_at));
+            return Ok(());
         }
         let r = self.pipeline.feed(server, msg, received_at);
         self.forward(r).await
+    }
+
+    /// Applies a snapshot (if any), then the events held since the LinkUp, in order.
+    async fn release(
+        &mut self,
+        server: &str,
+        items: Option<&[Message]>,
+    ) -> Result<(), DaemonError> {
+        let Some((_, held)) = self.held.remove(server) else {
+            return Ok(());
+        };
+        if let Some(items) = items {
+            let r = self.pipeline.resync(server, items, jiff::Timestamp::now());
+            self.forward(r).await?;
+        }
+        for (msg, at) in held {
+            let r = self.pipeline.feed(server, &msg, at);
+            self.forward(r).await?;
+        }
+        Ok(())
     }
 
     async fn forward(&mut self, r: Result<Vec<CallRecord>, StoreError>) -> Result<(), DaemonError> {
@@ -256,16 +405,18 @@ impl Ingest<'_> {
             if let Some(tx) = self.records_tx {
                 let _ = tx.try_send(rec.clone());
             }
-            self.send(DialerInput::Record(Box::new(rec))).await;
+            // Back-pressure, not a drop: every verdict is announced.
+            let _ = self.observer_tx.send(rec.clone()).await;
+            send(self.dial_tx, DialerInput::Record(Box::new(rec))).await;
         }
         Ok(())
     }
+}
 
-    async fn send(&self, input: DialerInput) {
-        // Back-pressure: a busy dialer slows ingest down rather than losing a verdict. A closed
-        // channel means callbacks are off (or the dialer stopped); verdicts are stored anyway.
-        let _ = self.dial_tx.send(input).await;
-    }
+/// Back-pressure: a busy dialer slows ingest down rather than losing a verdict. A closed channel
+/// means callbacks are off (or the dialer stopped); verdicts are stored anyway.
+async fn send(tx: &mpsc::Sender<DialerInput>, input: DialerInput) {
+    let _ = tx.send(input).await;
 }
 
 /// `WATCHDOG_USEC` / 2, when systemd asked for pings (and `WATCHDOG_PID`, if set, is ours).
@@ -323,6 +474,13 @@ fn notify_to(_path: &std::ffi::OsStr, _state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The demo and tests spawn the daemon on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn run_is_send(cfg: Config) {
+        fn send<T: Send>(_: T) {}
+        send(run(cfg, PathBuf::new(), CancellationToken::new()));
+    }
 
     #[test]
     fn notify_reaches_a_socket() {

@@ -8,8 +8,8 @@
 //!
 //! - [`ami`]: the Asterisk Manager Interface. `message` (ordered headers over shared bytes),
 //!   `codec` (framing + nom parser), `action` (validated requests), `client` (one connection:
-//!   login, ActionID correlation, keepalive), `supervisor` (reconnects, LinkUp/LinkDown),
-//!   `record` (raw stream to a file).
+//!   login, ActionID correlation, keepalive), `supervisor` (reconnects, LinkUp/LinkDown, the raw
+//!   tap that `perezvon record` writes to a file).
 //! - [`calls`]: AMI events -> one [`calls::record::CallRecord`] per call. `event` reads an AMI
 //!   event in one pass, `tracker` is the per-call state machine, `rules` decides direction /
 //!   missed / ignored / lost_at / callback outcome, `pipeline` runs codec -> tracker(s) -> store

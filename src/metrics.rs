@@ -179,6 +179,17 @@ impl Metrics {
         let mut w = Writer(&mut out);
 
         w.family(
+            "perezvon_build_info",
+            "gauge",
+            "Always 1; the version label says which perezvon is running.",
+        );
+        w.sample(
+            "perezvon_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+
+        w.family(
             "perezvon_missed_calls_total",
             "counter",
             "Missed inbound calls, by where the caller was lost.",
@@ -370,6 +381,9 @@ pub async fn serve_on(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // A scraper needs one connection at a time; the cap only keeps a misbehaving local client
+    // from piling up tasks.
+    let slots = Arc::new(tokio::sync::Semaphore::new(16));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -383,9 +397,14 @@ pub async fn serve_on(
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "metrics: too many open connections, closing");
+            continue;
+        };
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 r = tokio::time::timeout(Duration::from_secs(10), answer(stream, &metrics)) => {

@@ -137,8 +137,23 @@ fn secret_from_an_unset_environment_variable() {
 }
 
 #[test]
+fn a_single_value_where_a_list_belongs() {
+    assert_problem(
+        &format!("{VALID}\n[pbx]\nagent_channels = \"PJSIP/*\"\n"),
+        "pbx.agent_channels (line 11): invalid type: string \"PJSIP/*\", expected a sequence (a list in brackets",
+    );
+    assert_problem(
+        "[asterisk]\nusername = \"u\"\nsecret = \"s\"\n",
+        "asterisk (line 1): invalid type: map, expected a sequence (servers are [[asterisk]] sections",
+    );
+}
+
+#[test]
 fn toml_syntax_error_has_a_line() {
-    assert_problem(&format!("{VALID}\n[calls\n"), "line 10: ");
+    assert_problem(
+        &format!("{VALID}\n[calls\n"),
+        "line 10, column 7: invalid table header",
+    );
 }
 
 #[test]

@@ -73,6 +73,11 @@ fn sample() -> Metrics {
 #[test]
 fn exposition_text_is_exact() {
     let text = sample().render();
+    assert!(text.starts_with(
+        "# HELP perezvon_build_info Always 1; the version label says which perezvon is running.\n\
+         # TYPE perezvon_build_info gauge\n\
+         perezvon_build_info{version=\""
+    ));
     let expected_fragments = [
         "# HELP perezvon_missed_calls_total Missed inbound calls, by where the caller was lost.\n\
          # TYPE perezvon_missed_calls_total counter\n\

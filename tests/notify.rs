@@ -642,3 +642,90 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_webhook_does_not_hold_back_email() {
+    // A receiver that accepts and never answers, with a timeout longer than the test.
+    let hanging = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_port = hanging.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let held2 = held.clone();
+    let sink = tokio::spawn(async move {
+        while let Ok((s, _)) = hanging.accept().await {
+            held2.lock().unwrap().push(s);
+        }
+    });
+    let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp_port = relay_listener.local_addr().unwrap().port();
+    let sessions = Arc::new(Mutex::new(Vec::new()));
+    let relay = tokio::spawn(fake_relay(relay_listener, false, sessions.clone()));
+
+    let cfg = Config::from_toml(&format!(
+        "[notify.webhook]\nurl = \"http://127.0.0.1:{web_port}/\"\ntimeout = \"1h\"\n\
+         [notify.email]\nsmtp_port = {smtp_port}\nfrom = \"p@example.com\"\nto = [\"l@example.com\"]\n"
+    ))
+    .unwrap();
+    let cfg = Arc::new(cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let store = Store::open(&db).unwrap();
+    assert_eq!(
+        notify::enqueue_for_record(&store, &cfg, &missed_call("7.7"), jiff::Timestamp::now())
+            .unwrap(),
+        2
+    );
+    let shutdown = CancellationToken::new();
+    let delivery = tokio::spawn(notify::run_delivery(
+        cfg,
+        db.clone(),
+        Arc::new(Metrics::default()),
+        shutdown.clone(),
+    ));
+    wait_for("the webhook request hanging", || {
+        !held.lock().unwrap().is_empty()
+    })
+    .await;
+    wait_for("the mail delivered", || {
+        store.outbox_counts().unwrap().delivered == 1
+    })
+    .await;
+    assert_eq!(
+        store.outbox_counts().unwrap().pending,
+        1,
+        "the webhook is still waiting"
+    );
+    // Shutdown does not wait for the hanging request's hour.
+    shutdown.cancel();
+    tokio::time::timeout(PATIENCE, delivery)
+        .await
+        .expect("delivery stops on shutdown")
+        .unwrap()
+        .unwrap();
+    sink.abort();
+    relay.abort();
+    assert_eq!(sessions.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn events_of_a_removed_channel_are_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let store = Store::open(&db).unwrap();
+    let with_webhook = webhook_config(free_port(), "");
+    notify::enqueue_for_record(
+        &store,
+        &with_webhook,
+        &missed_call("8.8"),
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    // The admin removed [notify.webhook] and restarted.
+    let without = Arc::new(Config::from_toml("").unwrap());
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    notify::run_delivery(without, db, Arc::new(Metrics::default()), shutdown)
+        .await
+        .unwrap();
+    let c = store.outbox_counts().unwrap();
+    assert_eq!((c.pending, c.given_up), (0, 1));
+}

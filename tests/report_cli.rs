@@ -522,6 +522,7 @@ fn report_formats_on_a_busy_week() {
         "attempt outcome",
         "Hour",
         "Weekday",
+        "Missed more than once",
     ] {
         assert!(out.contains(section), "no {section} in\n{out}");
     }
@@ -552,6 +553,7 @@ fn report_formats_on_a_busy_week() {
         "external assets"
     );
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("Numbers missed more than once"));
     assert_balanced(&html);
 }
 
@@ -609,4 +611,19 @@ fn help_has_examples_and_bad_input_is_an_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let (code, _, err) = perezvon(
+        &f,
+        &[
+            "report",
+            "--format",
+            "html",
+            "--out",
+            "/nonexistent/dir/r.html",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot write /nonexistent/dir/r.html"),
+        "{err}"
+    );
 }

@@ -27,6 +27,60 @@ const FOLLOWS: &[u8] = b"Response: Follows";
 const END_COMMAND: &[u8] = b"--END COMMAND--";
 /// Marks a span whose name is the synthetic `Output` (a legacy `Follows` body line).
 const OUTPUT_NAME: (u32, u32) = (u32::MAX, u32::MAX);
+/// [`Line::colon`] of a line without a colon.
+const NO_COLON: u32 = u32::MAX;
+
+/// One complete line of the frame being scanned: offsets of its `\n` and its first `:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Line {
+    end: u32,
+    colon: u32,
+}
+
+/// Bit `i` of the first mask is set when `bytes[i]` is `\n`, of the second when it is `:`, for
+/// the first 64 bytes (fewer at the end of the buffer; missing bytes are neither).
+#[inline]
+fn masks(bytes: &[u8]) -> (u64, u64) {
+    if bytes.len() >= 64 {
+        masks64(bytes[..64].try_into().unwrap_or(&[0; 64]))
+    } else {
+        let mut block = [0u8; 64];
+        block[..bytes.len()].copy_from_slice(bytes);
+        masks64(&block)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn masks64(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    let (mut nl, mut co) = (0u64, 0u64);
+    // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always available;
+    // each unaligned 16-byte load reads inside `block` (offsets 0, 16, 32, 48 of 64 bytes).
+    unsafe {
+        let lf = _mm_set1_epi8(b'\n' as i8);
+        let colon = _mm_set1_epi8(b':' as i8);
+        for i in 0..4 {
+            let v = _mm_loadu_si128(block.as_ptr().add(16 * i).cast::<__m128i>());
+            nl |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) as u16) << (16 * i);
+            co |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, colon)) as u16) << (16 * i);
+        }
+    }
+    (nl, co)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn masks64(block: &[u8; 64]) -> (u64, u64) {
+    let (mut nl, mut co) = (0u64, 0u64);
+    for (i, &b) in block.iter().enumerate() {
+        nl |= u64::from(b == b'\n') << i;
+        co |= u64::from(b == b':') << i;
+    }
+    (nl, co)
+}
 
 /// Counters of what the decoder saw; nothing is dropped without being counted here.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +132,11 @@ pub struct AmiCodec {
     carry_nonempty: bool,
     /// The frame `find_end` just returned is a banner line (a new session inside the stream).
     banner: bool,
+    /// In Skip: the oversized frame is a banner line, which ends at its line end.
+    skip_line: bool,
+    /// Every complete line of the current frame scanned so far (its `\n` and first `:`): the
+    /// parser reuses them instead of searching the frame a second time.
+    lines: Vec<Line>,
     stats: DecodeStats,
 }
 
@@ -102,6 +161,8 @@ impl AmiCodec {
             end_command: false,
             carry_nonempty: false,
             banner: false,
+            skip_line: false,
+            lines: Vec::with_capacity(64),
             stats: DecodeStats::default(),
         }
     }
@@ -117,15 +178,75 @@ impl AmiCodec {
         self.end_command = false;
         self.carry_nonempty = false;
         self.banner = false;
+        self.skip_line = false;
+        self.lines.clear();
+    }
+
+    /// The framer of the Frame state: like [`AmiCodec::find_end`], but finds line ends and first
+    /// colons together, 64 bytes at a time ([`masks`]), and records every complete line in
+    /// `self.lines` for the parser.
+    fn find_frame_end(&mut self, src: &[u8]) -> Option<usize> {
+        let mut line_start = self.scan;
+        let mut colon = NO_COLON;
+        let mut block = line_start;
+        while block < src.len() {
+            let (nl, co) = masks(&src[block..]);
+            let mut bits = nl | co;
+            while bits != 0 {
+                let i = bits.trailing_zeros();
+                bits &= bits - 1;
+                let at = block + i as usize;
+                if nl & (1 << i) == 0 {
+                    if colon == NO_COLON {
+                        colon = at as u32;
+                    }
+                    continue;
+                }
+                let line = trim_cr(&src[line_start..at]);
+                if line_start == 0 {
+                    self.follows = line == FOLLOWS;
+                    // A banner after the first message: `record` appends a new session after a
+                    // reconnect, and the banner has no blank line after it.
+                    if line.starts_with(BANNER_PREFIX) {
+                        self.scan = 0;
+                        self.banner = true;
+                        return Some(at + 1);
+                    }
+                }
+                self.lines.push(Line {
+                    end: at as u32,
+                    colon,
+                });
+                colon = NO_COLON;
+                line_start = at + 1;
+                if line.is_empty() {
+                    if !self.follows || self.end_command {
+                        self.scan = 0;
+                        return Some(at + 1);
+                    }
+                } else if self.follows && line.ends_with(END_COMMAND) {
+                    self.end_command = true;
+                }
+            }
+            block += 64;
+        }
+        // The unfinished line is scanned again from its start when more bytes come.
+        self.scan = line_start;
+        None
     }
 
     /// Scans complete lines from `self.scan`; returns the end (exclusive) of the frame when its
     /// terminating empty line is found. Leaves `self.scan` at the first unscanned line start.
+    /// Used to skip oversized messages (the Skip state).
     fn find_end(&mut self, src: &[u8]) -> Option<usize> {
         let base = self.scan;
         let mut line_start = base;
         for nl in memchr::memchr_iter(b'\n', &src[base..]) {
             let end = base + nl;
+            if self.skip_line {
+                self.scan = 0;
+                return Some(end + 1);
+            }
             let mut line = trim_cr(&src[line_start..end]);
             if std::mem::take(&mut self.carry_nonempty) && line.is_empty() {
                 line = b"-";
@@ -176,13 +297,22 @@ impl Decoder for AmiCodec {
             match self.state {
                 State::Banner => {
                     let Some(nl) = memchr::memchr(b'\n', src) else {
-                        if src.len() >= BANNER_PREFIX.len() && !src.starts_with(BANNER_PREFIX) {
+                        let long = src.len() > self.max_message;
+                        if long
+                            || src.len() >= BANNER_PREFIX.len() && !src.starts_with(BANNER_PREFIX)
+                        {
                             self.state = State::Frame;
                             continue;
                         }
                         return Ok(None);
                     };
                     self.state = State::Frame;
+                    if src.starts_with(BANNER_PREFIX) && nl + 1 > self.max_message {
+                        // The cap holds for the banner too (as when it comes mid-stream).
+                        self.stats.oversized += 1;
+                        self.consume(src, nl + 1);
+                        continue;
+                    }
                     if src.starts_with(BANNER_PREFIX) {
                         let line = Bytes::copy_from_slice(trim_cr(&src[..nl]));
                         self.consume(src, nl + 1);
@@ -193,25 +323,25 @@ impl Decoder for AmiCodec {
                 State::Frame => {
                     if self.scan == 0 {
                         // Extra blank lines between messages (and the second `\n` of `\r\n\n`).
-                        let blank = src
-                            .iter()
-                            .take_while(|&&b| b == b'\r' || b == b'\n')
-                            .count();
-                        if blank > 0 {
-                            // Keep a lone trailing `\r`: it may be half of a `\r\n` still to come,
-                            // harmless either way since blank lines are skipped.
-                            let n = if blank == src.len() && src[blank - 1] == b'\r' {
-                                blank - 1
-                            } else {
-                                blank
-                            };
-                            self.consume(src, n);
+                        // Only whole blank lines: a `\r` before anything but `\n` is content
+                        // (found by fuzzing: "\rName: v" must keep its name).
+                        let mut blank = 0;
+                        loop {
+                            match &src[blank..] {
+                                [b'\n', ..] => blank += 1,
+                                [b'\r', b'\n', ..] => blank += 2,
+                                _ => break,
+                            }
                         }
+                        if blank > 0 {
+                            self.consume(src, blank);
+                        }
+                        // A lone `\r` may be half of a `\r\n` still to come: wait for the next byte.
                         if src.is_empty() || src[..] == b"\r"[..] {
                             return Ok(None);
                         }
                     }
-                    match self.find_end(src) {
+                    match self.find_frame_end(src) {
                         Some(end) if end > self.max_message => {
                             self.stats.oversized += 1;
                             self.consume(src, end);
@@ -229,8 +359,10 @@ impl Decoder for AmiCodec {
                             let frame = src.split_to(end).freeze();
                             self.stats.bytes += end as u64;
                             let follows = self.follows;
+                            let parsed =
+                                parse_frame(frame, follows, Some(&self.lines), &mut self.stats);
                             self.reset_frame();
-                            match parse_frame(frame, follows, &mut self.stats) {
+                            match parsed {
                                 Some(m) => {
                                     self.stats.messages += 1;
                                     return Ok(Some(m));
@@ -240,13 +372,18 @@ impl Decoder for AmiCodec {
                         }
                         None if src.len() > self.max_message => {
                             self.stats.oversized += 1;
+                            // Still on the first line: if it is a banner, only that line goes.
+                            // (Past it, `find_frame_end` would have returned the banner.)
+                            self.skip_line = self.scan == 0 && src.starts_with(BANNER_PREFIX);
                             self.state = State::Skip;
                         }
                         None => return Ok(None),
                     }
                 }
                 State::Skip => {
-                    // `find_end` in Skip never treats the frame as `Follows`: just the next empty line.
+                    // The skipped frame ends where it would have ended whole: at the next empty
+                    // line, after `--END COMMAND--` for a Follows frame, at the line end for a
+                    // banner. Then whole and piecewise decoding count the same.
                     match self.find_end(src) {
                         Some(end) => {
                             self.consume(src, end);
@@ -254,11 +391,12 @@ impl Decoder for AmiCodec {
                             self.state = State::Frame;
                         }
                         None => {
-                            // Drop every complete line and the partial one too, but remember that
-                            // the line in progress is not empty ("x\r" + "\n" is not a boundary).
-                            // A lone trailing `\r` is kept: it may start the terminating `\r\n`.
+                            // Drop every complete line and most of the partial one, but remember
+                            // that the line in progress is not empty ("x\r" + "\n" is not a
+                            // boundary). Its last bytes are kept: they may begin the `\r\n` or the
+                            // `--END COMMAND--` that ends this line.
                             let partial = &src[self.scan..];
-                            let keep = usize::from(partial.last() == Some(&b'\r'));
+                            let keep = partial.len().min(END_COMMAND.len() + 1);
                             let dropped_partial = partial.len() - keep;
                             let n = src.len() - keep;
                             if dropped_partial > 0 {
@@ -305,7 +443,7 @@ impl Decoder for AmiCodec {
         }
         frame.extend_from_slice(b"\r\n");
         Ok(
-            parse_frame(frame.freeze(), follows, &mut self.stats).inspect(|_| {
+            parse_frame(frame.freeze(), follows, None, &mut self.stats).inspect(|_| {
                 self.stats.messages += 1;
             }),
         )
@@ -334,22 +472,83 @@ fn header(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
 /// In a legacy `Response: Follows` frame, the leading `Response`/`Privilege`/`ActionID`/`Message`
 /// headers are headers, and every other line up to `--END COMMAND--` becomes an `Output` header,
 /// the same shape Asterisk 14+ sends. Returns `None` when no header could be read.
-pub(crate) fn parse_frame(frame: Bytes, follows: bool, stats: &mut DecodeStats) -> Option<Message> {
+pub(crate) fn parse_frame(
+    frame: Bytes,
+    follows: bool,
+    lines: Option<&[Line]>,
+    stats: &mut DecodeStats,
+) -> Option<Message> {
+    match lines {
+        Some(lines) if !follows => parse_lines(frame, lines, stats),
+        _ => parse_slow(frame, follows, stats),
+    }
+}
+
+/// The fast path: the framer already found each line's end and first colon. Splits exactly like
+/// [`header`] (tested against it), without looking at the bytes again.
+fn parse_lines(frame: Bytes, lines: &[Line], stats: &mut DecodeStats) -> Option<Message> {
+    let mut spans = Vec::with_capacity(lines.len());
+    let mut start = 0u32;
+    for l in lines {
+        let (s, e) = (start, l.end);
+        start = e + 1;
+        let e = if e > s && frame[e as usize - 1] == b'\r' {
+            e - 1
+        } else {
+            e
+        };
+        if e == s {
+            continue;
+        }
+        match split_line(&frame, s, e, l.colon) {
+            Some(span) => spans.push(span),
+            None => stats.malformed_lines += 1,
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    Some(Message::from_parts(frame, spans))
+}
+
+/// `name ":" [" "] value` for the line `buf[s..e]` (CR removed) whose first colon is at `colon`
+/// (or [`NO_COLON`]). The grammar of [`header`].
+#[inline]
+fn split_line(buf: &[u8], s: u32, e: u32, colon: u32) -> Option<Span> {
+    if colon == NO_COLON || colon <= s || colon >= e {
+        return None;
+    }
+    let mut v = colon + 1;
+    if v < e && buf[v as usize] == b' ' {
+        v += 1;
+    }
+    let v = v.min(e);
+    Some(Span {
+        name: (s, colon),
+        value: (v, e),
+    })
+}
+
+/// The general path (legacy `Follows` bodies, a stream cut by EOF): lines found here, each
+/// parsed with the nom [`header`] parser.
+fn parse_slow(frame: Bytes, follows: bool, stats: &mut DecodeStats) -> Option<Message> {
+    let ends: Vec<u32> = memchr::memchr_iter(b'\n', &frame)
+        .map(|i| i as u32)
+        .collect();
     let base = frame.as_ptr() as usize;
     let offs = |s: &[u8]| {
         let start = (s.as_ptr() as usize - base) as u32;
         (start, start + s.len() as u32)
     };
-    let mut spans = Vec::with_capacity(20);
+    let mut spans = Vec::with_capacity(ends.len());
     let mut in_body = false;
     let mut end_seen = false;
     let mut pos = 0;
-    while pos < frame.len() {
-        let (raw, next) = match memchr::memchr(b'\n', &frame[pos..]) {
-            Some(i) => (&frame[pos..pos + i], pos + i + 1),
-            None => (&frame[pos..], frame.len()),
-        };
-        pos = next;
+    // A frame from `decode_eof` may end without a line end: its last line still counts.
+    let tail = (frame.len() > ends.last().map_or(0, |&e| e as usize + 1)).then_some(frame.len());
+    for end in ends.iter().map(|&e| e as usize).chain(tail) {
+        let raw = &frame[pos..end];
+        pos = end + 1;
         let line = trim_cr(raw);
         if follows {
             if end_seen {
@@ -549,6 +748,85 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
             }
             assert_eq!(out, m, "chunk {chunk}");
         }
+    }
+
+    proptest::proptest! {
+        /// The fast path (framer's colon + `split_line`) and the nom grammar agree on any line,
+        /// and the SIMD masks agree with a byte-by-byte scan.
+        #[test]
+        fn fast_split_equals_nom_header(line in proptest::collection::vec(
+            proptest::sample::select(vec![b'a', b':', b' ', b'\r', b'x', 0xff]), 0..80)) {
+            let mut frame = b"Event: X\r\n".to_vec();
+            frame.extend_from_slice(&line);
+            frame.extend_from_slice(b"\n\r\n");
+            let (fast, fast_stats) = dec(&frame);
+            let mut stats = DecodeStats::default();
+            let slow = parse_slow(Bytes::from(frame.clone()), false, &mut stats);
+            let render = |m: &Message| m.headers().map(|(n, v)| (n.to_vec(), v.to_vec())).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(fast.iter().map(render).collect::<Vec<_>>(), slow.iter().map(render).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(fast_stats.malformed_lines, stats.malformed_lines);
+            let (nl, co) = masks(&frame);
+            for (i, &b) in frame.iter().take(64).enumerate() {
+                proptest::prop_assert_eq!(nl >> i & 1 == 1, b == b'\n');
+                proptest::prop_assert_eq!(co >> i & 1 == 1, b == b':');
+            }
+        }
+    }
+
+    #[test]
+    fn cr_at_frame_start_is_content_not_a_blank_line() {
+        // Regression (fuzz): the blank-line skipper ate the `\r` of a name beginning with `\r`,
+        // so re-encoding a decoded message changed it.
+        let input = b"Event: A\r\n\r\n\rOdd: v\r\n\r\n";
+        let (m, _) = dec(input);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].headers().next(), Some((&b"\rOdd"[..], &b"v"[..])));
+        let (again, _) = dec(&m[1].to_bytes());
+        assert_eq!(again, vec![m[1].clone()]);
+    }
+
+    /// Decodes `input` whole and in every chunk size with cap `max`; all must agree.
+    fn same_every_chunk(input: &[u8], max: usize) -> (Vec<Message>, DecodeStats) {
+        let run = |chunk: usize| {
+            let mut c = AmiCodec::with_max_message(max);
+            let mut b = BytesMut::new();
+            let mut out = Vec::new();
+            for piece in input.chunks(chunk) {
+                b.extend_from_slice(piece);
+                while let Some(m) = c.decode(&mut b).unwrap() {
+                    out.push(m);
+                }
+            }
+            while let Some(m) = c.decode_eof(&mut b).unwrap() {
+                out.push(m);
+            }
+            (out, c.stats())
+        };
+        let whole = run(input.len().max(1));
+        for chunk in 1..input.len() {
+            assert_eq!(run(chunk), whole, "chunk {chunk}");
+        }
+        whole
+    }
+
+    #[test]
+    fn oversized_banner_and_follows_count_the_same_whole_or_in_pieces() {
+        // Regression (fuzz): an oversized banner line, or an oversized Follows frame with blank
+        // lines in its body, was cut at a different place when it arrived in pieces.
+        let long = "x".repeat(80);
+        let input = format!(
+            "Asterisk Call Manager/{long}\r\nEvent: A\r\n\r\n\
+             Response: Follows\r\n{long}\r\n\r\nmore\r\n{long}--END COMMAND--\r\n\r\nEvent: B\r\n\r\n\
+             Event: C\r\n\r\nAsterisk Call Manager/{long}\r\nEvent: D\r\n\r\n"
+        );
+        let (m, s) = same_every_chunk(input.as_bytes(), 64);
+        let names: Vec<_> = m
+            .iter()
+            .map(|m| m.event().unwrap_or(b"?").to_vec())
+            .collect();
+        assert_eq!(names, [&b"A"[..], b"B", b"C", b"D"]);
+        assert_eq!(s.oversized, 3);
+        assert_eq!(s.bytes, input.len() as u64);
     }
 
     #[test]

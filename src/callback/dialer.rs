@@ -31,7 +31,7 @@ use super::originate::{
     OriginateSettings, OriginateVerdict,
 };
 use super::planner::{self, AttemptOutcome, MissPlan, Policy, Task, TaskState};
-use crate::calls::record::{CallRecord, CallbackOutcome, Direction};
+use crate::calls::record::{CallRecord, CallbackOutcome, Direction, Status};
 use crate::config::{CallbackMode, Config, Target};
 use crate::store::tasks::NewAttempt;
 use crate::store::{Store, StoreError};
@@ -283,15 +283,15 @@ impl<O: Originator> Dialer<O> {
         // 1. The record of one of our callbacks: the attempt's final outcome.
         if let Some(cb) = rec.callback_id.as_deref() {
             if let Some(f) = self.in_flight.get(cb).cloned() {
-                let outcome = outcome_from_record(self.mode, rec, self.min_talk_secs);
-                self.finish(
-                    cb,
-                    &f,
-                    AttemptOutcome::Call(outcome),
-                    now,
-                    Some(rec.talk_secs),
-                    None,
-                )?;
+                // The tracker lost sight of the call (link down, silence): it may still connect;
+                // a late record can still close the task as done.
+                let outcome = if rec.status == Status::Unknown && rec.callback_outcome.is_none() {
+                    AttemptOutcome::Unknown
+                } else {
+                    AttemptOutcome::Call(outcome_from_record(self.mode, rec, self.min_talk_secs))
+                };
+                let detail = rec.unknown_reason.map(|r| format!("tracker: {r:?}"));
+                self.finish(cb, &f, outcome, now, Some(rec.talk_secs), detail.as_deref())?;
                 return Ok(());
             }
             // A late record for an attempt already closed (e.g. as unknown after a restart): a

@@ -92,8 +92,15 @@ pub fn run(args: &ReportArgs) -> CmdResult {
     };
     match &args.out {
         Some(path) => {
-            std::fs::write(path, text)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            // Write beside it and rename: a cron job refreshing a page people have open never
+            // leaves them a half-written file.
+            let tmp = path.with_extension("partial");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    format!("cannot write {}: {e}", path.display())
+                })?;
             eprintln!("perezvon: report written to {}", path.display());
         }
         None => std::io::stdout().lock().write_all(text.as_bytes())?,

@@ -13,9 +13,26 @@
 //!
 //! - [`webhook`]: JSON POST over hand-written HTTP/1.1, HMAC-signed (docs/WEBHOOK.md).
 //! - [`email`]: plain SMTP to a local relay.
+//! - [`observe`]: glue for the daemon's writers and observer channels.
+//!
+//! # Wiring in the daemon
+//! ```text
+//! let metrics = Arc::new(Metrics::new(cfg.asterisk.iter().map(|a| a.name.as_str())));
+//! tokio::spawn(notify::run_delivery(cfg.clone(), cfg.storage.database.clone(), metrics.clone(), shutdown.clone()));
+//! if cfg.metrics.enabled { tokio::spawn(metrics::serve(cfg.metrics.listen, metrics.clone(), shutdown.clone())); }
+//! // Durable: the calls writer (Pipeline::commit), right after Store::record_call:
+//! notify::enqueue_recorded(&store, &cfg, &recorded, now)?;
+//! // ... and the dialer, right after finishing an attempt:
+//! notify::enqueue_attempt_outcome(&store, &cfg, &callback_id, now)?;
+//! // Metrics (and best-effort notifications) from the observer channels of daemon::RunOptions:
+//! tokio::spawn(notify::run_observer(cfg, db, metrics, records_rx, dialer_events_rx, shutdown));
+//! ```
 
 pub mod email;
+pub mod observe;
 pub mod webhook;
+
+pub use observe::{enqueue_attempt_outcome, enqueue_recorded, run_observer};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -233,6 +250,33 @@ pub fn enqueue_callback_outcome(
     now: Timestamp,
 ) -> Result<usize, StoreError> {
     enqueue(store, &cfg.notify, "callback", &callback_payload(e), now)
+}
+
+/// Re-enqueues the events of calls that ended in `[since, now]`: closes the window between a
+/// verdict being stored and its events being enqueued (a crash there would otherwise lose them).
+/// Enqueueing is idempotent, so events already queued or delivered are not repeated. Returns how
+/// many rows were added.
+pub fn catch_up(
+    store: &Store,
+    cfg: &Config,
+    since: Timestamp,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    if cfg.notify.webhook.is_none() && cfg.notify.email.is_none() {
+        return Ok(0);
+    }
+    // A call's end is stamped by Asterisk's clock: allow it to run a little ahead of ours.
+    let until = now
+        .checked_add(jiff::SignedDuration::from_mins(5))
+        .unwrap_or(Timestamp::MAX);
+    let mut n = 0;
+    for r in store.calls_ended_between(since, until)? {
+        n += enqueue_for_record(store, cfg, &r, now)?;
+        if r.missed {
+            n += enqueue_resolved(store, cfg, &r, now)?;
+        }
+    }
+    Ok(n)
 }
 
 /// Retry spacing of one channel.
@@ -458,8 +502,10 @@ async fn deliver(cfg: &Config, item: &OutboxItem, now: Timestamp) -> Result<(), 
     }
 }
 
-/// Drains the outbox until `shutdown`: the daemon spawns this with its database path. Returns an
-/// error only when the database cannot be opened; later store errors are logged and retried.
+/// Drains the outbox until `shutdown`: the daemon spawns this with its database path. Each
+/// configured channel gets its own loop and connection, so a hanging webhook receiver does not
+/// hold back e-mail. Returns an error only when the database cannot be opened; later store errors
+/// are logged and retried.
 pub async fn run_delivery(
     cfg: Arc<Config>,
     db: PathBuf,
@@ -467,62 +513,96 @@ pub async fn run_delivery(
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let store = Store::open(&db)?;
+    let start = Timestamp::now();
+    // Events of verdicts stored just before a crash, never enqueued: the last hour is the window
+    // a restart can leave; older calls are not re-announced (a receiver would see them as new).
+    if let Ok(since) = start.checked_sub(jiff::SignedDuration::from_hours(1)) {
+        match catch_up(&store, &cfg, since, start) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "notify: enqueued events missed before a restart"
+            ),
+            Err(e) => tracing::warn!(error = %e, "notify: cannot catch up on recent calls"),
+        }
+    }
+    let mut channels = Vec::new();
+    if cfg.notify.webhook.is_some() {
+        channels.push("webhook");
+    }
+    if cfg.notify.email.is_some() {
+        channels.push("email");
+    }
+    match store.give_up_channels_except(&channels, start, "channel no longer configured") {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            events = n,
+            "notify: gave up events of channels removed from the configuration"
+        ),
+        Err(e) => tracing::warn!(error = %e, "notify: cannot clean up removed channels"),
+    }
+    if let Ok(c) = store.outbox_counts() {
+        metrics.set_outbox_pending(c.pending);
+    }
+    let mut stores = vec![store];
+    for _ in 1..channels.len() {
+        stores.push(Store::open(&db)?);
+    }
+    let loops = channels.into_iter().zip(stores).map(|(channel, store)| {
+        channel_loop(
+            cfg.clone(),
+            store,
+            channel,
+            metrics.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures::future::join_all(loops).await;
+    Ok(())
+}
+
+/// Delivers one channel's rows until `shutdown`.
+async fn channel_loop(
+    cfg: Arc<Config>,
+    store: Store,
+    channel: &'static str,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     // Polling covers rows enqueued by the daemon's other connection; a short floor keeps the
     // loop responsive to a retry due soon, the ceiling bounds the delay of a fresh event.
     const POLL_MAX: Duration = Duration::from_secs(1);
     const POLL_MIN: Duration = Duration::from_millis(10);
     const BATCH: usize = 32;
+    // Delivered and given-up rows are kept a while for `last_error` forensics, then pruned.
+    const KEEP: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
+    let mut next_prune = Timestamp::now();
     while !shutdown.is_cancelled() {
         let now = Timestamp::now();
-        let due = match store.due_notifications(now, BATCH) {
+        if now >= next_prune {
+            if let Ok(before) = now.checked_sub(KEEP) {
+                if let Err(e) = store.prune_outbox(before) {
+                    tracing::warn!(error = %e, "notify: cannot prune the outbox");
+                }
+            }
+            next_prune = now
+                .checked_add(jiff::SignedDuration::from_hours(1))
+                .unwrap_or(Timestamp::MAX);
+        }
+        let due = match store.due_notifications_on(Some(channel), now, BATCH) {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "notify: cannot read the outbox");
+                tracing::warn!(error = %e, channel, "notify: cannot read the outbox");
                 sleep_or_cancel(Duration::from_secs(5), &shutdown).await;
                 continue;
             }
         };
         for item in &due {
             let result = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                r = deliver(&cfg, item, now) => r,
+                _ = shutdown.cancelled() => return,
+                r = deliver(&cfg, item, Timestamp::now()) => r,
             };
-            let done = Timestamp::now();
-            let stored = match result {
-                Ok(()) => {
-                    metrics.notification_delivered(&item.channel);
-                    tracing::info!(event = %item.event_id, channel = %item.channel, "notification delivered");
-                    store.mark_notification_delivered(item.id, done)
-                }
-                Err(e) => {
-                    metrics.notification_failed(&item.channel);
-                    let why = e.chain();
-                    let decision = match (&e, channel_policy(&cfg.notify, &item.channel)) {
-                        (DeliveryError::Permanent(_), _) | (_, None) => AfterFailure::GiveUp,
-                        (_, Some((policy, _))) => after_failure(
-                            &policy,
-                            item.created_at,
-                            item.attempts.saturating_add(1),
-                            done,
-                            0.9 + fastrand::f64() * 0.2,
-                        ),
-                    };
-                    match decision {
-                        AfterFailure::RetryAt(at) => {
-                            tracing::warn!(event = %item.event_id, channel = %item.channel, error = %why, retry_at = %at, "notification failed");
-                            store.reschedule_notification(item.id, at, &why)
-                        }
-                        AfterFailure::GiveUp => {
-                            metrics.notification_given_up(&item.channel);
-                            tracing::error!(event = %item.event_id, channel = %item.channel, error = %why, "notification given up");
-                            store.give_up_notification(item.id, done, &why)
-                        }
-                    }
-                }
-            };
-            if let Err(e) = stored {
-                tracing::warn!(error = %e, event = %item.event_id, "notify: cannot record a delivery result");
-            }
+            record_result(&cfg, &store, &metrics, item, result);
         }
         if let Ok(c) = store.outbox_counts() {
             metrics.set_outbox_pending(c.pending);
@@ -530,7 +610,7 @@ pub async fn run_delivery(
         if due.len() == BATCH {
             continue;
         }
-        let wait = match store.next_notification_at() {
+        let wait = match store.next_notification_at_on(Some(channel)) {
             Ok(Some(at)) => {
                 let ms = (at.as_millisecond() - Timestamp::now().as_millisecond()).max(0);
                 Duration::from_millis(ms as u64).clamp(POLL_MIN, POLL_MAX)
@@ -539,7 +619,52 @@ pub async fn run_delivery(
         };
         sleep_or_cancel(wait, &shutdown).await;
     }
-    Ok(())
+}
+
+/// Stores the outcome of one attempt: delivered, retry later, or given up.
+fn record_result(
+    cfg: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    item: &OutboxItem,
+    result: Result<(), DeliveryError>,
+) {
+    let done = Timestamp::now();
+    let stored = match result {
+        Ok(()) => {
+            metrics.notification_delivered(&item.channel);
+            tracing::info!(event = %item.event_id, channel = %item.channel, "notification delivered");
+            store.mark_notification_delivered(item.id, done)
+        }
+        Err(e) => {
+            metrics.notification_failed(&item.channel);
+            let why = e.chain();
+            let decision = match (&e, channel_policy(&cfg.notify, &item.channel)) {
+                (DeliveryError::Permanent(_), _) | (_, None) => AfterFailure::GiveUp,
+                (_, Some((policy, _))) => after_failure(
+                    &policy,
+                    item.created_at,
+                    item.attempts.saturating_add(1),
+                    done,
+                    0.9 + fastrand::f64() * 0.2,
+                ),
+            };
+            match decision {
+                AfterFailure::RetryAt(at) => {
+                    tracing::warn!(event = %item.event_id, channel = %item.channel, error = %why, retry_at = %at, "notification failed");
+                    store.reschedule_notification(item.id, at, &why)
+                }
+                AfterFailure::GiveUp => {
+                    metrics.notification_given_up(&item.channel);
+                    tracing::error!(event = %item.event_id, channel = %item.channel, error = %why, "notification given up");
+                    store.give_up_notification(item.id, done, &why)
+                }
+            }
+        }
+    };
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, event = %item.event_id, "notify: cannot record a delivery result");
+    }
 }
 
 async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
@@ -562,6 +687,71 @@ mod tests {
         max_retry_every: Duration::from_secs(600),
         give_up_after: Duration::from_secs(3 * 86400),
     };
+
+    #[test]
+    fn catch_up_enqueues_recent_misses_once() {
+        let cfg = Config::from_toml("[notify.webhook]\nurl = \"http://127.0.0.1:9/\"\n").unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let now = ts(10_000);
+        let call = |id: &str, ended: i64, status: Status| CallRecord {
+            server: "s".into(),
+            linkedid: id.into(),
+            direction: Direction::Inbound,
+            caller: None,
+            caller_normalized: Some("79161234567".into()),
+            callee: None,
+            callee_normalized: None,
+            started_at: ts(ended - 30),
+            ended_at: ts(ended),
+            answered_at: None,
+            wait_secs: 30.0,
+            talk_secs: 0.0,
+            agent: None,
+            status,
+            missed: status == Status::Missed,
+            ignored: false,
+            lost_at: None,
+            hangup_by: None,
+            resolved_by: None,
+            resolved_at: None,
+            resolved_by_linkedid: None,
+            callback_id: None,
+            callback_outcome: None,
+            unknown_reason: None,
+        };
+        store
+            .insert_call(&call("recent", 9_500, Status::Missed))
+            .unwrap();
+        store
+            .insert_call(&call("answered", 9_600, Status::Answered))
+            .unwrap();
+        store
+            .insert_call(&call("old", 1_000, Status::Missed))
+            .unwrap();
+        // The daemon already enqueued one of them before the crash.
+        let mut resolved = call("resolved", 9_700, Status::Missed);
+        resolved.resolved_by = Some(crate::calls::record::ResolvedBy::Caller);
+        resolved.resolved_at = Some(ts(9_800));
+        store.insert_call(&resolved).unwrap();
+        enqueue_for_record(&store, &cfg, &resolved, now).unwrap();
+
+        assert_eq!(catch_up(&store, &cfg, ts(10_000 - 3600), now).unwrap(), 2);
+        assert_eq!(catch_up(&store, &cfg, ts(10_000 - 3600), now).unwrap(), 0);
+        let ids: Vec<String> = store
+            .due_notifications(now, 10)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.event_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "missed:s:resolved",
+                "missed:s:recent",
+                "resolved:s:resolved"
+            ]
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -130,6 +130,15 @@ fn stacked_bars(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{t}"><title>{t}</title>"#,
         t = esc(title)
     );
+    if totals.iter().all(|t| *t == 0) {
+        // An empty grid looks like a broken chart; say there is nothing to draw.
+        let _ = write!(
+            o,
+            r##"<text x="{x:.1}" y="{y:.1}" font-size="13" font-style="italic" fill="#7b8794" text-anchor="middle">Nothing in this period</text>"##,
+            x = left + pw / 2.0,
+            y = top + ph / 2.0
+        );
+    }
     for g in 0..=4u64 {
         let y = top + ph - ph * g as f64 / 4.0;
         let _ = write!(
@@ -144,9 +153,10 @@ fn stacked_bars(
     }
     let n = labels.len().max(1) as f64;
     let slot = pw / n;
-    let bw = (slot * 0.7).max(1.0);
-    // Thin bars cannot carry every label: show every second one when they would collide.
-    let every = if slot < 22.0 { 2 } else { 1 };
+    // Few bars on a wide chart would be slabs: cap the width.
+    let bw = (slot * 0.7).clamp(1.0, 64.0);
+    // Thin bars cannot carry every label: show every n-th so that labels ~36 px wide never touch.
+    let every = ((36.0 / slot).ceil() as usize).max(1);
     let label_size = if slot < 60.0 { 10 } else { 11 };
     for (i, label) in labels.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bw) / 2.0;
@@ -323,6 +333,16 @@ fn split_row(o: &mut String, name: &str, s: &super::Split) {
     );
 }
 
+/// A duration for a headline card, where there is room for two units at most: `33 s`, `47 m`,
+/// `1 h 20 m`, `2 d 3 h`.
+fn short_secs(secs: f64) -> String {
+    if (60.0..3600.0).contains(&secs) {
+        format!("{} m", (secs / 60.0).round() as u64)
+    } else {
+        human_secs(secs)
+    }
+}
+
 /// The report page.
 pub fn render(r: &Report, tz: &TimeZone) -> String {
     let i = &r.inbound;
@@ -369,7 +389,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     kpi(
         &mut o,
         &r.wait_median_secs
-            .map(human_secs)
+            .map(short_secs)
             .unwrap_or_else(|| "-".into()),
         "median wait before giving up",
         "",
@@ -377,7 +397,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     kpi(
         &mut o,
         &r.reaction_median_secs
-            .map(human_secs)
+            .map(short_secs)
             .unwrap_or_else(|| "-".into()),
         "median time to resolve",
         "",
@@ -415,6 +435,21 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         ]
     };
     let load_legend = legend(&[("answered", INBOUND), ("missed", MISSED)]);
+    if r.by_day.len() >= 2 {
+        let day_labels: Vec<String> = r.by_day.iter().map(|s| s.label.clone()).collect();
+        let _ = write!(
+            o,
+            r#"<section class="card"><h2>Calls by day</h2>{}{}</section>"#,
+            stacked_bars(
+                "Inbound and missed calls by day",
+                &day_labels,
+                &subset(&r.by_day),
+                1040,
+                210
+            ),
+            load_legend
+        );
+    }
     let _ = write!(
         o,
         r#"<section class="card"><h2>Calls by hour of day</h2>{}{}</section>"#,
@@ -636,6 +671,22 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         num_table(&["state", "tasks"], &rows)
     );
 
+    // Customers who kept trying: the most annoyed ones.
+    if !r.repeat_callers.is_empty() {
+        o.push_str(r#"<section class="card"><h2>Numbers missed more than once</h2><table><thead><tr><th>caller</th><th class="n">misses</th><th class="n">still unresolved</th><th class="n">last miss</th></tr></thead><tbody>"#);
+        for c in &r.repeat_callers {
+            let _ = write!(
+                o,
+                r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+                esc(c.caller.as_deref().unwrap_or(&c.caller_normalized)),
+                c.misses,
+                c.unresolved,
+                esc(&c.last)
+            );
+        }
+        o.push_str("</tbody></table></section>");
+    }
+
     // Who still waits for a call: the list a supervisor acts on.
     o.push_str(r#"<section class="card"><h2>Unresolved misses, newest first</h2>"#);
     if r.recent_unresolved.is_empty() {
@@ -661,7 +712,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
 
     let _ = write!(
         o,
-        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday. Time to resolve runs from the end of the missed call to the call that reached the customer.</footer></main></body></html>"#,
+        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
         i.ignored, i.unknown
     );
     o.push('\n');
@@ -691,5 +742,12 @@ mod tests {
             assert_eq!(nice_max(v), want, "{v}");
         }
         assert!(nice_max(u64::MAX) >= u64::MAX / 2);
+    }
+
+    #[test]
+    fn headline_durations_are_short() {
+        assert_eq!(short_secs(33.0), "33 s");
+        assert_eq!(short_secs(2800.0), "47 m");
+        assert_eq!(short_secs(4800.0), "1 h 20 m");
     }
 }

@@ -15,7 +15,8 @@
 //!   the call's start in the configured time zone; Saturday and Sunday are the weekend.
 //! - Bucket edges are lower-inclusive: a wait of exactly 10 s is in "10-30 s", a reaction of
 //!   exactly 5 min in "5-15 m", of exactly 24 h in ">24 h".
-//! - Reaction time is from the end of the missed call to the resolving call (`resolved_at`).
+//! - Reaction time is from the end of the missed call to the start of the resolving call
+//!   (`resolved_at`); a resolving call that began while the miss was still ringing counts as 0.
 
 pub mod html;
 pub mod missed;
@@ -50,6 +51,12 @@ pub const REACTION_BUCKETS: [(f64, &str); 9] = [
 ];
 
 pub const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// The longest period that gets a bar per day.
+pub const MAX_DAYS: usize = 92;
+
+/// How many repeatedly missed numbers the report lists.
+pub const REPEAT_CALLERS: usize = 10;
 
 /// How many unresolved misses the report lists by name.
 pub const RECENT_UNRESOLVED: usize = 20;
@@ -136,6 +143,19 @@ pub struct RecentMiss {
     pub wait_secs: f64,
 }
 
+/// A number the PBX missed more than once in the period: a customer who kept trying.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepeatCaller {
+    /// As delivered on the newest miss.
+    pub caller: Option<String>,
+    pub caller_normalized: String,
+    pub misses: u64,
+    /// Of those misses, how many nobody has resolved.
+    pub unresolved: u64,
+    /// Local time of the newest miss, `YYYY-MM-DD HH:MM`.
+    pub last: String,
+}
+
 /// The statistics of one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -159,6 +179,11 @@ pub struct Report {
     pub by_hour: Vec<Slot>,
     /// 7 rows, Monday first.
     pub by_weekday: Vec<Slot>,
+    /// One row per local day of the period (`MM-DD`), oldest first; empty when the period spans
+    /// more than [`MAX_DAYS`] days (a bar per day stops being readable).
+    pub by_day: Vec<Slot>,
+    /// Numbers missed at least twice, most misses first, at most [`REPEAT_CALLERS`].
+    pub repeat_callers: Vec<RepeatCaller>,
     /// The newest unresolved misses, at most [`RECENT_UNRESOLVED`].
     pub recent_unresolved: Vec<RecentMiss>,
 }
@@ -202,6 +227,13 @@ enum Kind {
     Missed,
     Ignored,
     Unknown,
+}
+
+/// True when a record is a miss the reports count: not accidental, not unknown. The tracker
+/// marks an accidental call `missed` *and* `ignored` (status `ignored`), so `missed` alone is
+/// not enough.
+pub fn is_miss(r: &CallRecord) -> bool {
+    kind(r) == Kind::Missed
 }
 
 fn kind(r: &CallRecord) -> Kind {
@@ -266,7 +298,11 @@ impl Report {
                 missed: 0,
             })
             .collect();
+        let (mut by_day, day_index) = days_of(from, now, tz);
         let mut unresolved: Vec<&CallRecord> = Vec::new();
+        // Per normalised number: misses, unresolved misses, the newest miss.
+        let mut per_number: std::collections::HashMap<&str, (u64, u64, &CallRecord)> =
+            std::collections::HashMap::new();
 
         for r in records.iter().filter(|r| r.direction == Direction::Inbound) {
             let k = kind(r);
@@ -294,13 +330,29 @@ impl Report {
             split.inbound += 1;
             by_hour[hour].inbound += 1;
             by_weekday[day].inbound += 1;
+            // A call that started before the period (and ended in it) has no day bar.
+            let date_slot = day_index.get(&local.date()).copied();
+            if let Some(i) = date_slot {
+                by_day[i].inbound += 1;
+            }
             if !missed {
                 continue;
             }
             split.missed += 1;
             by_hour[hour].missed += 1;
             by_weekday[day].missed += 1;
+            if let Some(i) = date_slot {
+                by_day[i].missed += 1;
+            }
 
+            if let Some(n) = r.caller_normalized.as_deref() {
+                let e = per_number.entry(n).or_insert((0, 0, r));
+                e.0 += 1;
+                e.1 += u64::from(r.resolved_by.is_none());
+                if r.started_at > e.2.started_at {
+                    e.2 = r;
+                }
+            }
             waits[bucket_index(&WAIT_BUCKETS, r.wait_secs)] += 1;
             wait_list.push(r.wait_secs);
             let li = r
@@ -364,6 +416,25 @@ impl Report {
             })
             .collect();
 
+        let mut repeat: Vec<(&str, (u64, u64, &CallRecord))> = per_number
+            .into_iter()
+            .filter(|(_, (misses, _, _))| *misses >= 2)
+            .collect();
+        repeat.sort_by(|a, b| {
+            (b.1 .0, b.1 .2.started_at, a.0).cmp(&(a.1 .0, a.1 .2.started_at, b.0))
+        });
+        let repeat_callers = repeat
+            .into_iter()
+            .take(REPEAT_CALLERS)
+            .map(|(n, (misses, unresolved, last))| RepeatCaller {
+                caller: last.caller.clone(),
+                caller_normalized: n.to_string(),
+                misses,
+                unresolved,
+                last: local_minute(last.started_at, tz),
+            })
+            .collect();
+
         unresolved.sort_by_key(|r| std::cmp::Reverse(r.started_at));
         let recent_unresolved = unresolved
             .into_iter()
@@ -399,9 +470,46 @@ impl Report {
             callbacks: Callbacks::from_counts(callbacks),
             by_hour,
             by_weekday,
+            by_day,
+            repeat_callers,
             recent_unresolved,
         }
     }
+}
+
+/// The local days from `from` to `now`, as empty slots and an index by date; none when there
+/// are more than [`MAX_DAYS`].
+fn days_of(
+    from: Timestamp,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> (
+    Vec<Slot>,
+    std::collections::HashMap<jiff::civil::Date, usize>,
+) {
+    let (first, last) = (
+        from.to_zoned(tz.clone()).date(),
+        now.to_zoned(tz.clone()).date(),
+    );
+    let mut slots = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let mut d = first;
+    while d <= last {
+        if slots.len() == MAX_DAYS {
+            return (Vec::new(), std::collections::HashMap::new());
+        }
+        index.insert(d, slots.len());
+        slots.push(Slot {
+            label: d.strftime("%m-%d").to_string(),
+            inbound: 0,
+            missed: 0,
+        });
+        match d.tomorrow() {
+            Ok(next) => d = next,
+            Err(_) => break,
+        }
+    }
+    (slots, index)
 }
 
 impl Callbacks {

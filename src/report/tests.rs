@@ -188,10 +188,103 @@ fn hour_of_day_follows_daylight_saving_changes() {
 }
 
 #[test]
+fn days_of_the_period_in_local_time() {
+    let moscow = TimeZone::get("Europe/Moscow").unwrap();
+    // 21:30 UTC on the 16th is already the 17th in Moscow.
+    let records = vec![
+        call("a", "2026-11-16T20:59:00Z", Status::Missed, 10.0),
+        call("b", "2026-11-16T21:30:00Z", Status::Answered, 10.0),
+        call("early", "2026-11-13T10:00:00Z", Status::Answered, 10.0),
+    ];
+    let r = Report::build(
+        &records,
+        &CallbackCounts::default(),
+        &moscow,
+        "Europe/Moscow",
+        ts("2026-11-15T21:00:00Z"),
+        ts("2026-11-18T09:00:00Z"),
+    );
+    let days: Vec<(&str, u64, u64)> = r
+        .by_day
+        .iter()
+        .map(|s| (s.label.as_str(), s.inbound, s.missed))
+        .collect();
+    assert_eq!(
+        days,
+        vec![("11-16", 1, 1), ("11-17", 1, 0), ("11-18", 0, 0)]
+    );
+    // A period too long for a bar per day has none, rather than an unreadable chart.
+    let long = Report::build(
+        &records,
+        &CallbackCounts::default(),
+        &moscow,
+        "Europe/Moscow",
+        ts("2026-01-01T00:00:00Z"),
+        ts("2026-11-18T09:00:00Z"),
+    );
+    assert!(long.by_day.is_empty());
+    assert_eq!(long.inbound.total, 3);
+}
+
+#[test]
+fn numbers_missed_more_than_once() {
+    let with = |id: &str, start: &str, number: &str, status: Status| {
+        let mut r = call(id, start, status, 20.0);
+        r.caller = Some(format!("+{number}"));
+        r.caller_normalized = Some(number.to_string());
+        r
+    };
+    let records = vec![
+        with("a1", "2026-11-16T10:00:00Z", "79160000001", Status::Missed),
+        with("a2", "2026-11-16T11:00:00Z", "79160000001", Status::Missed),
+        resolved(
+            with("a3", "2026-11-16T12:00:00Z", "79160000001", Status::Missed),
+            ResolvedBy::Callback,
+            60.0,
+        ),
+        with("b1", "2026-11-16T10:00:00Z", "79160000002", Status::Missed),
+        with("b2", "2026-11-16T13:00:00Z", "79160000002", Status::Missed),
+        // Answered and accidental calls of the number are not misses.
+        with(
+            "b3",
+            "2026-11-16T14:00:00Z",
+            "79160000002",
+            Status::Answered,
+        ),
+        with("b4", "2026-11-16T15:00:00Z", "79160000002", Status::Ignored),
+        with("c1", "2026-11-16T10:00:00Z", "79160000003", Status::Missed),
+    ];
+    let r = build(&records, &TimeZone::UTC);
+    let got: Vec<(&str, u64, u64, &str)> = r
+        .repeat_callers
+        .iter()
+        .map(|c| {
+            (
+                c.caller_normalized.as_str(),
+                c.misses,
+                c.unresolved,
+                c.last.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("79160000001", 3, 2, "2026-11-16 12:00"),
+            ("79160000002", 2, 2, "2026-11-16 13:00"),
+        ]
+    );
+}
+
+#[test]
 fn ignored_and_unknown_are_counted_apart_from_misses() {
     let mut outbound = call("o", "2026-11-16T10:00:00Z", Status::Missed, 5.0);
     outbound.direction = Direction::Outbound;
+    // The tracker marks an accidental call missed *and* ignored.
+    let mut accidental = call("i2", "2026-11-16T10:00:00Z", Status::Ignored, 1.0);
+    accidental.missed = true;
     let records = vec![
+        accidental,
         call("a", "2026-11-16T10:00:00Z", Status::Answered, 5.0),
         call("m", "2026-11-16T10:00:00Z", Status::Missed, 40.0),
         call("i", "2026-11-16T10:00:00Z", Status::Ignored, 1.0),
@@ -203,7 +296,7 @@ fn ignored_and_unknown_are_counted_apart_from_misses() {
     assert_eq!(r.inbound.answered, 1);
     assert_eq!(r.inbound.missed, 1);
     assert_eq!(r.inbound.missed_share, 0.5);
-    assert_eq!(r.inbound.ignored, 1);
+    assert_eq!(r.inbound.ignored, 2);
     assert_eq!(r.inbound.unknown, 1);
     assert_eq!(counts(&r.waits), vec![0, 0, 1, 0]);
     assert_eq!(r.by_hour[10].inbound, 2);
@@ -231,6 +324,12 @@ fn empty_input_gives_zeroes_not_nan() {
     let html = html::render(&r, &TimeZone::UTC);
     assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
     assert!(html.contains("No inbound calls in this period"));
+    // Five bar charts, and the one by day: the test period is a month.
+    assert_eq!(
+        html.matches("Nothing in this period").count(),
+        6,
+        "every bar chart says so"
+    );
 }
 
 #[test]

@@ -263,6 +263,36 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
     };
     o.push_str(&slots("Hour", &r.by_hour));
     o.push_str(&slots("Weekday", &r.by_weekday));
+    if !r.by_day.is_empty() {
+        o.push_str(&slots("Day", &r.by_day));
+    }
+
+    if !r.repeat_callers.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .repeat_callers
+            .iter()
+            .map(|c| {
+                vec![
+                    c.caller
+                        .clone()
+                        .unwrap_or_else(|| c.caller_normalized.clone()),
+                    c.misses.to_string(),
+                    c.unresolved.to_string(),
+                    c.last.clone(),
+                ]
+            })
+            .collect();
+        o.push('\n');
+        o.push_str(&table(
+            &[
+                ("Missed more than once", L),
+                ("misses", R),
+                ("unresolved", R),
+                ("last miss", L),
+            ],
+            &rows,
+        ));
+    }
 
     if !r.recent_unresolved.is_empty() {
         let rows: Vec<Vec<String>> = r

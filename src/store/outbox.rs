@@ -81,16 +81,27 @@ impl Store {
 
     /// Up to `limit` undelivered rows due at `now`, oldest first.
     pub fn due_notifications(&self, now: jiff::Timestamp, limit: usize) -> Result<Vec<OutboxItem>> {
+        self.due_notifications_on(None, now, limit)
+    }
+
+    /// Like [`Store::due_notifications`], for one channel only when `channel` is given.
+    pub fn due_notifications_on(
+        &self,
+        channel: Option<&str>,
+        now: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, event_id, channel, kind, payload, created_at, next_attempt_at, attempts, last_error \
                  FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= ?1 \
+                 AND (?3 IS NULL OR channel = ?3) \
                  ORDER BY next_attempt_at, id LIMIT ?2",
             )
             .map_err(StoreError::sql("prepare due notifications"))?;
         let rows = stmt
-            .query_map(params![ts_to_f64(now), limit as i64], |r| {
+            .query_map(params![ts_to_f64(now), limit as i64, channel], |r| {
                 Ok(OutboxItem {
                     id: r.get(0)?,
                     event_id: r.get(1)?,
@@ -110,10 +121,19 @@ impl Store {
 
     /// When the next undelivered row falls due, if any.
     pub fn next_notification_at(&self) -> Result<Option<jiff::Timestamp>> {
+        self.next_notification_at_on(None)
+    }
+
+    /// Like [`Store::next_notification_at`], for one channel only when `channel` is given.
+    pub fn next_notification_at_on(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Option<jiff::Timestamp>> {
         self.conn
             .query_row(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
-                [],
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL \
+                 AND (?1 IS NULL OR channel = ?1)",
+                [channel],
                 |r| r.get::<_, Option<f64>>(0),
             )
             .optional()
@@ -156,6 +176,66 @@ impl Store {
             )
             .map_err(StoreError::sql("give up notification"))?;
         Ok(())
+    }
+
+    /// Gives up every pending row of a channel not in `keep` (a channel removed from the config:
+    /// its rows would otherwise wait forever). Returns how many rows were given up.
+    pub fn give_up_channels_except(
+        &self,
+        keep: &[&str],
+        now: jiff::Timestamp,
+        error: &str,
+    ) -> Result<usize> {
+        let pending: Vec<(i64, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, channel FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
+                )
+                .map_err(StoreError::sql("prepare pending notifications"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(StoreError::sql("read pending notifications"))?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(StoreError::sql("read pending notifications"))?
+        };
+        let mut n = 0;
+        for (id, channel) in pending {
+            if !keep.contains(&channel.as_str()) {
+                self.give_up_notification(id, now, error)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The missed calls a call resolved (`resolved_by_linkedid`), read for their `resolved` event.
+    pub fn misses_resolved_by(
+        &self,
+        _server: &str,
+        linkedid: &str,
+    ) -> Result<Vec<crate::calls::record::CallRecord>> {
+        // Resolution matches numbers across servers, so the miss may live on another server.
+        let keys: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT server, linkedid FROM calls WHERE resolved_by_linkedid = ?1 AND missed = 1",
+                )
+                .map_err(StoreError::sql("prepare resolved misses"))?;
+            let rows = stmt
+                .query_map([linkedid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(StoreError::sql("read resolved misses"))?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(StoreError::sql("read resolved misses"))?
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (server, lid) in keys {
+            if let Some(c) = self.get_call(&server, &lid)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
@@ -219,6 +299,31 @@ mod tests {
             .enqueue_notification(&n("missed:a:1", "email"), ts(5))
             .unwrap());
         assert_eq!(s.outbox_counts().unwrap().pending, 2);
+    }
+
+    #[test]
+    fn per_channel_queries_and_removed_channels() {
+        let s = Store::open_in_memory().unwrap();
+        s.enqueue_notification(&n("e1", "webhook"), ts(0)).unwrap();
+        s.enqueue_notification(&n("e1", "email"), ts(1)).unwrap();
+        let due = s.due_notifications_on(Some("email"), ts(5), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].channel, "email");
+        assert_eq!(
+            s.next_notification_at_on(Some("email")).unwrap(),
+            Some(ts(1))
+        );
+        assert_eq!(s.next_notification_at_on(None).unwrap(), Some(ts(0)));
+        assert_eq!(
+            s.give_up_channels_except(&["webhook"], ts(9), "removed")
+                .unwrap(),
+            1
+        );
+        assert!(s
+            .due_notifications_on(Some("email"), ts(9), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.due_notifications(ts(9), 10).unwrap().len(), 1);
     }
 
     #[test]

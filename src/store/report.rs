@@ -47,7 +47,8 @@ pub const TASK_STATES: [&str; 5] = ["pending", "in_progress", "done", "given_up"
 
 impl Store {
     /// Missed inbound calls that ended in `[from, to)`, newest first, each with its callback task.
-    /// `unresolved_only` keeps those nobody has resolved yet.
+    /// Accidental (`ignored`) and `unknown` calls are not misses. `unresolved_only` keeps those
+    /// nobody has resolved yet.
     pub fn missed_calls(
         &self,
         from: jiff::Timestamp,
@@ -58,7 +59,7 @@ impl Store {
         let mut calls: Vec<CallRecord> = self
             .calls_ended_between(from, to)?
             .into_iter()
-            .filter(|c| c.direction == Direction::Inbound && c.missed)
+            .filter(|c| c.direction == Direction::Inbound && crate::report::is_miss(c))
             .filter(|c| !unresolved_only || c.resolved_by.is_none())
             .collect();
         calls.reverse();
@@ -299,6 +300,19 @@ mod tests {
         // The window is half-open on the end time, like calls_ended_between.
         assert_eq!(s.missed_calls(t(-10), t(20), false).unwrap().len(), 0);
         assert_eq!(s.missed_calls(t(-10), t(21), false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn accidental_call_marked_missed_and_ignored_is_not_listed() {
+        let s = Store::open_in_memory().unwrap();
+        let mut r = miss("acc", Some("79161234567"), 0);
+        // What the tracker writes for an accidental call: status ignored, missed and ignored set.
+        (r.status, r.ignored) = (Status::Ignored, true);
+        s.insert_call(&r).unwrap();
+        let mut u = miss("lost", Some("79161234567"), 100);
+        u.status = Status::Unknown;
+        s.insert_call(&u).unwrap();
+        assert!(s.missed_calls(t(-10), t(10_000), false).unwrap().is_empty());
     }
 
     #[test]

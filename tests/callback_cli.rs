@@ -1,0 +1,163 @@
+//! `perezvon callbacks list|cancel|retry` and `perezvon run --help`, as an admin runs them.
+
+use std::path::Path;
+use std::process::Command;
+
+use jiff::{SignedDuration, Timestamp};
+use perezvon::callback::planner::{Task, TaskState};
+use perezvon::calls::record::LostAt;
+use perezvon::store::tasks::NewAttempt;
+use perezvon::store::Store;
+
+fn perezvon(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn task(number: &str, t0: Timestamp) -> Task {
+    Task {
+        id: 0,
+        number: number.into(),
+        state: TaskState::Pending,
+        server: "pbx".into(),
+        missed_count: 2,
+        attempts: 0,
+        attempt_budget: 3,
+        lost_at: Some(LostAt::Queue),
+        first_missed_at: t0,
+        last_missed_at: t0,
+        next_attempt_at: t0 + SignedDuration::from_secs(60),
+        give_up_at: t0 + SignedDuration::from_secs(86_400),
+        last_attempt_at: None,
+        last_outcome: None,
+        use_fallback: false,
+    }
+}
+
+/// Three tasks: pending, in progress, given up.
+fn seed(db: &Path) -> (i64, i64, i64) {
+    let mut s = Store::open(db).unwrap();
+    let t0 = Timestamp::from_second(1_795_375_036).unwrap();
+    let a = s.create_task(&task("79161111111", t0)).unwrap();
+    let b = s.create_task(&task("79162222222", t0)).unwrap();
+    s.begin_attempt(&NewAttempt {
+        task_id: b,
+        attempt_no: 1,
+        callback_id: "pzv-2-1-0",
+        number: "79162222222",
+        target: "queue:sales",
+        started_at: t0,
+    })
+    .unwrap();
+    let c = s.create_task(&task("79163333333", t0)).unwrap();
+    s.close_task(c, TaskState::GivenUp, "max_attempts", t0)
+        .unwrap();
+    (a, b, c)
+}
+
+#[test]
+fn list_json_has_the_contract_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (a, b, c) = seed(&db);
+    let (code, out, err) = perezvon(&[
+        "callbacks",
+        "list",
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    let by_id = |id: i64| rows.iter().find(|r| r["id"] == id).unwrap();
+    let ra = by_id(a);
+    assert_eq!(ra["number"], "79161111111");
+    assert_eq!(ra["state"], "pending");
+    assert_eq!(ra["missed_count"], 2);
+    assert_eq!(ra["attempts"], 0);
+    assert!(ra["last_outcome"].is_null());
+    assert_eq!(ra["next_attempt_at"], "2026-11-22T19:18:16Z");
+    assert_eq!(by_id(b)["state"], "in_progress");
+    assert_eq!(by_id(b)["attempts"], 1);
+    assert_eq!(by_id(c)["state"], "given_up");
+    assert!(by_id(c)["next_attempt_at"].is_null());
+
+    let (code, out, _) = perezvon(&["callbacks", "list", "--db", db.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("    ID  NUMBER"), "{out}");
+    assert_eq!(out.lines().count(), 4);
+}
+
+#[test]
+fn cancel_and_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (a, b, c) = seed(&db);
+    let dbs = db.to_str().unwrap();
+    let (code, out, err) = perezvon(&["callbacks", "cancel", &a.to_string(), "--db", dbs]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cancelled callback task"), "{out}");
+    let (code, _, err) = perezvon(&["callbacks", "cancel", &a.to_string(), "--db", dbs]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already cancelled"), "{err}");
+    let (code, _, err) = perezvon(&["callbacks", "cancel", "999", "--db", dbs]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no callback task 999"), "{err}");
+    // In flight: retry is refused.
+    let (code, _, err) = perezvon(&["callbacks", "retry", &b.to_string(), "--db", dbs]);
+    assert_eq!(code, 1);
+    assert!(err.contains("in flight"), "{err}");
+    // Given up: retry reopens it, due now.
+    let (code, out, err) = perezvon(&["callbacks", "retry", &c.to_string(), "--db", dbs]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pending again"), "{out}");
+    let s = Store::open(&db).unwrap();
+    let row = s.task(c).unwrap().unwrap();
+    assert_eq!(row.task.state, TaskState::Pending);
+    assert!(row.task.next_attempt_at <= Timestamp::now());
+    assert_eq!(row.close_reason, None);
+    assert_eq!(
+        s.task(a).unwrap().unwrap().close_reason.as_deref(),
+        Some("cancelled_by_admin")
+    );
+}
+
+#[test]
+fn help_has_examples_and_missing_database_is_explained() {
+    for args in [
+        &["run", "--help"][..],
+        &["callbacks", "--help"],
+        &["callbacks", "list", "--help"],
+        &["callbacks", "cancel", "--help"],
+        &["callbacks", "retry", "--help"],
+    ] {
+        let (code, out, _) = perezvon(args);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Example:"), "{args:?}: {out}");
+    }
+    let (code, _, err) = perezvon(&["callbacks", "list", "--db", "/nonexistent/p.db"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn run_with_a_bad_config_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[callback]\nmode = \"sideways\"\n").unwrap();
+    let (code, _, err) = perezvon(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 78);
+    assert!(err.contains("callback.mode"), "{err}");
+}
