@@ -109,6 +109,7 @@ fn start(cfg: Config, db: &Path) -> Running {
             clock: None,
             dialer_events: Some(etx),
             records: Some(rtx),
+            ..RunOptions::default()
         },
     ));
     Running {
