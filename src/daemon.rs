@@ -166,7 +166,8 @@ pub async fn run_with(
     let dialer_stop = CancellationToken::new();
     // Cancelled when the dialer's task ends: before shutdown that is a failure to stop on.
     let dialer_done = CancellationToken::new();
-    let dialer_task = match callback_handle {
+    // With callbacks off no tasks are created: turning them on later must not dial a backlog.
+    let dialer_task = match callback_handle.filter(|_| cfg.callback.enabled) {
         Some(h) => {
             let clock: Clock = opts
                 .clock

@@ -384,17 +384,40 @@ fn key(t: &Task, i: usize) -> Key {
     )
 }
 
-/// Keeps the `k` smallest keys of `v`, sorted, in O(n) + O(k log k).
-fn top_k(v: &mut Vec<Key>, k: usize) {
-    if v.len() > k {
-        if k == 0 {
-            v.clear();
-            return;
+/// The `cap` smallest keys seen, in a bounded max-heap: O(n log cap) worst case, and one
+/// comparison per key once the heap is full (the usual case: `cap` is a concurrency limit).
+struct Best {
+    cap: usize,
+    heap: std::collections::BinaryHeap<Key>,
+    /// Candidates offered, kept or not.
+    seen: usize,
+}
+
+impl Best {
+    fn new(cap: usize) -> Best {
+        Best {
+            cap,
+            heap: std::collections::BinaryHeap::with_capacity(cap.min(1024) + 1),
+            seen: 0,
         }
-        v.select_nth_unstable(k - 1);
-        v.truncate(k);
     }
-    v.sort_unstable();
+
+    fn offer(&mut self, k: Key) {
+        self.seen += 1;
+        if self.heap.len() < self.cap {
+            self.heap.push(k);
+        } else if self.heap.peek().is_some_and(|top| k < *top) {
+            self.heap.pop();
+            self.heap.push(k);
+        }
+    }
+
+    /// The `k` best, sorted.
+    fn take(self, k: usize) -> Vec<Key> {
+        let mut v = self.heap.into_sorted_vec();
+        v.truncate(k);
+        v
+    }
 }
 
 /// Which pending tasks to dial at `now`, best first, within every cap. `tasks` are the open
@@ -431,9 +454,23 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
     }
 
     // Candidates, bucketed by (target, waited): each bucket contributes at most its caps' worth,
-    // so selecting the k best per bucket is exact and avoids sorting everything.
+    // so keeping the best few per bucket is exact and avoids sorting everything.
     let main_key = policy.target.key();
-    let mut buckets: [Vec<Key>; 4] = Default::default();
+    let fb_key = policy.fallback.as_ref().map(Target::key);
+    let target_left = |key: &str| -> usize {
+        policy
+            .max_concurrent_per_target
+            .saturating_sub(by_target.get(key).copied().unwrap_or(0)) as usize
+    };
+    let bucket_key = |b: usize| -> &str {
+        if b >= 2 {
+            fb_key.as_deref().unwrap_or(&main_key)
+        } else {
+            &main_key
+        }
+    };
+    let mut buckets: [Best; 4] =
+        std::array::from_fn(|b| Best::new(global_left.min(target_left(bucket_key(b)))));
     for (i, t) in tasks.iter().enumerate() {
         if t.state != TaskState::Pending
             || t.next_attempt_at > now
@@ -444,9 +481,9 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
         }
         let fb = usize::from(t.use_fallback && policy.fallback.is_some());
         let w = usize::from(waited(t));
-        buckets[fb * 2 + w].push(key(t, i));
+        buckets[fb * 2 + w].offer(key(t, i));
     }
-    let waited_total = waited_started + buckets[1].len() + buckets[3].len();
+    let waited_total = waited_started + buckets[1].seen + buckets[3].seen;
     let quota = match (window, opened) {
         (Some(_), Some(o)) if policy.spread > Duration::ZERO => {
             let elapsed = now.duration_since(o).as_secs_f64().max(0.0);
@@ -457,24 +494,11 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
         }
         _ => usize::MAX,
     };
-    let target_left = |key: &str| -> usize {
-        policy
-            .max_concurrent_per_target
-            .saturating_sub(by_target.get(key).copied().unwrap_or(0)) as usize
-    };
-    let fb_key = policy.fallback.as_ref().map(Target::key);
-    for (b, v) in buckets.iter_mut().enumerate() {
-        let key = if b >= 2 {
-            fb_key.as_deref().unwrap_or(&main_key)
-        } else {
-            &main_key
-        };
-        let mut k = global_left.min(target_left(key));
-        if b % 2 == 1 {
-            k = k.min(quota);
-        }
-        top_k(v, k);
-    }
+    let buckets: Vec<Vec<Key>> = buckets
+        .into_iter()
+        .enumerate()
+        .map(|(b, best)| best.take(if b % 2 == 1 { quota } else { usize::MAX }))
+        .collect();
 
     // Merge and pick greedily within the caps.
     let mut cand: Vec<(Key, usize)> = Vec::new();
@@ -931,5 +955,63 @@ mod tests {
         o.talk_secs = 30.0;
         o.callee_normalized = Some("79161234567".into());
         assert_eq!(resolves(&o, &p).as_deref(), Some("79161234567"));
+    }
+
+    #[test]
+    fn bounded_selection_matches_a_full_sort() {
+        let mut p = policy();
+        p.fallback = Some(Target::Queue("support".into()));
+        let h = hours();
+        let now = msk("2026-12-21T11:00:00");
+        let mut rng = fastrand::Rng::with_seed(42);
+        for round in 0..50 {
+            p.max_concurrent = rng.u32(1..20);
+            p.max_concurrent_per_target = rng.u32(1..15);
+            let tasks: Vec<Task> = (0..rng.usize(0..300))
+                .map(|i| {
+                    let mut t = task(
+                        i as i64 + 1,
+                        "79161234567",
+                        now - SignedDuration::from_secs(3600),
+                        &p,
+                    );
+                    t.missed_count = rng.u32(1..4);
+                    t.next_attempt_at = now + SignedDuration::from_secs(rng.i64(-3000..600));
+                    t.use_fallback = rng.bool();
+                    if rng.u8(..) < 20 {
+                        t.state = TaskState::InProgress;
+                    }
+                    t
+                })
+                .collect();
+            // Reference: sort every eligible task, pick greedily within the caps.
+            let in_flight: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.state == TaskState::InProgress)
+                .collect();
+            let mut used: HashMap<String, u32> = HashMap::new();
+            for t in &in_flight {
+                *used.entry(p.target_of(t).key()).or_default() += 1;
+            }
+            let mut eligible: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Pending && t.next_attempt_at <= now)
+                .collect();
+            eligible.sort_by_key(|t| (u32::MAX - t.missed_count, t.next_attempt_at, t.id));
+            let mut want = Vec::new();
+            let left = p.max_concurrent.saturating_sub(in_flight.len() as u32) as usize;
+            for t in eligible {
+                if want.len() >= left {
+                    break;
+                }
+                let u = used.entry(p.target_of(t).key()).or_default();
+                if *u < p.max_concurrent_per_target {
+                    *u += 1;
+                    want.push(t.id);
+                }
+            }
+            let got: Vec<i64> = due(&tasks, now, &h, &p).iter().map(|d| d.id).collect();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 }
