@@ -453,3 +453,32 @@ async fn nothing_listening_is_reported_and_retried_with_backoff() {
     assert_eq!(label(&next(&mut rx).await), "Down");
     tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn skipped_input_is_counted_on_the_handle_and_the_stream_goes_on() {
+    let (l, port) = listener().await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let mut cfg = config(port, AuthType::Md5);
+    cfg.max_message = 256;
+    let (handle, task) = ami::spawn(cfg, tx, stop.clone());
+    let mut peer = accept(&l).await;
+    peer.login_md5("s3cret", b"").await;
+    assert_eq!(label(&next(&mut rx).await), "Up");
+    assert_eq!(handle.decode_problems(), 0);
+    let big = format!("Event: Big\r\nData: {}\r\n\r\n", "x".repeat(400));
+    peer.write(b"Event: A\r\nno colon here\r\n\r\n").await;
+    peer.write(big.as_bytes()).await;
+    peer.write(b"Event: After\r\n\r\n").await;
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        if let LinkEvent::Message { msg, .. } = next(&mut rx).await {
+            names.push(msg.get_str("Event").unwrap_or_default().into_owned());
+        }
+    }
+    assert_eq!(names, ["A", "After"]);
+    // One malformed line and one oversized message: both counted, neither fatal.
+    assert_eq!(handle.decode_problems(), 2);
+    stop.cancel();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}

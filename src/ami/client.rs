@@ -125,6 +125,8 @@ struct Shared {
     link: Mutex<Option<mpsc::Sender<Request>>>,
     /// Why the last connection attempt or session failed (for status pages and tests).
     last_error: Mutex<Option<String>>,
+    /// Input the codec skipped (malformed lines, oversized or truncated messages), all sessions.
+    decode_problems: Arc<AtomicU64>,
 }
 
 /// A cheap-clone handle for sending actions. It stays valid across reconnects: while the link is
@@ -153,6 +155,7 @@ impl AmiHandle {
                 seq: AtomicU64::new(1),
                 link: Mutex::new(None),
                 last_error: Mutex::new(None),
+                decode_problems: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -189,6 +192,16 @@ impl AmiHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Input the codec skipped on this server's links so far (malformed lines, oversized or
+    /// truncated messages): never silent, counted here and logged as it happens.
+    pub fn decode_problems(&self) -> u64 {
+        self.inner.decode_problems.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn decode_problem_counter(&self) -> Arc<AtomicU64> {
+        self.inner.decode_problems.clone()
     }
 
     /// The `[[asterisk]]` name this handle talks to.
@@ -303,9 +316,17 @@ pub(crate) struct Connection {
     /// Messages read during login that were not login replies: delivered first.
     early: Vec<Message>,
     prefix: String,
+    /// Where skipped input is counted (the handle's counter), if anywhere.
+    problems: Option<Arc<AtomicU64>>,
 }
 
 impl Connection {
+    /// Counts the input this session's codec skips into `counter`.
+    pub(crate) fn count_problems_in(mut self, counter: Arc<AtomicU64>) -> Connection {
+        self.problems = Some(counter);
+        self
+    }
+
     /// Connects, reads the banner and logs in. The tap (if any) receives every byte read,
     /// banner and login replies included.
     pub(crate) async fn open(
@@ -337,6 +358,7 @@ impl Connection {
             ping_interval: cfg.ping_interval,
             early: Vec::new(),
             prefix: format!("pz{:08x}", fastrand::u32(..)),
+            problems: None,
         };
         let step = cfg.action_timeout;
         let banner = timed(
@@ -474,7 +496,9 @@ impl Connection {
             ping_interval,
             early,
             prefix,
+            problems,
         } = self;
+        let mut problems_seen = codec.stats().problems();
         let mut router = Router {
             server,
             events,
@@ -498,6 +522,21 @@ impl Connection {
             let now = jiff::Timestamp::now();
             while let Some(m) = codec.decode(&mut rbuf)? {
                 batch.push(m);
+            }
+            let p = codec.stats().problems();
+            if p > problems_seen {
+                let stats = codec.stats();
+                tracing::warn!(
+                    server = %router.server,
+                    skipped = p - problems_seen,
+                    malformed_lines = stats.malformed_lines,
+                    oversized = stats.oversized,
+                    "AMI input skipped"
+                );
+                if let Some(c) = &problems {
+                    c.fetch_add(p - problems_seen, Ordering::Relaxed);
+                }
+                problems_seen = p;
             }
             for m in batch.drain(..) {
                 router.route(m, now).await?;
