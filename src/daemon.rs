@@ -266,6 +266,9 @@ pub async fn run_with(
                 }
             }
             _ = tick.tick() => {
+                for h in &handles {
+                    metrics.server(h.server()).set_decode_problems(h.decode_problems());
+                }
                 let r = ingest.pipeline.tick(jiff::Timestamp::now());
                 ingest.forward(r).await
             }

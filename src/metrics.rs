@@ -76,6 +76,10 @@ impl ServerMetrics {
     pub fn decode_problems(&self, n: u64) {
         self.decode_problems.fetch_add(n, Relaxed);
     }
+    /// Sets the running total of skipped input (the AMI handle keeps the count).
+    pub fn set_decode_problems(&self, total: u64) {
+        self.decode_problems.store(total, Relaxed);
+    }
     pub fn reconnected(&self) {
         self.reconnects.fetch_add(1, Relaxed);
     }

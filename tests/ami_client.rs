@@ -206,6 +206,22 @@ async fn event_list_items_go_to_the_caller_other_events_to_the_stream() {
         LinkEvent::Message { msg, .. } => assert_eq!(msg.action_id(), Some(&b"someone-else"[..])),
         other => panic!("{other:?}"),
     }
+    // An old-style list: no EventList header on the last event, only its name.
+    let h = handle.clone();
+    let call = tokio::spawn(async move { h.send_list(Action::new("Status")).await });
+    let id = action_id(&peer.read_action().await);
+    peer.write(
+        format!(
+            "Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Channel status will follow\r\n\r\n\
+             Event: Status\r\nActionID: {id}\r\nChannel: SIP/1-0001\r\n\r\n\
+             Event: StatusComplete\r\nActionID: {id}\r\nItems: 1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let (_, items) = call.await.unwrap().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].event(), Some(&b"Status"[..]));
     // An empty list answered with Response: Error is Rejected.
     let h = handle.clone();
     let call = tokio::spawn(async move { h.send_list(Action::new("QueueStatus")).await });
@@ -403,4 +419,66 @@ async fn two_servers_two_supervisors_one_consumer() {
     );
     assert_eq!((h1.server(), h2.server()), ("fake", "second"));
     stop.cancel();
+}
+
+#[tokio::test]
+async fn nothing_listening_is_reported_and_retried_with_backoff() {
+    let (l, port) = listener().await;
+    drop(l);
+    let (tx, mut rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let (handle, task) = ami::spawn(config(port, AuthType::Md5), tx, stop.clone());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let err = loop {
+        if let Some(e) = handle.last_error() {
+            break e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no error reported");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(matches!(
+        handle.send(Action::new("Ping")).await,
+        Err(AmiError::NotConnected)
+    ));
+    // The server appears on that port: the supervisor gets in by itself.
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut peer = accept(&l).await;
+    peer.login_md5("s3cret", b"").await;
+    assert_eq!(label(&next(&mut rx).await), "Up");
+    assert!(handle.last_error().is_none());
+    stop.cancel();
+    assert_eq!(label(&next(&mut rx).await), "Down");
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn skipped_input_is_counted_on_the_handle_and_the_stream_goes_on() {
+    let (l, port) = listener().await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let mut cfg = config(port, AuthType::Md5);
+    cfg.max_message = 256;
+    let (handle, task) = ami::spawn(cfg, tx, stop.clone());
+    let mut peer = accept(&l).await;
+    peer.login_md5("s3cret", b"").await;
+    assert_eq!(label(&next(&mut rx).await), "Up");
+    assert_eq!(handle.decode_problems(), 0);
+    let big = format!("Event: Big\r\nData: {}\r\n\r\n", "x".repeat(400));
+    peer.write(b"Event: A\r\nno colon here\r\n\r\n").await;
+    peer.write(big.as_bytes()).await;
+    peer.write(b"Event: After\r\n\r\n").await;
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        if let LinkEvent::Message { msg, .. } = next(&mut rx).await {
+            names.push(msg.get_str("Event").unwrap_or_default().into_owned());
+        }
+    }
+    assert_eq!(names, ["A", "After"]);
+    // One malformed line and one oversized message: both counted, neither fatal.
+    assert_eq!(handle.decode_problems(), 2);
+    stop.cancel();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
 }

@@ -217,3 +217,28 @@ fn a_killed_writer_leaves_every_committed_verdict() {
         );
     }
 }
+
+#[test]
+fn the_daemon_never_gets_a_stored_call_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let cfg = Config::load(Path::new(LAB)).unwrap();
+    let (msgs, _) = decode_all(&std::fs::read("fixtures/asterisk-22/queue_abandon.ami").unwrap());
+    let run = |dups: bool| {
+        let mut p = Pipeline::new(&cfg, Store::open(&db).unwrap()).report_duplicates(dups);
+        let mut n = 0;
+        let mut now = Timestamp::UNIX_EPOCH;
+        for m in &msgs {
+            now = event_time(m, now);
+            n += p.feed("lab", m, now).unwrap().len();
+        }
+        n
+    };
+    assert_eq!(run(false), 1, "first time: the verdict");
+    assert_eq!(
+        run(false),
+        0,
+        "a restart re-reading the same call: nothing to act on"
+    );
+    assert_eq!(run(true), 1, "replay into the same database still shows it");
+}

@@ -125,6 +125,8 @@ struct Shared {
     link: Mutex<Option<mpsc::Sender<Request>>>,
     /// Why the last connection attempt or session failed (for status pages and tests).
     last_error: Mutex<Option<String>>,
+    /// Input the codec skipped (malformed lines, oversized or truncated messages), all sessions.
+    decode_problems: Arc<AtomicU64>,
 }
 
 /// A cheap-clone handle for sending actions. It stays valid across reconnects: while the link is
@@ -153,6 +155,7 @@ impl AmiHandle {
                 seq: AtomicU64::new(1),
                 link: Mutex::new(None),
                 last_error: Mutex::new(None),
+                decode_problems: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -191,6 +194,16 @@ impl AmiHandle {
             .clone()
     }
 
+    /// Input the codec skipped on this server's links so far (malformed lines, oversized or
+    /// truncated messages): never silent, counted here and logged as it happens.
+    pub fn decode_problems(&self) -> u64 {
+        self.inner.decode_problems.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn decode_problem_counter(&self) -> Arc<AtomicU64> {
+        self.inner.decode_problems.clone()
+    }
+
     /// The `[[asterisk]]` name this handle talks to.
     pub fn server(&self) -> &str {
         &self.inner.server
@@ -214,6 +227,11 @@ impl AmiHandle {
 
     /// Sends an action and waits for its Response (at most `action_timeout`). Assigns a unique
     /// ActionID when none is set. `Response: Error` becomes [`AmiError::Rejected`].
+    ///
+    /// On [`AmiError::Timeout`] the action may or may not have reached Asterisk: if it was still
+    /// queued it is never sent (a stale Originate must not go out late); if it was sent, its late
+    /// Response goes to the event stream. Events it causes (`OriginateResponse`) always go to
+    /// the event stream, never here.
     pub async fn send(&self, action: Action) -> Result<Message, AmiError> {
         match self.request(action, false).await? {
             Reply::Single(m) => Ok(m),
@@ -222,8 +240,8 @@ impl AmiHandle {
     }
 
     /// Sends a list action (`CoreShowChannels`, `QueueStatus`...) and collects its items: the
-    /// Response, then every event with this ActionID up to `EventList: Complete`, which ends the
-    /// list and is not among the items. The items do not reach the event stream. The whole list
+    /// Response, then every event with this ActionID up to `EventList: Complete` (or, from old
+    /// versions, an event named `<X>Complete`), which ends the list and is not among the items. The items do not reach the event stream. The whole list
     /// must arrive within `action_timeout`.
     pub async fn send_list(&self, action: Action) -> Result<(Message, Vec<Message>), AmiError> {
         match self.request(action, true).await? {
@@ -298,9 +316,17 @@ pub(crate) struct Connection {
     /// Messages read during login that were not login replies: delivered first.
     early: Vec<Message>,
     prefix: String,
+    /// Where skipped input is counted (the handle's counter), if anywhere.
+    problems: Option<Arc<AtomicU64>>,
 }
 
 impl Connection {
+    /// Counts the input this session's codec skips into `counter`.
+    pub(crate) fn count_problems_in(mut self, counter: Arc<AtomicU64>) -> Connection {
+        self.problems = Some(counter);
+        self
+    }
+
     /// Connects, reads the banner and logs in. The tap (if any) receives every byte read,
     /// banner and login replies included.
     pub(crate) async fn open(
@@ -332,6 +358,7 @@ impl Connection {
             ping_interval: cfg.ping_interval,
             early: Vec::new(),
             prefix: format!("pz{:08x}", fastrand::u32(..)),
+            problems: None,
         };
         let step = cfg.action_timeout;
         let banner = timed(
@@ -469,7 +496,9 @@ impl Connection {
             ping_interval,
             early,
             prefix,
+            problems,
         } = self;
+        let mut problems_seen = codec.stats().problems();
         let mut router = Router {
             server,
             events,
@@ -485,10 +514,31 @@ impl Connection {
         let mut pings = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut ping_seq = 0u64;
+        let mut batch = Vec::with_capacity(256);
         loop {
-            // Everything already buffered is delivered before waiting on anything else.
+            // Everything already buffered is delivered before waiting on anything else. Decoding
+            // the whole read first, then sending in a burst, lets a consumer on another thread
+            // wake once per read instead of once per message.
             let now = jiff::Timestamp::now();
             while let Some(m) = codec.decode(&mut rbuf)? {
+                batch.push(m);
+            }
+            let p = codec.stats().problems();
+            if p > problems_seen {
+                let stats = codec.stats();
+                tracing::warn!(
+                    server = %router.server,
+                    skipped = p - problems_seen,
+                    malformed_lines = stats.malformed_lines,
+                    oversized = stats.oversized,
+                    "AMI input skipped"
+                );
+                if let Some(c) = &problems {
+                    c.fetch_add(p - problems_seen, Ordering::Relaxed);
+                }
+                problems_seen = p;
+            }
+            for m in batch.drain(..) {
                 router.route(m, now).await?;
             }
             if std::mem::take(&mut router.waited) {
@@ -635,7 +685,11 @@ impl Router<'_> {
         let Some(list) = p.list.as_mut() else {
             return Some(msg);
         };
-        if !msg.is(b"EventList", b"Complete") {
+        // Asterisk 12+ marks the end with `EventList: Complete`; older ones only name the event
+        // `<X>Complete` (`StatusComplete`).
+        let complete = msg.is(b"EventList", b"Complete")
+            || msg.event().is_some_and(|e| e.ends_with(b"Complete"));
+        if !complete {
             list.items.push(msg);
             return None;
         }

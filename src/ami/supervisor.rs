@@ -103,7 +103,7 @@ async fn supervise(
     loop {
         let opened = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = Connection::open(&cfg, tap.clone()) => r,
+            r = Connection::open(&cfg, tap.clone()) => r.map(|c| c.count_problems_in(handle.decode_problem_counter())),
         };
         let delay = match opened {
             Ok(conn) => {

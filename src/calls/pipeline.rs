@@ -2,7 +2,8 @@
 //!
 //! One [`Tracker`] per `[[asterisk]]` server, one [`Store`]. Every ended call is committed (with
 //! the resolutions it causes) before [`Pipeline::feed`] returns it, so a verdict the caller has
-//! seen survives a crash. The pipeline reads no clock: arrival time is an argument, and silence
+//! seen survives a crash. A call the store already had (replay, a call re-read after a
+//! restart) is not returned again unless [`Pipeline::report_duplicates`] asks for it. The pipeline reads no clock: arrival time is an argument, and silence
 //! expiry runs from event time, at most once per second of it.
 
 use std::time::Duration;
@@ -16,6 +17,9 @@ use super::event::parse_ts;
 use super::record::{CallRecord, Timestamp};
 use super::tracker::Tracker;
 
+/// Resolutions kept for [`Pipeline::take_resolutions`] at most.
+const MAX_PENDING_RESOLUTIONS: usize = 4096;
+
 /// The shared pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -25,8 +29,11 @@ pub struct Pipeline {
     resolve_within: Duration,
     /// Event time of the last silence check (µs).
     last_tick: i64,
-    /// Resolutions caused by recorded calls, until [`Pipeline::take_resolutions`].
-    resolutions: Vec<Resolution>,
+    /// Resolutions caused by recorded calls, until [`Pipeline::take_resolutions`] (bounded:
+    /// the oldest are dropped if nobody takes them; they are in the store either way).
+    resolutions: std::collections::VecDeque<Resolution>,
+    /// Also return calls the store already had (as stored): `replay` into an existing database.
+    report_duplicates: bool,
     scratch: Vec<CallRecord>,
 }
 
@@ -46,9 +53,17 @@ impl Pipeline {
             store,
             trackers: Vec::new(),
             last_tick: i64::MIN,
-            resolutions: Vec::new(),
+            resolutions: std::collections::VecDeque::new(),
+            report_duplicates: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// Makes `feed` and friends also return calls that were already stored (the stored
+    /// version). Off by default: the daemon must not act twice on one verdict.
+    pub fn report_duplicates(mut self, yes: bool) -> Pipeline {
+        self.report_duplicates = yes;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -148,15 +163,26 @@ impl Pipeline {
 
     /// Resolutions of earlier misses since the last call (for notifications).
     pub fn take_resolutions(&mut self) -> Vec<Resolution> {
-        std::mem::take(&mut self.resolutions)
+        self.resolutions.drain(..).collect()
     }
 
     fn commit(&mut self, ended: &[CallRecord]) -> Result<Vec<CallRecord>, StoreError> {
         let mut stored = Vec::with_capacity(ended.len());
         for r in ended {
             let rec = self.store.record_call(r, self.resolve_within)?;
-            self.resolutions.extend(rec.resolved);
-            stored.push(rec.record);
+            for res in rec.resolved {
+                if self.resolutions.len() >= MAX_PENDING_RESOLUTIONS {
+                    self.resolutions.pop_front();
+                }
+                self.resolutions.push_back(res);
+            }
+            if rec.inserted {
+                stored.push(rec.record);
+            } else if self.report_duplicates {
+                if let Some(old) = self.store.get_call(&r.server, &r.linkedid)? {
+                    stored.push(old);
+                }
+            }
         }
         Ok(stored)
     }

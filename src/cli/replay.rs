@@ -64,7 +64,8 @@ pub fn run(args: &ReplayArgs) -> CmdResult {
         .first()
         .map(|a| a.name.clone())
         .unwrap_or_else(|| "replay".to_string());
-    let mut pipeline = Pipeline::new(&cfg, store);
+    // Into an existing database, calls already there are printed as stored.
+    let mut pipeline = Pipeline::new(&cfg, store).report_duplicates(true);
     let mut order: Vec<(String, String)> = Vec::new();
     let mut now = Timestamp::UNIX_EPOCH;
     let mut problems = Vec::new();
