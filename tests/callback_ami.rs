@@ -1,5 +1,5 @@
 //! The dialer's AMI side (`Originator for AmiHandle`) against the lab server on 127.0.0.1:0:
-//! the Originate arrives byte for byte as built, and a queue's free members are read from
+//! the Originate arrives byte for byte as built, and a queue's free members are counted from
 //! QueueStatus.
 
 use std::time::Duration;
@@ -46,18 +46,25 @@ async fn originate_and_queue_status_over_ami() {
     assert!(up);
     assert!(Originator::is_up(&handle));
 
-    assert!(handle
-        .has_free_agent(&Target::Queue("sales".into()))
-        .await
-        .unwrap());
-    assert!(handle
-        .has_free_agent(&Target::Dialplan {
-            context: "callback".into(),
-            exten: "201".into(),
-            priority: 1
-        })
-        .await
-        .unwrap());
+    // The lab's sales queue has three idle, unpaused members.
+    assert_eq!(
+        handle
+            .free_agents(&Target::Queue("sales".into()))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        handle
+            .free_agents(&Target::Dialplan {
+                context: "callback".into(),
+                exten: "201".into(),
+                priority: 1
+            })
+            .await
+            .unwrap(),
+        u32::MAX
+    );
 
     let settings = OriginateSettings::from_config(&cfg.callback, &cfg.pbx.numbers);
     let n = DialNumber::check("79261112255", &cfg.callback.allow, &cfg.callback.deny).unwrap();

@@ -17,6 +17,8 @@ use perezvon::store::Store;
 struct Fake {
     sent: Arc<Mutex<Vec<OriginateRequest>>>,
     busy_agents: Arc<Mutex<bool>>,
+    /// Free people reported when not busy (default 1).
+    free: Arc<Mutex<Option<u32>>>,
     reject: Arc<Mutex<bool>>,
 }
 
@@ -28,8 +30,12 @@ impl Originator for Fake {
         }
         Ok(())
     }
-    async fn has_free_agent(&self, _t: &Target) -> Result<bool, OriginateError> {
-        Ok(!*self.busy_agents.lock().unwrap())
+    async fn free_agents(&self, _t: &Target) -> Result<u32, OriginateError> {
+        Ok(if *self.busy_agents.lock().unwrap() {
+            0
+        } else {
+            self.free.lock().unwrap().unwrap_or(1)
+        })
     }
     fn is_up(&self) -> bool {
         true
@@ -468,4 +474,36 @@ async fn cli_cancel_in_another_connection_is_seen() {
     d.tick().await.unwrap();
     assert!(fake.sent().is_empty());
     assert!(d.tasks().is_empty());
+}
+
+#[tokio::test]
+async fn free_people_bound_the_attempts_of_a_tick() {
+    let mut cfg = Config::from_toml(CONFIG).unwrap();
+    cfg.callback.max_concurrent = 10;
+    cfg.callback.max_concurrent_per_target = 10;
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    *fake.free.lock().unwrap() = Some(2);
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    for n in ["79261110001", "79261110002", "79261110003"] {
+        d.handle(DialerInput::Record(Box::new(miss(n, clock.clock()()))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(d.tasks().len(), 3);
+    clock.advance(60);
+    d.tick().await.unwrap();
+    assert_eq!(
+        fake.sent().len(),
+        2,
+        "two free people, two attempts: {:?}",
+        d.tasks()
+    );
+    // Those two are in flight and will need both people: nothing more while they last.
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 2);
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    d.handle(response(&cb, false, 3)).await.unwrap();
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 3, "one person free again");
 }

@@ -69,11 +69,12 @@ pub trait Originator: Send + Sync {
         &self,
         req: &OriginateRequest,
     ) -> impl Future<Output = Result<(), OriginateError>> + Send;
-    /// Has the target a person free right now (QueueStatus / DeviceStateList)?
-    fn has_free_agent(
+    /// How many people of the target are free right now (QueueStatus members / DeviceStateList
+    /// for an endpoint; `u32::MAX` for a dialplan target, which is the PBX's business)?
+    fn free_agents(
         &self,
         target: &Target,
-    ) -> impl Future<Output = Result<bool, OriginateError>> + Send;
+    ) -> impl Future<Output = Result<u32, OriginateError>> + Send;
     /// Is the link up? Attempts are not started while it is down.
     fn is_up(&self) -> bool;
 }
@@ -487,26 +488,39 @@ impl<O: Originator> Dialer<O> {
             return Ok(());
         }
         let due = planner::due(&self.tasks, now, &self.hours, &self.policy);
-        let mut free: HashMap<String, bool> = HashMap::new();
+        if due.is_empty() {
+            return Ok(());
+        }
+        // Free people per target, asked once per tick, less the attempts already in flight to it
+        // (a customer ringing now needs one of them when they answer).
+        let mut free: HashMap<String, u32> = HashMap::new();
         for d in due {
             let key = d.target.key();
             if self.require_free_agent {
-                let ok = match free.get(&key) {
-                    Some(ok) => *ok,
-                    None => {
-                        let ok = match self.originator.has_free_agent(&d.target).await {
-                            Ok(ok) => ok,
-                            Err(e) => {
-                                tracing::warn!(target = %key, error = %e, "cannot check for a free agent");
-                                false
-                            }
-                        };
-                        free.insert(key.clone(), ok);
-                        ok
+                if !free.contains_key(&key) {
+                    let n = match self.originator.free_agents(&d.target).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(target = %key, error = %e, "cannot check for a free agent");
+                            0
+                        }
+                    };
+                    let busy = self
+                        .tasks
+                        .iter()
+                        .filter(|t| {
+                            t.state == TaskState::InProgress
+                                && self.policy.target_of(t).key() == key
+                        })
+                        .count() as u32;
+                    free.insert(key.clone(), n.saturating_sub(busy));
+                }
+                match free.get_mut(&key) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    _ => {
+                        tracing::debug!(target = %key, "no free agent: callback waits");
+                        continue;
                     }
-                };
-                if !ok {
-                    continue;
                 }
             }
             self.start(d.id, &d.target, now).await?;
@@ -646,8 +660,8 @@ impl Originator for crate::ami::AmiHandle {
         }
     }
 
-    async fn has_free_agent(&self, target: &Target) -> Result<bool, OriginateError> {
-        use super::originate::{device_is_free, queue_has_free_member};
+    async fn free_agents(&self, target: &Target) -> Result<u32, OriginateError> {
+        use super::originate::{device_is_free, queue_free_members};
         use crate::ami::Action;
         let list = |a: Action| async move {
             self.send_list(a)
@@ -657,14 +671,14 @@ impl Originator for crate::ami::AmiHandle {
         };
         match target {
             // A dialplan target is the PBX's business: assume someone is there.
-            Target::Dialplan { .. } => Ok(true),
+            Target::Dialplan { .. } => Ok(u32::MAX),
             Target::Queue(q) => {
                 let items = list(Action::new("QueueStatus").header("Queue", q)).await?;
-                Ok(queue_has_free_member(&items, q))
+                Ok(queue_free_members(&items, q))
             }
             Target::Endpoint(e) => {
                 let items = list(Action::new("DeviceStateList")).await?;
-                Ok(device_is_free(&items, e))
+                Ok(u32::from(device_is_free(&items, e)))
             }
         }
     }

@@ -372,15 +372,18 @@ pub fn outcome_from_record(
     }
 }
 
-/// QueueStatus reply items: is any member of the queue free (not paused, device not in use)?
-/// `Status: 1` is AST_DEVICE_NOT_INUSE.
-pub fn queue_has_free_member(items: &[Message], queue: &str) -> bool {
-    items.iter().any(|m| {
-        m.is(b"Event", b"QueueMember")
-            && m.get_str("Queue").map_or(true, |q| q == queue)
-            && m.get_str("Paused").as_deref() != Some("1")
-            && m.get_str("Status").as_deref() == Some("1")
-    })
+/// QueueStatus reply items: how many members of the queue are free (not paused, device not in
+/// use)? `Status: 1` is AST_DEVICE_NOT_INUSE.
+pub fn queue_free_members(items: &[Message], queue: &str) -> u32 {
+    items
+        .iter()
+        .filter(|m| {
+            m.is(b"Event", b"QueueMember")
+                && m.get_str("Queue").map_or(true, |q| q == queue)
+                && m.get_str("Paused").as_deref() != Some("1")
+                && m.get_str("Status").as_deref() == Some("1")
+        })
+        .count() as u32
 }
 
 /// DeviceStateList reply items: is `device` (e.g. `PJSIP/201`) idle?
@@ -597,14 +600,14 @@ mod tests {
                 ("Status", status),
             ])
         };
-        assert!(!queue_has_free_member(
-            &[member("1", "1"), member("0", "2")],
-            "sales"
-        ));
-        assert!(queue_has_free_member(
-            &[member("0", "2"), member("0", "1")],
-            "sales"
-        ));
+        assert_eq!(
+            0,
+            queue_free_members(&[member("1", "1"), member("0", "2")], "sales")
+        );
+        assert_eq!(
+            1,
+            queue_free_members(&[member("0", "2"), member("0", "1")], "sales")
+        );
         let dev = Message::from_pairs(&[
             ("Event", "DeviceStateChange"),
             ("Device", "PJSIP/201"),
