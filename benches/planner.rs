@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench planner`. Three shapes: every task due (the worst case: selection among
 //! 100 000 candidates), most tasks waiting for their spacing (the common case), and the opening
-//! of the day with the spread quota active.
+//! of the day with the spread quota active; and every task due under a 24/7 schedule.
 
 use std::time::Duration;
 
@@ -122,6 +122,11 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("opening_spread", |b| {
         b.iter(|| due(black_box(&night), opening, &h, &p))
+    });
+    // A 24/7 schedule: the opening lies in the past, found by walking back a week of days.
+    let always = Hours::always(jiff::tz::TimeZone::get("Europe/Moscow").unwrap());
+    g.bench_function("all_due_24x7", |b| {
+        b.iter(|| due(black_box(&all_due), now, &always, &p))
     });
     g.finish();
 }

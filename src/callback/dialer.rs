@@ -42,6 +42,11 @@ pub const TICK: Duration = Duration::from_secs(1);
 const RESPONSE_GRACE: Duration = Duration::from_secs(30);
 /// Time allowed after `calls.max_call_duration` for the tracker's record of an answered callback.
 const RECORD_GRACE: Duration = Duration::from_secs(120);
+/// At most one full re-read of the open tasks per this period. `data_version` also moves on
+/// every call verdict the pipeline commits, and re-reading 100 000 tasks each second would be
+/// waste; a stale view is safe meanwhile, because starting an attempt re-checks the task's state
+/// in SQL ([`Store::begin_attempt`]).
+const RELOAD_EVERY: SignedDuration = SignedDuration::from_secs(5);
 
 /// Why an Originate (or an agent check) did not go through.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -156,6 +161,7 @@ pub struct Dialer<O> {
     index: HashMap<i64, usize>,
     in_flight: HashMap<String, InFlight>,
     data_version: i64,
+    last_reload: Timestamp,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -185,6 +191,7 @@ impl<O: Originator> Dialer<O> {
             index: HashMap::new(),
             in_flight: HashMap::new(),
             data_version: 0,
+            last_reload: Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -245,6 +252,7 @@ impl<O: Originator> Dialer<O> {
             .map(|(i, t)| (t.id, i))
             .collect();
         self.data_version = self.store.data_version()?;
+        self.last_reload = (self.clock)();
         Ok(())
     }
 
@@ -454,10 +462,12 @@ impl<O: Originator> Dialer<O> {
 
     /// One tick: pick up external changes, expire attempts, start the due ones.
     pub async fn tick(&mut self) -> Result<(), DialerError> {
-        if self.store.data_version()? != self.data_version {
+        let now = (self.clock)();
+        if now.duration_since(self.last_reload) >= RELOAD_EVERY
+            && self.store.data_version()? != self.data_version
+        {
             self.reload()?;
         }
-        let now = (self.clock)();
         let expired: Vec<(String, InFlight)> = self
             .in_flight
             .iter()

@@ -141,8 +141,10 @@ impl Hours {
     pub fn opened_at(&self, at: Timestamp) -> Option<Timestamp> {
         let mut date = at.to_zoned(self.tz.clone()).date();
         let (mut start, _) = self.stretches(date).find(|&(s, e)| s <= at && at < e)?;
-        // Walk back while the previous stretch ends exactly where this one starts.
-        for _ in 0..LOOKAHEAD_DAYS {
+        // Walk back while the previous stretch ends exactly where this one starts. A week back is
+        // enough: an opening older than that is long past any spread window (a 24/7 schedule
+        // would otherwise walk two years on every call).
+        for _ in 0..8 {
             let same_day = self.stretches(date).find(|&(_, e)| e == start);
             if let Some((s, _)) = same_day {
                 start = s;

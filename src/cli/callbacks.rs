@@ -22,7 +22,8 @@ pub struct CallbacksArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CallbacksCommand {
-    /// List callback tasks, newest first.
+    /// List callback tasks, newest first. The table's NEXT ATTEMPT takes the working hours into
+    /// account; JSON's `next_attempt_at` is the raw "not before" instant.
     #[command(
         after_help = "Example:\n  perezvon callbacks list --config /etc/perezvon/perezvon.toml\n  perezvon callbacks list --db /var/lib/perezvon/perezvon.db --format json --open | jq .number"
     )]
@@ -187,6 +188,18 @@ fn list(a: &ListArgs) -> CmdResult {
             .strftime("%Y-%m-%d %H:%M")
             .to_string()
     };
+    // The table shows when the attempt can really happen: not before the next opening.
+    let hours = cfg
+        .as_ref()
+        .map(|c| crate::callback::hours::Hours::from_config(&c.hours));
+    let now = jiff::Timestamp::now();
+    let effective = |t: jiff::Timestamp| match &hours {
+        Some(h) => match h.next_open(t.max(now)) {
+            Some(o) => local(o),
+            None => "never (closed)".to_string(),
+        },
+        None => local(t),
+    };
     writeln!(
         out,
         "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  REASON",
@@ -203,8 +216,10 @@ fn list(a: &ListArgs) -> CmdResult {
             t.missed_count,
             t.attempts,
             t.last_outcome.map(|o| o.as_str()).unwrap_or("-"),
-            if t.state.is_open() {
-                local(t.next_attempt_at)
+            if t.state == TaskState::Pending {
+                effective(t.next_attempt_at)
+            } else if t.state == TaskState::InProgress {
+                "(dialling)".to_string()
             } else {
                 "-".into()
             },
