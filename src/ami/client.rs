@@ -1,6 +1,6 @@
 //! One AMI connection: connect, banner, login, then a task that owns the socket.
 //!
-//! Shape (after tokio-postgres): [`Connection`] owns the TCP stream, the read buffer and the
+//! Shape (after tokio-postgres): `Connection` owns the TCP stream, the read buffer and the
 //! codec; an [`AmiHandle`] (cheap to clone) talks to it over a channel. The connection task
 //! routes what it reads:
 //! - a `Response` whose `ActionID` matches a pending action goes to that action's caller;

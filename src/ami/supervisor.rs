@@ -1,6 +1,6 @@
 //! Keeps one `[[asterisk]]` server connected, forever, and tells the consumer about every gap.
 //!
-//! Why reconnect outside the connection: a [`Connection`] is one TCP session and knows nothing of
+//! Why reconnect outside the connection: a `Connection` is one TCP session and knows nothing of
 //! retries; this loop owns the policy. Capped exponential backoff with jitter (so a PBX restart
 //! does not see every perezvon reconnect in the same millisecond); a refused login waits the full
 //! cap each time and says why at `error` level, so a wrong secret is neither a retry storm nor a

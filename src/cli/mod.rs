@@ -80,10 +80,10 @@ pub struct CheckConfigArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RecordArgs {
-    /// Configuration file with the [[asterisk]] server(s).
+    /// Configuration file with the `[[asterisk]]` server(s).
     #[arg(long)]
     pub config: PathBuf,
-    /// Which [[asterisk]] entry to record (default: the first).
+    /// Which `[[asterisk]]` entry to record (default: the first).
     #[arg(long)]
     pub server: Option<String>,
     /// Output file (must not exist yet).
