@@ -292,7 +292,7 @@ impl<O: Originator> Dialer<O> {
             DialerInput::Record(r) => self.on_record(&r),
             DialerInput::Response(r) => self.on_response(&r),
             DialerInput::LiveCustomers(live) => {
-                self.live = live;
+                self.on_live(live);
                 Ok(())
             }
         }
@@ -371,6 +371,21 @@ impl<O: Originator> Dialer<O> {
             }
         }
         Ok(())
+    }
+
+    fn on_live(&mut self, live: HashSet<String>) {
+        // Say so for the tasks it holds back (once, when their customer's call begins), so an
+        // operator asking "why no callback yet" finds the answer in the log.
+        if live.iter().any(|n| !self.live.contains(n)) {
+            for t in self.tasks.iter().filter(|t| {
+                t.state == TaskState::Pending
+                    && live.contains(&t.number)
+                    && !self.live.contains(&t.number)
+            }) {
+                tracing::info!(task_id = t.id, number = %t.number, "customer is on a call with the PBX: callback waits");
+            }
+        }
+        self.live = live;
     }
 
     fn on_response(&mut self, r: &OriginateResponse) -> Result<(), DialerError> {
