@@ -161,3 +161,58 @@ fn run_with_a_bad_config_exits_78() {
     assert_eq!(code, 78);
     assert!(err.contains("callback.mode"), "{err}");
 }
+
+#[test]
+fn list_json_says_when_an_attempt_can_really_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (a, b, _) = seed(&db);
+    // Closed every day: a pending task can never be dialled...
+    let closed = dir.path().join("closed.toml");
+    std::fs::write(&closed, "[hours]\ntimezone = \"UTC\"\nmonday = []\ntuesday = []\nwednesday = []\nthursday = []\nfriday = []\n").unwrap();
+    // ...and open all week: due now (its spacing is long past).
+    let open = dir.path().join("open.toml");
+    let all = "[\"00:00-24:00\"]";
+    std::fs::write(
+        &open,
+        format!("[hours]\ntimezone = \"UTC\"\nmonday = {all}\ntuesday = {all}\nwednesday = {all}\nthursday = {all}\nfriday = {all}\nsaturday = {all}\nsunday = {all}\n"),
+    )
+    .unwrap();
+    let rows = |cfg: &Path| -> Vec<serde_json::Value> {
+        let (code, out, err) = perezvon(&[
+            "callbacks",
+            "list",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let find =
+        |rows: &[serde_json::Value], id: i64| rows.iter().find(|r| r["id"] == id).unwrap().clone();
+    let never = rows(&closed);
+    assert!(
+        find(&never, a)["next_possible_at"].is_null(),
+        "closed hours: never"
+    );
+    let now = rows(&open);
+    let at: Timestamp = find(&now, a)["next_possible_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        at >= Timestamp::now() - SignedDuration::from_secs(60),
+        "not in the past: {at}"
+    );
+    assert!(
+        find(&now, b)["next_possible_at"].is_null(),
+        "in progress: no next attempt"
+    );
+}

@@ -273,3 +273,41 @@ async fn the_observer_counts_and_enqueues() {
     assert!(text.contains("perezvon_calls_total{direction=\"inbound\",status=\"answered\"} 1\n"));
     assert!(text.contains("perezvon_callbacks_total{outcome=\"connected\"} 1\n"));
 }
+
+/// Regression: the dialer's events reach the observer without back-pressure; a callback outcome
+/// lost in a crash (or an overflow) must still be announced by the start-up catch-up, once.
+#[test]
+fn catch_up_announces_finished_attempts_once() {
+    let mut store = Store::open_in_memory().unwrap();
+    let cfg = cfg();
+    let id = store.create_task(&task("79161234567")).unwrap();
+    attempt(
+        &mut store,
+        id,
+        "cb-9",
+        AttemptOutcome::Call(CallbackOutcome::Connected),
+        TaskState::Done,
+    );
+    // The attempt ended at t(130); a restart at t(200) looks an hour back.
+    assert_eq!(
+        notify::catch_up(&store, &cfg, t(200 - 3600), t(200)).unwrap(),
+        1
+    );
+    assert_eq!(
+        notify::catch_up(&store, &cfg, t(200 - 3600), t(200)).unwrap(),
+        0
+    );
+    assert_eq!(event_ids(&store), vec!["callback:cb-9".to_string()]);
+    // Attempts that ended before the window are not re-announced.
+    let mut other = Store::open_in_memory().unwrap();
+    let id = other.create_task(&task("79161234567")).unwrap();
+    attempt(
+        &mut other,
+        id,
+        "cb-10",
+        AttemptOutcome::Call(CallbackOutcome::Connected),
+        TaskState::Done,
+    );
+    assert_eq!(notify::catch_up(&other, &cfg, t(131), t(200)).unwrap(), 0);
+    assert_eq!(notify::catch_up(&other, &cfg, t(129), t(200)).unwrap(), 1);
+}

@@ -83,8 +83,11 @@ pub struct TaskJson {
     pub missed_count: u32,
     pub attempts: u32,
     pub last_outcome: Option<&'static str>,
-    /// RFC 3339; `null` once the task is closed.
+    /// RFC 3339, the spacing's "not before"; `null` once the task is closed.
     pub next_attempt_at: Option<String>,
+    /// RFC 3339: when the next attempt can really happen (not before `next_attempt_at` nor now,
+    /// and within working hours); `null` when closed, in progress, or without a configuration.
+    pub next_possible_at: Option<String>,
     pub first_missed_at: String,
     pub last_missed_at: String,
     pub lost_at: Option<&'static str>,
@@ -104,6 +107,7 @@ impl TaskJson {
             attempts: t.attempts,
             last_outcome: t.last_outcome.map(|o| o.as_str()),
             next_attempt_at: t.state.is_open().then(|| t.next_attempt_at.to_string()),
+            next_possible_at: None,
             first_missed_at: t.first_missed_at.to_string(),
             last_missed_at: t.last_missed_at.to_string(),
             lost_at: t.lost_at.map(|l| l.as_str()),
@@ -172,9 +176,19 @@ fn list(a: &ListArgs) -> CmdResult {
     };
     let rows = store.list_tasks(!a.open, a.limit)?;
     let mut out = std::io::stdout().lock();
+    // When an attempt can really happen: not before the next opening.
+    let hours = cfg
+        .as_ref()
+        .map(|c| crate::callback::hours::Hours::from_config(&c.hours));
+    let now = jiff::Timestamp::now();
+    let possible = |t: jiff::Timestamp| hours.as_ref().and_then(|h| h.next_open(t.max(now)));
     if a.format == "json" {
         for r in &rows {
-            serde_json::to_writer(&mut out, &TaskJson::from_row(r))?;
+            let mut j = TaskJson::from_row(r);
+            if r.task.state == TaskState::Pending {
+                j.next_possible_at = possible(r.task.next_attempt_at).map(|t| t.to_string());
+            }
+            serde_json::to_writer(&mut out, &j)?;
             out.write_all(b"\n")?;
         }
         return Ok(0);
@@ -188,16 +202,8 @@ fn list(a: &ListArgs) -> CmdResult {
             .strftime("%Y-%m-%d %H:%M")
             .to_string()
     };
-    // The table shows when the attempt can really happen: not before the next opening.
-    let hours = cfg
-        .as_ref()
-        .map(|c| crate::callback::hours::Hours::from_config(&c.hours));
-    let now = jiff::Timestamp::now();
     let effective = |t: jiff::Timestamp| match &hours {
-        Some(h) => match h.next_open(t.max(now)) {
-            Some(o) => local(o),
-            None => "never (closed)".to_string(),
-        },
+        Some(_) => possible(t).map_or_else(|| "never (closed)".to_string(), local),
         None => local(t),
     };
     writeln!(

@@ -63,8 +63,10 @@ pub enum Command {
         after_help = "Example:\n  perezvon callbacks list --config /etc/perezvon/perezvon.toml --format json\n  perezvon callbacks cancel 42 --config /etc/perezvon/perezvon.toml"
     )]
     Callbacks(callbacks::CallbacksArgs),
-    /// Try perezvon with no Asterisk: an embedded lab PBX plays real recorded calls, the daemon
-    /// notices the misses and calls the customers back; then the results and the report.
+    /// Try perezvon without Asterisk: a built-in lab PBX replays real calls to the real daemon
+    ///
+    /// An embedded AMI server plays the bundled Asterisk 22 recordings; the daemon notices the
+    /// misses and calls the customers back; then the missed calls, the callbacks and the report.
     #[command(
         after_help = "Example:\n  perezvon demo\n  perezvon demo --db demo.db --html demo-report.html && perezvon report --db demo.db"
     )]

@@ -187,7 +187,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
             r
         }
     };
-    let monitor = monitor(&opts, &lab, &db, traffic_len, daemon_done, shutdown.clone());
+    let monitor = monitor(&opts, &lab, &db, daemon_done, shutdown.clone());
     let (result, monitored) = tokio::join!(daemon, monitor);
     monitored?;
     if let Err(e) = result {
@@ -206,7 +206,6 @@ async fn monitor(
     opts: &DemoOptions,
     lab: &lab::Lab,
     db: &Path,
-    _traffic_len: Duration,
     daemon_done: CancellationToken,
     shutdown: CancellationToken,
 ) -> Result<(), DemoError> {

@@ -276,6 +276,11 @@ pub fn catch_up(
             n += enqueue_resolved(store, cfg, &r, now)?;
         }
     }
+    // Callback outcomes too: the dialer's events reach the observer without back-pressure (the
+    // dialer must never stall), so one lost in a crash or an overflow is re-announced here.
+    for a in store.attempts_ended_between(since, until)? {
+        n += observe::enqueue_attempt_outcome(store, cfg, &a.callback_id, now)?;
+    }
     Ok(n)
 }
 

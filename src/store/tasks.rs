@@ -435,6 +435,27 @@ impl Store {
             .map_err(StoreError::sql("read attempts"))
     }
 
+    /// Attempts that ended in `[from, to)`, oldest first (notifications' crash catch-up).
+    pub fn attempts_ended_between(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> Result<Vec<Attempt>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts \
+             WHERE ended_at >= ?1 AND ended_at < ?2 ORDER BY ended_at, id"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("prepare attempt query"))?;
+        let rows = stmt
+            .query_map(params![ts_to_f64(from), ts_to_f64(to)], row_to_attempt)
+            .map_err(StoreError::sql("query attempts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read attempts"))
+    }
+
     /// One attempt by callback id.
     pub fn attempt(&self, callback_id: &str) -> Result<Option<Attempt>> {
         let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE callback_id = ?1");

@@ -1,0 +1,187 @@
+//! Stage 1 of the configuration: exactly what serde reads from TOML. Unknown keys are errors
+//! (`deny_unknown_fields`); every value is optional here so that stage 2 can report every
+//! missing or wrong key at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub asterisk: Vec<RawAsterisk>,
+    #[serde(default)]
+    pub pbx: RawPbx,
+    #[serde(default)]
+    pub calls: RawCalls,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub callback: RawCallback,
+    #[serde(default)]
+    pub hours: RawHours,
+    #[serde(default)]
+    pub notify: RawNotify,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsterisk {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// `md5` (default) or `plain`.
+    pub auth: Option<String>,
+    /// `Events:` at login: `on` (default), `off`, or a class list like `call,agent,dialplan`.
+    pub events: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub action_timeout: Option<String>,
+    pub ping_interval: Option<String>,
+    pub max_message: Option<i64>,
+    pub reconnect_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPbx {
+    pub country_code: Option<String>,
+    pub national_prefix: Option<String>,
+    pub national_length: Option<i64>,
+    pub international_prefix: Option<String>,
+    pub inbound_contexts: Option<Vec<String>>,
+    pub trunk_channels: Option<Vec<String>>,
+    pub agent_channels: Option<Vec<String>>,
+    pub external_channels: Option<Vec<String>>,
+    pub lost_at_contexts: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCalls {
+    pub min_talk: Option<String>,
+    pub min_wait: Option<String>,
+    pub resolve_within: Option<String>,
+    pub max_call_duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub database: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCallback {
+    pub enabled: Option<bool>,
+    pub mode: Option<String>,
+    pub server: Option<String>,
+    pub dial_template: Option<String>,
+    pub caller_id: Option<String>,
+    pub caller_name: Option<String>,
+    pub target: Option<RawTarget>,
+    pub delay: Option<String>,
+    pub max_attempts: Option<i64>,
+    pub retry_every: Option<String>,
+    pub retry_backoff: Option<f64>,
+    pub give_up_after: Option<String>,
+    pub originate_timeout: Option<String>,
+    pub max_concurrent: Option<i64>,
+    pub max_concurrent_per_target: Option<i64>,
+    pub require_free_agent: Option<bool>,
+    pub spread: Option<String>,
+    pub lost_at: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub marker_variable: Option<String>,
+    /// agent-first with a queue target: the context the queue is dialled in
+    /// (`Local/<queue>@<agent_context>`; FreePBX: `from-internal`).
+    pub agent_context: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub context: Option<String>,
+    pub exten: Option<String>,
+    pub priority: Option<i64>,
+    pub queue: Option<String>,
+    pub endpoint: Option<String>,
+    /// Fallback tried after an agent did not take a callback (a queue or group).
+    pub fallback_queue: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHours {
+    pub timezone: Option<String>,
+    pub monday: Option<Vec<String>>,
+    pub tuesday: Option<Vec<String>>,
+    pub wednesday: Option<Vec<String>>,
+    pub thursday: Option<Vec<String>>,
+    pub friday: Option<Vec<String>>,
+    pub saturday: Option<Vec<String>>,
+    pub sunday: Option<Vec<String>>,
+    pub holidays: Option<Vec<String>>,
+    pub workdays: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub webhook: Option<RawWebhook>,
+    pub email: Option<RawEmail>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i64>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub helo: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}

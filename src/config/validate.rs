@@ -1,0 +1,921 @@
+//! Stage 2 of the configuration: raw values -> validated [`Config`], collecting every problem
+//! with its key path instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::number::NumberPlan;
+
+/// Collects problems while validating.
+pub(super) struct V {
+    pub(super) problems: Vec<Problem>,
+    pub(super) warnings: Vec<Problem>,
+    pub(super) base_dir: Option<PathBuf>,
+}
+
+impl V {
+    fn err(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.warnings.push(Problem {
+            key: key.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn duration(&mut self, key: &str, raw: &Option<String>, default: &str) -> Duration {
+        let s = raw.as_deref().unwrap_or(default);
+        match humantime::parse_duration(s) {
+            Ok(d) => d,
+            Err(e) => {
+                self.err(
+                    key,
+                    format!("invalid duration {s:?}: {e}"),
+                    Some("write it like \"90s\", \"10m\", \"1h 30m\" or \"7d\""),
+                );
+                humantime::parse_duration(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, raw: Option<i64>, default: i64, max: i64) -> i64 {
+        let v = raw.unwrap_or(default);
+        if v < 1 || v > max {
+            self.err(key, format!("must be between 1 and {max}, got {v}"), None);
+            default
+        } else {
+            v
+        }
+    }
+
+    fn globs(&mut self, key: &str, raw: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+        let v: Vec<String> = match raw {
+            Some(v) => v.clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        for (i, p) in v.iter().enumerate() {
+            if p.is_empty() {
+                self.err(
+                    format!("{key}[{i}]"),
+                    "empty pattern",
+                    Some("use \"*\" to match everything"),
+                );
+            }
+        }
+        v
+    }
+
+    fn regexes(
+        &mut self,
+        key: &str,
+        raw: &Option<Vec<String>>,
+        default: &[&str],
+    ) -> Vec<regex::Regex> {
+        let v: Vec<String> = match raw {
+            Some(v) => v.clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut out = Vec::new();
+        for (i, p) in v.iter().enumerate() {
+            // Anchor so "7916" cannot accidentally allow "879160000000000".
+            let anchored = format!("^(?:{})$", p.trim_start_matches('^').trim_end_matches('$'));
+            match regex::Regex::new(&anchored) {
+                Ok(r) => out.push(r),
+                Err(e) => self.err(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "invalid regex {p:?}: {}",
+                        e.to_string().lines().last().unwrap_or("")
+                    ),
+                    Some("patterns are regexes over the normalised number, e.g. \"^79\\\\d{9}$\""),
+                ),
+            }
+        }
+        out
+    }
+
+    /// An optional secret from exactly one of `secret`, `secret_file`, `secret_env` under `prefix`.
+    fn optional_secret(
+        &mut self,
+        prefix: &str,
+        secret: &Option<String>,
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+    ) -> Option<Secret> {
+        let k = |f: &str| format!("{prefix}.{f}");
+        match (secret, file, env) {
+            (None, None, None) => None,
+            (Some(s), None, None) => Some(Secret::new(s.clone())),
+            (None, Some(p), None) => {
+                let p = self.resolve_path(p);
+                match std::fs::read_to_string(&p) {
+                    Ok(s) => {
+                        #[cfg(unix)]
+                        {
+                            use std::os::unix::fs::PermissionsExt;
+                            if std::fs::metadata(&p)
+                                .is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+                            {
+                                self.warn(
+                                    k("secret_file"),
+                                    format!("{} is world-readable", p.display()),
+                                    Some("chmod 640 it"),
+                                );
+                            }
+                        }
+                        Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string()))
+                    }
+                    Err(e) => {
+                        self.err(
+                            k("secret_file"),
+                            format!("cannot read {}: {e}", p.display()),
+                            None,
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None, Some(var)) => match std::env::var(var) {
+                Ok(s) => Some(Secret::new(s)),
+                Err(_) => {
+                    self.err(
+                        k("secret_env"),
+                        format!("environment variable {var:?} is not set"),
+                        Some("set it in the unit's Environment= or EnvironmentFile="),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    k("secret"),
+                    "secret, secret_file and secret_env are exclusive",
+                    Some("keep one"),
+                );
+                None
+            }
+        }
+    }
+
+    fn resolve_path(&self, p: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+fn parse_hhmm(s: &str, allow_24: bool) -> Option<u16> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    if m >= 60 || h > 24 || (h == 24 && (m != 0 || !allow_24)) {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
+/// Parses `"09:00-13:00"`; `"00:00-24:00"` is the whole day.
+pub fn parse_range(s: &str) -> Option<DayRange> {
+    let (a, b) = s.split_once('-')?;
+    let start_min = parse_hhmm(a, false)?;
+    let end_min = parse_hhmm(b, true)?;
+    (start_min < end_min).then_some(DayRange { start_min, end_min })
+}
+
+pub(super) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
+    // toml's message is the first line of its Display; the rest repeats the source line.
+    let msg = e.message().trim().replace('\n', "; ");
+    let (key, line, column) = match e.span().filter(|_| !text.is_empty()) {
+        Some(span) => {
+            let (k, l) = schema::key_at(text, span.start);
+            let at = span.start.min(text.len());
+            let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            (k, l, text[line_start..at].chars().count() + 1)
+        }
+        None => (None, None, 0),
+    };
+    let key = match (key, line) {
+        (Some(k), Some(l)) => format!("{k} (line {l})"),
+        (None, Some(l)) => format!("line {l}, column {column}"),
+        (Some(k), None) => k,
+        (None, None) => "(toml)".into(),
+    };
+    let hint = if msg.contains("unknown field") {
+        Some("see config.example.toml for every key".to_string())
+    } else if msg.contains("invalid type: map, expected a sequence") {
+        Some("servers are [[asterisk]] sections (double brackets), one per server".to_string())
+    } else if msg.contains("expected a sequence") {
+        Some("a list in brackets, e.g. [\"PJSIP/*\"] or [] for none".to_string())
+    } else if msg.contains("invalid type") {
+        Some("durations and names are quoted strings, numbers and booleans are not".to_string())
+    } else {
+        Some("the file is not valid TOML; check quotes and brackets".to_string())
+    };
+    Problem {
+        key,
+        message: msg,
+        hint,
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
+    // [[asterisk]]
+    let mut asterisk = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, a) in raw.asterisk.iter().enumerate() {
+        let k = |f: &str| format!("asterisk[{i}].{f}");
+        let name = a.name.clone().unwrap_or_else(|| {
+            if i == 0 {
+                "default".into()
+            } else {
+                format!("asterisk{i}")
+            }
+        });
+        if !names.insert(name.clone()) {
+            v.err(
+                k("name"),
+                format!("duplicate server name {name:?}"),
+                Some("every [[asterisk]] needs its own name"),
+            );
+        }
+        let host = a.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let port = match a.port.unwrap_or(5038) {
+            p @ 1..=65535 => p as u16,
+            p => {
+                v.err(
+                    k("port"),
+                    format!("{p} is not a TCP port"),
+                    Some("AMI listens on 5038 by default"),
+                );
+                5038
+            }
+        };
+        let username = match &a.username {
+            Some(u) if !u.is_empty() && !u.contains(['\r', '\n']) => u.clone(),
+            Some(_) => {
+                v.err(k("username"), "must be a non-empty single line", None);
+                String::new()
+            }
+            None => {
+                v.err(
+                    k("username"),
+                    "missing",
+                    Some("the [user] section name in manager.conf"),
+                );
+                String::new()
+            }
+        };
+        let sources = [
+            a.secret.is_some(),
+            a.secret_file.is_some(),
+            a.secret_env.is_some(),
+        ];
+        let secret = match sources.iter().filter(|x| **x).count() {
+            0 => {
+                v.err(
+                    k("secret"),
+                    "missing",
+                    Some("set one of secret, secret_file or secret_env"),
+                );
+                Secret::default()
+            }
+            1 => {
+                if let Some(s) = &a.secret {
+                    Secret::new(s.clone())
+                } else if let Some(p) = &a.secret_file {
+                    let p = v.resolve_path(p);
+                    match std::fs::read_to_string(&p) {
+                        Ok(s) => {
+                            #[cfg(unix)]
+                            {
+                                use std::os::unix::fs::PermissionsExt;
+                                if let Ok(m) = std::fs::metadata(&p) {
+                                    if m.permissions().mode() & 0o004 != 0 {
+                                        v.warn(
+                                            k("secret_file"),
+                                            format!("{} is world-readable", p.display()),
+                                            Some("chmod 640 it"),
+                                        );
+                                    }
+                                }
+                            }
+                            Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
+                        }
+                        Err(e) => {
+                            v.err(
+                                k("secret_file"),
+                                format!("cannot read {}: {e}", p.display()),
+                                None,
+                            );
+                            Secret::default()
+                        }
+                    }
+                } else {
+                    let var = a.secret_env.clone().unwrap_or_default();
+                    match std::env::var(&var) {
+                        Ok(s) => Secret::new(s),
+                        Err(_) => {
+                            v.err(
+                                k("secret_env"),
+                                format!("environment variable {var:?} is not set"),
+                                Some("set it in the unit's Environment= or EnvironmentFile="),
+                            );
+                            Secret::default()
+                        }
+                    }
+                }
+            }
+            _ => {
+                v.err(
+                    k("secret"),
+                    "secret, secret_file and secret_env are exclusive",
+                    Some("keep one"),
+                );
+                Secret::default()
+            }
+        };
+        if secret.expose().contains(['\r', '\n']) {
+            v.err(k("secret"), "contains a line break", None);
+        }
+        let auth = match a.auth.as_deref().unwrap_or("md5") {
+            "md5" => AuthType::Md5,
+            "plain" => AuthType::Plain,
+            other => {
+                v.err(
+                    k("auth"),
+                    format!("unknown auth {other:?}"),
+                    Some("md5 or plain"),
+                );
+                AuthType::Md5
+            }
+        };
+        let events = a.events.clone().unwrap_or_else(|| "on".into());
+        if events.is_empty() || events.contains(['\r', '\n']) {
+            v.err(
+                k("events"),
+                "must be on, off or a list of classes",
+                Some("e.g. \"call,agent,dialplan\""),
+            );
+        }
+        let max_message = v.positive(
+            &k("max_message"),
+            a.max_message,
+            1024 * 1024,
+            64 * 1024 * 1024,
+        ) as usize;
+        asterisk.push(AsteriskConfig {
+            name,
+            host,
+            port,
+            username,
+            secret,
+            auth,
+            events,
+            connect_timeout: v.duration(&k("connect_timeout"), &a.connect_timeout, "5s"),
+            action_timeout: v.duration(&k("action_timeout"), &a.action_timeout, "10s"),
+            ping_interval: v.duration(&k("ping_interval"), &a.ping_interval, "15s"),
+            max_message,
+            reconnect_max: v.duration(&k("reconnect_max"), &a.reconnect_max, "60s"),
+        });
+    }
+
+    // [pbx]
+    let p = &raw.pbx;
+    let digits = |v: &mut V, key: &str, s: &Option<String>, d: &str| -> String {
+        let s = s.clone().unwrap_or_else(|| d.to_string());
+        if !s.chars().all(|c| c.is_ascii_digit()) {
+            v.err(key, format!("{s:?} must be digits only"), None);
+        }
+        s
+    };
+    let country_code = digits(v, "pbx.country_code", &p.country_code, "7");
+    if country_code.is_empty() {
+        v.err(
+            "pbx.country_code",
+            "must not be empty",
+            Some("e.g. \"7\" for Russia, \"49\" for Germany"),
+        );
+    }
+    let numbers = NumberPlan {
+        country_code,
+        national_prefix: digits(v, "pbx.national_prefix", &p.national_prefix, "8"),
+        national_length: match p.national_length.unwrap_or(10) {
+            n @ 0..=15 => n as usize,
+            n => {
+                v.err(
+                    "pbx.national_length",
+                    format!("{n} is not a plausible length"),
+                    Some("0..15; 0 = unknown"),
+                );
+                10
+            }
+        },
+        international_prefix: digits(
+            v,
+            "pbx.international_prefix",
+            &p.international_prefix,
+            "810",
+        ),
+    };
+    let mut lost_at_contexts = BTreeMap::new();
+    for (ctx, cat) in p.lost_at_contexts.clone().unwrap_or_default() {
+        if LOST_AT.contains(&cat.as_str()) {
+            lost_at_contexts.insert(ctx, cat);
+        } else {
+            v.err(
+                format!("pbx.lost_at_contexts.{ctx}"),
+                format!("unknown category {cat:?}"),
+                Some("one of ivr, voicemail, invalid_number, queue, group, external, user"),
+            );
+        }
+    }
+    let pbx = PbxConfig {
+        numbers,
+        inbound_contexts: v.globs(
+            "pbx.inbound_contexts",
+            &p.inbound_contexts,
+            &["from-trunk", "from-pstn", "from-external"],
+        ),
+        trunk_channels: v.globs("pbx.trunk_channels", &p.trunk_channels, &[]),
+        agent_channels: v.globs(
+            "pbx.agent_channels",
+            &p.agent_channels,
+            &["PJSIP/*", "SIP/*", "IAX2/*", "Local/*@from-queue*"],
+        ),
+        external_channels: v.globs("pbx.external_channels", &p.external_channels, &[]),
+        lost_at_contexts,
+    };
+
+    // [calls]
+    let c = &raw.calls;
+    let calls = CallsConfig {
+        min_talk: v.duration("calls.min_talk", &c.min_talk, "6s"),
+        min_wait: v.duration("calls.min_wait", &c.min_wait, "3s"),
+        resolve_within: v.duration("calls.resolve_within", &c.resolve_within, "7d"),
+        max_call_duration: v.duration("calls.max_call_duration", &c.max_call_duration, "4h"),
+    };
+    if calls.max_call_duration < Duration::from_secs(60) {
+        v.err(
+            "calls.max_call_duration",
+            "must be at least 1m",
+            Some("calls silent for this long are ended as unknown"),
+        );
+    }
+
+    // [storage]
+    let storage = StorageConfig {
+        database: raw
+            .storage
+            .database
+            .as_deref()
+            .map(|p| v.resolve_path(p))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+    };
+
+    // [callback]
+    let cb = &raw.callback;
+    let mode = match cb.mode.as_deref().unwrap_or("customer-first") {
+        "customer-first" => CallbackMode::CustomerFirst,
+        "agent-first" => CallbackMode::AgentFirst,
+        other => {
+            v.err(
+                "callback.mode",
+                format!("unknown mode {other:?}"),
+                Some("customer-first or agent-first"),
+            );
+            CallbackMode::CustomerFirst
+        }
+    };
+    let dial_template = cb
+        .dial_template
+        .clone()
+        .unwrap_or_else(|| "PJSIP/{number}@provider".into());
+    if !["{number}", "{e164}", "{national}"]
+        .iter()
+        .any(|p| dial_template.contains(p))
+    {
+        v.err(
+            "callback.dial_template",
+            "does not contain {number}, {e164} or {national}",
+            Some("e.g. \"PJSIP/{national}@provider\""),
+        );
+    }
+    if dial_template.contains(['\r', '\n']) {
+        v.err("callback.dial_template", "contains a line break", None);
+    }
+    let target = match &cb.target {
+        None => Target::Queue("sales".into()),
+        Some(t) => {
+            let n = [
+                t.context.is_some() || t.exten.is_some(),
+                t.queue.is_some(),
+                t.endpoint.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if n != 1 {
+                v.err(
+                    "callback.target",
+                    "set exactly one of {context, exten}, queue or endpoint",
+                    Some("e.g. target = { queue = \"sales\" }"),
+                );
+                Target::Queue("sales".into())
+            } else if let Some(q) = &t.queue {
+                Target::Queue(q.clone())
+            } else if let Some(e) = &t.endpoint {
+                Target::Endpoint(e.clone())
+            } else {
+                match (&t.context, &t.exten) {
+                    (Some(c), Some(e)) => Target::Dialplan {
+                        context: c.clone(),
+                        exten: e.clone(),
+                        priority: t.priority.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
+                    },
+                    _ => {
+                        v.err("callback.target", "context and exten go together", None);
+                        Target::Queue("sales".into())
+                    }
+                }
+            }
+        }
+    };
+    let wire_ok = |s: &str| !s.is_empty() && !s.contains(['\r', '\n', ',']) && s.len() < 200;
+    match &target {
+        Target::Dialplan { context, exten, .. } if !(wire_ok(context) && wire_ok(exten)) => v.err(
+            "callback.target",
+            "context/exten must be short single-line names without commas",
+            None,
+        ),
+        Target::Queue(q) | Target::Endpoint(q) if !wire_ok(q) => v.err(
+            "callback.target",
+            "must be a short single-line name without commas",
+            None,
+        ),
+        _ => {}
+    }
+    let caller_id = cb.caller_id.clone().unwrap_or_default();
+    if !caller_id.chars().all(|c| c.is_ascii_digit() || c == '+') || caller_id.len() > 32 {
+        v.err(
+            "callback.caller_id",
+            format!("{caller_id:?} must be a phone number"),
+            Some("digits and an optional leading +"),
+        );
+    }
+    let caller_name = cb.caller_name.clone().unwrap_or_else(|| "Callback".into());
+    if caller_name.contains(['\r', '\n', '"', '<', '>']) || caller_name.len() > 64 {
+        v.err(
+            "callback.caller_name",
+            "must be a short name without quotes, angle brackets or line breaks",
+            None,
+        );
+    }
+    let lost_at = cb
+        .lost_at
+        .clone()
+        .unwrap_or_else(|| LOST_AT.iter().map(|s| s.to_string()).collect());
+    for (i, l) in lost_at.iter().enumerate() {
+        if !LOST_AT.contains(&l.as_str()) {
+            v.err(
+                format!("callback.lost_at[{i}]"),
+                format!("unknown category {l:?}"),
+                Some("one of ivr, voicemail, invalid_number, queue, group, external, user"),
+            );
+        }
+    }
+    let marker_variable = cb
+        .marker_variable
+        .clone()
+        .unwrap_or_else(|| "PEREZVON_CALLBACK_ID".into());
+    if marker_variable.is_empty()
+        || !marker_variable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        v.err(
+            "callback.marker_variable",
+            format!("{marker_variable:?} is not a channel variable name"),
+            Some("letters, digits and _"),
+        );
+    }
+    let agent_context = cb
+        .agent_context
+        .clone()
+        .unwrap_or_else(|| "from-internal".into());
+    if !wire_ok(&agent_context) || agent_context.contains(['@', '/']) {
+        v.err(
+            "callback.agent_context",
+            format!("{agent_context:?} is not a dialplan context name"),
+            Some("e.g. \"from-internal\""),
+        );
+    }
+    let retry_backoff = cb.retry_backoff.unwrap_or(1.0);
+    if !(1.0..=10.0).contains(&retry_backoff) {
+        v.err(
+            "callback.retry_backoff",
+            format!("{retry_backoff} must be between 1.0 and 10.0"),
+            Some("1.0 = fixed spacing, 2.0 = doubling"),
+        );
+    }
+    let callback = CallbackConfig {
+        enabled: cb.enabled.unwrap_or(false),
+        mode,
+        server: cb.server.clone(),
+        dial_template,
+        caller_id,
+        caller_name,
+        target,
+        fallback_queue: cb.target.as_ref().and_then(|t| t.fallback_queue.clone()),
+        delay: v.duration("callback.delay", &cb.delay, "1m"),
+        max_attempts: v.positive("callback.max_attempts", cb.max_attempts, 3, 100) as u32,
+        retry_every: v.duration("callback.retry_every", &cb.retry_every, "10m"),
+        retry_backoff,
+        give_up_after: v.duration("callback.give_up_after", &cb.give_up_after, "24h"),
+        originate_timeout: v.duration("callback.originate_timeout", &cb.originate_timeout, "30s"),
+        max_concurrent: v.positive("callback.max_concurrent", cb.max_concurrent, 2, 1000) as u32,
+        max_concurrent_per_target: v.positive(
+            "callback.max_concurrent_per_target",
+            cb.max_concurrent_per_target,
+            1,
+            1000,
+        ) as u32,
+        require_free_agent: cb.require_free_agent.unwrap_or(true),
+        spread: v.duration("callback.spread", &cb.spread, "15m"),
+        lost_at,
+        // National mobile numbers of the default country (Russia): the toll-fraud guard.
+        allow: v.regexes("callback.allow", &cb.allow, &["^79\\d{9}$"]),
+        deny: v.regexes("callback.deny", &cb.deny, &[]),
+        marker_variable,
+        agent_context,
+    };
+    if let Some(s) = &callback.server {
+        if !asterisk.iter().any(|a| &a.name == s) {
+            v.err(
+                "callback.server",
+                format!("no [[asterisk]] named {s:?}"),
+                None,
+            );
+        }
+    }
+    if callback.enabled && asterisk.is_empty() {
+        v.err(
+            "callback.enabled",
+            "callbacks need an [[asterisk]] server",
+            None,
+        );
+    }
+    if callback.enabled && callback.caller_id.is_empty() {
+        v.err(
+            "callback.caller_id",
+            "missing",
+            Some("the number customers see, e.g. your main line"),
+        );
+    }
+
+    // [hours]
+    let h = &raw.hours;
+    let timezone_name = h.timezone.clone().unwrap_or_else(|| "UTC".into());
+    let timezone = match jiff::tz::TimeZone::get(&timezone_name) {
+        Ok(tz) => tz,
+        Err(_) => {
+            v.err(
+                "hours.timezone",
+                format!("unknown time zone {timezone_name:?}"),
+                Some("an IANA name like \"Europe/Moscow\""),
+            );
+            jiff::tz::TimeZone::UTC
+        }
+    };
+    let days = [
+        ("monday", &h.monday),
+        ("tuesday", &h.tuesday),
+        ("wednesday", &h.wednesday),
+        ("thursday", &h.thursday),
+        ("friday", &h.friday),
+        ("saturday", &h.saturday),
+        ("sunday", &h.sunday),
+    ];
+    let mut week: [Vec<DayRange>; 7] = Default::default();
+    for (d, (name, ranges)) in days.iter().enumerate() {
+        let default: &[&str] = if d < 5 { &["09:00-18:00"] } else { &[] };
+        let ranges: Vec<String> = match ranges {
+            Some(r) => (*r).clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut parsed: Vec<DayRange> = Vec::new();
+        for (i, r) in ranges.iter().enumerate() {
+            match parse_range(r) {
+                Some(dr) => parsed.push(dr),
+                None => v.err(
+                    format!("hours.{name}[{i}]"),
+                    format!("invalid range {r:?}"),
+                    Some("\"HH:MM-HH:MM\", start before end, \"00:00-24:00\" for all day"),
+                ),
+            }
+        }
+        parsed.sort_by_key(|r| r.start_min);
+        if parsed.windows(2).any(|w| w[1].start_min < w[0].end_min) {
+            v.err(
+                format!("hours.{name}"),
+                "ranges overlap",
+                Some("list separate ranges, e.g. [\"09:00-13:00\", \"14:00-18:00\"]"),
+            );
+        }
+        week[d] = parsed;
+    }
+    let dates = |v: &mut V, key: &str, raw: &Option<Vec<String>>| -> Vec<jiff::civil::Date> {
+        let mut out = Vec::new();
+        for (i, s) in raw.iter().flatten().enumerate() {
+            match s.parse::<jiff::civil::Date>() {
+                Ok(d) => out.push(d),
+                Err(_) => v.err(
+                    format!("{key}[{i}]"),
+                    format!("invalid date {s:?}"),
+                    Some("YYYY-MM-DD"),
+                ),
+            }
+        }
+        out
+    };
+    let hours = HoursConfig {
+        timezone,
+        timezone_name,
+        week,
+        holidays: dates(v, "hours.holidays", &h.holidays),
+        workdays: dates(v, "hours.workdays", &h.workdays),
+    };
+
+    // [notify]
+    let events = |v: &mut V, key: &str, raw: &Option<Vec<String>>| -> Vec<String> {
+        let e = raw
+            .clone()
+            .unwrap_or_else(|| NOTIFY_EVENTS.iter().map(|s| s.to_string()).collect());
+        for (i, x) in e.iter().enumerate() {
+            if !NOTIFY_EVENTS.contains(&x.as_str()) {
+                v.err(
+                    format!("{key}[{i}]"),
+                    format!("unknown event {x:?}"),
+                    Some("missed, resolved or callback"),
+                );
+            }
+        }
+        e
+    };
+    let webhook = raw.notify.webhook.as_ref().map(|w| {
+        let url = w.url.clone().unwrap_or_default();
+        let endpoint = match HttpUrl::parse(&url) {
+            Ok(u) => u,
+            Err(e) => {
+                v.err(
+                    "notify.webhook.url",
+                    if url.is_empty() { "missing".to_string() } else { e },
+                    Some("perezvon posts plain HTTP, e.g. \"http://127.0.0.1:8080/hook\"; put a TLS-terminating proxy (nginx, stunnel) in front of an https receiver"),
+                );
+                HttpUrl { host: String::new(), port: 80, path: "/".into() }
+            }
+        };
+        let secret = v.optional_secret(
+            "notify.webhook",
+            &w.secret,
+            &w.secret_file,
+            &w.secret_env,
+        );
+        WebhookConfig {
+            url,
+            endpoint,
+            secret,
+            events: events(v, "notify.webhook.events", &w.events),
+            timeout: v.duration("notify.webhook.timeout", &w.timeout, "10s"),
+            retry_every: v.duration("notify.webhook.retry_every", &w.retry_every, "10s"),
+            max_retry_every: v.duration("notify.webhook.max_retry_every", &w.max_retry_every, "10m"),
+            give_up_after: v.duration("notify.webhook.give_up_after", &w.give_up_after, "3d"),
+        }
+    });
+    let email = raw.notify.email.as_ref().map(|e| {
+        let smtp_host = e.smtp_host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let helo = e.helo.clone().unwrap_or_else(|| "localhost".into());
+        if helo.is_empty()
+            || !helo
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+        {
+            v.err(
+                "notify.email.helo",
+                format!("{helo:?} is not a host name"),
+                Some("the name this machine gives the relay, e.g. \"pbx.example.com\""),
+            );
+        }
+        let from = e.from.clone().unwrap_or_default();
+        if !from.contains('@') || from.contains(['\r', '\n', '<', '>']) {
+            v.err(
+                "notify.email.from",
+                format!("{from:?} is not an address"),
+                Some("e.g. \"perezvon@example.com\""),
+            );
+        }
+        let to = e.to.clone().unwrap_or_default();
+        if to.is_empty() {
+            v.err("notify.email.to", "no recipients", None);
+        }
+        for (i, t) in to.iter().enumerate() {
+            if !t.contains('@') || t.contains(['\r', '\n', '<', '>']) {
+                v.err(
+                    format!("notify.email.to[{i}]"),
+                    format!("{t:?} is not an address"),
+                    None,
+                );
+            }
+        }
+        EmailConfig {
+            smtp_host,
+            smtp_port: match e.smtp_port.unwrap_or(25) {
+                p @ 1..=65535 => p as u16,
+                p => {
+                    v.err(
+                        "notify.email.smtp_port",
+                        format!("{p} is not a TCP port"),
+                        None,
+                    );
+                    25
+                }
+            },
+            from,
+            to,
+            events: events(v, "notify.email.events", &e.events),
+            timeout: v.duration("notify.email.timeout", &e.timeout, "30s"),
+            helo,
+            retry_every: v.duration("notify.email.retry_every", &e.retry_every, "1m"),
+            max_retry_every: v.duration("notify.email.max_retry_every", &e.max_retry_every, "30m"),
+            give_up_after: v.duration("notify.email.give_up_after", &e.give_up_after, "3d"),
+        }
+    });
+
+    // [metrics]
+    let listen_s = raw
+        .metrics
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:9271".into());
+    let listen = match listen_s.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            v.err(
+                "metrics.listen",
+                format!("{listen_s:?} is not host:port"),
+                Some("e.g. \"127.0.0.1:9271\""),
+            );
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9271))
+        }
+    };
+    let metrics = MetricsConfig {
+        enabled: raw.metrics.enabled.unwrap_or(false),
+        listen,
+    };
+
+    let level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+    if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        v.err(
+            "log.level",
+            format!("unknown level {level:?}"),
+            Some("error, warn, info, debug or trace"),
+        );
+    }
+    let json = match raw.log.format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => {
+            v.err(
+                "log.format",
+                format!("unknown format {other:?}"),
+                Some("text or json"),
+            );
+            false
+        }
+    };
+
+    Config {
+        asterisk,
+        pbx,
+        calls,
+        storage,
+        callback,
+        hours,
+        notify: NotifyConfig { webhook, email },
+        metrics,
+        log: LogConfig { level, json },
+        warnings: Vec::new(),
+    }
+}
