@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use jiff::{SignedDuration, Timestamp};
 use perezvon::callback::hours::Hours;
-use perezvon::callback::planner::{due, Policy, Task, TaskState};
+use perezvon::callback::planner::{due, due_avoiding, Policy, Task, TaskState};
 use perezvon::calls::record::LostAt;
 use perezvon::config::{parse_range, Target};
 
@@ -127,6 +127,16 @@ fn bench(c: &mut Criterion) {
     let always = Hours::always(jiff::tz::TimeZone::get("Europe/Moscow").unwrap());
     g.bench_function("all_due_24x7", |b| {
         b.iter(|| due(black_box(&all_due), now, &always, &p))
+    });
+    // 1 000 customers on a live call (a busy PBX): every task's number is looked up.
+    let live: std::collections::HashSet<String> = all_due
+        .iter()
+        .step_by(100)
+        .map(|t| t.number.clone())
+        .collect();
+    assert!(!due_avoiding(&all_due, now, &h, &p, &live).is_empty());
+    g.bench_function("all_due_1k_live", |b| {
+        b.iter(|| due_avoiding(black_box(&all_due), now, &h, &p, &live))
     });
     g.finish();
 }

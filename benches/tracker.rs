@@ -156,6 +156,48 @@ fn throughput(cfg: &Config, stream: &[u8], events: usize, rounds: usize) -> (f64
     (events as f64 / best, calls / rounds, peak_per_call)
 }
 
+/// The daemon's once-a-second snapshot of the customers on a live call (for the dialer), taken
+/// when the most calls are live: its cost per snapshot.
+fn live_snapshot(cfg: &Config, stream: &[u8]) {
+    let mut buf = BytesMut::from(stream);
+    let mut codec = AmiCodec::new();
+    let mut tracker = Tracker::new("bench", cfg);
+    let mut out = Vec::with_capacity(64);
+    let mut peak = 0usize;
+    let mut best_at = 0usize;
+    let mut msgs = Vec::new();
+    while let Ok(Some(m)) = codec.decode(&mut buf) {
+        msgs.push(m);
+    }
+    // Find the moment with the most live calls, then replay up to it.
+    for (i, m) in msgs.iter().enumerate() {
+        tracker.handle(m, Timestamp::UNIX_EPOCH, &mut out);
+        out.clear();
+        if tracker.live_calls() > peak {
+            peak = tracker.live_calls();
+            best_at = i;
+        }
+    }
+    let mut tracker = Tracker::new("bench", cfg);
+    for m in &msgs[..=best_at.min(msgs.len().saturating_sub(1))] {
+        tracker.handle(m, Timestamp::UNIX_EPOCH, &mut out);
+        out.clear();
+    }
+    let rounds = 200;
+    let start = Instant::now();
+    let mut n = 0;
+    for _ in 0..rounds {
+        let set: std::collections::HashSet<String> = tracker.live_customers().collect();
+        n = set.len();
+    }
+    let each = start.elapsed().as_secs_f64() / rounds as f64;
+    println!(
+        "live customers snapshot: {} live calls, {n} distinct numbers: {:.0} µs per snapshot (once a second)",
+        tracker.live_calls(),
+        each * 1e6
+    );
+}
+
 fn latency(cfg: &Config, caps: &[Vec<Message>], seconds: f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("bench.db")).expect("store");
@@ -226,5 +268,6 @@ fn main() {
         eps / 1e6
     );
     println!("memory per live call: {:.0} bytes", per_call);
+    live_snapshot(&cfg, &stream);
     latency(&cfg, &caps, if quick { 2.0 } else { 10.0 });
 }

@@ -12,6 +12,8 @@
 //!   `callback_tasks`/`callback_attempts` (SQLite WAL lets them commit independently).
 //! - After every LinkUp the ingest loop asks for `CoreShowChannels` (in a side task, so the event
 //!   stream keeps flowing while the list arrives) and hands the items to `resync`.
+//! - Every second (the tracker tick) the ingest loop tells the dialer which customers are on a
+//!   live call ([`Pipeline::live_customers`]), when that changed: their callbacks wait.
 //! - `READY=1` goes to systemd once the configuration and the database are up — not gated on
 //!   Asterisk, which reconnects on its own; `WATCHDOG=1` every half `WATCHDOG_USEC` while the
 //!   ingest loop turns.
@@ -22,7 +24,7 @@
 //! Hook points for the lead: [`RunOptions::dialer_events`] receives every [`DialerEvent`]
 //! (notifications, metrics); [`RunOptions::records`] every committed [`CallRecord`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,6 +198,9 @@ pub async fn run_with(
     let mut tick = tokio::time::interval(TRACKER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut result: Result<(), DaemonError> = Ok(());
+    // Customers on a live call, as last told to the dialer (only while there is one).
+    let dialing = dialer_task.is_some();
+    let mut live_sent: HashSet<String> = HashSet::new();
     let mut ingest = Ingest {
         pipeline: &mut pipeline,
         dial_tx: &dial_tx,
@@ -270,7 +275,18 @@ pub async fn run_with(
                     metrics.server(h.server()).set_decode_problems(h.decode_problems());
                 }
                 let r = ingest.pipeline.tick(jiff::Timestamp::now());
-                ingest.forward(r).await
+                let r = ingest.forward(r).await;
+                // After the tick's verdicts, so a call that just ended is no longer live.
+                // Once a second and only on change: up to a second stale, which is fine for
+                // "do not ring someone who is talking to us", and nothing on the event path.
+                if dialing {
+                    let live = ingest.pipeline.live_customers();
+                    if live != live_sent {
+                        live_sent = live.clone();
+                        send(ingest.dial_tx, DialerInput::LiveCustomers(live)).await;
+                    }
+                }
+                r
             }
         };
         if let Err(e) = step {

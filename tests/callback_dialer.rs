@@ -326,6 +326,76 @@ async fn customer_calling_back_cancels_the_task() {
 }
 
 #[tokio::test]
+async fn no_callback_while_the_customer_is_on_a_call_with_us() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261112233",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    let due_at = d.tasks()[0].next_attempt_at;
+    // The customer called again and is in the queue when the task falls due.
+    d.handle(DialerInput::LiveCustomers(
+        ["79261112233".to_string()].into(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        clock.advance(60);
+        d.tick().await.unwrap();
+    }
+    assert!(
+        fake.sent().is_empty(),
+        "no Originate while the number is live"
+    );
+    // Still pending, no attempt used, its time unchanged.
+    let t = &d.tasks()[0];
+    assert_eq!(
+        (t.state, t.attempts, t.next_attempt_at),
+        (TaskState::Pending, 0, due_at)
+    );
+    let stored = d.store().list_tasks(true, 10).unwrap();
+    assert_eq!(stored[0].task.attempts, 0);
+    // Other customers are not held up by it.
+    d.handle(DialerInput::Record(Box::new(miss(
+        "79261114455",
+        clock.clock()(),
+    ))))
+    .await
+    .unwrap();
+    clock.advance(60);
+    d.tick().await.unwrap();
+    let channels = || -> Vec<String> {
+        fake.sent()
+            .iter()
+            .filter_map(|r| r.headers().iter().find(|(k, _)| *k == "Channel"))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(channels(), vec!["Local/89261114455@customer-sim"]);
+    // That attempt ends (busy), so the caps leave room again.
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    d.handle(response(&cb, false, 5)).await.unwrap();
+    // The call ended (missed again, say): the next tick dials the first customer.
+    d.handle(DialerInput::LiveCustomers(Default::default()))
+        .await
+        .unwrap();
+    clock.advance(1);
+    d.tick().await.unwrap();
+    assert_eq!(
+        channels(),
+        vec![
+            "Local/89261114455@customer-sim",
+            "Local/89261112233@customer-sim"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn bad_numbers_never_reach_an_originate() {
     let cfg = Config::from_toml(CONFIG).unwrap();
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));

@@ -321,6 +321,62 @@ async fn customer_calling_back_cancels_the_pending_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_callback_while_the_customer_is_calling_again() {
+    // c1 is missed (ends at ~10 s); the same customer calls again at 13 s and talks until
+    // ~27 s. With an 8 s delay the task falls due at ~18 s, in the middle of that call: the
+    // dialer must wait, and the conversation then cancels the task. Margins of several seconds
+    // on each side, so a slow machine does not change the story.
+    let stop_lab = CancellationToken::new();
+    let lab = lab::start(
+        LabOptions {
+            traffic: lab::traffic_timeline(
+                &[capture("resolved_by_caller_callback")],
+                Duration::ZERO,
+            ),
+            script: |_, _| LabOutcome::Connected,
+        },
+        stop_lab.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let mut d = start(
+        config(lab.addr.port(), r#"["00:00-24:00"]"#, "8s", "10m"),
+        &db,
+    );
+    let created = d
+        .next_event("task", |e| matches!(e, DialerEvent::TaskCreated { .. }))
+        .await;
+    let DialerEvent::TaskCreated { task_id, number } = created else {
+        unreachable!()
+    };
+    assert_eq!(number, "79165550101");
+    // The next dialer event is the cancellation, not an attempt.
+    let next = d.next_event("cancel", |_| true).await;
+    assert_eq!(
+        next,
+        DialerEvent::TaskClosed {
+            task_id,
+            number,
+            state: TaskState::Cancelled,
+            reason: "resolved_by_caller".into()
+        }
+    );
+    let again = d
+        .next_record("second call", |r| r.status == Status::Answered)
+        .await;
+    assert_eq!(again.caller_normalized.as_deref(), Some("79165550101"));
+    d.stop().await;
+    stop_lab.cancel();
+    assert!(lab.log.lock().unwrap().originates.is_empty());
+    let store = Store::open(&db).unwrap();
+    let t = &store.list_tasks(true, 10).unwrap()[0];
+    assert_eq!(t.task.attempts, 0);
+    assert!(store.attempts_of(task_id).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_attempt_no_second_dial_before_the_spacing() {
     let stop_lab = CancellationToken::new();
     let lab = lab::start(

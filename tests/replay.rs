@@ -319,3 +319,43 @@ fn all_captures_as_one_stream_give_the_same_verdicts() {
         .sum();
     assert_eq!(all.len(), single);
 }
+
+#[test]
+fn live_customers_are_the_union_over_servers() {
+    let msgs = |name: &str| {
+        decode_all(&std::fs::read(format!("fixtures/asterisk-22/{name}.ami")).unwrap()).0
+    };
+    let mut p = Pipeline::new(&lab(), Store::open_in_memory().unwrap());
+    assert!(p.live_customers().is_empty());
+    // Feeds `name` on `server` until `number` is live there; returns the rest.
+    let until_live = |p: &mut Pipeline, server: &str, name: &str, number: &str| {
+        let all = msgs(name);
+        let mut rest = all.into_iter();
+        for m in rest.by_ref() {
+            p.feed(server, &m, event_time(&m, Timestamp::UNIX_EPOCH))
+                .unwrap();
+            if p.live_customers().contains(number) {
+                return rest.collect::<Vec<_>>();
+            }
+        }
+        panic!("{number} never live in {name}");
+    };
+    let rest_a = until_live(&mut p, "a", "answered_by_agent", "79161234567");
+    let rest_b = until_live(&mut p, "b", "ivr_abandon", "79031112233");
+    let live = p.live_customers();
+    assert!(
+        live.contains("79161234567") && live.contains("79031112233"),
+        "{live:?}"
+    );
+    // Each server's calls end: their customers leave the set.
+    for m in &rest_a {
+        p.feed("a", m, event_time(m, Timestamp::UNIX_EPOCH))
+            .unwrap();
+    }
+    assert!(!p.live_customers().contains("79161234567"));
+    for m in &rest_b {
+        p.feed("b", m, event_time(m, Timestamp::UNIX_EPOCH))
+            .unwrap();
+    }
+    assert!(p.live_customers().is_empty(), "{:?}", p.live_customers());
+}

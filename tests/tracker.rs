@@ -922,3 +922,54 @@ fn freepbx_queue_with_local_members_and_local_optimization() {
     assert_eq!(r.callee.as_deref(), Some("74951110001"));
     assert_eq!(t.live_channels(), 0);
 }
+
+/// Replays a capture event by event, collecting every number `live_customers` reported while
+/// the call was up; returns them with the records.
+fn live_during(name: &str) -> (std::collections::BTreeSet<String>, Vec<CallRecord>) {
+    let mut t = Tracker::new("lab", &lab());
+    let mut now = at(0);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for m in capture(name) {
+        if let Some(x) = ts_of(&m) {
+            now = x;
+        }
+        t.handle(&m, now, &mut out);
+        seen.extend(t.live_customers());
+    }
+    t.end_of_input(now, &mut out);
+    assert_eq!(
+        t.live_customers().count(),
+        0,
+        "{name}: nothing live at the end"
+    );
+    (seen, out)
+}
+
+#[test]
+fn live_customers_name_the_customer_while_the_call_is_up() {
+    // Inbound: the caller.
+    let (seen, out) = live_during("answered_by_agent");
+    let rec = out
+        .iter()
+        .find(|r| r.direction == Direction::Inbound)
+        .expect("an inbound record");
+    let caller = rec.caller_normalized.clone().expect("caller number");
+    assert!(seen.contains(&caller), "{seen:?} lacks {caller}");
+    // Outbound placed by an agent: the dialled customer, never the agent's extension.
+    let (seen, out) = live_during("resolved_by_agent_outbound");
+    for r in out.iter().filter(|r| r.direction == Direction::Outbound) {
+        let callee = r.callee_normalized.clone().expect("callee number");
+        assert!(seen.contains(&callee), "{seen:?} lacks {callee}");
+    }
+    assert!(
+        out.iter().any(|r| r.direction == Direction::Outbound),
+        "the capture has an outbound call"
+    );
+    for n in &seen {
+        assert!(n.len() > 6, "{n}: an extension is not a customer");
+    }
+    // Withheld callers give no number.
+    let (seen, _) = live_during("anonymous_caller");
+    assert!(seen.is_empty(), "{seen:?}");
+}

@@ -16,7 +16,7 @@
 //! The in-memory task list mirrors the open tasks; other processes (`perezvon callbacks cancel`)
 //! change the database, and `PRAGMA data_version` tells the dialer when to re-read it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +86,10 @@ pub enum DialerInput {
     Record(Box<CallRecord>),
     /// An OriginateResponse seen on the event stream (broadcast: most are not ours).
     Response(OriginateResponse),
+    /// The normalised numbers of customers on a live call with the PBX now (the whole set,
+    /// replacing the previous one). Their tasks wait: a customer who called again, or whom an
+    /// agent is calling, must not get a callback in the middle of that call.
+    LiveCustomers(HashSet<String>),
 }
 
 /// What the dialer reports, for notifications and metrics (the daemon decides who listens).
@@ -161,6 +165,8 @@ pub struct Dialer<O> {
     tasks: Vec<Task>,
     index: HashMap<i64, usize>,
     in_flight: HashMap<String, InFlight>,
+    /// Customers on a live call (the latest [`DialerInput::LiveCustomers`]).
+    live: HashSet<String>,
     data_version: i64,
     last_reload: Timestamp,
 }
@@ -191,6 +197,7 @@ impl<O: Originator> Dialer<O> {
             tasks: Vec::new(),
             index: HashMap::new(),
             in_flight: HashMap::new(),
+            live: HashSet::new(),
             data_version: 0,
             last_reload: Timestamp::UNIX_EPOCH,
         }
@@ -284,6 +291,10 @@ impl<O: Originator> Dialer<O> {
         match input {
             DialerInput::Record(r) => self.on_record(&r),
             DialerInput::Response(r) => self.on_response(&r),
+            DialerInput::LiveCustomers(live) => {
+                self.on_live(live);
+                Ok(())
+            }
         }
     }
 
@@ -360,6 +371,21 @@ impl<O: Originator> Dialer<O> {
             }
         }
         Ok(())
+    }
+
+    fn on_live(&mut self, live: HashSet<String>) {
+        // Say so for the tasks it holds back (once, when their customer's call begins), so an
+        // operator asking "why no callback yet" finds the answer in the log.
+        if live.iter().any(|n| !self.live.contains(n)) {
+            for t in self.tasks.iter().filter(|t| {
+                t.state == TaskState::Pending
+                    && live.contains(&t.number)
+                    && !self.live.contains(&t.number)
+            }) {
+                tracing::info!(task_id = t.id, number = %t.number, "customer is on a call with the PBX: callback waits");
+            }
+        }
+        self.live = live;
     }
 
     fn on_response(&mut self, r: &OriginateResponse) -> Result<(), DialerError> {
@@ -487,7 +513,7 @@ impl<O: Originator> Dialer<O> {
         if !self.enabled || !self.originator.is_up() {
             return Ok(());
         }
-        let due = planner::due(&self.tasks, now, &self.hours, &self.policy);
+        let due = planner::due_avoiding(&self.tasks, now, &self.hours, &self.policy, &self.live);
         if due.is_empty() {
             return Ok(());
         }

@@ -18,10 +18,12 @@
 //!   (a quota growing linearly from the opening), so the first minutes don't flood the agents.
 //! - `max_concurrent` in-flight attempts overall and `max_concurrent_per_target` per target;
 //!   a task in flight is never due again (one attempt per number at a time).
+//! - A task whose customer is on a live call with the PBX is not started; it waits, unchanged,
+//!   for the call to end ([`due_avoiding`]).
 //! - After `agent_missed`, the next attempt goes to `fallback_queue` (when set), after `delay`
 //!   rather than the full spacing: the customer has just answered once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -421,8 +423,24 @@ impl Best {
 }
 
 /// Which pending tasks to dial at `now`, best first, within every cap. `tasks` are the open
-/// tasks (pending and in progress); in-progress ones count against the caps.
+/// tasks (pending and in progress); in-progress ones count against the caps. Same as
+/// [`due_avoiding`] with no customer on a live call.
 pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Vec<DueTask> {
+    due_avoiding(tasks, now, hours, policy, &HashSet::new())
+}
+
+/// [`due`], leaving out the tasks whose number is in `live`: customers on a call with the PBX
+/// right now (they called again, or an agent is calling them). Ringing them would reach someone
+/// who is already talking to us. Such a task is simply not chosen: it stays pending, uses no
+/// attempt, keeps its spacing and its place, and the next tick considers it again. It does
+/// not count against the opening's spread either (it is not a candidate this tick).
+pub fn due_avoiding(
+    tasks: &[Task],
+    now: Timestamp,
+    hours: &Hours,
+    policy: &Policy,
+    live: &HashSet<String>,
+) -> Vec<DueTask> {
     if !hours.is_open(now) {
         return Vec::new();
     }
@@ -476,6 +494,7 @@ pub fn due(tasks: &[Task], now: Timestamp, hours: &Hours, policy: &Policy) -> Ve
             || t.next_attempt_at > now
             || now >= t.give_up_at
             || t.attempts >= t.attempt_budget
+            || (!live.is_empty() && live.contains(t.number.as_str()))
         {
             continue;
         }
@@ -849,6 +868,38 @@ mod tests {
         t.next_attempt_at = o.next_attempt_at;
         let d = due(std::slice::from_ref(&t), o.next_attempt_at, &hours(), &p);
         assert_eq!(d[0].target, Target::Queue("support".into()));
+    }
+
+    #[test]
+    fn customers_on_a_live_call_are_not_dialled() {
+        let mut p = policy();
+        p.max_concurrent = 2;
+        p.max_concurrent_per_target = 2;
+        let t0 = msk("2026-12-21T10:00:00");
+        let now = t0 + SignedDuration::from_secs(120);
+        let mut ts: Vec<Task> = (0..4)
+            .map(|i| task(i + 1, &format!("7916000000{i}"), t0, &p))
+            .collect();
+        // Task 1 is the most missed: first in line, unless its customer is on a call.
+        ts[0].missed_count = 3;
+        let h = hours();
+        let ids = |d: Vec<DueTask>| d.into_iter().map(|x| x.id).collect::<Vec<_>>();
+        assert_eq!(ids(due(&ts, now, &h, &p)), vec![1, 2]);
+        let none = HashSet::new();
+        assert_eq!(ids(due_avoiding(&ts, now, &h, &p, &none)), vec![1, 2]);
+        // Customer 1 is talking to us: skipped, the next two take the slots (cap still 2).
+        let live: HashSet<String> = ["79160000000".to_string(), "79990000000".to_string()].into();
+        assert_eq!(ids(due_avoiding(&ts, now, &h, &p, &live)), vec![2, 3]);
+        // The task itself is untouched: once the call ends it is first again.
+        assert_eq!(ts[0].attempts, 0);
+        assert_eq!(ts[0].next_attempt_at, t0 + SignedDuration::from_secs(60));
+        assert_eq!(ids(due_avoiding(&ts, now, &h, &p, &none)), vec![1, 2]);
+        // In-flight attempts still count against the caps while others are live.
+        ts[3].state = TaskState::InProgress;
+        assert_eq!(ids(due_avoiding(&ts, now, &h, &p, &live)), vec![2]);
+        // Everyone pending is on a call: nothing due.
+        let all: HashSet<String> = ts.iter().map(|t| t.number.clone()).collect();
+        assert!(due_avoiding(&ts, now, &h, &p, &all).is_empty());
     }
 
     #[test]

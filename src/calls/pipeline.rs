@@ -88,6 +88,15 @@ impl Pipeline {
         self.trackers.iter().map(Tracker::live_calls).sum()
     }
 
+    /// The normalised numbers of customers on a live call on any server (see
+    /// [`Tracker::live_customers`]). The dialer does not ring them meanwhile.
+    pub fn live_customers(&self) -> std::collections::HashSet<String> {
+        self.trackers
+            .iter()
+            .flat_map(Tracker::live_customers)
+            .collect()
+    }
+
     /// Feeds one message from `server`. Returns the calls that ended, as stored (committed).
     pub fn feed(
         &mut self,

@@ -65,6 +65,11 @@ impl<T> Slab<T> {
             .collect()
     }
 
+    /// The live items, in slot order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().filter_map(Option::as_ref)
+    }
+
     pub(crate) fn clear(&mut self) {
         self.items.clear();
         self.free.clear();

@@ -24,7 +24,7 @@ use crate::glob::any_match;
 use crate::number::NumberPlan;
 
 use super::event::{is_unknown, parse_u32, Ev, Kind};
-use super::record::{CallRecord, LostAt, Timestamp, UnknownReason};
+use super::record::{CallRecord, Direction, LostAt, Timestamp, UnknownReason};
 use super::rules;
 use super::slab::{FxMap, Slab, NONE};
 
@@ -314,6 +314,24 @@ impl Tracker {
     /// Calls being tracked now.
     pub fn live_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// The normalised numbers of the customers on a live call now: the caller of an inbound
+    /// call, the dialled number of an outbound call or callback. Internal calls have none, nor
+    /// do withheld numbers. A number may appear more than once.
+    ///
+    /// Computed on demand (one normalisation per live call) rather than maintained per event:
+    /// the daemon asks once a second, and the event path stays free of it.
+    pub fn live_customers(&self) -> impl Iterator<Item = String> + '_ {
+        self.calls.values().filter_map(|c| {
+            let raw = match rules::direction(c) {
+                Direction::Inbound => c.caller_num.as_deref(),
+                Direction::Callback => c.origin_number.as_deref(),
+                Direction::Outbound => c.dialled.as_deref(),
+                Direction::Internal => None,
+            }?;
+            self.rules.numbers.normalize(raw).ok()
+        })
     }
 
     /// Channels being tracked now.
