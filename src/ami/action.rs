@@ -188,15 +188,10 @@ impl fmt::Debug for Action {
         if let Some(id) = &self.action_id {
             l.entry(&format_args!("ActionID: {}", String::from_utf8_lossy(id)));
         }
-        for (n, v) in &self.headers {
-            let secret = n.eq_ignore_ascii_case(b"secret") || n.eq_ignore_ascii_case(b"key");
-            let v = if secret {
-                "***".into()
-            } else {
-                String::from_utf8_lossy(v)
-            };
-            l.entry(&format_args!("{}: {}", String::from_utf8_lossy(n), v));
-        }
+        super::message::debug_headers(
+            &mut l,
+            self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
+        );
         l.finish()
     }
 }

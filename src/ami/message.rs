@@ -223,16 +223,25 @@ impl fmt::Debug for Message {
             return write!(f, "Banner({:?})", String::from_utf8_lossy(&self.buf));
         }
         let mut l = f.debug_list();
-        for (n, v) in self.headers() {
-            let secret = n.eq_ignore_ascii_case(b"secret") || n.eq_ignore_ascii_case(b"key");
-            let v = if secret {
-                Cow::Borrowed("***")
-            } else {
-                String::from_utf8_lossy(v)
-            };
-            l.entry(&format_args!("{}: {}", String::from_utf8_lossy(n), v));
-        }
+        debug_headers(&mut l, self.headers());
         l.finish()
+    }
+}
+
+/// Adds `Name: value` entries to a debug list; a `Secret`/`Key` value prints as `***`, so a
+/// logged Login (as a [`Message`] or an `Action`) leaks nothing.
+pub(crate) fn debug_headers<'a>(
+    l: &mut fmt::DebugList<'_, '_>,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) {
+    for (n, v) in headers {
+        let secret = n.eq_ignore_ascii_case(b"secret") || n.eq_ignore_ascii_case(b"key");
+        let v = if secret {
+            Cow::Borrowed("***")
+        } else {
+            String::from_utf8_lossy(v)
+        };
+        l.entry(&format_args!("{}: {}", String::from_utf8_lossy(n), v));
     }
 }
 
