@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DayRange};
 use crate::store::Store;
 
 /// What the demo measured; `perezvon demo` prints it, the tests assert on it.
@@ -33,8 +33,6 @@ pub struct DemoSummary {
 pub enum DemoError {
     #[error("cannot start the embedded AMI server")]
     Lab(#[source] std::io::Error),
-    #[error("demo configuration is invalid (a defect): {0}")]
-    Config(#[from] crate::config::ConfigError),
     #[error("cannot prepare the demo database {0}")]
     Database(PathBuf, #[source] std::io::Error),
     #[error("the daemon stopped")]
@@ -67,68 +65,37 @@ impl Default for DemoOptions {
     }
 }
 
-/// The daemon's configuration for the demo: the lab PBX, callbacks on, always open, short delays.
-pub fn demo_config(port: u16, db: &Path) -> Result<Config, DemoError> {
-    let db = db
-        .display()
-        .to_string()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
-    let toml = format!(
-        r#"
-[[asterisk]]
-name = "lab"
-host = "127.0.0.1"
-port = {port}
-username = "demo"
-secret = "demo"
-ping_interval = "5s"
-reconnect_max = "2s"
-
-[pbx]
-country_code = "7"
-inbound_contexts = ["from-trunk"]
-trunk_channels = ["Local/*@from-trunk-*;2"]
-agent_channels = ["Local/2??@agent-sim-*", "Local/2??@agent-phone-*"]
-external_channels = ["Local/*@external-sim-*", "Local/*@customer-sim-*"]
-
-[calls]
-min_talk = "6s"
-min_wait = "3s"
-
-[storage]
-database = "{db}"
-
-[callback]
-enabled = true
-mode = "customer-first"
-dial_template = "Local/{{national}}@customer-sim"
-caller_id = "74951110000"
-target = {{ context = "callback", exten = "201" }}
-delay = "2s"
-max_attempts = 3
-retry_every = "4s"
-give_up_after = "1h"
-originate_timeout = "20s"
-max_concurrent = 12
-max_concurrent_per_target = 12
-spread = "5s"
-
-[hours]
-timezone = "Europe/Moscow"
-monday = ["00:00-24:00"]
-tuesday = ["00:00-24:00"]
-wednesday = ["00:00-24:00"]
-thursday = ["00:00-24:00"]
-friday = ["00:00-24:00"]
-saturday = ["00:00-24:00"]
-sunday = ["00:00-24:00"]
-
-[log]
-level = "warn"
-"#
-    );
-    Ok(Config::from_toml(&toml)?)
+/// The daemon's configuration for the demo: the embedded lab PBX ([`Config::embedded_default`]),
+/// pointed at the lab server, with callbacks on, always open, and short delays so a demo ends in
+/// about a minute.
+pub fn demo_config(port: u16, db: &Path) -> Config {
+    let mut cfg = Config::embedded_default();
+    let ami = &mut cfg.asterisk[0];
+    ami.host = "127.0.0.1".into();
+    ami.port = port;
+    ami.ping_interval = Duration::from_secs(5);
+    ami.reconnect_max = Duration::from_secs(2);
+    cfg.storage.database = db.to_path_buf();
+    let cb = &mut cfg.callback;
+    cb.enabled = true;
+    // perezvon's own marker, as a real deployment sends it (the lab renames what it replays).
+    cb.marker_variable = "PEREZVON_CALLBACK_ID".into();
+    cb.delay = Duration::from_secs(2);
+    cb.max_attempts = 3;
+    cb.retry_every = Duration::from_secs(4);
+    cb.give_up_after = Duration::from_secs(3600);
+    cb.originate_timeout = Duration::from_secs(20);
+    cb.max_concurrent = 12;
+    cb.max_concurrent_per_target = 12;
+    cb.spread = Duration::from_secs(5);
+    cfg.hours.week = std::array::from_fn(|_| {
+        vec![DayRange {
+            start_min: 0,
+            end_min: 24 * 60,
+        }]
+    });
+    cfg.log.level = "warn".into();
+    cfg
 }
 
 fn fresh_db_path() -> PathBuf {
@@ -157,7 +124,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
             std::fs::remove_file(&p).map_err(|e| DemoError::Database(p.clone(), e))?;
         }
     }
-    let cfg = demo_config(lab.addr.port(), &db)?;
+    let cfg = demo_config(lab.addr.port(), &db);
     if opts.progress {
         println!(
             "perezvon demo: an embedded Asterisk on {} plays {} recorded scenarios (about {} s of calls),",
