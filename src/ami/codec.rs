@@ -18,69 +18,13 @@ use nom::{
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::message::{Message, Span};
+use super::scan::{FrameScan, Simd, BANNER_PREFIX, END_COMMAND, FOLLOWS};
 
 /// Default cap on one message: far above anything Asterisk sends, small enough to bound memory.
 pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
 
-const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
-const FOLLOWS: &[u8] = b"Response: Follows";
-const END_COMMAND: &[u8] = b"--END COMMAND--";
 /// Marks a span whose name is the synthetic `Output` (a legacy `Follows` body line).
 const OUTPUT_NAME: (u32, u32) = (u32::MAX, u32::MAX);
-/// [`Line::colon`] of a line without a colon.
-const NO_COLON: u32 = u32::MAX;
-
-/// One complete line of the frame being scanned: offsets of its `\n` and its first `:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Line {
-    end: u32,
-    colon: u32,
-}
-
-/// Bit `i` of the first mask is set when `bytes[i]` is `\n`, of the second when it is `:`, for
-/// the first 64 bytes (fewer at the end of the buffer; missing bytes are neither).
-#[inline]
-fn masks(bytes: &[u8]) -> (u64, u64) {
-    if bytes.len() >= 64 {
-        masks64(bytes[..64].try_into().unwrap_or(&[0; 64]))
-    } else {
-        let mut block = [0u8; 64];
-        block[..bytes.len()].copy_from_slice(bytes);
-        masks64(&block)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn masks64(block: &[u8; 64]) -> (u64, u64) {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-    };
-    let (mut nl, mut co) = (0u64, 0u64);
-    // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always available;
-    // each unaligned 16-byte load reads inside `block` (offsets 0, 16, 32, 48 of 64 bytes).
-    unsafe {
-        let lf = _mm_set1_epi8(b'\n' as i8);
-        let colon = _mm_set1_epi8(b':' as i8);
-        for i in 0..4 {
-            let v = _mm_loadu_si128(block.as_ptr().add(16 * i).cast::<__m128i>());
-            nl |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) as u16) << (16 * i);
-            co |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, colon)) as u16) << (16 * i);
-        }
-    }
-    (nl, co)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn masks64(block: &[u8; 64]) -> (u64, u64) {
-    let (mut nl, mut co) = (0u64, 0u64);
-    for (i, &b) in block.iter().enumerate() {
-        nl |= u64::from(b == b'\n') << i;
-        co |= u64::from(b == b':') << i;
-    }
-    (nl, co)
-}
 
 /// Counters of what the decoder saw; nothing is dropped without being counted here.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -121,22 +65,14 @@ enum State {
 pub struct AmiCodec {
     max_message: usize,
     state: State,
-    /// Start of the first line of the current frame not yet scanned (always a line start).
-    scan: usize,
-    /// The current frame is a legacy `Response: Follows` whose body may contain blank lines.
-    follows: bool,
-    /// Inside a `Follows` frame: `--END COMMAND--` was seen, the next empty line ends it.
-    end_command: bool,
+    simd: Simd,
+    /// The frame being scanned (Frame state) or skipped (Skip state).
+    st: FrameScan,
     /// In Skip: bytes of the line now at the buffer start were already dropped, so that line is
     /// not empty even if what is left of it is.
     carry_nonempty: bool,
-    /// The frame `find_end` just returned is a banner line (a new session inside the stream).
-    banner: bool,
     /// In Skip: the oversized frame is a banner line, which ends at its line end.
     skip_line: bool,
-    /// Every complete line of the current frame scanned so far (its `\n` and first `:`): the
-    /// parser reuses them instead of searching the frame a second time.
-    lines: Vec<Line>,
     stats: DecodeStats,
 }
 
@@ -156,14 +92,20 @@ impl AmiCodec {
         AmiCodec {
             max_message: max.max(64),
             state: State::Banner,
-            scan: 0,
-            follows: false,
-            end_command: false,
+            simd: Simd::detect(),
+            st: FrameScan::new(),
             carry_nonempty: false,
-            banner: false,
             skip_line: false,
-            lines: Vec::with_capacity(64),
             stats: DecodeStats::default(),
+        }
+    }
+
+    /// A codec whose framer uses `simd` (tests: every masker must decode identically).
+    #[cfg(test)]
+    fn with_simd(max: usize, simd: Simd) -> AmiCodec {
+        AmiCodec {
+            simd,
+            ..Self::with_max_message(max)
         }
     }
 
@@ -173,78 +115,26 @@ impl AmiCodec {
     }
 
     fn reset_frame(&mut self) {
-        self.scan = 0;
-        self.follows = false;
-        self.end_command = false;
+        self.st.reset();
         self.carry_nonempty = false;
-        self.banner = false;
         self.skip_line = false;
-        self.lines.clear();
     }
 
-    /// The framer of the Frame state: like [`AmiCodec::find_end`], but finds line ends and first
-    /// colons together, 64 bytes at a time ([`masks`]), and records every complete line in
-    /// `self.lines` for the parser.
+    /// The framer of the Frame state (see [`super::scan`]).
     fn find_frame_end(&mut self, src: &[u8]) -> Option<usize> {
-        let mut line_start = self.scan;
-        let mut colon = NO_COLON;
-        let mut block = line_start;
-        while block < src.len() {
-            let (nl, co) = masks(&src[block..]);
-            let mut bits = nl | co;
-            while bits != 0 {
-                let i = bits.trailing_zeros();
-                bits &= bits - 1;
-                let at = block + i as usize;
-                if nl & (1 << i) == 0 {
-                    if colon == NO_COLON {
-                        colon = at as u32;
-                    }
-                    continue;
-                }
-                let line = trim_cr(&src[line_start..at]);
-                if line_start == 0 {
-                    self.follows = line == FOLLOWS;
-                    // A banner after the first message: `record` appends a new session after a
-                    // reconnect, and the banner has no blank line after it.
-                    if line.starts_with(BANNER_PREFIX) {
-                        self.scan = 0;
-                        self.banner = true;
-                        return Some(at + 1);
-                    }
-                }
-                self.lines.push(Line {
-                    end: at as u32,
-                    colon,
-                });
-                colon = NO_COLON;
-                line_start = at + 1;
-                if line.is_empty() {
-                    if !self.follows || self.end_command {
-                        self.scan = 0;
-                        return Some(at + 1);
-                    }
-                } else if self.follows && line.ends_with(END_COMMAND) {
-                    self.end_command = true;
-                }
-            }
-            block += 64;
-        }
-        // The unfinished line is scanned again from its start when more bytes come.
-        self.scan = line_start;
-        None
+        self.st.find_end(self.simd, src)
     }
 
     /// Scans complete lines from `self.scan`; returns the end (exclusive) of the frame when its
     /// terminating empty line is found. Leaves `self.scan` at the first unscanned line start.
     /// Used to skip oversized messages (the Skip state).
     fn find_end(&mut self, src: &[u8]) -> Option<usize> {
-        let base = self.scan;
+        let base = self.st.scan;
         let mut line_start = base;
         for nl in memchr::memchr_iter(b'\n', &src[base..]) {
             let end = base + nl;
             if self.skip_line {
-                self.scan = 0;
+                self.st.scan = 0;
                 return Some(end + 1);
             }
             let mut line = trim_cr(&src[line_start..end]);
@@ -252,26 +142,26 @@ impl AmiCodec {
                 line = b"-";
             }
             if line_start == 0 && self.state == State::Frame {
-                self.follows = line == FOLLOWS;
+                self.st.follows = line == FOLLOWS;
                 // A banner after the first message: `record` appends a new session after a
                 // reconnect, and the banner has no blank line after it.
                 if line.starts_with(BANNER_PREFIX) {
-                    self.scan = 0;
-                    self.banner = true;
+                    self.st.scan = 0;
+                    self.st.banner = true;
                     return Some(end + 1);
                 }
             }
             if line.is_empty() {
-                if !self.follows || self.end_command {
-                    self.scan = 0;
+                if !self.st.follows || self.st.end_command {
+                    self.st.scan = 0;
                     return Some(end + 1);
                 }
-            } else if self.follows && line.ends_with(END_COMMAND) {
-                self.end_command = true;
+            } else if self.st.follows && line.ends_with(END_COMMAND) {
+                self.st.end_command = true;
             }
             line_start = end + 1;
         }
-        self.scan = line_start;
+        self.st.scan = line_start;
         None
     }
 
@@ -321,7 +211,7 @@ impl Decoder for AmiCodec {
                     }
                 }
                 State::Frame => {
-                    if self.scan == 0 {
+                    if self.st.scan == 0 {
                         // Extra blank lines between messages (and the second `\n` of `\r\n\n`).
                         // Only whole blank lines: a `\r` before anything but `\n` is content
                         // (found by fuzzing: "\rName: v" must keep its name).
@@ -347,7 +237,7 @@ impl Decoder for AmiCodec {
                             self.consume(src, end);
                             self.reset_frame();
                         }
-                        Some(end) if self.banner => {
+                        Some(end) if self.st.banner => {
                             let line = src.split_to(end).freeze();
                             self.stats.bytes += end as u64;
                             self.reset_frame();
@@ -358,9 +248,14 @@ impl Decoder for AmiCodec {
                         Some(end) => {
                             let frame = src.split_to(end).freeze();
                             self.stats.bytes += end as u64;
-                            let follows = self.follows;
-                            let parsed =
-                                parse_frame(frame, follows, Some(&self.lines), &mut self.stats);
+                            let parsed = if self.st.follows {
+                                parse_slow(frame, true, &mut self.stats)
+                            } else {
+                                // The framer already split every line: the table is the parse.
+                                self.stats.malformed_lines += self.st.malformed;
+                                (!self.st.spans.is_empty())
+                                    .then(|| Message::from_parts(frame, self.st.spans.clone()))
+                            };
                             self.reset_frame();
                             match parsed {
                                 Some(m) => {
@@ -374,7 +269,7 @@ impl Decoder for AmiCodec {
                             self.stats.oversized += 1;
                             // Still on the first line: if it is a banner, only that line goes.
                             // (Past it, `find_frame_end` would have returned the banner.)
-                            self.skip_line = self.scan == 0 && src.starts_with(BANNER_PREFIX);
+                            self.skip_line = self.st.scan == 0 && src.starts_with(BANNER_PREFIX);
                             self.state = State::Skip;
                         }
                         None => return Ok(None),
@@ -395,7 +290,7 @@ impl Decoder for AmiCodec {
                             // that the line in progress is not empty ("x\r" + "\n" is not a
                             // boundary). Its last bytes are kept: they may begin the `\r\n` or the
                             // `--END COMMAND--` that ends this line.
-                            let partial = &src[self.scan..];
+                            let partial = &src[self.st.scan..];
                             let keep = partial.len().min(END_COMMAND.len() + 1);
                             let dropped_partial = partial.len() - keep;
                             let n = src.len() - keep;
@@ -403,7 +298,7 @@ impl Decoder for AmiCodec {
                                 self.carry_nonempty = true;
                             }
                             self.consume(src, n);
-                            self.scan = 0;
+                            self.st.scan = 0;
                             return Ok(None);
                         }
                     }
@@ -433,7 +328,7 @@ impl Decoder for AmiCodec {
         let n = src.len();
         let mut frame = src.split_to(n);
         self.stats.bytes += n as u64;
-        let follows = self.follows;
+        let follows = self.st.follows;
         self.reset_frame();
         // Cut at the last complete line; a half line is not a header.
         let complete = memchr::memrchr(b'\n', &frame).map_or(0, |i| i + 1);
@@ -443,7 +338,7 @@ impl Decoder for AmiCodec {
         }
         frame.extend_from_slice(b"\r\n");
         Ok(
-            parse_frame(frame.freeze(), follows, None, &mut self.stats).inspect(|_| {
+            parse_slow(frame.freeze(), follows, &mut self.stats).inspect(|_| {
                 self.stats.messages += 1;
             }),
         )
@@ -467,70 +362,13 @@ fn header(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
     Ok((&[], (name, value)))
 }
 
-/// Parses a complete frame (the bytes up to and including its terminating empty line).
+/// Parses a complete frame (the bytes up to and including its terminating empty line) with the
+/// nom [`header`] parser: the path of legacy `Follows` frames and of a stream cut by EOF (an
+/// ordinary frame is split by the framer as it scans, the same grammar, property-tested equal).
 ///
 /// In a legacy `Response: Follows` frame, the leading `Response`/`Privilege`/`ActionID`/`Message`
 /// headers are headers, and every other line up to `--END COMMAND--` becomes an `Output` header,
 /// the same shape Asterisk 14+ sends. Returns `None` when no header could be read.
-pub(crate) fn parse_frame(
-    frame: Bytes,
-    follows: bool,
-    lines: Option<&[Line]>,
-    stats: &mut DecodeStats,
-) -> Option<Message> {
-    match lines {
-        Some(lines) if !follows => parse_lines(frame, lines, stats),
-        _ => parse_slow(frame, follows, stats),
-    }
-}
-
-/// The fast path: the framer already found each line's end and first colon. Splits exactly like
-/// [`header`] (tested against it), without looking at the bytes again.
-fn parse_lines(frame: Bytes, lines: &[Line], stats: &mut DecodeStats) -> Option<Message> {
-    let mut spans = Vec::with_capacity(lines.len());
-    let mut start = 0u32;
-    for l in lines {
-        let (s, e) = (start, l.end);
-        start = e + 1;
-        let e = if e > s && frame[e as usize - 1] == b'\r' {
-            e - 1
-        } else {
-            e
-        };
-        if e == s {
-            continue;
-        }
-        match split_line(&frame, s, e, l.colon) {
-            Some(span) => spans.push(span),
-            None => stats.malformed_lines += 1,
-        }
-    }
-    if spans.is_empty() {
-        return None;
-    }
-    Some(Message::from_parts(frame, spans))
-}
-
-/// `name ":" [" "] value` for the line `buf[s..e]` (CR removed) whose first colon is at `colon`
-/// (or [`NO_COLON`]). The grammar of [`header`].
-#[inline]
-fn split_line(buf: &[u8], s: u32, e: u32, colon: u32) -> Option<Span> {
-    if colon == NO_COLON || colon <= s || colon >= e {
-        return None;
-    }
-    let mut v = colon + 1;
-    if v < e && buf[v as usize] == b' ' {
-        v += 1;
-    }
-    let v = v.min(e);
-    Some(Span {
-        name: (s, colon),
-        value: (v, e),
-    })
-}
-
-/// The general path (legacy `Follows` bodies, a stream cut by EOF): lines found here, each
-/// parsed with the nom [`header`] parser.
 fn parse_slow(frame: Bytes, follows: bool, stats: &mut DecodeStats) -> Option<Message> {
     let ends: Vec<u32> = memchr::memchr_iter(b'\n', &frame)
         .map(|i| i as u32)
@@ -751,8 +589,7 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
     }
 
     proptest::proptest! {
-        /// The fast path (framer's colon + `split_line`) and the nom grammar agree on any line,
-        /// and the SIMD masks agree with a byte-by-byte scan.
+        /// The framer's split (first colon, optional space) and the nom grammar agree on any line.
         #[test]
         fn fast_split_equals_nom_header(line in proptest::collection::vec(
             proptest::sample::select(vec![b'a', b':', b' ', b'\r', b'x', 0xff]), 0..80)) {
@@ -765,10 +602,72 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
             let render = |m: &Message| m.headers().map(|(n, v)| (n.to_vec(), v.to_vec())).collect::<Vec<_>>();
             proptest::prop_assert_eq!(fast.iter().map(render).collect::<Vec<_>>(), slow.iter().map(render).collect::<Vec<_>>());
             proptest::prop_assert_eq!(fast_stats.malformed_lines, stats.malformed_lines);
-            let (nl, co) = masks(&frame);
-            for (i, &b) in frame.iter().take(64).enumerate() {
-                proptest::prop_assert_eq!(nl >> i & 1 == 1, b == b'\n');
-                proptest::prop_assert_eq!(co >> i & 1 == 1, b == b':');
+        }
+    }
+
+    /// Pieces a stream is made of: ordinary headers, odd lines, blank lines, banners, `Follows`
+    /// bodies, lines long enough to cross 64-byte blocks, colons anywhere.
+    fn piece() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let fixed = proptest::sample::select(vec![
+            &b"Event: Newchannel\r\n"[..],
+            b"Uniqueid: 1700000000.12\r\n",
+            b"K:v\n",
+            b"Key:\r\n",
+            b"\r\n",
+            b"\n",
+            b"\r\n\r\n",
+            b"garbage line\r\n",
+            b":no name\r\n",
+            b"\rOdd: v\r\n",
+            b"Response: Follows\r\n",
+            b"--END COMMAND--\r\n",
+            b"Asterisk Call Manager/11.0.0\r\n",
+            b"Output: a: b\r\n",
+        ]);
+        let long = (1usize..200, 0usize..200, any::<bool>()).prop_map(|(n, colon, cr)| {
+            let mut line = vec![b'a'; n];
+            if colon < n {
+                line[colon] = b':';
+            }
+            line.extend_from_slice(if cr { b"\r\n" } else { b"\n" });
+            line
+        });
+        prop_oneof![fixed.prop_map(|p| p.to_vec()), long]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+        /// Every masker this CPU has frames and splits exactly as the byte-by-byte one, whole
+        /// and in pieces, with a small and the default size cap.
+        #[test]
+        fn every_masker_decodes_identically(
+            pieces in proptest::collection::vec(piece(), 0..40),
+            chunk in 1usize..130,
+            small_cap in proptest::prelude::any::<bool>(),
+        ) {
+            let input = pieces.concat();
+            let max = if small_cap { 128 } else { DEFAULT_MAX_MESSAGE };
+            let run = |simd: Simd, chunk: usize| {
+                let mut c = AmiCodec::with_simd(max, simd);
+                let mut b = BytesMut::new();
+                let mut out = Vec::new();
+                for piece in input.chunks(chunk.max(1)) {
+                    b.extend_from_slice(piece);
+                    while let Some(m) = c.decode(&mut b).unwrap() {
+                        out.push(m);
+                    }
+                }
+                while let Some(m) = c.decode_eof(&mut b).unwrap() {
+                    out.push(m);
+                }
+                (out, c.stats())
+            };
+            let reference = run(Simd::Scalar, input.len());
+            proptest::prop_assert_eq!(reference.1.bytes, input.len() as u64);
+            for simd in Simd::available() {
+                proptest::prop_assert_eq!(&run(simd, input.len()), &reference, "{:?} whole", simd);
+                proptest::prop_assert_eq!(&run(simd, chunk), &reference, "{:?} chunk {}", simd, chunk);
             }
         }
     }

@@ -2,7 +2,9 @@
 //! carry them.
 //!
 //! - `message`: one message, ordered headers over shared bytes.
-//! - `codec`: framing + nom parser (tokio-util `Decoder`/`Encoder`).
+//! - `codec`: the tokio-util `Decoder`/`Encoder`: blank lines, banners, the size cap, legacy
+//!   `Follows` bodies (nom).
+//! - `scan`: the framer (64-byte SIMD masks) that finds message ends and splits headers.
 //! - `action`: validated requests; nothing else reaches the wire.
 //! - `client`: one connection (login, ActionID routing, keepalive) and the [`AmiHandle`].
 //! - `supervisor`: reconnect loop, [`LinkEvent`] stream (Up / Message / Down), raw tap.
@@ -11,6 +13,7 @@ pub mod action;
 pub mod client;
 pub mod codec;
 pub mod message;
+mod scan;
 pub mod supervisor;
 
 pub use action::{Action, ActionError};
