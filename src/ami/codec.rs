@@ -17,7 +17,7 @@ use nom::{
 };
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::message::{Message, Span};
+use super::message::{Message, Span, Table};
 use super::scan::{FrameScan, Simd, BANNER_PREFIX, END_COMMAND, FOLLOWS};
 
 /// Default cap on one message: far above anything Asterisk sends, small enough to bound memory.
@@ -254,7 +254,7 @@ impl Decoder for AmiCodec {
                                 // The framer already split every line: the table is the parse.
                                 self.stats.malformed_lines += self.st.malformed;
                                 (!self.st.spans.is_empty())
-                                    .then(|| Message::from_parts(frame, self.st.spans.clone()))
+                                    .then(|| Message::from_parts(frame, self.st.spans.finish()))
                             };
                             self.reset_frame();
                             match parsed {
@@ -434,7 +434,7 @@ fn parse_slow(frame: Bytes, follows: bool, stats: &mut DecodeStats) -> Option<Me
     if spans.is_empty() {
         return None;
     }
-    Some(Message::from_parts(frame, spans))
+    Some(Message::from_parts(frame, Table::from_spans(&spans)))
 }
 
 /// Span name marker for synthetic `Output` headers.

@@ -4,8 +4,10 @@
 //! Why bytes: a CallerIDName may be cp1251 or cut in the middle of a UTF-8 sequence; nothing here
 //! may fail on that, so values are `&[u8]` with lossy-UTF-8 accessors on top.
 //!
-//! A decoded message keeps the frame it came from (`Bytes`, shared, no copy) and a small table of
-//! offsets, so decoding allocates one `Vec` per message and looking a header up copies nothing.
+//! A decoded message keeps the frame it came from (`Bytes`, shared, no copy) and a table of
+//! offsets into it, so looking a header up copies nothing. The codec writes the tables of many
+//! messages one after another into one shared buffer ([`TableWriter`]), so decoding a message
+//! allocates nothing: it takes a reference on the frame's buffer and one on the table's.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,17 +36,102 @@ pub(crate) struct Span {
     pub(crate) value: (u32, u32),
 }
 
+impl Span {
+    const SIZE: usize = 16;
+
+    fn to_bytes(self) -> [u8; Span::SIZE] {
+        let mut b = [0u8; Span::SIZE];
+        for (i, v) in [self.name.0, self.name.1, self.value.0, self.value.1]
+            .into_iter()
+            .enumerate()
+        {
+            b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    #[inline]
+    fn from_bytes(b: &[u8; Span::SIZE]) -> Span {
+        let at =
+            |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        Span {
+            name: (at(0), at(1)),
+            value: (at(2), at(3)),
+        }
+    }
+}
+
+/// The header table of one message: its [`Span`]s in wire order, 16 bytes each, in a buffer
+/// shared with the tables of other messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Table(Bytes);
+
+impl Table {
+    fn len(&self) -> usize {
+        self.0.len() / Span::SIZE
+    }
+
+    #[inline]
+    fn iter(&self) -> impl Iterator<Item = Span> + '_ {
+        self.0
+            .chunks_exact(Span::SIZE)
+            .filter_map(|c| c.try_into().ok())
+            .map(Span::from_bytes)
+    }
+
+    /// A table of its own (tests, the fake servers, the general parser).
+    pub(crate) fn from_spans(spans: &[Span]) -> Table {
+        let mut w = TableWriter::with_capacity(spans.len());
+        for &s in spans {
+            w.push(s);
+        }
+        w.finish()
+    }
+}
+
+/// Writes header tables one after another into a shared buffer: [`TableWriter::finish`] hands out
+/// what was pushed since the last call as a [`Table`] without copying or allocating; the buffer
+/// is replaced (and the old one freed with the last message that uses it) when it is full.
+#[derive(Debug, Default)]
+pub(crate) struct TableWriter(BytesMut);
+
+impl TableWriter {
+    /// Room for `spans` headers before the first reallocation.
+    pub(crate) fn with_capacity(spans: usize) -> TableWriter {
+        TableWriter(BytesMut::with_capacity(spans * Span::SIZE))
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, span: Span) {
+        self.0.extend_from_slice(&span.to_bytes());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Drops what was pushed since the last [`TableWriter::finish`].
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The table pushed since the last call.
+    pub(crate) fn finish(&mut self) -> Table {
+        Table(self.0.split().freeze())
+    }
+}
+
 /// An AMI message. Cheap to clone (the bytes are shared).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     buf: Bytes,
-    spans: Vec<Span>,
+    spans: Table,
     kind: Kind,
 }
 
 impl Message {
     /// Builds a message from a frame and the header offsets the parser found in it.
-    pub(crate) fn from_parts(buf: Bytes, spans: Vec<Span>) -> Message {
+    pub(crate) fn from_parts(buf: Bytes, spans: Table) -> Message {
         let mut m = Message {
             buf,
             spans,
@@ -58,7 +145,7 @@ impl Message {
     pub fn banner(line: Bytes) -> Message {
         Message {
             buf: line,
-            spans: Vec::new(),
+            spans: Table::default(),
             kind: Kind::Banner,
         }
     }
@@ -82,7 +169,7 @@ impl Message {
                 value: (vs, ve),
             });
         }
-        Message::from_parts(buf.freeze(), spans)
+        Message::from_parts(buf.freeze(), Table::from_spans(&spans))
     }
 
     fn classify(&self) -> Kind {
@@ -134,7 +221,7 @@ impl Message {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.spans.len() == 0
     }
 
     /// The first value of a header; the name compares case-insensitively (Asterisk 11 wrote `UniqueID`).

@@ -12,11 +12,14 @@
 //! shifted masks, positions written out unconditionally). AMI lines are short but not that
 //! short: with two or three lines per 64 bytes, walking the bits costs fewer instructions.
 
-use super::message::Span;
+use super::message::{Span, TableWriter};
 
 pub(crate) const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
 pub(crate) const FOLLOWS: &[u8] = b"Response: Follows";
 pub(crate) const END_COMMAND: &[u8] = b"--END COMMAND--";
+
+/// Headers per table buffer: 1024 x 16 bytes, the tables of about fifty typical events.
+const TABLE_SPANS: usize = 1024;
 
 /// `usize` stand-in for "this line has no colon (yet)".
 const NONE: usize = usize::MAX;
@@ -188,7 +191,7 @@ pub(crate) struct FrameScan {
     pub(crate) banner: bool,
     /// The headers of the complete lines scanned so far (not for a `Follows` frame, which the
     /// general parser reads): once the end is found, the parse of an ordinary frame.
-    pub(crate) spans: Vec<Span>,
+    pub(crate) spans: TableWriter,
     /// Lines without a usable colon among them: counted when the frame is delivered.
     pub(crate) malformed: u64,
 }
@@ -196,7 +199,7 @@ pub(crate) struct FrameScan {
 impl FrameScan {
     pub(crate) fn new() -> FrameScan {
         FrameScan {
-            spans: Vec::with_capacity(64),
+            spans: TableWriter::with_capacity(TABLE_SPANS),
             ..FrameScan::default()
         }
     }
