@@ -7,7 +7,7 @@
 //! [" "] value`) without its bytes being read again. A frame that arrives in pieces is scanned
 //! once: the scan resumes at the first unfinished line.
 //!
-//! Tried and measured slower (see BENCHMARKS.md): a branch-free variant in the style of simdjson
+//! Tried and measured slower (docs/bench-ami.md): a branch-free variant in the style of simdjson
 //! (first colon of every line from one carry-propagating addition per block, empty lines from
 //! shifted masks, positions written out unconditionally). AMI lines are short but not that
 //! short: with two or three lines per 64 bytes, walking the bits costs fewer instructions.
