@@ -648,21 +648,7 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
         ) {
             let input = pieces.concat();
             let max = if small_cap { 128 } else { DEFAULT_MAX_MESSAGE };
-            let run = |simd: Simd, chunk: usize| {
-                let mut c = AmiCodec::with_simd(max, simd);
-                let mut b = BytesMut::new();
-                let mut out = Vec::new();
-                for piece in input.chunks(chunk.max(1)) {
-                    b.extend_from_slice(piece);
-                    while let Some(m) = c.decode(&mut b).unwrap() {
-                        out.push(m);
-                    }
-                }
-                while let Some(m) = c.decode_eof(&mut b).unwrap() {
-                    out.push(m);
-                }
-                (out, c.stats())
-            };
+            let run = |simd: Simd, chunk: usize| in_pieces(AmiCodec::with_simd(max, simd), &input, chunk);
             let reference = run(Simd::Scalar, input.len());
             proptest::prop_assert_eq!(reference.1.bytes, input.len() as u64);
             for simd in Simd::available() {
@@ -684,23 +670,25 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
         assert_eq!(again, vec![m[1].clone()]);
     }
 
-    /// Decodes `input` whole and in every chunk size with cap `max`; all must agree.
-    fn same_every_chunk(input: &[u8], max: usize) -> (Vec<Message>, DecodeStats) {
-        let run = |chunk: usize| {
-            let mut c = AmiCodec::with_max_message(max);
-            let mut b = BytesMut::new();
-            let mut out = Vec::new();
-            for piece in input.chunks(chunk) {
-                b.extend_from_slice(piece);
-                while let Some(m) = c.decode(&mut b).unwrap() {
-                    out.push(m);
-                }
-            }
-            while let Some(m) = c.decode_eof(&mut b).unwrap() {
+    /// Feeds `input` to `codec` `chunk` bytes at a time, then ends the stream.
+    fn in_pieces(mut codec: AmiCodec, input: &[u8], chunk: usize) -> (Vec<Message>, DecodeStats) {
+        let mut b = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk.max(1)) {
+            b.extend_from_slice(piece);
+            while let Some(m) = codec.decode(&mut b).unwrap() {
                 out.push(m);
             }
-            (out, c.stats())
-        };
+        }
+        while let Some(m) = codec.decode_eof(&mut b).unwrap() {
+            out.push(m);
+        }
+        (out, codec.stats())
+    }
+
+    /// Decodes `input` whole and in every chunk size with cap `max`; all must agree.
+    fn same_every_chunk(input: &[u8], max: usize) -> (Vec<Message>, DecodeStats) {
+        let run = |chunk: usize| in_pieces(AmiCodec::with_max_message(max), input, chunk);
         let whole = run(input.len().max(1));
         for chunk in 1..input.len() {
             assert_eq!(run(chunk), whole, "chunk {chunk}");
