@@ -1,12 +1,14 @@
 //! The AMI codec: frame first, parse second.
 //!
-//! Framing finds the end of a message (an empty line, `\r\n` or bare `\n`) from a remembered index,
-//! so a message that arrives one byte at a time is scanned once, not once per read. Only a complete
-//! frame is handed to the nom parser (`parse_frame`). Everything odd a real Asterisk sends is
-//! accepted: the banner line, extra blank lines, `\r\n\n`, legacy `Response: Follows` bodies that
-//! contain blank lines, lines with no colon (skipped and counted). A message larger than the cap is
-//! skipped up to the next boundary and counted; the session goes on. "Need more bytes" is
-//! `Ok(None)`, never an error: this decoder has no error path at all.
+//! The framer (`super::scan`) finds the end of a message (an empty line, `\r\n` or bare `\n`)
+//! from a remembered index, so a message that arrives one byte at a time is scanned once, not
+//! once per read, and splits an ordinary frame's lines into headers as it goes. Legacy
+//! `Response: Follows` frames and a stream cut by EOF go to the nom parser (`parse_slow`), the
+//! same grammar, property-tested equal. Everything odd a real Asterisk sends is accepted: the
+//! banner line, extra blank lines, `\r\n\n`, `Follows` bodies that contain blank lines, lines
+//! with no colon (skipped and counted). A message larger than the cap is skipped up to the next
+//! boundary and counted; the session goes on. "Need more bytes" is `Ok(None)`, never an error:
+//! this decoder has no error path at all.
 
 use bytes::{Buf, Bytes, BytesMut};
 use nom::{
