@@ -6,7 +6,7 @@
 //!
 //! A decoded message keeps the frame it came from (`Bytes`, shared, no copy) and a table of
 //! offsets into it, so looking a header up copies nothing. The codec writes the tables of many
-//! messages one after another into one shared buffer ([`TableWriter`]), so decoding a message
+//! messages one after another into one shared buffer (`TableWriter`), so decoding a message
 //! allocates nothing: it takes a reference on the frame's buffer and one on the table's. (So a
 //! message kept for long keeps those two buffers alive; perezvon keeps none for long: the tracker
 //! copies out what it needs.)
