@@ -2,9 +2,12 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::{tz::TimeZone, SignedDuration, Timestamp};
-use perezvon::calls::record::{CallRecord, Direction, LostAt, ResolvedBy, Status};
+use perezvon::calls::record::{CallRecord, LostAt, ResolvedBy, Status};
 use perezvon::report::{html, Report};
 use perezvon::store::report::CallbackCounts;
+
+#[path = "../tests/records/mod.rs"]
+mod records;
 
 fn month(n: usize) -> Vec<CallRecord> {
     let mut rng = fastrand::Rng::with_seed(1);
@@ -16,33 +19,21 @@ fn month(n: usize) -> Vec<CallRecord> {
             let wait = rng.f64() * 90.0;
             CallRecord {
                 server: "pbx".into(),
-                linkedid: format!("{i}"),
-                direction: Direction::Inbound,
                 caller: Some(format!("+7916{:07}", rng.u32(0..10_000_000))),
                 caller_normalized: None,
                 callee: None,
                 callee_normalized: None,
-                started_at: t,
-                ended_at: t + SignedDuration::from_secs_f64(wait),
-                answered_at: None,
-                wait_secs: wait,
-                talk_secs: 0.0,
-                agent: None,
                 status: if missed {
                     Status::Missed
                 } else {
                     Status::Answered
                 },
                 missed,
-                ignored: false,
                 lost_at: missed.then(|| LostAt::ALL[rng.usize(0..7)]),
                 hangup_by: None,
                 resolved_by: (missed && rng.bool()).then_some(ResolvedBy::Callback),
                 resolved_at: Some(t + SignedDuration::from_secs(rng.i64(60..90_000))),
-                resolved_by_linkedid: None,
-                callback_id: None,
-                callback_outcome: None,
-                unknown_reason: None,
+                ..records::inbound_miss(&format!("{i}"), t, wait)
             }
         })
         .collect()

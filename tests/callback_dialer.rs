@@ -9,9 +9,11 @@ use perezvon::callback::dialer::{
 };
 use perezvon::callback::originate::{OriginateRequest, OriginateResponse};
 use perezvon::callback::planner::{AttemptOutcome, TaskState};
-use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
+use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, Status};
 use perezvon::config::{Config, Target};
 use perezvon::store::Store;
+
+mod records;
 
 #[derive(Clone, Default)]
 struct Fake {
@@ -100,30 +102,13 @@ impl TestClock {
 
 fn miss(number: &str, at: Timestamp) -> CallRecord {
     CallRecord {
-        server: "lab".into(),
-        linkedid: format!("{}.1", at.as_second()),
-        direction: Direction::Inbound,
         caller: Some(number.into()),
         caller_normalized: Some(number.into()),
-        callee: Some("74951110001".into()),
-        callee_normalized: Some("74951110001".into()),
-        started_at: at - SignedDuration::from_secs(10),
-        ended_at: at,
-        answered_at: None,
-        wait_secs: 10.0,
-        talk_secs: 0.0,
-        agent: None,
-        status: Status::Missed,
-        missed: true,
-        ignored: false,
-        lost_at: Some(LostAt::Queue),
-        hangup_by: Some("caller".into()),
-        resolved_by: None,
-        resolved_at: None,
-        resolved_by_linkedid: None,
-        callback_id: None,
-        callback_outcome: None,
-        unknown_reason: None,
+        ..records::inbound_miss(
+            &format!("{}.1", at.as_second()),
+            at - SignedDuration::from_secs(10),
+            10.0,
+        )
     }
 }
 

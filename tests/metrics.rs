@@ -8,33 +8,23 @@ use perezvon::metrics::{serve_on, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+mod records;
+
 fn record(direction: Direction, status: Status, lost_at: Option<LostAt>) -> CallRecord {
     let t = jiff::Timestamp::from_second(1_800_000_000).unwrap();
     CallRecord {
         server: "pbx1".into(),
-        linkedid: "1.1".into(),
         direction,
         caller: None,
         caller_normalized: None,
         callee: None,
         callee_normalized: None,
-        started_at: t,
-        ended_at: t,
-        answered_at: None,
-        wait_secs: 0.0,
-        talk_secs: 0.0,
-        agent: None,
         status,
         missed: status == Status::Missed,
         ignored: status == Status::Ignored,
         lost_at,
         hangup_by: None,
-        resolved_by: None,
-        resolved_at: None,
-        resolved_by_linkedid: None,
-        callback_id: None,
-        callback_outcome: None,
-        unknown_reason: None,
+        ..records::inbound_miss("1.1", t, 0.0)
     }
 }
 

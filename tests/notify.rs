@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status};
+use perezvon::calls::record::{CallRecord, CallbackOutcome, ResolvedBy, Status};
 use perezvon::config::Config;
 use perezvon::metrics::Metrics;
 use perezvon::notify::{self, email, CallbackEvent};
@@ -16,6 +16,8 @@ use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+mod records;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -26,29 +28,9 @@ fn t(s: i64) -> jiff::Timestamp {
 fn missed_call(linkedid: &str) -> CallRecord {
     CallRecord {
         server: "pbx1".into(),
-        linkedid: linkedid.into(),
-        direction: Direction::Inbound,
         caller: Some("89161234567".into()),
-        caller_normalized: Some("79161234567".into()),
-        callee: Some("74951110001".into()),
-        callee_normalized: Some("74951110001".into()),
-        started_at: t(0),
-        ended_at: t(40),
-        answered_at: None,
-        wait_secs: 40.0,
-        talk_secs: 0.0,
         agent: Some("201".into()),
-        status: Status::Missed,
-        missed: true,
-        ignored: false,
-        lost_at: Some(LostAt::Queue),
-        hangup_by: Some("caller".into()),
-        resolved_by: None,
-        resolved_at: None,
-        resolved_by_linkedid: None,
-        callback_id: None,
-        callback_outcome: None,
-        unknown_reason: None,
+        ..records::inbound_miss(linkedid, t(0), 40.0)
     }
 }
 

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use perezvon::callback::dialer::DialerEvent;
 use perezvon::callback::planner::{AfterOutcome, AttemptOutcome, Task, TaskState};
-use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
+use perezvon::calls::record::{CallRecord, CallbackOutcome, LostAt, Status};
 use perezvon::config::Config;
 use perezvon::metrics::Metrics;
 use perezvon::notify;
 use perezvon::store::tasks::NewAttempt;
 use perezvon::store::Store;
 use tokio_util::sync::CancellationToken;
+
+mod records;
 
 fn t(s: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(1_800_000_000 + s).unwrap()
@@ -23,39 +25,18 @@ fn cfg() -> Config {
 }
 
 fn call(linkedid: &str, start: i64, status: Status) -> CallRecord {
+    let answered = status == Status::Answered;
     CallRecord {
         server: "pbx1".into(),
-        linkedid: linkedid.into(),
-        direction: Direction::Inbound,
         caller: Some("89161234567".into()),
-        caller_normalized: Some("79161234567".into()),
-        callee: Some("74951110001".into()),
-        callee_normalized: Some("74951110001".into()),
-        started_at: t(start),
-        ended_at: t(start + 40),
-        answered_at: (status == Status::Answered).then(|| t(start + 5)),
-        wait_secs: if status == Status::Answered {
-            5.0
-        } else {
-            40.0
-        },
-        talk_secs: if status == Status::Answered {
-            35.0
-        } else {
-            0.0
-        },
+        answered_at: answered.then(|| t(start + 5)),
+        wait_secs: if answered { 5.0 } else { 40.0 },
+        talk_secs: if answered { 35.0 } else { 0.0 },
         agent: Some("201".into()),
         status,
         missed: status == Status::Missed,
-        ignored: false,
         lost_at: (status == Status::Missed).then_some(LostAt::Queue),
-        hangup_by: Some("caller".into()),
-        resolved_by: None,
-        resolved_at: None,
-        resolved_by_linkedid: None,
-        callback_id: None,
-        callback_outcome: None,
-        unknown_reason: None,
+        ..records::inbound_miss(linkedid, t(start), 40.0)
     }
 }
 

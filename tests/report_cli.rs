@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use jiff::{SignedDuration, Timestamp};
-use perezvon::calls::record::{CallRecord, Direction, LostAt, ResolvedBy, Status};
+use perezvon::calls::record::{CallRecord, LostAt, ResolvedBy, Status};
 use perezvon::store::Store;
 use rusqlite::types::Value;
+
+mod records;
 
 const NASTY: &str = "<script>alert(1)</script>";
 
@@ -19,30 +21,13 @@ struct Fixture {
 
 fn inbound(id: usize, start: Timestamp, status: Status, wait: f64) -> CallRecord {
     CallRecord {
-        server: "lab".into(),
-        linkedid: format!("1795375036.{id}"),
-        direction: Direction::Inbound,
         caller: Some(format!("+7916{:07}", id % 97)),
         caller_normalized: Some(format!("7916{:07}", id % 97)),
-        callee: Some("74951110001".into()),
-        callee_normalized: Some("74951110001".into()),
-        started_at: start,
-        ended_at: start + SignedDuration::from_secs_f64(wait),
-        answered_at: None,
-        wait_secs: wait,
-        talk_secs: 0.0,
-        agent: None,
         status,
         missed: status == Status::Missed,
         ignored: status == Status::Ignored,
         lost_at: None,
-        hangup_by: Some("caller".into()),
-        resolved_by: None,
-        resolved_at: None,
-        resolved_by_linkedid: None,
-        callback_id: None,
-        callback_outcome: None,
-        unknown_reason: None,
+        ..records::inbound_miss(&format!("1795375036.{id}"), start, wait)
     }
 }
 

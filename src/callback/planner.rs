@@ -556,7 +556,7 @@ pub fn due_avoiding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::record::ResolvedBy;
+    use crate::calls::record::{inbound_miss, ResolvedBy};
     use crate::config::{parse_range, DayRange};
     use jiff::tz::TimeZone;
 
@@ -613,30 +613,10 @@ mod tests {
 
     fn miss(number: &str, at: Timestamp) -> CallRecord {
         CallRecord {
-            server: "lab".into(),
             linkedid: format!("l-{number}-{}", at.as_second()),
-            direction: Direction::Inbound,
             caller: Some(number.into()),
             caller_normalized: Some(number.into()),
-            callee: Some("74951110001".into()),
-            callee_normalized: Some("74951110001".into()),
-            started_at: at - SignedDuration::from_secs(10),
-            ended_at: at,
-            answered_at: None,
-            wait_secs: 10.0,
-            talk_secs: 0.0,
-            agent: None,
-            status: Status::Missed,
-            missed: true,
-            ignored: false,
-            lost_at: Some(LostAt::Queue),
-            hangup_by: Some("caller".into()),
-            resolved_by: None,
-            resolved_at: None,
-            resolved_by_linkedid: None,
-            callback_id: None,
-            callback_outcome: None,
-            unknown_reason: None,
+            ..inbound_miss("", at - SignedDuration::from_secs(10), 10.0)
         }
     }
 

@@ -700,29 +700,14 @@ mod tests {
         let now = ts(10_000);
         let call = |id: &str, ended: i64, status: Status| CallRecord {
             server: "s".into(),
-            linkedid: id.into(),
-            direction: Direction::Inbound,
             caller: None,
-            caller_normalized: Some("79161234567".into()),
             callee: None,
             callee_normalized: None,
-            started_at: ts(ended - 30),
-            ended_at: ts(ended),
-            answered_at: None,
-            wait_secs: 30.0,
-            talk_secs: 0.0,
-            agent: None,
             status,
             missed: status == Status::Missed,
-            ignored: false,
             lost_at: None,
             hangup_by: None,
-            resolved_by: None,
-            resolved_at: None,
-            resolved_by_linkedid: None,
-            callback_id: None,
-            callback_outcome: None,
-            unknown_reason: None,
+            ..crate::calls::record::inbound_miss(id, ts(ended - 30), 30.0)
         };
         store
             .insert_call(&call("recent", 9_500, Status::Missed))

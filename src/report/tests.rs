@@ -4,7 +4,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
-use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status};
+use crate::calls::record::{
+    inbound_miss, CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status,
+};
 use crate::store::report::CallbackCounts;
 
 fn ts(s: &str) -> Timestamp {
@@ -13,32 +15,12 @@ fn ts(s: &str) -> Timestamp {
 
 /// An inbound call that started at `start` (RFC 3339) and waited `wait` seconds.
 fn call(id: &str, start: &str, status: Status, wait: f64) -> CallRecord {
-    let started = ts(start);
     CallRecord {
-        server: "lab".into(),
-        linkedid: id.into(),
-        direction: Direction::Inbound,
-        caller: Some("+79161234567".into()),
-        caller_normalized: Some("79161234567".into()),
-        callee: Some("74951110001".into()),
-        callee_normalized: Some("74951110001".into()),
-        started_at: started,
-        ended_at: started + SignedDuration::from_secs_f64(wait),
-        answered_at: None,
-        wait_secs: wait,
-        talk_secs: 0.0,
-        agent: None,
         status,
         missed: status == Status::Missed,
         ignored: status == Status::Ignored,
         lost_at: (status == Status::Missed).then_some(LostAt::Queue),
-        hangup_by: Some("caller".into()),
-        resolved_by: None,
-        resolved_at: None,
-        resolved_by_linkedid: None,
-        callback_id: None,
-        callback_outcome: None,
-        unknown_reason: None,
+        ..inbound_miss(id, ts(start), wait)
     }
 }
 

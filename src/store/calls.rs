@@ -339,32 +339,7 @@ mod tests {
 
     pub(crate) fn sample(linkedid: &str) -> CallRecord {
         let t = jiff::Timestamp::from_second(1_795_375_036).unwrap();
-        CallRecord {
-            server: "lab".into(),
-            linkedid: linkedid.into(),
-            direction: Direction::Inbound,
-            caller: Some("+79161234567".into()),
-            caller_normalized: Some("79161234567".into()),
-            callee: Some("74951110001".into()),
-            callee_normalized: Some("74951110001".into()),
-            started_at: t,
-            ended_at: t + jiff::SignedDuration::from_secs(10),
-            answered_at: None,
-            wait_secs: 10.0,
-            talk_secs: 0.0,
-            agent: None,
-            status: Status::Missed,
-            missed: true,
-            ignored: false,
-            lost_at: Some(LostAt::Queue),
-            hangup_by: Some("caller".into()),
-            resolved_by: None,
-            resolved_at: None,
-            resolved_by_linkedid: None,
-            callback_id: None,
-            callback_outcome: None,
-            unknown_reason: None,
-        }
+        crate::calls::record::inbound_miss(linkedid, t, 10.0)
     }
 
     fn at(r: CallRecord, start: i64, len: i64) -> CallRecord {

@@ -169,7 +169,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::record::{LostAt, Status};
+    use crate::calls::record::{inbound_miss, Status};
 
     fn t(s: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_795_000_000 + s).unwrap()
@@ -177,30 +177,12 @@ mod tests {
 
     fn miss(id: &str, number: Option<&str>, start: i64) -> CallRecord {
         CallRecord {
-            server: "lab".into(),
-            linkedid: id.into(),
-            direction: Direction::Inbound,
             caller: number.map(str::to_string),
             caller_normalized: number.map(str::to_string),
             callee: None,
             callee_normalized: None,
-            started_at: t(start),
-            ended_at: t(start + 20),
-            answered_at: None,
-            wait_secs: 20.0,
-            talk_secs: 0.0,
-            agent: None,
-            status: Status::Missed,
-            missed: true,
-            ignored: false,
-            lost_at: Some(LostAt::Queue),
             hangup_by: None,
-            resolved_by: None,
-            resolved_at: None,
-            resolved_by_linkedid: None,
-            callback_id: None,
-            callback_outcome: None,
-            unknown_reason: None,
+            ..inbound_miss(id, t(start), 20.0)
         }
     }
 
