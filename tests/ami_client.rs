@@ -6,10 +6,40 @@ mod ami_fake;
 use std::time::Duration;
 
 use ami_fake::*;
-use perezvon::ami::{self, Action, AmiError, LinkEvent};
-use perezvon::config::AuthType;
+use perezvon::ami::{self, Action, AmiError, AmiHandle, LinkEvent};
+use perezvon::config::{AsteriskConfig, AuthType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// A client logged in (MD5) to a fake Asterisk on 127.0.0.1, its LinkUp already taken from the
+/// stream.
+struct Session {
+    handle: AmiHandle,
+    task: tokio::task::JoinHandle<()>,
+    rx: mpsc::Receiver<LinkEvent>,
+    peer: Peer,
+    stop: CancellationToken,
+}
+
+/// Starts a client with the test configuration, changed by `tune`, and answers its login.
+async fn logged_in(tune: impl FnOnce(&mut AsteriskConfig)) -> Session {
+    let (l, port) = listener().await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let mut cfg = config(port, AuthType::Md5);
+    tune(&mut cfg);
+    let (handle, task) = ami::spawn(cfg, tx, stop.clone());
+    let mut peer = accept(&l).await;
+    peer.login_md5("s3cret", b"").await;
+    assert_eq!(label(&next(&mut rx).await), "Up");
+    Session {
+        handle,
+        task,
+        rx,
+        peer,
+        stop,
+    }
+}
 
 #[tokio::test]
 async fn md5_login_exact_bytes_and_stream_bytes_in_the_same_read() {
@@ -60,13 +90,13 @@ async fn plain_login_exact_bytes() {
 
 #[tokio::test]
 async fn response_goes_to_caller_and_events_with_its_actionid_to_the_stream() {
-    let (l, port) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    let (handle, _task) = ami::spawn(config(port, AuthType::Md5), tx, stop.clone());
-    let mut peer = accept(&l).await;
-    peer.login_md5("s3cret", b"").await;
-    assert_eq!(label(&next(&mut rx).await), "Up");
+    let Session {
+        handle,
+        task: _task,
+        mut rx,
+        mut peer,
+        stop,
+    } = logged_in(|_| {}).await;
 
     let h = handle.clone();
     let call = tokio::spawn(async move {
@@ -127,15 +157,13 @@ async fn response_goes_to_caller_and_events_with_its_actionid_to_the_stream() {
 
 #[tokio::test]
 async fn unanswered_action_times_out_and_the_link_stays_usable() {
-    let (l, port) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    let mut cfg = config(port, AuthType::Md5);
-    cfg.action_timeout = Duration::from_millis(300);
-    let (handle, _task) = ami::spawn(cfg, tx, stop.clone());
-    let mut peer = accept(&l).await;
-    peer.login_md5("s3cret", b"").await;
-    assert_eq!(label(&next(&mut rx).await), "Up");
+    let Session {
+        handle,
+        task: _task,
+        mut rx,
+        mut peer,
+        stop,
+    } = logged_in(|c| c.action_timeout = Duration::from_millis(300)).await;
     let r = handle.send(Action::new("Status")).await;
     assert!(
         matches!(r, Err(AmiError::Timeout { ref action, .. }) if action == "Status"),
@@ -169,13 +197,13 @@ async fn unanswered_action_times_out_and_the_link_stays_usable() {
 
 #[tokio::test]
 async fn event_list_items_go_to_the_caller_other_events_to_the_stream() {
-    let (l, port) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    let (handle, _task) = ami::spawn(config(port, AuthType::Md5), tx, stop.clone());
-    let mut peer = accept(&l).await;
-    peer.login_md5("s3cret", b"").await;
-    assert_eq!(label(&next(&mut rx).await), "Up");
+    let Session {
+        handle,
+        task: _task,
+        mut rx,
+        mut peer,
+        stop,
+    } = logged_in(|_| {}).await;
     let h = handle.clone();
     let call = tokio::spawn(async move { h.send_list(Action::new("CoreShowChannels")).await });
     let id = action_id(&peer.read_action().await);
@@ -328,15 +356,13 @@ async fn wrong_password_is_a_clear_error_and_retried_slowly() {
 
 #[tokio::test]
 async fn unanswered_ping_is_a_dead_link_within_two_intervals() {
-    let (l, port) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    let mut cfg = config(port, AuthType::Md5);
-    cfg.ping_interval = Duration::from_millis(400);
-    let (_handle, _task) = ami::spawn(cfg, tx, stop.clone());
-    let mut peer = accept(&l).await;
-    peer.login_md5("s3cret", b"").await;
-    assert_eq!(label(&next(&mut rx).await), "Up");
+    let Session {
+        handle: _handle,
+        task: _task,
+        mut rx,
+        mut peer,
+        stop,
+    } = logged_in(|c| c.ping_interval = Duration::from_millis(400)).await;
     // Pings answered for a while keep the link up...
     let started = tokio::time::Instant::now();
     let mut answered = 0;
@@ -456,15 +482,13 @@ async fn nothing_listening_is_reported_and_retried_with_backoff() {
 
 #[tokio::test]
 async fn skipped_input_is_counted_on_the_handle_and_the_stream_goes_on() {
-    let (l, port) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
-    let stop = CancellationToken::new();
-    let mut cfg = config(port, AuthType::Md5);
-    cfg.max_message = 256;
-    let (handle, task) = ami::spawn(cfg, tx, stop.clone());
-    let mut peer = accept(&l).await;
-    peer.login_md5("s3cret", b"").await;
-    assert_eq!(label(&next(&mut rx).await), "Up");
+    let Session {
+        handle,
+        task,
+        mut rx,
+        mut peer,
+        stop,
+    } = logged_in(|c| c.max_message = 256).await;
     assert_eq!(handle.decode_problems(), 0);
     let big = format!("Event: Big\r\nData: {}\r\n\r\n", "x".repeat(400));
     peer.write(b"Event: A\r\nno colon here\r\n\r\n").await;
