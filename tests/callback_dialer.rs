@@ -112,6 +112,13 @@ fn miss(number: &str, at: Timestamp) -> CallRecord {
     }
 }
 
+/// Hands the dialer a call from `number` missed just now.
+async fn missed_now(d: &mut Dialer<Fake>, number: &str, clock: &TestClock) {
+    d.handle(DialerInput::Record(Box::new(miss(number, clock.clock()()))))
+        .await
+        .unwrap();
+}
+
 fn response(action_id: &str, success: bool, reason: i64) -> DialerInput {
     DialerInput::Response(OriginateResponse {
         action_id: action_id.into(),
@@ -140,12 +147,7 @@ async fn miss_to_originate_with_exact_headers_then_busy_then_connected() {
     let fake = Fake::default();
     let (mut d, mut events) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
 
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     assert_eq!(d.tasks().len(), 1);
     // Within the delay: nothing.
     clock.advance(59);
@@ -249,12 +251,7 @@ async fn nothing_outside_hours_and_nothing_without_a_free_agent() {
     let clock = TestClock::new(msk("2026-12-20T20:00:00"));
     let fake = Fake::default();
     let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     for _ in 0..12 {
         clock.advance(1000);
         d.tick().await.unwrap();
@@ -276,19 +273,9 @@ async fn customer_calling_back_cancels_the_task() {
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));
     let fake = Fake::default();
     let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     // Same number missed again: one task, count 2.
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     assert_eq!(d.tasks().len(), 1);
     assert_eq!(d.tasks()[0].missed_count, 2);
     // The customer calls again and talks.
@@ -316,12 +303,7 @@ async fn no_callback_while_the_customer_is_on_a_call_with_us() {
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));
     let fake = Fake::default();
     let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     let due_at = d.tasks()[0].next_attempt_at;
     // The customer called again and is in the queue when the task falls due.
     d.handle(DialerInput::LiveCustomers(
@@ -346,12 +328,7 @@ async fn no_callback_while_the_customer_is_on_a_call_with_us() {
     let stored = d.store().list_tasks(true, 10).unwrap();
     assert_eq!(stored[0].task.attempts, 0);
     // Other customers are not held up by it.
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261114455",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261114455", &clock).await;
     clock.advance(60);
     d.tick().await.unwrap();
     let channels = || -> Vec<String> {
@@ -396,9 +373,7 @@ async fn bad_numbers_never_reach_an_originate() {
         "49301234567",
         "anonymous",
     ] {
-        d.handle(DialerInput::Record(Box::new(miss(n, clock.clock()()))))
-            .await
-            .unwrap();
+        missed_now(&mut d, n, &clock).await;
     }
     let mut withheld = miss("x", clock.clock()());
     withheld.caller_normalized = None;
@@ -419,12 +394,7 @@ async fn a_number_written_to_the_database_is_revalidated_before_dialling() {
     let fake = Fake::default();
     let store = Store::open_in_memory().unwrap();
     let (mut d0, _e) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
-    d0.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d0, "79261112233", &clock).await;
     let mut t = d0.tasks()[0].clone();
     t.number = "7926\r\nAction: Logoff".into();
     store.create_task(&t).unwrap();
@@ -445,12 +415,7 @@ async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
     let fake = Fake::default();
     {
         let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
-        d.handle(DialerInput::Record(Box::new(miss(
-            "79261112233",
-            clock.clock()(),
-        ))))
-        .await
-        .unwrap();
+        missed_now(&mut d, "79261112233", &clock).await;
         clock.advance(60);
         d.tick().await.unwrap();
         assert_eq!(fake.sent().len(), 1);
@@ -488,12 +453,7 @@ async fn attempt_without_any_outcome_times_out_as_unknown() {
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));
     let fake = Fake::default();
     let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     clock.advance(60);
     d.tick().await.unwrap();
     // originate_timeout 30 s + 30 s grace.
@@ -514,12 +474,7 @@ async fn cli_cancel_in_another_connection_is_seen() {
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));
     let fake = Fake::default();
     let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
-    d.handle(DialerInput::Record(Box::new(miss(
-        "79261112233",
-        clock.clock()(),
-    ))))
-    .await
-    .unwrap();
+    missed_now(&mut d, "79261112233", &clock).await;
     let id = d.tasks()[0].id;
     let other = Store::open(&db).unwrap();
     assert!(other
@@ -541,9 +496,7 @@ async fn free_people_bound_the_attempts_of_a_tick() {
     *fake.free.lock().unwrap() = Some(2);
     let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
     for n in ["79261110001", "79261110002", "79261110003"] {
-        d.handle(DialerInput::Record(Box::new(miss(n, clock.clock()()))))
-            .await
-            .unwrap();
+        missed_now(&mut d, n, &clock).await;
     }
     assert_eq!(d.tasks().len(), 3);
     clock.advance(60);
