@@ -19,6 +19,24 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// A lab server that plays one capture and answers Originates by `script`, and its stop token.
+async fn lab_playing(
+    name: &'static str,
+    script: fn(&str, u32) -> LabOutcome,
+) -> (lab::Lab, CancellationToken) {
+    let stop = CancellationToken::new();
+    let lab = lab::start(
+        LabOptions {
+            traffic: lab::traffic_timeline(&[capture(name)], Duration::ZERO),
+            script,
+        },
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    (lab, stop)
+}
+
 fn config(port: u16, hours: &str, delay: &str, retry_every: &str) -> Config {
     let all = [
         "monday",
@@ -159,16 +177,7 @@ impl Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_call_gets_one_originate_and_connects() {
-    let stop_lab = CancellationToken::new();
-    let lab = lab::start(
-        LabOptions {
-            traffic: lab::traffic_timeline(&[capture("ivr_abandon")], Duration::ZERO),
-            script: |_, _| LabOutcome::Connected,
-        },
-        stop_lab.clone(),
-    )
-    .await
-    .unwrap();
+    let (lab, stop_lab) = lab_playing("ivr_abandon", |_, _| LabOutcome::Connected).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     let mut d = start(
@@ -245,16 +254,7 @@ async fn missed_call_gets_one_originate_and_connects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_dialled_outside_the_hours() {
-    let stop_lab = CancellationToken::new();
-    let lab = lab::start(
-        LabOptions {
-            traffic: lab::traffic_timeline(&[capture("ivr_abandon")], Duration::ZERO),
-            script: |_, _| LabOutcome::Connected,
-        },
-        stop_lab.clone(),
-    )
-    .await
-    .unwrap();
+    let (lab, stop_lab) = lab_playing("ivr_abandon", |_, _| LabOutcome::Connected).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     let mut d = start(config(lab.addr.port(), "[]", "1s", "10m"), &db);
@@ -276,19 +276,8 @@ async fn nothing_is_dialled_outside_the_hours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_calling_back_cancels_the_pending_task() {
-    let stop_lab = CancellationToken::new();
-    let lab = lab::start(
-        LabOptions {
-            traffic: lab::traffic_timeline(
-                &[capture("resolved_by_caller_callback")],
-                Duration::ZERO,
-            ),
-            script: |_, _| LabOutcome::Connected,
-        },
-        stop_lab.clone(),
-    )
-    .await
-    .unwrap();
+    let (lab, stop_lab) =
+        lab_playing("resolved_by_caller_callback", |_, _| LabOutcome::Connected).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     // A long delay: the task is still pending when the customer calls again.
@@ -326,19 +315,8 @@ async fn no_callback_while_the_customer_is_calling_again() {
     // ~27 s. With an 8 s delay the task falls due at ~18 s, in the middle of that call: the
     // dialer must wait, and the conversation then cancels the task. Margins of several seconds
     // on each side, so a slow machine does not change the story.
-    let stop_lab = CancellationToken::new();
-    let lab = lab::start(
-        LabOptions {
-            traffic: lab::traffic_timeline(
-                &[capture("resolved_by_caller_callback")],
-                Duration::ZERO,
-            ),
-            script: |_, _| LabOutcome::Connected,
-        },
-        stop_lab.clone(),
-    )
-    .await
-    .unwrap();
+    let (lab, stop_lab) =
+        lab_playing("resolved_by_caller_callback", |_, _| LabOutcome::Connected).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     let mut d = start(
@@ -378,23 +356,15 @@ async fn no_callback_while_the_customer_is_calling_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_attempt_no_second_dial_before_the_spacing() {
-    let stop_lab = CancellationToken::new();
-    let lab = lab::start(
-        LabOptions {
-            traffic: lab::traffic_timeline(&[capture("ivr_abandon")], Duration::ZERO),
-            // The first attempt is a long one (customer answers, agent rings 15 s).
-            script: |_, attempt| {
-                if attempt == 1 {
-                    LabOutcome::AgentMissed
-                } else {
-                    LabOutcome::Connected
-                }
-            },
-        },
-        stop_lab.clone(),
-    )
-    .await
-    .unwrap();
+    // The first attempt is a long one (customer answers, agent rings 15 s).
+    let (lab, stop_lab) = lab_playing("ivr_abandon", |_, attempt| {
+        if attempt == 1 {
+            LabOutcome::AgentMissed
+        } else {
+            LabOutcome::Connected
+        }
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     let cfg = config(lab.addr.port(), r#"["00:00-24:00"]"#, "1s", "8s");
@@ -463,16 +433,7 @@ async fn every_lab_outcome_is_classified() {
             _ => LabOutcome::Connected,
         }
     }
-    let stop_lab = CancellationToken::new();
-    let lab = lab::start(
-        LabOptions {
-            traffic: lab::traffic_timeline(&[capture("ivr_abandon")], Duration::ZERO),
-            script,
-        },
-        stop_lab.clone(),
-    )
-    .await
-    .unwrap();
+    let (lab, stop_lab) = lab_playing("ivr_abandon", script).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     let mut cfg = config(lab.addr.port(), r#"["00:00-24:00"]"#, "1s", "1s");
