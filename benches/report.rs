@@ -6,8 +6,8 @@ use perezvon::calls::record::{CallRecord, LostAt, ResolvedBy, Status};
 use perezvon::report::{html, Report};
 use perezvon::store::report::CallbackCounts;
 
-#[path = "../tests/records/mod.rs"]
-mod records;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn month(n: usize) -> Vec<CallRecord> {
     let mut rng = fastrand::Rng::with_seed(1);
@@ -33,7 +33,7 @@ fn month(n: usize) -> Vec<CallRecord> {
                 hangup_by: None,
                 resolved_by: (missed && rng.bool()).then_some(ResolvedBy::Callback),
                 resolved_at: Some(t + SignedDuration::from_secs(rng.i64(60..90_000))),
-                ..records::inbound_miss(&format!("{i}"), t, wait)
+                ..support::inbound_miss(&format!("{i}"), t, wait)
             }
         })
         .collect()

@@ -27,6 +27,11 @@
 //! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
 //! - [`number`], [`glob`]: phone-number normalisation and channel-name patterns.
 
+// `perezvon::` paths also inside the crate: the test support shared with the integration tests
+// is written against the public API.
+#[cfg(test)]
+extern crate self as perezvon;
+
 pub mod ami;
 pub mod callback;
 pub mod calls;
@@ -40,3 +45,8 @@ pub mod notify;
 pub mod number;
 pub mod report;
 pub mod store;
+
+/// The helpers the integration tests share (`tests/support`), for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+pub(crate) mod test_support;

@@ -13,7 +13,7 @@ use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, Status};
 use perezvon::config::{Config, Target};
 use perezvon::store::Store;
 
-mod records;
+mod support;
 
 #[derive(Clone, Default)]
 struct Fake {
@@ -104,7 +104,7 @@ fn miss(number: &str, at: Timestamp) -> CallRecord {
     CallRecord {
         caller: Some(number.into()),
         caller_normalized: Some(number.into()),
-        ..records::inbound_miss(
+        ..support::inbound_miss(
             &format!("{}.1", at.as_second()),
             at - SignedDuration::from_secs(10),
             10.0,

@@ -8,7 +8,7 @@ use perezvon::metrics::{serve_on, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-mod records;
+mod support;
 
 fn record(direction: Direction, status: Status, lost_at: Option<LostAt>) -> CallRecord {
     let t = jiff::Timestamp::from_second(1_800_000_000).unwrap();
@@ -24,7 +24,7 @@ fn record(direction: Direction, status: Status, lost_at: Option<LostAt>) -> Call
         ignored: status == Status::Ignored,
         lost_at,
         hangup_by: None,
-        ..records::inbound_miss("1.1", t, 0.0)
+        ..support::inbound_miss("1.1", t, 0.0)
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-mod records;
+mod support;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -30,7 +30,7 @@ fn missed_call(linkedid: &str) -> CallRecord {
         server: "pbx1".into(),
         caller: Some("89161234567".into()),
         agent: Some("201".into()),
-        ..records::inbound_miss(linkedid, t(0), 40.0)
+        ..support::inbound_miss(linkedid, t(0), 40.0)
     }
 }
 

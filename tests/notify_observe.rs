@@ -14,7 +14,7 @@ use perezvon::store::tasks::NewAttempt;
 use perezvon::store::Store;
 use tokio_util::sync::CancellationToken;
 
-mod records;
+mod support;
 
 fn t(s: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(1_800_000_000 + s).unwrap()
@@ -36,7 +36,7 @@ fn call(linkedid: &str, start: i64, status: Status) -> CallRecord {
         status,
         missed: status == Status::Missed,
         lost_at: (status == Status::Missed).then_some(LostAt::Queue),
-        ..records::inbound_miss(linkedid, t(start), 40.0)
+        ..support::inbound_miss(linkedid, t(start), 40.0)
     }
 }
 

@@ -9,7 +9,7 @@ use perezvon::calls::record::{CallRecord, LostAt, ResolvedBy, Status};
 use perezvon::store::Store;
 use rusqlite::types::Value;
 
-mod records;
+mod support;
 
 const NASTY: &str = "<script>alert(1)</script>";
 
@@ -27,7 +27,7 @@ fn inbound(id: usize, start: Timestamp, status: Status, wait: f64) -> CallRecord
         missed: status == Status::Missed,
         ignored: status == Status::Ignored,
         lost_at: None,
-        ..records::inbound_miss(&format!("1795375036.{id}"), start, wait)
+        ..support::inbound_miss(&format!("1795375036.{id}"), start, wait)
     }
 }
 
@@ -109,48 +109,6 @@ fn busy_week(store: &Store, now: Timestamp) -> Vec<CallRecord> {
     out
 }
 
-/// Inserts a row naming only the columns the reports read; other NOT NULL columns without a
-/// default get a zero value, so the dialer can add columns without breaking these tests.
-fn insert_row(c: &rusqlite::Connection, table: &str, values: &[(&str, Value)]) -> i64 {
-    let mut stmt = c
-        .prepare(&format!(
-            "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}')"
-        ))
-        .unwrap();
-    let info: Vec<(String, String, bool, Option<String>, i64)> = stmt
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    let (mut cols, mut vals) = (Vec::new(), Vec::new());
-    for (name, ty, notnull, default, pk) in info {
-        if let Some((_, v)) = values.iter().find(|(c, _)| *c == name) {
-            cols.push(name);
-            vals.push(v.clone());
-        } else if notnull && default.is_none() && pk == 0 {
-            cols.push(name);
-            vals.push(match ty.as_str() {
-                "TEXT" => Value::Text(String::new()),
-                "REAL" => Value::Real(0.0),
-                _ => Value::Integer(0),
-            });
-        }
-    }
-    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-    c.execute(
-        &format!(
-            "INSERT INTO {table} ({}) VALUES ({})",
-            cols.join(", "),
-            marks.join(", ")
-        ),
-        rusqlite::params_from_iter(vals),
-    )
-    .unwrap();
-    c.last_insert_rowid()
-}
-
 fn secs(t: Timestamp) -> Value {
     Value::Real(t.as_millisecond() as f64 / 1000.0)
 }
@@ -165,7 +123,7 @@ fn add_task(
     closed: Option<Timestamp>,
 ) {
     let c = rusqlite::Connection::open(db).unwrap();
-    let task = insert_row(
+    let task = support::insert_row(
         &c,
         "callback_tasks",
         &[
@@ -190,7 +148,7 @@ fn add_task(
     );
     for (i, outcome) in attempts.iter().enumerate() {
         let at = first_missed + SignedDuration::from_mins(i as i64 + 1);
-        insert_row(
+        support::insert_row(
             &c,
             "callback_attempts",
             &[

@@ -556,8 +556,9 @@ pub fn due_avoiding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::record::{inbound_miss, ResolvedBy};
+    use crate::calls::record::ResolvedBy;
     use crate::config::{parse_range, DayRange};
+    use crate::test_support::inbound_miss;
     use jiff::tz::TimeZone;
 
     fn policy() -> Policy {

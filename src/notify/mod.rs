@@ -707,7 +707,7 @@ mod tests {
             missed: status == Status::Missed,
             lost_at: None,
             hangup_by: None,
-            ..crate::calls::record::inbound_miss(id, ts(ended - 30), 30.0)
+            ..crate::test_support::inbound_miss(id, ts(ended - 30), 30.0)
         };
         store
             .insert_call(&call("recent", 9_500, Status::Missed))

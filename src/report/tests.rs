@@ -4,10 +4,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
-use crate::calls::record::{
-    inbound_miss, CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status,
-};
+use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status};
 use crate::store::report::CallbackCounts;
+use crate::test_support::inbound_miss;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()

@@ -339,7 +339,7 @@ mod tests {
 
     pub(crate) fn sample(linkedid: &str) -> CallRecord {
         let t = jiff::Timestamp::from_second(1_795_375_036).unwrap();
-        crate::calls::record::inbound_miss(linkedid, t, 10.0)
+        crate::test_support::inbound_miss(linkedid, t, 10.0)
     }
 
     fn at(r: CallRecord, start: i64, len: i64) -> CallRecord {

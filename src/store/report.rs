@@ -169,7 +169,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::record::{inbound_miss, Status};
+    use crate::calls::record::Status;
+    use crate::test_support::inbound_miss;
 
     fn t(s: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_795_000_000 + s).unwrap()
@@ -186,54 +187,7 @@ mod tests {
         }
     }
 
-    /// Inserts a row naming only the columns the reports read; any other NOT NULL column without
-    /// a default gets a zero value. The dialer owns these tables and may add columns: the
-    /// reports' tests must not break when it does.
-    pub(crate) fn insert_row(
-        conn: &rusqlite::Connection,
-        table: &str,
-        values: &[(&str, rusqlite::types::Value)],
-    ) -> i64 {
-        use rusqlite::types::Value;
-        let mut cols: Vec<String> = Vec::new();
-        let mut vals: Vec<Value> = Vec::new();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}')"
-            ))
-            .unwrap();
-        let info: Vec<(String, String, bool, Option<String>, i64)> = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        for (name, ty, notnull, default, pk) in info {
-            if let Some((_, v)) = values.iter().find(|(c, _)| *c == name) {
-                cols.push(name);
-                vals.push(v.clone());
-            } else if notnull && default.is_none() && pk == 0 {
-                cols.push(name);
-                vals.push(match ty.as_str() {
-                    "TEXT" => Value::Text(String::new()),
-                    "REAL" => Value::Real(0.0),
-                    _ => Value::Integer(0),
-                });
-            }
-        }
-        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        conn.execute(
-            &format!(
-                "INSERT INTO {table} ({}) VALUES ({})",
-                cols.join(", "),
-                marks.join(", ")
-            ),
-            rusqlite::params_from_iter(vals),
-        )
-        .unwrap();
-        conn.last_insert_rowid()
-    }
+    use crate::test_support::insert_row;
 
     fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
         use rusqlite::types::Value;
