@@ -185,16 +185,10 @@ pub fn parse_ts(v: &[u8]) -> Option<i64> {
         Some(i) => (&v[..i], &v[i + 1..]),
         None => (v, &b""[..]),
     };
-    if int.is_empty() || int.len() > 12 || frac.len() > 9 {
+    if frac.len() > 9 {
         return None;
     }
-    let mut secs: i64 = 0;
-    for &c in int {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        secs = secs * 10 + i64::from(c - b'0');
-    }
+    let secs = i64::try_from(decimal(int, 12)?).ok()?;
     let mut us: i64 = 0;
     for i in 0..6 {
         let d = match frac.get(i) {
@@ -215,17 +209,17 @@ pub fn parse_ts(v: &[u8]) -> Option<i64> {
 
 /// Parses a small unsigned decimal (`Cause`, `Reason`, `Uptime`, `ChannelState`).
 pub fn parse_u32(v: &[u8]) -> Option<u32> {
-    if v.is_empty() || v.len() > 9 {
+    u32::try_from(decimal(v, 9)?).ok()
+}
+
+/// `v` as an unsigned decimal of 1 to `max_digits` ASCII digits (at most 19: no overflow).
+fn decimal(v: &[u8], max_digits: usize) -> Option<u64> {
+    if v.is_empty() || v.len() > max_digits {
         return None;
     }
-    let mut n: u32 = 0;
-    for &c in v {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u32::from(c - b'0');
-    }
-    Some(n)
+    v.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })
 }
 
 /// A caller-ID value that carries no number (`<unknown>`, empty).
@@ -245,6 +239,16 @@ mod tests {
         assert_eq!(parse_ts(b"1795375019.1234567"), Some(1_795_375_019_123_456));
         for bad in [&b""[..], b"x", b"-1.0", b"1.x", b"99999999999999999", b".5"] {
             assert_eq!(parse_ts(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn small_decimals() {
+        assert_eq!(parse_u32(b"0"), Some(0));
+        assert_eq!(parse_u32(b"16"), Some(16));
+        assert_eq!(parse_u32(b"999999999"), Some(999_999_999));
+        for bad in [&b""[..], b"1000000000", b"4x", b"-1", b" 1"] {
+            assert_eq!(parse_u32(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
