@@ -11,7 +11,10 @@ use jiff::{SignedDuration, Timestamp};
 use perezvon::callback::hours::Hours;
 use perezvon::callback::planner::{due, due_avoiding, Policy, Task, TaskState};
 use perezvon::calls::record::LostAt;
-use perezvon::config::{parse_range, Target};
+use perezvon::config::Target;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const N: usize = 100_000;
 
@@ -35,24 +38,7 @@ fn policy() -> Policy {
 }
 
 fn hours() -> Hours {
-    let wd = vec![
-        parse_range("09:00-13:00").unwrap(),
-        parse_range("14:00-18:00").unwrap(),
-    ];
-    Hours::new(
-        jiff::tz::TimeZone::get("Europe/Moscow").unwrap(),
-        [
-            wd.clone(),
-            wd.clone(),
-            wd.clone(),
-            wd.clone(),
-            wd,
-            vec![],
-            vec![],
-        ],
-        [],
-        [],
-    )
+    support::moscow_weekdays(&[], &[])
 }
 
 /// `due_share` of the tasks are ready at `now`; the rest wait for a later attempt.

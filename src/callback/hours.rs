@@ -175,22 +175,7 @@ mod tests {
 
     /// Moscow weekdays 09-13 + 14-18, weekends closed; 2026-12-31 holiday; 2026-12-26 (Sat) worked.
     fn moscow() -> Hours {
-        let wd = vec![r("09:00-13:00"), r("14:00-18:00")];
-        let week = [
-            wd.clone(),
-            wd.clone(),
-            wd.clone(),
-            wd.clone(),
-            wd,
-            vec![],
-            vec![],
-        ];
-        Hours::new(
-            TimeZone::get("Europe/Moscow").unwrap(),
-            week,
-            [date(2026, 12, 31)],
-            [date(2026, 12, 26)],
-        )
+        crate::test_support::moscow_weekdays(&[date(2026, 12, 31)], &[date(2026, 12, 26)])
     }
 
     fn at(h: &Hours, s: &str) -> Timestamp {

@@ -586,21 +586,7 @@ mod tests {
 
     /// Moscow, weekdays 09-13 + 14-18; 2026-12-31 holiday.
     fn hours() -> Hours {
-        let wd = vec![r("09:00-13:00"), r("14:00-18:00")];
-        Hours::new(
-            TimeZone::get("Europe/Moscow").unwrap(),
-            [
-                wd.clone(),
-                wd.clone(),
-                wd.clone(),
-                wd.clone(),
-                wd,
-                vec![],
-                vec![],
-            ],
-            [jiff::civil::date(2026, 12, 31)],
-            [],
-        )
+        crate::test_support::moscow_weekdays(&[jiff::civil::date(2026, 12, 31)], &[])
     }
 
     /// A Moscow local time.

@@ -2,7 +2,10 @@
 //! tests (`mod support;`) and the benches (`#[path]`). Each user takes what it needs.
 #![allow(dead_code)]
 
+use jiff::civil::Date;
+use perezvon::callback::hours::Hours;
 use perezvon::calls::record::{CallRecord, Direction, LostAt, Status, Timestamp};
+use perezvon::config::parse_range;
 use rusqlite::types::Value;
 
 /// For tests: an inbound call from +79161234567 to 74951110001 that nobody answered, lost in a
@@ -77,4 +80,27 @@ pub fn insert_row(c: &rusqlite::Connection, table: &str, values: &[(&str, Value)
     )
     .unwrap();
     c.last_insert_rowid()
+}
+
+/// Working hours in Moscow: weekdays 09:00-13:00 and 14:00-18:00, weekends closed, with these
+/// holidays and extra working days.
+pub fn moscow_weekdays(holidays: &[Date], workdays: &[Date]) -> Hours {
+    let wd = vec![
+        parse_range("09:00-13:00").unwrap(),
+        parse_range("14:00-18:00").unwrap(),
+    ];
+    Hours::new(
+        jiff::tz::TimeZone::get("Europe/Moscow").unwrap(),
+        [
+            wd.clone(),
+            wd.clone(),
+            wd.clone(),
+            wd.clone(),
+            wd,
+            vec![],
+            vec![],
+        ],
+        holidays.iter().copied(),
+        workdays.iter().copied(),
+    )
 }
