@@ -83,8 +83,14 @@ pub async fn run_with(
     opts: RunOptions,
 ) -> Result<(), DaemonError> {
     let calls_store = Store::open(&db).map_err(DaemonError::Store)?;
+    calls_store.check_writable().map_err(DaemonError::Store)?;
     let tasks_store = Store::open(&db).map_err(DaemonError::Store)?;
-    let mut pipeline = Pipeline::new(&cfg, calls_store);
+    // With callbacks on, every stored verdict is marked for the dialer in its own transaction
+    // (the dialer acts on what is still marked at start-up: a miss never loses its task).
+    let dialing = cfg.callback.enabled && cfg.callback_server().is_some();
+    let mut pipeline = Pipeline::new(&cfg, calls_store)
+        .for_dialer(dialing)
+        .hold_on_error(true);
     let metrics = opts
         .metrics
         .clone()
@@ -198,9 +204,10 @@ pub async fn run_with(
     let mut tick = tokio::time::interval(TRACKER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut result: Result<(), DaemonError> = Ok(());
-    // Customers on a live call, as last told to the dialer (only while there is one).
+    // Customers and callback calls live, as last told to the dialer (only while there is one).
     let dialing = dialer_task.is_some();
     let mut live_sent: HashSet<String> = HashSet::new();
+    let mut live_callbacks_sent: HashSet<String> = HashSet::new();
     let mut ingest = Ingest {
         pipeline: &mut pipeline,
         dial_tx: &dial_tx,
@@ -209,6 +216,8 @@ pub async fn run_with(
         metrics: &metrics,
         callback_server: callback_server.as_deref(),
         held: HashMap::new(),
+        dialing,
+        status: Status::default(),
     };
     loop {
         let step = tokio::select! {
@@ -222,6 +231,7 @@ pub async fn run_with(
                 Some(LinkEvent::Up { server, at }) => {
                     tracing::info!(server = %server, "AMI link up");
                     metrics.server(&server).set_link_up(true);
+                    ingest.status.link(&server, true);
                     ingest.pipeline.link_up(&server, at);
                     generation += 1;
                     if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
@@ -247,13 +257,11 @@ pub async fn run_with(
                     let m = metrics.server(&server);
                     m.set_link_up(false);
                     m.reconnected();
-                    match ingest.release(&server, None).await {
-                        Ok(()) => {
-                            let r = ingest.pipeline.link_down(&server, at);
-                            ingest.forward(r).await
-                        }
-                        Err(e) => Err(e),
-                    }
+                    // Calls in flight are kept: the reconnect's snapshot reconciles them.
+                    let r = ingest.release(&server, Snapshot::Superseded).await;
+                    ingest.pipeline.link_down(&server, at);
+                    ingest.status.link(&server, false);
+                    r
                 }
                 Some(LinkEvent::Message { server, msg, received_at }) => {
                     ingest.message(&server, &msg, received_at).await
@@ -265,7 +273,11 @@ pub async fn run_with(
                     if let Some(items) = &r.items {
                         tracing::info!(server = %r.server, channels = items.len(), "resynchronised live channels");
                     }
-                    ingest.release(&r.server, r.items.as_deref()).await
+                    let snapshot = match &r.items {
+                        Some(items) => Snapshot::Items(items),
+                        None => Snapshot::Failed,
+                    };
+                    ingest.release(&r.server, snapshot).await
                 } else {
                     Ok(())
                 }
@@ -285,7 +297,15 @@ pub async fn run_with(
                         live_sent = live.clone();
                         send(ingest.dial_tx, DialerInput::LiveCustomers(live)).await;
                     }
+                    let live = ingest.pipeline.live_callbacks();
+                    if live != live_callbacks_sent {
+                        live_callbacks_sent = live.clone();
+                        send(ingest.dial_tx, DialerInput::LiveCallbacks(live)).await;
+                    }
                 }
+                ingest.report_held();
+                ingest.status.calls = ingest.pipeline.live_calls();
+                ingest.status.notify();
                 r
             }
         };
@@ -302,7 +322,7 @@ pub async fn run_with(
     if result.is_ok() {
         let servers: Vec<String> = ingest.held.keys().cloned().collect();
         for server in servers {
-            if let Err(e) = ingest.release(&server, None).await {
+            if let Err(e) = ingest.release(&server, Snapshot::Superseded).await {
                 result = Err(e);
             }
         }
@@ -324,6 +344,14 @@ pub async fn run_with(
         }
     }
     drop(link_rx);
+    if let Some(h) = ingest.pipeline.held() {
+        // One last try; what still fails is lost with the process, and said so.
+        let r = ingest.pipeline.retry_held(jiff::Timestamp::now());
+        let _ = ingest.forward(r).await;
+        if let Some(h) = ingest.pipeline.held().filter(|_| h.count > 0) {
+            tracing::error!(held = h.count, error = %h.error, "stopping with call verdicts the database refused; they are lost");
+        }
+    }
     for s in supervisors {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, s).await;
     }
@@ -364,6 +392,51 @@ struct Resynced {
     items: Option<Vec<Message>>,
 }
 
+/// What the reconnect's CoreShowChannels gave.
+enum Snapshot<'a> {
+    /// The live channels: reconcile with them.
+    Items(&'a [Message]),
+    /// It could not be read: calls of earlier sessions cannot be reconciled.
+    Failed,
+    /// The link dropped (or we stop) before it came: the next session's snapshot will do.
+    Superseded,
+}
+
+/// What systemd's `STATUS=` says, sent when it changes.
+#[derive(Default)]
+struct Status {
+    links: std::collections::BTreeMap<String, bool>,
+    calls: usize,
+    held: usize,
+    sent: String,
+}
+
+impl Status {
+    fn link(&mut self, server: &str, up: bool) {
+        self.links.insert(server.to_string(), up);
+        self.notify();
+    }
+
+    fn notify(&mut self) {
+        let up = self.links.values().filter(|u| **u).count();
+        let mut line = format!(
+            "{up}/{} servers connected, {} calls in progress",
+            self.links.len(),
+            self.calls
+        );
+        if self.held > 0 {
+            line.push_str(&format!(
+                ", DATABASE FAILING: {} verdicts held in memory",
+                self.held
+            ));
+        }
+        if line != self.sent {
+            sd_notify(&format!("STATUS={line}"));
+            self.sent = line;
+        }
+    }
+}
+
 /// The ingest loop's state, borrowed.
 struct Ingest<'a> {
     pipeline: &'a mut Pipeline,
@@ -374,6 +447,9 @@ struct Ingest<'a> {
     callback_server: Option<&'a str>,
     /// Per server: events held until the snapshot of session `generation` is applied.
     held: HashMap<String, (u64, Vec<(Message, jiff::Timestamp)>)>,
+    /// A dialer runs (it is told of reconciled snapshots).
+    dialing: bool,
+    status: Status,
 }
 
 impl Ingest<'_> {
@@ -400,23 +476,40 @@ impl Ingest<'_> {
     }
 
     /// Applies a snapshot (if any), then the events held since the LinkUp, in order.
-    async fn release(
-        &mut self,
-        server: &str,
-        items: Option<&[Message]>,
-    ) -> Result<(), DaemonError> {
+    async fn release(&mut self, server: &str, snapshot: Snapshot<'_>) -> Result<(), DaemonError> {
         let Some((_, held)) = self.held.remove(server) else {
             return Ok(());
         };
-        if let Some(items) = items {
-            let r = self.pipeline.resync(server, items, jiff::Timestamp::now());
-            self.forward(r).await?;
+        match snapshot {
+            Snapshot::Items(items) => {
+                let r = self.pipeline.resync(server, items, jiff::Timestamp::now());
+                self.forward(r).await?;
+                if self.dialing && self.callback_server == Some(server) {
+                    // Attempts of unknown fate are settled against what is live now.
+                    let live = self.pipeline.live_callbacks();
+                    send(self.dial_tx, DialerInput::Reconciled(live)).await;
+                }
+            }
+            Snapshot::Failed => {
+                let r = self
+                    .pipeline
+                    .give_up_previous_sessions(server, jiff::Timestamp::now());
+                self.forward(r).await?;
+            }
+            Snapshot::Superseded => {}
         }
         for (msg, at) in held {
             let r = self.pipeline.feed(server, &msg, at);
             self.forward(r).await?;
         }
         Ok(())
+    }
+
+    /// Logs, metrics and STATUS follow the verdicts held for a failing database.
+    fn report_held(&mut self) {
+        let n = self.pipeline.held().map_or(0, |h| h.count);
+        self.metrics.set_held_verdicts(n);
+        self.status.held = n;
     }
 
     async fn forward(&mut self, r: Result<Vec<CallRecord>, StoreError>) -> Result<(), DaemonError> {

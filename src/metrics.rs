@@ -95,6 +95,7 @@ pub struct Metrics {
     servers: RwLock<BTreeMap<String, Arc<ServerMetrics>>>,
     pending_tasks: AtomicI64,
     outbox_pending: AtomicI64,
+    held_verdicts: AtomicI64,
     notifications: [[AtomicU64; 3]; 2],
 }
 
@@ -159,6 +160,12 @@ impl Metrics {
 
     pub fn set_outbox_pending(&self, n: u64) {
         self.outbox_pending
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Relaxed);
+    }
+
+    /// Verdicts held in memory because the database refuses writes (0 when it works).
+    pub fn set_held_verdicts(&self, n: usize) {
+        self.held_verdicts
             .store(i64::try_from(n).unwrap_or(i64::MAX), Relaxed);
     }
 
@@ -302,6 +309,16 @@ impl Metrics {
             "perezvon_outbox_pending",
             &[],
             self.outbox_pending.load(Relaxed),
+        );
+        w.family(
+            "perezvon_held_verdicts",
+            "gauge",
+            "Call verdicts held in memory because database writes fail (retried with backoff).",
+        );
+        w.sample(
+            "perezvon_held_verdicts",
+            &[],
+            self.held_verdicts.load(Relaxed),
         );
         w.family(
             "perezvon_notifications_total",

@@ -22,11 +22,23 @@ struct Fake {
     /// Free people reported when not busy (default 1).
     free: Arc<Mutex<Option<u32>>>,
     reject: Arc<Mutex<bool>>,
+    /// The link is down: `is_up` says so and Originates are not sent.
+    down: Arc<Mutex<bool>>,
+    /// Drop the link after this many Originates were sent.
+    drop_after: Arc<Mutex<Option<usize>>>,
 }
 
 impl Originator for Fake {
     async fn originate(&self, req: &OriginateRequest) -> Result<(), OriginateError> {
+        if *self.down.lock().unwrap() {
+            return Err(OriginateError::NotSent("not connected".into()));
+        }
         self.sent.lock().unwrap().push(req.clone());
+        if let Some(n) = *self.drop_after.lock().unwrap() {
+            if self.sent.lock().unwrap().len() >= n {
+                *self.down.lock().unwrap() = true;
+            }
+        }
         if *self.reject.lock().unwrap() {
             return Err(OriginateError::Rejected("Originate failed".into()));
         }
@@ -40,7 +52,7 @@ impl Originator for Fake {
         })
     }
     fn is_up(&self) -> bool {
-        true
+        !*self.down.lock().unwrap()
     }
 }
 
@@ -423,6 +435,16 @@ async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
     }
     clock.advance(30);
     let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+    // The attempt may be a call still up: adopted, its task stays in progress, nothing dials.
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    assert_eq!(d.in_flight(), 1);
+    clock.advance(5);
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
+    // The live channels are read after the link comes up: its call is not among them.
+    d.handle(DialerInput::Reconciled(Default::default()))
+        .await
+        .unwrap();
     let t = d.tasks()[0].clone();
     assert_eq!(t.state, TaskState::Pending);
     assert_eq!(t.last_outcome, Some(AttemptOutcome::Unknown));
@@ -514,4 +536,176 @@ async fn free_people_bound_the_attempts_of_a_tick() {
     d.handle(response(&cb, false, 3)).await.unwrap();
     d.tick().await.unwrap();
     assert_eq!(fake.sent().len(), 3, "one person free again");
+}
+
+/// Config with up to 10 attempts at once and no free-agent check (the batch tests).
+fn batch_config() -> Config {
+    let toml = CONFIG.replace(
+        "[callback]\n",
+        "[callback]\nmax_concurrent = 10\nmax_concurrent_per_target = 10\nrequire_free_agent = false\n",
+    );
+    Config::from_toml(&toml).unwrap()
+}
+
+#[tokio::test]
+async fn a_link_drop_during_a_batch_burns_no_attempt() {
+    let cfg = batch_config();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    for i in 0..10 {
+        missed_now(&mut d, &format!("7926111{i:04}"), &clock).await;
+        clock.advance(1);
+    }
+    // The link drops after the third Originate: the fourth finds it down, the rest wait.
+    *fake.drop_after.lock().unwrap() = Some(3);
+    clock.advance(60);
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 3);
+    let tasks = d.store().list_tasks(true, 100).unwrap();
+    let counted: u32 = tasks.iter().map(|t| t.task.attempts).sum();
+    assert_eq!(counted, 3, "only the Originates that left count");
+    for t in &tasks {
+        let attempts = d.store().attempts_of(t.task.id).unwrap();
+        assert!(
+            attempts.iter().all(|a| a.outcome.is_none()),
+            "nothing burned as failed: {attempts:?}"
+        );
+        if attempts.is_empty() {
+            assert_eq!(t.task.state, TaskState::Pending);
+            assert_eq!(t.task.last_attempt_at, None);
+        }
+    }
+    // While down, ticks start nothing and judge nothing.
+    for _ in 0..5 {
+        clock.advance(60);
+        d.tick().await.unwrap();
+    }
+    assert_eq!(fake.sent().len(), 3);
+    // Back up: the seven that waited go out, each counted once.
+    *fake.drop_after.lock().unwrap() = None;
+    *fake.down.lock().unwrap() = false;
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 10);
+    let counted: u32 = d
+        .store()
+        .list_tasks(true, 100)
+        .unwrap()
+        .iter()
+        .map(|t| t.task.attempts)
+        .sum();
+    assert_eq!(counted, 10);
+}
+
+#[tokio::test]
+async fn a_restart_during_a_connected_callback_adopts_it_and_keeps_its_outcome() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let cb = {
+        let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+        missed_now(&mut d, "79261112233", &clock).await;
+        clock.advance(60);
+        d.tick().await.unwrap();
+        let cb = fake.sent()[0].ids.callback_id.clone();
+        d.handle(response(&cb, true, 4)).await.unwrap();
+        cb
+        // SIGTERM (or a crash) here, the customer talking to the agent.
+    };
+    clock.advance(20);
+    let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+    // The new session's snapshot lists the call: it is still in progress.
+    d.handle(DialerInput::Reconciled([cb.clone()].into_iter().collect()))
+        .await
+        .unwrap();
+    d.handle(DialerInput::LiveCallbacks(
+        [cb.clone()].into_iter().collect(),
+    ))
+    .await
+    .unwrap();
+    // A long conversation: past every short deadline, nothing is re-dialled or judged.
+    for _ in 0..30 {
+        clock.advance(60);
+        d.tick().await.unwrap();
+    }
+    assert_eq!(
+        fake.sent().len(),
+        1,
+        "never dialled during the conversation"
+    );
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    // The call ends: its record carries the real outcome.
+    let mut rec = miss("79261112233", clock.clock()());
+    rec.linkedid = format!("{cb}-c");
+    rec.direction = Direction::Callback;
+    rec.status = Status::Answered;
+    rec.missed = false;
+    rec.callback_id = Some(cb.clone());
+    rec.callback_outcome = Some(CallbackOutcome::Connected);
+    rec.talk_secs = 1800.0;
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert!(d.tasks().is_empty());
+    let all = d.store().list_tasks(true, 10).unwrap();
+    assert_eq!(all[0].task.state, TaskState::Done);
+    let attempts = d.store().attempts_of(all[0].task.id).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0].outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Connected))
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_whose_call_is_up_is_never_timed_out_as_unknown() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    missed_now(&mut d, "79261112233", &clock).await;
+    clock.advance(60);
+    d.tick().await.unwrap();
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    // The OriginateResponse was lost (link cut), but the call is live.
+    d.handle(DialerInput::LiveCallbacks(
+        [cb.clone()].into_iter().collect(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        clock.advance(60);
+        d.tick().await.unwrap();
+    }
+    assert_eq!(d.in_flight(), 1);
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    assert_eq!(fake.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stored_miss_the_dialer_never_saw_gets_its_task_at_start_up() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let store = Store::open(&db).unwrap();
+    // Committed by the pipeline, marked for the dialer; the process died before the dialer
+    // saw it.
+    let rec = miss("79261112233", clock.clock()());
+    store
+        .record_call_marked(&rec, std::time::Duration::from_secs(86400), true)
+        .unwrap();
+    assert_eq!(store.dialer_backlog().unwrap(), 1);
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+    assert_eq!(d.tasks().len(), 1);
+    assert_eq!(d.tasks()[0].number, "79261112233");
+    assert_eq!(d.store().dialer_backlog().unwrap(), 0);
+    // The message that was in flight arrives late: not a second miss.
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert_eq!(d.tasks()[0].missed_count, 1);
+    // A restart acts on nothing twice.
+    drop(d);
+    let (d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
+    assert_eq!(d.tasks()[0].missed_count, 1);
 }

@@ -145,7 +145,7 @@ fn split(msgs: &[Message], secs: f64) -> (Vec<Message>, Vec<Message>) {
 }
 
 #[test]
-fn link_loss_ends_calls_in_flight_as_unknown_never_missed() {
+fn link_loss_judges_nothing_and_the_snapshot_decides() {
     let cfg = lab();
     for (name, secs) in [
         ("queue_abandon", 5.0),
@@ -157,18 +157,69 @@ fn link_loss_ends_calls_in_flight_as_unknown_never_missed() {
         let mut t = Tracker::new("lab", &cfg);
         let mut now = Timestamp::UNIX_EPOCH;
         assert!(feed(&mut t, &before, &mut now).is_empty(), "{name}");
+        let live = t.live_customers().count();
+        // The cut itself ends nothing: the call may well still be up on Asterisk, and its
+        // customer stays "on a call" for the dialer.
+        t.link_down(now);
+        assert_eq!(t.live_calls(), 1, "{name}");
+        assert_eq!(t.live_customers().count(), live, "{name}");
+        // Back, and the call is gone from the live channels: it ended unseen, `unknown`.
+        t.link_up(now);
         let mut out = Vec::new();
-        t.link_down(now, &mut out);
+        t.resync(&[], now, &mut out);
         assert_eq!(out.len(), 1, "{name}");
         assert_eq!(out[0].status, Status::Unknown, "{name}");
         assert_eq!(out[0].unknown_reason, Some(UnknownReason::LinkDown));
         assert!(!out[0].missed && out[0].lost_at.is_none(), "{name}");
         assert_eq!(t.live_calls(), 0);
         // Whatever arrives for those channels later is not a new call.
-        t.link_up(now);
         assert!(feed(&mut t, &after, &mut now).is_empty(), "{name}");
         assert_eq!(t.live_calls(), 0);
     }
+}
+
+#[test]
+fn a_call_across_a_link_cut_can_prove_an_answer_never_a_miss() {
+    let cfg = lab();
+    for (name, secs, answered) in [
+        ("queue_abandon", 5.0, false),
+        ("answered_by_agent", 3.0, true),
+    ] {
+        let msgs = capture(name);
+        let (before, after) = split(&msgs, secs);
+        let mut t = Tracker::new("lab", &cfg);
+        let mut now = Timestamp::UNIX_EPOCH;
+        assert!(feed(&mut t, &before, &mut now).is_empty(), "{name}");
+        t.link_down(now);
+        // No snapshot could be read after the reconnect: the events that follow are complete
+        // only for new calls, so this one may prove an answer but never a miss.
+        t.link_up(now);
+        let out = feed(&mut t, &after, &mut now);
+        assert_eq!(out.len(), 1, "{name}");
+        if answered {
+            assert_eq!(out[0].status, Status::Answered, "{name}");
+        } else {
+            assert_eq!(out[0].status, Status::Unknown, "{name}");
+            assert!(!out[0].missed, "{name}");
+        }
+    }
+}
+
+#[test]
+fn without_a_snapshot_calls_of_earlier_sessions_end_unknown() {
+    let cfg = lab();
+    let msgs = capture("queue_abandon");
+    let (before, _) = split(&msgs, 5.0);
+    let mut t = Tracker::new("lab", &cfg);
+    let mut now = Timestamp::UNIX_EPOCH;
+    assert!(feed(&mut t, &before, &mut now).is_empty());
+    t.link_down(now);
+    t.link_up(now);
+    let mut out = Vec::new();
+    t.give_up_previous_sessions(now, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, Status::Unknown);
+    assert_eq!(t.live_calls(), 0);
 }
 
 fn fully_booted(uptime: &str) -> Message {
@@ -460,7 +511,7 @@ fn garbage_never_panics_and_is_not_a_call() {
         t.handle(m, at(0), &mut out);
     }
     t.tick(at(10 * 3600), &mut out);
-    t.link_down(at(10 * 3600), &mut out);
+    t.end_of_input(at(10 * 3600), &mut out);
     assert!(out.iter().all(|r| r.status == Status::Unknown));
     assert_eq!(t.live_calls(), 0);
 }
@@ -784,7 +835,8 @@ mod fuzz {
                 prop_assert!(r.talk_secs <= (r.ended_at.as_second() - r.started_at.as_second()) as f64 + 1.0);
                 prop_assert!(!(r.missed && r.direction != Direction::Inbound));
             }
-            t.link_down(at(secs + 1), &mut out);
+            t.link_down(at(secs + 1));
+            t.end_of_input(at(secs + 1), &mut out);
             prop_assert_eq!(t.live_calls(), 0);
             prop_assert_eq!(t.live_channels(), 0);
         }

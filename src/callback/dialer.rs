@@ -90,6 +90,15 @@ pub enum DialerInput {
     /// replacing the previous one). Their tasks wait: a customer who called again, or whom an
     /// agent is calling, must not get a callback in the middle of that call.
     LiveCustomers(HashSet<String>),
+    /// The callback ids of perezvon's callback calls live now, on every server (the whole set).
+    /// An attempt whose call is in it is in progress, whatever its deadline says.
+    LiveCallbacks(HashSet<String>),
+    /// The callback server's live channels were just read (CoreShowChannels after a start-up
+    /// or a reconnect) and these callback ids are among them. Attempts whose fate was unknown
+    /// (adopted from a previous run, or in flight while the link was down) and whose call is not
+    /// there ended unseen: they are settled as `unknown` now, and only then does the spacing
+    /// start.
+    Reconciled(HashSet<String>),
 }
 
 /// What the dialer reports, for notifications and metrics (the daemon decides who listens).
@@ -138,7 +147,20 @@ struct InFlight {
     /// Past this instant without an outcome the attempt ends as `unknown`.
     deadline: Timestamp,
     answered: bool,
+    /// Its fate is unknown until the live channels are read: adopted from a previous run, or in
+    /// flight while the link was down (events may have been lost).
+    unsure: bool,
+    /// When the attempt started: past its longest possible life it is over, link or not.
+    started: Timestamp,
 }
+
+/// How often the stored verdicts not yet acted on are looked for (besides start-up): the
+/// backstop for a verdict whose message was lost or whose handling failed.
+const BACKLOG_EVERY: SignedDuration = SignedDuration::from_secs(10);
+/// Verdicts read from the backlog per query.
+const BACKLOG_BATCH: usize = 500;
+/// Inputs whose handling failed (a store error), retried at each tick, at most.
+const MAX_RETRY_INPUTS: usize = 10_000;
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
@@ -169,6 +191,14 @@ pub struct Dialer<O> {
     live: HashSet<String>,
     data_version: i64,
     last_reload: Timestamp,
+    /// Callback ids of the callback calls live now (the latest [`DialerInput::LiveCallbacks`]).
+    live_callbacks: HashSet<String>,
+    /// When the stored backlog was last read.
+    last_backlog: Timestamp,
+    /// Inputs to handle again after a store error, oldest first.
+    retry: std::collections::VecDeque<DialerInput>,
+    /// The link was seen down at the last tick.
+    link_was_down: bool,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -200,7 +230,21 @@ impl<O: Originator> Dialer<O> {
             live: HashSet::new(),
             data_version: 0,
             last_reload: Timestamp::UNIX_EPOCH,
+            live_callbacks: HashSet::new(),
+            last_backlog: Timestamp::UNIX_EPOCH,
+            retry: std::collections::VecDeque::new(),
+            link_was_down: false,
         }
+    }
+
+    /// The longest an attempt's call can last: ringing, then the longest call.
+    fn longest_life(&self) -> Duration {
+        self.originate_timeout + RESPONSE_GRACE + self.max_call + RECORD_GRACE
+    }
+
+    /// Attempts in flight (tests, status).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// The open tasks as the dialer sees them (tests, status).
@@ -221,34 +265,64 @@ impl<O: Originator> Dialer<O> {
         }
     }
 
-    /// Closes attempts a previous run left without outcome, then loads the open tasks.
+    /// Adopts the attempts a previous run left without outcome, loads the open tasks and acts
+    /// on every stored verdict not acted on yet.
+    ///
+    /// An unfinished attempt may be a call still up on Asterisk (a restart for an upgrade in
+    /// the middle of a conversation): it is not guessed at. It stays in flight, its task stays
+    /// `in_progress` (so nothing dials the number), and it is settled by what the live channels
+    /// show once the link is up ([`DialerInput::Reconciled`]): its call's record when the call
+    /// ends, `unknown` when its call is gone, or `unknown` after its longest possible life.
     pub fn recover(&mut self) -> Result<(), DialerError> {
-        let now = (self.clock)();
         for a in self.store.unfinished_attempts()? {
-            let Some(row) = self.store.task(a.task_id)? else {
-                continue;
-            };
-            let mut task = row.task;
-            // Spacing counts from the lost attempt's start.
-            task.last_attempt_at = Some(a.started_at);
-            let after = planner::after_outcome(&task, AttemptOutcome::Unknown, now, &self.policy);
-            tracing::warn!(
+            let deadline = add(a.started_at, self.longest_life());
+            tracing::info!(
                 callback_id = %a.callback_id,
                 number = %a.number,
-                next_attempt_at = %after.next_attempt_at,
-                "attempt without outcome from a previous run: counted as unknown"
+                answered = a.answered_at.is_some(),
+                "attempt without outcome from a previous run: adopted until the live channels are read"
             );
-            self.store.finish_attempt(
-                &a.callback_id,
-                AttemptOutcome::Unknown,
-                now,
-                None,
-                Some("perezvon restarted during the attempt"),
-                &after,
-            )?;
+            self.in_flight.insert(
+                a.callback_id.clone(),
+                InFlight {
+                    task_id: a.task_id,
+                    number: a.number.clone(),
+                    deadline,
+                    answered: a.answered_at.is_some(),
+                    unsure: true,
+                    started: a.started_at,
+                },
+            );
         }
         self.reload()?;
+        self.backlog()?;
         Ok(())
+    }
+
+    /// Acts on the stored verdicts the dialer has not acted on yet (`calls.dialer_pending`):
+    /// at start-up, and every [`BACKLOG_EVERY`] as a backstop.
+    pub fn backlog(&mut self) -> Result<usize, DialerError> {
+        let mut n = 0;
+        loop {
+            let batch = self.store.dialer_pending_calls(BACKLOG_BATCH)?;
+            let last = batch.len() < BACKLOG_BATCH;
+            for (_, rec) in batch {
+                self.on_record(&rec, true)?;
+                self.store.dialer_done(&rec.server, &rec.linkedid)?;
+                n += 1;
+            }
+            if last {
+                break;
+            }
+        }
+        if n > 0 {
+            tracing::info!(
+                verdicts = n,
+                "acted on stored verdicts the dialer had not seen"
+            );
+        }
+        self.last_backlog = (self.clock)();
+        Ok(n)
     }
 
     fn reload(&mut self) -> Result<(), DialerError> {
@@ -289,16 +363,66 @@ impl<O: Originator> Dialer<O> {
     /// Handles one input.
     pub async fn handle(&mut self, input: DialerInput) -> Result<(), DialerError> {
         match input {
-            DialerInput::Record(r) => self.on_record(&r),
+            DialerInput::Record(r) => {
+                // Acted on once: the backlog may have taken it already (or the store has no row
+                // for it: a test or an embedder feeding records directly).
+                match self.store.dialer_pending(&r.server, &r.linkedid)? {
+                    Some(false) => Ok(()),
+                    Some(true) => {
+                        self.on_record(&r, false)?;
+                        self.store.dialer_done(&r.server, &r.linkedid)?;
+                        Ok(())
+                    }
+                    None => self.on_record(&r, false),
+                }
+            }
             DialerInput::Response(r) => self.on_response(&r),
             DialerInput::LiveCustomers(live) => {
                 self.on_live(live);
                 Ok(())
             }
+            DialerInput::LiveCallbacks(live) => {
+                self.live_callbacks = live;
+                Ok(())
+            }
+            DialerInput::Reconciled(live) => self.on_reconciled(&live),
         }
     }
 
-    fn on_record(&mut self, rec: &CallRecord) -> Result<(), DialerError> {
+    /// Settles the attempts of unknown fate whose call is not among the live channels.
+    fn on_reconciled(&mut self, live: &HashSet<String>) -> Result<(), DialerError> {
+        let now = (self.clock)();
+        let mut gone = Vec::new();
+        for (cb, f) in self.in_flight.iter_mut() {
+            if !f.unsure {
+                continue;
+            }
+            if live.contains(cb) {
+                // Its call is up: tracked to its real outcome from here on.
+                f.unsure = false;
+                f.answered = true;
+                f.deadline = add(now, self.max_call + RECORD_GRACE);
+                tracing::info!(callback_id = %cb, number = %f.number, "callback call still up: adopted");
+            } else {
+                gone.push((cb.clone(), f.clone()));
+            }
+        }
+        for (cb, f) in gone {
+            tracing::warn!(callback_id = %cb, number = %f.number, "callback call ended while perezvon could not see it: outcome unknown");
+            self.finish(
+                &cb,
+                &f,
+                AttemptOutcome::Unknown,
+                now,
+                None,
+                Some("call ended unseen (restart or link loss)"),
+            )?;
+        }
+        self.live_callbacks.extend(live.iter().cloned());
+        Ok(())
+    }
+
+    fn on_record(&mut self, rec: &CallRecord, from_backlog: bool) -> Result<(), DialerError> {
         let now = (self.clock)();
         // 1. The record of one of our callbacks: the attempt's final outcome.
         if let Some(cb) = rec.callback_id.as_deref() {
@@ -341,6 +465,15 @@ impl<O: Originator> Dialer<O> {
         match planner::admit(rec, &self.policy) {
             Ok(number) => {
                 let existing = self.store.open_task_for(number.as_str())?;
+                if from_backlog
+                    && existing
+                        .as_ref()
+                        .is_some_and(|t| t.last_missed_at >= rec.ended_at)
+                {
+                    // This miss is counted already: acted on just before a crash, which came
+                    // before its mark was cleared.
+                    return Ok(());
+                }
                 match planner::on_miss(existing.as_ref(), &number, rec, &self.policy) {
                     MissPlan::Create(t) => {
                         let id = self.store.create_task(&t)?;
@@ -428,18 +561,23 @@ impl<O: Originator> Dialer<O> {
         talk_secs: Option<f64>,
         detail: Option<&str>,
     ) -> Result<(), DialerError> {
-        self.in_flight.remove(callback_id);
+        // Out of `in_flight` only once the outcome is committed: a store error leaves the
+        // attempt in flight, and the input that brought the outcome is retried.
         let task = match self.index.get(&f.task_id) {
             Some(&i) => self.tasks[i].clone(),
             None => match self.store.task(f.task_id)? {
                 Some(r) => r.task,
-                None => return Ok(()),
+                None => {
+                    self.in_flight.remove(callback_id);
+                    return Ok(());
+                }
             },
         };
         let after = planner::after_outcome(&task, outcome, now, &self.policy);
         let ended =
             self.store
                 .finish_attempt(callback_id, outcome, now, talk_secs, detail, &after)?;
+        self.in_flight.remove(callback_id);
         if !ended {
             return Ok(());
         }
@@ -495,13 +633,47 @@ impl<O: Originator> Dialer<O> {
         {
             self.reload()?;
         }
+        // Inputs a store error interrupted, in order.
+        for _ in 0..self.retry.len() {
+            let Some(input) = self.retry.pop_front() else {
+                break;
+            };
+            if let Err(e) = Box::pin(self.handle(input.clone())).await {
+                tracing::warn!(error = %crate::store::error_chain(&e), "dialer input still failing; retrying");
+                self.retry.push_front(input);
+                return Ok(());
+            }
+        }
+        if now.duration_since(self.last_backlog) >= BACKLOG_EVERY {
+            self.backlog()?;
+        }
+        let up = self.originator.is_up();
+        if !up && !self.link_was_down {
+            // Events of these attempts may be lost while the link is down: reconcile them with
+            // the live channels when it is back.
+            for f in self.in_flight.values_mut() {
+                f.unsure = true;
+            }
+        }
+        self.link_was_down = !up;
         let expired: Vec<(String, InFlight)> = self
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline <= now)
             .map(|(k, f)| (k.clone(), f.clone()))
             .collect();
-        for (cb, f) in expired {
+        for (cb, mut f) in expired {
+            if self.live_callbacks.contains(&cb) {
+                // No response or record yet, but its call is up: never guessed as not reached.
+                f.deadline = add(now, self.max_call + RECORD_GRACE);
+                f.answered = true;
+                self.in_flight.insert(cb, f);
+                continue;
+            }
+            if !up && now < add(f.started, self.longest_life()) {
+                // Not judged while the link is down: the reconnect's channel list decides.
+                continue;
+            }
             let detail = if f.answered {
                 "no record of the answered callback call"
             } else {
@@ -510,7 +682,7 @@ impl<O: Originator> Dialer<O> {
             tracing::warn!(callback_id = %cb, detail, "callback attempt timed out");
             self.finish(&cb, &f, AttemptOutcome::Unknown, now, None, Some(detail))?;
         }
-        if !self.enabled || !self.originator.is_up() {
+        if !self.enabled || !up {
             return Ok(());
         }
         let due = planner::due_avoiding(&self.tasks, now, &self.hours, &self.policy, &self.live);
@@ -548,6 +720,11 @@ impl<O: Originator> Dialer<O> {
                         continue;
                     }
                 }
+            }
+            if !self.originator.is_up() {
+                // The link dropped during the batch: the rest wait, nothing counted.
+                tracing::info!("AMI link down: due callbacks wait for it");
+                break;
             }
             self.start(d.id, &d.target, now).await?;
         }
@@ -607,9 +784,23 @@ impl<O: Originator> Dialer<O> {
             number: task.number.clone(),
             deadline: add(now, self.originate_timeout + RESPONSE_GRACE),
             answered: false,
+            unsure: false,
+            started: now,
         };
         self.in_flight.insert(cb.clone(), f.clone());
         tracing::info!(task_id = id, callback_id = %cb, number = %number, attempt_no, target = %req.target_key, "originating callback");
+        let result = self.originator.originate(&req).await;
+        if let Err(OriginateError::NotSent(why)) = &result {
+            // Nothing reached the PBX (the link dropped): the attempt never happened. It is
+            // taken back, uncounted, and the task waits for the link as it was.
+            self.in_flight.remove(&cb);
+            tracing::info!(task_id = id, callback_id = %cb, reason = %why, "Originate not sent: attempt taken back, task waits for the link");
+            if let Err(e) = self.store.abandon_attempt(&cb) {
+                // The row stays unfinished: the next start adopts it and settles it as unknown.
+                tracing::error!(callback_id = %cb, error = %crate::store::error_chain(&e), "cannot take back an attempt that was not sent");
+            }
+            return self.refresh(id);
+        }
         self.emit(DialerEvent::AttemptStarted {
             task_id: id,
             number: task.number.clone(),
@@ -617,24 +808,57 @@ impl<O: Originator> Dialer<O> {
             attempt_no,
             target: req.target_key.clone(),
         });
-        match self.originator.originate(&req).await {
+        match result {
             Ok(()) => Ok(()),
             Err(e) => {
                 // The OriginateResponse may have been handled while we waited.
                 if !self.in_flight.contains_key(&cb) {
                     return Ok(());
                 }
-                let outcome = match e {
-                    OriginateError::Rejected(_) | OriginateError::NotSent(_) => {
-                        AttemptOutcome::Call(CallbackOutcome::Failed)
-                    }
-                    OriginateError::NoReply(_) => AttemptOutcome::Unknown,
-                };
                 tracing::warn!(callback_id = %cb, error = %e, "Originate failed");
-                let detail = e.to_string();
-                self.finish(&cb, &f, outcome, (self.clock)(), None, Some(&detail))
+                match e {
+                    OriginateError::Rejected(_) | OriginateError::NotSent(_) => {
+                        let detail = e.to_string();
+                        let outcome = AttemptOutcome::Call(CallbackOutcome::Failed);
+                        self.finish(&cb, &f, outcome, (self.clock)(), None, Some(&detail))
+                    }
+                    // Sent, no reply: the call may be ringing. The channels decide (or the
+                    // response, or the deadline), never a guess now.
+                    OriginateError::NoReply(_) => {
+                        if let Some(f) = self.in_flight.get_mut(&cb) {
+                            f.unsure = true;
+                        }
+                        Ok(())
+                    }
+                }
             }
         }
+    }
+
+    /// Handles an input; a store error keeps it for the next tick (bounded: past the bound a
+    /// verdict is dropped here, and the backlog of stored verdicts picks it up).
+    async fn handle_or_hold(&mut self, input: DialerInput) {
+        if !self.retry.is_empty() {
+            self.hold(input);
+            return;
+        }
+        if let Err(e) = self.handle(input.clone()).await {
+            tracing::error!(error = %crate::store::error_chain(&e), "callback store failed; the input is retried");
+            self.hold(input);
+        }
+    }
+
+    fn hold(&mut self, input: DialerInput) {
+        if self.retry.len() >= MAX_RETRY_INPUTS {
+            if let Some(pos) = self
+                .retry
+                .iter()
+                .position(|i| matches!(i, DialerInput::Record(_)))
+            {
+                self.retry.remove(pos);
+            }
+        }
+        self.retry.push_back(input);
     }
 
     /// Runs until `shutdown`: inputs as they come, a tick every [`TICK`]. On shutdown, attempts
@@ -644,7 +868,22 @@ impl<O: Originator> Dialer<O> {
         mut inputs: mpsc::Receiver<DialerInput>,
         shutdown: CancellationToken,
     ) -> Result<(), DialerError> {
-        self.recover()?;
+        // A store that fails at start-up (a lock held for a while) is retried; nothing is
+        // dialled before recovery has run.
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.recover() {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %crate::store::error_chain(&e), "callback recovery failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -652,15 +891,21 @@ impl<O: Originator> Dialer<O> {
                 biased;
                 _ = shutdown.cancelled() => break,
                 input = inputs.recv() => match input {
-                    Some(i) => self.handle(i).await?,
+                    Some(i) => self.handle_or_hold(i).await,
                     None => break,
                 },
-                _ = tick.tick() => self.tick().await?,
+                _ = tick.tick() => {
+                    if let Err(e) = self.tick().await {
+                        // Nothing is dialled without its attempt committed; the next tick
+                        // tries again.
+                        tracing::error!(error = %crate::store::error_chain(&e), "callback tick failed; retrying");
+                    }
+                }
             }
         }
         // Drain what is already queued (records of calls that ended before the signal).
         while let Ok(i) = inputs.try_recv() {
-            self.handle(i).await?;
+            self.handle_or_hold(i).await;
         }
         if !self.in_flight.is_empty() {
             tracing::info!(

@@ -19,6 +19,13 @@ use super::tracker::Tracker;
 
 /// Resolutions kept for [`Pipeline::take_resolutions`] at most.
 const MAX_PENDING_RESOLUTIONS: usize = 4096;
+/// Verdicts held in memory at most while the store refuses writes (disk full, a lock held
+/// past the busy timeout). Past it the pipeline gives up with [`StoreError::HeldFull`]: the
+/// daemon stops rather than drop a verdict. A busy centre ends a few calls a second, so this
+/// is hours of outage.
+pub const MAX_HELD_VERDICTS: usize = 100_000;
+/// Retry spacing for a failing store: 1 s, doubling, at most this.
+const MAX_RETRY_SECS: i64 = 30;
 
 /// The shared pipeline.
 #[derive(Debug)]
@@ -35,6 +42,36 @@ pub struct Pipeline {
     /// Also return calls the store already had (as stored): `replay` into an existing database.
     report_duplicates: bool,
     scratch: Vec<CallRecord>,
+    /// Mark stored verdicts for the dialer (`calls.dialer_pending`): the daemon with callbacks
+    /// on. The dialer clears the mark once it acted on the verdict, so a crash in between
+    /// loses nothing (the dialer picks up what is still marked at start-up).
+    for_dialer: bool,
+    /// Hold verdicts the store refuses and retry them (the daemon) instead of failing (replay).
+    hold_on_error: bool,
+    /// Verdicts the store refused, oldest first, retried before any newer one is written.
+    held: std::collections::VecDeque<CallRecord>,
+    /// While holding: the first failure of this outage, the next retry (µs of event time),
+    /// the current spacing (s) and the last error.
+    outage: Option<Outage>,
+}
+
+#[derive(Debug)]
+struct Outage {
+    since: Timestamp,
+    retry_at: i64,
+    spacing: i64,
+    error: String,
+}
+
+/// The store's state as the pipeline sees it (logs, metrics, STATUS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldVerdicts {
+    /// Verdicts waiting for the store.
+    pub count: usize,
+    /// Since when writes fail.
+    pub since: Timestamp,
+    /// The last store error.
+    pub error: String,
 }
 
 /// The time a message was produced: its `Timestamp` header, else `arrival`.
@@ -56,7 +93,42 @@ impl Pipeline {
             resolutions: std::collections::VecDeque::new(),
             report_duplicates: false,
             scratch: Vec::new(),
+            for_dialer: false,
+            hold_on_error: false,
+            held: std::collections::VecDeque::new(),
+            outage: None,
         }
+    }
+
+    /// Marks every stored verdict for the dialer (see `calls.dialer_pending`).
+    pub fn for_dialer(mut self, yes: bool) -> Pipeline {
+        self.for_dialer = yes;
+        self
+    }
+
+    /// Holds verdicts the store refuses (disk full, a lock held past the busy timeout) and
+    /// retries them with backoff, up to [`MAX_HELD_VERDICTS`], instead of failing at once.
+    pub fn hold_on_error(mut self, yes: bool) -> Pipeline {
+        self.hold_on_error = yes;
+        self
+    }
+
+    /// Retries the held verdicts now, whatever the backoff says (shutdown).
+    pub fn retry_held(&mut self, now: Timestamp) -> Result<Vec<CallRecord>, StoreError> {
+        if let Some(o) = self.outage.as_mut() {
+            o.retry_at = i64::MIN;
+        }
+        let stored = self.flush_held(now);
+        self.check_held(stored)
+    }
+
+    /// Verdicts held because the store fails, if any.
+    pub fn held(&self) -> Option<HeldVerdicts> {
+        self.outage.as_ref().map(|o| HeldVerdicts {
+            count: self.held.len(),
+            since: o.since,
+            error: o.error.clone(),
+        })
     }
 
     /// Makes `feed` and friends also return calls that were already stored (the stored
@@ -125,15 +197,30 @@ impl Pipeline {
         r
     }
 
-    /// The AMI link to `server` dropped.
-    pub fn link_down(
+    /// The AMI link to `server` dropped: nothing is judged (see [`Tracker::link_down`]).
+    pub fn link_down(&mut self, server: &str, now: Timestamp) {
+        self.tracker(server).link_down(now);
+    }
+
+    /// No CoreShowChannels after a reconnect: calls of earlier sessions end as `unknown`.
+    pub fn give_up_previous_sessions(
         &mut self,
         server: &str,
         now: Timestamp,
     ) -> Result<Vec<CallRecord>, StoreError> {
         let mut out = Vec::new();
-        self.tracker(server).link_down(now, &mut out);
+        self.tracker(server)
+            .give_up_previous_sessions(now, &mut out);
         self.commit(&out)
+    }
+
+    /// The callback ids of perezvon's callback calls live on any server.
+    pub fn live_callbacks(&self) -> std::collections::HashSet<String> {
+        self.trackers
+            .iter()
+            .flat_map(Tracker::live_callbacks)
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn link_up(&mut self, server: &str, now: Timestamp) {
@@ -158,6 +245,10 @@ impl Pipeline {
         for tr in self.trackers.iter_mut() {
             tr.tick(now, &mut out);
         }
+        if out.is_empty() && !self.held.is_empty() {
+            let stored = self.flush_held(now);
+            return self.check_held(stored);
+        }
         self.commit(&out)
     }
 
@@ -175,10 +266,101 @@ impl Pipeline {
         self.resolutions.drain(..).collect()
     }
 
+    /// Commits `ended` after the verdicts already held. A store failure holds the rest (in
+    /// order) and returns what was committed; they are retried by [`Pipeline::tick`] (and by
+    /// the next commit once the retry is due). Only a full queue is an error.
     fn commit(&mut self, ended: &[CallRecord]) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stored = Vec::with_capacity(ended.len());
-        for r in ended {
-            let rec = self.store.record_call(r, self.resolve_within)?;
+        if self.outage.is_none() && self.held.is_empty() {
+            let mut stored = Vec::with_capacity(ended.len());
+            for (i, r) in ended.iter().enumerate() {
+                match self.commit_one(r, &mut stored) {
+                    Ok(()) => {}
+                    Err(e) if !self.hold_on_error => return Err(e),
+                    Err(e) => {
+                        self.held.extend(ended[i..].iter().cloned());
+                        self.start_outage(e, r.ended_at);
+                        return self.check_held(stored);
+                    }
+                }
+            }
+            return Ok(stored);
+        }
+        self.held.extend(ended.iter().cloned());
+        let now = ended
+            .iter()
+            .map(|r| r.ended_at)
+            .max()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let stored = self.flush_held(now);
+        self.check_held(stored)
+    }
+
+    fn check_held(&self, stored: Vec<CallRecord>) -> Result<Vec<CallRecord>, StoreError> {
+        if self.held.len() > MAX_HELD_VERDICTS {
+            let error = self.outage.as_ref().map_or("", |o| o.error.as_str());
+            return Err(StoreError::HeldFull {
+                count: self.held.len(),
+                error: error.to_string(),
+            });
+        }
+        Ok(stored)
+    }
+
+    fn start_outage(&mut self, e: StoreError, now: Timestamp) {
+        let error = crate::store::error_chain(&e);
+        tracing::error!(error = %error, held = self.held.len(), "cannot store call verdicts: holding them and retrying");
+        let us = now.as_microsecond();
+        self.outage = Some(Outage {
+            since: now,
+            retry_at: us.saturating_add(1_000_000),
+            spacing: 1,
+            error,
+        });
+    }
+
+    /// Retries the held verdicts when the retry is due at `now`. Returns those committed.
+    fn flush_held(&mut self, now: Timestamp) -> Vec<CallRecord> {
+        let mut stored = Vec::new();
+        let us = now.as_microsecond();
+        if let Some(o) = &self.outage {
+            if us < o.retry_at {
+                return stored;
+            }
+        }
+        while let Some(r) = self.held.pop_front() {
+            if let Err(e) = self.commit_one(&r, &mut stored) {
+                self.held.push_front(r);
+                let error = crate::store::error_chain(&e);
+                let o = self.outage.get_or_insert(Outage {
+                    since: now,
+                    retry_at: us,
+                    spacing: 1,
+                    error: String::new(),
+                });
+                o.spacing = (o.spacing * 2).min(MAX_RETRY_SECS);
+                o.retry_at = us.saturating_add(o.spacing * 1_000_000);
+                if o.error != error {
+                    tracing::error!(error = %error, held = self.held.len(), "store still failing");
+                }
+                o.error = error;
+                return stored;
+            }
+        }
+        if let Some(o) = self.outage.take() {
+            tracing::warn!(since = %o.since, committed = stored.len(), "store writes work again: held verdicts committed");
+        }
+        stored
+    }
+
+    fn commit_one(
+        &mut self,
+        r: &CallRecord,
+        stored: &mut Vec<CallRecord>,
+    ) -> Result<(), StoreError> {
+        {
+            let rec = self
+                .store
+                .record_call_marked(r, self.resolve_within, self.for_dialer)?;
             for res in rec.resolved {
                 if self.resolutions.len() >= MAX_PENDING_RESOLUTIONS {
                     self.resolutions.pop_front();
@@ -193,6 +375,6 @@ impl Pipeline {
                 }
             }
         }
-        Ok(stored)
+        Ok(())
     }
 }

@@ -365,18 +365,59 @@ impl Tracker {
         }
     }
 
-    /// The AMI link dropped: every call in flight ends as `unknown`, never as a miss.
-    pub fn link_down(&mut self, now: Timestamp, out: &mut Vec<CallRecord>) {
-        self.end_all(ts_to_us(now), UnknownReason::LinkDown, out);
+    /// The AMI link dropped. Nothing is judged: the calls in flight may well still be up on
+    /// Asterisk (a link cut ends no call), and their customers stay "on a call" for the
+    /// dialer. The reconnect's CoreShowChannels ([`Tracker::resync`]) tells which of them ended
+    /// meanwhile (`unknown`, never a miss); a link that stays down hands them to the silence
+    /// rule (`calls.max_call_duration`). Events of the next session are complete only for calls
+    /// that begin in it, so the calls tracked now can prove an answer from here on, never a miss.
+    pub fn link_down(&mut self, now: Timestamp) {
+        let _ = now;
+        self.mark_partial();
     }
 
     /// The link is back (a new AMI session). `FullyBooted` and the resync follow; calls
-    /// already tracked belong to the previous session from here on.
+    /// already tracked belong to the previous session from here on (partial: see
+    /// [`Tracker::link_down`], which a silent TCP death never reported).
     pub fn link_up(&mut self, now: Timestamp) {
         let _ = now;
+        self.mark_partial();
         self.session = self.session.wrapping_add(1);
         self.resync_pending = true;
         self.unknown_hangups.clear();
+    }
+
+    /// No CoreShowChannels could be read after a reconnect: the calls of earlier sessions cannot
+    /// be reconciled and end now as `unknown` (an answer already seen still counts).
+    pub fn give_up_previous_sessions(&mut self, now: Timestamp, out: &mut Vec<CallRecord>) {
+        let t = ts_to_us(now);
+        let session = self.session;
+        let mut ids: Vec<u32> = self
+            .calls
+            .ids()
+            .into_iter()
+            .filter(|&id| self.calls.get(id).is_some_and(|c| c.session != session))
+            .collect();
+        ids.sort_by_key(|&id| self.calls.get(id).map_or(0, |c| c.started));
+        for id in ids {
+            self.end_call(id, t, Some(UnknownReason::LinkDown), out);
+        }
+        self.resync_pending = false;
+        self.unknown_hangups.clear();
+    }
+
+    /// The perezvon callback ids of the callback calls live now (their `ChannelId`s are known
+    /// to the dialer): an attempt whose call is here is still in progress, whatever timed out.
+    pub fn live_callbacks(&self) -> impl Iterator<Item = &str> + '_ {
+        self.calls.values().filter_map(|c| c.marker.as_deref())
+    }
+
+    fn mark_partial(&mut self) {
+        for id in self.calls.ids() {
+            if let Some(c) = self.calls.get_mut(id) {
+                c.resynced = true;
+            }
+        }
     }
 
     /// The input ended (a replayed capture): calls still live end as `unknown`.
@@ -430,9 +471,11 @@ impl Tracker {
         let call = match self.call_ids.get(linkedid) {
             Some(&id) => id,
             None => {
+                // A channel listed by CoreShowChannels is where it is now, not where it
+                // started: only the trunk rule can tell there.
                 let ctx = String::from_utf8_lossy(ev.context);
                 let first_inbound = kind == ChanKind::Trunk
-                    || self.rules.inbound_contexts.iter().any(|c| *c == ctx);
+                    || (!resynced && self.rules.inbound_contexts.iter().any(|c| *c == ctx));
                 let id = self.calls.insert(Call {
                     linkedid: text(linkedid),
                     live: 0,
@@ -510,7 +553,12 @@ impl Tracker {
             if let Some(n) = dialled_number(ev.exten) {
                 c.origin_number.get_or_insert(n);
             }
-        } else if kind == ChanKind::Trunk && c.first_inbound && !c.caller_is_trunk {
+        } else if kind == ChanKind::Trunk
+            && !c.caller_is_trunk
+            && (c.first_inbound
+                || (resynced && c.marker.is_none() && local_halves(&c.first_name, &name)))
+        {
+            c.first_inbound = true;
             // The lab's handset `;1` came first; the trunk channel is the real caller.
             c.caller = cid;
             c.caller_is_trunk = true;
@@ -1099,6 +1147,17 @@ impl Tracker {
             us_to_ts(t),
             unknown,
         ));
+    }
+}
+
+/// `X;1` and `X;2`: the two halves of one Local channel.
+fn local_halves(a: &str, b: &str) -> bool {
+    match (a.strip_suffix(";1"), b.strip_suffix(";2")) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.strip_suffix(";2"), b.strip_suffix(";1")) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
     }
 }
 

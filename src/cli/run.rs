@@ -22,7 +22,8 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> CmdResult {
     let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
-    let cfg = match Config::load(&path) {
+    // Not `Config::load`: a daemon with no [[asterisk]] server would watch nothing.
+    let cfg = match Config::load_for_daemon(&path) {
         Ok(c) => c,
         Err(e) => {
             let mut err = std::io::stderr().lock();
@@ -44,8 +45,18 @@ pub fn run(args: &RunArgs) -> CmdResult {
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone())?;
-        crate::daemon::run(cfg, db, shutdown).await?;
-        Ok::<i32, Box<dyn std::error::Error + Send + Sync>>(0)
+        match crate::daemon::run(cfg, db, shutdown).await {
+            Ok(()) => Ok::<i32, Box<dyn std::error::Error + Send + Sync>>(0),
+            // A database that can never work as it is: restarting will not help (78, not 1,
+            // so systemd's RestartPreventExitStatus stops the loop).
+            Err(crate::daemon::DaemonError::Store(e)) if e.is_permanent() => {
+                let msg = crate::store::error_chain(&e);
+                tracing::error!(error = %msg, "the database cannot be used");
+                eprintln!("perezvon: the database cannot be used: {msg}");
+                Ok(EXIT_CONFIG)
+            }
+            Err(e) => Err(e.into()),
+        }
     })
 }
 

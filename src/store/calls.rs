@@ -47,6 +47,15 @@ CREATE INDEX calls_by_caller ON calls (caller_normalized, started_at);
 CREATE INDEX calls_by_callee ON calls (callee_normalized, started_at);
 ";
 
+/// Version 4: `dialer_pending` marks a verdict the callback dialer has not acted on yet (set in
+/// the verdict's own transaction when the daemon dials, cleared by the dialer once the task it
+/// implies is committed). At start-up the dialer acts on every marked verdict, so a miss that
+/// is committed always gets its task, whenever the process dies.
+pub const SCHEMA_V4: &str = "
+ALTER TABLE calls ADD COLUMN dialer_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX calls_dialer_pending ON calls (id) WHERE dialer_pending = 1;
+";
+
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
@@ -126,6 +135,16 @@ impl Store {
         r: &CallRecord,
         resolve_within: std::time::Duration,
     ) -> Result<Recorded> {
+        self.record_call_marked(r, resolve_within, false)
+    }
+
+    /// [`Store::record_call`], also marking the new row `dialer_pending` when `for_dialer`.
+    pub fn record_call_marked(
+        &self,
+        r: &CallRecord,
+        resolve_within: std::time::Duration,
+        for_dialer: bool,
+    ) -> Result<Recorded> {
         let within = resolve_within.as_secs_f64();
         let tx = self
             .conn
@@ -169,6 +188,11 @@ impl Store {
             }
         }
         let inserted = insert(&tx, &rec)?;
+        if inserted && for_dialer {
+            tx.prepare_cached("UPDATE calls SET dialer_pending = 1 WHERE id = last_insert_rowid()")
+                .and_then(|mut s| s.execute([]))
+                .map_err(StoreError::sql("mark call for the dialer"))?;
+        }
         let mut resolved = Vec::new();
         if inserted {
             if let Some((by, n)) = resolves_as(&rec) {
@@ -237,6 +261,60 @@ impl Store {
     }
 
     /// Calls that ended in `[from, to)`, in the order they ended.
+    /// Verdicts the dialer has not acted on yet (`dialer_pending`), oldest first, at most
+    /// `limit`, with their row ids.
+    pub fn dialer_pending_calls(&self, limit: usize) -> Result<Vec<(i64, CallRecord)>> {
+        let sql = format!(
+            "SELECT id, {COLUMNS} FROM calls WHERE dialer_pending = 1 ORDER BY id LIMIT ?1"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("prepare dialer backlog query"))?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                let id: i64 = row.get(0)?;
+                Ok((id, row_to_call_at(row, 1)?))
+            })
+            .map_err(StoreError::sql("query dialer backlog"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read dialer backlog"))
+    }
+
+    /// Whether the stored verdict of (server, linkedid) still waits for the dialer; `None` when
+    /// no such call is stored.
+    pub fn dialer_pending(&self, server: &str, linkedid: &str) -> Result<Option<bool>> {
+        self.conn
+            .prepare_cached("SELECT dialer_pending FROM calls WHERE server = ?1 AND linkedid = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![server, linkedid], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::sql("read dialer mark"))
+    }
+
+    /// The dialer acted on this verdict.
+    pub fn dialer_done(&self, server: &str, linkedid: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE calls SET dialer_pending = 0 WHERE server = ?1 AND linkedid = ?2 AND dialer_pending = 1",
+            )
+            .and_then(|mut s| s.execute(params![server, linkedid]))
+            .map_err(StoreError::sql("clear dialer mark"))?;
+        Ok(())
+    }
+
+    /// Verdicts still waiting for the dialer (STATUS, tests).
+    pub fn dialer_backlog(&self) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM calls WHERE dialer_pending = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::sql("count dialer backlog"))
+    }
+
     pub fn calls_ended_between(
         &self,
         from: jiff::Timestamp,
@@ -296,6 +374,12 @@ fn insert(conn: &rusqlite::Connection, r: &CallRecord) -> Result<bool> {
 
 /// Maps a row selected with [`COLUMNS`] (in that order).
 fn row_to_call(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
+    row_to_call_at(row, 0)
+}
+
+/// [`row_to_call`] with the columns starting at `base`.
+fn row_to_call_at(row: &Row<'_>, base: usize) -> rusqlite::Result<CallRecord> {
+    let row = Offset { row, base };
     Ok(CallRecord {
         server: row.get(0)?,
         linkedid: row.get(1)?,
@@ -307,30 +391,42 @@ fn row_to_call(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         callee_normalized: row.get(7)?,
         started_at: f64_to_ts(row.get(8)?),
         ended_at: f64_to_ts(row.get(9)?),
-        answered_at: row.get::<_, Option<f64>>(10)?.map(f64_to_ts),
+        answered_at: row.get::<Option<f64>>(10)?.map(f64_to_ts),
         wait_secs: row.get(11)?,
         talk_secs: row.get(12)?,
         agent: row.get(13)?,
         missed: row.get(14)?,
         ignored: row.get(15)?,
         lost_at: row
-            .get::<_, Option<String>>(16)?
+            .get::<Option<String>>(16)?
             .as_deref()
             .and_then(LostAt::parse),
         hangup_by: row.get(17)?,
         resolved_by: row
-            .get::<_, Option<String>>(18)?
+            .get::<Option<String>>(18)?
             .as_deref()
             .and_then(ResolvedBy::parse),
-        resolved_at: row.get::<_, Option<f64>>(19)?.map(f64_to_ts),
+        resolved_at: row.get::<Option<f64>>(19)?.map(f64_to_ts),
         resolved_by_linkedid: row.get(20)?,
         callback_id: row.get(21)?,
         callback_outcome: row
-            .get::<_, Option<String>>(22)?
+            .get::<Option<String>>(22)?
             .as_deref()
             .and_then(CallbackOutcome::parse),
         unknown_reason: parse_enum::<UnknownReason>(row.get(23)?),
     })
+}
+
+/// A row read from column `base` on.
+struct Offset<'a, 'b> {
+    row: &'a Row<'b>,
+    base: usize,
+}
+
+impl Offset<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&self, i: usize) -> rusqlite::Result<T> {
+        self.row.get(self.base + i)
+    }
 }
 
 #[cfg(test)]

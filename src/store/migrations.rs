@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     super::calls::SCHEMA_V1,
     super::tasks::SCHEMA_V2,
     super::outbox::SCHEMA_V3,
+    super::calls::SCHEMA_V4,
 ];
 
 /// The version this binary brings databases to.

@@ -50,9 +50,50 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{count} call verdicts are waiting for a database that keeps failing ({error}); stopping rather than dropping more")]
+    HeldFull { count: usize, error: String },
+}
+
+/// An error with its sources, on one line (logs and STATUS).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
 }
 
 impl StoreError {
+    /// A database that can never work as it is (read-only, corrupt, not a database, newer than
+    /// this binary): restarting will not help, the operator must act (exit code 78).
+    pub fn is_permanent(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        let code = |e: &rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+            _ => None,
+        };
+        match self {
+            StoreError::TooNew { .. } => true,
+            StoreError::Open { source, .. }
+            | StoreError::Migration { source, .. }
+            | StoreError::Sql { source, .. } => matches!(
+                code(source),
+                Some(
+                    C::ReadOnly
+                        | C::DatabaseCorrupt
+                        | C::NotADatabase
+                        | C::CannotOpen
+                        | C::PermissionDenied
+                        | C::AuthorizationForStatementDenied
+                )
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         move |source| StoreError::Sql { what, source }
     }
@@ -124,6 +165,23 @@ impl Store {
         migrations::migrate(&mut store.conn, &store.path)?;
         store.conn.set_prepared_statement_cache_capacity(64);
         Ok(store)
+    }
+
+    /// Fails unless this connection can write: a read-only file or directory is found at
+    /// start-up rather than at the first verdict.
+    pub fn check_writable(&self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS write_probe (x); DROP TABLE write_probe; COMMIT;",
+            )
+            .map_err(|e| {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                StoreError::Sql {
+                    what: "check that the database is writable",
+                    source: e,
+                }
+            })?;
+        Ok(())
     }
 
     /// The schema version of this database.

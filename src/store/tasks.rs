@@ -321,6 +321,35 @@ impl Store {
         Ok(id)
     }
 
+    /// Takes back an attempt whose Originate never left (the link was down): the row goes and
+    /// its task is `pending` again with the attempt uncounted and its spacing as before, in one
+    /// transaction. Returns false when the attempt had already ended or is unknown.
+    pub fn abandon_attempt(&mut self, callback_id: &str) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sql("begin attempt take-back transaction"))?;
+        let task_id: Option<i64> = tx
+            .query_row(
+                "DELETE FROM callback_attempts WHERE callback_id = ?1 AND ended_at IS NULL RETURNING task_id",
+                [callback_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("delete attempt"))?;
+        let Some(task_id) = task_id else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE callback_tasks SET state = 'pending', attempts = MAX(attempts - 1, 0),              last_attempt_at = (SELECT MAX(started_at) FROM callback_attempts WHERE task_id = ?1)              WHERE id = ?1 AND state = 'in_progress'",
+            [task_id],
+        )
+        .map_err(StoreError::sql("restore task"))?;
+        tx.commit()
+            .map_err(StoreError::sql("commit attempt take-back"))?;
+        Ok(true)
+    }
+
     /// The first leg answered (OriginateResponse Success).
     pub fn attempt_answered(
         &self,

@@ -46,7 +46,13 @@ impl Tracker {
         }
         // Oldest first, so a call's first channel is created first.
         let mut items = items;
-        items.sort_by_key(|e| std::cmp::Reverse(parse_duration(e.duration).unwrap_or(0)));
+        // Within one age, a call's own first channel (Uniqueid = Linkedid) before the others.
+        items.sort_by_key(|e| {
+            (
+                std::cmp::Reverse(parse_duration(e.duration).unwrap_or(0)),
+                e.uniqueid != e.linkedid,
+            )
+        });
         let mut names: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut touched = Vec::new();
         for e in &items {
@@ -64,6 +70,11 @@ impl Tracker {
             let call = self.chans.get(cid).map_or(NONE, |c| c.call);
             if let Some(c) = self.calls.get_mut(call) {
                 c.last_event = t;
+                if c.marker.is_none() {
+                    // One of perezvon's callbacks: the Originate's ChannelId is the call's
+                    // Linkedid. Its marker variable is not in the list; its id is.
+                    c.marker = callback_id_of(e.linkedid).map(Into::into);
+                }
                 if cid == c.caller {
                     c.caller_up |= parse_u32(e.state) == Some(6);
                     match e.application {
@@ -105,6 +116,22 @@ impl Tracker {
     }
 }
 
+/// The callback id in a perezvon `ChannelId` (`pzv-<task>-<attempt>-<nonce>-c`, see
+/// `callback::originate::CallbackIds`), if `linkedid` is one.
+pub(crate) fn callback_id_of(linkedid: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(linkedid).ok()?;
+    let id = s.strip_suffix("-c")?;
+    let mut parts = id.strip_prefix("pzv-")?.split('-');
+    let (task, attempt, nonce) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |p: &str| !p.is_empty() && p.len() <= 19 && p.bytes().all(|b| b.is_ascii_digit());
+    (parts.next().is_none()
+        && digits(task)
+        && digits(attempt)
+        && nonce.len() == 8
+        && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(id)
+}
+
 /// `HH:MM:SS` (CoreShowChannel `Duration`) -> seconds.
 fn parse_duration(v: &[u8]) -> Option<i64> {
     let mut total: i64 = 0;
@@ -119,6 +146,25 @@ fn parse_duration(v: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_ids_from_channel_ids() {
+        assert_eq!(
+            callback_id_of(b"pzv-12-3-0000beef-c"),
+            Some("pzv-12-3-0000beef")
+        );
+        for bad in [
+            &b"pzv-12-3-0000beef-d"[..],
+            b"pzv-12-3-0000beef",
+            b"pzv-x-3-0000beef-c",
+            b"pzv-12-3-beef-c",
+            b"pzv-12-3-0000beef-1-c",
+            b"1733140000.42",
+            b"\xff",
+        ] {
+            assert_eq!(callback_id_of(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations() {
