@@ -90,7 +90,7 @@ pub async fn run_with(
     let dialing = cfg.callback.enabled && cfg.callback_server().is_some();
     let mut pipeline = Pipeline::new(&cfg, calls_store)
         .for_dialer(dialing)
-        .hold_on_error(true);
+        .hold_up_to(crate::calls::pipeline::MAX_HELD_VERDICTS);
     let metrics = opts
         .metrics
         .clone()

@@ -1025,3 +1025,132 @@ fn live_customers_name_the_customer_while_the_call_is_up() {
     let (seen, _) = live_during("anonymous_caller");
     assert!(seen.is_empty(), "{seen:?}");
 }
+
+/// CoreShowChannels as Asterisk gives it: each channel where it is *now* (the context of its
+/// latest dialplan step), not where it started.
+fn core_show_channels_now(before: &[Message], now: Timestamp) -> Vec<Message> {
+    // (uniqueid, header) -> its latest value.
+    let mut now_of: std::collections::HashMap<(String, &str), String> = Default::default();
+    for m in before {
+        let Some(u) = m.get_str("Uniqueid").map(|u| u.to_string()) else {
+            continue;
+        };
+        let fields: &[&str] = match m.get_str("Event").as_deref() {
+            Some("Newexten") => &["Context"],
+            Some("NewCallerid") => &["CallerIDNum"],
+            Some("Newstate") => &["ChannelState"],
+            _ => &[],
+        };
+        for f in fields {
+            if let Some(v) = m.get_str(f) {
+                now_of.insert((u.clone(), f), v.to_string());
+            }
+        }
+    }
+    core_show_channels(before, now)
+        .into_iter()
+        .map(|m| {
+            let uid = m.get_str("Uniqueid").unwrap_or_default().to_string();
+            let pairs: Vec<(String, String)> = m
+                .headers()
+                .map(|(k, v)| {
+                    let k = String::from_utf8_lossy(k).to_string();
+                    let v = match now_of.get(&(uid.clone(), k.as_str())) {
+                        Some(c) => c.clone(),
+                        None => String::from_utf8_lossy(v).to_string(),
+                    };
+                    (k, v)
+                })
+                .collect();
+            Message::from_pairs(&pairs)
+        })
+        .collect()
+}
+
+/// Every header value equal to `from` becomes `to` (a capture's Linkedid as a perezvon
+/// ChannelId).
+fn rename(msgs: &[Message], from: &str, to: &str) -> Vec<Message> {
+    msgs.iter()
+        .map(|m| {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = m
+                .headers()
+                .map(|(k, v)| {
+                    let v = if v == from.as_bytes() {
+                        to.as_bytes().to_vec()
+                    } else {
+                        v.to_vec()
+                    };
+                    (k.to_vec(), v)
+                })
+                .collect();
+            Message::from_pairs(&pairs)
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_mid_conversation_adopts_an_inbound_call_as_inbound() {
+    // Channels listed where they are now (the agent's and the queue's contexts): the trunk
+    // rule, not the current context, says the call came in.
+    let cfg = lab();
+    let msgs = capture("answered_by_agent");
+    let (before, after) = split(&msgs, 8.0);
+    let now = ts_of(before.last().unwrap()).unwrap();
+    let items = core_show_channels_now(&before, now);
+    assert!(
+        items
+            .iter()
+            .all(|m| m.get_str("Context").as_deref() != Some("from-trunk")),
+        "the snapshot shows current contexts"
+    );
+    let mut t = Tracker::new("lab", &cfg);
+    let mut out = Vec::new();
+    t.link_up(now);
+    t.resync(&items, now, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(
+        t.live_customers().collect::<Vec<_>>(),
+        vec!["79161234567".to_string()],
+        "the caller is on a call with us: no callback meanwhile"
+    );
+    let mut now2 = now;
+    let out = feed(&mut t, &after, &mut now2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].direction, Direction::Inbound, "{:?}", out[0]);
+    assert_eq!(out[0].status, Status::Answered);
+}
+
+#[test]
+fn a_callback_still_up_after_a_restart_is_recognised_by_its_channel_id() {
+    let cfg = lab();
+    // The capture's callback call, as if perezvon had originated it with ChannelId.
+    let msgs = rename(
+        &capture("callback_originate_success"),
+        "1795375278.98",
+        "pzv-7-1-0000abcd-c",
+    );
+    let t0 = msgs.iter().find_map(ts_of).unwrap();
+    // 16 s in: the customer is talking to agent 201.
+    let (before, after) = split(&msgs, 16.0);
+    let now = ts_of(before.last().unwrap()).unwrap();
+    assert!(now.as_second() - t0.as_second() >= 15);
+    let items = core_show_channels_now(&before, now);
+    assert!(items
+        .iter()
+        .any(|m| m.get_str("Linkedid").as_deref() == Some("pzv-7-1-0000abcd-c")));
+    let mut t = Tracker::new("lab", &cfg);
+    let mut out = Vec::new();
+    t.link_up(now);
+    t.resync(&items, now, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(
+        t.live_callbacks().collect::<Vec<_>>(),
+        vec!["pzv-7-1-0000abcd"]
+    );
+    assert!(t.live_customers().any(|n| n == "79261112233"));
+    let mut now2 = now;
+    let out = feed(&mut t, &after, &mut now2);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].direction, Direction::Callback, "{:?}", out[0]);
+    assert_eq!(out[0].callback_id.as_deref(), Some("pzv-7-1-0000abcd"));
+}

@@ -46,8 +46,9 @@ pub struct Pipeline {
     /// on. The dialer clears the mark once it acted on the verdict, so a crash in between
     /// loses nothing (the dialer picks up what is still marked at start-up).
     for_dialer: bool,
-    /// Hold verdicts the store refuses and retry them (the daemon) instead of failing (replay).
-    hold_on_error: bool,
+    /// Hold up to this many verdicts the store refuses and retry them (the daemon) instead of
+    /// failing at once (0: replay).
+    hold_limit: usize,
     /// Verdicts the store refused, oldest first, retried before any newer one is written.
     held: std::collections::VecDeque<CallRecord>,
     /// While holding: the first failure of this outage, the next retry (µs of event time),
@@ -94,7 +95,7 @@ impl Pipeline {
             report_duplicates: false,
             scratch: Vec::new(),
             for_dialer: false,
-            hold_on_error: false,
+            hold_limit: 0,
             held: std::collections::VecDeque::new(),
             outage: None,
         }
@@ -106,10 +107,11 @@ impl Pipeline {
         self
     }
 
-    /// Holds verdicts the store refuses (disk full, a lock held past the busy timeout) and
-    /// retries them with backoff, up to [`MAX_HELD_VERDICTS`], instead of failing at once.
-    pub fn hold_on_error(mut self, yes: bool) -> Pipeline {
-        self.hold_on_error = yes;
+    /// Holds up to `limit` verdicts the store refuses (disk full, a lock held past the busy
+    /// timeout) and retries them with backoff instead of failing at once. The daemon uses
+    /// [`MAX_HELD_VERDICTS`].
+    pub fn hold_up_to(mut self, limit: usize) -> Pipeline {
+        self.hold_limit = limit;
         self
     }
 
@@ -275,7 +277,7 @@ impl Pipeline {
             for (i, r) in ended.iter().enumerate() {
                 match self.commit_one(r, &mut stored) {
                     Ok(()) => {}
-                    Err(e) if !self.hold_on_error => return Err(e),
+                    Err(e) if self.hold_limit == 0 => return Err(e),
                     Err(e) => {
                         self.held.extend(ended[i..].iter().cloned());
                         self.start_outage(e, r.ended_at);
@@ -296,7 +298,7 @@ impl Pipeline {
     }
 
     fn check_held(&self, stored: Vec<CallRecord>) -> Result<Vec<CallRecord>, StoreError> {
-        if self.held.len() > MAX_HELD_VERDICTS {
+        if self.held.len() > self.hold_limit {
             let error = self.outage.as_ref().map_or("", |o| o.error.as_str());
             return Err(StoreError::HeldFull {
                 count: self.held.len(),

@@ -1,0 +1,144 @@
+//! A database that fails under the daemon: verdicts are held and retried, never dropped; a
+//! database that can never work stops `perezvon run` with exit code 78 and the reason.
+
+use std::path::Path;
+use std::process::Command;
+
+use perezvon::ami::codec::decode_all;
+use perezvon::ami::Message;
+use perezvon::calls::pipeline::Pipeline;
+use perezvon::calls::record::{Status, Timestamp};
+use perezvon::config::Config;
+use perezvon::store::{Store, StoreError};
+
+fn lab() -> Config {
+    Config::load(Path::new("fixtures/asterisk-22/lab.toml")).unwrap()
+}
+
+fn capture(name: &str) -> Vec<Message> {
+    let (m, _) = decode_all(&std::fs::read(format!("fixtures/asterisk-22/{name}.ami")).unwrap());
+    m
+}
+
+/// Feeds a whole capture; returns the verdicts committed on the way.
+fn play(p: &mut Pipeline, name: &str) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for m in capture(name) {
+        n += p.feed("lab", &m, Timestamp::UNIX_EPOCH)?.len();
+    }
+    Ok(n)
+}
+
+fn stored(db: &Path) -> i64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_lock_held_past_the_busy_timeout_holds_verdicts_then_commits_them_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let mut p = Pipeline::new(&lab(), Store::open(&db).unwrap()).hold_up_to(100);
+    // Another process takes the write lock and keeps it (a backup tool, a stuck CLI).
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // The store's busy timeout (5 s) passes: the verdict is held, nothing fails.
+    assert_eq!(play(&mut p, "queue_abandon").unwrap(), 0);
+    let held = p.held().expect("holding");
+    assert_eq!(held.count, 1);
+    assert!(
+        held.error.contains("locked") || held.error.contains("busy"),
+        "{}",
+        held.error
+    );
+    // More calls end meanwhile: queued behind it (the retry is not due yet: no new wait).
+    assert_eq!(play(&mut p, "voicemail").unwrap(), 0);
+    assert_eq!(p.held().unwrap().count, 2);
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    // The next retry commits both, oldest first, and the outage is over.
+    let far = Timestamp::from_second(4_000_000_000).unwrap();
+    let out = p.tick(far).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].status, Status::Missed);
+    assert!(p.held().is_none());
+    assert_eq!(stored(&db), 2, "verdicts lost during a store fault: 0");
+}
+
+#[test]
+fn a_full_queue_stops_with_a_clear_error_and_without_a_limit_errors_pass_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    Store::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Replay (no holding): the error is the caller's at once.
+    let mut replay = Pipeline::new(&lab(), Store::open(&db).unwrap());
+    assert!(play(&mut replay, "queue_abandon").is_err());
+    // The daemon with room for one: the second verdict overflows.
+    let mut p = Pipeline::new(&lab(), Store::open(&db).unwrap()).hold_up_to(1);
+    assert_eq!(play(&mut p, "queue_abandon").unwrap(), 0);
+    let e = play(&mut p, "voicemail").unwrap_err();
+    assert!(matches!(e, StoreError::HeldFull { count: 2, .. }), "{e}");
+    assert!(
+        e.to_string().contains("stopping rather than dropping"),
+        "{e}"
+    );
+}
+
+fn run_with_db(db: &Path) -> std::process::Output {
+    let dir = db.parent().unwrap();
+    let cfg = dir.join("perezvon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[asterisk]]\nname = \"pbx\"\nhost = \"127.0.0.1\"\nport = 1\nusername = \"u\"\nsecret = \"s3cret-value\"\n\n[storage]\ndatabase = \"{}\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_database_that_can_never_work_exits_78_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a database at all.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let out = run_with_db(&junk);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("database"), "{err}");
+    // A database from a newer perezvon.
+    let newer = dir.path().join("newer.db");
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    let out = run_with_db(&newer);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("newer than this perezvon"), "{err}");
+    // A read-only file (meaningless for root, who writes anyway: then skipped).
+    let ro = dir.path().join("ro.db");
+    Store::open(&ro).unwrap();
+    for f in ["ro.db-wal", "ro.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+    perm.set_readonly(true);
+    std::fs::set_permissions(&ro, perm).unwrap();
+    if std::fs::OpenOptions::new().append(true).open(&ro).is_ok() {
+        eprintln!("read-only case skipped: running as root, file modes do not stop writes");
+        return;
+    }
+    let out = run_with_db(&ro);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+}
