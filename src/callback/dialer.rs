@@ -8,10 +8,16 @@
 //! 3. the outcome (OriginateResponse failure, or the tracker's record of the callback call) ends
 //!    the attempt and applies the planner's verdict, in one transaction.
 //!
-//! A crash between 1 and 3 leaves an attempt without outcome. At start-up such attempts are closed
-//! as `unknown` and their task waits the full spacing *from the attempt's start*: a number is
-//! never dialled twice within the spacing, across restarts too. The database adds a unique index
-//! so two unfinished attempts for one number cannot exist at all.
+//! A crash between 1 and 3 leaves an attempt without outcome. At start-up such attempts are
+//! adopted, not guessed at: their task stays `in_progress`, and the callback server's live
+//! channels (read after the LinkUp) settle them: a call whose Linkedid is the attempt's
+//! `ChannelId` is tracked to its real outcome, an absent one is `unknown`, and only then does the
+//! spacing start, *from the attempt's start*. The database adds a unique index so two unfinished
+//! attempts for one number cannot exist at all.
+//!
+//! Tasks come from stored verdicts, not from messages: every verdict the pipeline commits is
+//! marked `dialer_pending`, and the dialer acts on whatever is still marked at start-up (and
+//! every [`BACKLOG_EVERY`]), so a committed miss always gets its task.
 //!
 //! The in-memory task list mirrors the open tasks; other processes (`perezvon callbacks cancel`)
 //! change the database, and `PRAGMA data_version` tells the dialer when to re-read it.
