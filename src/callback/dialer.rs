@@ -17,7 +17,7 @@
 //!
 //! Tasks come from stored verdicts, not from messages: every verdict the pipeline commits is
 //! marked `dialer_pending`, and the dialer acts on whatever is still marked at start-up (and
-//! every [`BACKLOG_EVERY`]), so a committed miss always gets its task.
+//! every 10 s), so a committed miss always gets its task.
 //!
 //! The in-memory task list mirrors the open tasks; other processes (`perezvon callbacks cancel`)
 //! change the database, and `PRAGMA data_version` tells the dialer when to re-read it.
@@ -306,7 +306,7 @@ impl<O: Originator> Dialer<O> {
     }
 
     /// Acts on the stored verdicts the dialer has not acted on yet (`calls.dialer_pending`):
-    /// at start-up, and every [`BACKLOG_EVERY`] as a backstop.
+    /// at start-up, and every 10 s as a backstop.
     pub fn backlog(&mut self) -> Result<usize, DialerError> {
         let mut n = 0;
         loop {
