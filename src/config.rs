@@ -359,7 +359,21 @@ const DEFAULT_DATABASE: &str = "/var/lib/perezvon/perezvon.db";
 
 impl Config {
     /// Reads and validates a file. Relative `secret_file`/`database` paths are relative to it.
+    ///
+    /// A file without any `[[asterisk]]` server is accepted here: the reading commands
+    /// (`missed`, `report`, `callbacks`) only need the hours and the database. The commands that
+    /// watch a PBX load with [`Config::load_for_daemon`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, false)
+    }
+
+    /// [`Config::load`] for `run` and `check-config`: a configuration with no `[[asterisk]]`
+    /// server is one more problem (the daemon would watch nothing and exit at once).
+    pub fn load_for_daemon(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, need_server: bool) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source_name: name.clone(),
@@ -369,7 +383,12 @@ impl Config {
                 hint: Some("pass --config with a readable TOML file".into()),
             }],
         })?;
-        let mut cfg = Self::from_toml_in(&text, &name, path.parent().map(Path::to_path_buf))?;
+        let mut cfg = Self::parse(
+            &text,
+            &name,
+            path.parent().map(Path::to_path_buf),
+            need_server,
+        )?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -417,31 +436,58 @@ impl Config {
         source_name: &str,
         base_dir: Option<PathBuf>,
     ) -> Result<Config, ConfigError> {
+        Self::parse(text, source_name, base_dir, false)
+    }
+
+    fn parse(
+        text: &str,
+        source_name: &str,
+        base_dir: Option<PathBuf>,
+        need_server: bool,
+    ) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError {
             source_name: source_name.to_string(),
             problems,
         };
         // Syntax first: nothing else can be checked in a file that is not TOML.
         let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text)]))?;
+            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text, &[])]))?;
+        // Values of secret keys, so no message below can quote one (a type error would).
+        let secrets = validate::secret_values(&table);
+        let no_server = need_server
+            && match table.get("asterisk") {
+                None => true,
+                Some(toml::Value::Array(a)) => a.is_empty(),
+                // `[asterisk]` (single brackets) is a type error of its own.
+                Some(_) => false,
+            };
         // Unknown keys are collected over the whole file (serde alone stops at the first one),
         // then dropped so the rest of the file is still checked in the same pass.
-        let unknown = schema::unknown_keys(&mut table, text);
-        let raw: RawConfig = if unknown.is_empty() {
+        let mut problems = schema::unknown_keys(&mut table, text);
+        let from_text = problems.is_empty();
+        if no_server {
+            problems.push(validate::no_server_problem());
+        }
+        let raw: RawConfig = if from_text {
             // From the text, so a type error carries its line.
-            toml::from_str(text).map_err(|e| fail(vec![toml_problem(&e, text)]))?
-        } else {
-            match toml::Value::Table(table).try_into::<RawConfig>() {
+            match toml::from_str(text) {
                 Ok(raw) => raw,
                 Err(e) => {
-                    let mut problems = unknown;
-                    problems.push(toml_problem(&e, ""));
+                    problems.push(toml_problem(&e, text, &secrets));
+                    return Err(fail(problems));
+                }
+            }
+        } else {
+            match toml::Value::Table(table.clone()).try_into::<RawConfig>() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    problems.push(validate::table_problem(&e, &table, &secrets));
                     return Err(fail(problems));
                 }
             }
         };
         let mut v = V {
-            problems: unknown,
+            problems,
             warnings: Vec::new(),
             base_dir,
         };

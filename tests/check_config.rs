@@ -223,3 +223,103 @@ fn secret_file_is_read_relative_to_the_config() {
     // The file itself holds no secret: no warning about it.
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+#[test]
+fn a_file_without_a_server_is_a_config_error() {
+    for text in [
+        "",
+        "# nothing yet\n",
+        "asterisk = []\n",
+        "[hours]\ntimezone = \"Europe/Moscow\"\n",
+    ] {
+        let (out, stdout, stderr) = check(text);
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_CONFIG),
+            "{text:?}: {stdout}{stderr}"
+        );
+        assert!(
+            stderr.lines().any(|l| l
+                == "asterisk: no server, perezvon would watch nothing (add an [[asterisk]] section with host, username and secret; see config.example.toml)"),
+            "{text:?}: {stderr}"
+        );
+        assert!(!stdout.contains("OK"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_missing_server_is_reported_with_the_other_problems() {
+    let (out, _, stderr) = check("[calls]\nmin_talk = \"soon\"\n[log]\nlevel = \"loud\"\n");
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG));
+    assert!(stderr.contains(": 3 problems"), "{stderr}");
+    for key in ["asterisk: ", "calls.min_talk: ", "log.level: "] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(key)),
+            "{key}:\n{stderr}"
+        );
+    }
+    // With an unknown key and a type error, too (they stop validation early).
+    let (out, _, stderr) = check("[calls]\nmin_talkk = 1\nmin_wait = 3\n");
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG));
+    for key in [
+        "calls.min_talkk (line 2): ",
+        "asterisk: ",
+        "calls.min_wait: ",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(key)),
+            "{key}:\n{stderr}"
+        );
+    }
+}
+
+/// Every way toml or serde could quote a secret's value back: none of them does.
+#[test]
+fn a_secret_value_is_never_echoed() {
+    let digits = "84512397123";
+    for (case, text) in [
+        ("unquoted number", VALID.replace("\"s3cret\"", digits)),
+        ("float", VALID.replace("\"s3cret\"", &format!("{digits}.5"))),
+        ("list", VALID.replace("\"s3cret\"", &format!("[{digits}]"))),
+        ("table", VALID.replace("\"s3cret\"", &format!("{{ a = \"{digits}\" }}"))),
+        ("bare word", VALID.replace("\"s3cret\"", &format!("{digits}abc"))),
+        ("unterminated", VALID.replace("\"s3cret\"", &format!("\"{digits}"))),
+        (
+            "next to an unknown key",
+            VALID.replace("\"s3cret\"", &format!("{digits}\nhots = \"x\"")),
+        ),
+        (
+            "webhook",
+            format!("{VALID}\n[notify.webhook]\nurl = \"http://127.0.0.1/\"\nsecret = {digits}\n"),
+        ),
+        (
+            "inline webhook",
+            format!("{VALID}\n[notify]\nwebhook = {{ url = \"http://127.0.0.1/\", secret = {digits} }}\n"),
+        ),
+        (
+            "inline webhook and unknown key",
+            format!("{VALID}\n[notify]\nwebhook = {{ url = \"http://127.0.0.1/\", secret = {digits}, x = 1 }}\n"),
+        ),
+    ] {
+        let (out, stdout, stderr) = check(&text);
+        assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{case}: {stderr}");
+        assert!(
+            !stdout.contains("8451239") && !stderr.contains("8451239"),
+            "{case}: the secret is echoed:\n{stdout}{stderr}"
+        );
+        assert!(stderr.contains("secret") || stderr.contains("webhook"), "{case}: {stderr}");
+    }
+    // The problem still names the key and says what to do.
+    assert_problem(
+        &VALID.replace("\"s3cret\"", digits),
+        "asterisk[0].secret (line 5): invalid type: integer `***`, expected a string (a secret is a quoted string, even when it is all digits)",
+    );
+}
+
+#[test]
+fn other_values_are_still_quoted_in_type_errors() {
+    assert_problem(
+        &VALID.replace("\"pbx1\"", "12345678"),
+        "asterisk[0].name (line 3): invalid type: integer `12345678`, expected a string",
+    );
+}

@@ -188,7 +188,8 @@ fn list(a: &ListArgs) -> CmdResult {
             if r.task.state == TaskState::Pending {
                 j.next_possible_at = possible(r.task.next_attempt_at).map(|t| t.to_string());
             }
-            serde_json::to_writer(&mut out, &j)?;
+            let line = crate::report::text::json_escape_unsafe(serde_json::to_string(&j)?);
+            out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
         }
         return Ok(0);
@@ -211,13 +212,16 @@ fn list(a: &ListArgs) -> CmdResult {
         "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  REASON",
         "ID", "NUMBER", "STATE", "MISSED", "ATTEMPTS", "LAST", "NEXT ATTEMPT"
     )?;
+    // The number is normalised and the reason is perezvon's own, but both come from the
+    // database: escaped and cut like every table's cells.
+    let cell = |s: &str| crate::report::text::cell(s, crate::report::text::MAX_CELL);
     for r in &rows {
         let t = &r.task;
         writeln!(
             out,
             "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  {}",
             t.id,
-            t.number,
+            cell(&t.number),
             t.state.as_str(),
             t.missed_count,
             t.attempts,
@@ -229,7 +233,7 @@ fn list(a: &ListArgs) -> CmdResult {
             } else {
                 "-".into()
             },
-            r.close_reason.as_deref().unwrap_or("")
+            cell(r.close_reason.as_deref().unwrap_or(""))
         )?;
     }
     Ok(0)
@@ -258,13 +262,14 @@ fn cancel(a: &IdArgs) -> CmdResult {
         "cancelled_by_admin",
         jiff::Timestamp::now(),
     )?;
+    let number = crate::report::text::cell(&row.task.number, crate::report::text::MAX_CELL);
     if row.task.state == TaskState::InProgress {
         println!(
             "cancelled callback task {} ({}); the attempt in flight is not hung up",
-            a.id, row.task.number
+            a.id, number
         );
     } else {
-        println!("cancelled callback task {} ({})", a.id, row.task.number);
+        println!("cancelled callback task {} ({number})", a.id);
     }
     Ok(0)
 }

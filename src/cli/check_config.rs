@@ -2,7 +2,8 @@
 //! what is wrong, every problem at once, so an admin fixes the file in one pass before a restart.
 //!
 //! Problems go to stderr as `section.key: what is wrong (hint)` and the exit code is 78
-//! (`EX_CONFIG`); a valid file prints its warnings and a short summary and exits 0.
+//! (`EX_CONFIG`); a valid file prints its warnings and a short summary and exits 0. As for `run`,
+//! a file without any `[[asterisk]]` server is invalid.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -13,7 +14,7 @@ use crate::config::{CallbackMode, Config, Target, EXIT_CONFIG};
 pub fn run(args: &CheckConfigArgs) -> CmdResult {
     let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
     let mut err = std::io::stderr().lock();
-    match Config::load(&path) {
+    match Config::load_for_daemon(&path) {
         Ok(cfg) => {
             for w in &cfg.warnings {
                 writeln!(err, "warning: {w}")?;
@@ -41,12 +42,6 @@ pub fn run(args: &CheckConfigArgs) -> CmdResult {
 pub fn summary(cfg: &Config, name: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{name}: OK");
-    if cfg.asterisk.is_empty() {
-        let _ = writeln!(
-            s,
-            "servers: none (nothing to watch: add an [[asterisk]] section)"
-        );
-    }
     for a in &cfg.asterisk {
         let _ = writeln!(
             s,

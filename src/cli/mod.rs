@@ -107,7 +107,9 @@ pub struct MissedArgs {
     /// Only calls nobody has resolved yet.
     #[arg(long)]
     pub unresolved: bool,
-    /// Output format: an aligned table, JSON (one object per line) or CSV.
+    /// Output format: an aligned table, JSON (one object per line) or CSV. Table and CSV show
+    /// control characters of a caller ID as escapes like \x1b; a table cuts a cell at 64
+    /// characters; JSON keeps the exact value.
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     pub format: String,
 }

@@ -126,13 +126,15 @@ pub fn run(args: &ReplayArgs) -> CmdResult {
 
 fn write_jsonl(w: &mut impl Write, calls: &[CallRecord]) -> std::io::Result<()> {
     for c in calls {
-        serde_json::to_writer(&mut *w, c).map_err(std::io::Error::other)?;
+        let line = serde_json::to_string(c).map_err(std::io::Error::other)?;
+        w.write_all(crate::report::text::json_escape_unsafe(line).as_bytes())?;
         w.write_all(b"\n")?;
     }
     Ok(())
 }
 
 fn write_table(w: &mut impl Write, calls: &[CallRecord]) -> std::io::Result<()> {
+    use crate::report::text::{cell, MAX_CELL};
     writeln!(
         w,
         "{:<19}  {:<8}  {:<14}  {:<12}  {:>6}  {:>6}  {:<11}  {:<8}  {:<14}  {:<8}  callback",
@@ -162,20 +164,22 @@ fn write_table(w: &mut impl Write, calls: &[CallRecord]) -> std::io::Result<()> 
             (Some(id), None) => id.clone(),
             _ => String::new(),
         };
+        // Values from the capture: escaped and cut like every table's cells.
+        let cell = |s: Option<&str>| cell(s.unwrap_or("-"), MAX_CELL);
         writeln!(
             w,
             "{:<19}  {:<8}  {:<14}  {:<12}  {:>6.1}  {:>6.1}  {:<11}  {:<8}  {:<14}  {:<8}  {}",
             ended,
             dir,
-            c.caller.as_deref().unwrap_or("-"),
-            c.callee.as_deref().unwrap_or("-"),
+            cell(c.caller.as_deref()),
+            cell(c.callee.as_deref()),
             c.wait_secs,
             c.talk_secs,
-            c.agent.as_deref().unwrap_or("-"),
+            cell(c.agent.as_deref()),
             status,
             c.lost_at.map_or("-", |l| l.as_str()),
             c.resolved_by.map_or("-", |r| r.as_str()),
-            callback
+            cell(Some(&callback))
         )?;
     }
     Ok(())

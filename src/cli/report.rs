@@ -83,7 +83,9 @@ pub fn run(args: &ReportArgs) -> CmdResult {
     );
     let text = match args.format.as_str() {
         "json" => {
-            let mut s = serde_json::to_string_pretty(&report)?;
+            // Exact values; what a terminal could act on (DEL, C1, bidi) as `\u` escapes.
+            let mut s =
+                crate::report::text::json_escape_unsafe(serde_json::to_string_pretty(&report)?);
             s.push('\n');
             s
         }

@@ -136,3 +136,60 @@ fn allow_list_is_anchored() {
     assert!(c.callback.allow[0].is_match("79161234567"));
     assert!(!c.callback.allow[0].is_match("879161234567"));
 }
+
+#[test]
+fn only_the_daemon_needs_a_server() {
+    // Reading commands and tests build configurations without one.
+    assert!(Config::from_toml("").unwrap().asterisk.is_empty());
+    let e = Config::parse("", "config", None, true).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert_eq!(e.problems[0].key, "asterisk");
+    let e = Config::parse(
+        "asterisk = []\n[calls]\nmin_talk = 6\n",
+        "config",
+        None,
+        true,
+    )
+    .unwrap_err();
+    let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["asterisk", "calls.min_talk (line 3)"]);
+    assert!(Config::parse(EMBEDDED_DEFAULT, "config", None, true).is_ok());
+}
+
+#[test]
+fn secret_keys() {
+    use validate::is_secret_key;
+    for k in [
+        "asterisk[0].secret",
+        "notify.webhook.secret",
+        "password",
+        "x.api_token",
+        "smtp_passwd",
+    ] {
+        assert!(is_secret_key(k), "{k}");
+    }
+    for k in [
+        "asterisk[0].secret_file",
+        "notify.webhook.secret_env",
+        "asterisk[0].username",
+    ] {
+        assert!(!is_secret_key(k), "{k}");
+    }
+}
+
+#[test]
+fn no_message_quotes_a_secret() {
+    let text = "[[asterisk]]\nusername = \"u\"\nsecret = 84512397123\n";
+    let e = Config::from_toml(text).unwrap_err();
+    assert!(!e.to_string().contains("84512397123"), "{e}");
+    assert!(e.to_string().contains("integer `***`"), "{e}");
+    // The value is cut out even where the key is not known (an inline table of another key).
+    let text = "[notify]\nwebhook = { url = \"http://a/\", secret = 84512397123 }\n";
+    let e = Config::from_toml(text).unwrap_err();
+    assert_eq!(e.problems[0].key, "notify.webhook (line 2)");
+    assert!(!e.to_string().contains("84512397123"), "{e}");
+    // Other values are still quoted.
+    let text = "[notify]\nwebhook = { url = \"http://a/\", secret = \"hunter2\", timeout = 5 }\n";
+    let e = Config::from_toml(text).unwrap_err();
+    assert!(e.to_string().contains("integer `5`"), "{e}");
+}

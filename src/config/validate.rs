@@ -195,8 +195,129 @@ pub fn parse_range(s: &str) -> Option<DayRange> {
     (start_min < end_min).then_some(DayRange { start_min, end_min })
 }
 
-pub(super) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
-    // toml's message is the first line of its Display; the rest repeats the source line.
+/// Whether a key holds a secret whose value must never be quoted in a message: the last path
+/// segment names a secret, password or token (`secret_file` and `secret_env` hold a path and a
+/// variable name, not the secret).
+pub fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
+    ["secret", "password", "passwd", "token"]
+        .iter()
+        .any(|w| last.contains(w))
+        && !last.ends_with("_file")
+        && !last.ends_with("_env")
+}
+
+/// Every value under a secret key of the file (as toml/serde would print it in a message), longest
+/// first, so [`toml_problem`] can cut them out of any message.
+pub(super) fn secret_values(table: &toml::Table) -> Vec<String> {
+    fn leaves(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) => out.push(s.clone()),
+            toml::Value::Integer(i) => out.push(i.to_string()),
+            toml::Value::Float(f) => out.push(f.to_string()),
+            toml::Value::Datetime(d) => out.push(d.to_string()),
+            toml::Value::Boolean(_) => {}
+            toml::Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+            toml::Value::Table(t) => t.values().for_each(|x| leaves(x, out)),
+        }
+    }
+    fn walk(t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            if is_secret_key(k) {
+                leaves(v, out);
+            } else if let toml::Value::Table(t) = v {
+                walk(t, out);
+            } else if let toml::Value::Array(a) = v {
+                for x in a {
+                    if let toml::Value::Table(t) = x {
+                        walk(t, out);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(table, &mut out);
+    out.retain(|s| !s.is_empty());
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// `msg` without any secret: a quoted or backticked part (serde quotes the offending value as
+/// `` `84512397123` `` or `"..."`) becomes `***` when it holds one of `secrets` or, when the message
+/// is about a secret key, when it names anything at all; a longer secret is cut out anywhere.
+fn redact(msg: &str, secret_key: bool, secrets: &[String]) -> String {
+    let mut out = msg.to_string();
+    for s in secrets.iter().filter(|s| s.chars().count() >= 6) {
+        out = out.replace(s.as_str(), "***");
+    }
+    let hide = |inner: &str| {
+        (secret_key && inner.chars().any(char::is_alphanumeric))
+            || secrets.iter().any(|s| inner.contains(s.as_str()))
+    };
+    let mut res = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find(['`', '"']) {
+        let q = if rest.as_bytes()[i] == b'`' { '`' } else { '"' };
+        res.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        match after.find(q) {
+            Some(j) => {
+                let inner = &after[..j];
+                res.push_str(if hide(inner) { "***" } else { inner });
+                res.push(q);
+                rest = &after[j + 1..];
+            }
+            None => {
+                // An unpaired quote: what follows may be the value.
+                res.push_str(if hide(after) { "***" } else { after });
+                rest = "";
+            }
+        }
+    }
+    res.push_str(rest);
+    res
+}
+
+/// The problem of a file without any `[[asterisk]]` server (`run` and `check-config` only).
+pub(super) fn no_server_problem() -> Problem {
+    Problem {
+        key: "asterisk".into(),
+        message: "no server, perezvon would watch nothing".into(),
+        hint: Some(
+            "add an [[asterisk]] section with host, username and secret; see config.example.toml"
+                .into(),
+        ),
+    }
+}
+
+/// A problem of a table that has no source text left (unknown keys were removed from it): it is
+/// serialised again and parsed from that text so the problem still names its key (without a
+/// line: the line of the rewritten text is not the line of the file).
+pub(super) fn table_problem(
+    e: &toml::de::Error,
+    table: &toml::Table,
+    secrets: &[String],
+) -> Problem {
+    if let Ok(text) = toml::to_string(table) {
+        if let Err(e2) = toml::from_str::<RawConfig>(&text) {
+            let mut p = toml_problem(&e2, &text, secrets);
+            if let Some(i) = p.key.find(" (line ") {
+                p.key.truncate(i);
+                return p;
+            }
+        }
+    }
+    toml_problem(e, "", secrets)
+}
+
+/// A problem of toml or serde. The value at fault is never quoted when its key holds a secret,
+/// nor is any value of a secret key of the file (`secrets`, from [`secret_values`]).
+pub(super) fn toml_problem(e: &toml::de::Error, text: &str, secrets: &[String]) -> Problem {
+    // toml's message is the first line of its Display; the rest repeats the source line (which
+    // is never shown: it may hold a secret).
     let msg = e.message().trim().replace('\n', "; ");
     let (key, line, column) = match e.span().filter(|_| !text.is_empty()) {
         Some(span) => {
@@ -207,6 +328,8 @@ pub(super) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
         }
         None => (None, None, 0),
     };
+    let secret_key = key.as_deref().is_some_and(is_secret_key);
+    let msg = redact(&msg, secret_key, secrets);
     let key = match (key, line) {
         (Some(k), Some(l)) => format!("{k} (line {l})"),
         (None, Some(l)) => format!("line {l}, column {column}"),
@@ -219,6 +342,8 @@ pub(super) fn toml_problem(e: &toml::de::Error, text: &str) -> Problem {
         Some("servers are [[asterisk]] sections (double brackets), one per server".to_string())
     } else if msg.contains("expected a sequence") {
         Some("a list in brackets, e.g. [\"PJSIP/*\"] or [] for none".to_string())
+    } else if secret_key && msg.contains("invalid type") {
+        Some("a secret is a quoted string, even when it is all digits".to_string())
     } else if msg.contains("invalid type") {
         Some("durations and names are quoted strings, numbers and booleans are not".to_string())
     } else {

@@ -8,7 +8,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::text::{table, Align};
+use super::text::{escape_unsafe, json_escape_unsafe, table, Align};
 use super::{human_secs, local_minute};
 use crate::store::report::MissedCall;
 
@@ -131,13 +131,17 @@ impl MissedLine {
     }
 }
 
-/// One CSV field, quoted per RFC 4180 when it needs to be. A leading `=` or `@` is prefixed with
-/// `'` because spreadsheets run such a cell as a formula, and a caller name comes from outside.
+/// One CSV field, quoted per RFC 4180 when it needs to be. A caller name comes from outside, so
+/// control characters (ESC, NUL, CR, LF, DEL, C1) and bidirectional overrides are written as
+/// visible escapes (`\x1b`, `\u{202e}`, see [`escape_unsafe`]) and never reach a terminal or a
+/// spreadsheet, and a leading `=` or `@` is prefixed with `'` because spreadsheets run such a
+/// cell as a formula. `--format json` keeps the exact value.
 pub fn csv_field(s: &str) -> String {
+    let s = escape_unsafe(s);
     let s = if s.starts_with(['=', '@']) {
         format!("'{s}")
     } else {
-        s.to_string()
+        s.into_owned()
     };
     if s.contains([',', '"', '\r', '\n']) || s.starts_with(' ') || s.ends_with(' ') {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -159,11 +163,14 @@ pub fn csv(list: &[MissedCall], tz: &TimeZone) -> String {
     out
 }
 
-/// The list as JSON lines: one object per missed call.
+/// The list as JSON lines: one object per missed call. Exact values; the characters a terminal
+/// could act on are `\u` escapes ([`json_escape_unsafe`]).
 pub fn json_lines(list: &[MissedCall], tz: &TimeZone) -> Result<String, serde_json::Error> {
     let mut out = String::new();
     for m in list {
-        out.push_str(&serde_json::to_string(&MissedLine::new(m, tz))?);
+        out.push_str(&json_escape_unsafe(serde_json::to_string(
+            &MissedLine::new(m, tz),
+        )?));
         out.push('\n');
     }
     Ok(out)
@@ -193,7 +200,8 @@ fn callback_cell(m: &MissedCall, tz: &TimeZone) -> String {
     s
 }
 
-/// The list as an aligned table for a terminal.
+/// The list as an aligned table for a terminal: values escaped and cut to
+/// [`super::text::MAX_CELL`] characters by [`table`].
 pub fn table_text(list: &[MissedCall], tz: &TimeZone) -> String {
     use Align::{Left as L, Right as R};
     let rows: Vec<Vec<String>> = list
@@ -242,9 +250,22 @@ mod tests {
         assert_eq!(csv_field(""), "");
         assert_eq!(csv_field("Ivanov, Ivan"), "\"Ivanov, Ivan\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("two\r\nlines"), "two\\x0d\\x0alines");
         assert_eq!(csv_field(" padded"), "\" padded\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
         assert_eq!(csv_field("@SUM(A1),x"), "\"'@SUM(A1),x\"");
+    }
+
+    #[test]
+    fn csv_fields_show_control_and_bidi_characters_as_escapes() {
+        assert_eq!(
+            csv_field("\u{1b}[2J\0\u{7f}\u{9b}31m"),
+            "\\x1b[2J\\x00\\x7f\\x9b31m"
+        );
+        assert_eq!(csv_field("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(csv_field("\u{2066}x\u{2069}"), "\\u{2066}x\\u{2069}");
+        // A leading tab is shown, not trimmed away in front of a formula.
+        assert_eq!(csv_field("\t=1+1"), "\\x09=1+1");
+        assert_eq!(csv_field("Иванов"), "Иванов");
     }
 }

@@ -11,17 +11,105 @@ pub enum Align {
     Right,
 }
 
+/// At most this many characters in a table cell: a longer value (a hostile 100 KB caller ID)
+/// is cut and ends in `…`, so a table's width stays bounded.
+pub const MAX_CELL: usize = 64;
+
+/// Whether `c` must not reach a terminal as it is: the C0 controls (ESC, NUL, CR, LF, TAB...),
+/// DEL, the C1 controls (U+0080-U+009F, CSI among them), the bidirectional formatting
+/// characters that make a terminal show text in another order than it is (U+202A-U+202E,
+/// U+2066-U+2069 and the marks U+200E, U+200F, U+061C), and the line and paragraph separators.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// Appends `c`, or its visible escape when it is unsafe: `\x1b` below U+0100 (C0, DEL, C1),
+/// `\u{202e}` above.
+fn push_safe(c: char, out: &mut String) {
+    if !is_unsafe_char(c) {
+        out.push(c);
+    } else if (c as u32) < 0x100 {
+        let _ = write!(out, "\\x{:02x}", c as u32);
+    } else {
+        let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+    }
+}
+
+/// `s` with every [unsafe](is_unsafe_char) character written as a visible escape (`\x1b`,
+/// `\u{202e}`): what `missed --format csv` and every table print of a value from outside.
+pub fn escape_unsafe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_safe(c, &mut out);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `s` escaped as [`escape_unsafe`] does and cut to at most `max` characters, the last of them
+/// `…` when cut (an escape is never cut in half). Reads no more of `s` than it needs.
+pub fn cell(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut width = 0;
+    // Length of `out` when it last left room for the `…`.
+    let mut fits = 0;
+    let mut unit = String::new();
+    for c in s.chars() {
+        unit.clear();
+        push_safe(c, &mut unit);
+        let w = unit.chars().count();
+        if width + w > max {
+            out.truncate(fits);
+            out.push('…');
+            return out;
+        }
+        out.push_str(&unit);
+        width += w;
+        if width < max {
+            fits = out.len();
+        }
+    }
+    out
+}
+
+/// JSON text (as serde_json writes it) with DEL, the C1 controls, the bidirectional formatting
+/// characters and the line separators written as `\uXXXX` too (serde_json escapes only C0):
+/// the same value for a JSON reader, nothing a terminal acts on. Those characters only occur
+/// inside JSON strings, so the result is valid JSON.
+pub fn json_escape_unsafe(json: String) -> String {
+    if !json.chars().any(is_unsafe_char) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if is_unsafe_char(c) && !matches!(c, '\n' | '\r' | '\t') {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A table of text cells, aligned on display width (characters, so Cyrillic names line up).
+/// Every cell goes through [`cell`]: no terminal escape gets through, and no cell is wider than
+/// [`MAX_CELL`].
 pub fn table(header: &[(&str, Align)], rows: &[Vec<String>]) -> String {
-    let clean = |s: &str| -> String {
-        // A cell from the database must not break the layout or smuggle terminal escapes.
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
-    };
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .map(|r| r.iter().map(|c| cell(c, MAX_CELL)).collect())
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|(h, _)| h.chars().count()).collect();
     for r in &rows {
@@ -319,4 +407,48 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
         ));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_escaped_and_cut() {
+        assert_eq!(cell("+79161234567", 64), "+79161234567");
+        assert_eq!(cell("\u{1b}[31mred\u{7f}", 64), "\\x1b[31mred\\x7f");
+        assert_eq!(cell("a\u{202e}b\u{85}", 64), "a\\u{202e}b\\x85");
+        assert_eq!(cell(&"x".repeat(10), 10), "x".repeat(10));
+        assert_eq!(cell(&"x".repeat(11), 10), format!("{}…", "x".repeat(9)));
+        assert_eq!(cell(&"ж".repeat(100_000), 64).chars().count(), 64);
+        // An escape is not cut in half: it goes whole or not at all.
+        assert_eq!(cell("abcdefg\u{1b}", 10), "abcdefg…");
+        assert_eq!(cell("abcdef\u{1b}", 10), "abcdef\\x1b");
+    }
+
+    #[test]
+    fn table_width_is_bounded_and_has_no_control_bytes() {
+        let huge = format!("\u{1b}]0;pwned\u{7}{}", "9".repeat(100_000));
+        let t = table(
+            &[("caller", Align::Left), ("n", Align::Right)],
+            &[vec![huge, "1".into()], vec!["+7916".into(), "2".into()]],
+        );
+        assert!(t.lines().all(|l| l.chars().count() <= MAX_CELL + 3), "{t}");
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("\\x1b]0;pwned\\x07999"), "{t}");
+    }
+
+    #[test]
+    fn json_keeps_the_value_and_escapes_what_a_terminal_acts_on() {
+        let v = "a\u{1b}b\u{7f}c\u{9b}d\u{202e}e\u{2028}f";
+        let j =
+            json_escape_unsafe(serde_json::to_string(&serde_json::json!({ "caller": v })).unwrap());
+        assert!(!j.chars().any(is_unsafe_char), "{j:?}");
+        assert_eq!(j, r#"{"caller":"a\u001bb\u007fc\u009bd\u202ee\u2028f"}"#);
+        let back: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(back["caller"], v);
+        let pretty = serde_json::to_string_pretty(&serde_json::json!({ "x": [v] })).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&json_escape_unsafe(pretty)).unwrap();
+        assert_eq!(back["x"][0], v);
+    }
 }
