@@ -285,18 +285,48 @@ async fn customer_calling_back_cancels_the_task() {
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));
     let fake = Fake::default();
     let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
-    missed_now(&mut d, "79261112233", &clock).await;
+    // The verdicts are stored (as the pipeline does) before the dialer hears of them.
+    let within = std::time::Duration::from_secs(7 * 86400);
+    let first = miss("79261112233", clock.clock()());
+    d.store().record_call_marked(&first, within, true).unwrap();
+    d.handle(DialerInput::Record(Box::new(first)))
+        .await
+        .unwrap();
     // Same number missed again: one task, count 2.
-    missed_now(&mut d, "79261112233", &clock).await;
+    clock.advance(30);
+    let second = miss("79261112233", clock.clock()());
+    d.store().record_call_marked(&second, within, true).unwrap();
+    d.handle(DialerInput::Record(Box::new(second)))
+        .await
+        .unwrap();
     assert_eq!(d.tasks().len(), 1);
     assert_eq!(d.tasks()[0].missed_count, 2);
+    // A call that talks but resolves no miss (it began before the misses) leaves the task.
+    let mut earlier = miss(
+        "79261112233",
+        clock.clock()() - SignedDuration::from_secs(3600),
+    );
+    earlier.linkedid = "earlier".into();
+    earlier.status = Status::Answered;
+    earlier.missed = false;
+    earlier.lost_at = None;
+    earlier.talk_secs = 60.0;
+    d.store()
+        .record_call_marked(&earlier, within, true)
+        .unwrap();
+    d.handle(DialerInput::Record(Box::new(earlier)))
+        .await
+        .unwrap();
+    assert_eq!(d.tasks().len(), 1, "the report still says unresolved");
     // The customer calls again and talks.
+    clock.advance(30);
     let mut again = miss("79261112233", clock.clock()());
     again.linkedid = "again".into();
     again.status = Status::Answered;
     again.missed = false;
     again.lost_at = None;
     again.talk_secs = 60.0;
+    d.store().record_call_marked(&again, within, true).unwrap();
     d.handle(DialerInput::Record(Box::new(again)))
         .await
         .unwrap();

@@ -37,7 +37,7 @@ use super::originate::{
     OriginateSettings, OriginateVerdict,
 };
 use super::planner::{self, AttemptOutcome, MissPlan, Policy, Task, TaskState};
-use crate::calls::record::{CallRecord, CallbackOutcome, Direction, Status};
+use crate::calls::record::{CallRecord, CallbackOutcome, Direction, ResolvedBy, Status};
 use crate::config::{CallbackMode, Config, Target};
 use crate::store::tasks::NewAttempt;
 use crate::store::{Store, StoreError};
@@ -455,14 +455,24 @@ impl<O: Originator> Dialer<O> {
                 return Ok(());
             }
         }
-        // 2. A call that resolves a miss another way cancels the number's task.
-        if let Some(number) = planner::resolves(rec, &self.policy) {
-            if let Some(t) = self.store.open_task_for(&number)? {
-                let reason = match rec.direction {
-                    Direction::Inbound => "resolved_by_caller",
-                    Direction::Callback => "resolved_by_callback",
-                    _ => "resolved_by_agent",
+        // 2. A call that resolved misses (the store decided, in the verdict's transaction, by
+        //    `CallRecord::resolves_as` within `calls.resolve_within`) cancels their task: the
+        //    report and the task always agree on "resolved".
+        if let Some((by, number)) = rec.resolves_as() {
+            if self
+                .store
+                .misses_resolved_by(&rec.server, &rec.linkedid)?
+                .is_empty()
+            {
+                return Ok(());
+            }
+            if let Some(t) = self.store.open_task_for(number)? {
+                let reason = match by {
+                    ResolvedBy::Caller => "resolved_by_caller",
+                    ResolvedBy::Callback => "resolved_by_callback",
+                    ResolvedBy::Agent => "resolved_by_agent",
                 };
+                let number = number.to_string();
                 self.close(t.id, &number, TaskState::Cancelled, reason, now)?;
             }
             return Ok(());

@@ -293,24 +293,6 @@ pub fn on_miss(
     }
 }
 
-/// The number whose open task a call resolves, if it does: the customer called again and
-/// talked, or a person of the PBX called them and talked. (A callback's own record is an attempt
-/// outcome, handled by the dialer through its callback id.)
-pub fn resolves(rec: &CallRecord, policy: &Policy) -> Option<String> {
-    // The tracker's Answered already means a conversation of at least min_talk; the talk time
-    // check covers outbound calls whichever status the tracker gives them.
-    let talked = rec.status == Status::Answered
-        || (rec.answered_at.is_some() && rec.talk_secs >= policy.min_talk.as_secs_f64());
-    match rec.direction {
-        Direction::Inbound if talked => rec.caller_normalized.clone(),
-        Direction::Outbound if talked => rec.callee_normalized.clone(),
-        Direction::Callback if rec.callback_outcome == Some(CallbackOutcome::Connected) => {
-            rec.callee_normalized.clone()
-        }
-        _ => None,
-    }
-}
-
 /// What an attempt's outcome does to its task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AfterOutcome {
@@ -956,23 +938,6 @@ mod tests {
             &p,
         );
         assert!(d.iter().any(|x| x.id == 99));
-    }
-
-    #[test]
-    fn resolution_cancels() {
-        let p = policy();
-        let t = msk("2026-12-21T10:00:00");
-        let mut r = miss("79161234567", t);
-        assert_eq!(resolves(&r, &p), None);
-        r.status = Status::Answered;
-        r.talk_secs = 30.0;
-        assert_eq!(resolves(&r, &p).as_deref(), Some("79161234567"));
-        let mut o = miss("x", t);
-        o.direction = Direction::Outbound;
-        o.status = Status::Answered;
-        o.talk_secs = 30.0;
-        o.callee_normalized = Some("79161234567".into());
-        assert_eq!(resolves(&o, &p).as_deref(), Some("79161234567"));
     }
 
     #[test]

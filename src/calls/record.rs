@@ -210,6 +210,29 @@ impl CallRecord {
         }
     }
 
+    /// How this call resolves earlier misses of its customer, if it does: **the** definition of
+    /// "resolved", used by the store (which applies it within `calls.resolve_within`), and
+    /// through the store by the dialer, the reports and notifications. The customer called in
+    /// and talked (`caller`: status `answered`, i.e. a conversation of at least `min_talk`), a
+    /// person of the PBX called them and talked (`agent`), or perezvon's callback reached them
+    /// (`callback`: [`CallRecord::reached`]).
+    pub fn resolves_as(&self) -> Option<(ResolvedBy, &str)> {
+        let n = self.customer().filter(|n| !n.is_empty())?;
+        match self.direction {
+            Direction::Inbound if self.status == Status::Answered => Some((ResolvedBy::Caller, n)),
+            Direction::Outbound if self.status == Status::Answered => Some((ResolvedBy::Agent, n)),
+            Direction::Callback if self.reached() => Some((ResolvedBy::Callback, n)),
+            _ => None,
+        }
+    }
+
+    /// A callback that reached the customer: **the** definition of "reached" (outcome
+    /// `connected`: a conversation of at least `min_talk` with a person).
+    pub fn reached(&self) -> bool {
+        self.direction == Direction::Callback
+            && self.callback_outcome == Some(CallbackOutcome::Connected)
+    }
+
     /// True when a callback should be considered for this call.
     pub fn wants_callback(&self) -> bool {
         self.direction == Direction::Inbound

@@ -102,22 +102,6 @@ pub struct Recorded {
     pub resolved: Vec<Resolution>,
 }
 
-/// How `r` resolves misses of its customer, if it does.
-fn resolves_as(r: &CallRecord) -> Option<(ResolvedBy, &str)> {
-    let n = r.customer()?;
-    if n.is_empty() {
-        return None;
-    }
-    match r.direction {
-        Direction::Inbound if r.status == Status::Answered => Some((ResolvedBy::Caller, n)),
-        Direction::Outbound if r.status == Status::Answered => Some((ResolvedBy::Agent, n)),
-        Direction::Callback if r.callback_outcome == Some(CallbackOutcome::Connected) => {
-            Some((ResolvedBy::Callback, n))
-        }
-        _ => None,
-    }
-}
-
 fn is_open_miss(r: &CallRecord) -> bool {
     r.direction == Direction::Inbound
         && r.status == Status::Missed
@@ -195,7 +179,7 @@ impl Store {
         }
         let mut resolved = Vec::new();
         if inserted {
-            if let Some((by, n)) = resolves_as(&rec) {
+            if let Some((by, n)) = rec.resolves_as() {
                 let started = ts_to_f64(rec.started_at);
                 let mut stmt = tx
                     .prepare_cached(
