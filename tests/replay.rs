@@ -1,54 +1,91 @@
 //! Every labelled call of every capture, replayed through the real pipeline (codec -> tracker ->
-//! store) with the lab's own `lab.toml`, matches its ground truth in `*.expect.toml`.
+//! store) with its lab's own config, matches its ground truth in `*.expect.toml`. Two labs: the
+//! Local-channel one (`fixtures/asterisk-22`, `lab.toml`) and the real-SIP one
+//! (`fixtures/asterisk-22-pjsip`, `pjsip.toml`: PJSIP trunk, phones and outbound trunk).
+//!
+//! Then every capture again with `calls.min_talk` at 0 s and at 60 s: a call without a person in
+//! its bridge stays a miss whatever the threshold, and an answered call becomes a short-talk miss
+//! only when its talk is below it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use perezvon::ami::codec::decode_all;
 use perezvon::calls::pipeline::{event_time, Pipeline};
-use perezvon::calls::record::{CallRecord, Direction, Timestamp};
+use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, Status, Timestamp};
 use perezvon::config::Config;
 use perezvon::store::Store;
 
-const DIR: &str = "fixtures/asterisk-22";
-
-fn lab() -> Config {
-    Config::load(Path::new(DIR).join("lab.toml").as_path()).expect("lab.toml is valid")
+/// One recorded lab: its captures, its config, the server name its calls are recorded under.
+#[derive(Clone, Copy)]
+struct Lab {
+    dir: &'static str,
+    config: &'static str,
+    server: &'static str,
+    /// At least this many calls across its captures (a guard against a silently empty set).
+    min_calls: usize,
 }
 
-fn captures() -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(DIR)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ami"))
-        .collect();
-    v.sort();
-    v
-}
+const LOCAL: Lab = Lab {
+    dir: "fixtures/asterisk-22",
+    config: "lab.toml",
+    server: "lab",
+    min_calls: 60,
+};
 
-/// Replays files as one stream, like `perezvon replay`; returns the calls as stored, in the
-/// order they ended.
-fn replay(files: &[PathBuf]) -> Vec<CallRecord> {
-    let cfg = lab();
-    let mut p = Pipeline::new(&cfg, Store::open_in_memory().unwrap());
-    let mut order = Vec::new();
-    let mut now = Timestamp::UNIX_EPOCH;
-    for f in files {
-        let (msgs, stats) = decode_all(&std::fs::read(f).unwrap());
-        assert_eq!(stats.problems(), 0);
-        for m in &msgs {
-            let t = event_time(m, now);
-            if t > now {
-                now = t;
-            }
-            order.extend(p.feed("lab", m, now).unwrap());
-        }
+const PJSIP: Lab = Lab {
+    dir: "fixtures/asterisk-22-pjsip",
+    config: "pjsip.toml",
+    server: "lab-pjsip",
+    min_calls: 14,
+};
+
+const LABS: [Lab; 2] = [LOCAL, PJSIP];
+
+impl Lab {
+    fn config(&self) -> Config {
+        Config::load(Path::new(self.dir).join(self.config).as_path())
+            .unwrap_or_else(|e| panic!("{}/{} is valid: {e:?}", self.dir, self.config))
     }
-    order.extend(p.finish(now).unwrap());
-    order
-        .iter()
-        .map(|r| p.store().get_call(&r.server, &r.linkedid).unwrap().unwrap())
-        .collect()
+
+    fn captures(&self) -> Vec<PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "ami"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Replays files as one stream, like `perezvon replay`; returns the calls as stored, in
+    /// the order they ended.
+    fn replay(&self, files: &[PathBuf]) -> Vec<CallRecord> {
+        self.replay_with(&self.config(), files)
+    }
+
+    fn replay_with(&self, cfg: &Config, files: &[PathBuf]) -> Vec<CallRecord> {
+        let mut p = Pipeline::new(cfg, Store::open_in_memory().unwrap());
+        let mut order = Vec::new();
+        let mut now = Timestamp::UNIX_EPOCH;
+        for f in files {
+            let (msgs, stats) = decode_all(&std::fs::read(f).unwrap());
+            assert_eq!(stats.problems(), 0, "{}", f.display());
+            for m in &msgs {
+                let t = event_time(m, now);
+                if t > now {
+                    now = t;
+                }
+                order.extend(p.feed(self.server, m, now).unwrap());
+            }
+        }
+        order.extend(p.finish(now).unwrap());
+        order
+            .iter()
+            .map(|r| p.store().get_call(&r.server, &r.linkedid).unwrap().unwrap())
+            .collect()
+    }
 }
 
 fn s<'a>(v: &'a toml::Value, k: &str) -> &'a str {
@@ -275,14 +312,161 @@ fn check_capture(path: &Path, calls: &[CallRecord], check_resolution: bool) -> V
 
 #[test]
 fn every_labelled_call_of_every_capture_matches() {
-    let mut errs = Vec::new();
-    let mut n = 0;
-    for p in captures() {
-        let calls = replay(std::slice::from_ref(&p));
-        n += calls.len();
-        errs.extend(check_capture(&p, &calls, true));
+    for lab in LABS {
+        let mut errs = Vec::new();
+        let mut n = 0;
+        for p in lab.captures() {
+            let calls = lab.replay(std::slice::from_ref(&p));
+            n += calls.len();
+            errs.extend(check_capture(&p, &calls, true));
+        }
+        assert!(n >= lab.min_calls, "{}: only {n} calls replayed", lab.dir);
+        assert!(
+            errs.is_empty(),
+            "{}: {} mismatches:\n{}",
+            lab.dir,
+            errs.len(),
+            errs.join("\n")
+        );
     }
-    assert!(n >= 60, "only {n} calls replayed");
+}
+
+#[test]
+fn all_captures_as_one_stream_give_the_same_verdicts() {
+    for lab in LABS {
+        // In recording order, one continuous stream, as `perezvon replay fixtures/*.ami` would.
+        let mut files = lab.captures();
+        let first_ts = |p: &PathBuf| {
+            let (m, _) = decode_all(&std::fs::read(p).unwrap());
+            m.iter()
+                .find_map(|m| m.get_str("Timestamp").map(|t| t.to_string()))
+                .unwrap_or_default()
+        };
+        files.sort_by_key(first_ts);
+        let all = lab.replay(&files);
+        let mut errs = Vec::new();
+        for p in &files {
+            // Resolution may legitimately reach across captures (the lab reuses numbers).
+            errs.extend(
+                check_capture(p, &all, false)
+                    .into_iter()
+                    .filter(|e| !e.contains("records for")),
+            );
+        }
+        assert!(errs.is_empty(), "{}: {}", lab.dir, errs.join("\n"));
+        let single: usize = files
+            .iter()
+            .map(|p| lab.replay(std::slice::from_ref(p)).len())
+            .sum();
+        assert_eq!(all.len(), single, "{}", lab.dir);
+    }
+}
+
+/// Every capture of both labs with `calls.min_talk` at `min_talk`: what must hold against the
+/// labels (which are judged at 6 s).
+fn check_min_talk(min_talk: Duration) -> Vec<String> {
+    let limit = min_talk.as_secs_f64();
+    let mut errs = Vec::new();
+    for lab in LABS {
+        let mut cfg = lab.config();
+        cfg.calls.min_talk = min_talk;
+        for p in lab.captures() {
+            let calls = lab.replay_with(&cfg, std::slice::from_ref(&p));
+            let labels: toml::Value =
+                toml::from_str(&std::fs::read_to_string(p.with_extension("expect.toml")).unwrap())
+                    .unwrap();
+            let by_id: HashMap<&str, &CallRecord> =
+                calls.iter().map(|c| (c.linkedid.as_str(), c)).collect();
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            let mut err = |id: &str, what: String| {
+                errs.push(format!("min_talk {limit}s {name} {id}: {what}"))
+            };
+            let empty = Vec::new();
+            let arr = |k: &str| {
+                labels
+                    .get(k)
+                    .and_then(|c| c.as_array())
+                    .unwrap_or(&empty)
+                    .clone()
+            };
+            for l in arr("calls") {
+                let id = s(&l, "id");
+                let Some(c) = by_id.get(s(&l, "linkedid")) else {
+                    err(id, "no record".into());
+                    continue;
+                };
+                let talk = f(&l, "measured_talk_s");
+                if s(&l, "direction") != "inbound" {
+                    // Outbound: answered when the person talked at least min_talk.
+                    let want = if talk > 0.0 && c.talk_secs >= limit {
+                        Status::Answered
+                    } else {
+                        Status::Missed
+                    };
+                    if c.status != want {
+                        err(id, format!("status {:?}, want {want:?}", c.status));
+                    }
+                    continue;
+                }
+                let labelled_miss = l.get("missed").and_then(|m| m.as_bool()).unwrap();
+                // A person was in the caller's bridge: the labels measure it as talk.
+                let talked = talk > 0.0;
+                let want_missed = !talked || c.talk_secs < limit;
+                if c.missed != want_missed {
+                    err(
+                        id,
+                        format!(
+                            "missed {} (talk {}), want {want_missed} (labelled missed = {labelled_miss})",
+                            c.missed, c.talk_secs
+                        ),
+                    );
+                }
+                if c.missed && c.lost_at.is_none() {
+                    err(id, "a miss without lost_at".into());
+                }
+                if labelled_miss
+                    && !talked
+                    && c.lost_at.map(|x| x.as_str()) != Some(s(&l, "hangup_place"))
+                {
+                    err(
+                        id,
+                        format!("lost_at {:?}, want {}", c.lost_at, s(&l, "hangup_place")),
+                    );
+                }
+                if (c.talk_secs - talk).abs() > 1.0 {
+                    err(id, format!("talk {} vs measured {talk}", c.talk_secs));
+                }
+            }
+            for l in arr("callbacks") {
+                let id = s(&l, "id");
+                let Some(c) = by_id.get(s(&l, "linkedid")) else {
+                    err(id, "no record".into());
+                    continue;
+                };
+                let labelled = match s(&l, "expected_outcome") {
+                    "answered_bridged_agent" => "connected",
+                    "customer_answered_agent_missed" => "agent_missed",
+                    o => o,
+                };
+                let want = match labelled {
+                    "connected" if c.talk_secs < limit => CallbackOutcome::TooShort,
+                    o => CallbackOutcome::parse(o).unwrap(),
+                };
+                if c.callback_outcome != Some(want) {
+                    err(
+                        id,
+                        format!("outcome {:?}, want {want:?}", c.callback_outcome),
+                    );
+                }
+            }
+        }
+    }
+    errs
+}
+
+#[test]
+fn no_conversation_is_never_an_answer_even_with_min_talk_zero() {
+    let errs = check_min_talk(Duration::ZERO);
     assert!(
         errs.is_empty(),
         "{} mismatches:\n{}",
@@ -292,32 +476,14 @@ fn every_labelled_call_of_every_capture_matches() {
 }
 
 #[test]
-fn all_captures_as_one_stream_give_the_same_verdicts() {
-    // In recording order, one continuous stream, as `perezvon replay fixtures/*.ami` would.
-    let mut files = captures();
-    let first_ts = |p: &PathBuf| {
-        let (m, _) = decode_all(&std::fs::read(p).unwrap());
-        m.iter()
-            .find_map(|m| m.get_str("Timestamp").map(|t| t.to_string()))
-            .unwrap_or_default()
-    };
-    files.sort_by_key(first_ts);
-    let all = replay(&files);
-    let mut errs = Vec::new();
-    for p in &files {
-        // Resolution may legitimately reach across captures (the lab reuses numbers).
-        errs.extend(
-            check_capture(p, &all, false)
-                .into_iter()
-                .filter(|e| !e.contains("records for")),
-        );
-    }
-    assert!(errs.is_empty(), "{}", errs.join("\n"));
-    let single: usize = files
-        .iter()
-        .map(|p| replay(std::slice::from_ref(p)).len())
-        .sum();
-    assert_eq!(all.len(), single);
+fn a_high_min_talk_turns_only_answered_calls_into_short_talk_misses() {
+    let errs = check_min_talk(Duration::from_secs(60));
+    assert!(
+        errs.is_empty(),
+        "{} mismatches:\n{}",
+        errs.len(),
+        errs.join("\n")
+    );
 }
 
 #[test]
@@ -325,7 +491,7 @@ fn live_customers_are_the_union_over_servers() {
     let msgs = |name: &str| {
         decode_all(&std::fs::read(format!("fixtures/asterisk-22/{name}.ami")).unwrap()).0
     };
-    let mut p = Pipeline::new(&lab(), Store::open_in_memory().unwrap());
+    let mut p = Pipeline::new(&LOCAL.config(), Store::open_in_memory().unwrap());
     assert!(p.live_customers().is_empty());
     // Feeds `name` on `server` until `number` is live there; returns the rest.
     let until_live = |p: &mut Pipeline, server: &str, name: &str, number: &str| {

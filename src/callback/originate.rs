@@ -349,8 +349,10 @@ pub fn classify_response(
     OriginateVerdict::Final(o)
 }
 
-/// The final outcome of an attempt whose first leg answered, from the tracker's record of the
-/// callback call. The tracker's own classification wins; without one, talk time decides.
+/// The final outcome of an attempt, from the tracker's record of the callback call. The
+/// tracker's own classification wins (it reads what the channels did); without one, the
+/// conversation decides: a person answered (`answered_at`) and talked at least `min_talk`.
+/// No conversation is never `connected`, not even with `min_talk` at 0.
 pub fn outcome_from_record(
     mode: CallbackMode,
     rec: &CallRecord,
@@ -359,9 +361,10 @@ pub fn outcome_from_record(
     if let Some(o) = rec.callback_outcome {
         return o;
     }
-    if rec.talk_secs >= min_talk_secs {
+    let conversation = rec.answered_at.is_some();
+    if conversation && rec.talk_secs >= min_talk_secs {
         CallbackOutcome::Connected
-    } else if rec.talk_secs > 0.0 {
+    } else if conversation {
         CallbackOutcome::TooShort
     } else {
         match mode {

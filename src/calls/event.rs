@@ -23,6 +23,11 @@ pub enum Kind {
     SoftHangupRequest,
     Hangup,
     QueueCallerJoin,
+    /// `QueueCallerLeave` / `QueueCallerAbandon`: the caller was in a queue (also one it was
+    /// moved into by an attended transfer, which shows no dialplan step).
+    QueueCallerLeave,
+    BlindTransfer,
+    AttendedTransfer,
     OriginateResponse,
     FullyBooted,
     CoreShowChannel,
@@ -47,6 +52,9 @@ impl Kind {
             b"SoftHangupRequest" => Kind::SoftHangupRequest,
             b"Hangup" => Kind::Hangup,
             b"QueueCallerJoin" => Kind::QueueCallerJoin,
+            b"QueueCallerLeave" | b"QueueCallerAbandon" => Kind::QueueCallerLeave,
+            b"BlindTransfer" => Kind::BlindTransfer,
+            b"AttendedTransfer" => Kind::AttendedTransfer,
             b"OriginateResponse" => Kind::OriginateResponse,
             b"FullyBooted" => Kind::FullyBooted,
             b"CoreShowChannel" => Kind::CoreShowChannel,
@@ -74,6 +82,8 @@ pub struct Ev<'a> {
     pub dest_uniqueid: &'a [u8],
     pub dial_status: &'a [u8],
     pub dial_string: &'a [u8],
+    /// DialEnd `Forward`: the callee forwarded the call (SIP 302) to this target.
+    pub forward: &'a [u8],
     pub cause: &'a [u8],
     pub bridge: &'a [u8],
     pub variable: &'a [u8],
@@ -85,6 +95,13 @@ pub struct Ev<'a> {
     pub uptime: &'a [u8],
     pub duration: &'a [u8],
     pub action_id: &'a [u8],
+    /// BlindTransfer / AttendedTransfer: the party being transferred.
+    pub transferee: &'a [u8],
+    /// AttendedTransfer: `Bridge`, `App`, `Link`, `Threeway`, `Fail`; with `App`, `DestApp`.
+    pub dest_type: &'a [u8],
+    pub dest_app: &'a [u8],
+    /// Transfers: `Success`, `Fail`, `Invalid`, `Not Permitted`.
+    pub result: &'a [u8],
 }
 
 impl<'a> Ev<'a> {
@@ -106,6 +123,7 @@ impl<'a> Ev<'a> {
             dest_uniqueid: b"",
             dial_status: b"",
             dial_string: b"",
+            forward: b"",
             cause: b"",
             bridge: b"",
             variable: b"",
@@ -117,6 +135,10 @@ impl<'a> Ev<'a> {
             uptime: b"",
             duration: b"",
             action_id: b"",
+            transferee: b"",
+            dest_type: b"",
+            dest_app: b"",
+            result: b"",
         };
         let mut is_event = false;
         for (name, value) in msg.headers() {
@@ -137,15 +159,19 @@ impl<'a> Ev<'a> {
                 5 if eq(name, b"Value") => &mut ev.value,
                 6 if eq(name, b"Reason") => &mut ev.reason,
                 6 if eq(name, b"Uptime") => &mut ev.uptime,
+                6 if eq(name, b"Result") => &mut ev.result,
                 7 if eq(name, b"Channel") => &mut ev.channel,
                 7 if eq(name, b"Context") => &mut ev.context,
                 7 if eq(name, b"AppData") => &mut ev.app_data,
+                7 if eq(name, b"Forward") => &mut ev.forward,
+                7 if eq(name, b"DestApp") => &mut ev.dest_app,
                 8 if eq(name, b"Uniqueid") => &mut ev.uniqueid,
                 8 if eq(name, b"Linkedid") => &mut ev.linkedid,
                 8 if eq(name, b"Variable") => &mut ev.variable,
                 8 if eq(name, b"Response") => &mut ev.response,
                 8 if eq(name, b"Duration") => &mut ev.duration,
                 8 if eq(name, b"ActionID") => &mut ev.action_id,
+                8 if eq(name, b"DestType") => &mut ev.dest_type,
                 // CoreShowChannel names the bridge `BridgeId`.
                 8 if eq(name, b"BridgeId") => &mut ev.bridge,
                 9 if eq(name, b"Timestamp") => {
@@ -163,6 +189,7 @@ impl<'a> Ev<'a> {
                 15 if eq(name, b"ApplicationData") => &mut ev.app_data,
                 16 if eq(name, b"LocalOneUniqueid") => &mut ev.local_one,
                 16 if eq(name, b"LocalTwoUniqueid") => &mut ev.local_two,
+                18 if eq(name, b"TransfereeUniqueid") => &mut ev.transferee,
                 _ => continue,
             };
             // The first occurrence wins (AMI does not repeat these; a hostile stream might).

@@ -29,47 +29,95 @@ pub(crate) fn direction(c: &Call) -> Direction {
     }
 }
 
-/// How a callback ended, from the OriginateResponse and what followed it.
-pub(crate) fn callback_outcome(rules: &Rules, c: &Call) -> CallbackOutcome {
-    let answered = |c: &Call| {
-        if c.talk >= rules.min_talk {
-            CallbackOutcome::Connected
-        } else if c.answered_at.is_some() {
-            CallbackOutcome::TooShort
-        } else {
-            CallbackOutcome::AgentMissed
-        }
+/// A conversation of at least `min_talk`. No conversation is never one, whatever the
+/// threshold (`min_talk = "0s"` does not make a call nobody took answered).
+fn talked(rules: &Rules, c: &Call) -> bool {
+    c.answered_at.is_some() && c.talk >= rules.min_talk
+}
+
+/// What a leg that never answered says about why: its dial's `DialEnd` status and its
+/// `Hangup` cause. `None` when neither tells.
+fn unanswered(dial: Option<OriginDial>, cause: u32) -> Option<OriginDial> {
+    // The hangup cause is the more precise of the two: a dial status is derived from it
+    // (`ast_hangup_cause_to_dial_status` turns anything unknown into NOANSWER).
+    let by_cause = match cause {
+        // user busy (SIP 486, 600)
+        17 => Some(OriginDial::Busy),
+        // no user response, no answer (408, 480, 483), subscriber absent (phone off)
+        18..=20 => Some(OriginDial::NoAnswer),
+        // not defined, normal clearing, answered elsewhere, normal unspecified: says nothing
+        0 | 16 | 26 | 31 => None,
+        // unallocated, no route, rejected (401/403/603), number changed, out of order,
+        // invalid format, congestion (503), interworking (4xx), ...
+        _ => Some(OriginDial::Failed),
     };
-    if c.agent_first || !matches!(c.first_kind, ChanKind::External | ChanKind::Trunk) {
-        // Agent-first: the Originate reports the agent side; the customer leg comes later.
-        return match c.originate {
-            Some((false, 1 | 3 | 5)) => CallbackOutcome::AgentMissed,
-            Some((false, _)) => CallbackOutcome::Failed,
-            _ if c.talk >= rules.min_talk => CallbackOutcome::Connected,
-            _ if c.answered_at.is_some() => CallbackOutcome::TooShort,
-            _ if !c.agent_first => CallbackOutcome::Failed,
-            _ => match c.customer_dial {
-                Some(OriginDial::Busy) => CallbackOutcome::Busy,
-                Some(OriginDial::Failed) => CallbackOutcome::Failed,
-                Some(OriginDial::Answer) => CallbackOutcome::AgentMissed,
-                _ if c.caller_up => CallbackOutcome::AgentMissed,
-                _ => CallbackOutcome::NoAnswer,
+    match (by_cause, dial) {
+        (Some(c), _) => Some(c),
+        (None, Some(OriginDial::Answer)) => None,
+        (None, d) => d,
+    }
+}
+
+/// How a callback ended. What the channels did decides: a person in the customer's bridge,
+/// the customer's leg answering, its dial's end and its hangup cause. The OriginateResponse
+/// `Reason` is only a hint for when the channels say nothing: with real SIP a busy customer
+/// gives `Failure` with Reason 0, not 5 (the cause of the dial is lost on the way).
+pub(crate) fn callback_outcome(rules: &Rules, c: &Call) -> CallbackOutcome {
+    use CallbackOutcome as O;
+    if c.answered_at.is_some() {
+        return if talked(rules, c) {
+            O::Connected
+        } else {
+            O::TooShort
+        };
+    }
+    let agent_first =
+        c.agent_first || !matches!(c.first_kind, ChanKind::External | ChanKind::Trunk);
+    let first_answered = c.caller_up
+        || c.origin_dial == Some(OriginDial::Answer)
+        || matches!(c.originate, Some((true, _)));
+    if agent_first {
+        if c.agent_first {
+            // The agent side answered and dialled the customer (now the caller channel).
+            let answered = c.caller_up || c.customer_dial == Some(OriginDial::Answer);
+            if answered {
+                return O::AgentMissed;
+            }
+            return match unanswered(c.customer_dial, c.caller_cause) {
+                Some(OriginDial::Busy) => O::Busy,
+                Some(OriginDial::Failed) => O::Failed,
+                _ => O::NoAnswer,
+            };
+        }
+        // The customer was never dialled. The agent side answered and still no customer leg:
+        // the customer's channel could not be created.
+        if first_answered {
+            return O::Failed;
+        }
+        // Nobody on the agent side took it: busy, no answer or declined is a missed agent.
+        return match unanswered(c.origin_dial, c.caller_cause) {
+            Some(OriginDial::Busy | OriginDial::NoAnswer) => O::AgentMissed,
+            Some(_) => O::Failed,
+            None => match c.originate {
+                Some((false, 1 | 3 | 5)) => O::AgentMissed,
+                _ => O::Failed,
             },
         };
     }
-    match c.originate {
+    // Customer-first: the first channel is the customer.
+    if first_answered {
+        return O::AgentMissed;
+    }
+    match unanswered(c.origin_dial, c.caller_cause) {
+        Some(OriginDial::Busy) => O::Busy,
+        Some(OriginDial::NoAnswer) => O::NoAnswer,
+        Some(_) => O::Failed,
         // Reason = the last control frame: 3 ringing (timeout), 1 hangup, 5 busy, 8 congestion,
-        // 0 the channel never came up.
-        Some((false, 1 | 3)) => CallbackOutcome::NoAnswer,
-        Some((false, 5)) => CallbackOutcome::Busy,
-        Some((false, _)) => CallbackOutcome::Failed,
-        Some((true, _)) => answered(c),
-        // No response seen: read what the channels did.
-        None if c.caller_up || c.origin_dial == Some(OriginDial::Answer) => answered(c),
-        None => match (c.origin_dial, c.caller_cause) {
-            (Some(OriginDial::Busy), _) | (_, 17) => CallbackOutcome::Busy,
-            (Some(OriginDial::NoAnswer), _) | (_, 18 | 19) => CallbackOutcome::NoAnswer,
-            _ => CallbackOutcome::Failed,
+        // 0 the channel never came up or the cause was lost.
+        None => match c.originate {
+            Some((false, 1 | 3)) => O::NoAnswer,
+            Some((false, 5)) => O::Busy,
+            _ => O::Failed,
         },
     }
 }
@@ -86,7 +134,7 @@ pub(crate) fn verdict(
     let end_us = ended_at.as_microsecond();
     let caller_end = c.caller_gone.unwrap_or(end_us);
     let wait = c.answered_at.unwrap_or(caller_end) - c.started;
-    let talked = c.talk >= rules.min_talk;
+    let talked = talked(rules, c);
     let talker = c
         .persons
         .iter()

@@ -70,8 +70,11 @@ pub(crate) enum Ender {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum App {
     None,
+    /// `Dial` or `FollowMe`: the caller is being offered to people.
     Dial,
     Queue,
+    /// `Busy()` / `Congestion()`: the dialplan is turning the caller away.
+    TurnAway,
     Other,
 }
 
@@ -131,12 +134,20 @@ pub(crate) struct Call {
     /// The routing came from `pbx.lost_at_contexts`: dial details do not override it.
     pub(crate) routing_by_context: bool,
     pub(crate) caller_app: App,
-    pub(crate) dial_begins: u8,
+    /// The person (or number) the current sequence of dials offered the caller to first, and
+    /// whether it offered them to anyone else too (in parallel, one after another, a hunt or
+    /// follow-me): `user` or `external` versus `group` (see `routing`).
+    pub(crate) offered: Option<Box<str>>,
+    pub(crate) offered_many: bool,
+    /// The callee just forwarded the call (`DialEnd` with `Forward`): the next dial replaces it.
+    pub(crate) forwarding: bool,
     /// The PBX turned the caller away (busy, congestion, unknown number).
     pub(crate) turned_away: bool,
     pub(crate) connected_since: Option<i64>,
     pub(crate) current_person: u32,
     pub(crate) talk: i64,
+    /// When the caller first had a person in their bridge: whether there was a conversation
+    /// at all, apart from how long it was (`talk` may be 0 and still a conversation).
     pub(crate) answered_at: Option<i64>,
     /// Talk time per person, for `agent` (bounded to a few entries).
     pub(crate) persons: Vec<(Box<str>, i64)>,
@@ -360,6 +371,7 @@ impl Tracker {
             Kind::LocalBridge => self.on_local_bridge(&ev, t),
             Kind::OriginateResponse => self.on_originate_response(&ev),
             Kind::DialBegin | Kind::DialEnd if ev.channel.is_empty() => self.on_origin_dial(&ev),
+            Kind::BlindTransfer | Kind::AttendedTransfer => self.on_transfer(&ev),
             Kind::CoreShowChannel | Kind::Other => {}
             _ => self.on_channel_event(&ev, t, out),
         }
@@ -500,7 +512,9 @@ impl Tracker {
                     routing: None,
                     routing_by_context: false,
                     caller_app: App::None,
-                    dial_begins: 0,
+                    offered: None,
+                    offered_many: false,
+                    forwarding: false,
                     turned_away: false,
                     connected_since: None,
                     current_person: NONE,
@@ -747,7 +761,9 @@ impl Tracker {
                 c.person_drop = None;
                 step(&self.rules, c, ev);
             }
-            Kind::QueueCallerJoin if is_caller && !c.routing_by_context => {
+            Kind::QueueCallerJoin | Kind::QueueCallerLeave
+                if is_caller && !c.routing_by_context =>
+            {
                 c.routing = Some(LostAt::Queue);
                 c.caller_app = App::Queue;
             }
@@ -773,6 +789,9 @@ impl Tracker {
                 if caller_side && c.caller_app == App::Dial && turned {
                     c.turned_away = true;
                 }
+                if caller_side && !ev.forward.is_empty() {
+                    c.forwarding = true;
+                }
             }
             Kind::BridgeEnter if !ev.bridge.is_empty() => {
                 self.enter_bridge(cid, ev.bridge);
@@ -790,8 +809,15 @@ impl Tracker {
                 }
             }
             Kind::HangupRequest | Kind::SoftHangupRequest if is_caller && c.ender.is_none() => {
-                c.ender = Some(if ev.kind == Kind::HangupRequest {
+                // Busy()/Congestion() on an unanswered SIP channel sends 486/503 and the
+                // session ends with that cause: the PBX's hangup, not the caller's BYE/CANCEL
+                // (which carry no cause, 16 or 127).
+                let rejected =
+                    c.caller_app == App::TurnAway && matches!(parse_u32(ev.cause), Some(17 | 34));
+                c.ender = Some(if ev.kind == Kind::HangupRequest && !rejected {
                     Ender::Caller
+                } else if rejected {
+                    Ender::System
                 } else {
                     c.person_drop.unwrap_or(Ender::System)
                 });
@@ -817,6 +843,7 @@ impl Tracker {
             .and_then(|&d| self.chans.get(d));
         let dest_kind = dest.map_or(ChanKind::Other, |d| d.kind);
         let dest_person = dest.and_then(|d| d.person.clone());
+        let src_kind = self.chans.get(cid).map_or(ChanKind::Other, |c| c.kind);
         let caller_partner = self
             .calls
             .get(call)
@@ -836,25 +863,43 @@ impl Tracker {
             }
         }
         let caller_side = is_caller || caller_partner == Some(cid);
+        let outside = matches!(dest_kind, ChanKind::External | ChanKind::Trunk);
         if !caller_side {
+            if src_kind == ChanKind::Other && outside {
+                routing::offered_downstream(c);
+            }
             return;
         }
-        let outside = matches!(dest_kind, ChanKind::External | ChanKind::Trunk);
         if c.dialled.is_none() && (outside || dest_kind == ChanKind::Agent) {
             c.dialled = dialled_number(ev.exten)
                 .filter(|_| ev.exten != b"s")
                 .or_else(|| dialled_number(ev.dial_string));
         }
         if c.caller_app == App::Dial && !c.routing_by_context {
-            c.dial_begins = c.dial_begins.saturating_add(1);
-            c.routing = Some(if c.dial_begins >= 2 || c.routing == Some(LostAt::Group) {
-                LostAt::Group
-            } else if outside {
-                LostAt::External
-            } else {
-                LostAt::User
-            });
+            routing::offered(c, person_name(ev.dest_channel), outside);
         }
+    }
+
+    /// A blind or attended transfer of one of our callers: a new routing leg begins.
+    fn on_transfer(&mut self, ev: &Ev<'_>) {
+        if !ev.result.eq_ignore_ascii_case(b"Success") {
+            return;
+        }
+        let Some((cid, call)) = self
+            .chan_ids
+            .get(ev.transferee)
+            .and_then(|&id| self.chans.get(id).map(|c| (id, c.call)))
+        else {
+            return;
+        };
+        let partner = self.chans.get(cid).map_or(NONE, |c| c.partner);
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        if c.caller != cid && c.caller != partner {
+            return;
+        }
+        routing::transferred(c, ev);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1137,7 +1182,11 @@ impl Tracker {
         self.ended.push_back(c.linkedid.as_bytes().into());
         let unknown = match unknown {
             // A call seen only partly may still prove an answer; it never proves a miss.
-            Some(UnknownReason::LinkDown) if c.resynced && c.talk >= self.rules.min_talk => None,
+            Some(UnknownReason::LinkDown)
+                if c.resynced && c.answered_at.is_some() && c.talk >= self.rules.min_talk =>
+            {
+                None
+            }
             u => u,
         };
         out.push(rules::verdict(
