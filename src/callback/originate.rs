@@ -23,9 +23,12 @@
 //! <agent_context>`, or `Local/<exten>@<context>`), and once a person answers it runs
 //! `Dial(<customer dial string>,<timeout>)`. OriginateResponse then reports the *agent* leg.
 //!
-//! Outcome mapping is pinned on the captures (AMI.md §4, §5i): Reason 4 = answered (the only
-//! Success), 3 = still ringing at Timeout, 1 = hung up before answer, 5 = busy, 8 = congestion,
-//! 0 = the channel was never set up.
+//! Outcome mapping is pinned on the captures of both labs (AMI.md §4, §5i;
+//! `fixtures/asterisk-22-pjsip`): Reason 4 = answered (the only Success), 3 = still ringing at
+//! Timeout, 1 = hung up before answer, 5 = busy, 8 = congestion, 0 = no control frame: the
+//! channel was never set up, *or* a real SIP failure whose cause did not reach the Reason (a
+//! busy customer's 486 is `Failure/0`). A Reason that does not name the outcome waits for the
+//! tracker's record of the call ([`ResponseVerdict::AwaitRecord`]), which reads the channels.
 
 use std::fmt;
 
@@ -320,6 +323,52 @@ impl OriginateResponse {
 }
 
 /// What an OriginateResponse says about an attempt.
+///
+/// Asterisk's `Reason` is the last control frame the first leg sent (`pbx_dial_reason`,
+/// main/pbx.c), and it often does not say what happened: with real SIP a busy customer (486)
+/// comes back as `Failure` with Reason 0 (the dial's cause is lost), exactly like a channel that
+/// could not be created at all. Only the channels tell those apart (the customer leg's
+/// `DialEnd BUSY`, `Hangup Cause: 17`), and the tracker's record of the callback call reads them:
+/// that record, not the Reason, gives the outcome. See [`ResponseVerdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseVerdict {
+    /// The first leg answered; the final outcome comes from the tracker's callback record.
+    Answered,
+    /// The Reason names the outcome (1/3 ringing or hung up, 5 busy, 8 congestion): the
+    /// attempt is over.
+    Final(CallbackOutcome),
+    /// The Reason does not say what happened (0, or a code that names no outcome): wait for the
+    /// tracker's record of the call, which it emits for every originated channel, failed ones
+    /// included, as soon as the channels are gone (normally within milliseconds of the
+    /// response). `fallback` is what the Reason suggests, for when no record comes because no
+    /// channel was ever created (an unknown endpoint, a trunk that is down).
+    AwaitRecord { fallback: CallbackOutcome },
+}
+
+/// Maps an OriginateResponse to a verdict. In customer-first the first leg is the customer; in
+/// agent-first it is the agent side, so "did not answer" there means no person took it.
+pub fn read_response(mode: CallbackMode, success: bool, reason: Option<i64>) -> ResponseVerdict {
+    use CallbackOutcome as O;
+    if success || reason == Some(4) {
+        return ResponseVerdict::Answered;
+    }
+    match (mode, reason) {
+        (CallbackMode::CustomerFirst, Some(1 | 3)) => ResponseVerdict::Final(O::NoAnswer),
+        (CallbackMode::CustomerFirst, Some(5)) => ResponseVerdict::Final(O::Busy),
+        (CallbackMode::AgentFirst, Some(1 | 3 | 5)) => ResponseVerdict::Final(O::AgentMissed),
+        // Congestion: the network refused the call.
+        (_, Some(8)) => ResponseVerdict::Final(O::Failed),
+        // 0 = "no frame": never set up, or a SIP failure whose cause was lost (busy!).
+        _ => ResponseVerdict::AwaitRecord {
+            fallback: O::Failed,
+        },
+    }
+}
+
+/// The two-way view of [`read_response`] the dialer uses today: an attempt answered, or over.
+/// It cannot wait for the tracker's record, so [`ResponseVerdict::AwaitRecord`] becomes its
+/// `fallback` here (a busy SIP customer is counted `failed`); a dialer that handles
+/// `AwaitRecord` should call [`read_response`] instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginateVerdict {
     /// The first leg answered; the final outcome comes from the tracker's callback record.
@@ -328,25 +377,18 @@ pub enum OriginateVerdict {
     Final(CallbackOutcome),
 }
 
-/// Maps an OriginateResponse to a verdict. In customer-first the first leg is the customer; in
-/// agent-first it is the agent side, so "did not answer" there means no person took it.
+/// [`read_response`] without the wait for the record (see [`OriginateVerdict`]).
 pub fn classify_response(
     mode: CallbackMode,
     success: bool,
     reason: Option<i64>,
 ) -> OriginateVerdict {
-    use CallbackOutcome as O;
-    if success || reason == Some(4) {
-        return OriginateVerdict::Answered;
+    match read_response(mode, success, reason) {
+        ResponseVerdict::Answered => OriginateVerdict::Answered,
+        ResponseVerdict::Final(o) | ResponseVerdict::AwaitRecord { fallback: o } => {
+            OriginateVerdict::Final(o)
+        }
     }
-    let o = match (mode, reason) {
-        (CallbackMode::CustomerFirst, Some(1 | 3)) => O::NoAnswer,
-        (CallbackMode::CustomerFirst, Some(5)) => O::Busy,
-        (CallbackMode::AgentFirst, Some(1 | 3 | 5)) => O::AgentMissed,
-        // 0 = never set up, 8 = congestion, anything else: the network or the PBX refused.
-        _ => O::Failed,
-    };
-    OriginateVerdict::Final(o)
 }
 
 /// The final outcome of an attempt, from the tracker's record of the callback call. The
@@ -556,6 +598,57 @@ mod tests {
             CallbackIds::new(1, 1, 1),
         );
         assert_eq!(r, Err(BuildError::LineBreak("CallerID")));
+    }
+
+    #[test]
+    fn reasons_that_name_no_outcome_wait_for_the_channels() {
+        use CallbackOutcome as O;
+        use ResponseVerdict::*;
+        for mode in [CallbackMode::CustomerFirst, CallbackMode::AgentFirst] {
+            for reason in [Some(0), None, Some(2), Some(99)] {
+                assert_eq!(
+                    read_response(mode, false, reason),
+                    AwaitRecord {
+                        fallback: O::Failed
+                    },
+                    "{mode:?} {reason:?}"
+                );
+            }
+            assert_eq!(read_response(mode, true, Some(4)), Answered);
+            assert_eq!(read_response(mode, false, Some(8)), Final(O::Failed));
+        }
+        let c = CallbackMode::CustomerFirst;
+        assert_eq!(read_response(c, false, Some(5)), Final(O::Busy));
+        assert_eq!(read_response(c, false, Some(3)), Final(O::NoAnswer));
+        let a = CallbackMode::AgentFirst;
+        assert_eq!(read_response(a, false, Some(5)), Final(O::AgentMissed));
+    }
+
+    #[test]
+    fn no_conversation_is_never_connected_even_with_min_talk_zero() {
+        let mut r = crate::test_support::inbound_miss(
+            "L1",
+            crate::calls::record::Timestamp::from_second(1_800_000_000).unwrap(),
+            10.0,
+        );
+        r.direction = crate::calls::record::Direction::Callback;
+        r.callback_outcome = None;
+        for mode in [CallbackMode::CustomerFirst, CallbackMode::AgentFirst] {
+            assert_ne!(
+                outcome_from_record(mode, &r, 0.0),
+                CallbackOutcome::Connected
+            );
+        }
+        r.answered_at = Some(r.started_at);
+        assert_eq!(
+            outcome_from_record(CallbackMode::CustomerFirst, &r, 0.0),
+            CallbackOutcome::Connected,
+            "a conversation of 0 s is one at min_talk 0"
+        );
+        assert_eq!(
+            outcome_from_record(CallbackMode::CustomerFirst, &r, 6.0),
+            CallbackOutcome::TooShort
+        );
     }
 
     #[test]
