@@ -181,7 +181,8 @@ pub async fn run_with(
                 .clock
                 .clone()
                 .unwrap_or_else(|| Arc::new(jiff::Timestamp::now));
-            let d = Dialer::new(&cfg, tasks_store, h, clock, Some(dialer_events_tx.clone()));
+            let d = Dialer::new(&cfg, tasks_store, h, clock, Some(dialer_events_tx.clone()))
+                .require_sync();
             let done = dialer_done.clone();
             let stop = dialer_stop.clone();
             Some(tokio::spawn(async move {
@@ -485,9 +486,12 @@ impl Ingest<'_> {
                 let r = self.pipeline.resync(server, items, jiff::Timestamp::now());
                 self.forward(r).await?;
                 if self.dialing && self.callback_server == Some(server) {
-                    // Attempts of unknown fate are settled against what is live now.
+                    // Who is on a call first, then: attempts of unknown fate are settled against
+                    // what is live now, and attempts may start again.
+                    let customers = self.pipeline.live_customers();
+                    send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
                     let live = self.pipeline.live_callbacks();
-                    send(self.dial_tx, DialerInput::Reconciled(live)).await;
+                    send(self.dial_tx, DialerInput::Reconciled(Some(live))).await;
                 }
             }
             Snapshot::Failed => {
@@ -495,6 +499,11 @@ impl Ingest<'_> {
                     .pipeline
                     .give_up_previous_sessions(server, jiff::Timestamp::now());
                 self.forward(r).await?;
+                if self.dialing && self.callback_server == Some(server) {
+                    let customers = self.pipeline.live_customers();
+                    send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
+                    send(self.dial_tx, DialerInput::Reconciled(None)).await;
+                }
             }
             Snapshot::Superseded => {}
         }

@@ -109,8 +109,38 @@ impl NumberPlan {
     }
 }
 
+/// **The** display form of a customer's number, everywhere perezvon shows one: E.164 with `+`
+/// (`+79161234567`) when the number normalised to a full international number (8 digits or
+/// more: the country code is known), else the raw caller ID as Asterisk gave it (an extension,
+/// a short code), or `(withheld)`. JSON output keeps the raw caller ID beside it.
+pub fn display(normalized: Option<&str>, raw: Option<&str>) -> String {
+    match (normalized, raw) {
+        (Some(n), _) if n.len() >= 8 && n.bytes().all(|b| b.is_ascii_digit()) => format!("+{n}"),
+        (_, Some(r)) if !r.trim().is_empty() => r.to_string(),
+        (Some(n), None) if !n.is_empty() => n.to_string(),
+        _ => "(withheld)".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_display_form() {
+        use super::display;
+        assert_eq!(
+            display(Some("79161234567"), Some("89161234567")),
+            "+79161234567"
+        );
+        assert_eq!(
+            display(Some("79161234567"), Some("+79161234567")),
+            "+79161234567"
+        );
+        assert_eq!(display(Some("79161234567"), None), "+79161234567");
+        assert_eq!(display(Some("201"), Some("201")), "201");
+        assert_eq!(display(None, Some("anonymous")), "anonymous");
+        assert_eq!(display(None, None), "(withheld)");
+    }
+
     use super::*;
 
     #[test]

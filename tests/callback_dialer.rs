@@ -472,7 +472,7 @@ async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
     d.tick().await.unwrap();
     assert_eq!(fake.sent().len(), 1);
     // The live channels are read after the link comes up: its call is not among them.
-    d.handle(DialerInput::Reconciled(Default::default()))
+    d.handle(DialerInput::Reconciled(Some(Default::default())))
         .await
         .unwrap();
     let t = d.tasks()[0].clone();
@@ -647,9 +647,11 @@ async fn a_restart_during_a_connected_callback_adopts_it_and_keeps_its_outcome()
     clock.advance(20);
     let (mut d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
     // The new session's snapshot lists the call: it is still in progress.
-    d.handle(DialerInput::Reconciled([cb.clone()].into_iter().collect()))
-        .await
-        .unwrap();
+    d.handle(DialerInput::Reconciled(Some(
+        [cb.clone()].into_iter().collect(),
+    )))
+    .await
+    .unwrap();
     d.handle(DialerInput::LiveCallbacks(
         [cb.clone()].into_iter().collect(),
     ))

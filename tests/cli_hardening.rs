@@ -43,8 +43,10 @@ fn with_hostile_miss() -> Fixture {
     let f = fixture();
     let store = Store::open(&f.db).unwrap();
     let now = Timestamp::now();
+    // Not a number (letters, escapes): it never normalises, so it is shown as Asterisk gave it.
     let call = CallRecord {
         caller: Some(hostile()),
+        caller_normalized: None,
         agent: Some(format!("PJSIP/\u{1b}[5m{}", "2".repeat(50_000))),
         ..support::inbound_miss("1795375036.1", now - SignedDuration::from_mins(30), 20.0)
     };

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 fn number_before(text: &str, words: &str) -> u64 {
-    // "Summary: 49 inbound calls, 34 missed, 35 callbacks placed, 23 customers reached by callback, ..."
+    // "Summary: 46 inbound calls, 31 missed, 30 callbacks placed, 21 connected, 27 misses resolved in all."
     let line = text
         .lines()
         .find(|l| l.starts_with("Summary:"))
@@ -44,10 +44,63 @@ fn demo_detects_misses_and_connects_callbacks() {
     }
     let missed = number_before(&stdout, "missed");
     let placed = number_before(&stdout, "callbacks placed");
-    let reached = number_before(&stdout, "customers reached by callback");
+    let reached = number_before(&stdout, "connected");
     assert!(missed >= 1, "{stdout}");
     assert!(placed >= 1, "{stdout}");
     assert!(reached >= 1, "{stdout}");
+    // Every count printed agrees with every other: one definition of missed, resolved, reached.
+    let inbound = number_before(&stdout, "inbound calls");
+    let resolved = number_before(&stdout, "misses resolved in all");
+    let header = format!("== Missed calls ({missed} of {inbound} inbound)");
+    assert!(stdout.contains(&header), "{header:?} in\n{stdout}");
+    let row = |label: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label) && l[label.len()..].starts_with("  "))
+            .unwrap_or_else(|| panic!("{label:?} row in\n{stdout}"));
+        line[label.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("number in {line:?}"))
+    };
+    assert_eq!(row("Inbound calls"), inbound, "{stdout}");
+    assert_eq!(row("Missed"), missed, "{stdout}");
+    assert_eq!(row("  resolved"), resolved, "{stdout}");
+    let callbacks = stdout
+        .lines()
+        .find(|l| l.starts_with("Callbacks: "))
+        .expect("callbacks line");
+    assert!(
+        callbacks.starts_with(&format!(
+            "Callbacks: {placed} attempts, {reached} connected"
+        )),
+        "{callbacks:?} vs the summary's {placed} placed, {reached} connected"
+    );
+    assert_eq!(
+        row("connected"),
+        reached,
+        "attempt outcomes table vs the summary"
+    );
+    // The missed-call list has one row per miss, each number in one display form, and a miss
+    // shown unresolved never belongs to a task closed as resolved.
+    let section = stdout
+        .split("== Missed calls")
+        .nth(1)
+        .and_then(|s| s.split("== Callbacks").next())
+        .unwrap();
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("20")).collect();
+    assert_eq!(rows.len() as u64, missed, "{section}");
+    for r in &rows {
+        let caller = r.split_whitespace().nth(2).unwrap();
+        assert!(
+            caller.starts_with('+') || caller == "(withheld)" || caller == "anonymous",
+            "{caller} in {r}"
+        );
+        if r.contains("  -  ") && r.contains("cancelled") {
+            panic!("an unresolved miss whose task says resolved: {r}");
+        }
+    }
     // Every callback placed was tied to a task and ended: nothing is left in progress.
     assert!(!stdout.contains("in progress"), "{stdout}");
     let page = std::fs::read_to_string(&html).unwrap();

@@ -104,7 +104,11 @@ pub enum DialerInput {
     /// (adopted from a previous run, or in flight while the link was down) and whose call is not
     /// there ended unseen: they are settled as `unknown` now, and only then does the spacing
     /// start.
-    Reconciled(HashSet<String>),
+    ///
+    /// `None`: the list could not be read; nothing is settled, but the dialer may go on.
+    /// Either way, with [`Dialer::require_sync`], no attempt starts after a start-up or a link
+    /// loss before this arrives (send [`DialerInput::LiveCustomers`] first).
+    Reconciled(Option<HashSet<String>>),
 }
 
 /// What the dialer reports, for notifications and metrics (the daemon decides who listens).
@@ -205,6 +209,10 @@ pub struct Dialer<O> {
     retry: std::collections::VecDeque<DialerInput>,
     /// The link was seen down at the last tick.
     link_was_down: bool,
+    /// Attempts start only once the live channels were read since the last start-up or link
+    /// loss (see [`Dialer::require_sync`]).
+    synced: bool,
+    require_sync: bool,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -240,7 +248,17 @@ impl<O: Originator> Dialer<O> {
             last_backlog: Timestamp::UNIX_EPOCH,
             retry: std::collections::VecDeque::new(),
             link_was_down: false,
+            synced: false,
+            require_sync: false,
         }
+    }
+
+    /// Starts no attempt after start-up or a link loss until [`DialerInput::Reconciled`] says
+    /// the live channels were read: until then a customer talking to us may not be known to be
+    /// on a call. The daemon sets it; tests that drive the dialer by hand need not.
+    pub fn require_sync(mut self) -> Dialer<O> {
+        self.require_sync = true;
+        self
     }
 
     /// The longest an attempt's call can last: ringing, then the longest call.
@@ -391,7 +409,13 @@ impl<O: Originator> Dialer<O> {
                 self.live_callbacks = live;
                 Ok(())
             }
-            DialerInput::Reconciled(live) => self.on_reconciled(&live),
+            DialerInput::Reconciled(live) => {
+                self.synced = true;
+                match live {
+                    Some(live) => self.on_reconciled(&live),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -467,6 +491,15 @@ impl<O: Originator> Dialer<O> {
                 return Ok(());
             }
             if let Some(t) = self.store.open_task_for(number)? {
+                if self.store.unresolved_misses(number, t.first_missed_at)? > 0 {
+                    // A miss of this task came after the resolving call began: still owed.
+                    tracing::info!(
+                        task_id = t.id,
+                        number,
+                        "call resolved earlier misses; a later one is still owed a callback"
+                    );
+                    return Ok(());
+                }
                 let reason = match by {
                     ResolvedBy::Caller => "resolved_by_caller",
                     ResolvedBy::Callback => "resolved_by_callback",
@@ -672,6 +705,9 @@ impl<O: Originator> Dialer<O> {
             }
         }
         self.link_was_down = !up;
+        if !up {
+            self.synced = false;
+        }
         let expired: Vec<(String, InFlight)> = self
             .in_flight
             .iter()
@@ -699,6 +735,10 @@ impl<O: Originator> Dialer<O> {
             self.finish(&cb, &f, AttemptOutcome::Unknown, now, None, Some(detail))?;
         }
         if !self.enabled || !up {
+            return Ok(());
+        }
+        if self.require_sync && !self.synced {
+            tracing::debug!("live channels not read yet: due callbacks wait");
             return Ok(());
         }
         let due = planner::due_avoiding(&self.tasks, now, &self.hours, &self.policy, &self.live);

@@ -210,6 +210,21 @@ impl CallRecord {
         }
     }
 
+    /// An inbound call the statistics count: **the** definition, used by the report, `missed`,
+    /// the demo and the console. Accidental calls (`ignored`: the caller hung up within
+    /// `calls.min_wait`) and calls perezvon lost sight of (`unknown`) are counted apart.
+    pub fn is_counted_inbound(&self) -> bool {
+        self.direction == Direction::Inbound
+            && !self.ignored
+            && !matches!(self.status, Status::Ignored | Status::Unknown)
+    }
+
+    /// A missed call: **the** definition of "missed" the statistics use. The tracker marks an
+    /// accidental call `missed` *and* `ignored`, so `missed` alone is not enough.
+    pub fn is_counted_miss(&self) -> bool {
+        self.is_counted_inbound() && (self.missed || self.status == Status::Missed)
+    }
+
     /// How this call resolves earlier misses of its customer, if it does: **the** definition of
     /// "resolved", used by the store (which applies it within `calls.resolve_within`), and
     /// through the store by the dialer, the reports and notifications. The customer called in

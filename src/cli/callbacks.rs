@@ -221,7 +221,7 @@ fn list(a: &ListArgs) -> CmdResult {
             out,
             "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  {}",
             t.id,
-            cell(&t.number),
+            cell(&crate::number::display(Some(&t.number), None)),
             t.state.as_str(),
             t.missed_count,
             t.attempts,

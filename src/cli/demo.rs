@@ -118,7 +118,7 @@ fn print_results(s: &DemoSummary, html: Option<&std::path::Path>) -> CmdResult {
         println!("\nHTML report written to {}", path.display());
     }
     println!(
-        "\nSummary: {} inbound calls, {} missed, {} callbacks placed, {} customers reached by callback, {} resolved in all.",
+        "\nSummary: {} inbound calls, {} missed, {} callbacks placed, {} connected, {} misses resolved in all.",
         s.inbound, s.missed, s.originates, s.connected, s.resolved
     );
     Ok(0)

@@ -24,6 +24,7 @@ pub struct DemoSummary {
     pub resolved: usize,
     pub tasks: usize,
     pub originates: usize,
+    /// Callback calls that reached the customer (attempts `connected`).
     pub connected: usize,
     pub open_tasks_left: usize,
     pub database: PathBuf,
@@ -220,28 +221,33 @@ async fn monitor(
 }
 
 fn snapshot(store: &Store, lab: &lab::Lab) -> Result<(DemoSummary, usize), DemoError> {
-    use crate::calls::record::{Direction, ResolvedBy};
+    use crate::callback::planner::AttemptOutcome;
+    use crate::calls::record::CallbackOutcome;
+    // The one definition of each count (`CallRecord::is_counted_miss`, `resolved_by`, an
+    // attempt `connected`), so the demo's lines agree with the report it prints.
     let calls = store.calls_ended_between(jiff::Timestamp::UNIX_EPOCH, jiff::Timestamp::MAX)?;
-    let inbound: Vec<_> = calls
-        .iter()
-        .filter(|c| c.direction == Direction::Inbound)
-        .collect();
+    let inbound: Vec<_> = calls.iter().filter(|c| c.is_counted_inbound()).collect();
     let tasks = store.list_tasks(true, 100_000)?;
     let open = tasks.iter().filter(|t| t.task.state.is_open()).count();
+    let mut connected = 0;
+    for t in &tasks {
+        connected += store
+            .attempts_of(t.task.id)?
+            .iter()
+            .filter(|a| a.outcome == Some(AttemptOutcome::Call(CallbackOutcome::Connected)))
+            .count();
+    }
     let originates = lab.log.lock().map(|l| l.originates.len()).unwrap_or(0);
     let s = DemoSummary {
         inbound: inbound.len(),
-        missed: inbound.iter().filter(|c| c.missed).count(),
+        missed: inbound.iter().filter(|c| c.is_counted_miss()).count(),
         resolved: inbound
             .iter()
-            .filter(|c| c.missed && c.resolved_by.is_some())
+            .filter(|c| c.is_counted_miss() && c.resolved_by.is_some())
             .count(),
         tasks: tasks.len(),
         originates,
-        connected: inbound
-            .iter()
-            .filter(|c| c.resolved_by == Some(ResolvedBy::Callback))
-            .count(),
+        connected,
         open_tasks_left: open,
         database: PathBuf::new(),
     };

@@ -19,6 +19,9 @@ pub struct MissedLine {
     pub ended_at: String,
     pub server: String,
     pub linkedid: String,
+    /// The number in its display form ([`crate::number::display`]): `+79161234567`.
+    pub number: String,
+    /// The caller ID as Asterisk gave it (`89161234567`, `anonymous`).
     pub caller: Option<String>,
     pub caller_normalized: Option<String>,
     pub callee: Option<String>,
@@ -37,11 +40,12 @@ pub struct MissedLine {
 }
 
 /// CSV header, the field order of [`MissedLine`].
-pub const CSV_HEADER: [&str; 18] = [
+pub const CSV_HEADER: [&str; 19] = [
     "started_at",
     "ended_at",
     "server",
     "linkedid",
+    "number",
     "caller",
     "caller_normalized",
     "callee",
@@ -80,6 +84,7 @@ impl MissedLine {
             ended_at: rfc3339(c.ended_at, tz),
             server: c.server.clone(),
             linkedid: c.linkedid.clone(),
+            number: crate::number::display(c.caller_normalized.as_deref(), c.caller.as_deref()),
             caller: c.caller.clone(),
             caller_normalized: c.caller_normalized.clone(),
             callee: c.callee.clone(),
@@ -101,7 +106,7 @@ impl MissedLine {
         }
     }
 
-    fn csv_fields(&self) -> [String; 18] {
+    fn csv_fields(&self) -> [String; 19] {
         let o = |s: &Option<String>| s.clone().unwrap_or_default();
         let n = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
         [
@@ -109,6 +114,7 @@ impl MissedLine {
             self.ended_at.clone(),
             self.server.clone(),
             self.linkedid.clone(),
+            self.number.clone(),
             o(&self.caller),
             o(&self.caller_normalized),
             o(&self.callee),
@@ -219,7 +225,7 @@ pub fn table_text(list: &[MissedCall], tz: &TimeZone) -> String {
             };
             vec![
                 local_minute(c.started_at, tz),
-                c.caller.clone().unwrap_or_else(|| "(withheld)".into()),
+                crate::number::display(c.caller_normalized.as_deref(), c.caller.as_deref()),
                 c.lost_at.map(|l| l.as_str()).unwrap_or("-").to_string(),
                 human_secs(c.wait_secs),
                 resolved,

@@ -229,22 +229,20 @@ enum Kind {
     Unknown,
 }
 
-/// True when a record is a miss the reports count: not accidental, not unknown. The tracker
-/// marks an accidental call `missed` *and* `ignored` (status `ignored`), so `missed` alone is
-/// not enough.
+/// True when a record is a miss the reports count ([`CallRecord::is_counted_miss`]).
 pub fn is_miss(r: &CallRecord) -> bool {
-    kind(r) == Kind::Missed
+    r.is_counted_miss()
 }
 
 fn kind(r: &CallRecord) -> Kind {
-    if r.ignored || r.status == Status::Ignored {
-        Kind::Ignored
-    } else if r.status == Status::Unknown {
-        Kind::Unknown
-    } else if r.missed || r.status == Status::Missed {
+    if r.is_counted_miss() {
         Kind::Missed
-    } else {
+    } else if r.is_counted_inbound() {
         Kind::Answered
+    } else if r.status == Status::Unknown && !r.ignored {
+        Kind::Unknown
+    } else {
+        Kind::Ignored
     }
 }
 

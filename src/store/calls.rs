@@ -288,6 +288,19 @@ impl Store {
         Ok(())
     }
 
+    /// Misses of `number` that ended at or after `since` and nothing has resolved yet: while
+    /// there is one, its callback task stays open.
+    pub fn unresolved_misses(&self, number: &str, since: jiff::Timestamp) -> Result<u64> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FROM calls WHERE caller_normalized = ?1 AND missed = 1 \
+                 AND ignored = 0 AND resolved_by IS NULL AND direction = 'inbound' \
+                 AND status = 'missed' AND ended_at >= ?2",
+            )
+            .and_then(|mut s| s.query_row(params![number, ts_to_f64(since) - 1e-3], |r| r.get(0)))
+            .map_err(StoreError::sql("count unresolved misses"))
+    }
+
     /// Verdicts still waiting for the dialer (STATUS, tests).
     pub fn dialer_backlog(&self) -> Result<u64> {
         self.conn

@@ -8,7 +8,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
-use crate::calls::record::{CallRecord, CallbackOutcome, Direction};
+use crate::calls::record::{CallRecord, CallbackOutcome};
 
 /// What the dialer did about one number, as the missed-call list shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +59,7 @@ impl Store {
         let mut calls: Vec<CallRecord> = self
             .calls_ended_between(from, to)?
             .into_iter()
-            .filter(|c| c.direction == Direction::Inbound && crate::report::is_miss(c))
+            .filter(|c| c.is_counted_miss())
             .filter(|c| !unresolved_only || c.resolved_by.is_none())
             .collect();
         calls.reverse();
