@@ -139,8 +139,10 @@ pub(crate) struct Call {
     /// follow-me): `user` or `external` versus `group` (see `routing`).
     pub(crate) offered: Option<Box<str>>,
     pub(crate) offered_many: bool,
-    /// The callee just forwarded the call (`DialEnd` with `Forward`): the next dial replaces it.
-    pub(crate) forwarding: bool,
+    /// The dial just ended for a callee without ending the dial: forwarded (`DialEnd` with
+    /// `Forward`, SIP 302) or picked up from another phone (the pickup's masquerade reports a
+    /// `DialEnd CANCEL` and a `DialBegin` of the picker). The next dial replaces that callee.
+    pub(crate) replacing: bool,
     /// The PBX turned the caller away (busy, congestion, unknown number).
     pub(crate) turned_away: bool,
     pub(crate) connected_since: Option<i64>,
@@ -514,7 +516,7 @@ impl Tracker {
                     caller_app: App::None,
                     offered: None,
                     offered_many: false,
-                    forwarding: false,
+                    replacing: false,
                     turned_away: false,
                     connected_since: None,
                     current_person: NONE,
@@ -789,8 +791,9 @@ impl Tracker {
                 if caller_side && c.caller_app == App::Dial && turned {
                     c.turned_away = true;
                 }
-                if caller_side && !ev.forward.is_empty() {
-                    c.forwarding = true;
+                let cancel = ev.dial_status.eq_ignore_ascii_case(b"CANCEL");
+                if caller_side && (!ev.forward.is_empty() || cancel) {
+                    c.replacing = true;
                 }
             }
             Kind::BridgeEnter if !ev.bridge.is_empty() => {
@@ -837,6 +840,19 @@ impl Tracker {
     }
 
     fn on_dial_begin(&mut self, cid: u32, call: u32, is_caller: bool, ev: &Ev<'_>) {
+        // An outside leg is named after its trunk (`PJSIP/provider-out-0000001c`): the person
+        // is the number it dials.
+        if let Some(d) = self
+            .chan_ids
+            .get(ev.dest_uniqueid)
+            .and_then(|&d| self.chans.get_mut(d))
+        {
+            if d.kind == ChanKind::External {
+                if let Some(n) = dialled_number(ev.dial_string) {
+                    d.person = Some(n);
+                }
+            }
+        }
         let dest = self
             .chan_ids
             .get(ev.dest_uniqueid)

@@ -31,9 +31,9 @@ fn dial_routing(c: &Call, outside: bool) -> LostAt {
 
 /// The caller side dialled `who` (a person's short name, `201`, or a number).
 pub(super) fn offered(c: &mut Call, who: Box<str>, outside: bool) {
-    if c.forwarding {
-        // A forward replaces the person who forwarded: still one person's number.
-        c.forwarding = false;
+    if c.replacing {
+        // A forward or a pickup replaces the callee: still one person's number.
+        c.replacing = false;
         c.offered = Some(who);
     } else {
         match &c.offered {
@@ -60,7 +60,7 @@ pub(super) fn offered_downstream(c: &mut Call) {
 pub(super) fn transferred(c: &mut Call, ev: &Ev<'_>) {
     c.offered = None;
     c.offered_many = false;
-    c.forwarding = false;
+    c.replacing = false;
     if c.routing_by_context || !ev.dest_type.eq_ignore_ascii_case(b"App") {
         return;
     }
@@ -123,7 +123,7 @@ pub(super) fn step(rules: &Rules, c: &mut Call, ev: &Ev<'_>) {
             c.offered = None;
             c.offered_many = false;
         }
-        c.forwarding = false;
+        c.replacing = false;
         let targets = ev.app_data.split(|&b| b == b',').next().unwrap_or(b"");
         // A follow-me is a sequence by design; `A&B` rings several people at once.
         if is(b"FollowMe") || targets.contains(&b'&') {
