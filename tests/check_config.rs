@@ -323,3 +323,47 @@ fn other_values_are_still_quoted_in_type_errors() {
         "asterisk[0].name (line 3): invalid type: integer `12345678`, expected a string",
     );
 }
+
+/// The toll-fraud guard must guard (issue contract: 78 for an allow-list admitting every number
+/// with callbacks on, 0 for Russian numbers only).
+#[test]
+fn an_allow_list_that_admits_every_number_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |allow: &str| {
+        let p = dir.path().join("perezvon.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[[asterisk]]\nname = \"pbx\"\nhost = \"127.0.0.1\"\nusername = \"u\"\nsecret_env = \"PZV_TEST_SECRET\"\n\n[callback]\nenabled = true\ncaller_id = \"74951110000\"\ndial_template = \"PJSIP/{{number}}@provider\"\ntarget = {{ queue = \"sales\" }}\nallow = {allow}\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_perezvon"))
+            .args(["check-config", "--config"])
+            .arg(&p)
+            .env("PZV_TEST_SECRET", "s3cret")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for open in [r#"[".*"]"#, r#"["\\d+"]"#, r#"["^7\\d{10}$", ".+"]"#] {
+        let (code, err) = run(open);
+        assert_eq!(code, Some(78), "{open}: {err}");
+        assert!(err.contains("admits every number"), "{open}: {err}");
+    }
+    let (code, err) = run("[]");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("callback.allow: empty"), "{err}");
+    let (code, err) = run(r#"["^7\\d{10}$"]"#);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("premium-rate"),
+        "a costly prefix is warned about: {err}"
+    );
+    let (code, err) = run(r#"["^79\\d{9}$"]"#);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("callback.allow"), "{err}");
+}

@@ -174,6 +174,49 @@ impl V {
     }
 }
 
+/// Numbers no business's callbacks should reach, whatever its country: abroad on three
+/// continents, a satellite network, a one-digit "number". An allow-list that admits all of them
+/// admits every number.
+const FRAUD_PROBES: [&str; 4] = ["447911123456", "12025550123", "8823451234567", "3"];
+/// Premium-rate and international examples an allow-list is warned about when it admits them.
+const COSTLY_PROBES: [(&str, &str); 3] = [
+    ("78091234567", "Russian premium-rate 8-809"),
+    ("37491234567", "Armenia"),
+    ("882345123456", "satellite (+882)"),
+];
+
+/// The toll-fraud guard must guard: refuse an empty allow-list and one that admits every
+/// number (probed with numbers abroad), warn about costly numbers it admits.
+fn check_toll_fraud_guard(v: &mut V, allow: &[regex::Regex], deny: &[regex::Regex]) {
+    let admits =
+        |n: &str| allow.iter().any(|r| r.is_match(n)) && !deny.iter().any(|r| r.is_match(n));
+    if allow.is_empty() {
+        v.err(
+            "callback.allow",
+            "empty: callbacks are on but no number may be dialled",
+            Some("list the numbers you call back, e.g. [\"^79\\\\d{9}$\"] for Russian mobiles"),
+        );
+        return;
+    }
+    if FRAUD_PROBES.iter().all(|n| admits(n)) {
+        v.err(
+            "callback.allow",
+            "admits every number (it lets perezvon dial +44 7911 123456, +1 202 555 0123, satellite +882 and \"3\"): a caller ID is whatever the caller sends, so this is an open door to toll fraud",
+            Some("allow only the numbers you call back, e.g. [\"^79\\\\d{9}$\"] for Russian mobiles, [\"^7\\\\d{10}$\"] for all of Russia"),
+        );
+        return;
+    }
+    for (n, what) in COSTLY_PROBES {
+        if admits(n) {
+            v.warn(
+                "callback.allow",
+                format!("admits {n} ({what}): callbacks there may be costly"),
+                Some("narrow the pattern, or add the prefix to callback.deny"),
+            );
+        }
+    }
+}
+
 fn parse_hhmm(s: &str, allow_24: bool) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
     if h.len() != 2 || m.len() != 2 {
@@ -801,6 +844,9 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             "callbacks need an [[asterisk]] server",
             None,
         );
+    }
+    if callback.enabled {
+        check_toll_fraud_guard(v, &callback.allow, &callback.deny);
     }
     if callback.enabled && callback.caller_id.is_empty() {
         v.err(
