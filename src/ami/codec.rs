@@ -477,6 +477,80 @@ pub fn decode_all(bytes: &[u8]) -> (Vec<Message>, DecodeStats) {
     (out, codec.stats())
 }
 
+/// Bytes asked of the reader at a time by [`ReadDecoder`].
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Decodes a byte stream (a capture file, standard input) through a bounded buffer: memory stays
+/// near [`READ_CHUNK`] plus the largest message, whatever the stream's size. The messages and
+/// the counters are exactly those of [`decode_all`] over the same bytes.
+///
+/// The buffer is reused once the messages cut from it are dropped; a consumer that keeps
+/// messages keeps their read buffers alive (they share it).
+#[derive(Debug)]
+pub struct ReadDecoder<R> {
+    reader: R,
+    codec: AmiCodec,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl<R: std::io::Read> ReadDecoder<R> {
+    pub fn new(reader: R) -> ReadDecoder<R> {
+        Self::with_codec(reader, AmiCodec::new())
+    }
+
+    pub fn with_codec(reader: R, codec: AmiCodec) -> ReadDecoder<R> {
+        ReadDecoder {
+            reader,
+            codec,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            eof: false,
+        }
+    }
+
+    /// The next message and the stream offset just past its last byte (its terminating empty
+    /// line included); `None` at the end of the stream. Only read errors are errors
+    /// (`Interrupted` is retried).
+    pub fn next_message(&mut self) -> std::io::Result<Option<(Message, u64)>> {
+        loop {
+            if self.eof {
+                let m = self.codec.decode_eof(&mut self.buf)?;
+                return Ok(m.map(|m| (m, self.codec.stats().bytes)));
+            }
+            if let Some(m) = self.codec.decode(&mut self.buf)? {
+                return Ok(Some((m, self.codec.stats().bytes)));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// One read into the buffer's free end.
+    fn fill(&mut self) -> std::io::Result<()> {
+        self.buf.reserve(READ_CHUNK);
+        let len = self.buf.len();
+        // The spare room is zeroed once per read (a memset of one chunk): no unsafe code.
+        self.buf.resize(len + READ_CHUNK, 0);
+        let n = loop {
+            match self.reader.read(&mut self.buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(len + n);
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    /// What was decoded, skipped and counted so far.
+    pub fn stats(&self) -> DecodeStats {
+        self.codec.stats()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,6 +790,51 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
         assert_eq!(names, [&b"A"[..], b"B", b"C", b"D"]);
         assert_eq!(s.oversized, 3);
         assert_eq!(s.bytes, input.len() as u64);
+    }
+
+    /// Reads `input` at most `max` bytes per `read` call.
+    struct Trickle<'a> {
+        input: &'a [u8],
+        max: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.input.len().min(self.max).min(out.len());
+            out[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_decoder_equals_decode_all_and_gives_end_offsets() {
+        let mut input =
+            b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n\r\n\r\nEvent: A\nK: v\n\n"
+                .to_vec();
+        for i in 0..3000 {
+            input.extend_from_slice(format!("Event: E{i}\r\nUniqueid: 1.{i}\r\n\r\n").as_bytes());
+        }
+        input.extend_from_slice(b"Event: Cut\r\nK: v\r\nHal");
+        let (whole, stats) = decode_all(&input);
+        for max in [1, 7, 4096, usize::MAX] {
+            let mut d = ReadDecoder::new(Trickle { input: &input, max });
+            let mut got = Vec::new();
+            let mut last = 0;
+            while let Some((m, end)) = d.next_message().unwrap() {
+                assert!(end > last && end <= input.len() as u64, "{end}");
+                let raw = m.raw();
+                if m.event().is_some_and(|e| e != b"Cut") {
+                    // A frame ends exactly at its offset.
+                    assert_eq!(&input[end as usize - raw.len()..end as usize], &raw[..]);
+                }
+                last = end;
+                got.push(m);
+            }
+            assert_eq!(got, whole, "max {max}");
+            assert_eq!(d.stats(), stats, "max {max}");
+            assert_eq!(last, input.len() as u64);
+        }
     }
 
     #[test]

@@ -1,19 +1,39 @@
 //! `perezvon replay`: recorded AMI captures through the daemon's codec -> tracker -> store
 //! pipeline, then one verdict per call, in the order the calls ended.
 //!
-//! Several files are one continuous stream, in order. Every file is read before anything is
-//! processed, so a missing one fails the command without partial output. Malformed content inside
-//! a stream is skipped by the codec, counted, and reported on stderr; the exit code stays 0.
+//! Several files (and `-`, standard input) are one continuous stream, in order. Every file is
+//! opened before anything is processed, so a missing one fails the command without partial
+//! output. Malformed content inside a stream is skipped by the codec, counted, and reported on
+//! stderr; the exit code stays 0.
+//!
+//! # Streaming
+//! Each input is decoded through a bounded buffer ([`ReadDecoder`]): memory does not grow with
+//! the file. A verdict is printed once it can no longer change, read back from the store so
+//! that resolutions applied after a miss ended are included: at once for a call that is not an
+//! open miss, and for an open miss once no later call can resolve it any more (the stream is
+//! past its end + `calls.resolve_within` and its customer is on no live call), else at the end.
+//! Only the keys of the verdicts waiting to be printed are kept (a few dozen bytes each).
+//!
+//! # Time
+//! An event's `Timestamp` header is its time, as in the daemon. A message without one (a
+//! response, `FullyBooted`, every event of a PBX with `timestampevents = no`) takes its arrival
+//! time when `perezvon record` kept it in `FILE.ami.times` beside the capture (found by
+//! itself; see [`super::record`]), else the stream's latest time. A stream with neither has no
+//! clock at all: replay says so once on stderr, and prints the durations and times of the calls
+//! it could not time as `null` (`-` in the table), never as 0 and the Unix epoch.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 
-use crate::ami::codec::decode_all;
+use crate::ami::codec::ReadDecoder;
+use crate::ami::Kind;
 use crate::calls::pipeline::{event_time, Pipeline};
 use crate::calls::record::{CallRecord, Timestamp};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 
+use super::record::{times_path, ArrivalTimes};
 use super::{CmdResult, ReplayArgs};
 
 /// Why replay could not run.
@@ -39,6 +59,126 @@ pub enum ReplayError {
     Output(#[source] std::io::Error),
 }
 
+/// The name that stands for standard input.
+const STDIN: &str = "-";
+
+/// One capture, opened.
+struct Input {
+    path: PathBuf,
+    reader: Box<dyn Read>,
+    /// What `perezvon record` kept beside it, if anything.
+    times: Option<(PathBuf, ArrivalTimes<Box<dyn BufRead>>)>,
+}
+
+fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
+    let mut inputs = Vec::with_capacity(paths.len());
+    let mut stdin_taken = false;
+    for p in paths {
+        if p.as_os_str() == STDIN {
+            if std::mem::replace(&mut stdin_taken, true) {
+                return Err(ReplayError::Read {
+                    path: p.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "standard input (-) can be replayed only once",
+                    ),
+                });
+            }
+            inputs.push(Input {
+                path: p.clone(),
+                reader: Box::new(std::io::stdin()),
+                times: None,
+            });
+            continue;
+        }
+        let read_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ReplayError::Read { path, source }
+        };
+        let file = std::fs::File::open(p).map_err(read_err(p))?;
+        let tp = times_path(p);
+        let times = match std::fs::File::open(&tp) {
+            Ok(f) => {
+                let r: Box<dyn BufRead> = Box::new(std::io::BufReader::with_capacity(64 * 1024, f));
+                Some((tp, ArrivalTimes::new(r)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(read_err(&tp)(e)),
+        };
+        inputs.push(Input {
+            path: p.clone(),
+            reader: Box::new(file),
+            times,
+        });
+    }
+    Ok(inputs)
+}
+
+/// A verdict waiting to be printed (see the module docs).
+struct Waiting {
+    linkedid: Box<str>,
+    ended_us: i64,
+    /// The customer of an open miss: a later call may still resolve it.
+    open_miss: Option<Box<str>>,
+}
+
+/// Prints verdicts in the order the calls ended, each once it is final.
+struct Printer<W: Write> {
+    out: W,
+    table: bool,
+    server: String,
+    waiting: VecDeque<Waiting>,
+    resolve_within_us: i64,
+}
+
+impl<W: Write> Printer<W> {
+    fn push(&mut self, r: &CallRecord) {
+        let open_miss = (r.wants_callback())
+            .then(|| r.customer().filter(|n| !n.is_empty()).map(Box::from))
+            .flatten();
+        self.waiting.push_back(Waiting {
+            linkedid: r.linkedid.as_str().into(),
+            ended_us: r.ended_at.as_microsecond(),
+            open_miss,
+        });
+    }
+
+    /// Prints every waiting verdict that is final at stream time `now_us` (all when `now_us`
+    /// is `None`: the input ended).
+    fn drain(&mut self, pipeline: &Pipeline, now_us: Option<i64>) -> Result<(), ReplayError> {
+        let mut live: Option<HashSet<String>> = None;
+        while let Some(w) = self.waiting.front() {
+            let done = match (&w.open_miss, now_us) {
+                (None, _) | (_, None) => true,
+                (Some(n), Some(now)) => {
+                    now > w.ended_us.saturating_add(self.resolve_within_us)
+                        && !live
+                            .get_or_insert_with(|| pipeline.live_customers())
+                            .contains(&**n)
+                }
+            };
+            if !done {
+                break;
+            }
+            let w = self.waiting.pop_front().expect("front exists");
+            if let Some(r) = pipeline.store().get_call(&self.server, &w.linkedid)? {
+                self.write(&r).map_err(ReplayError::Output)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, r: &CallRecord) -> std::io::Result<()> {
+        // The placeholder of a stream without any clock: no call really ends at the epoch.
+        let untimed = r.ended_at == Timestamp::UNIX_EPOCH;
+        if self.table {
+            write_row(&mut self.out, r, untimed)
+        } else {
+            write_json(&mut self.out, r, untimed)
+        }
+    }
+}
+
 pub fn run(args: &ReplayArgs) -> CmdResult {
     let cfg = match &args.config {
         Some(p) => Config::load(p).map_err(|e| ReplayError::ConfigFile {
@@ -47,14 +187,7 @@ pub fn run(args: &ReplayArgs) -> CmdResult {
         })?,
         None => Config::embedded_default(),
     };
-    let mut inputs = Vec::with_capacity(args.captures.len());
-    for p in &args.captures {
-        let bytes = std::fs::read(p).map_err(|source| ReplayError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        inputs.push((p.clone(), bytes));
-    }
+    let inputs = open_inputs(&args.captures)?;
     let store = match &args.db {
         Some(p) => Store::open(p).map_err(ReplayError::Store)?,
         None => Store::open_in_memory().map_err(ReplayError::Store)?,
@@ -65,12 +198,101 @@ pub fn run(args: &ReplayArgs) -> CmdResult {
         .map(|a| a.name.clone())
         .unwrap_or_else(|| "replay".to_string());
     // Into an existing database, calls already there are printed as stored.
-    let mut pipeline = Pipeline::new(&cfg, store).report_duplicates(true);
-    let mut order: Vec<(String, String)> = Vec::new();
+    let pipeline = Pipeline::new(&cfg, store).report_duplicates(true);
+    let stdout = std::io::stdout();
+    let out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let mut printer = Printer {
+        out,
+        table: args.format == "table",
+        server: server.clone(),
+        waiting: VecDeque::new(),
+        resolve_within_us: i64::try_from(cfg.calls.resolve_within.as_micros()).unwrap_or(i64::MAX),
+    };
+    if printer.table {
+        write_header(&mut printer.out).map_err(ReplayError::Output)?;
+    }
+    let problems = replay(inputs, pipeline, &server, &mut printer)?;
+    printer.out.flush().map_err(ReplayError::Output)?;
+    for p in &problems {
+        eprintln!("perezvon: {p}");
+    }
+    Ok(0)
+}
+
+/// Runs every input through the pipeline, printing verdicts as they become final. Returns the
+/// problems to report once the output is complete.
+fn replay<W: Write>(
+    inputs: Vec<Input>,
+    mut pipeline: Pipeline,
+    server: &str,
+    printer: &mut Printer<W>,
+) -> Result<Vec<String>, ReplayError> {
     let mut now = Timestamp::UNIX_EPOCH;
     let mut problems = Vec::new();
-    for (path, bytes) in &inputs {
-        let (messages, stats) = decode_all(bytes);
+    let mut warned_untimed = false;
+    // Stream time (µs) of the last check for misses that became final.
+    let mut last_drain = i64::MIN;
+    for Input {
+        path,
+        reader,
+        mut times,
+    } in inputs
+    {
+        let mut dec = ReadDecoder::new(reader);
+        loop {
+            let (msg, end) = match dec.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(source) => return Err(ReplayError::Read { path, source }),
+            };
+            // The arrival of the read that completed the message: when the daemon could have
+            // decoded it.
+            let arrival = match &mut times {
+                Some((tp, t)) => {
+                    t.at(end.saturating_sub(1))
+                        .map_err(|source| ReplayError::Read {
+                            path: tp.clone(),
+                            source,
+                        })?
+                }
+                None => None,
+            };
+            let stamped = msg.get(b"Timestamp").is_some();
+            if !stamped
+                && arrival.is_none()
+                && !warned_untimed
+                && msg.kind() == Kind::Event
+                // Sent at login, before any call: even a stamping Asterisk leaves it bare.
+                && msg.event() != Some(b"FullyBooted")
+            {
+                warned_untimed = true;
+                eprintln!(
+                    "perezvon: {}: the events carry no Timestamp (Asterisk timestampevents = no) and no \
+                     arrival times were recorded beside it ({}): wait and talk times are unknown \
+                     (printed as null), and verdicts that depend on them (answered or missed after an \
+                     answer, ignored) are not reliable. Record with `perezvon record` to keep arrival \
+                     times, or set timestampevents = yes.",
+                    path.display(),
+                    times_path(&path).display()
+                );
+            }
+            let t = event_time(&msg, arrival.unwrap_or(now));
+            if t > now {
+                now = t;
+            }
+            let ended = pipeline
+                .feed(server, &msg, now)
+                .map_err(ReplayError::Store)?;
+            for r in &ended {
+                printer.push(r);
+            }
+            let us = now.as_microsecond();
+            if !ended.is_empty() || us >= last_drain.saturating_add(1_000_000) {
+                last_drain = us;
+                printer.drain(&pipeline, Some(us))?;
+            }
+        }
+        let stats = dec.stats();
         if stats.problems() > 0 {
             problems.push(format!(
                 "{}: skipped {} malformed line(s), {} empty, {} oversized, {} truncated message(s)",
@@ -81,60 +303,56 @@ pub fn run(args: &ReplayArgs) -> CmdResult {
                 stats.truncated
             ));
         }
-        for msg in &messages {
-            // Messages without a Timestamp (FullyBooted, responses) arrive "now": the stream's
-            // latest time.
-            let t = event_time(msg, now);
-            if t > now {
-                now = t;
-            }
-            for r in pipeline
-                .feed(&server, msg, now)
-                .map_err(ReplayError::Store)?
-            {
-                order.push((r.server, r.linkedid));
+        if let Some((tp, t)) = &times {
+            if let Some(p) = t.problem(stats.bytes) {
+                problems.push(format!("{}: {p}", tp.display()));
             }
         }
     }
-    for r in pipeline.finish(now).map_err(ReplayError::Store)? {
-        order.push((r.server, r.linkedid));
+    for r in &pipeline.finish(now).map_err(ReplayError::Store)? {
+        printer.push(r);
     }
-    // Read back from the store: resolutions applied after a miss ended are included.
-    let mut calls = Vec::with_capacity(order.len());
-    for (s, l) in &order {
-        if let Some(r) = pipeline
-            .store()
-            .get_call(s, l)
-            .map_err(ReplayError::Store)?
-        {
-            calls.push(r);
+    printer.drain(&pipeline, None)?;
+    Ok(problems)
+}
+
+fn write_json(w: &mut impl Write, c: &CallRecord, untimed: bool) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(c).map_err(std::io::Error::other)?;
+    if untimed {
+        // No clock: the durations and times are unknown, not 0 at the epoch.
+        for k in [
+            "started_at",
+            "ended_at",
+            "answered_at",
+            "wait_secs",
+            "talk_secs",
+        ] {
+            line = null_field(&line, k);
         }
     }
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
-    match args.format.as_str() {
-        "table" => write_table(&mut w, &calls),
-        _ => write_jsonl(&mut w, &calls),
-    }
-    .and_then(|_| w.flush())
-    .map_err(ReplayError::Output)?;
-    for p in &problems {
-        eprintln!("perezvon: {p}");
-    }
-    Ok(0)
+    w.write_all(crate::report::text::json_escape_unsafe(line).as_bytes())?;
+    w.write_all(b"\n")
 }
 
-fn write_jsonl(w: &mut impl Write, calls: &[CallRecord]) -> std::io::Result<()> {
-    for c in calls {
-        let line = serde_json::to_string(c).map_err(std::io::Error::other)?;
-        w.write_all(crate::report::text::json_escape_unsafe(line).as_bytes())?;
-        w.write_all(b"\n")?;
-    }
-    Ok(())
+/// `json` (a flat object as serde_json writes it, field order kept) with the value of `key`
+/// replaced by `null`. Only numbers, `null` and timestamps (no `,` or `}` in them) are
+/// replaced; a `"` inside a string value is always escaped, so `,"key":` is never inside one.
+fn null_field(json: &str, key: &str) -> String {
+    let pat = format!("\"{key}\":");
+    let found = json
+        .match_indices(&pat)
+        .find(|(i, _)| matches!(json.as_bytes().get(i.wrapping_sub(1)), Some(b'{' | b',')));
+    let Some((i, _)) = found else {
+        return json.to_string();
+    };
+    let start = i + pat.len();
+    let end = json[start..]
+        .find([',', '}'])
+        .map_or(json.len(), |e| start + e);
+    format!("{}null{}", &json[..start], &json[end..])
 }
 
-fn write_table(w: &mut impl Write, calls: &[CallRecord]) -> std::io::Result<()> {
-    use crate::report::text::{cell, MAX_CELL};
+fn write_header(w: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         w,
         "{:<19}  {:<8}  {:<14}  {:<12}  {:>6}  {:>6}  {:<11}  {:<8}  {:<14}  {:<8}  callback",
@@ -148,39 +366,66 @@ fn write_table(w: &mut impl Write, calls: &[CallRecord]) -> std::io::Result<()> 
         "status",
         "lost_at",
         "resolved",
-    )?;
-    for c in calls {
-        let ended = c.ended_at.strftime("%Y-%m-%d %H:%M:%S").to_string();
-        let dir = serde_json::to_value(c.direction)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let status = serde_json::to_value(c.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let callback = match (&c.callback_id, c.callback_outcome) {
-            (Some(id), Some(o)) => format!("{id} {}", o.as_str()),
-            (Some(id), None) => id.clone(),
-            _ => String::new(),
-        };
-        // Values from the capture: escaped and cut like every table's cells.
-        let cell = |s: Option<&str>| cell(s.unwrap_or("-"), MAX_CELL);
-        writeln!(
-            w,
-            "{:<19}  {:<8}  {:<14}  {:<12}  {:>6.1}  {:>6.1}  {:<11}  {:<8}  {:<14}  {:<8}  {}",
-            ended,
-            dir,
-            cell(c.caller.as_deref()),
-            cell(c.callee.as_deref()),
-            c.wait_secs,
-            c.talk_secs,
-            cell(c.agent.as_deref()),
-            status,
-            c.lost_at.map_or("-", |l| l.as_str()),
-            c.resolved_by.map_or("-", |r| r.as_str()),
-            cell(Some(&callback))
-        )?;
+    )
+}
+
+fn write_row(w: &mut impl Write, c: &CallRecord, untimed: bool) -> std::io::Result<()> {
+    use crate::report::text::{cell, MAX_CELL};
+    let (ended, wait, talk) = if untimed {
+        ("-".to_string(), "-".to_string(), "-".to_string())
+    } else {
+        (
+            c.ended_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            format!("{:.1}", c.wait_secs),
+            format!("{:.1}", c.talk_secs),
+        )
+    };
+    let dir = serde_json::to_value(c.direction)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let status = serde_json::to_value(c.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let callback = match (&c.callback_id, c.callback_outcome) {
+        (Some(id), Some(o)) => format!("{id} {}", o.as_str()),
+        (Some(id), None) => id.clone(),
+        _ => String::new(),
+    };
+    // Values from the capture: escaped and cut like every table's cells.
+    let cell = |s: Option<&str>| cell(s.unwrap_or("-"), MAX_CELL);
+    writeln!(
+        w,
+        "{:<19}  {:<8}  {:<14}  {:<12}  {:>6}  {:>6}  {:<11}  {:<8}  {:<14}  {:<8}  {}",
+        ended,
+        dir,
+        cell(c.caller.as_deref()),
+        cell(c.callee.as_deref()),
+        wait,
+        talk,
+        cell(c.agent.as_deref()),
+        status,
+        c.lost_at.map_or("-", |l| l.as_str()),
+        c.resolved_by.map_or("-", |r| r.as_str()),
+        cell(Some(&callback))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_field_keeps_order_and_other_fields() {
+        let j = r#"{"caller":"a\",\"wait_secs\":1","wait_secs":0.0,"ended_at":"1970-01-01T00:00:00Z","talk_secs":0.0}"#;
+        let j = null_field(j, "wait_secs");
+        let j = null_field(&j, "ended_at");
+        let j = null_field(&j, "talk_secs");
+        assert_eq!(
+            j,
+            r#"{"caller":"a\",\"wait_secs\":1","wait_secs":null,"ended_at":null,"talk_secs":null}"#
+        );
+        assert_eq!(null_field(r#"{"x":1}"#, "y"), r#"{"x":1}"#);
     }
-    Ok(())
 }
