@@ -817,10 +817,10 @@ impl Tracker {
                 // (which carry no cause, 16 or 127).
                 let rejected =
                     c.caller_app == App::TurnAway && matches!(parse_u32(ev.cause), Some(17 | 34));
-                c.ender = Some(if ev.kind == Kind::HangupRequest && !rejected {
-                    Ender::Caller
-                } else if rejected {
+                c.ender = Some(if rejected {
                     Ender::System
+                } else if ev.kind == Kind::HangupRequest {
+                    Ender::Caller
                 } else {
                     c.person_drop.unwrap_or(Ender::System)
                 });

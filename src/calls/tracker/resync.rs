@@ -85,7 +85,11 @@ impl Tracker {
                         a if a.eq_ignore_ascii_case(b"VoiceMail") => {
                             c.routing = Some(LostAt::Voicemail)
                         }
-                        a if a.eq_ignore_ascii_case(b"Dial") => c.caller_app = App::Dial,
+                        a if a.eq_ignore_ascii_case(b"Dial")
+                            || a.eq_ignore_ascii_case(b"FollowMe") =>
+                        {
+                            c.caller_app = App::Dial
+                        }
                         _ => {}
                     }
                 }
