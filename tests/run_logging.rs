@@ -77,5 +77,8 @@ fn text_logs_by_default() {
     assert!(err.contains("perezvon started"), "{err}");
     assert!(serde_json::from_str::<serde_json::Value>(err.lines().next().unwrap_or("")).is_err());
     // stderr is a pipe here, as under journald: no colour escapes.
-    assert!(!err.contains('\u{1b}'), "ANSI escapes in non-terminal logs:\n{err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in non-terminal logs:\n{err:?}"
+    );
 }
