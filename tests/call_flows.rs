@@ -316,12 +316,28 @@ fn assert_answered(r: &CallRecord, agent: &str, talk: f64) {
 /// carries the caller's Linkedid; the dial masquerade datastore reports the swap as a
 /// DialEnd CANCEL of the target and a DialBegin of the picker, then the Dial sees the answer.
 fn pickup(p: &mut Pbx, caller: &Ch, target: &Ch, picker: &Ch, app: (&str, &str)) -> Ch {
+    pickup_ordered(p, caller, target, picker, app, false)
+}
+
+/// [`pickup`], with the `Pickup` event before the Dial's answer or (`event_last`) after the
+/// bridge: the picker's thread publishes it while the caller's Dial bridges, so both orders
+/// occur.
+fn pickup_ordered(
+    p: &mut Pbx,
+    caller: &Ch,
+    target: &Ch,
+    picker: &Ch,
+    app: (&str, &str),
+    event_last: bool,
+) -> Ch {
     p.exten(picker, "from-internal", "*8", app.0, app.1);
     p.state(picker, "6");
     let mut ev = vec![("Event".to_string(), "Pickup".to_string())];
     ev.extend(snapshot("", picker));
     ev.extend(snapshot("Target", target));
-    p.send(ev);
+    if !event_last {
+        p.send(ev.clone());
+    }
     let moved = Ch {
         linked: caller.linked.clone(),
         ..picker.clone()
@@ -336,6 +352,9 @@ fn pickup(p: &mut Pbx, caller: &Ch, target: &Ch, picker: &Ch, app: (&str, &str))
     ]);
     p.bridge("BridgeEnter", &moved, "B-pickup");
     p.bridge("BridgeEnter", caller, "B-pickup");
+    if event_last {
+        p.send(ev);
+    }
     // The ringing channel's identity is the zombie now: it goes.
     let zombie = Ch {
         linked: picker.linked.clone(),
@@ -381,6 +400,34 @@ fn group_pickup_of_a_ring_group_is_answered_by_the_picker() {
     let r = p.record(&t);
     assert_answered(r, "203", 20.0);
     assert_eq!(r.hangup_by.as_deref(), Some("caller"));
+}
+
+#[test]
+fn a_pickup_from_a_phone_agent_channels_does_not_name_is_still_a_person() {
+    // The reception's phone is not an agent channel; picking up makes it the one who answered,
+    // whichever order the Pickup event and the bridge come in.
+    for event_last in [false, true] {
+        let mut p = Pbx::new();
+        let (t, a201) = call_user(&mut p, "201", "+79161234567");
+        p.at(4.0);
+        let picker = p.phone("reception", None);
+        let moved = pickup_ordered(
+            &mut p,
+            &t,
+            &a201,
+            &picker,
+            ("PickupChan", "PJSIP/201"),
+            event_last,
+        );
+        p.at(24.0).bye(&t, &moved, "B-pickup");
+        let r = p.record(&t);
+        assert_answered(r, "reception", 20.0);
+        assert_eq!(
+            r.hangup_by.as_deref(),
+            Some("caller"),
+            "event last: {event_last}"
+        );
+    }
 }
 
 #[test]

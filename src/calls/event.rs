@@ -28,6 +28,8 @@ pub enum Kind {
     QueueCallerLeave,
     BlindTransfer,
     AttendedTransfer,
+    /// A call picked up from another phone: `Channel` is the one who picked it up.
+    Pickup,
     OriginateResponse,
     FullyBooted,
     CoreShowChannel,
@@ -55,6 +57,7 @@ impl Kind {
             b"QueueCallerLeave" | b"QueueCallerAbandon" => Kind::QueueCallerLeave,
             b"BlindTransfer" => Kind::BlindTransfer,
             b"AttendedTransfer" => Kind::AttendedTransfer,
+            b"Pickup" => Kind::Pickup,
             b"OriginateResponse" => Kind::OriginateResponse,
             b"FullyBooted" => Kind::FullyBooted,
             b"CoreShowChannel" => Kind::CoreShowChannel,

@@ -94,7 +94,8 @@ pub(crate) fn callback_outcome(rules: &Rules, c: &Call) -> CallbackOutcome {
         if first_answered {
             return O::Failed;
         }
-        // Nobody on the agent side took it: busy, no answer or declined is a missed agent.
+        // Nobody on the agent side took it: busy or no answer is a missed agent; a failure
+        // (congestion, unavailable, rejected) is the network's.
         return match unanswered(c.origin_dial, c.caller_cause) {
             Some(OriginDial::Busy | OriginDial::NoAnswer) => O::AgentMissed,
             Some(_) => O::Failed,

@@ -374,6 +374,7 @@ impl Tracker {
             Kind::OriginateResponse => self.on_originate_response(&ev),
             Kind::DialBegin | Kind::DialEnd if ev.channel.is_empty() => self.on_origin_dial(&ev),
             Kind::BlindTransfer | Kind::AttendedTransfer => self.on_transfer(&ev),
+            Kind::Pickup => self.on_pickup(&ev, t),
             Kind::CoreShowChannel | Kind::Other => {}
             _ => self.on_channel_event(&ev, t, out),
         }
@@ -893,6 +894,25 @@ impl Tracker {
         }
         if c.caller_app == App::Dial && !c.routing_by_context {
             routing::offered(c, person_name(ev.dest_channel), outside);
+        }
+    }
+
+    /// Someone picked up a ringing call from their phone (Pickup, PickupChan, a BLF key): a
+    /// person, whether or not `agent_channels` names their phone. Their channel takes the
+    /// ringing one's place and is bridged with the caller.
+    fn on_pickup(&mut self, ev: &Ev<'_>, t: i64) {
+        let Some(&cid) = self.chan_ids.get(ev.uniqueid) else {
+            return;
+        };
+        let Some(ch) = self.chans.get_mut(cid) else {
+            return;
+        };
+        if ch.kind == ChanKind::Other {
+            ch.kind = ChanKind::Agent;
+            ch.person = Some(person_name(ev.channel));
+            // It may be bridged already (the event races the Dial's answer).
+            let call = ch.call;
+            self.refresh_around(cid, call, t);
         }
     }
 
