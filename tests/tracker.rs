@@ -1,4 +1,6 @@
 //! The tracker alone: time as an argument, interleavings, link loss, restarts, resync, silence.
+//! The capture-based tests run on both labs: Local channels (`fixtures/asterisk-22`) and real
+//! SIP (`fixtures/asterisk-22-pjsip`).
 
 use std::path::Path;
 
@@ -13,8 +15,33 @@ fn lab() -> Config {
 }
 
 fn capture(name: &str) -> Vec<Message> {
-    let (m, _) = decode_all(&std::fs::read(format!("fixtures/asterisk-22/{name}.ami")).unwrap());
-    m
+    LOCAL.capture(name)
+}
+
+/// A recorded lab: where its captures are and its config.
+#[derive(Clone, Copy)]
+struct Lab {
+    dir: &'static str,
+    config: &'static str,
+}
+
+const LOCAL: Lab = Lab {
+    dir: "fixtures/asterisk-22",
+    config: "lab.toml",
+};
+const PJSIP: Lab = Lab {
+    dir: "fixtures/asterisk-22-pjsip",
+    config: "pjsip.toml",
+};
+
+impl Lab {
+    fn config(&self) -> Config {
+        Config::load(&Path::new(self.dir).join(self.config)).unwrap()
+    }
+    fn capture(&self, name: &str) -> Vec<Message> {
+        let (m, _) = decode_all(&std::fs::read(format!("{}/{name}.ami", self.dir)).unwrap());
+        m
+    }
 }
 
 fn ts_of(m: &Message) -> Option<Timestamp> {
@@ -146,13 +173,16 @@ fn split(msgs: &[Message], secs: f64) -> (Vec<Message>, Vec<Message>) {
 
 #[test]
 fn link_loss_judges_nothing_and_the_snapshot_decides() {
-    let cfg = lab();
-    for (name, secs) in [
-        ("queue_abandon", 5.0),
-        ("answered_by_agent", 8.0),
-        ("ringgroup_no_answer", 3.0),
-    ] {
-        let msgs = capture(name);
+    for (lab, name, secs) in [LOCAL, PJSIP].into_iter().flat_map(|l| {
+        [
+            (l, "queue_abandon", 5.0),
+            (l, "answered_by_agent", 8.0),
+            (l, "ringgroup_no_answer", 3.0),
+        ]
+    }) {
+        let cfg = lab.config();
+        let name = format!("{}/{name}", lab.dir);
+        let msgs = lab.capture(name.rsplit('/').next().unwrap());
         let (before, after) = split(&msgs, secs);
         let mut t = Tracker::new("lab", &cfg);
         let mut now = Timestamp::UNIX_EPOCH;
@@ -180,12 +210,14 @@ fn link_loss_judges_nothing_and_the_snapshot_decides() {
 
 #[test]
 fn a_call_across_a_link_cut_can_prove_an_answer_never_a_miss() {
-    let cfg = lab();
-    for (name, secs, answered) in [
-        ("queue_abandon", 5.0, false),
-        ("answered_by_agent", 3.0, true),
-    ] {
-        let msgs = capture(name);
+    for (lab, name, secs, answered) in [LOCAL, PJSIP].into_iter().flat_map(|l| {
+        [
+            (l, "queue_abandon", 5.0, false),
+            (l, "answered_by_agent", 3.0, true),
+        ]
+    }) {
+        let cfg = lab.config();
+        let msgs = lab.capture(name);
         let (before, after) = split(&msgs, secs);
         let mut t = Tracker::new("lab", &cfg);
         let mut now = Timestamp::UNIX_EPOCH;
@@ -337,14 +369,22 @@ fn core_show_channels(before: &[Message], now: Timestamp) -> Vec<Message> {
 
 #[test]
 fn resync_after_a_reconnect_keeps_tracking_live_calls() {
-    let cfg = lab();
+    // The Local lab has T1, T2, A201, A201b live; real SIP one trunk and one phone channel.
+    for (lab, live) in [(LOCAL, 4), (PJSIP, 2)] {
+        resync_keeps_tracking(lab, live);
+    }
+}
+
+fn resync_keeps_tracking(lab: Lab, live: usize) {
+    let cfg = lab.config();
+    let capture = |name| lab.capture(name);
     // The tracker starts mid-call (fresh process or after a link loss): only what
     // CoreShowChannels says. The call was in conversation for 2 s already.
     let msgs = capture("answered_by_agent");
     let (before, after) = split(&msgs, 5.0);
     let now = ts_of(before.last().unwrap()).unwrap();
     let items = core_show_channels(&before, now);
-    assert_eq!(items.len(), 4, "T1, T2, A201, A201b are live");
+    assert_eq!(items.len(), live, "{}", lab.dir);
     let mut t = Tracker::new("lab", &cfg);
     let mut out = Vec::new();
     t.resync(&items, now, &mut out);
@@ -431,17 +471,35 @@ fn key(r: &CallRecord) -> String {
 
 #[test]
 fn the_same_calls_interleaved_differently_give_the_same_verdicts() {
-    let cfg = lab();
-    let names = [
-        "queue_abandon",
-        "answered_by_agent",
-        "blind_transfer_answered",
-        "attended_transfer_answered",
-        "callback_originate_busy",
-        "callback_originate_success",
-        "voicemail",
-    ];
-    let streams: Vec<Vec<Message>> = names.iter().map(|n| capture(n)).collect();
+    interleaved(
+        LOCAL,
+        &[
+            "queue_abandon",
+            "answered_by_agent",
+            "blind_transfer_answered",
+            "attended_transfer_answered",
+            "callback_originate_busy",
+            "callback_originate_success",
+            "voicemail",
+        ],
+    );
+    interleaved(
+        PJSIP,
+        &[
+            "queue_abandon",
+            "answered_by_agent",
+            "agent_busy",
+            "queue_ringall_one_answers",
+            "callback_originate_busy",
+            "callback_originate_success",
+            "voicemail",
+        ],
+    );
+}
+
+fn interleaved(lab: Lab, names: &[&str]) {
+    let cfg = lab.config();
+    let streams: Vec<Vec<Message>> = names.iter().map(|n| lab.capture(n)).collect();
     let mut want: Vec<String> = Vec::new();
     for s in &streams {
         let mut t = Tracker::new("lab", &cfg);
@@ -1090,10 +1148,16 @@ fn rename(msgs: &[Message], from: &str, to: &str) -> Vec<Message> {
 
 #[test]
 fn a_restart_mid_conversation_adopts_an_inbound_call_as_inbound() {
+    for lab in [LOCAL, PJSIP] {
+        adopts_inbound(lab);
+    }
+}
+
+fn adopts_inbound(lab: Lab) {
     // Channels listed where they are now (the agent's and the queue's contexts): the trunk
     // rule, not the current context, says the call came in.
-    let cfg = lab();
-    let msgs = capture("answered_by_agent");
+    let cfg = lab.config();
+    let msgs = lab.capture("answered_by_agent");
     let (before, after) = split(&msgs, 8.0);
     let now = ts_of(before.last().unwrap()).unwrap();
     let items = core_show_channels_now(&before, now);
@@ -1122,18 +1186,27 @@ fn a_restart_mid_conversation_adopts_an_inbound_call_as_inbound() {
 
 #[test]
 fn a_callback_still_up_after_a_restart_is_recognised_by_its_channel_id() {
-    let cfg = lab();
+    // The capture's callback call and when its customer is talking to agent 201.
+    for (lab, linkedid, secs) in [
+        (LOCAL, "1795375278.98", 16.0),
+        (PJSIP, "1795378435.22", 20.0),
+    ] {
+        callback_adopted(lab, linkedid, secs);
+    }
+}
+
+fn callback_adopted(lab: Lab, linkedid: &str, secs: f64) {
+    let cfg = lab.config();
     // The capture's callback call, as if perezvon had originated it with ChannelId.
     let msgs = rename(
-        &capture("callback_originate_success"),
-        "1795375278.98",
+        &lab.capture("callback_originate_success"),
+        linkedid,
         "pzv-7-1-0000abcd-c",
     );
     let t0 = msgs.iter().find_map(ts_of).unwrap();
-    // 16 s in: the customer is talking to agent 201.
-    let (before, after) = split(&msgs, 16.0);
+    let (before, after) = split(&msgs, secs);
     let now = ts_of(before.last().unwrap()).unwrap();
-    assert!(now.as_second() - t0.as_second() >= 15);
+    assert!(now.as_second() - t0.as_second() >= secs as i64 - 1);
     let items = core_show_channels_now(&before, now);
     assert!(items
         .iter()
@@ -1147,7 +1220,12 @@ fn a_callback_still_up_after_a_restart_is_recognised_by_its_channel_id() {
         t.live_callbacks().collect::<Vec<_>>(),
         vec!["pzv-7-1-0000abcd"]
     );
-    assert!(t.live_customers().any(|n| n == "79261112233"));
+    if lab.dir == LOCAL.dir {
+        // A Local customer channel is named after the number. A PJSIP one is named after the
+        // trunk (`PJSIP/provider-out-…`), and nothing CoreShowChannels lists carries the
+        // number: the dialer knows it from the attempt (one unfinished attempt per number).
+        assert!(t.live_customers().any(|n| n == "79261112233"));
+    }
     let mut now2 = now;
     let out = feed(&mut t, &after, &mut now2);
     assert_eq!(out.len(), 1, "{out:?}");
