@@ -37,12 +37,18 @@ pub enum Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum LostAt {
+    /// A menu, a greeting, an announcement: the PBX answered, nobody was offered the call yet.
     Ivr,
     Voicemail,
+    /// An unknown number or an invalid menu choice.
     InvalidNumber,
     Queue,
+    /// Offered to several people, at once (a ring group) or one after another (a hunt, a
+    /// follow-me), and reached by nobody.
     Group,
+    /// Offered to one outside number (a forward over the outbound trunk).
     External,
+    /// Offered to one person's own number (also when they forwarded it or someone picked up).
     User,
 }
 
