@@ -770,6 +770,48 @@ fn one_persons_number_dialled_again_is_still_user() {
 }
 
 #[test]
+fn two_outside_numbers_one_after_another_are_a_group() {
+    // Both legs are `PJSIP/provider-out-…`: the numbers dialled tell them apart.
+    let mut p = Pbx::new();
+    let t = p.trunk("74951110005", "+79161234567");
+    for (i, n) in ["89031234567", "89051234567"].iter().enumerate() {
+        p.at(10.0 * i as f64);
+        p.exten(
+            &t,
+            "hunt",
+            "s",
+            "Dial",
+            &format!("PJSIP/{n}@provider-out,10"),
+        );
+        let e = p.outside(&t.linked);
+        p.dial(&t, &e, &format!("{n}@provider-out"));
+        p.at(10.0 * i as f64 + 10.0);
+        p.dial_end(&t, &e, "NOANSWER");
+        p.hangup(&e, "19");
+    }
+    p.at(21.0);
+    p.ev("HangupRequest", &t, &[("Cause", "127")]);
+    p.hangup(&t, "127");
+    assert_miss(p.record(&t), LostAt::Group, "caller");
+    // One of them twice is still one outside number.
+    let mut p = Pbx::new();
+    let t = p.trunk("74951110005", "+79161234567");
+    for i in 0..2 {
+        p.at(10.0 * i as f64);
+        p.exten(&t, "hunt", "s", "Dial", "PJSIP/89031234567@provider-out,10");
+        let e = p.outside(&t.linked);
+        p.dial(&t, &e, "89031234567@provider-out");
+        p.at(10.0 * i as f64 + 10.0);
+        p.dial_end(&t, &e, "NOANSWER");
+        p.hangup(&e, "19");
+    }
+    p.at(21.0);
+    p.ev("HangupRequest", &t, &[("Cause", "127")]);
+    p.hangup(&t, "127");
+    assert_miss(p.record(&t), LostAt::External, "caller");
+}
+
+#[test]
 fn an_ivr_between_two_single_dials_starts_a_new_sequence() {
     let mut p = Pbx::new();
     let t = p.trunk("74951110000", "+79161234567");

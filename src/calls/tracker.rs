@@ -869,9 +869,9 @@ impl Tracker {
         let Some(c) = self.calls.get_mut(call) else {
             return;
         };
-        if let Some(p) = dest_person {
-            if dest_kind == ChanKind::Agent {
-                c.last_rung = Some(p);
+        if dest_kind == ChanKind::Agent {
+            if let Some(p) = &dest_person {
+                c.last_rung = Some(p.clone());
             }
         }
         if c.agent_first && self.chan_ids.get(ev.dest_uniqueid) == Some(&c.caller) {
@@ -893,7 +893,9 @@ impl Tracker {
                 .or_else(|| dialled_number(ev.dial_string));
         }
         if c.caller_app == App::Dial && !c.routing_by_context {
-            routing::offered(c, person_name(ev.dest_channel), outside);
+            // Who: the person, or the number an outside leg dials, else the channel's name.
+            let who = dest_person.unwrap_or_else(|| person_name(ev.dest_channel));
+            routing::offered(c, who, outside);
         }
     }
 
