@@ -283,11 +283,15 @@ fn check_capture(path: &Path, calls: &[CallRecord], check_resolution: bool) -> V
                 ),
             );
         }
-        if l.get("hangup_by").is_some() && c.hangup_by.as_deref() != Some(s(l, "hangup_by")) {
-            err(
-                id,
-                format!("hangup_by {:?}, want {}", c.hangup_by, s(l, "hangup_by")),
-            );
+        // By design where labelled, else as measured from the events (`customer` is the
+        // callback's caller).
+        let want_by = match (s(l, "hangup_by"), s(l, "measured_hangup_by")) {
+            ("", "customer") => "caller",
+            ("", m) => m,
+            (h, _) => h,
+        };
+        if !want_by.is_empty() && c.hangup_by.as_deref() != Some(want_by) {
+            err(id, format!("hangup_by {:?}, want {want_by}", c.hangup_by));
         }
         if l.get("agent").is_some() && c.agent.as_deref() != Some(s(l, "agent")) {
             err(id, format!("agent {:?}, want {}", c.agent, s(l, "agent")));

@@ -831,7 +831,14 @@ impl Tracker {
                     c.caller_gone = Some(t);
                     c.caller_cause = parse_u32(ev.cause).unwrap_or(0);
                     if c.ender.is_none() {
-                        c.ender = Some(c.person_drop.unwrap_or(Ender::Caller));
+                        // No hangup request at all: on a callback's customer leg that never
+                        // answered, the PBX gave up ringing it (the Originate's timeout).
+                        let timed_out = c.marker.is_some() && !c.caller_up;
+                        c.ender = Some(c.person_drop.unwrap_or(if timed_out {
+                            Ender::System
+                        } else {
+                            Ender::Caller
+                        }));
                     }
                 }
                 self.drop_channel(cid, t, false, out);
