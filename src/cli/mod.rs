@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Run recorded AMI captures through the tracker and print one verdict per call.
     #[command(
-        after_help = "Example:\n  perezvon replay fixtures/asterisk-22/queue_abandon.ami\n  perezvon replay --format table fixtures/asterisk-22/*.ami"
+        after_help = "Example:\n  perezvon replay fixtures/asterisk-22/queue_abandon.ami\n  perezvon replay --format table fixtures/asterisk-22/*.ami\n  zcat old.ami.gz | perezvon replay --db verdicts.db -"
     )]
     Replay(ReplayArgs),
     /// List missed inbound calls, newest first, with who resolved them and the callback state.
@@ -48,7 +48,8 @@ pub enum Command {
         after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
     )]
     CheckConfig(CheckConfigArgs),
-    /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM.
+    /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM,
+    /// and the arrival time of every read beside it (`FILE.ami.times`, read by `replay`).
     #[command(
         after_help = "Example:\n  perezvon record --config /etc/perezvon/perezvon.toml --out today.ami\n  perezvon replay today.ami"
     )]
@@ -88,7 +89,7 @@ pub struct RecordArgs {
     /// Which `[[asterisk]]` entry to record (default: the first).
     #[arg(long)]
     pub server: Option<String>,
-    /// Output file (must not exist yet).
+    /// Output file (must not exist yet, nor `FILE.times`, where the arrival times go).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -144,7 +145,8 @@ pub struct ReplayArgs {
     /// Output format.
     #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "table"])]
     pub format: String,
-    /// Capture files, replayed in order as one continuous stream.
+    /// Capture files (`-`: standard input), replayed in order as one continuous stream. The
+    /// arrival times `perezvon record` kept in `FILE.times` are used by themselves.
     #[arg(required = true)]
     pub captures: Vec<PathBuf>,
 }
