@@ -741,3 +741,73 @@ async fn a_stored_miss_the_dialer_never_saw_gets_its_task_at_start_up() {
     let (d, _ev) = dialer(&cfg, Store::open(&db).unwrap(), &fake, &clock);
     assert_eq!(d.tasks()[0].missed_count, 1);
 }
+
+/// A callback record of attempt `cb` the tracker would emit, with `outcome`.
+fn callback_record(cb: &str, number: &str, at: Timestamp, outcome: CallbackOutcome) -> CallRecord {
+    let mut rec = miss(number, at);
+    rec.direction = Direction::Callback;
+    rec.missed = false;
+    rec.lost_at = None;
+    rec.callback_id = Some(cb.into());
+    rec.callback_outcome = Some(outcome);
+    rec
+}
+
+#[tokio::test]
+async fn a_sip_busy_failure_zero_waits_for_the_record_which_says_busy() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _events) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    missed_now(&mut d, "79261112255", &clock).await;
+    clock.advance(60);
+    d.tick().await.unwrap();
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    // Failure/0: the Reason says nothing; the attempt stays open for the record.
+    d.handle(response(&cb, false, 0)).await.unwrap();
+    assert_eq!(d.tasks()[0].state, TaskState::InProgress);
+    assert_eq!(d.in_flight(), 1);
+    let a = d.store().attempt(&cb).unwrap().unwrap();
+    assert_eq!(a.answered_at, None, "not answered");
+    // The tracker's record of the call (DialEnd BUSY, Hangup Cause 17): busy.
+    let rec = callback_record(&cb, "79261112255", clock.clock()(), CallbackOutcome::Busy);
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert_eq!(d.in_flight(), 0);
+    let t = d.tasks()[0].clone();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(
+        t.last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Busy))
+    );
+}
+
+#[tokio::test]
+async fn a_failure_zero_with_no_channel_at_all_fails_after_a_short_wait() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _events) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    missed_now(&mut d, "79261112255", &clock).await;
+    clock.advance(60);
+    d.tick().await.unwrap();
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    d.handle(response(&cb, false, 0)).await.unwrap();
+    // No record comes (the endpoint does not exist: no channel was created).
+    clock.advance(29);
+    d.tick().await.unwrap();
+    assert_eq!(d.in_flight(), 1);
+    clock.advance(1);
+    d.tick().await.unwrap();
+    assert_eq!(d.in_flight(), 0);
+    assert_eq!(
+        d.tasks()[0].last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Failed))
+    );
+    // A late record still settles nothing twice (the attempt is over).
+    let rec = callback_record(&cb, "79261112255", clock.clock()(), CallbackOutcome::Busy);
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert_eq!(
+        d.tasks()[0].last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Failed))
+    );
+}

@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::hours::Hours;
 use super::originate::{
-    classify_response, outcome_from_record, CallbackIds, OriginateRequest, OriginateResponse,
-    OriginateSettings, OriginateVerdict,
+    outcome_from_record, read_response, CallbackIds, OriginateRequest, OriginateResponse,
+    OriginateSettings, ResponseVerdict,
 };
 use super::planner::{self, AttemptOutcome, MissPlan, Policy, Task, TaskState};
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, ResolvedBy, Status};
@@ -162,6 +162,9 @@ struct InFlight {
     unsure: bool,
     /// When the attempt started: past its longest possible life it is over, link or not.
     started: Timestamp,
+    /// A response that named no outcome (`Failure/0`) is waiting for the tracker's record of
+    /// the call; past the deadline without one (no channel was ever created) this is the outcome.
+    fallback: Option<CallbackOutcome>,
 }
 
 /// How often the stored verdicts not yet acted on are looked for (besides start-up): the
@@ -315,6 +318,7 @@ impl<O: Originator> Dialer<O> {
                     answered: a.answered_at.is_some(),
                     unsure: true,
                     started: a.started_at,
+                    fallback: None,
                 },
             );
         }
@@ -576,8 +580,8 @@ impl<O: Originator> Dialer<O> {
             return Ok(());
         };
         let now = (self.clock)();
-        match classify_response(self.mode, r.success, r.reason) {
-            OriginateVerdict::Answered => {
+        match read_response(self.mode, r.success, r.reason) {
+            ResponseVerdict::Answered => {
                 self.store
                     .attempt_answered(&r.action_id, now, r.uniqueid.as_deref())?;
                 if let Some(f) = self.in_flight.get_mut(&r.action_id) {
@@ -586,7 +590,16 @@ impl<O: Originator> Dialer<O> {
                 }
                 tracing::info!(callback_id = %r.action_id, "callback answered, waiting for the call's end");
             }
-            OriginateVerdict::Final(o) => {
+            ResponseVerdict::AwaitRecord { fallback } => {
+                // The Reason does not say what happened (a busy SIP customer is `Failure/0`):
+                // the tracker's record of the call, due as soon as its channels are gone, does.
+                if let Some(f) = self.in_flight.get_mut(&r.action_id) {
+                    f.fallback = Some(fallback);
+                    f.deadline = add(now, RESPONSE_GRACE);
+                }
+                tracing::info!(callback_id = %r.action_id, reason = ?r.reason, "callback not answered; its channels will tell why");
+            }
+            ResponseVerdict::Final(o) => {
                 let detail = format!("OriginateResponse reason {:?}", r.reason);
                 self.finish(
                     &r.action_id,
@@ -726,6 +739,12 @@ impl<O: Originator> Dialer<O> {
                 // Not judged while the link is down: the reconnect's channel list decides.
                 continue;
             }
+            if let Some(o) = f.fallback {
+                // No channel was ever created (no record comes): the Reason's reading stands.
+                let detail = "OriginateResponse without an outcome, no record of the call";
+                self.finish(&cb, &f, AttemptOutcome::Call(o), now, None, Some(detail))?;
+                continue;
+            }
             let detail = if f.answered {
                 "no record of the answered callback call"
             } else {
@@ -842,6 +861,7 @@ impl<O: Originator> Dialer<O> {
             answered: false,
             unsure: false,
             started: now,
+            fallback: None,
         };
         self.in_flight.insert(cb.clone(), f.clone());
         tracing::info!(task_id = id, callback_id = %cb, number = %number, attempt_no, target = %req.target_key, "originating callback");
