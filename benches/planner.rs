@@ -26,6 +26,7 @@ fn policy() -> Policy {
         delay: Duration::from_secs(60),
         max_attempts: 3,
         retry_every: Duration::from_secs(600),
+        retry_busy: None,
         retry_backoff: 1.5,
         give_up_after: Duration::from_secs(3 * 86400),
         max_concurrent: 50,

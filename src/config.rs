@@ -205,6 +205,9 @@ pub struct CallbackConfig {
     pub delay: Duration,
     pub max_attempts: u32,
     pub retry_every: Duration,
+    /// Spacing after a `busy` outcome (the customer is on another call: try again soon);
+    /// `None`: the normal spacing.
+    pub retry_busy_every: Option<Duration>,
     pub retry_backoff: f64,
     pub give_up_after: Duration,
     pub originate_timeout: Duration,

@@ -133,6 +133,8 @@ pub struct Policy {
     pub delay: Duration,
     pub max_attempts: u32,
     pub retry_every: Duration,
+    /// Spacing after a `busy` outcome; `None`: the normal spacing.
+    pub retry_busy: Option<Duration>,
     pub retry_backoff: f64,
     pub give_up_after: Duration,
     pub max_concurrent: u32,
@@ -153,6 +155,7 @@ impl Policy {
             delay: cb.delay,
             max_attempts: cb.max_attempts,
             retry_every: cb.retry_every,
+            retry_busy: cb.retry_busy_every,
             retry_backoff: cb.retry_backoff,
             give_up_after: cb.give_up_after,
             max_concurrent: cb.max_concurrent,
@@ -325,10 +328,12 @@ pub fn after_outcome(
     let to_fallback = outcome == AttemptOutcome::Call(CallbackOutcome::AgentMissed)
         && policy.fallback.is_some()
         && !task.use_fallback;
-    let wait = if to_fallback {
-        policy.delay
-    } else {
-        policy.spacing(task.attempts)
+    let busy = outcome == AttemptOutcome::Call(CallbackOutcome::Busy);
+    let wait = match (to_fallback, busy, policy.retry_busy) {
+        (true, _, _) => policy.delay,
+        // The busy schedule: the customer is on another call, not unreachable.
+        (false, true, Some(d)) => d,
+        _ => policy.spacing(task.attempts),
     };
     // Spacing counts from the attempt's start (a crash that loses the outcome cannot shorten
     // it); the quick fallback counts from now, when the customer has just hung up.
@@ -551,6 +556,7 @@ mod tests {
             delay: Duration::from_secs(60),
             max_attempts: 3,
             retry_every: Duration::from_secs(600),
+            retry_busy: None,
             retry_backoff: 2.0,
             give_up_after: Duration::from_secs(24 * 3600),
             max_concurrent: 2,
@@ -938,6 +944,31 @@ mod tests {
             &p,
         );
         assert!(d.iter().any(|x| x.id == 99));
+    }
+
+    #[test]
+    fn a_busy_customer_is_retried_on_the_busy_schedule() {
+        let mut p = policy();
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut t = Task {
+            attempts: 1,
+            last_attempt_at: Some(t0),
+            ..task(1, "79161234567", t0, &p)
+        };
+        // Without a busy schedule: the normal spacing (10 min).
+        let busy = AttemptOutcome::Call(CallbackOutcome::Busy);
+        let o = after_outcome(&t, busy, t0 + SignedDuration::from_secs(20), &p);
+        assert_eq!(o.next_attempt_at, t0 + SignedDuration::from_mins(10));
+        // With one: soon, from the attempt's start, whatever the backoff; other outcomes keep
+        // the normal spacing.
+        p.retry_busy = Some(Duration::from_secs(120));
+        t.attempts = 2;
+        let o = after_outcome(&t, busy, t0 + SignedDuration::from_secs(20), &p);
+        assert_eq!(o.state, TaskState::Pending);
+        assert_eq!(o.next_attempt_at, t0 + SignedDuration::from_mins(2));
+        let no_answer = AttemptOutcome::Call(CallbackOutcome::NoAnswer);
+        let o = after_outcome(&t, no_answer, t0 + SignedDuration::from_secs(20), &p);
+        assert_eq!(o.next_attempt_at, t0 + SignedDuration::from_mins(20));
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub struct RawCallback {
     pub delay: Option<String>,
     pub max_attempts: Option<i64>,
     pub retry_every: Option<String>,
+    pub retry_busy_every: Option<String>,
     pub retry_backoff: Option<f64>,
     pub give_up_after: Option<String>,
     pub originate_timeout: Option<String>,

@@ -810,6 +810,10 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         delay: v.duration("callback.delay", &cb.delay, "1m"),
         max_attempts: v.positive("callback.max_attempts", cb.max_attempts, 3, 100) as u32,
         retry_every: v.duration("callback.retry_every", &cb.retry_every, "10m"),
+        retry_busy_every: cb
+            .retry_busy_every
+            .as_ref()
+            .map(|_| v.duration("callback.retry_busy_every", &cb.retry_busy_every, "5m")),
         retry_backoff,
         give_up_after: v.duration("callback.give_up_after", &cb.give_up_after, "24h"),
         originate_timeout: v.duration("callback.originate_timeout", &cb.originate_timeout, "30s"),
