@@ -524,6 +524,19 @@ impl<R: std::io::Read> ReadDecoder<R> {
         }
     }
 
+    /// The next message already in the buffer, without reading: `None` when [`Self::next_message`]
+    /// would have to read (or the stream ended). A consumer flushes its output then, so that
+    /// what it printed is out before it waits for input.
+    pub fn next_buffered(&mut self) -> Option<(Message, u64)> {
+        if self.eof {
+            return None;
+        }
+        match self.codec.decode(&mut self.buf) {
+            Ok(Some(m)) => Some((m, self.codec.stats().bytes)),
+            _ => None,
+        }
+    }
+
     /// One read into the buffer's free end.
     fn fill(&mut self) -> std::io::Result<()> {
         self.buf.reserve(READ_CHUNK);
@@ -821,7 +834,12 @@ Asterisk Call Manager/12.0.0\r\nResponse: Success\r\n\r\n";
             let mut d = ReadDecoder::new(Trickle { input: &input, max });
             let mut got = Vec::new();
             let mut last = 0;
-            while let Some((m, end)) = d.next_message().unwrap() {
+            loop {
+                let next = match d.next_buffered() {
+                    Some(x) => Some(x),
+                    None => d.next_message().unwrap(),
+                };
+                let Some((m, end)) = next else { break };
                 assert!(end > last && end <= input.len() as u64, "{end}");
                 let raw = m.raw();
                 if m.event().is_some_and(|e| e != b"Cut") {

@@ -12,7 +12,9 @@
 //! that resolutions applied after a miss ended are included: at once for a call that is not an
 //! open miss, and for an open miss once no later call can resolve it any more (the stream is
 //! past its end + `calls.resolve_within` and its customer is on no live call), else at the end.
-//! Only the keys of the verdicts waiting to be printed are kept (a few dozen bytes each).
+//! Only the keys of the verdicts waiting to be printed are kept (a few dozen bytes each). The
+//! output is flushed whenever replay is about to wait for input, so `-` fed by a slow pipe shows
+//! each verdict as it becomes final.
 //!
 //! # Time
 //! An event's `Timestamp` header is its time, as in the daemon. A message without one (a
@@ -231,7 +233,7 @@ fn replay<W: Write>(
     let mut problems = Vec::new();
     let mut warned_untimed = false;
     // Stream time (µs) of the last check for misses that became final.
-    let mut last_drain = i64::MIN;
+    let mut last_drain = 0i64;
     for Input {
         path,
         reader,
@@ -240,7 +242,15 @@ fn replay<W: Write>(
     {
         let mut dec = ReadDecoder::new(reader);
         loop {
-            let (msg, end) = match dec.next_message() {
+            let next = match dec.next_buffered() {
+                Some(m) => Ok(Some(m)),
+                None => {
+                    // About to wait for input (a pipe may be slow): what is printed goes out.
+                    printer.out.flush().map_err(ReplayError::Output)?;
+                    dec.next_message()
+                }
+            };
+            let (msg, end) = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(source) => return Err(ReplayError::Read { path, source }),
@@ -286,8 +296,10 @@ fn replay<W: Write>(
             for r in &ended {
                 printer.push(r);
             }
-            let us = now.as_microsecond();
-            if !ended.is_empty() || us >= last_drain.saturating_add(1_000_000) {
+            // This message's time, not the latest: after an older capture follows a newer one,
+            // its misses are judged final by its own clock.
+            let us = t.as_microsecond();
+            if !ended.is_empty() || us.abs_diff(last_drain) >= 1_000_000 {
                 last_drain = us;
                 printer.drain(&pipeline, Some(us))?;
             }
