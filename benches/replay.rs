@@ -16,6 +16,7 @@
 //! ```
 //!
 //! the same without `--db` (the in-memory store), and with the capture on standard input (`-`).
+//! `PEREZVON_BENCH_BIN=path` measures another build the same way (an older perezvon, a branch).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,12 @@ use perezvon::calls::pipeline::event_time;
 use perezvon::calls::record::Timestamp;
 
 const LAB: &str = "fixtures/asterisk-22/lab.toml";
-const BIN: &str = env!("CARGO_BIN_EXE_perezvon");
+
+/// The binary measured: this build's, or `PEREZVON_BENCH_BIN`.
+fn bin() -> String {
+    std::env::var("PEREZVON_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_perezvon").to_string())
+}
 /// A new copy of a capture starts this often (µs of stream time).
 const SPACING_US: i64 = 2_000_000;
 /// Where the copies start: 2026-01-05 09:00 UTC, a Monday morning.
@@ -128,14 +134,15 @@ fn clock(s: &str) -> f64 {
         .fold(0.0, |acc, p| acc * 60.0 + p.parse::<f64>().unwrap())
 }
 
-/// One run of `perezvon replay ARGS` under `/usr/bin/time -v`, stdout to `out`.
-fn run(args: &[&str], stdin: Option<&Path>, out: &Path) -> Run {
+/// One run of `perezvon replay ARGS` under `/usr/bin/time -v`, stdout to `out`; `None` (and
+/// what it said) when it failed (an older build without `-`, say).
+fn run(args: &[&str], stdin: Option<&Path>, out: &Path) -> Option<Run> {
     let mut cmd = Command::new("/usr/bin/time");
     cmd.arg("-v");
     if Path::new("/usr/bin/taskset").exists() {
         cmd.args(["taskset", "-c", "0"]);
     }
-    cmd.arg(BIN).arg("replay").args(args);
+    cmd.arg(bin()).arg("replay").args(args);
     cmd.stdout(std::fs::File::create(out).unwrap());
     cmd.stdin(match stdin {
         Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
@@ -143,8 +150,15 @@ fn run(args: &[&str], stdin: Option<&Path>, out: &Path) -> Run {
     });
     let o = cmd.output().expect("/usr/bin/time");
     let report = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{report}");
-    Run {
+    if !o.status.success() {
+        let last = report
+            .lines()
+            .find(|l| l.contains("perezvon"))
+            .unwrap_or("");
+        println!("  failed: {last}");
+        return None;
+    }
+    Some(Run {
         wall: clock(field(
             &report,
             "Elapsed (wall clock) time (h:mm:ss or m:ss)",
@@ -154,7 +168,7 @@ fn run(args: &[&str], stdin: Option<&Path>, out: &Path) -> Run {
         rss_kib: field(&report, "Maximum resident set size (kbytes)")
             .parse()
             .unwrap(),
-    }
+    })
 }
 
 fn main() {
@@ -177,6 +191,7 @@ fn main() {
         }
     };
     let size = std::fs::metadata(&capture).unwrap().len();
+    println!("binary: {}", bin());
     println!(
         "capture: {} ({n} events, {:.1} MB)",
         capture.display(),
@@ -222,7 +237,10 @@ fn main() {
                     let _ = std::fs::remove_file(format!("{dbs}{ext}"));
                 }
             }
-            runs.push(run(args, *stdin, &out));
+            runs.extend(run(args, *stdin, &out));
+        }
+        if runs.is_empty() {
+            continue;
         }
         let verdicts = std::fs::read_to_string(&out).unwrap().lines().count();
         let best = runs

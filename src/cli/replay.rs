@@ -267,13 +267,12 @@ fn replay<W: Write>(
                 }
                 None => None,
             };
-            let stamped = msg.get(b"Timestamp").is_some();
-            if !stamped
+            if !warned_untimed
                 && arrival.is_none()
-                && !warned_untimed
                 && msg.kind() == Kind::Event
                 // Sent at login, before any call: even a stamping Asterisk leaves it bare.
                 && msg.event() != Some(b"FullyBooted")
+                && msg.get(b"Timestamp").is_none()
             {
                 warned_untimed = true;
                 eprintln!(
