@@ -139,6 +139,10 @@ async fn an_unstamped_recording_replays_with_the_stamped_durations() {
     assert!(!stderr.contains("no Timestamp"), "{stderr}");
     assert_eq!(got.len(), expect.len(), "{got:?}");
     for (g, e) in got.iter().zip(&expect) {
+        println!(
+            "replayed wait {} talk {} / stamped wait {} talk {}",
+            g["wait_secs"], g["talk_secs"], e["wait_secs"], e["talk_secs"]
+        );
         for k in ["wait_secs", "talk_secs"] {
             assert!(
                 (secs(g, k) - secs(e, k)).abs() <= 1.0,
