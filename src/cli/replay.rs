@@ -275,14 +275,18 @@ fn replay<W: Write>(
                 && msg.get(b"Timestamp").is_none()
             {
                 warned_untimed = true;
+                let beside = if path.as_os_str() == STDIN {
+                    "standard input has none".to_string()
+                } else {
+                    format!("no {}", times_path(&path).display())
+                };
                 eprintln!(
                     "perezvon: {}: the events carry no Timestamp (Asterisk timestampevents = no) and no \
-                     arrival times were recorded beside it ({}): wait and talk times are unknown \
+                     arrival times were recorded beside it ({beside}): wait and talk times are unknown \
                      (printed as null), and verdicts that depend on them (answered or missed after an \
                      answer, ignored) are not reliable. Record with `perezvon record` to keep arrival \
                      times, or set timestampevents = yes.",
                     path.display(),
-                    times_path(&path).display()
                 );
             }
             let t = event_time(&msg, arrival.unwrap_or(now));
