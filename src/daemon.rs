@@ -485,25 +485,15 @@ impl Ingest<'_> {
             Snapshot::Items(items) => {
                 let r = self.pipeline.resync(server, items, jiff::Timestamp::now());
                 self.forward(r).await?;
-                if self.dialing && self.callback_server == Some(server) {
-                    // Who is on a call first, then: attempts of unknown fate are settled against
-                    // what is live now, and attempts may start again.
-                    let customers = self.pipeline.live_customers();
-                    send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
-                    let live = self.pipeline.live_callbacks();
-                    send(self.dial_tx, DialerInput::Reconciled(Some(live))).await;
-                }
+                let live = self.pipeline.live_callbacks();
+                self.tell_dialer_synced(server, Some(live)).await;
             }
             Snapshot::Failed => {
                 let r = self
                     .pipeline
                     .give_up_previous_sessions(server, jiff::Timestamp::now());
                 self.forward(r).await?;
-                if self.dialing && self.callback_server == Some(server) {
-                    let customers = self.pipeline.live_customers();
-                    send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
-                    send(self.dial_tx, DialerInput::Reconciled(None)).await;
-                }
+                self.tell_dialer_synced(server, None).await;
             }
             Snapshot::Superseded => {}
         }
@@ -512,6 +502,18 @@ impl Ingest<'_> {
             self.forward(r).await?;
         }
         Ok(())
+    }
+
+    /// The callback server's live channels were applied: the dialer learns who is on a call
+    /// first, then settles attempts of unknown fate against `live` (if the list was read) and
+    /// may start attempts again.
+    async fn tell_dialer_synced(&mut self, server: &str, live: Option<HashSet<String>>) {
+        if !self.dialing || self.callback_server != Some(server) {
+            return;
+        }
+        let customers = self.pipeline.live_customers();
+        send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
+        send(self.dial_tx, DialerInput::Reconciled(live)).await;
     }
 
     /// Logs, metrics and STATUS follow the verdicts held for a failing database.
