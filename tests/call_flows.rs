@@ -10,7 +10,7 @@ use std::path::Path;
 use perezvon::ami::Message;
 use perezvon::calls::pipeline::Pipeline;
 use perezvon::calls::record::{
-    CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status, Timestamp,
+    CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status, Timestamp, UnknownReason,
 };
 use perezvon::calls::Tracker;
 use perezvon::config::Config;
@@ -38,6 +38,8 @@ struct Pbx {
     seq: u32,
     /// Every message sent, for a replay through the pipeline.
     sent: Vec<Message>,
+    /// `timestampevents = no` and nothing recorded the arrival: no clock at all.
+    untimed: bool,
 }
 
 impl Pbx {
@@ -52,6 +54,16 @@ impl Pbx {
             now: 0.0,
             seq: 0,
             sent: Vec::new(),
+            untimed: false,
+        }
+    }
+
+    /// A PBX with `timestampevents = no` replayed without arrival times: every event at the
+    /// epoch, as replay sees such a stream.
+    fn untimed(cfg: &Config) -> Pbx {
+        Pbx {
+            untimed: true,
+            ..Pbx::with(cfg)
         }
     }
 
@@ -67,10 +79,16 @@ impl Pbx {
         if let Some(first) = it.next() {
             p.push(first);
         }
-        p.push(("Timestamp".into(), ts));
+        if !self.untimed {
+            p.push(("Timestamp".into(), ts));
+        }
         p.extend(it);
         let m = Message::from_pairs(&p);
-        let now = Timestamp::from_microsecond(((T0 as f64 + self.now) * 1e6) as i64).unwrap();
+        let now = if self.untimed {
+            Timestamp::UNIX_EPOCH
+        } else {
+            Timestamp::from_microsecond(((T0 as f64 + self.now) * 1e6) as i64).unwrap()
+        };
         self.t.handle(&m, now, &mut self.out);
         self.sent.push(m);
     }
@@ -1402,4 +1420,42 @@ fn min_talk_zero_makes_no_callback_nobody_took_connected() {
     p.at(10.0).cancel(&t, &[&a]);
     let r = p.record(&t);
     assert_miss(r, LostAt::User, "caller");
+}
+
+/// `timestampevents = no` without recorded arrival times: the durations are unknown, and no
+/// rule that needs one judges from 0. A call nobody took is a miss (nothing shows it was a quick
+/// accidental one); a call a person took is answered only when any talk counts.
+#[test]
+fn a_stream_without_a_clock_judges_nothing_from_durations() {
+    for min_talk in [0, 6, 60] {
+        let mut cfg = pjsip();
+        cfg.calls.min_talk = std::time::Duration::from_secs(min_talk);
+        // A caller who gives up at once (would be accidental with a clock).
+        let mut p = Pbx::untimed(&cfg);
+        let (t, a) = call_user(&mut p, "201", "+79161234567");
+        p.at(1.0).cancel(&t, &[&a]);
+        let r = p.record(&t);
+        assert_miss(r, LostAt::User, "caller");
+        assert_eq!(r.unknown_reason, None, "{r:?}");
+        // With a clock the same call is accidental.
+        let mut p = Pbx::with(&cfg);
+        let (t, a) = call_user(&mut p, "201", "+79161234567");
+        p.at(1.0).cancel(&t, &[&a]);
+        assert_eq!(p.record(&t).status, Status::Ignored);
+
+        // A person answers.
+        let mut p = Pbx::untimed(&cfg);
+        let (t, a) = call_user(&mut p, "201", "+79161234567");
+        p.at(5.0).answer(&t, &a, "b1");
+        p.at(7.0).bye(&a, &t, "b1");
+        let r = p.record(&t);
+        if min_talk == 0 {
+            assert_eq!(r.status, Status::Answered, "{r:?}");
+            assert!(!r.missed, "{r:?}");
+        } else {
+            assert_eq!(r.status, Status::Unknown, "{r:?}");
+            assert_eq!(r.unknown_reason, Some(UnknownReason::NoClock), "{r:?}");
+            assert!(!r.wants_callback(), "{r:?}");
+        }
+    }
 }

@@ -181,5 +181,13 @@ async fn an_unstamped_recording_replays_with_the_stamped_durations() {
             assert!(c[k].is_null(), "{k} is unknown, not 0 or the epoch: {c}");
         }
     }
+    // Without a clock no rule judges from a duration it does not have: the short talk may
+    // have been long enough (unknown), nothing shows the accidental call was quick (a miss).
+    for pair in calls.chunks(2) {
+        assert_eq!(pair[0]["status"], "unknown", "{}", pair[0]);
+        assert_eq!(pair[0]["unknown_reason"], "no_clock", "{}", pair[0]);
+        assert_eq!(pair[1]["status"], "missed", "{}", pair[1]);
+        assert_eq!(pair[1]["ignored"], false, "{}", pair[1]);
+    }
     assert!(!Path::new(&format!("{}.times", bare.display())).exists());
 }

@@ -158,6 +158,9 @@ pub enum UnknownReason {
     Silent,
     /// The input (a replayed capture) ended while the call was live.
     EndOfInput,
+    /// A person answered, but the stream has no clock (no `Timestamp`, no recorded arrival
+    /// times): whether the talk reached `calls.min_talk` cannot be told.
+    NoClock,
 }
 
 /// One call's verdict. Field names are the `replay --format jsonl` contract.

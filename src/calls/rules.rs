@@ -29,10 +29,31 @@ pub(crate) fn direction(c: &Call) -> Direction {
     }
 }
 
+/// Whether the call's times are real. A replayed stream with no clock at all (no `Timestamp`
+/// headers, no arrival times kept by `perezvon record`) leaves every event at the epoch: its
+/// durations are unknown, not 0, and no rule may judge from them. Live, the clock is the
+/// arrival time and always known.
+fn clocked(c: &Call) -> bool {
+    c.started > 0
+}
+
 /// A conversation of at least `min_talk`. No conversation is never one, whatever the
-/// threshold (`min_talk = "0s"` does not make a call nobody took answered).
+/// threshold (`min_talk = "0s"` does not make a call nobody took answered). `None`: a person
+/// answered but the talk is of unknown length and the threshold is above zero.
+fn talked_for(rules: &Rules, c: &Call) -> Option<bool> {
+    if c.answered_at.is_none() {
+        Some(false)
+    } else if rules.min_talk <= 0 {
+        Some(true)
+    } else if !clocked(c) {
+        None
+    } else {
+        Some(c.talk >= rules.min_talk)
+    }
+}
+
 fn talked(rules: &Rules, c: &Call) -> bool {
-    c.answered_at.is_some() && c.talk >= rules.min_talk
+    talked_for(rules, c) == Some(true)
 }
 
 /// What a leg that never answered says about why: its dial's `DialEnd` status and its
@@ -136,6 +157,8 @@ pub(crate) fn verdict(
     let caller_end = c.caller_gone.unwrap_or(end_us);
     let wait = c.answered_at.unwrap_or(caller_end) - c.started;
     let talked = talked(rules, c);
+    // A person answered on a stream without a clock: answered or a short talk cannot be told.
+    let unknown = unknown.or(talked_for(rules, c).is_none().then_some(UnknownReason::NoClock));
     let talker = c
         .persons
         .iter()
@@ -211,9 +234,11 @@ pub(crate) fn verdict(
         Direction::Inbound if !talked => {
             // An accidental call: nobody talked, the caller hung up on their own, quickly, and
             // the PBX did not turn them away (busy, congestion, unknown number are real misses).
+            // Without a clock nothing shows it was quick: a miss.
             let ignored = c.answered_at.is_none()
                 && c.ender == Some(Ender::Caller)
                 && !c.turned_away
+                && clocked(c)
                 && caller_end - c.started < rules.min_wait;
             r.missed = true;
             r.ignored = ignored;

@@ -68,6 +68,8 @@ const STDIN: &str = "-";
 struct Input {
     path: PathBuf,
     reader: Box<dyn Read>,
+    /// A regular file: reading never waits, so the batch need not be committed before a read.
+    regular: bool,
     /// What `perezvon record` kept beside it, if anything.
     times: Option<(PathBuf, ArrivalTimes<Box<dyn BufRead>>)>,
 }
@@ -89,6 +91,7 @@ fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
             inputs.push(Input {
                 path: p.clone(),
                 reader: Box::new(std::io::stdin()),
+                regular: false,
                 times: None,
             });
             continue;
@@ -98,6 +101,8 @@ fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
             move |source| ReplayError::Read { path, source }
         };
         let file = std::fs::File::open(p).map_err(read_err(p))?;
+        // A named pipe or a device can make a read wait: treated like standard input.
+        let regular = file.metadata().map_err(read_err(p))?.is_file();
         let tp = times_path(p);
         let times = match std::fs::File::open(&tp) {
             Ok(f) => {
@@ -110,6 +115,7 @@ fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
         inputs.push(Input {
             path: p.clone(),
             reader: Box::new(file),
+            regular,
             times,
         });
     }
@@ -221,22 +227,73 @@ pub fn run(args: &ReplayArgs) -> CmdResult {
     Ok(0)
 }
 
+/// Verdicts stored in one transaction before replay commits and prints them.
+const BATCH: usize = 1000;
+
 /// Runs every input through the pipeline, printing verdicts as they become final. Returns the
 /// problems to report once the output is complete.
+///
+/// Verdicts are stored in batches ([`Store::begin_batch`]): one commit per [`BATCH`] verdicts,
+/// before a read that may wait (standard input, a pipe) and at the end. A verdict is printed
+/// only once its batch committed, so whatever replay printed is in the database even if it is
+/// killed; whatever it stored before an error is committed before the error is returned.
 fn replay<W: Write>(
     inputs: Vec<Input>,
     mut pipeline: Pipeline,
     server: &str,
     printer: &mut Printer<W>,
 ) -> Result<Vec<String>, ReplayError> {
+    pipeline.store().begin_batch()?;
+    let mut batch = Batch::default();
+    let run = replay_batched(inputs, &mut pipeline, server, printer, &mut batch);
+    let committed = pipeline.store().commit_batch();
+    let problems = run?;
+    committed?;
+    printer.drain(&pipeline, None)?;
+    Ok(problems)
+}
+
+/// The open batch: how many verdicts it holds, and the stream time of the last check for
+/// misses that became final.
+#[derive(Default)]
+struct Batch {
+    verdicts: usize,
+    last_drain: i64,
+    /// The stream time of the latest message.
+    last_us: i64,
+}
+
+impl Batch {
+    /// Commits the open batch and prints what became final by stream time `us`.
+    fn commit<W: Write>(
+        &mut self,
+        pipeline: &Pipeline,
+        printer: &mut Printer<W>,
+        us: i64,
+    ) -> Result<(), ReplayError> {
+        let store = pipeline.store();
+        store.commit_batch()?;
+        store.begin_batch()?;
+        self.verdicts = 0;
+        self.last_drain = us;
+        printer.drain(pipeline, Some(us))
+    }
+}
+
+fn replay_batched<W: Write>(
+    inputs: Vec<Input>,
+    pipeline: &mut Pipeline,
+    server: &str,
+    printer: &mut Printer<W>,
+    batch: &mut Batch,
+) -> Result<Vec<String>, ReplayError> {
     let mut now = Timestamp::UNIX_EPOCH;
     let mut problems = Vec::new();
     let mut warned_untimed = false;
-    // Stream time (µs) of the last check for misses that became final.
-    let mut last_drain = 0i64;
     for Input {
         path,
         reader,
+        regular,
         mut times,
     } in inputs
     {
@@ -245,8 +302,13 @@ fn replay<W: Write>(
             let next = match dec.next_buffered() {
                 Some(m) => Ok(Some(m)),
                 None => {
-                    // About to wait for input (a pipe may be slow): what is printed goes out.
-                    printer.out.flush().map_err(ReplayError::Output)?;
+                    // About to wait for input (a pipe may be slow): what is final goes out.
+                    if !regular {
+                        if batch.verdicts > 0 {
+                            batch.commit(pipeline, printer, batch.last_us)?;
+                        }
+                        printer.out.flush().map_err(ReplayError::Output)?;
+                    }
                     dec.next_message()
                 }
             };
@@ -283,9 +345,9 @@ fn replay<W: Write>(
                 eprintln!(
                     "perezvon: {}: the events carry no Timestamp (Asterisk timestampevents = no) and no \
                      arrival times were recorded beside it ({beside}): wait and talk times are unknown \
-                     (printed as null), and verdicts that depend on them (answered or missed after an \
-                     answer, ignored) are not reliable. Record with `perezvon record` to keep arrival \
-                     times, or set timestampevents = yes.",
+                     (printed as null); no verdict is judged from them (a call nobody took is missed, \
+                     never accidental; one a person took is unknown unless calls.min_talk is 0). \
+                     Record with `perezvon record` to keep arrival times, or set timestampevents = yes.",
                     path.display(),
                 );
             }
@@ -299,12 +361,18 @@ fn replay<W: Write>(
             for r in &ended {
                 printer.push(r);
             }
+            batch.verdicts += ended.len();
             // This message's time, not the latest: after an older capture follows a newer one,
             // its misses are judged final by its own clock.
             let us = t.as_microsecond();
-            if !ended.is_empty() || us.abs_diff(last_drain) >= 1_000_000 {
-                last_drain = us;
-                printer.drain(&pipeline, Some(us))?;
+            batch.last_us = us;
+            if batch.verdicts >= BATCH {
+                batch.commit(pipeline, printer, us)?;
+            } else if batch.verdicts == 0
+                && (!ended.is_empty() || us.abs_diff(batch.last_drain) >= 1_000_000)
+            {
+                batch.last_drain = us;
+                printer.drain(pipeline, Some(us))?;
             }
         }
         let stats = dec.stats();
@@ -327,7 +395,6 @@ fn replay<W: Write>(
     for r in &pipeline.finish(now).map_err(ReplayError::Store)? {
         printer.push(r);
     }
-    printer.drain(&pipeline, None)?;
     Ok(problems)
 }
 

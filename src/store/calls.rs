@@ -129,11 +129,54 @@ impl Store {
         resolve_within: std::time::Duration,
         for_dialer: bool,
     ) -> Result<Recorded> {
-        let within = resolve_within.as_secs_f64();
-        let tx = self
-            .conn
-            .unchecked_transaction()
+        // Inside a batch ([`Store::begin_batch`]) the verdict is a savepoint of the batch's
+        // transaction: a failing one is undone alone and the batch goes on.
+        let batch = !self.conn.is_autocommit();
+        self.conn
+            .execute_batch(if batch {
+                "SAVEPOINT verdict"
+            } else {
+                "BEGIN IMMEDIATE"
+            })
             .map_err(StoreError::sql("begin call transaction"))?;
+        match self.record_in_transaction(r, resolve_within, for_dialer) {
+            Ok(done) => {
+                self.conn
+                    .execute_batch(if batch { "RELEASE verdict" } else { "COMMIT" })
+                    .map_err(|e| {
+                        self.undo(batch);
+                        StoreError::Sql {
+                            what: "commit call",
+                            source: e,
+                        }
+                    })?;
+                Ok(done)
+            }
+            Err(e) => {
+                self.undo(batch);
+                Err(e)
+            }
+        }
+    }
+
+    fn undo(&self, batch: bool) {
+        // A failed ROLLBACK leaves nothing more to do: SQLite has rolled back already.
+        let _ = self.conn.execute_batch(if batch {
+            "ROLLBACK TO verdict; RELEASE verdict"
+        } else {
+            "ROLLBACK"
+        });
+    }
+
+    /// The body of [`Store::record_call_marked`], inside its transaction or savepoint.
+    fn record_in_transaction(
+        &self,
+        r: &CallRecord,
+        resolve_within: std::time::Duration,
+        for_dialer: bool,
+    ) -> Result<Recorded> {
+        let within = resolve_within.as_secs_f64();
+        let tx = &self.conn;
         let mut rec = r.clone();
         if is_open_miss(&rec) {
             // A resolving call may already be stored (it ended first).
@@ -171,7 +214,7 @@ impl Store {
                 rec.resolved_by_linkedid = Some(lid);
             }
         }
-        let inserted = insert(&tx, &rec)?;
+        let inserted = insert(tx, &rec)?;
         if inserted && for_dialer {
             tx.prepare_cached("UPDATE calls SET dialer_pending = 1 WHERE id = last_insert_rowid()")
                 .and_then(|mut s| s.execute([]))
@@ -217,7 +260,6 @@ impl Store {
                 }
             }
         }
-        tx.commit().map_err(StoreError::sql("commit call"))?;
         Ok(Recorded {
             inserted,
             record: rec,
@@ -495,6 +537,40 @@ mod tests {
                 .unwrap();
             assert!(!again.inserted && again.resolved.is_empty());
         }
+    }
+
+    /// A batch commits its verdicts together; a verdict that fails inside it is undone alone
+    /// (its savepoint), the others stay; a second connection sees nothing before the commit.
+    #[test]
+    fn a_batch_commits_together_and_a_failing_verdict_is_undone_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let s = Store::open(&path).unwrap();
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.linkedid = 'bad' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .unwrap();
+        s.begin_batch().unwrap();
+        s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
+        assert!(s.record_call(&at(sample("bad"), 20, 10), WEEK).is_err());
+        // The resolution in the same batch sees the earlier, uncommitted miss.
+        let r = s
+            .record_call(&at(answered("r", Direction::Inbound), 100, 60), WEEK)
+            .unwrap();
+        assert_eq!(r.resolved.len(), 1);
+        let other = Store::open(&path).unwrap();
+        assert!(other.get_call("lab", "m").unwrap().is_none(), "not yet committed");
+        s.commit_batch().unwrap();
+        let m = other.get_call("lab", "m").unwrap().unwrap();
+        assert_eq!(m.resolved_by, Some(ResolvedBy::Caller));
+        assert!(other.get_call("lab", "r").unwrap().is_some());
+        assert!(other.get_call("lab", "bad").unwrap().is_none());
+        // Without a batch every verdict is its own transaction again.
+        s.commit_batch().unwrap();
+        s.record_call(&at(sample("m2"), 200, 10), WEEK).unwrap();
+        assert!(other.get_call("lab", "m2").unwrap().is_some());
     }
 
     #[test]

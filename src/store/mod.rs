@@ -184,6 +184,31 @@ impl Store {
         Ok(())
     }
 
+    /// Opens a batch: the verdicts recorded until [`Store::commit_batch`] share one
+    /// transaction (each its own savepoint), so a bulk writer (`perezvon replay`) pays one
+    /// commit per batch instead of one per call. What is not committed is lost on a crash:
+    /// a writer shows a verdict only after the batch holding it committed. The daemon never
+    /// batches (each verdict is durable before the dialer or the outbox sees it).
+    pub fn begin_batch(&self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(StoreError::sql("begin a batch of verdicts"))
+    }
+
+    /// Commits the open batch (nothing when none is open).
+    pub fn commit_batch(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            StoreError::Sql {
+                what: "commit a batch of verdicts",
+                source: e,
+            }
+        })
+    }
+
     /// The schema version of this database.
     pub fn schema_version(&self) -> Result<i64> {
         self.conn
