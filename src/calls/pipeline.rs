@@ -178,9 +178,21 @@ impl Pipeline {
         msg: &Message,
         now: Timestamp,
     ) -> Result<Vec<CallRecord>, StoreError> {
+        let t = event_time(msg, now);
+        self.feed_at(server, msg, t, now)
+    }
+
+    /// [`Pipeline::feed`] for a caller that has the message's own time `t` already (its
+    /// `event_time`): the `Timestamp` header is not looked up again.
+    pub fn feed_at(
+        &mut self,
+        server: &str,
+        msg: &Message,
+        t: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<CallRecord>, StoreError> {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
-        let t = event_time(msg, now);
         self.tracker(server).handle(msg, now, &mut out);
         let us = t.as_microsecond();
         if us >= self.last_tick.saturating_add(1_000_000) {

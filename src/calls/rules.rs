@@ -158,7 +158,9 @@ pub(crate) fn verdict(
     let wait = c.answered_at.unwrap_or(caller_end) - c.started;
     let talked = talked(rules, c);
     // A person answered on a stream without a clock: answered or a short talk cannot be told.
-    let unknown = unknown.or(talked_for(rules, c).is_none().then_some(UnknownReason::NoClock));
+    let unknown = unknown.or(talked_for(rules, c)
+        .is_none()
+        .then_some(UnknownReason::NoClock));
     let talker = c
         .persons
         .iter()

@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 
 use crate::ami::codec::ReadDecoder;
 use crate::ami::Kind;
-use crate::calls::pipeline::{event_time, Pipeline};
+use crate::calls::event::parse_ts;
+use crate::calls::pipeline::Pipeline;
 use crate::calls::record::{CallRecord, Timestamp};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
@@ -74,6 +75,17 @@ struct Input {
     times: Option<(PathBuf, ArrivalTimes<Box<dyn BufRead>>)>,
 }
 
+/// Standard input redirected from a file (`< capture.ami`) never makes a read wait.
+fn stdin_is_a_file() -> bool {
+    use std::os::fd::AsFd;
+    std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.is_file())
+}
+
 fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
     let mut inputs = Vec::with_capacity(paths.len());
     let mut stdin_taken = false;
@@ -91,7 +103,7 @@ fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
             inputs.push(Input {
                 path: p.clone(),
                 reader: Box::new(std::io::stdin()),
-                regular: false,
+                regular: stdin_is_a_file(),
                 times: None,
             });
             continue;
@@ -329,12 +341,17 @@ fn replay_batched<W: Write>(
                 }
                 None => None,
             };
+            // The message's own time, looked up once.
+            let stamp = msg
+                .get(b"Timestamp")
+                .and_then(parse_ts)
+                .and_then(|us| Timestamp::from_microsecond(us).ok());
             if !warned_untimed
                 && arrival.is_none()
+                && stamp.is_none()
                 && msg.kind() == Kind::Event
                 // Sent at login, before any call: even a stamping Asterisk leaves it bare.
                 && msg.event() != Some(b"FullyBooted")
-                && msg.get(b"Timestamp").is_none()
             {
                 warned_untimed = true;
                 let beside = if path.as_os_str() == STDIN {
@@ -351,12 +368,12 @@ fn replay_batched<W: Write>(
                     path.display(),
                 );
             }
-            let t = event_time(&msg, arrival.unwrap_or(now));
+            let t = stamp.or(arrival).unwrap_or(now);
             if t > now {
                 now = t;
             }
             let ended = pipeline
-                .feed(server, &msg, now)
+                .feed_at(server, &msg, t, now)
                 .map_err(ReplayError::Store)?;
             for r in &ended {
                 printer.push(r);

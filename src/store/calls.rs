@@ -561,7 +561,10 @@ mod tests {
             .unwrap();
         assert_eq!(r.resolved.len(), 1);
         let other = Store::open(&path).unwrap();
-        assert!(other.get_call("lab", "m").unwrap().is_none(), "not yet committed");
+        assert!(
+            other.get_call("lab", "m").unwrap().is_none(),
+            "not yet committed"
+        );
         s.commit_batch().unwrap();
         let m = other.get_call("lab", "m").unwrap().unwrap();
         assert_eq!(m.resolved_by, Some(ResolvedBy::Caller));
