@@ -181,7 +181,10 @@ fn packaged_config_is_valid_but_names_no_server() {
     // ... every key it shows is one the code reads ...
     let known: BTreeSet<String> = schema::all_keys().into_iter().collect();
     let stale: Vec<_> = documented_keys(&text).difference(&known).cloned().collect();
-    assert!(stale.is_empty(), "unknown keys in the packaged config: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "unknown keys in the packaged config: {stale:?}"
+    );
     // ... and uncommenting everything, the secret file in place, gives a valid daemon
     // configuration with callbacks still off.
     let dir = tempfile::tempdir().unwrap();

@@ -55,7 +55,11 @@ fn missed_and_report_without_config_or_db_exit_78_and_say_why() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for args in [&["missed"][..], &["report"], &["report", "--format", "html"]] {
+    for args in [
+        &["missed"][..],
+        &["report"],
+        &["report", "--format", "html"],
+    ] {
         let (code, out, err) = perezvon(dir.path(), args);
         assert_eq!(code, 78, "{args:?}: {err}");
         assert_eq!(out, "", "{args:?}");
@@ -100,7 +104,15 @@ fn with_db_alone_the_defaults_apply_and_times_are_utc() {
     std::fs::write(&cfg, "[hours]\ntimezone = \"Europe/Moscow\"\n").unwrap();
     let (code, out, err) = perezvon(
         dir.path(),
-        &["missed", "--db", db, "--config", cfg.to_str().unwrap(), "--format", "json"],
+        &[
+            "missed",
+            "--db",
+            db,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("default settings"), "{err}");
