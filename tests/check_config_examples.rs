@@ -125,16 +125,32 @@ fn the_checker_itself_notices_a_missing_key() {
 }
 
 /// The text with every commented-out `key = value` line uncommented (the lines
-/// [`documented_keys`] reads as keys): what an admin gets who uncomments them all.
+/// [`documented_keys`] reads as keys), and every commented-out section header the file does not
+/// already have (config.example.toml's banners repeat their section's header): what an admin
+/// gets who uncomments them all.
 fn uncommented(text: &str) -> String {
+    let headers: BTreeSet<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .collect();
     let mut out = String::new();
     for line in text.lines() {
         let rest = line.trim_start().strip_prefix('#').map(str::trim_start);
         let key = rest.and_then(|l| l.split_once(" = ")).map(|(k, _)| k);
-        match (rest, key) {
-            (Some(l), Some(k))
-                if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
-            {
+        let plain = |name: &str, extra: char| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == extra)
+        };
+        let header = rest
+            .and_then(|l| l.strip_prefix('['))
+            .and_then(|h| h.strip_suffix(']'))
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        match (rest, key, header) {
+            (Some(l), Some(k), _) if plain(k, '_') => out.push_str(l),
+            (Some(l), _, Some(h)) if plain(h, '.') && !headers.contains(l.trim_end()) => {
                 out.push_str(l)
             }
             _ => out.push_str(line),
