@@ -136,7 +136,7 @@ fn throughput(cfg: &Config, stream: &[u8], events: usize, rounds: usize) -> (f64
             out.clear();
             seen += 1;
             // Sample memory now and then (the first round only: it costs a little).
-            if round == 0 && seen % 4096 == 0 && tracker.live_calls() > peak_live {
+            if round == 0 && seen.is_multiple_of(4096) && tracker.live_calls() > peak_live {
                 peak_live = tracker.live_calls();
                 peak_bytes = LIVE.load(Ordering::Relaxed) - base;
                 peak_chans = tracker.live_channels();
@@ -234,7 +234,7 @@ fn latency(cfg: &Config, caps: &[Vec<Message>], seconds: f64) {
         if !ended.is_empty() {
             // From when the hangup was due to arrive to its verdict being committed.
             let l = Instant::now().saturating_duration_since(due);
-            lat.extend(std::iter::repeat(l).take(ended.len()));
+            lat.extend(std::iter::repeat_n(l, ended.len()));
         }
     }
     let wall = start.elapsed().as_secs_f64();

@@ -123,3 +123,92 @@ fn the_checker_itself_notices_a_missing_key() {
     assert!(!documented_keys(&text).contains("callback.spread"));
     assert!(documented_keys(&read("config.example.toml")).contains("callback.spread"));
 }
+
+/// The text with every commented-out `key = value` line uncommented (the lines
+/// [`documented_keys`] reads as keys), and every commented-out section header the file does not
+/// already have (config.example.toml's banners repeat their section's header): what an admin
+/// gets who uncomments them all.
+fn uncommented(text: &str) -> String {
+    let headers: BTreeSet<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .collect();
+    let mut out = String::new();
+    for line in text.lines() {
+        let rest = line.trim_start().strip_prefix('#').map(str::trim_start);
+        let key = rest.and_then(|l| l.split_once(" = ")).map(|(k, _)| k);
+        let plain = |name: &str, extra: char| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == extra)
+        };
+        let header = rest
+            .and_then(|l| l.strip_prefix('['))
+            .and_then(|h| h.strip_suffix(']'))
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        match (rest, key, header) {
+            (Some(l), Some(k), _) if plain(k, '_') => out.push_str(l),
+            (Some(l), _, Some(h)) if plain(h, '.') && !headers.contains(l.trim_end()) => {
+                out.push_str(l)
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Uncommenting every commented-out key of the example at once still gives TOML: no key is
+/// documented twice in one table (a duplicate is a TOML error, so an admin who uncommented both
+/// copies would get a file perezvon refuses). Exclusive keys (secret, secret_file, secret_env)
+/// are fine here: this is about the file's shape, `example_is_valid` about its values.
+#[test]
+fn example_with_every_key_uncommented_is_still_toml() {
+    let text = uncommented(&read("config.example.toml"));
+    assert!(
+        !text.contains("\n# dial_template = "),
+        "the helper did not uncomment"
+    );
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        panic!("config.example.toml with every key uncommented is not TOML:\n{e}");
+    }
+}
+
+#[test]
+fn the_uncommenting_check_notices_a_key_documented_twice() {
+    // Regression guard: config.example.toml once documented callback.agent_context three times.
+    let text = read("config.example.toml").replace(
+        "# server = \"pbx1\"\n",
+        "# server = \"pbx1\"\n# agent_context = \"from-internal\"\n",
+    );
+    let err = toml::from_str::<toml::Table>(&uncommented(&text))
+        .expect_err("a duplicated key must be a TOML error");
+    assert!(err.to_string().contains("agent_context"), "{err}");
+}
+
+#[test]
+fn packaged_config_is_valid_but_names_no_server() {
+    let text = read("packaging/deb/perezvon.toml");
+    // The reading commands (missed, report, callbacks) take it as it is ...
+    let c = Config::from_toml(&text).unwrap_or_else(|e| panic!("packaged config:\n{e}"));
+    assert!(c.asterisk.is_empty());
+    // ... every key it shows is one the code reads ...
+    let known: BTreeSet<String> = schema::all_keys().into_iter().collect();
+    let stale: Vec<_> = documented_keys(&text).difference(&known).cloned().collect();
+    assert!(
+        stale.is_empty(),
+        "unknown keys in the packaged config: {stale:?}"
+    );
+    // ... and uncommenting everything, the secret file in place, gives a valid daemon
+    // configuration with callbacks still off.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("ami.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let all = uncommented(&text).replace("/etc/perezvon/ami.secret", secret.to_str().unwrap());
+    let c = Config::from_toml(&all).unwrap_or_else(|e| panic!("uncommented:\n{all}\n{e}"));
+    assert_eq!(c.asterisk.len(), 1);
+    assert_eq!(c.asterisk[0].name, "pbx1");
+    assert!(!c.callback.enabled);
+}

@@ -827,7 +827,7 @@ mod fuzz {
             ("Linkedid", link),
             (
                 "Context",
-                if x % 2 == 0 {
+                if x.is_multiple_of(2) {
                     "from-trunk".into()
                 } else {
                     "queue-in".into()
@@ -846,7 +846,7 @@ mod fuzz {
                 p.push(("Value", format!("cb-{x}")));
             }
             "DialBegin" | "DialEnd" => {
-                if x % 4 == 0 {
+                if x.is_multiple_of(4) {
                     p.retain(|(k, _)| !matches!(*k, "Channel" | "Uniqueid"));
                 }
                 p.push(("DestUniqueid", other.clone()));
@@ -861,7 +861,12 @@ mod fuzz {
             "OriginateResponse" => {
                 p.push((
                     "Response",
-                    if x % 2 == 0 { "Success" } else { "Failure" }.into(),
+                    if x.is_multiple_of(2) {
+                        "Success"
+                    } else {
+                        "Failure"
+                    }
+                    .into(),
                 ));
                 p.push(("Reason", (x % 9).to_string()));
                 p.push(("ActionID", format!("cb-{x}")));

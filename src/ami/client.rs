@@ -405,7 +405,7 @@ impl Connection {
         loop {
             let m = self.read_message().await?;
             let reply =
-                m.kind() == Kind::Response && m.action_id().map_or(true, |a| a == id.as_bytes());
+                m.kind() == Kind::Response && m.action_id().is_none_or(|a| a == id.as_bytes());
             if reply {
                 return Ok(m);
             }

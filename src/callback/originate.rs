@@ -424,7 +424,7 @@ pub fn queue_free_members(items: &[Message], queue: &str) -> u32 {
         .iter()
         .filter(|m| {
             m.is(b"Event", b"QueueMember")
-                && m.get_str("Queue").map_or(true, |q| q == queue)
+                && m.get_str("Queue").is_none_or(|q| q == queue)
                 && m.get_str("Paused").as_deref() != Some("1")
                 && m.get_str("Status").as_deref() == Some("1")
         })

@@ -7,7 +7,10 @@ use super::{CmdResult, MissedArgs};
 use crate::report::missed;
 
 pub fn run(args: &MissedArgs) -> CmdResult {
-    let cfg = load_config(args.config.as_deref())?;
+    let cfg = match load_config(args.config.as_deref(), args.db.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(code) => return Ok(code),
+    };
     let store = open_store(args.db.as_deref(), &cfg)?;
     let now = jiff::Timestamp::now();
     let from = period_start(now, args.since.into())?;

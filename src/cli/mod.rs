@@ -96,7 +96,8 @@ pub struct RecordArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MissedArgs {
-    /// Configuration file (default: /etc/perezvon/perezvon.toml if present, else the lab one).
+    /// Configuration file [default: /etc/perezvon/perezvon.toml]. Without one, --db is needed
+    /// and the default settings apply (times in UTC).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// SQLite database (default: storage.database of the configuration).
@@ -117,7 +118,8 @@ pub struct MissedArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// Configuration file (default: /etc/perezvon/perezvon.toml if present, else the lab one).
+    /// Configuration file [default: /etc/perezvon/perezvon.toml]. Without one, --db is needed
+    /// and the default settings apply (times in UTC).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// SQLite database (default: storage.database of the configuration).

@@ -3,31 +3,46 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, EXIT_CONFIG};
 use crate::report::Report;
 use crate::store::Store;
 
 use super::{CmdResult, ReportArgs, DEFAULT_CONFIG};
 
-/// The configuration of a reading command: `--config`, else the system file when it exists, else
-/// the embedded lab configuration (so `perezvon missed --db x.db` works on a laptop too).
-pub(crate) fn load_config(
-    path: Option<&Path>,
-) -> Result<Config, Box<dyn std::error::Error + Send + Sync>> {
+/// The configuration of a reading command: `--config`, else the system file when it exists,
+/// else, when `--db` names the database, the defaults of an empty file (times in UTC). With
+/// neither a configuration nor `--db` nothing says which database or time zone is meant: that is
+/// a configuration error, not a guess. On an error the problems are on stderr and `Err` holds the
+/// exit code ([`EXIT_CONFIG`]).
+pub(crate) fn load_config(path: Option<&Path>, db: Option<&Path>) -> Result<Config, i32> {
     let default = Path::new(DEFAULT_CONFIG);
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None if default.exists() => Ok(Config::load(default)?),
-        None => {
-            let cfg = Config::embedded_default();
-            // Say so: the lab's time zone and database path are probably not this site's.
+    let loaded = match path {
+        Some(p) => Config::load(p),
+        None if default.exists() => Config::load(default),
+        None if db.is_some() => {
+            let cfg = Config::from_toml_in("", "defaults", None).map_err(|e| {
+                eprintln!("perezvon: {e}");
+                EXIT_CONFIG
+            })?;
+            // Say so: the times are shown in UTC, which is probably not this site's zone.
             eprintln!(
-                "perezvon: no --config and no {DEFAULT_CONFIG}: using the built-in lab configuration (times in {})",
+                "perezvon: no --config and no {DEFAULT_CONFIG}: default settings (times in {})",
                 cfg.hours.timezone_name
             );
-            Ok(cfg)
+            return Ok(cfg);
         }
-    }
+        None => {
+            eprintln!(
+                "perezvon: no configuration: no --config given and {DEFAULT_CONFIG} does not exist \
+                 (pass --config FILE, or --db FILE to read a database with the default settings)"
+            );
+            return Err(EXIT_CONFIG);
+        }
+    };
+    loaded.map_err(|e| {
+        eprintln!("perezvon: {e}");
+        EXIT_CONFIG
+    })
 }
 
 /// The database: `--db`, else `storage.database` of the configuration. A reading command never
@@ -66,7 +81,10 @@ pub(crate) fn period_start(
 }
 
 pub fn run(args: &ReportArgs) -> CmdResult {
-    let cfg = load_config(args.config.as_deref())?;
+    let cfg = match load_config(args.config.as_deref(), args.db.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(code) => return Ok(code),
+    };
     let store = open_store(args.db.as_deref(), &cfg)?;
     let now = jiff::Timestamp::now();
     let from = period_start(now, args.since.into())?;

@@ -483,7 +483,7 @@ impl Fake {
                 {
                     continue;
                 }
-                let up = c.started <= o.received && c.ended.map_or(true, |e| o.received <= e);
+                let up = c.started <= o.received && c.ended.is_none_or(|e| o.received <= e);
                 if up {
                     out.push(format!(
                         "Originate {} to {} while its {:?} call {} was up",
