@@ -164,13 +164,35 @@ pub struct RawEmail {
     pub smtp_host: Option<String>,
     pub smtp_port: Option<i64>,
     pub from: Option<String>,
-    pub to: Option<Vec<String>>,
+    pub to: Option<OneOrMany>,
     pub events: Option<Vec<String>>,
     pub timeout: Option<String>,
     pub helo: Option<String>,
+    pub tls: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
     pub retry_every: Option<String>,
     pub max_retry_every: Option<String>,
     pub give_up_after: Option<String>,
+}
+
+/// A list that may also be written as one string (`to = "a@x"` or `to = ["a@x", "b@y"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

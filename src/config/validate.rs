@@ -111,7 +111,19 @@ impl V {
         file: &Option<PathBuf>,
         env: &Option<String>,
     ) -> Option<Secret> {
-        let k = |f: &str| format!("{prefix}.{f}");
+        self.optional_secret_named(prefix, "secret", secret, file, env)
+    }
+
+    /// [`V::optional_secret`] for keys named `{name}`, `{name}_file`, `{name}_env`.
+    fn optional_secret_named(
+        &mut self,
+        prefix: &str,
+        name: &str,
+        secret: &Option<String>,
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+    ) -> Option<Secret> {
+        let k = |f: &str| format!("{prefix}.{}", f.replacen("secret", name, 1));
         match (secret, file, env) {
             (None, None, None) => None,
             (Some(s), None, None) => Some(Secret::new(s.clone())),
@@ -158,7 +170,7 @@ impl V {
             _ => {
                 self.err(
                     k("secret"),
-                    "secret, secret_file and secret_env are exclusive",
+                    format!("{name}, {name}_file and {name}_env are exclusive"),
                     Some("keep one"),
                 );
                 None
@@ -172,6 +184,13 @@ impl V {
             _ => p.to_path_buf(),
         }
     }
+}
+
+/// A relay on this machine: the only place plain SMTP may go.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Numbers no business's callbacks should reach, whatever its country: abroad on three
@@ -994,19 +1013,19 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             );
         }
         let from = e.from.clone().unwrap_or_default();
-        if !from.contains('@') || from.contains(['\r', '\n', '<', '>']) {
+        if from.parse::<lettre::Address>().is_err() {
             v.err(
                 "notify.email.from",
                 format!("{from:?} is not an address"),
                 Some("e.g. \"perezvon@example.com\""),
             );
         }
-        let to = e.to.clone().unwrap_or_default();
+        let to = e.to.clone().map(OneOrMany::into_vec).unwrap_or_default();
         if to.is_empty() {
             v.err("notify.email.to", "no recipients", None);
         }
         for (i, t) in to.iter().enumerate() {
-            if !t.contains('@') || t.contains(['\r', '\n', '<', '>']) {
+            if t.parse::<lettre::Address>().is_err() {
                 v.err(
                     format!("notify.email.to[{i}]"),
                     format!("{t:?} is not an address"),
@@ -1014,17 +1033,117 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
                 );
             }
         }
+        let local = is_loopback_host(&smtp_host);
+        let tls = match e.tls.as_deref() {
+            None if local => SmtpTls::None,
+            None => SmtpTls::StartTls,
+            Some("none") => {
+                if !local {
+                    v.err(
+                        "notify.email.tls",
+                        format!("\"none\" to {smtp_host}: plain SMTP would carry the mail and the password readable by anyone on the way"),
+                        Some("use \"starttls\" (port 587) or \"tls\" (port 465); plain SMTP is only for a relay on this machine (127.0.0.1, ::1, localhost)"),
+                    );
+                }
+                SmtpTls::None
+            }
+            Some("starttls") => SmtpTls::StartTls,
+            Some("tls") => SmtpTls::Tls,
+            Some(other) => {
+                v.err(
+                    "notify.email.tls",
+                    format!("unknown mode {other:?}"),
+                    Some("none (a relay on this machine), starttls or tls"),
+                );
+                SmtpTls::StartTls
+            }
+        };
+        let ca = e.ca_file.as_ref().and_then(|p| {
+            let p = v.resolve_path(p);
+            if tls == SmtpTls::None {
+                v.err(
+                    "notify.email.ca_file",
+                    "set, but the session is plain (tls = \"none\")",
+                    Some("set tls = \"starttls\" or \"tls\", or drop ca_file"),
+                );
+                return None;
+            }
+            match std::fs::read(&p) {
+                Ok(pem)
+                    if memchr::memmem::find(&pem, b"-----BEGIN CERTIFICATE-----").is_some()
+                        && lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                            .is_ok() =>
+                {
+                    Some((p, pem))
+                }
+                Ok(_) => {
+                    v.err(
+                        "notify.email.ca_file",
+                        format!("{} holds no PEM certificate", p.display()),
+                        Some("the relay's CA certificate, \"-----BEGIN CERTIFICATE-----\" ..."),
+                    );
+                    None
+                }
+                Err(err) => {
+                    v.err(
+                        "notify.email.ca_file",
+                        format!("cannot read {}: {err}", p.display()),
+                        None,
+                    );
+                    None
+                }
+            }
+        });
+        let password = v.optional_secret_named(
+            "notify.email",
+            "password",
+            &None,
+            &e.password_file,
+            &e.password_env,
+        );
+        let auth = match (&e.username, password) {
+            (None, None) => None,
+            (Some(u), Some(p)) => {
+                if u.is_empty() || u.contains(['\r', '\n', '\0']) {
+                    v.err(
+                        "notify.email.username",
+                        "empty or has a control character",
+                        None,
+                    );
+                }
+                Some((u.clone(), p))
+            }
+            (Some(_), None) => {
+                if e.password_file.is_none() && e.password_env.is_none() {
+                    v.err(
+                        "notify.email.username",
+                        "set, but there is no password",
+                        Some("add password_file or password_env"),
+                    );
+                }
+                None
+            }
+            (None, Some(_)) => {
+                v.err(
+                    "notify.email.username",
+                    "missing: a password is set",
+                    Some("the account name at the relay, e.g. \"perezvon@example.com\""),
+                );
+                None
+            }
+        };
         EmailConfig {
             smtp_host,
-            smtp_port: match e.smtp_port.unwrap_or(25) {
-                p @ 1..=65535 => p as u16,
-                p => {
+            smtp_port: match e.smtp_port {
+                None => tls.default_port(),
+                Some(p @ 1..=65535) => p as u16,
+                Some(p) => {
                     v.err(
                         "notify.email.smtp_port",
                         format!("{p} is not a TCP port"),
                         None,
                     );
-                    25
+                    tls.default_port()
                 }
             },
             from,
@@ -1032,6 +1151,9 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             events: events(v, "notify.email.events", &e.events),
             timeout: v.duration("notify.email.timeout", &e.timeout, "30s"),
             helo,
+            tls,
+            ca,
+            auth,
             retry_every: v.duration("notify.email.retry_every", &e.retry_every, "1m"),
             max_retry_every: v.duration("notify.email.max_retry_every", &e.max_retry_every, "30m"),
             give_up_after: v.duration("notify.email.give_up_after", &e.give_up_after, "3d"),
