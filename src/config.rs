@@ -219,6 +219,8 @@ pub struct CallbackConfig {
     pub lost_at: Vec<String>,
     pub allow: Vec<regex::Regex>,
     pub deny: Vec<regex::Regex>,
+    /// `allow_kinds` and `allow_countries`: checked after `allow` and `deny`.
+    pub kind_guard: crate::number::KindGuard,
     pub marker_variable: String,
     /// agent-first + queue target: `Local/<queue>@<agent_context>` is rung first.
     pub agent_context: String,

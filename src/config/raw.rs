@@ -104,6 +104,8 @@ pub struct RawCallback {
     pub lost_at: Option<Vec<String>>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub allow_kinds: Option<Vec<String>>,
+    pub allow_countries: Option<Vec<String>>,
     pub marker_variable: Option<String>,
     /// agent-first with a queue target: the context the queue is dialled in
     /// (`Local/<queue>@<agent_context>`; FreePBX: `from-internal`).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::number::NumberPlan;
+use crate::number::{classify, is_known_country, KindGuard, NumberKind, NumberPlan};
 
 /// Collects problems while validating.
 pub(super) struct V {
@@ -193,6 +193,56 @@ fn is_loopback_host(host: &str) -> bool {
         || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `callback.allow_kinds` and `callback.allow_countries`, each value checked.
+fn kind_guard(v: &mut V, cb: &RawCallback) -> KindGuard {
+    let mut g = KindGuard::default();
+    for (i, k) in cb.allow_kinds.iter().flatten().enumerate() {
+        match NumberKind::parse(k) {
+            Some(kind) => g.kinds.push(kind),
+            None => v.err(
+                format!("callback.allow_kinds[{i}]"),
+                format!("unknown kind {k:?}"),
+                Some("mobile, fixed_line, fixed_line_or_mobile, toll_free, premium_rate, shared_cost, personal_number, voip, pager, uan or voicemail"),
+            ),
+        }
+    }
+    if cb.allow_kinds.as_ref().is_some_and(|k| k.is_empty()) {
+        v.err(
+            "callback.allow_kinds",
+            "empty: no number would be dialled",
+            Some("e.g. [\"mobile\", \"fixed_line\"], or drop the key to allow every kind"),
+        );
+    }
+    for (i, c) in cb.allow_countries.iter().flatten().enumerate() {
+        if is_known_country(c) {
+            g.countries.push(c.clone());
+        } else {
+            v.err(
+                format!("callback.allow_countries[{i}]"),
+                format!("{c:?} is not a country code with a numbering plan"),
+                Some("ISO 3166 two upper-case letters, e.g. \"RU\", \"KZ\", \"BY\""),
+            );
+        }
+    }
+    if cb.allow_countries.as_ref().is_some_and(|c| c.is_empty()) {
+        v.err(
+            "callback.allow_countries",
+            "empty: no number would be dialled",
+            Some("e.g. [\"RU\"], or drop the key to allow every country"),
+        );
+    }
+    for costly in [NumberKind::PremiumRate, NumberKind::SharedCost] {
+        if g.kinds.contains(&costly) {
+            v.warn(
+                "callback.allow_kinds",
+                format!("admits {costly} numbers: each callback there is billed at a premium"),
+                Some("keep mobile and fixed_line"),
+            );
+        }
+    }
+    g
+}
+
 /// Numbers no business's callbacks should reach, whatever its country: abroad on three
 /// continents, a satellite network, a one-digit "number". An allow-list that admits all of them
 /// admits every number.
@@ -205,10 +255,20 @@ const COSTLY_PROBES: [(&str, &str); 3] = [
 ];
 
 /// The toll-fraud guard must guard: refuse an empty allow-list and one that admits every
-/// number (probed with numbers abroad), warn about costly numbers it admits.
-fn check_toll_fraud_guard(v: &mut V, allow: &[regex::Regex], deny: &[regex::Regex]) {
-    let admits =
-        |n: &str| allow.iter().any(|r| r.is_match(n)) && !deny.iter().any(|r| r.is_match(n));
+/// number (probed with numbers abroad), warn about costly numbers it admits. A number is
+/// admitted when it passes the regex lists and `allow_kinds`/`allow_countries` both, as the
+/// dialer checks it.
+fn check_toll_fraud_guard(
+    v: &mut V,
+    allow: &[regex::Regex],
+    deny: &[regex::Regex],
+    kinds: &KindGuard,
+) {
+    let admits = |n: &str| {
+        allow.iter().any(|r| r.is_match(n))
+            && !deny.iter().any(|r| r.is_match(n))
+            && kinds.check(n).is_ok()
+    };
     if allow.is_empty() {
         v.err(
             "callback.allow",
@@ -221,16 +281,20 @@ fn check_toll_fraud_guard(v: &mut V, allow: &[regex::Regex], deny: &[regex::Rege
         v.err(
             "callback.allow",
             "admits every number (it lets perezvon dial +44 7911 123456, +1 202 555 0123, satellite +882 and \"3\"): a caller ID is whatever the caller sends, so this is an open door to toll fraud",
-            Some("allow only the numbers you call back, e.g. [\"^79\\\\d{9}$\"] for Russian mobiles, [\"^7\\\\d{10}$\"] for all of Russia"),
+            Some("allow only the numbers you call back, e.g. [\"^79\\\\d{9}$\"] for Russian mobiles, [\"^7\\\\d{10}$\"] for all of Russia, or set allow_kinds and allow_countries"),
         );
         return;
     }
     for (n, what) in COSTLY_PROBES {
         if admits(n) {
+            // What libphonenumber's metadata says the number is, when it knows it.
+            let kind = classify(n).map_or(String::new(), |c| {
+                format!(", {} of {}", c.kind, c.country.as_deref().unwrap_or("no country"))
+            });
             v.warn(
                 "callback.allow",
-                format!("admits {n} ({what}): callbacks there may be costly"),
-                Some("narrow the pattern, or add the prefix to callback.deny"),
+                format!("admits {n} ({what}{kind}): callbacks there may be costly"),
+                Some("narrow the pattern, add the prefix to callback.deny, or set callback.allow_kinds = [\"mobile\", \"fixed_line\"] and callback.allow_countries"),
             );
         }
     }
@@ -849,6 +913,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         // National mobile numbers of the default country (Russia): the toll-fraud guard.
         allow: v.regexes("callback.allow", &cb.allow, &["^79\\d{9}$"]),
         deny: v.regexes("callback.deny", &cb.deny, &[]),
+        kind_guard: kind_guard(v, cb),
         marker_variable,
         agent_context,
     };
@@ -869,7 +934,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         );
     }
     if callback.enabled {
-        check_toll_fraud_guard(v, &callback.allow, &callback.deny);
+        check_toll_fraud_guard(v, &callback.allow, &callback.deny, &callback.kind_guard);
     }
     if callback.enabled && callback.caller_id.is_empty() {
         v.err(
