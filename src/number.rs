@@ -242,7 +242,8 @@ fn kind_in(meta: &phonenumber::Metadata, national: &str) -> Option<NumberKind> {
     if !d.general().is_match(national) {
         return None;
     }
-    let fits = |x: Option<&phonenumber::metadata::Descriptor>| x.is_some_and(|x| x.is_match(national));
+    let fits =
+        |x: Option<&phonenumber::metadata::Descriptor>| x.is_some_and(|x| x.is_match(national));
     for (desc, kind) in [
         (d.premium_rate(), NumberKind::PremiumRate),
         (d.toll_free(), NumberKind::TollFree),
@@ -263,7 +264,11 @@ fn kind_in(meta: &phonenumber::Metadata, national: &str) -> Option<NumberKind> {
             // A plan whose fixed and mobile patterns are one (the US) cannot tell them apart.
             let same = d.fixed_line().map(|x| x.national_number().as_str())
                 == d.mobile().map(|x| x.national_number().as_str());
-            Some(if same { NumberKind::FixedLineOrMobile } else { NumberKind::FixedLine })
+            Some(if same {
+                NumberKind::FixedLineOrMobile
+            } else {
+                NumberKind::FixedLine
+            })
         }
         (false, true) => Some(NumberKind::Mobile),
         (false, false) => None,
@@ -389,10 +394,19 @@ mod tests {
         let kind = |n: &str| classify(n).map(|c| (c.kind, c.country));
         let ru = Some("RU".to_string());
         assert_eq!(kind("79161234567"), Some((NumberKind::Mobile, ru.clone())));
-        assert_eq!(kind("74951234567"), Some((NumberKind::FixedLine, ru.clone())));
+        assert_eq!(
+            kind("74951234567"),
+            Some((NumberKind::FixedLine, ru.clone()))
+        );
         // National parts starting with the trunk prefix 8 (phonenumber's parser drops it).
-        assert_eq!(kind("78121234567"), Some((NumberKind::FixedLine, ru.clone())));
-        assert_eq!(kind("78001234567"), Some((NumberKind::TollFree, ru.clone())));
+        assert_eq!(
+            kind("78121234567"),
+            Some((NumberKind::FixedLine, ru.clone()))
+        );
+        assert_eq!(
+            kind("78001234567"),
+            Some((NumberKind::TollFree, ru.clone()))
+        );
         assert_eq!(kind("78091234567"), Some((NumberKind::PremiumRate, ru)));
         assert_eq!(
             kind("77012345678"),

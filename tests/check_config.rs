@@ -403,7 +403,10 @@ fn kinds_and_countries_narrow_a_broad_allow_list() {
     // Kinds alone still admit mobiles abroad: warned, with what the metadata says.
     let (code, err) = run("allow = [\"^\\\\d+$\"]\nallow_kinds = [\"mobile\"]");
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("admits 37491234567 (Armenia, mobile of AM)"), "{err}");
+    assert!(
+        err.contains("admits 37491234567 (Armenia, mobile of AM)"),
+        "{err}"
+    );
     assert!(!err.contains("premium-rate"), "{err}");
     // Countries alone close the door to satellites and junk, not to premium rate at home.
     let (code, err) = run("allow = [\".*\"]\nallow_countries = [\"RU\", \"GB\", \"US\"]");
@@ -411,17 +414,27 @@ fn kinds_and_countries_narrow_a_broad_allow_list() {
     assert!(!err.contains("admits every number"), "{err}");
     assert!(err.contains("8-809, premium_rate of RU"), "{err}");
     for (bad, key) in [
-        ("allow_kinds = [\"mobiles\"]", "callback.allow_kinds[0]: unknown kind \"mobiles\""),
+        (
+            "allow_kinds = [\"mobiles\"]",
+            "callback.allow_kinds[0]: unknown kind \"mobiles\"",
+        ),
         ("allow_kinds = []", "callback.allow_kinds: empty"),
-        ("allow_countries = [\"RU\", \"ru\", \"XX\"]", "callback.allow_countries[1]"),
-        ("allow_countries = [\"XX\"]", "callback.allow_countries[0]: \"XX\" is not a country code"),
+        (
+            "allow_countries = [\"RU\", \"ru\", \"XX\"]",
+            "callback.allow_countries[1]",
+        ),
+        (
+            "allow_countries = [\"XX\"]",
+            "callback.allow_countries[0]: \"XX\" is not a country code",
+        ),
         ("allow_countries = []", "callback.allow_countries: empty"),
     ] {
         let (code, err) = run(&format!("allow = [\"^7\\\\d{{10}}$\"]\n{bad}"));
         assert_eq!(code, Some(78), "{bad}: {err}");
         assert!(err.contains(key), "{bad}: {err}");
     }
-    let (code, err) = run("allow = [\"^7\\\\d{10}$\"]\nallow_kinds = [\"mobile\", \"premium_rate\"]");
+    let (code, err) =
+        run("allow = [\"^7\\\\d{10}$\"]\nallow_kinds = [\"mobile\", \"premium_rate\"]");
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("admits premium_rate numbers"), "{err}");
 }

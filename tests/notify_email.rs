@@ -14,16 +14,17 @@ use perezvon::notify::{self, email, DeliveryError};
 use perezvon::store::Store;
 use tokio_util::sync::CancellationToken;
 
-mod support;
 #[path = "support/smtp.rs"]
 mod smtp;
+mod support;
 
 use smtp::{Mode, Relay};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
 const SUBJECT: &str = "Пропущенный звонок от +79161234567: потерян в очереди «Продажи»";
-const BODY: &str = "Пропущенный звонок\n\n.строка с точкой\n..две точки\nНомер: +79161234567\nЖдал: 40 с\n";
+const BODY: &str =
+    "Пропущенный звонок\n\n.строка с точкой\n..две точки\nНомер: +79161234567\nЖдал: 40 с\n";
 
 fn mail() -> email::Mail {
     email::Mail {
@@ -76,16 +77,13 @@ fn assert_message(data: &[u8]) {
     let raw = String::from_utf8_lossy(data);
     // Nothing but 7-bit ASCII travels: lettre MIME-encoded the Russian text.
     assert!(data.is_ascii(), "{raw}");
-    let m = MessageParser::default().parse(data).expect("a parsable message");
+    let m = MessageParser::default()
+        .parse(data)
+        .expect("a parsable message");
     assert_eq!(m.subject(), Some(SUBJECT), "{raw}");
     let body = m.body_text(0).expect("a text body").replace("\r\n", "\n");
     assert_eq!(body, BODY, "{raw}");
-    let to: Vec<&str> = m
-        .to()
-        .unwrap()
-        .iter()
-        .filter_map(|a| a.address())
-        .collect();
+    let to: Vec<&str> = m.to().unwrap().iter().filter_map(|a| a.address()).collect();
     assert_eq!(to, ["lead@example.com", "boss@example.com"]);
     assert_eq!(
         m.from().unwrap().first().unwrap().address(),
@@ -100,7 +98,10 @@ fn assert_message(data: &[u8]) {
         m.header_raw("X-Perezvon-Event-Id").map(str::trim),
         Some("missed:pbx1:1.2")
     );
-    assert!(raw.contains("Date: Sun, 22 Nov 2026 20:36:00 +0300\r\n"), "{raw}");
+    assert!(
+        raw.contains("Date: Sun, 22 Nov 2026 20:36:00 +0300\r\n"),
+        "{raw}"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +150,10 @@ async fn implicit_tls_with_the_password_from_the_environment() {
     send(&cfg).await.unwrap();
     let s = relay.wait_sessions(1).await.remove(0);
     assert!(s.tls);
-    assert_eq!(s.commands.first().map(String::as_str), Some("EHLO pbx.example.com"));
+    assert_eq!(
+        s.commands.first().map(String::as_str),
+        Some("EHLO pbx.example.com")
+    );
     assert_eq!(s.auth.as_ref().map(|a| a.2.as_str()), Some("from-env"));
     assert_eq!(s.rcpt.len(), 2);
     assert_message(s.data.as_deref().unwrap());
@@ -174,7 +178,11 @@ async fn an_untrusted_certificate_is_refused_before_anything_is_sent() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "smtp.pass", "never-sent");
         // No ca_file: the relay's CA is not in the system store.
-        let tls = if mode == Mode::Implicit { "tls" } else { "starttls" };
+        let tls = if mode == Mode::Implicit {
+            "tls"
+        } else {
+            "starttls"
+        };
         let cfg = config(
             dir.path(),
             relay.port(),
@@ -189,7 +197,10 @@ async fn an_untrusted_certificate_is_refused_before_anything_is_sent() {
         assert!(text.to_lowercase().contains("certificate"), "{text}");
         let s = relay.wait_sessions(1).await.remove(0);
         assert!(!s.tls, "{mode:?}: the handshake failed");
-        assert!(s.auth.is_none() && s.mail_from.is_none() && s.data.is_none(), "{s:?}");
+        assert!(
+            s.auth.is_none() && s.mail_from.is_none() && s.data.is_none(),
+            "{s:?}"
+        );
     }
 }
 
@@ -197,19 +208,31 @@ async fn an_untrusted_certificate_is_refused_before_anything_is_sent() {
 async fn a_4xx_reply_is_transient_and_a_5xx_reply_permanent() {
     let dir = tempfile::tempdir().unwrap();
     let busy = Relay::start(Mode::Plain, &["451 4.3.0 mailbox busy, try later"]).await;
-    let err = send(&config(dir.path(), busy.port(), "")).await.unwrap_err();
+    let err = send(&config(dir.path(), busy.port(), ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeliveryError::Rejected(_)), "{}", err.chain());
     assert!(err.chain().contains("451"), "{}", err.chain());
     let gone = Relay::start(Mode::Plain, &["550 5.1.1 no such user"]).await;
-    let err = send(&config(dir.path(), gone.port(), "")).await.unwrap_err();
-    assert!(matches!(err, DeliveryError::Permanent(_)), "{}", err.chain());
+    let err = send(&config(dir.path(), gone.port(), ""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DeliveryError::Permanent(_)),
+        "{}",
+        err.chain()
+    );
     assert!(err.chain().contains("no such user"), "{}", err.chain());
     // Nothing listens: a connection error, retried.
     let port = gone.port();
     drop(gone);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = send(&config(dir.path(), port, "")).await.unwrap_err();
-    assert!(matches!(err, DeliveryError::Connect { .. }), "{}", err.chain());
+    assert!(
+        matches!(err, DeliveryError::Connect { .. }),
+        "{}",
+        err.chain()
+    );
 }
 
 fn missed_call(linkedid: &str) -> CallRecord {
@@ -224,10 +247,7 @@ fn missed_call(linkedid: &str) -> CallRecord {
 }
 
 /// Runs the delivery loop over one missed call until `done` holds for the outbox counts.
-async fn deliver_one(
-    cfg: Config,
-    done: impl Fn(&Store) -> bool,
-) -> (Store, tempfile::TempDir) {
+async fn deliver_one(cfg: Config, done: impl Fn(&Store) -> bool) -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
     let cfg = Arc::new(cfg);
@@ -287,7 +307,10 @@ fn plain_smtp_is_only_for_a_relay_on_this_machine() {
     let e = config_error(
         "smtp_host = \"mail.example.com\"\ntls = \"none\"\nfrom = \"p@example.com\"\nto = \"l@example.com\"",
     );
-    assert!(e.contains("notify.email.tls") && e.contains("plain SMTP"), "{e}");
+    assert!(
+        e.contains("notify.email.tls") && e.contains("plain SMTP"),
+        "{e}"
+    );
     for host in ["127.0.0.1", "::1", "localhost", "[::1]"] {
         Config::from_toml(&format!(
             "[notify.email]\nsmtp_host = \"{host}\"\ntls = \"none\"\nfrom = \"p@example.com\"\nto = \"l@example.com\"\n"
@@ -295,7 +318,10 @@ fn plain_smtp_is_only_for_a_relay_on_this_machine() {
         .unwrap_or_else(|e| panic!("{host}: {e}"));
     }
     let e = config_error("tls = \"ssl\"\nfrom = \"p@example.com\"\nto = \"l@example.com\"");
-    assert!(e.contains("notify.email.tls") && e.contains("\"ssl\""), "{e}");
+    assert!(
+        e.contains("notify.email.tls") && e.contains("\"ssl\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -323,15 +349,26 @@ fn defaults_follow_the_tls_mode_and_a_single_recipient_string_works() {
 fn auth_and_ca_problems_are_config_errors() {
     let base = "smtp_host = \"mail.example.com\"\nfrom = \"p@example.com\"\nto = [\"l@example.com\", \"not an address\"]";
     let e = config_error(&format!("{base}\nusername = \"u\""));
-    assert!(e.contains("notify.email.username") && e.contains("no password"), "{e}");
+    assert!(
+        e.contains("notify.email.username") && e.contains("no password"),
+        "{e}"
+    );
     assert!(e.contains("notify.email.to[1]"), "{e}");
-    let e = config_error(&format!("{base}\npassword_env = \"PEREZVON_TEST_UNSET_VARIABLE\""));
+    let e = config_error(&format!(
+        "{base}\npassword_env = \"PEREZVON_TEST_UNSET_VARIABLE\""
+    ));
     assert!(e.contains("notify.email.password_env"), "{e}");
     let e = config_error(&format!("{base}\nca_file = \"/nonexistent/ca.pem\""));
-    assert!(e.contains("notify.email.ca_file") && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains("notify.email.ca_file") && e.contains("cannot read"),
+        "{e}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "hello").unwrap();
-    let e = config_error(&format!("{base}\nca_file = {:?}", junk.display().to_string()));
+    let e = config_error(&format!(
+        "{base}\nca_file = {:?}",
+        junk.display().to_string()
+    ));
     assert!(e.contains("no PEM certificate"), "{e}");
 }

@@ -387,9 +387,14 @@ fn missed_csv_excel_opens_in_a_russian_excel_and_runs_no_formula() {
     for (text, d) in [(body, b';'), (plain.as_str(), b',')] {
         for row in read(text, d) {
             for cell in row.iter() {
-                let number = cell.len() > 1 && cell.as_bytes()[1..].iter().copied().all(|c| c.is_ascii_digit() || c == b'.');
+                let number = cell.len() > 1
+                    && cell.as_bytes()[1..]
+                        .iter()
+                        .copied()
+                        .all(|c| c.is_ascii_digit() || c == b'.');
                 assert!(
-                    !cell.starts_with(['=', '@']) && (!cell.starts_with(['+', '-']) || (d == b',' && number)),
+                    !cell.starts_with(['=', '@'])
+                        && (!cell.starts_with(['+', '-']) || (d == b',' && number)),
                     "{cell:?}"
                 );
             }

@@ -190,7 +190,8 @@ impl V {
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `callback.allow_kinds` and `callback.allow_countries`, each value checked.
@@ -289,7 +290,11 @@ fn check_toll_fraud_guard(
         if admits(n) {
             // What libphonenumber's metadata says the number is, when it knows it.
             let kind = classify(n).map_or(String::new(), |c| {
-                format!(", {} of {}", c.kind, c.country.as_deref().unwrap_or("no country"))
+                format!(
+                    ", {} of {}",
+                    c.kind,
+                    c.country.as_deref().unwrap_or("no country")
+                )
             });
             v.warn(
                 "callback.allow",

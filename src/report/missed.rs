@@ -174,9 +174,7 @@ pub fn csv_cell(s: &str, dialect: CsvDialect) -> String {
             && !frac.is_empty()
             && frac.bytes().all(|b| b.is_ascii_digit())
     };
-    if formula
-        && (dialect == CsvDialect::Excel || s.starts_with(['=', '@']) || !plain_number())
-    {
+    if formula && (dialect == CsvDialect::Excel || s.starts_with(['=', '@']) || !plain_number()) {
         format!("'{s}")
     } else {
         s.into_owned()
@@ -185,17 +183,17 @@ pub fn csv_cell(s: &str, dialect: CsvDialect) -> String {
 
 /// The list as CSV with a header line and CRLF line ends (what spreadsheets expect), quoted per
 /// RFC 4180 where needed; cells as [`csv_cell`] makes them.
-pub fn csv(
-    list: &[MissedCall],
-    tz: &TimeZone,
-    dialect: CsvDialect,
-) -> Result<String, csv::Error> {
+pub fn csv(list: &[MissedCall], tz: &TimeZone, dialect: CsvDialect) -> Result<String, csv::Error> {
     let mut out = Vec::new();
     if dialect == CsvDialect::Excel {
         out.extend_from_slice("\u{feff}".as_bytes());
     }
     let mut w = csv::WriterBuilder::new()
-        .delimiter(if dialect == CsvDialect::Excel { b';' } else { b',' })
+        .delimiter(if dialect == CsvDialect::Excel {
+            b';'
+        } else {
+            b','
+        })
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
     w.write_record(CSV_HEADER)?;
@@ -297,9 +295,17 @@ mod tests {
             ("79161234567", "79161234567", "79161234567"),
             ("-5", "-5", "'-5"),
             ("+1.5", "+1.5", "'+1.5"),
-            ("=HYPERLINK(\"http://evil/\",\"x\")", "'=HYPERLINK(\"http://evil/\",\"x\")", "'=HYPERLINK(\"http://evil/\",\"x\")"),
+            (
+                "=HYPERLINK(\"http://evil/\",\"x\")",
+                "'=HYPERLINK(\"http://evil/\",\"x\")",
+                "'=HYPERLINK(\"http://evil/\",\"x\")",
+            ),
             ("@SUM(A1)", "'@SUM(A1)", "'@SUM(A1)"),
-            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+            (
+                "+1+cmd|' /C calc'!A0",
+                "'+1+cmd|' /C calc'!A0",
+                "'+1+cmd|' /C calc'!A0",
+            ),
             ("-2+3", "'-2+3", "'-2+3"),
             ("+", "'+", "'+"),
             ("-", "'-", "'-"),
@@ -319,7 +325,10 @@ mod tests {
             "\\x1b[2J\\x00\\x7f\\x9b31m"
         );
         assert_eq!(csv_cell("abc\u{202e}fed", Rfc4180), "abc\\u{202e}fed");
-        assert_eq!(csv_cell("\u{2066}x\u{2069}", Rfc4180), "\\u{2066}x\\u{2069}");
+        assert_eq!(
+            csv_cell("\u{2066}x\u{2069}", Rfc4180),
+            "\\u{2066}x\\u{2069}"
+        );
         // A leading tab or CR is shown, not trimmed away in front of a formula.
         assert_eq!(csv_cell("\t=1+1", Excel), "\\x09=1+1");
         assert_eq!(csv_cell("\r=1+1", Excel), "\\x0d=1+1");
