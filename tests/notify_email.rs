@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 mod smtp;
 mod support;
 
-use smtp::{Mode, Relay};
+use smtp::{Auth, Mode, Relay};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -157,6 +157,43 @@ async fn implicit_tls_with_the_password_from_the_environment() {
     assert_eq!(s.auth.as_ref().map(|a| a.2.as_str()), Some("from-env"));
     assert_eq!(s.rcpt.len(), 2);
     assert_message(s.data.as_deref().unwrap());
+}
+
+#[tokio::test]
+async fn auth_login_when_the_relay_offers_only_login_and_a_wrong_password_gives_up() {
+    let auth = Auth {
+        mechanisms: "LOGIN",
+        password: Some("right"),
+    };
+    let relay = Relay::start_with(Mode::StartTls, &[], auth).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "relay-ca.pem", &relay.ca_pem);
+    write(dir.path(), "right.pass", "right\n");
+    write(dir.path(), "wrong.pass", "wrong\n");
+    let cfg = |pass: &str| {
+        config(
+            dir.path(),
+            relay.port(),
+            &format!("tls = \"starttls\"\nca_file = \"relay-ca.pem\"\nusername = \"u\"\npassword_file = \"{pass}\""),
+        )
+    };
+    send(&cfg("right.pass")).await.unwrap();
+    let s = relay.wait_sessions(1).await.remove(0);
+    assert_eq!(
+        s.auth,
+        Some(("LOGIN".to_string(), "u".to_string(), "right".to_string()))
+    );
+    assert!(s.data.is_some());
+    // 535: retrying cannot help until someone fixes the password.
+    let err = send(&cfg("wrong.pass")).await.unwrap_err();
+    assert!(
+        matches!(err, DeliveryError::Permanent(_)),
+        "{}",
+        err.chain()
+    );
+    assert!(err.chain().contains("535"), "{}", err.chain());
+    let s = relay.wait_sessions(2).await.remove(1);
+    assert!(s.auth.is_none() && s.mail_from.is_none(), "{s:?}");
 }
 
 #[tokio::test]
@@ -371,4 +408,9 @@ fn auth_and_ca_problems_are_config_errors() {
         junk.display().to_string()
     ));
     assert!(e.contains("no PEM certificate"), "{e}");
+    let e = config_error("from = \"p@example.com\"\nto = 5");
+    assert!(
+        e.contains("notify.email.to") && e.contains("expected a string or a list of strings"),
+        "{e}"
+    );
 }

@@ -26,6 +26,24 @@ pub enum Mode {
     Implicit,
 }
 
+/// What the relay offers and accepts for AUTH.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth {
+    /// The EHLO `AUTH` line: `"PLAIN LOGIN"`, `"LOGIN"`.
+    pub mechanisms: &'static str,
+    /// `Some`: any other password gets `535`.
+    pub password: Option<&'static str>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            mechanisms: "PLAIN LOGIN",
+            password: None,
+        }
+    }
+}
+
 /// What one session carried.
 #[derive(Debug, Default, Clone)]
 pub struct Session {
@@ -61,6 +79,11 @@ impl Relay {
     /// Starts a relay. `rcpt_replies[i]` answers every RCPT of the `i`-th session (from 0);
     /// sessions past the list get `250`.
     pub async fn start(mode: Mode, rcpt_replies: &[&'static str]) -> Relay {
+        Self::start_with(mode, rcpt_replies, Auth::default()).await
+    }
+
+    /// [`Relay::start`] with the AUTH mechanisms offered and the one password accepted.
+    pub async fn start_with(mode: Mode, rcpt_replies: &[&'static str], auth: Auth) -> Relay {
         let (acceptor, ca_pem) = tls_acceptor();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -74,7 +97,7 @@ impl Relay {
                 n += 1;
                 let (acceptor, sessions) = (acceptor.clone(), s2.clone());
                 tokio::spawn(async move {
-                    let s = serve(stream, mode, acceptor, rcpt).await;
+                    let s = serve(stream, mode, acceptor, rcpt, auth).await;
                     sessions.lock().unwrap().push(s);
                 });
             }
@@ -141,7 +164,13 @@ fn tls_acceptor() -> (TlsAcceptor, String) {
     (TlsAcceptor::from(Arc::new(config)), ca.pem())
 }
 
-async fn serve(stream: TcpStream, mode: Mode, acceptor: TlsAcceptor, rcpt: &str) -> Session {
+async fn serve(
+    stream: TcpStream,
+    mode: Mode,
+    acceptor: TlsAcceptor,
+    rcpt: &str,
+    auth: Auth,
+) -> Session {
     let mut s = Session::default();
     match mode {
         Mode::Implicit => {
@@ -149,16 +178,18 @@ async fn serve(stream: TcpStream, mode: Mode, acceptor: TlsAcceptor, rcpt: &str)
                 return s;
             };
             s.tls = true;
-            dialogue(BufReader::new(tls), true, false, rcpt, &mut s).await;
+            dialogue(BufReader::new(tls), true, false, rcpt, auth, &mut s).await;
         }
         Mode::Plain | Mode::StartTls => {
             let offer = mode == Mode::StartTls;
-            if let Some(io) = dialogue(BufReader::new(stream), true, offer, rcpt, &mut s).await {
+            if let Some(io) =
+                dialogue(BufReader::new(stream), true, offer, rcpt, auth, &mut s).await
+            {
                 let Ok(tls) = acceptor.accept(io.into_inner()).await else {
                     return s;
                 };
                 s.tls = true;
-                dialogue(BufReader::new(tls), false, false, rcpt, &mut s).await;
+                dialogue(BufReader::new(tls), false, false, rcpt, auth, &mut s).await;
             }
         }
     }
@@ -193,6 +224,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     greet: bool,
     offer_starttls: bool,
     rcpt_reply: &str,
+    auth: Auth,
     s: &mut Session,
 ) -> Option<BufReader<S>> {
     if greet {
@@ -206,12 +238,16 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         let verb = upper.split(' ').next().unwrap_or("").to_string();
         match verb.as_str() {
             "EHLO" => {
-                let mut caps = vec!["relay.test greets you", "8BITMIME", "SIZE 10240000"];
+                let mut caps = vec![
+                    "relay.test greets you".to_string(),
+                    "8BITMIME".into(),
+                    "SIZE 10240000".into(),
+                ];
                 if offer_starttls {
-                    caps.push("STARTTLS");
+                    caps.push("STARTTLS".into());
                 }
                 if auth_ok {
-                    caps.push("AUTH PLAIN LOGIN");
+                    caps.push(format!("AUTH {}", auth.mechanisms));
                 }
                 let last = caps.len() - 1;
                 let text: Vec<String> = caps
@@ -228,6 +264,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             "AUTH" if auth_ok => {
                 let mut parts = cmd.split(' ').skip(1);
                 let mech = parts.next().unwrap_or("").to_ascii_uppercase();
+                if !auth.mechanisms.split(' ').any(|m| m == mech) {
+                    say(&mut io, "504 5.5.4 unknown mechanism").await;
+                    continue;
+                }
                 let initial = parts.next().map(str::to_string);
                 let (user, pass) = match mech.as_str() {
                     "PLAIN" => {
@@ -257,12 +297,13 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                         let pass = b64(&line(&mut io).await.unwrap_or_default());
                         (user, pass)
                     }
-                    _ => {
-                        say(&mut io, "504 5.5.4 unknown mechanism").await;
-                        continue;
-                    }
+                    _ => unreachable!("checked against the offered mechanisms"),
                 };
                 s.commands.push("<auth data>".into());
+                if auth.password.is_some_and(|p| p != pass) {
+                    say(&mut io, "535 5.7.8 authentication credentials invalid").await;
+                    continue;
+                }
                 s.auth = Some((mech, user, pass));
                 say(&mut io, "235 2.7.0 authenticated").await;
             }
