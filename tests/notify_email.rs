@@ -380,6 +380,21 @@ fn defaults_follow_the_tls_mode_and_a_single_recipient_string_works() {
     assert_eq!((remote.tls, remote.smtp_port), (SmtpTls::StartTls, 587));
     let smtps = c("smtp_host = \"mail.example.com\"\ntls = \"tls\"");
     assert_eq!((smtps.tls, smtps.smtp_port), (SmtpTls::Tls, 465));
+    // A port that does not fit the mode is a warning: both sides would wait for the other.
+    let warned = |extra: &str| {
+        Config::from_toml(&format!(
+            "[notify.email]\nsmtp_host = \"mail.example.com\"\nfrom = \"p@example.com\"\nto = \"l@example.com\"\n{extra}\n"
+        ))
+        .unwrap()
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    assert!(warned("tls = \"starttls\"\nsmtp_port = 465").contains("465 is the implicit-TLS port"));
+    assert!(warned("tls = \"tls\"\nsmtp_port = 587").contains("587 is a STARTTLS port"));
+    assert_eq!(warned("tls = \"tls\"\nsmtp_port = 465"), "");
 }
 
 #[test]

@@ -680,6 +680,21 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_takes_allow_kinds_and_countries_from_the_config() {
+        let c = crate::config::Config::from_toml(
+            "[callback]\nallow = [\"^7\\\\d{10}$\"]\nallow_kinds = [\"mobile\"]\nallow_countries = [\"KZ\"]\n",
+        )
+        .unwrap();
+        let p = Policy::from_config(&c.callback, Duration::from_secs(6));
+        assert!(p.dial_number("77012345678").is_ok());
+        assert_eq!(p.dial_number("79161234567"), Err(Rejected::Country));
+        assert_eq!(
+            p.dial_number("77172123456"),
+            Err(Rejected::Kind(crate::number::NumberKind::FixedLine))
+        );
+    }
+
+    #[test]
     fn dedupe_raises_count_and_priority() {
         let p = policy();
         let t0 = msk("2026-12-21T10:00:00");

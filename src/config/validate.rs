@@ -1202,6 +1202,20 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
                 None
             }
         };
+        // The usual mix-up: each side waits for the other to speak first until the timeout.
+        match (tls, e.smtp_port) {
+            (SmtpTls::StartTls, Some(465)) => v.warn(
+                "notify.email.smtp_port",
+                "465 is the implicit-TLS port, but tls = \"starttls\"",
+                Some("tls = \"tls\" for port 465, or port 587 for starttls"),
+            ),
+            (SmtpTls::Tls, Some(p @ (25 | 587))) => v.warn(
+                "notify.email.smtp_port",
+                format!("{p} is a STARTTLS port, but tls = \"tls\" (TLS from the first byte)"),
+                Some("tls = \"starttls\" for ports 25 and 587, or port 465 for tls"),
+            ),
+            _ => {}
+        }
         EmailConfig {
             smtp_host,
             smtp_port: match e.smtp_port {
