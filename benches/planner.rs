@@ -23,6 +23,7 @@ fn policy() -> Policy {
         lost_at: LostAt::ALL.to_vec(),
         allow: vec![regex::Regex::new("^(?:79\\d{9})$").unwrap()],
         deny: vec![],
+        kind_guard: perezvon::number::KindGuard::default(),
         delay: Duration::from_secs(60),
         max_attempts: 3,
         retry_every: Duration::from_secs(600),

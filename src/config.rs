@@ -219,6 +219,8 @@ pub struct CallbackConfig {
     pub lost_at: Vec<String>,
     pub allow: Vec<regex::Regex>,
     pub deny: Vec<regex::Regex>,
+    /// `allow_kinds` and `allow_countries`: checked after `allow` and `deny`.
+    pub kind_guard: crate::number::KindGuard,
     pub marker_variable: String,
     /// agent-first + queue target: `Local/<queue>@<agent_context>` is rung first.
     pub agent_context: String,
@@ -263,11 +265,38 @@ pub struct EmailConfig {
     pub to: Vec<String>,
     pub events: Vec<String>,
     pub timeout: Duration,
-    /// The name given in EHLO/HELO.
+    /// The name given in EHLO.
     pub helo: String,
+    pub tls: SmtpTls,
+    /// PEM certificates (a private relay CA) trusted beside the system store, and their file.
+    pub ca: Option<(PathBuf, Vec<u8>)>,
+    /// AUTH (PLAIN or LOGIN, whichever the relay offers), when `username` is set.
+    pub auth: Option<(String, Secret)>,
     pub retry_every: Duration,
     pub max_retry_every: Duration,
     pub give_up_after: Duration,
+}
+
+/// How the SMTP session is protected (`notify.email.tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP: only to a relay on this machine (`127.0.0.1`, `::1`, `localhost`).
+    None,
+    /// Plain connect, then STARTTLS, required (the session stops if the relay does not offer it).
+    StartTls,
+    /// TLS from the first byte ("SMTPS", usually port 465).
+    Tls,
+}
+
+impl SmtpTls {
+    /// The usual port of each mode: 25 to a local relay, 587 submission, 465 SMTPS.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
 }
 
 /// A plain `http://host[:port]/path` URL: all the webhook client needs.

@@ -25,7 +25,8 @@
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
 //! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.
 //! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
-//! - [`number`], [`glob`]: phone-number normalisation and channel-name patterns.
+//! - [`number`], [`glob`]: phone-number normalisation, number kinds and countries (libphonenumber
+//!   metadata, for the callback guard), and channel-name patterns.
 
 // `perezvon::` paths also inside the crate: the test support shared with the integration tests
 // is written against the public API.

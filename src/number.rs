@@ -1,6 +1,12 @@
 //! Phone-number normalisation: every form of one number becomes the same string of international
 //! digits without `+` (`79161234567`), so a miss, a later call from the customer, an agent's
 //! outbound call and a callback all match.
+//!
+//! Normalisation is hand-written on purpose: the tracker runs it for every call, it follows the
+//! `[pbx]` number plan of the configuration, and it must never wait for metadata. The *kind* of
+//! a number (mobile, fixed line, premium rate...) and its country come from Google's
+//! libphonenumber metadata through the [`phonenumber`] crate ([`classify`]), which only the
+//! callback guard and check-config ask for; the metadata is decoded once, on first use.
 
 /// How to read numbers of the PBX's country (from `[pbx]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +128,211 @@ pub fn display(normalized: Option<&str>, raw: Option<&str>) -> String {
     }
 }
 
+/// The kind of a number, as libphonenumber's metadata tells it (`callback.allow_kinds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NumberKind {
+    Mobile,
+    FixedLine,
+    /// Where the plan cannot tell the two apart (the US and Canada, +1): admitted by
+    /// `allow_kinds` holding either `mobile` or `fixed_line`.
+    FixedLineOrMobile,
+    TollFree,
+    PremiumRate,
+    SharedCost,
+    PersonalNumber,
+    Voip,
+    Pager,
+    Uan,
+    Voicemail,
+}
+
+impl NumberKind {
+    /// Every kind with its config name.
+    pub const ALL: [(&'static str, NumberKind); 11] = [
+        ("mobile", NumberKind::Mobile),
+        ("fixed_line", NumberKind::FixedLine),
+        ("fixed_line_or_mobile", NumberKind::FixedLineOrMobile),
+        ("toll_free", NumberKind::TollFree),
+        ("premium_rate", NumberKind::PremiumRate),
+        ("shared_cost", NumberKind::SharedCost),
+        ("personal_number", NumberKind::PersonalNumber),
+        ("voip", NumberKind::Voip),
+        ("pager", NumberKind::Pager),
+        ("uan", NumberKind::Uan),
+        ("voicemail", NumberKind::Voicemail),
+    ];
+
+    pub fn parse(name: &str) -> Option<NumberKind> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberKind::Mobile => "mobile",
+            NumberKind::FixedLine => "fixed_line",
+            NumberKind::FixedLineOrMobile => "fixed_line_or_mobile",
+            NumberKind::TollFree => "toll_free",
+            NumberKind::PremiumRate => "premium_rate",
+            NumberKind::SharedCost => "shared_cost",
+            NumberKind::PersonalNumber => "personal_number",
+            NumberKind::Voip => "voip",
+            NumberKind::Pager => "pager",
+            NumberKind::Uan => "uan",
+            NumberKind::Voicemail => "voicemail",
+        }
+    }
+}
+
+impl std::fmt::Display for NumberKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What libphonenumber knows of a valid number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub kind: NumberKind,
+    /// ISO 3166 alpha-2 (`RU`, `KZ`), `None` for a non-geographic code (satellite +881/+882,
+    /// international freephone +800...).
+    pub country: Option<String>,
+    /// The international calling code (`7`).
+    pub calling_code: u16,
+}
+
+/// Classifies a normalised number (international digits without `+`: `79161234567`) by
+/// libphonenumber's metadata. `None` when it is not a valid number of any plan (too short, an
+/// unassigned range, an extension).
+///
+/// The number is already split-ready, so it is not run through `phonenumber::parse`: that
+/// parser (0.3.10) strips a national prefix even after `+` (`+7 800...` becomes `00...` with
+/// Russia's trunk prefix 8), which would make every Russian number whose national part starts
+/// with 8 invalid: 8-800, 8-809, and St Petersburg's 812. The calling code is split off here
+/// (ITU codes are prefix-free, 1 to 3 digits), the region picked among those sharing the code
+/// as libphonenumber does (leading digits, else the first plan the number fits), and the kind
+/// read from that region's patterns.
+pub fn classify(normalized: &str) -> Option<Classified> {
+    if normalized.len() < 4
+        || normalized.len() > 17
+        || !normalized.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let db = &*phonenumber::metadata::DATABASE;
+    let (code, national) = (1..=3).find_map(|len| {
+        let code: u16 = normalized[..len].parse().ok()?;
+        db.by_code(&code).map(|metas| (metas, &normalized[len..]))
+    })?;
+    let meta = code.iter().copied().find(|m| match m.leading_digits() {
+        Some(lead) => lead.find(national).is_some_and(|x| x.start() == 0),
+        None => kind_in(m, national).is_some(),
+    })?;
+    Some(Classified {
+        kind: kind_in(meta, national)?,
+        // Non-geographic plans (satellite +881/+882, freephone +800) are region "001".
+        country: (meta.id() != "001").then(|| meta.id().to_string()),
+        calling_code: meta.country_code(),
+    })
+}
+
+/// The kind of a national number in one region's plan, in libphonenumber's order (costly
+/// kinds first, fixed line and mobile last); `None` when the plan does not have it.
+fn kind_in(meta: &phonenumber::Metadata, national: &str) -> Option<NumberKind> {
+    let d = meta.descriptors();
+    if !d.general().is_match(national) {
+        return None;
+    }
+    let fits =
+        |x: Option<&phonenumber::metadata::Descriptor>| x.is_some_and(|x| x.is_match(national));
+    for (desc, kind) in [
+        (d.premium_rate(), NumberKind::PremiumRate),
+        (d.toll_free(), NumberKind::TollFree),
+        (d.shared_cost(), NumberKind::SharedCost),
+        (d.voip(), NumberKind::Voip),
+        (d.personal_number(), NumberKind::PersonalNumber),
+        (d.pager(), NumberKind::Pager),
+        (d.uan(), NumberKind::Uan),
+        (d.voicemail(), NumberKind::Voicemail),
+    ] {
+        if fits(desc) {
+            return Some(kind);
+        }
+    }
+    match (fits(d.fixed_line()), fits(d.mobile())) {
+        (true, true) => Some(NumberKind::FixedLineOrMobile),
+        (true, false) => {
+            // A plan whose fixed and mobile patterns are one (the US) cannot tell them apart.
+            let same = d.fixed_line().map(|x| x.national_number().as_str())
+                == d.mobile().map(|x| x.national_number().as_str());
+            Some(if same {
+                NumberKind::FixedLineOrMobile
+            } else {
+                NumberKind::FixedLine
+            })
+        }
+        (false, true) => Some(NumberKind::Mobile),
+        (false, false) => None,
+    }
+}
+
+/// `callback.allow_kinds` and `callback.allow_countries`: which kinds of numbers of which
+/// countries may be called back. An empty list does not restrict; a set list refuses a number
+/// libphonenumber does not know as valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindGuard {
+    pub kinds: Vec<NumberKind>,
+    /// ISO 3166 alpha-2, upper case.
+    pub countries: Vec<String>,
+}
+
+/// Why [`KindGuard`] refuses a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindRefusal {
+    /// Not a valid number of any numbering plan.
+    Invalid,
+    Kind(NumberKind),
+    Country,
+}
+
+impl KindGuard {
+    /// Whether the guard restricts anything (and so needs the metadata).
+    pub fn is_active(&self) -> bool {
+        !self.kinds.is_empty() || !self.countries.is_empty()
+    }
+
+    /// Checks a normalised number; loads the metadata only when the guard is active.
+    pub fn check(&self, normalized: &str) -> Result<(), KindRefusal> {
+        if !self.is_active() {
+            return Ok(());
+        }
+        let c = classify(normalized).ok_or(KindRefusal::Invalid)?;
+        if !self.kinds.is_empty() && !self.admits_kind(c.kind) {
+            return Err(KindRefusal::Kind(c.kind));
+        }
+        if !self.countries.is_empty()
+            && !c
+                .country
+                .as_ref()
+                .is_some_and(|cc| self.countries.iter().any(|x| x == cc))
+        {
+            return Err(KindRefusal::Country);
+        }
+        Ok(())
+    }
+
+    fn admits_kind(&self, k: NumberKind) -> bool {
+        self.kinds.contains(&k)
+            || (k == NumberKind::FixedLineOrMobile
+                && (self.kinds.contains(&NumberKind::Mobile)
+                    || self.kinds.contains(&NumberKind::FixedLine)))
+    }
+}
+
+/// Whether `code` is an ISO 3166 alpha-2 code libphonenumber has a numbering plan for.
+pub fn is_known_country(code: &str) -> bool {
+    code.parse::<phonenumber::country::Id>().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -176,5 +387,74 @@ mod tests {
         assert_eq!(p.e164("79161234567"), "+79161234567");
         assert_eq!(p.national("79161234567"), "89161234567");
         assert_eq!(p.national("49301234567"), "81049301234567");
+    }
+
+    #[test]
+    fn kinds_and_countries_from_the_metadata() {
+        let kind = |n: &str| classify(n).map(|c| (c.kind, c.country));
+        let ru = Some("RU".to_string());
+        assert_eq!(kind("79161234567"), Some((NumberKind::Mobile, ru.clone())));
+        assert_eq!(
+            kind("74951234567"),
+            Some((NumberKind::FixedLine, ru.clone()))
+        );
+        // National parts starting with the trunk prefix 8 (phonenumber's parser drops it).
+        assert_eq!(
+            kind("78121234567"),
+            Some((NumberKind::FixedLine, ru.clone()))
+        );
+        assert_eq!(
+            kind("78001234567"),
+            Some((NumberKind::TollFree, ru.clone()))
+        );
+        assert_eq!(kind("78091234567"), Some((NumberKind::PremiumRate, ru)));
+        assert_eq!(
+            kind("77012345678"),
+            Some((NumberKind::Mobile, Some("KZ".to_string())))
+        );
+        assert_eq!(
+            kind("12025550123").map(|k| k.1),
+            Some(Some("US".to_string()))
+        );
+        assert_eq!(classify("8823451234567").and_then(|c| c.country), None);
+        for not_a_number in ["3", "201", "7916", "", "7916abc", "79161234567123456789"] {
+            assert_eq!(classify(not_a_number), None, "{not_a_number}");
+        }
+    }
+
+    #[test]
+    fn the_kind_guard() {
+        let g = KindGuard {
+            kinds: vec![NumberKind::Mobile, NumberKind::FixedLine],
+            countries: vec!["RU".into(), "KZ".into()],
+        };
+        assert_eq!(g.check("79161234567"), Ok(()));
+        assert_eq!(g.check("74951234567"), Ok(()));
+        assert_eq!(g.check("77012345678"), Ok(()));
+        assert_eq!(
+            g.check("78091234567"),
+            Err(KindRefusal::Kind(NumberKind::PremiumRate))
+        );
+        assert_eq!(
+            g.check("78001234567"),
+            Err(KindRefusal::Kind(NumberKind::TollFree))
+        );
+        assert_eq!(g.check("447911123456"), Err(KindRefusal::Country));
+        assert_eq!(g.check("37491234567"), Err(KindRefusal::Country));
+        assert_eq!(g.check("3"), Err(KindRefusal::Invalid));
+        assert!(g.check("8823451234567").is_err());
+        // +1 cannot tell mobile from fixed: either kind admits it.
+        let us = KindGuard {
+            kinds: vec![NumberKind::Mobile],
+            countries: vec![],
+        };
+        assert_eq!(us.check("12025550123"), Ok(()));
+        // An inactive guard admits anything and never touches the metadata.
+        assert_eq!(KindGuard::default().check("3"), Ok(()));
+        assert!(is_known_country("KZ") && !is_known_country("XX") && !is_known_country("ru"));
+        for (name, k) in NumberKind::ALL {
+            assert_eq!(NumberKind::parse(name), Some(k));
+            assert_eq!(k.as_str(), name);
+        }
     }
 }

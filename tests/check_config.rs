@@ -367,3 +367,74 @@ fn an_allow_list_that_admits_every_number_is_refused() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("callback.allow"), "{err}");
 }
+
+/// `callback.allow_kinds`/`allow_countries` close what a broad regex leaves open, and
+/// check-config probes with both, as the dialer checks.
+#[test]
+fn kinds_and_countries_narrow_a_broad_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |callback: &str| {
+        let p = dir.path().join("perezvon.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[[asterisk]]\nname = \"pbx\"\nhost = \"127.0.0.1\"\nusername = \"u\"\nsecret_env = \"PZV_TEST_SECRET\"\n\n[callback]\nenabled = true\ncaller_id = \"74951110000\"\ndial_template = \"PJSIP/{{number}}@provider\"\ntarget = {{ queue = \"sales\" }}\n{callback}\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_perezvon"))
+            .args(["check-config", "--config"])
+            .arg(&p)
+            .env("PZV_TEST_SECRET", "s3cret")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Every number by regex, but only Russian and Kazakh mobiles and fixed lines: no probe
+    // passes, not even the premium-rate 8-809 one.
+    let (code, err) = run(
+        "allow = [\"^\\\\d+$\"]\nallow_kinds = [\"mobile\", \"fixed_line\"]\nallow_countries = [\"RU\", \"KZ\"]",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("callback.allow"), "{err}");
+    // Kinds alone still admit mobiles abroad: warned, with what the metadata says.
+    let (code, err) = run("allow = [\"^\\\\d+$\"]\nallow_kinds = [\"mobile\"]");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("admits 37491234567 (Armenia, mobile of AM)"),
+        "{err}"
+    );
+    assert!(!err.contains("premium-rate"), "{err}");
+    // Countries alone close the door to satellites and junk, not to premium rate at home.
+    let (code, err) = run("allow = [\".*\"]\nallow_countries = [\"RU\", \"GB\", \"US\"]");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("admits every number"), "{err}");
+    assert!(err.contains("8-809, premium_rate of RU"), "{err}");
+    for (bad, key) in [
+        (
+            "allow_kinds = [\"mobiles\"]",
+            "callback.allow_kinds[0]: unknown kind \"mobiles\"",
+        ),
+        ("allow_kinds = []", "callback.allow_kinds: empty"),
+        (
+            "allow_countries = [\"RU\", \"ru\", \"XX\"]",
+            "callback.allow_countries[1]",
+        ),
+        (
+            "allow_countries = [\"XX\"]",
+            "callback.allow_countries[0]: \"XX\" is not a country code",
+        ),
+        ("allow_countries = []", "callback.allow_countries: empty"),
+    ] {
+        let (code, err) = run(&format!("allow = [\"^7\\\\d{{10}}$\"]\n{bad}"));
+        assert_eq!(code, Some(78), "{bad}: {err}");
+        assert!(err.contains(key), "{bad}: {err}");
+    }
+    let (code, err) =
+        run("allow = [\"^7\\\\d{10}$\"]\nallow_kinds = [\"mobile\", \"premium_rate\"]");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("admits premium_rate numbers"), "{err}");
+}

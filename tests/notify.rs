@@ -1,6 +1,6 @@
 //! Notifications end to end: events enqueued in the outbox reach a receiver on 127.0.0.1 that is
 //! first down, then failing, then hanging, then healthy; nothing is lost and nothing acknowledged
-//! is sent again. E-mail goes through a fake SMTP relay.
+//! is sent again. E-mail goes through a plain fake SMTP relay (TLS, AUTH and MIME: tests/notify_email.rs).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use perezvon::calls::record::{CallRecord, CallbackOutcome, ResolvedBy, Status};
 use perezvon::config::Config;
 use perezvon::metrics::Metrics;
-use perezvon::notify::{self, email, CallbackEvent};
+use perezvon::notify::{self, CallbackEvent};
 use perezvon::store::Store;
 use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -491,76 +491,6 @@ fn email_config(port: u16) -> Config {
     .unwrap()
 }
 
-#[tokio::test]
-async fn smtp_dialogue_with_dot_stuffing_and_utf8_subject() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sessions = Arc::new(Mutex::new(Vec::new()));
-    let relay = tokio::spawn(fake_relay(listener, false, sessions.clone()));
-    let cfg = email_config(port);
-    let mail = email::Mail {
-        subject: "Пропущенный звонок: +79161234567".into(),
-        body: ".hidden line\n..two dots\n.\nlast line\n".into(),
-        event_id: "missed:pbx1:1.2".into(),
-        kind: "missed".into(),
-        date: "Sun, 22 Nov 2026 20:36:00 +0300".into(),
-    };
-    tokio::time::timeout(
-        PATIENCE,
-        email::send(cfg.notify.email.as_ref().unwrap(), &mail),
-    )
-    .await
-    .expect("mail sent in time")
-    .unwrap();
-    wait_for("the session recorded", || {
-        sessions.lock().unwrap().len() == 1
-    })
-    .await;
-    relay.abort();
-    let s = sessions.lock().unwrap()[0].clone();
-    assert_eq!(
-        s.commands,
-        [
-            "EHLO pbx.example.com",
-            "MAIL FROM:<perezvon@example.com>",
-            "RCPT TO:<lead@example.com>",
-            "RCPT TO:<boss@example.com>",
-            "DATA",
-            "QUIT"
-        ]
-    );
-    // On the wire every line starting with a dot carries one more.
-    assert!(
-        s.data
-            .contains("\r\n\r\n..hidden line\r\n...two dots\r\n..\r\nlast line\r\n"),
-        "{}",
-        s.data
-    );
-    let message = unstuff(&s.data);
-    assert_eq!(
-        message,
-        email::build_message(cfg.notify.email.as_ref().unwrap(), &mail)
-    );
-    assert!(message.contains("\r\n\r\n.hidden line\r\n..two dots\r\n.\r\nlast line\r\n"));
-    // The subject is folded into RFC 2047 words that decode back to the UTF-8 text.
-    let start = message.find("Subject: ").unwrap() + "Subject: ".len();
-    let end = start + message[start..].find("\r\nMessage-ID").unwrap();
-    let decoded: String = message[start..end]
-        .split("\r\n ")
-        .map(|w| {
-            let b64 = w
-                .strip_prefix("=?UTF-8?B?")
-                .unwrap()
-                .strip_suffix("?=")
-                .unwrap();
-            String::from_utf8(base64_decode(b64)).unwrap()
-        })
-        .collect();
-    assert_eq!(decoded, "Пропущенный звонок: +79161234567");
-    assert!(message.contains("Message-ID: <missed.pbx1.1.2@perezvon>\r\n"));
-    assert!(message.contains("To: lead@example.com, boss@example.com\r\n"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_channel_retries_a_busy_relay() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -607,22 +537,6 @@ async fn email_channel_retries_a_busy_relay() {
         message.contains("Ended:    2027-01-15 11:00:40 MSK"),
         "{message}"
     );
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    const T: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.chars().filter(|c| *c != '=') {
-        acc = (acc << 6) | T.find(c).unwrap() as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -331,6 +331,77 @@ fn missed_csv_quotes_what_needs_quoting() {
     assert_eq!(rows[2][col("resolved_by")], "");
 }
 
+/// `--format csv-excel`: a UTF-8 BOM, `;`, CRLF; a caller name that is a formula is neutralised
+/// in both CSV dialects, an E.164 number only in the Excel one (Excel would turn it into 7.92E+10).
+#[test]
+fn missed_csv_excel_opens_in_a_russian_excel_and_runs_no_formula() {
+    let now = Timestamp::now();
+    let f = fixture();
+    let store = Store::open(&f.db).unwrap();
+    let mut a = inbound(1, now - SignedDuration::from_hours(2), Status::Missed, 25.0);
+    a.caller = Some("=HYPERLINK(\"http://evil/\";\"Иванов\")".into());
+    a.caller_normalized = None;
+    let mut b = inbound(2, now - SignedDuration::from_hours(1), Status::Missed, 9.0);
+    b.caller = Some("+79160000002".into());
+    b.agent = Some("Петров; старший".into());
+    for r in [&a, &b] {
+        store.insert_call(r).unwrap();
+    }
+    let read = |text: &str, delimiter: u8| -> Vec<csv::StringRecord> {
+        csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .records()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let (code, excel, err) = perezvon(&f, &["missed", "--format", "csv-excel"]);
+    assert_eq!(code, 0, "{err}");
+    let body = excel.strip_prefix('\u{feff}').expect("a UTF-8 BOM first");
+    assert!(body.starts_with("started_at;ended_at;"), "{body}");
+    assert!(body.ends_with("\r\n") && !body.replace("\r\n", "").contains('\n'));
+    let rows = read(body, b';');
+    assert_eq!(rows.len(), 3);
+    let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
+    // Newest first: b, then a.
+    assert_eq!(&rows[1][col("caller")], "'+79160000002");
+    assert_eq!(&rows[1][col("number")], "'+79160000002");
+    assert_eq!(&rows[1][col("agent")], "Петров; старший");
+    assert_eq!(
+        &rows[2][col("caller")],
+        "'=HYPERLINK(\"http://evil/\";\"Иванов\")"
+    );
+
+    let (code, plain, err) = perezvon(&f, &["missed", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(plain.starts_with("started_at,"), "no BOM in plain CSV");
+    let rows = read(&plain, b',');
+    assert_eq!(&rows[1][col("caller")], "+79160000002");
+    assert_eq!(&rows[1][col("caller_normalized")], "79160000002");
+    assert_eq!(
+        &rows[2][col("caller")],
+        "'=HYPERLINK(\"http://evil/\";\"Иванов\")"
+    );
+    // No cell of either file starts with a formula character.
+    for (text, d) in [(body, b';'), (plain.as_str(), b',')] {
+        for row in read(text, d) {
+            for cell in row.iter() {
+                let number = cell.len() > 1
+                    && cell.as_bytes()[1..]
+                        .iter()
+                        .copied()
+                        .all(|c| c.is_ascii_digit() || c == b'.');
+                assert!(
+                    !cell.starts_with(['=', '@'])
+                        && (!cell.starts_with(['+', '-']) || (d == b',' && number)),
+                    "{cell:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Tags open and close in order (void and self-closed ones aside), and no script element exists.
 fn assert_balanced(html: &str) {
     let void = ["meta", "br", "hr", "img", "input", "link"];

@@ -35,13 +35,14 @@ use std::fmt;
 use crate::ami::Message;
 use crate::calls::record::{CallRecord, CallbackOutcome};
 use crate::config::{CallbackConfig, CallbackMode, Target};
-use crate::number::NumberPlan;
+use crate::number::{KindGuard, KindRefusal, NumberKind, NumberPlan};
 
 /// Asterisk reads an action line into `char inbuf[1025]`: keep every line, CRLF included, below.
 const MAX_LINE: usize = 1024;
 
 /// A customer number that may be dialled: international digits without `+`, 3..=15 of them,
-/// allowed by `callback.allow` and not denied by `callback.deny`.
+/// allowed by `callback.allow`, not denied by `callback.deny`, and of a kind and country
+/// `callback.allow_kinds`/`allow_countries` admit when they are set.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DialNumber(String);
 
@@ -56,14 +57,31 @@ pub enum Rejected {
     NotAllowed,
     #[error("matches callback.deny")]
     Denied,
+    #[error("not a valid number of any numbering plan (callback.allow_kinds/allow_countries)")]
+    NotValid,
+    #[error("a {0} number, outside callback.allow_kinds (toll-fraud guard)")]
+    Kind(NumberKind),
+    #[error("outside callback.allow_countries (toll-fraud guard)")]
+    Country,
 }
 
 impl DialNumber {
-    /// Validates a normalised number (`79161234567`) against the lists.
+    /// Validates a normalised number (`79161234567`) against the regex lists.
     pub fn check(
         normalized: &str,
         allow: &[regex::Regex],
         deny: &[regex::Regex],
+    ) -> Result<DialNumber, Rejected> {
+        Self::check_guarded(normalized, allow, deny, &KindGuard::default())
+    }
+
+    /// Validates a normalised number against the regex lists, then against
+    /// `callback.allow_kinds`/`allow_countries`: it must pass both.
+    pub fn check_guarded(
+        normalized: &str,
+        allow: &[regex::Regex],
+        deny: &[regex::Regex],
+        kinds: &KindGuard,
     ) -> Result<DialNumber, Rejected> {
         if !normalized.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Rejected::NotDigits);
@@ -78,6 +96,11 @@ impl DialNumber {
         if deny.iter().any(|r| r.is_match(normalized)) {
             return Err(Rejected::Denied);
         }
+        kinds.check(normalized).map_err(|r| match r {
+            KindRefusal::Invalid => Rejected::NotValid,
+            KindRefusal::Kind(k) => Rejected::Kind(k),
+            KindRefusal::Country => Rejected::Country,
+        })?;
         Ok(DialNumber(normalized.to_string()))
     }
 

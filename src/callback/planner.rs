@@ -32,7 +32,7 @@ use super::hours::Hours;
 use super::originate::{DialNumber, Rejected};
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
 use crate::config::{CallbackConfig, Target};
-use crate::number::NumberPlan;
+use crate::number::{KindGuard, NumberPlan};
 
 /// A task's life: `pending` (waiting for its next attempt) <-> `in_progress` (an attempt is in
 /// flight) -> `done` | `given_up` | `cancelled`.
@@ -130,6 +130,8 @@ pub struct Policy {
     pub lost_at: Vec<LostAt>,
     pub allow: Vec<regex::Regex>,
     pub deny: Vec<regex::Regex>,
+    /// `callback.allow_kinds`/`allow_countries`, checked after `allow` and `deny`.
+    pub kind_guard: KindGuard,
     pub delay: Duration,
     pub max_attempts: u32,
     pub retry_every: Duration,
@@ -152,6 +154,7 @@ impl Policy {
             lost_at: cb.lost_at.iter().filter_map(|l| LostAt::parse(l)).collect(),
             allow: cb.allow.clone(),
             deny: cb.deny.clone(),
+            kind_guard: cb.kind_guard.clone(),
             delay: cb.delay,
             max_attempts: cb.max_attempts,
             retry_every: cb.retry_every,
@@ -185,7 +188,7 @@ impl Policy {
 
     /// Validates a number for dialling under this policy.
     pub fn dial_number(&self, normalized: &str) -> Result<DialNumber, Rejected> {
-        DialNumber::check(normalized, &self.allow, &self.deny)
+        DialNumber::check_guarded(normalized, &self.allow, &self.deny, &self.kind_guard)
     }
 }
 
@@ -553,6 +556,7 @@ mod tests {
             lost_at: LostAt::ALL.to_vec(),
             allow: vec![regex::Regex::new("^(?:7\\d{10})$").unwrap()],
             deny: vec![regex::Regex::new("^(?:7800\\d{7})$").unwrap()],
+            kind_guard: KindGuard::default(),
             delay: Duration::from_secs(60),
             max_attempts: 3,
             retry_every: Duration::from_secs(600),
@@ -641,6 +645,53 @@ mod tests {
         let mut m = miss("79161234567", t);
         m.status = Status::Answered;
         assert_eq!(admit(&m, &p), Err(Skip::NotAMiss));
+    }
+
+    #[test]
+    fn allow_kinds_and_countries_apply_on_top_of_the_regex_lists() {
+        use crate::number::NumberKind;
+        let p = Policy {
+            allow: vec![regex::Regex::new("^\\d+$").unwrap()],
+            kind_guard: KindGuard {
+                kinds: vec![NumberKind::Mobile, NumberKind::FixedLine],
+                countries: vec!["RU".into(), "KZ".into()],
+            },
+            ..policy()
+        };
+        for ok in ["79161234567", "74951234567", "78121234567", "77012345678"] {
+            assert!(p.dial_number(ok).is_ok(), "{ok}");
+        }
+        for (n, why) in [
+            ("78091234567", Rejected::Kind(NumberKind::PremiumRate)),
+            ("78001234567", Rejected::Denied),
+            ("447911123456", Rejected::Country),
+            ("12025550123", Rejected::Country),
+            ("8823451234567", Rejected::Kind(NumberKind::Voip)),
+            ("201", Rejected::NotValid),
+        ] {
+            assert_eq!(p.dial_number(n), Err(why), "{n}");
+        }
+        // The regex list stays on top: the guard does not widen it.
+        let narrow = Policy {
+            allow: vec![regex::Regex::new("^79\\d{9}$").unwrap()],
+            ..p
+        };
+        assert_eq!(narrow.dial_number("74951234567"), Err(Rejected::NotAllowed));
+    }
+
+    #[test]
+    fn the_policy_takes_allow_kinds_and_countries_from_the_config() {
+        let c = crate::config::Config::from_toml(
+            "[callback]\nallow = [\"^7\\\\d{10}$\"]\nallow_kinds = [\"mobile\"]\nallow_countries = [\"KZ\"]\n",
+        )
+        .unwrap();
+        let p = Policy::from_config(&c.callback, Duration::from_secs(6));
+        assert!(p.dial_number("77012345678").is_ok());
+        assert_eq!(p.dial_number("79161234567"), Err(Rejected::Country));
+        assert_eq!(
+            p.dial_number("77172123456"),
+            Err(Rejected::Kind(crate::number::NumberKind::FixedLine))
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub fn run(args: &MissedArgs) -> CmdResult {
     let tz = &cfg.hours.timezone;
     let text = match args.format.as_str() {
         "json" => missed::json_lines(&list, tz)?,
-        "csv" => missed::csv(&list, tz),
+        "csv" => missed::csv(&list, tz, missed::CsvDialect::Rfc4180)?,
+        "csv-excel" => missed::csv(&list, tz, missed::CsvDialect::Excel)?,
         _ if list.is_empty() => format!(
             "No {}missed calls in the last {}.\n",
             if args.unresolved { "unresolved " } else { "" },

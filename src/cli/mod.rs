@@ -35,7 +35,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List missed inbound calls, newest first, with who resolved them and the callback state.
     #[command(
-        after_help = "Example:\n  perezvon missed --since 24h --unresolved\n  perezvon missed --db /var/lib/perezvon/perezvon.db --since 7d --format csv > missed.csv"
+        after_help = "Example:\n  perezvon missed --since 24h --unresolved\n  perezvon missed --db /var/lib/perezvon/perezvon.db --since 7d --format csv > missed.csv\n  perezvon missed --since 30d --format csv-excel > missed.csv"
     )]
     Missed(MissedArgs),
     /// Statistics of missed calls for managers: shares, waits, where lost, who resolved, when.
@@ -109,10 +109,13 @@ pub struct MissedArgs {
     /// Only calls nobody has resolved yet.
     #[arg(long)]
     pub unresolved: bool,
-    /// Output format: an aligned table, JSON (one object per line) or CSV. Table and CSV show
-    /// control characters of a caller ID as escapes like \x1b; a table cuts a cell at 64
-    /// characters; JSON keeps the exact value.
-    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+    /// Output format: an aligned table, JSON (one object per line), CSV (RFC 4180: `,`, CRLF) or
+    /// csv-excel (`;`, CRLF and a UTF-8 BOM: opens in a Russian Excel by double click). Table and
+    /// CSV show control characters of a caller ID as escapes like \x1b, and CSV prefixes a cell
+    /// that a spreadsheet would run as a formula (=, +, -, @) with ' (a bare number like
+    /// +79161234567 only in csv-excel); a table cuts a cell at 64 characters; JSON keeps the exact
+    /// value.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "csv-excel"])]
     pub format: String,
 }
 

@@ -104,6 +104,8 @@ pub struct RawCallback {
     pub lost_at: Option<Vec<String>>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub allow_kinds: Option<Vec<String>>,
+    pub allow_countries: Option<Vec<String>>,
     pub marker_variable: Option<String>,
     /// agent-first with a queue target: the context the queue is dialled in
     /// (`Local/<queue>@<agent_context>`; FreePBX: `from-internal`).
@@ -164,13 +166,60 @@ pub struct RawEmail {
     pub smtp_host: Option<String>,
     pub smtp_port: Option<i64>,
     pub from: Option<String>,
-    pub to: Option<Vec<String>>,
+    pub to: Option<OneOrMany>,
     pub events: Option<Vec<String>>,
     pub timeout: Option<String>,
     pub helo: Option<String>,
+    pub tls: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
     pub retry_every: Option<String>,
     pub max_retry_every: Option<String>,
     pub give_up_after: Option<String>,
+}
+
+/// A list that may also be written as one string (`to = "a@x"` or `to = ["a@x", "b@y"]`).
+#[derive(Debug, Clone)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = a.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

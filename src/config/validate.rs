@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::number::NumberPlan;
+use crate::number::{classify, is_known_country, KindGuard, NumberKind, NumberPlan};
 
 /// Collects problems while validating.
 pub(super) struct V {
@@ -111,7 +111,19 @@ impl V {
         file: &Option<PathBuf>,
         env: &Option<String>,
     ) -> Option<Secret> {
-        let k = |f: &str| format!("{prefix}.{f}");
+        self.optional_secret_named(prefix, "secret", secret, file, env)
+    }
+
+    /// [`V::optional_secret`] for keys named `{name}`, `{name}_file`, `{name}_env`.
+    fn optional_secret_named(
+        &mut self,
+        prefix: &str,
+        name: &str,
+        secret: &Option<String>,
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+    ) -> Option<Secret> {
+        let k = |f: &str| format!("{prefix}.{}", f.replacen("secret", name, 1));
         match (secret, file, env) {
             (None, None, None) => None,
             (Some(s), None, None) => Some(Secret::new(s.clone())),
@@ -158,7 +170,7 @@ impl V {
             _ => {
                 self.err(
                     k("secret"),
-                    "secret, secret_file and secret_env are exclusive",
+                    format!("{name}, {name}_file and {name}_env are exclusive"),
                     Some("keep one"),
                 );
                 None
@@ -174,6 +186,64 @@ impl V {
     }
 }
 
+/// A relay on this machine: the only place plain SMTP may go.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `callback.allow_kinds` and `callback.allow_countries`, each value checked.
+fn kind_guard(v: &mut V, cb: &RawCallback) -> KindGuard {
+    let mut g = KindGuard::default();
+    for (i, k) in cb.allow_kinds.iter().flatten().enumerate() {
+        match NumberKind::parse(k) {
+            Some(kind) => g.kinds.push(kind),
+            None => v.err(
+                format!("callback.allow_kinds[{i}]"),
+                format!("unknown kind {k:?}"),
+                Some("mobile, fixed_line, fixed_line_or_mobile, toll_free, premium_rate, shared_cost, personal_number, voip, pager, uan or voicemail"),
+            ),
+        }
+    }
+    if cb.allow_kinds.as_ref().is_some_and(|k| k.is_empty()) {
+        v.err(
+            "callback.allow_kinds",
+            "empty: no number would be dialled",
+            Some("e.g. [\"mobile\", \"fixed_line\"], or drop the key to allow every kind"),
+        );
+    }
+    for (i, c) in cb.allow_countries.iter().flatten().enumerate() {
+        if is_known_country(c) {
+            g.countries.push(c.clone());
+        } else {
+            v.err(
+                format!("callback.allow_countries[{i}]"),
+                format!("{c:?} is not a country code with a numbering plan"),
+                Some("ISO 3166 two upper-case letters, e.g. \"RU\", \"KZ\", \"BY\""),
+            );
+        }
+    }
+    if cb.allow_countries.as_ref().is_some_and(|c| c.is_empty()) {
+        v.err(
+            "callback.allow_countries",
+            "empty: no number would be dialled",
+            Some("e.g. [\"RU\"], or drop the key to allow every country"),
+        );
+    }
+    for costly in [NumberKind::PremiumRate, NumberKind::SharedCost] {
+        if g.kinds.contains(&costly) {
+            v.warn(
+                "callback.allow_kinds",
+                format!("admits {costly} numbers: each callback there is billed at a premium"),
+                Some("keep mobile and fixed_line"),
+            );
+        }
+    }
+    g
+}
+
 /// Numbers no business's callbacks should reach, whatever its country: abroad on three
 /// continents, a satellite network, a one-digit "number". An allow-list that admits all of them
 /// admits every number.
@@ -186,10 +256,20 @@ const COSTLY_PROBES: [(&str, &str); 3] = [
 ];
 
 /// The toll-fraud guard must guard: refuse an empty allow-list and one that admits every
-/// number (probed with numbers abroad), warn about costly numbers it admits.
-fn check_toll_fraud_guard(v: &mut V, allow: &[regex::Regex], deny: &[regex::Regex]) {
-    let admits =
-        |n: &str| allow.iter().any(|r| r.is_match(n)) && !deny.iter().any(|r| r.is_match(n));
+/// number (probed with numbers abroad), warn about costly numbers it admits. A number is
+/// admitted when it passes the regex lists and `allow_kinds`/`allow_countries` both, as the
+/// dialer checks it.
+fn check_toll_fraud_guard(
+    v: &mut V,
+    allow: &[regex::Regex],
+    deny: &[regex::Regex],
+    kinds: &KindGuard,
+) {
+    let admits = |n: &str| {
+        allow.iter().any(|r| r.is_match(n))
+            && !deny.iter().any(|r| r.is_match(n))
+            && kinds.check(n).is_ok()
+    };
     if allow.is_empty() {
         v.err(
             "callback.allow",
@@ -202,16 +282,24 @@ fn check_toll_fraud_guard(v: &mut V, allow: &[regex::Regex], deny: &[regex::Rege
         v.err(
             "callback.allow",
             "admits every number (it lets perezvon dial +44 7911 123456, +1 202 555 0123, satellite +882 and \"3\"): a caller ID is whatever the caller sends, so this is an open door to toll fraud",
-            Some("allow only the numbers you call back, e.g. [\"^79\\\\d{9}$\"] for Russian mobiles, [\"^7\\\\d{10}$\"] for all of Russia"),
+            Some("allow only the numbers you call back, e.g. [\"^79\\\\d{9}$\"] for Russian mobiles, [\"^7\\\\d{10}$\"] for all of Russia, or set allow_kinds and allow_countries"),
         );
         return;
     }
     for (n, what) in COSTLY_PROBES {
         if admits(n) {
+            // What libphonenumber's metadata says the number is, when it knows it.
+            let kind = classify(n).map_or(String::new(), |c| {
+                format!(
+                    ", {} of {}",
+                    c.kind,
+                    c.country.as_deref().unwrap_or("no country")
+                )
+            });
             v.warn(
                 "callback.allow",
-                format!("admits {n} ({what}): callbacks there may be costly"),
-                Some("narrow the pattern, or add the prefix to callback.deny"),
+                format!("admits {n} ({what}{kind}): callbacks there may be costly"),
+                Some("narrow the pattern, add the prefix to callback.deny, or set callback.allow_kinds = [\"mobile\", \"fixed_line\"] and callback.allow_countries"),
             );
         }
     }
@@ -830,6 +918,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         // National mobile numbers of the default country (Russia): the toll-fraud guard.
         allow: v.regexes("callback.allow", &cb.allow, &["^79\\d{9}$"]),
         deny: v.regexes("callback.deny", &cb.deny, &[]),
+        kind_guard: kind_guard(v, cb),
         marker_variable,
         agent_context,
     };
@@ -850,7 +939,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         );
     }
     if callback.enabled {
-        check_toll_fraud_guard(v, &callback.allow, &callback.deny);
+        check_toll_fraud_guard(v, &callback.allow, &callback.deny, &callback.kind_guard);
     }
     if callback.enabled && callback.caller_id.is_empty() {
         v.err(
@@ -994,19 +1083,19 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             );
         }
         let from = e.from.clone().unwrap_or_default();
-        if !from.contains('@') || from.contains(['\r', '\n', '<', '>']) {
+        if from.parse::<lettre::Address>().is_err() {
             v.err(
                 "notify.email.from",
                 format!("{from:?} is not an address"),
                 Some("e.g. \"perezvon@example.com\""),
             );
         }
-        let to = e.to.clone().unwrap_or_default();
+        let to = e.to.clone().map(OneOrMany::into_vec).unwrap_or_default();
         if to.is_empty() {
             v.err("notify.email.to", "no recipients", None);
         }
         for (i, t) in to.iter().enumerate() {
-            if !t.contains('@') || t.contains(['\r', '\n', '<', '>']) {
+            if t.parse::<lettre::Address>().is_err() {
                 v.err(
                     format!("notify.email.to[{i}]"),
                     format!("{t:?} is not an address"),
@@ -1014,17 +1103,131 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
                 );
             }
         }
+        let local = is_loopback_host(&smtp_host);
+        let tls = match e.tls.as_deref() {
+            None if local => SmtpTls::None,
+            None => SmtpTls::StartTls,
+            Some("none") => {
+                if !local {
+                    v.err(
+                        "notify.email.tls",
+                        format!("\"none\" to {smtp_host}: plain SMTP would carry the mail and the password readable by anyone on the way"),
+                        Some("use \"starttls\" (port 587) or \"tls\" (port 465); plain SMTP is only for a relay on this machine (127.0.0.1, ::1, localhost)"),
+                    );
+                }
+                SmtpTls::None
+            }
+            Some("starttls") => SmtpTls::StartTls,
+            Some("tls") => SmtpTls::Tls,
+            Some(other) => {
+                v.err(
+                    "notify.email.tls",
+                    format!("unknown mode {other:?}"),
+                    Some("none (a relay on this machine), starttls or tls"),
+                );
+                SmtpTls::StartTls
+            }
+        };
+        let ca = e.ca_file.as_ref().and_then(|p| {
+            let p = v.resolve_path(p);
+            if tls == SmtpTls::None {
+                v.err(
+                    "notify.email.ca_file",
+                    "set, but the session is plain (tls = \"none\")",
+                    Some("set tls = \"starttls\" or \"tls\", or drop ca_file"),
+                );
+                return None;
+            }
+            match std::fs::read(&p) {
+                Ok(pem)
+                    if memchr::memmem::find(&pem, b"-----BEGIN CERTIFICATE-----").is_some()
+                        && lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                            .is_ok() =>
+                {
+                    Some((p, pem))
+                }
+                Ok(_) => {
+                    v.err(
+                        "notify.email.ca_file",
+                        format!("{} holds no PEM certificate", p.display()),
+                        Some("the relay's CA certificate, \"-----BEGIN CERTIFICATE-----\" ..."),
+                    );
+                    None
+                }
+                Err(err) => {
+                    v.err(
+                        "notify.email.ca_file",
+                        format!("cannot read {}: {err}", p.display()),
+                        None,
+                    );
+                    None
+                }
+            }
+        });
+        let password = v.optional_secret_named(
+            "notify.email",
+            "password",
+            &None,
+            &e.password_file,
+            &e.password_env,
+        );
+        let auth = match (&e.username, password) {
+            (None, None) => None,
+            (Some(u), Some(p)) => {
+                if u.is_empty() || u.contains(['\r', '\n', '\0']) {
+                    v.err(
+                        "notify.email.username",
+                        "empty or has a control character",
+                        None,
+                    );
+                }
+                Some((u.clone(), p))
+            }
+            (Some(_), None) => {
+                if e.password_file.is_none() && e.password_env.is_none() {
+                    v.err(
+                        "notify.email.username",
+                        "set, but there is no password",
+                        Some("add password_file or password_env"),
+                    );
+                }
+                None
+            }
+            (None, Some(_)) => {
+                v.err(
+                    "notify.email.username",
+                    "missing: a password is set",
+                    Some("the account name at the relay, e.g. \"perezvon@example.com\""),
+                );
+                None
+            }
+        };
+        // The usual mix-up: each side waits for the other to speak first until the timeout.
+        match (tls, e.smtp_port) {
+            (SmtpTls::StartTls, Some(465)) => v.warn(
+                "notify.email.smtp_port",
+                "465 is the implicit-TLS port, but tls = \"starttls\"",
+                Some("tls = \"tls\" for port 465, or port 587 for starttls"),
+            ),
+            (SmtpTls::Tls, Some(p @ (25 | 587))) => v.warn(
+                "notify.email.smtp_port",
+                format!("{p} is a STARTTLS port, but tls = \"tls\" (TLS from the first byte)"),
+                Some("tls = \"starttls\" for ports 25 and 587, or port 465 for tls"),
+            ),
+            _ => {}
+        }
         EmailConfig {
             smtp_host,
-            smtp_port: match e.smtp_port.unwrap_or(25) {
-                p @ 1..=65535 => p as u16,
-                p => {
+            smtp_port: match e.smtp_port {
+                None => tls.default_port(),
+                Some(p @ 1..=65535) => p as u16,
+                Some(p) => {
                     v.err(
                         "notify.email.smtp_port",
                         format!("{p} is not a TCP port"),
                         None,
                     );
-                    25
+                    tls.default_port()
                 }
             },
             from,
@@ -1032,6 +1235,9 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             events: events(v, "notify.email.events", &e.events),
             timeout: v.duration("notify.email.timeout", &e.timeout, "30s"),
             helo,
+            tls,
+            ca,
+            auth,
             retry_every: v.duration("notify.email.retry_every", &e.retry_every, "1m"),
             max_retry_every: v.duration("notify.email.max_retry_every", &e.max_retry_every, "30m"),
             give_up_after: v.duration("notify.email.give_up_after", &e.give_up_after, "3d"),

@@ -12,7 +12,7 @@
 //! processed a request): receivers dedupe on the event id (`Idempotency-Key`).
 //!
 //! - [`webhook`]: JSON POST over hand-written HTTP/1.1, HMAC-signed (docs/WEBHOOK.md).
-//! - [`email`]: plain SMTP to a local relay.
+//! - [`email`]: SMTP through lettre (STARTTLS, implicit TLS, AUTH; plain only to a local relay).
 //! - [`observe`]: glue for the daemon's writers and observer channels.
 //!
 //! # Wiring in the daemon

@@ -137,36 +137,73 @@ impl MissedLine {
     }
 }
 
-/// One CSV field, quoted per RFC 4180 when it needs to be. A caller name comes from outside, so
-/// control characters (ESC, NUL, CR, LF, DEL, C1) and bidirectional overrides are written as
-/// visible escapes (`\x1b`, `\u{202e}`, see [`escape_unsafe`]) and never reach a terminal or a
-/// spreadsheet, and a leading `=` or `@` is prefixed with `'` because spreadsheets run such a
-/// cell as a formula. `--format json` keeps the exact value.
-pub fn csv_field(s: &str) -> String {
+/// How a CSV file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvDialect {
+    /// RFC 4180: `,`, CRLF, no BOM (`--format csv`), for scripts and most spreadsheets.
+    Rfc4180,
+    /// What Excel with a Russian (or any `;`-list-separator) locale opens by double click:
+    /// `;`, CRLF, a UTF-8 byte order mark so Cyrillic is not read as CP1251 (`--format
+    /// csv-excel`).
+    Excel,
+}
+
+/// The text of one cell before CSV quoting (which the `csv` crate does). A value comes from
+/// outside (a caller name is whatever the caller's network sends), so:
+///
+/// * control characters (ESC, NUL, TAB, CR, LF, DEL, C1) and bidirectional overrides are
+///   written as visible escapes (`\x1b`, `\u{202e}`, see [`escape_unsafe`]) and never reach a
+///   terminal or a spreadsheet; a tab or CR in front of a formula is thereby shown, not trimmed;
+/// * a cell starting with `=`, `+`, `-` or `@` is prefixed with `'`, because spreadsheets run
+///   such a cell as a formula (`=HYPERLINK(...)`, `@SUM(...)`, `-1+cmd|...`).
+///
+/// Phone numbers start with `+` in E.164. In [`CsvDialect::Rfc4180`] a cell that is only a
+/// sign and digits (`+79161234567`, `-5`, `+1.5`) is data, not a formula, and stays as it is:
+/// scripts read the number unchanged. In [`CsvDialect::Excel`] it is prefixed too: Excel would
+/// otherwise read `+79161234567` as the number 79161234567 and show `7,92E+10`; as
+/// `'+79161234567` it stays a readable number with its `+`. `--format json` keeps every exact
+/// value.
+pub fn csv_cell(s: &str, dialect: CsvDialect) -> String {
     let s = escape_unsafe(s);
-    let s = if s.starts_with(['=', '@']) {
+    let formula = s.starts_with(['=', '+', '-', '@']);
+    let plain_number = || {
+        let rest = &s[1..];
+        let (int, frac) = rest.split_once('.').unwrap_or((rest, "0"));
+        !int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && !frac.is_empty()
+            && frac.bytes().all(|b| b.is_ascii_digit())
+    };
+    if formula && (dialect == CsvDialect::Excel || s.starts_with(['=', '@']) || !plain_number()) {
         format!("'{s}")
     } else {
         s.into_owned()
-    };
-    if s.contains([',', '"', '\r', '\n']) || s.starts_with(' ') || s.ends_with(' ') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
     }
 }
 
-/// The list as CSV with a header line, CRLF line ends (what spreadsheets expect).
-pub fn csv(list: &[MissedCall], tz: &TimeZone) -> String {
-    let mut out = CSV_HEADER.join(",");
-    out.push_str("\r\n");
+/// The list as CSV with a header line and CRLF line ends (what spreadsheets expect), quoted per
+/// RFC 4180 where needed; cells as [`csv_cell`] makes them.
+pub fn csv(list: &[MissedCall], tz: &TimeZone, dialect: CsvDialect) -> Result<String, csv::Error> {
+    let mut out = Vec::new();
+    if dialect == CsvDialect::Excel {
+        out.extend_from_slice("\u{feff}".as_bytes());
+    }
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(if dialect == CsvDialect::Excel {
+            b';'
+        } else {
+            b','
+        })
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    w.write_record(CSV_HEADER)?;
     for m in list {
         let fields = MissedLine::new(m, tz).csv_fields();
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+        w.write_record(fields.iter().map(|f| csv_cell(f, dialect)))?;
     }
-    out
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    // Every cell was a &str: the bytes are UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The list as JSON lines: one object per missed call. Exact values; the characters a terminal
@@ -248,30 +285,53 @@ pub fn table_text(list: &[MissedCall], tz: &TimeZone) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::CsvDialect::{Excel, Rfc4180};
+    use super::*;
 
     #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        assert_eq!(csv_field("+79161234567"), "+79161234567");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_field("Ivanov, Ivan"), "\"Ivanov, Ivan\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\r\nlines"), "two\\x0d\\x0alines");
-        assert_eq!(csv_field(" padded"), "\" padded\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_field("@SUM(A1),x"), "\"'@SUM(A1),x\"");
+    fn formulas_are_neutralised_and_numbers_kept_in_plain_csv() {
+        for (cell, plain, excel) in [
+            ("+79161234567", "+79161234567", "'+79161234567"),
+            ("79161234567", "79161234567", "79161234567"),
+            ("-5", "-5", "'-5"),
+            ("+1.5", "+1.5", "'+1.5"),
+            (
+                "=HYPERLINK(\"http://evil/\",\"x\")",
+                "'=HYPERLINK(\"http://evil/\",\"x\")",
+                "'=HYPERLINK(\"http://evil/\",\"x\")",
+            ),
+            ("@SUM(A1)", "'@SUM(A1)", "'@SUM(A1)"),
+            (
+                "+1+cmd|' /C calc'!A0",
+                "'+1+cmd|' /C calc'!A0",
+                "'+1+cmd|' /C calc'!A0",
+            ),
+            ("-2+3", "'-2+3", "'-2+3"),
+            ("+", "'+", "'+"),
+            ("-", "'-", "'-"),
+            ("+7 916", "'+7 916", "'+7 916"),
+            ("", "", ""),
+            ("Иванов", "Иванов", "Иванов"),
+        ] {
+            assert_eq!(csv_cell(cell, Rfc4180), plain, "{cell}");
+            assert_eq!(csv_cell(cell, Excel), excel, "{cell}");
+        }
     }
 
     #[test]
-    fn csv_fields_show_control_and_bidi_characters_as_escapes() {
+    fn control_and_bidi_characters_are_escapes() {
         assert_eq!(
-            csv_field("\u{1b}[2J\0\u{7f}\u{9b}31m"),
+            csv_cell("\u{1b}[2J\0\u{7f}\u{9b}31m", Rfc4180),
             "\\x1b[2J\\x00\\x7f\\x9b31m"
         );
-        assert_eq!(csv_field("abc\u{202e}fed"), "abc\\u{202e}fed");
-        assert_eq!(csv_field("\u{2066}x\u{2069}"), "\\u{2066}x\\u{2069}");
-        // A leading tab is shown, not trimmed away in front of a formula.
-        assert_eq!(csv_field("\t=1+1"), "\\x09=1+1");
-        assert_eq!(csv_field("Иванов"), "Иванов");
+        assert_eq!(csv_cell("abc\u{202e}fed", Rfc4180), "abc\\u{202e}fed");
+        assert_eq!(
+            csv_cell("\u{2066}x\u{2069}", Rfc4180),
+            "\\u{2066}x\\u{2069}"
+        );
+        // A leading tab or CR is shown, not trimmed away in front of a formula.
+        assert_eq!(csv_cell("\t=1+1", Excel), "\\x09=1+1");
+        assert_eq!(csv_cell("\r=1+1", Excel), "\\x0d=1+1");
+        assert_eq!(csv_cell("two\r\nlines", Rfc4180), "two\\x0d\\x0alines");
     }
 }
