@@ -733,6 +733,19 @@ async fn channel_loop(
                 },
                 None => None,
             };
+            // An outcome before its miss reached the CRM would find no entity to land on.
+            if crm && item.kind != "missed" && link.is_none() {
+                let waiting = row_number(item)
+                    .map(|n| store.missed_pending_for(channel, &n))
+                    .transpose();
+                if !matches!(waiting, Ok(None | Some(false))) {
+                    let e = DeliveryError::Rejected(
+                        "waiting for the missed event of this number".into(),
+                    );
+                    record_result(&cfg, &store, &metrics, item, Err(e));
+                    continue;
+                }
+            }
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = deliver(&cfg, client.as_ref(), item, link.as_ref(), Timestamp::now()) => r,

@@ -80,6 +80,20 @@ impl Store {
             .map_err(StoreError::sql("read crm link"))
     }
 
+    /// Whether a `missed` event of `number` (digits) waits on `channel`: a later event of the
+    /// number waits for it, so that it lands on the entity the miss creates.
+    pub fn missed_pending_for(&self, channel: &str, number: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND kind = 'missed' \
+                 AND delivered_at IS NULL AND given_up_at IS NULL \
+                 AND replace(json_extract(payload, '$.number'), '+', '') = ?2)",
+                params![channel, number],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::sql("read pending misses"))
+    }
+
     /// Links `number` to an entity (replacing an older link: the newest entity wins).
     pub fn save_crm_link(&self, link: &CrmLink) -> Result<()> {
         self.conn
