@@ -10,11 +10,16 @@ use super::template::{render, Escape, Values};
 use super::DeliveryError;
 use crate::config::HttpNotifierConfig;
 
-/// The method, URL, headers and body of one request (pure).
-pub fn build(
-    cfg: &HttpNotifierConfig,
-    values: &Values,
-) -> Result<(reqwest::Url, Vec<(HeaderName, HeaderValue)>, Option<String>), DeliveryError> {
+/// One request, filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    pub url: reqwest::Url,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<String>,
+}
+
+/// The URL, headers and body of one request (pure).
+pub fn build(cfg: &HttpNotifierConfig, values: &Values) -> Result<Built, DeliveryError> {
     // The templates were rendered with sample values at load; a failure here is a defect of a
     // value, reported without the URL (it may hold an API key).
     let url = render(cfg.url.expose(), values, Escape::Url).map_err(DeliveryError::Permanent)?;
@@ -38,7 +43,7 @@ pub fn build(
         ),
         None => None,
     };
-    Ok((url, headers, body))
+    Ok(Built { url, headers, body })
 }
 
 /// Sends one event.
@@ -47,7 +52,7 @@ pub async fn send(
     cfg: &HttpNotifierConfig,
     values: &Values,
 ) -> Result<(), DeliveryError> {
-    let (url, headers, body) = build(cfg, values)?;
+    let Built { url, headers, body } = build(cfg, values)?;
     let mut req = client.request(cfg.method.clone(), url);
     for (n, v) in headers {
         req = req.header(n, v);
@@ -59,4 +64,31 @@ pub async fn send(
     }
     let answer = http::send(req).await?;
     http::classify(&format!("http {}", cfg.name), &answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn url_and_body_are_escaped_by_place() {
+        let cfg = Config::from_toml(
+            "[[notify.http]]\nname = \"sms\"\nurl = \"https://sms.example/send?to={number}&msg={text}\"\n\
+             headers = { X-Key = \"k\" }\nbody = '{\"to\": \"{number}\", \"text\": \"{text}\"}'\n",
+        )
+        .unwrap();
+        let h = &cfg.notify.http[0];
+        let mut values = Values::sample();
+        values.0.insert("number", "+79161234567".into());
+        values.0.insert("text", "a \"b\"&c".into());
+        let b = build(h, &values).unwrap();
+        assert_eq!(
+            b.url.as_str(),
+            "https://sms.example/send?to=%2B79161234567&msg=a%20%22b%22%26c"
+        );
+        assert_eq!(b.headers[0].0.as_str(), "x-key");
+        let body: serde_json::Value = serde_json::from_str(b.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["text"], "a \"b\"&c");
+    }
 }
