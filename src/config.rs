@@ -484,12 +484,14 @@ impl Config {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
+            // `secret = `, `token = `, `bot_token = `, `webhook_url = `, `headers = `, ...
             let holds_secret = text.lines().any(|l| {
                 let l = l.trim_start();
-                (l.starts_with("secret")
-                    && !l.starts_with("secret_file")
-                    && !l.starts_with("secret_env"))
-                    || l.starts_with("password")
+                !l.starts_with('#')
+                    && l.split_once('=').is_some_and(|(k, _)| {
+                        let k = k.trim();
+                        !k.is_empty() && !k.contains([' ', '[']) && validate::is_secret_key(k)
+                    })
             });
             if holds_secret {
                 if let Ok(meta) = std::fs::metadata(path) {

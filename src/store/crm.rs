@@ -156,6 +156,48 @@ mod tests {
     }
 
     #[test]
+    fn version_5_keeps_the_rows_of_version_4() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        for sql in &crate::store::migrations::MIGRATIONS[..4] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.execute(
+            "INSERT INTO outbox (event_id, channel, kind, payload, created_at, next_attempt_at, attempts, last_error) \
+             VALUES ('missed:a:1', 'webhook', 'missed', '{}', 1.5, 2.5, 3, 'HTTP 500')",
+            [],
+        )
+        .unwrap();
+        crate::store::migrations::migrate(&mut c, ":memory:").unwrap();
+        let row: (String, String, f64, i64, String) = c
+            .query_row(
+                "SELECT event_id, channel, next_attempt_at, attempts, last_error FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                "missed:a:1".into(),
+                "webhook".into(),
+                2.5,
+                3,
+                "HTTP 500".into()
+            )
+        );
+        // The unique key and the due index came through the rebuild.
+        let indexes: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 2);
+    }
+
+    #[test]
     fn outbox_takes_the_new_channels_only() {
         let s = Store::open_in_memory().unwrap();
         for channel in [
