@@ -102,7 +102,7 @@ fn rows(db: &std::path::Path) -> Vec<Row> {
     out
 }
 
-/// The delivery loop, running until dropped-in `stop()`.
+/// The delivery loop, running until `stop()`.
 struct Delivery {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), perezvon::store::StoreError>>,
@@ -737,4 +737,31 @@ async fn http_template_posts_a_form_to_an_sms_gateway() {
         "{m}"
     );
     restart_sends_nothing(&cfg, &db, || server.requests().len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_wants_a_client_certificate_refuses_a_client_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let pki = Pki::new(dir.path());
+    let server = https::serve(&pki, true, |_, _| Reply::empty(200)).await;
+    let cfg = config(&format!(
+        "[notify.webhook]\nurl = \"{}/hook\"\nca_file = {:?}\nretry_every = \"50ms\"\nmax_retry_every = \"100ms\"\n",
+        server.url(),
+        pki.ca_file
+    ));
+    let store = Store::open(&db).unwrap();
+    notify::enqueue_for_record(
+        &store,
+        &cfg,
+        &missed_call("9.2", "79161234567"),
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    let d = start(&cfg, &db);
+    wait_for("two failed attempts", || rows(&db)[0].attempts >= 2).await;
+    d.stop().await;
+    let row = rows(&db).remove(0);
+    assert!(!row.delivered, "{row:?}");
+    assert!(server.requests().is_empty());
 }
