@@ -393,6 +393,30 @@ async fn bitrix24_lead_then_comment_on_it_and_a_comment_on_a_known_contact() {
         ("LEAD", "42")
     );
     restart_sends_nothing(&cfg, &db, || server.requests().len()).await;
+
+    // The same customer misses again: a comment on the same lead, no search, no second lead.
+    let before = server.requests().len();
+    notify::enqueue_for_record(
+        &store,
+        &cfg,
+        &missed_call("1.3", "79161234567"),
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    let d = start(&cfg, &db);
+    wait_for("the second miss delivered", || {
+        rows(&db).iter().all(|r| r.delivered)
+    })
+    .await;
+    d.stop().await;
+    let again = server.requests();
+    let new: Vec<&str> = again[before..].iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(new, ["/rest/1/abc123/crm.timeline.comment.add.json"]);
+    let f = &again[before].json()["fields"];
+    assert_eq!(
+        (f["ENTITY_TYPE"].as_str(), f["ENTITY_ID"].as_i64()),
+        (Some("lead"), Some(42))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
