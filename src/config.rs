@@ -246,8 +246,8 @@ pub struct HoursConfig {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub url: String,
-    /// `url` split for the hand-written HTTP client.
-    pub endpoint: HttpUrl,
+    /// `url`, parsed: `https://`, or `http://` to a loopback host.
+    pub endpoint: reqwest::Url,
     /// Shared secret for the `X-Perezvon-Signature` HMAC; `None` = unsigned.
     pub secret: Option<Secret>,
     pub events: Vec<String>,
@@ -255,6 +255,113 @@ pub struct WebhookConfig {
     pub retry_every: Duration,
     pub max_retry_every: Duration,
     pub give_up_after: Duration,
+    pub tls: TlsFiles,
+}
+
+/// The TLS material of an HTTPS channel, read and checked at load (`ca_file`, `client_cert`,
+/// `client_key`): a bad file is a configuration error, never a failure at the first delivery.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificates trusted besides the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM of the client certificate chain followed by its private key.
+    pub identity_pem: Option<Secret>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("ca_file", &self.ca_pem.is_some())
+            .field("client_cert", &self.identity_pem.is_some())
+            .finish()
+    }
+}
+
+/// What every HTTP notifier shares: which events it sends, its language and its retry spacing.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub events: Vec<String>,
+    pub language: Language,
+    pub timeout: Duration,
+    pub retry_every: Duration,
+    pub max_retry_every: Duration,
+    pub give_up_after: Duration,
+    pub tls: TlsFiles,
+}
+
+/// The language of the texts a notifier writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    #[default]
+    Ru,
+    En,
+}
+
+/// `[notify.bitrix24]`: leads and timeline comments through an inbound webhook.
+#[derive(Debug, Clone)]
+pub struct Bitrix24Config {
+    /// `https://portal.bitrix24.ru/rest/<user>/<token>/`, always ending in `/`. It holds the token.
+    pub webhook_url: Secret,
+    /// `ASSIGNED_BY_ID` of leads and the author of comments; `None` = the webhook's user.
+    pub responsible_id: Option<i64>,
+    pub source_id: String,
+    pub channel: ChannelConfig,
+}
+
+/// `[notify.amocrm]`: tasks on contacts, or unsorted leads, through API v4.
+#[derive(Debug, Clone)]
+pub struct AmoCrmConfig {
+    /// `https://example.amocrm.ru`, no trailing `/`.
+    pub base_url: reqwest::Url,
+    pub token: Secret,
+    pub responsible_user_id: Option<i64>,
+    pub task_type_id: i64,
+    pub task_due: Duration,
+    pub source_name: String,
+    pub pipeline_id: Option<i64>,
+    pub channel: ChannelConfig,
+}
+
+/// `[notify.telegram]`: a bot message per event.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    pub bot_token: Secret,
+    /// A JSON number or string, as `sendMessage` takes it.
+    pub chat_id: serde_json::Value,
+    pub api_url: reqwest::Url,
+    pub channel: ChannelConfig,
+}
+
+/// How a `[[notify.http]]` body is written, and so how placeholders are escaped in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/json`: values are JSON-string escaped (the template quotes them).
+    Json,
+    /// `application/x-www-form-urlencoded`: values are percent-encoded.
+    Form,
+    /// Anything else (`text/plain`): values as they are.
+    Text,
+}
+
+/// One `[[notify.http]]` notifier.
+#[derive(Debug, Clone)]
+pub struct HttpNotifierConfig {
+    pub name: String,
+    pub method: reqwest::Method,
+    /// The URL template (placeholders are percent-encoded); it may hold an API key.
+    pub url: Secret,
+    pub headers: Vec<(String, Secret)>,
+    pub content_type: String,
+    pub body_kind: BodyKind,
+    pub body: Option<String>,
+    pub channel: ChannelConfig,
+}
+
+impl HttpNotifierConfig {
+    /// Its outbox channel: `http:<name>`.
+    pub fn channel_name(&self) -> String {
+        format!("http:{}", self.name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -299,63 +406,45 @@ impl SmtpTls {
     }
 }
 
-/// A plain `http://host[:port]/path` URL: all the webhook client needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl HttpUrl {
-    /// Parses `http://host[:port][/path][?query]` (IPv6 hosts in brackets). No userinfo, no https:
-    /// the receiver sits behind a local TLS proxy when it needs one.
-    pub fn parse(url: &str) -> Result<HttpUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
-        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("{url:?} contains whitespace"));
-        }
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        if authority.contains('@') {
-            return Err(format!("{url:?}: credentials in the URL are not supported"));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed [ in host"))?;
-            (h.to_string(), after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (authority.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
-        }
-        let port = match port {
-            None => 80,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("{url:?}: {p:?} is not a TCP port"))?,
-        };
-        Ok(HttpUrl { host, port, path })
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
     pub webhook: Option<WebhookConfig>,
     pub email: Option<EmailConfig>,
+    pub bitrix24: Option<Bitrix24Config>,
+    pub amocrm: Option<AmoCrmConfig>,
+    pub telegram: Option<TelegramConfig>,
+    pub http: Vec<HttpNotifierConfig>,
+}
+
+impl NotifyConfig {
+    /// Whether any channel is configured.
+    pub fn any(&self) -> bool {
+        !self.channels().is_empty()
+    }
+
+    /// The outbox channel names of the configured channels, with the events each one wants.
+    pub fn channels(&self) -> Vec<(String, &[String])> {
+        let mut out: Vec<(String, &[String])> = Vec::new();
+        if let Some(w) = &self.webhook {
+            out.push(("webhook".into(), &w.events));
+        }
+        if let Some(e) = &self.email {
+            out.push(("email".into(), &e.events));
+        }
+        if let Some(b) = &self.bitrix24 {
+            out.push(("bitrix24".into(), &b.channel.events));
+        }
+        if let Some(a) = &self.amocrm {
+            out.push(("amocrm".into(), &a.channel.events));
+        }
+        if let Some(t) = &self.telegram {
+            out.push(("telegram".into(), &t.channel.events));
+        }
+        for h in &self.http {
+            out.push((h.channel_name(), &h.channel.events));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -424,12 +513,14 @@ impl Config {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
+            // `secret = `, `token = `, `bot_token = `, `webhook_url = `, `headers = `, ...
             let holds_secret = text.lines().any(|l| {
                 let l = l.trim_start();
-                (l.starts_with("secret")
-                    && !l.starts_with("secret_file")
-                    && !l.starts_with("secret_env"))
-                    || l.starts_with("password")
+                !l.starts_with('#')
+                    && l.split_once('=').is_some_and(|(k, _)| {
+                        let k = k.trim();
+                        !k.is_empty() && !k.contains([' ', '[']) && validate::is_secret_key(k)
+                    })
             });
             if holds_secret {
                 if let Ok(meta) = std::fs::metadata(path) {

@@ -20,7 +20,8 @@
 //!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them).
 //! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
 //!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
-//! - [`notify`]: webhook and e-mail, delivered from a durable outbox.
+//! - [`notify`]: webhook (HTTPS), e-mail, Bitrix24, amoCRM, Telegram and templated HTTP (SMS),
+//!   delivered from a durable outbox.
 //! - [`metrics`]: the Prometheus text endpoint.
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
 //! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.

@@ -31,8 +31,8 @@ const STATUSES: [Status; 4] = [
     Status::Ignored,
     Status::Unknown,
 ];
-/// Notification channels, in the order of the counters.
-pub const CHANNELS: [&str; 2] = ["webhook", "email"];
+/// Notification channels, in the order of the counters (every `[[notify.http]]` is `http`).
+pub const CHANNELS: [&str; 6] = ["webhook", "email", "bitrix24", "amocrm", "telegram", "http"];
 const RESULTS: [&str; 3] = ["delivered", "failed", "given_up"];
 
 fn direction_str(d: Direction) -> &'static str {
@@ -96,7 +96,7 @@ pub struct Metrics {
     pending_tasks: AtomicI64,
     outbox_pending: AtomicI64,
     held_verdicts: AtomicI64,
-    notifications: [[AtomicU64; 3]; 2],
+    notifications: [[AtomicU64; 3]; CHANNELS.len()],
 }
 
 impl Metrics {

@@ -438,3 +438,44 @@ fn kinds_and_countries_narrow_a_broad_allow_list() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("admits premium_rate numbers"), "{err}");
 }
+
+#[test]
+fn notifiers_are_listed_by_host_and_their_secrets_never_shown() {
+    let text = format!(
+        "{VALID}\n[notify.bitrix24]\nwebhook_url = \"https://portal.bitrix24.ru/rest/1/t0psecrettoken/\"\n\
+         [notify.telegram]\nbot_token = \"123456:AAE-t0psecret\"\nchat_id = -100200\nevents = [\"missed\"]\n\
+         [[notify.http]]\nname = \"sms\"\nmethod = \"GET\"\nurl = \"https://sms.ru/sms/send?api_id=t0psecretkey&msg={{text}}\"\n"
+    );
+    let (out, stdout, stderr) = check(&text);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stdout.contains("bitrix24: portal.bitrix24.ru (missed,resolved,callback)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("telegram: chat -100200 via api.telegram.org (missed)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("http sms: GET sms.ru"), "{stdout}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("t0psecret"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused_with_the_reason() {
+    assert_problem(
+        &format!("{VALID}\n[notify.webhook]\nurl = \"http://crm.example.com/hook\"\n"),
+        "notify.webhook.url: \"http://crm.example.com/hook\": plain http:// is allowed only to a loopback host",
+    );
+    // A token-bearing URL is not quoted, even when wrong.
+    let (_, _, stderr) = check(&format!(
+        "{VALID}\n[notify.bitrix24]\nwebhook_url = \"http://portal.bitrix24.ru/rest/1/t0psecrettoken/\"\n"
+    ));
+    assert!(
+        stderr.contains("notify.bitrix24.webhook_url: the URL: plain http://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0psecret"), "{stderr}");
+}

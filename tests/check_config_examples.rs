@@ -68,9 +68,9 @@ fn documented_keys(text: &str) -> BTreeSet<String> {
             if let Some(end) = h.find(']') {
                 let name = &h[..end];
                 if !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+                    && name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'
+                    })
                 {
                     section = name.to_string();
                     out.insert(section.clone());

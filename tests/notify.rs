@@ -112,7 +112,10 @@ async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
     let head = String::from_utf8(buf[..head_end].to_vec()).ok()?;
     let len: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then_some(v)
+        })
         .and_then(|v| v.trim().parse().ok())?;
     while buf.len() < head_end + len {
         let n = stream.read(&mut chunk).await.ok()?;

@@ -133,6 +133,48 @@ pub fn summary(cfg: &Config, name: &str) -> String {
             e.events.join(",")
         );
     }
+    // Only hosts: a Bitrix24 webhook URL, a Telegram URL or a template URL may hold a token.
+    let host = |u: &str| {
+        reqwest::Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    };
+    if let Some(b) = &cfg.notify.bitrix24 {
+        let _ = writeln!(
+            s,
+            "bitrix24: {} ({})",
+            host(b.webhook_url.expose()),
+            b.channel.events.join(",")
+        );
+    }
+    if let Some(a) = &cfg.notify.amocrm {
+        let _ = writeln!(
+            s,
+            "amocrm: {} ({})",
+            host(a.base_url.as_str()),
+            a.channel.events.join(",")
+        );
+    }
+    if let Some(t) = &cfg.notify.telegram {
+        let _ = writeln!(
+            s,
+            "telegram: chat {} via {} ({})",
+            t.chat_id,
+            host(t.api_url.as_str()),
+            t.channel.events.join(",")
+        );
+    }
+    for h in &cfg.notify.http {
+        let _ = writeln!(
+            s,
+            "http {}: {} {} ({})",
+            h.name,
+            h.method,
+            host(h.url.expose()),
+            h.channel.events.join(",")
+        );
+    }
     if cfg.metrics.enabled {
         let _ = writeln!(s, "metrics: http://{}/metrics", cfg.metrics.listen);
     }

@@ -144,6 +144,11 @@ pub struct RawHours {
 pub struct RawNotify {
     pub webhook: Option<RawWebhook>,
     pub email: Option<RawEmail>,
+    pub bitrix24: Option<RawBitrix24>,
+    pub amocrm: Option<RawAmoCrm>,
+    pub telegram: Option<RawTelegram>,
+    /// `[[notify.http]]`: generic HTTP template notifiers (SMS gateways), one per entry.
+    pub http: Option<Vec<RawHttpNotifier>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +163,105 @@ pub struct RawWebhook {
     pub retry_every: Option<String>,
     pub max_retry_every: Option<String>,
     pub give_up_after: Option<String>,
+    /// An extra trust anchor (PEM) besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain (PEM) for mutual TLS, with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// Bitrix24 through an inbound webhook (`https://portal.bitrix24.ru/rest/1/abc123/`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBitrix24 {
+    /// The inbound webhook URL: it holds the token, so it is a secret.
+    pub webhook_url: Option<String>,
+    pub webhook_url_file: Option<PathBuf>,
+    pub webhook_url_env: Option<String>,
+    pub responsible_id: Option<i64>,
+    /// `SOURCE_ID` of created leads (default `CALL`).
+    pub source_id: Option<String>,
+    pub language: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// amoCRM API v4 with a long-lived token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmoCrm {
+    pub base_url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    /// Task type of created tasks (1 = call back).
+    pub task_type_id: Option<i64>,
+    /// A task is due this long after the miss.
+    pub task_due: Option<String>,
+    /// `source_name` of unsorted leads.
+    pub source_name: Option<String>,
+    pub pipeline_id: Option<i64>,
+    pub language: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A Telegram bot posting to one chat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelegram {
+    pub bot_token: Option<String>,
+    pub bot_token_file: Option<PathBuf>,
+    pub bot_token_env: Option<String>,
+    /// A numeric chat id (`-1001234567890`) or `@channelname`.
+    pub chat_id: Option<RawChatId>,
+    pub api_url: Option<String>,
+    pub language: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A chat id is written as a number or a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawChatId {
+    Id(i64),
+    Name(String),
+}
+
+/// One `[[notify.http]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpNotifier {
+    pub name: Option<String>,
+    pub method: Option<String>,
+    pub url: Option<String>,
+    /// Header values may hold API keys: they are secrets.
+    pub headers: Option<BTreeMap<String, String>>,
+    pub content_type: Option<String>,
+    pub body: Option<String>,
+    pub language: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_every: Option<String>,
+    pub max_retry_every: Option<String>,
+    pub give_up_after: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

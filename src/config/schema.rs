@@ -6,8 +6,9 @@
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{
-    Problem, RawAsterisk, RawCallback, RawCalls, RawConfig, RawEmail, RawHours, RawLog, RawMetrics,
-    RawNotify, RawPbx, RawStorage, RawTarget, RawWebhook,
+    Problem, RawAmoCrm, RawAsterisk, RawBitrix24, RawCallback, RawCalls, RawConfig, RawEmail,
+    RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawStorage, RawTarget,
+    RawTelegram, RawWebhook,
 };
 
 /// Captures the field list serde's derive passes to `deserialize_struct`, then stops.
@@ -76,6 +77,10 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("notify", fields_of::<RawNotify>()),
         ("notify.webhook", fields_of::<RawWebhook>()),
         ("notify.email", fields_of::<RawEmail>()),
+        ("notify.bitrix24", fields_of::<RawBitrix24>()),
+        ("notify.amocrm", fields_of::<RawAmoCrm>()),
+        ("notify.telegram", fields_of::<RawTelegram>()),
+        ("notify.http", fields_of::<RawHttpNotifier>()),
         ("metrics", fields_of::<RawMetrics>()),
         ("log", fields_of::<RawLog>()),
     ]

@@ -82,25 +82,142 @@ fn agent_context_default_and_validation() {
 }
 
 #[test]
-fn http_urls() {
-    let u = HttpUrl::parse("http://crm.local:8080/hooks/perezvon?x=1").unwrap();
-    assert_eq!(
-        (u.host.as_str(), u.port, u.path.as_str()),
-        ("crm.local", 8080, "/hooks/perezvon?x=1")
-    );
-    let u = HttpUrl::parse("http://[::1]/").unwrap();
-    assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 80, "/"));
-    assert_eq!(HttpUrl::parse("http://h?q").unwrap().path, "/?q");
-    for bad in [
-        "https://h/",
-        "http://",
-        "http://h:0/",
-        "http://h:x/",
-        "http://u:p@h/",
-        "http://h/a b",
+fn webhook_urls_are_https_or_loopback_http() {
+    let url = |u: &str| Config::from_toml(&format!("[notify.webhook]\nurl = \"{u}\"\n"));
+    for ok in [
+        "https://crm.example.com/hooks/perezvon?x=1",
+        "https://127.0.0.1:8443/hook",
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://[::1]:9/",
     ] {
-        assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        assert!(url(ok).is_ok(), "{ok}: {:?}", url(ok).err());
     }
+    for (bad, why) in [
+        ("http://crm.example.com/hook", "loopback"),
+        ("http://10.0.0.5/hook", "loopback"),
+        ("ftp://127.0.0.1/", "unsupported scheme"),
+        ("https://u:p@h/", "credentials"),
+        ("not a url", "not a URL"),
+        ("", "missing"),
+    ] {
+        let e = url(bad).unwrap_err();
+        assert_eq!(e.problems[0].key, "notify.webhook.url", "{bad}");
+        assert!(
+            e.problems[0].message.contains(why),
+            "{bad}: {}",
+            e.problems[0]
+        );
+    }
+}
+
+#[test]
+fn tls_files_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "hello").unwrap();
+    let cert_like = dir.path().join("cert.pem");
+    std::fs::write(
+        &cert_like,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = Config::from_toml(&format!(
+        "[notify.webhook]\nurl = \"https://h/\"\nca_file = {:?}\nclient_cert = {:?}\n\
+         [notify.telegram]\nbot_token = \"1:a\"\nchat_id = 1\nca_file = {:?}\n",
+        dir.path().join("missing.pem"),
+        junk,
+        cert_like
+    ))
+    .unwrap_err();
+    let shown: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+    let has = |k: &str, m: &str| shown.iter().any(|p| p.starts_with(k) && p.contains(m));
+    assert!(has("notify.webhook.ca_file", "cannot read"), "{shown:?}");
+    assert!(has("notify.webhook.client_key", "missing"), "{shown:?}");
+    assert!(
+        has("notify.telegram.ca_file", "not usable for TLS"),
+        "{shown:?}"
+    );
+    let e = Config::from_toml(&format!(
+        "[notify.webhook]\nurl = \"https://h/\"\nclient_cert = {:?}\nclient_key = {:?}\n",
+        junk, junk
+    ))
+    .unwrap_err();
+    let shown: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("notify.webhook.client_cert: no certificate")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("notify.webhook.client_key: no PEM private key")),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn notifier_sections_and_their_secrets() {
+    let c = Config::from_toml(
+        "[notify.bitrix24]\nwebhook_url = \"https://portal.bitrix24.ru/rest/1/abc123\"\nresponsible_id = 5\n\
+         [notify.amocrm]\nbase_url = \"https://example.amocrm.ru/\"\ntoken = \"t\"\n\
+         [notify.telegram]\nbot_token = \"123:abc\"\nchat_id = \"@team\"\nlanguage = \"en\"\nevents = [\"missed\"]\n\
+         [[notify.http]]\nname = \"sms\"\nmethod = \"get\"\nurl = \"https://sms.example/send?to={number}&msg={text}\"\n",
+    )
+    .unwrap();
+    let b = c.notify.bitrix24.as_ref().unwrap();
+    assert_eq!(
+        b.webhook_url.expose(),
+        "https://portal.bitrix24.ru/rest/1/abc123/"
+    );
+    assert!(
+        !format!("{b:?}").contains("abc123"),
+        "the webhook token leaked in Debug"
+    );
+    assert_eq!(
+        c.notify.amocrm.as_ref().unwrap().base_url.as_str(),
+        "https://example.amocrm.ru/"
+    );
+    let t = c.notify.telegram.as_ref().unwrap();
+    assert_eq!(t.chat_id, serde_json::json!("@team"));
+    assert_eq!(t.channel.language, Language::En);
+    assert_eq!(t.api_url.as_str(), "https://api.telegram.org/");
+    assert_eq!(c.notify.http[0].method, reqwest::Method::GET);
+    let names: Vec<String> = c.notify.channels().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["bitrix24", "amocrm", "telegram", "http:sms"]);
+
+    let e = Config::from_toml(
+        "[notify.bitrix24]\nwebhook_url = \"http://portal.bitrix24.ru/rest/1/verysecrettoken/\"\n\
+         [notify.amocrm]\nbase_url = \"https://example.amocrm.ru/api\"\n\
+         [notify.telegram]\nchat_id = \"team\"\n\
+         [[notify.http]]\nname = \"SMS\"\nurl = \"https://sms.example/?to={nubmer}\"\nbody = \"{\\\"a\\\": {text}}\"\n\
+         [[notify.http]]\nname = \"x\"\nurl = \"https://x/\"\nheaders = { Authorization = \"Bearer key\\nX: y\" }\n",
+    )
+    .unwrap_err();
+    let shown: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+    for k in [
+        "notify.bitrix24.webhook_url: the URL: plain http://",
+        "notify.amocrm.base_url: must be",
+        "notify.amocrm.token: missing",
+        "notify.telegram.bot_token: missing",
+        "notify.telegram.chat_id: \"team\" is not a chat id",
+        "notify.http[0].name",
+        "notify.http[0].url: unknown placeholder {nubmer}",
+        "notify.http[0].body: not JSON",
+        "notify.http[1].headers: the value of \"Authorization\"",
+    ] {
+        assert!(
+            shown.iter().any(|p| p.starts_with(k)),
+            "{k} missing in {shown:?}"
+        );
+    }
+    let all = shown.join("\n");
+    assert!(
+        !all.contains("verysecrettoken") && !all.contains("Bearer key"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -111,11 +228,11 @@ fn notify_sections() {
     )
     .unwrap();
     let w = c.notify.webhook.unwrap();
-    assert_eq!(w.endpoint.port, 9);
+    assert_eq!(w.endpoint.port(), Some(9));
     assert_eq!(w.secret.unwrap().expose(), "k");
     assert_eq!(c.notify.email.unwrap().helo, "localhost");
     let e = Config::from_toml(
-        "[notify.webhook]\nurl = \"https://x/\"\nsecret = \"k\"\nsecret_env = \"X\"\n[notify.email]\nto = []\nhelo = \"a b\"\n",
+        "[notify.webhook]\nurl = \"http://x/\"\nsecret = \"k\"\nsecret_env = \"X\"\n[notify.email]\nto = []\nhelo = \"a b\"\n",
     )
     .unwrap_err();
     let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();

@@ -114,7 +114,7 @@ impl V {
         self.optional_secret_named(prefix, "secret", secret, file, env)
     }
 
-    /// [`V::optional_secret`] for keys named `{name}`, `{name}_file`, `{name}_env`.
+    /// An optional secret from exactly one of `<name>`, `<name>_file`, `<name>_env` under `prefix`.
     fn optional_secret_named(
         &mut self,
         prefix: &str,
@@ -123,7 +123,7 @@ impl V {
         file: &Option<PathBuf>,
         env: &Option<String>,
     ) -> Option<Secret> {
-        let k = |f: &str| format!("{prefix}.{}", f.replacen("secret", name, 1));
+        let k = |f: &str| format!("{prefix}.{name}{f}");
         match (secret, file, env) {
             (None, None, None) => None,
             (Some(s), None, None) => Some(Secret::new(s.clone())),
@@ -138,7 +138,7 @@ impl V {
                                 .is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
                             {
                                 self.warn(
-                                    k("secret_file"),
+                                    k("_file"),
                                     format!("{} is world-readable", p.display()),
                                     Some("chmod 640 it"),
                                 );
@@ -148,7 +148,7 @@ impl V {
                     }
                     Err(e) => {
                         self.err(
-                            k("secret_file"),
+                            k("_file"),
                             format!("cannot read {}: {e}", p.display()),
                             None,
                         );
@@ -160,7 +160,7 @@ impl V {
                 Ok(s) => Some(Secret::new(s)),
                 Err(_) => {
                     self.err(
-                        k("secret_env"),
+                        k("_env"),
                         format!("environment variable {var:?} is not set"),
                         Some("set it in the unit's Environment= or EnvironmentFile="),
                     );
@@ -169,12 +169,244 @@ impl V {
             },
             _ => {
                 self.err(
-                    k("secret"),
+                    k(""),
                     format!("{name}, {name}_file and {name}_env are exclusive"),
                     Some("keep one"),
                 );
                 None
             }
+        }
+    }
+
+    /// A required secret: like [`V::optional_secret_named`], missing is a problem.
+    fn required_secret(
+        &mut self,
+        prefix: &str,
+        name: &str,
+        secret: &Option<String>,
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+    ) -> Secret {
+        let before = self.problems.len();
+        match self.optional_secret_named(prefix, name, secret, file, env) {
+            Some(s) if s.expose().is_empty() => {
+                self.err(format!("{prefix}.{name}"), "empty", None);
+                Secret::default()
+            }
+            Some(s) if s.expose().contains(['\r', '\n']) => {
+                self.err(format!("{prefix}.{name}"), "contains a line break", None);
+                Secret::default()
+            }
+            Some(s) => s,
+            None => {
+                if self.problems.len() == before {
+                    self.err(
+                        format!("{prefix}.{name}"),
+                        "missing",
+                        Some(&format!("set one of {name}, {name}_file or {name}_env")),
+                    );
+                }
+                Secret::default()
+            }
+        }
+    }
+
+    /// An `https://` URL, or `http://` to a loopback host (a receiver on this machine). The URL
+    /// is quoted in a problem only when `quote` (a URL may hold a token).
+    fn http_url(&mut self, key: &str, raw: Option<&str>, quote: bool) -> Option<reqwest::Url> {
+        let Some(s) = raw.filter(|s| !s.is_empty()) else {
+            self.err(key, "missing", None);
+            return None;
+        };
+        let shown = if quote {
+            format!("{s:?}")
+        } else {
+            "the URL".to_string()
+        };
+        let url = match reqwest::Url::parse(s) {
+            Ok(u) => u,
+            Err(e) => {
+                self.err(
+                    key,
+                    format!("{shown} is not a URL: {e}"),
+                    Some("e.g. \"https://crm.example.com/hooks/perezvon\""),
+                );
+                return None;
+            }
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            self.err(
+                key,
+                format!("{shown}: credentials in the URL are not supported"),
+                Some("use a secret or a header instead"),
+            );
+            return None;
+        }
+        match url.scheme() {
+            "https" => Some(url),
+            "http" if is_loopback(&url) => Some(url),
+            "http" => {
+                self.err(
+                    key,
+                    format!("{shown}: plain http:// is allowed only to a loopback host (127.0.0.1, ::1, localhost)"),
+                    Some("use https://; add ca_file when the receiver's certificate is from a private CA"),
+                );
+                None
+            }
+            other => {
+                self.err(
+                    key,
+                    format!("{shown}: unsupported scheme {other:?}"),
+                    Some("https:// (or http:// to 127.0.0.1)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `ca_file`, `client_cert` and `client_key` under `prefix`: read, parsed as PEM, and tried
+    /// on a TLS client, so a wrong file is reported now with its key.
+    fn tls_files(
+        &mut self,
+        prefix: &str,
+        ca_file: &Option<PathBuf>,
+        client_cert: &Option<PathBuf>,
+        client_key: &Option<PathBuf>,
+    ) -> TlsFiles {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let k = |f: &str| format!("{prefix}.{f}");
+        let read = |v: &mut V, key: &str, p: &Path| -> Option<Vec<u8>> {
+            let p = v.resolve_path(p);
+            match std::fs::read(&p) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    v.err(key, format!("cannot read {}: {e}", p.display()), None);
+                    None
+                }
+            }
+        };
+        let certs = |v: &mut V, key: &str, pem: &[u8]| -> bool {
+            let mut n = 0;
+            for c in CertificateDer::pem_slice_iter(pem) {
+                if let Err(e) = c {
+                    v.err(key, format!("not a PEM certificate file: {e}"), None);
+                    return false;
+                }
+                n += 1;
+            }
+            if n == 0 {
+                v.err(
+                    key,
+                    "no certificate in the file",
+                    Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
+                );
+            }
+            n > 0
+        };
+        let mut tls = TlsFiles::default();
+        if let Some(p) = ca_file {
+            if let Some(pem) = read(self, &k("ca_file"), p) {
+                if certs(self, &k("ca_file"), &pem) {
+                    tls.ca_pem = Some(pem);
+                }
+            }
+        }
+        match (client_cert, client_key) {
+            (None, None) => {}
+            (Some(c), Some(key)) => {
+                let cert = read(self, &k("client_cert"), c);
+                let keyb = read(self, &k("client_key"), key);
+                if let (Some(cert), Some(keyb)) = (cert, keyb) {
+                    let cert_ok = certs(self, &k("client_cert"), &cert);
+                    let key_ok = match PrivateKeyDer::from_pem_slice(&keyb) {
+                        Ok(_) => true,
+                        Err(_) => {
+                            // Never quote the key file's content.
+                            self.err(
+                                k("client_key"),
+                                "no PEM private key in the file",
+                                Some("a PKCS#8, PKCS#1 or SEC1 key in PEM, without a passphrase"),
+                            );
+                            false
+                        }
+                    };
+                    if cert_ok && key_ok {
+                        let mut pem = cert;
+                        if !pem.ends_with(b"\n") {
+                            pem.push(b'\n');
+                        }
+                        pem.extend_from_slice(&keyb);
+                        tls.identity_pem = String::from_utf8(pem).ok().map(Secret::new);
+                        if tls.identity_pem.is_none() {
+                            self.err(k("client_cert"), "the PEM files are not text", None);
+                        }
+                    }
+                }
+            }
+            (Some(_), None) => self.err(
+                k("client_key"),
+                "missing",
+                Some("client_cert needs its client_key"),
+            ),
+            (None, Some(_)) => self.err(
+                k("client_cert"),
+                "missing",
+                Some("client_key needs its client_cert"),
+            ),
+        }
+        if tls != TlsFiles::default() {
+            if let Err(e) = crate::notify::http::client(&tls, Duration::from_secs(10)) {
+                let key = if tls.identity_pem.is_some() {
+                    "client_cert"
+                } else {
+                    "ca_file"
+                };
+                self.err(
+                    k(key),
+                    format!("not usable for TLS: {e}"),
+                    Some("check that the key belongs to the certificate"),
+                );
+                tls = TlsFiles::default();
+            }
+        }
+        tls
+    }
+
+    /// The keys every HTTP notifier shares.
+    #[allow(clippy::too_many_arguments)]
+    fn channel(
+        &mut self,
+        prefix: &str,
+        events: &Option<Vec<String>>,
+        language: &Option<String>,
+        timeout: &Option<String>,
+        retry_every: &Option<String>,
+        max_retry_every: &Option<String>,
+        give_up_after: &Option<String>,
+        tls: TlsFiles,
+    ) -> ChannelConfig {
+        let k = |f: &str| format!("{prefix}.{f}");
+        let language = match language.as_deref().unwrap_or("ru") {
+            "ru" => Language::Ru,
+            "en" => Language::En,
+            other => {
+                self.err(
+                    k("language"),
+                    format!("unknown language {other:?}"),
+                    Some("ru or en"),
+                );
+                Language::Ru
+            }
+        };
+        ChannelConfig {
+            events: notify_events(self, &k("events"), events),
+            language,
+            timeout: self.duration(&k("timeout"), timeout, "10s"),
+            retry_every: self.duration(&k("retry_every"), retry_every, "30s"),
+            max_retry_every: self.duration(&k("max_retry_every"), max_retry_every, "15m"),
+            give_up_after: self.duration(&k("give_up_after"), give_up_after, "3d"),
+            tls,
         }
     }
 
@@ -242,6 +474,28 @@ fn kind_guard(v: &mut V, cb: &RawCallback) -> KindGuard {
         }
     }
     g
+}
+
+/// Whether a URL's host is this machine (plain http:// is allowed only there).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(is_loopback_host)
+}
+
+/// The `events` list of a channel: default all, each one known.
+fn notify_events(v: &mut V, key: &str, raw: &Option<Vec<String>>) -> Vec<String> {
+    let e = raw
+        .clone()
+        .unwrap_or_else(|| NOTIFY_EVENTS.iter().map(|s| s.to_string()).collect());
+    for (i, x) in e.iter().enumerate() {
+        if !NOTIFY_EVENTS.contains(&x.as_str()) {
+            v.err(
+                format!("{key}[{i}]"),
+                format!("unknown event {x:?}"),
+                Some("missed, resolved or callback"),
+            );
+        }
+    }
+    e
 }
 
 /// Numbers no business's callbacks should reach, whatever its country: abroad on three
@@ -332,9 +586,12 @@ pub fn parse_range(s: &str) -> Option<DayRange> {
 pub fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
-    ["secret", "password", "passwd", "token"]
+    (["secret", "password", "passwd", "token"]
         .iter()
         .any(|w| last.contains(w))
+        // A Bitrix24 inbound webhook URL holds its token; header values hold API keys.
+        || last == "webhook_url"
+        || last == "headers")
         && !last.ends_with("_file")
         && !last.ends_with("_env")
 }
@@ -1023,40 +1280,14 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
     };
 
     // [notify]
-    let events = |v: &mut V, key: &str, raw: &Option<Vec<String>>| -> Vec<String> {
-        let e = raw
-            .clone()
-            .unwrap_or_else(|| NOTIFY_EVENTS.iter().map(|s| s.to_string()).collect());
-        for (i, x) in e.iter().enumerate() {
-            if !NOTIFY_EVENTS.contains(&x.as_str()) {
-                v.err(
-                    format!("{key}[{i}]"),
-                    format!("unknown event {x:?}"),
-                    Some("missed, resolved or callback"),
-                );
-            }
-        }
-        e
-    };
+    let events = notify_events;
     let webhook = raw.notify.webhook.as_ref().map(|w| {
         let url = w.url.clone().unwrap_or_default();
-        let endpoint = match HttpUrl::parse(&url) {
-            Ok(u) => u,
-            Err(e) => {
-                v.err(
-                    "notify.webhook.url",
-                    if url.is_empty() { "missing".to_string() } else { e },
-                    Some("perezvon posts plain HTTP, e.g. \"http://127.0.0.1:8080/hook\"; put a TLS-terminating proxy (nginx, stunnel) in front of an https receiver"),
-                );
-                HttpUrl { host: String::new(), port: 80, path: "/".into() }
-            }
-        };
-        let secret = v.optional_secret(
-            "notify.webhook",
-            &w.secret,
-            &w.secret_file,
-            &w.secret_env,
-        );
+        let endpoint = v
+            .http_url("notify.webhook.url", Some(&url), true)
+            .unwrap_or_else(placeholder_url);
+        let secret = v.optional_secret("notify.webhook", &w.secret, &w.secret_file, &w.secret_env);
+        let tls = v.tls_files("notify.webhook", &w.ca_file, &w.client_cert, &w.client_key);
         WebhookConfig {
             url,
             endpoint,
@@ -1064,8 +1295,13 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             events: events(v, "notify.webhook.events", &w.events),
             timeout: v.duration("notify.webhook.timeout", &w.timeout, "10s"),
             retry_every: v.duration("notify.webhook.retry_every", &w.retry_every, "10s"),
-            max_retry_every: v.duration("notify.webhook.max_retry_every", &w.max_retry_every, "10m"),
+            max_retry_every: v.duration(
+                "notify.webhook.max_retry_every",
+                &w.max_retry_every,
+                "10m",
+            ),
             give_up_after: v.duration("notify.webhook.give_up_after", &w.give_up_after, "3d"),
+            tls,
         }
     });
     let email = raw.notify.email.as_ref().map(|e| {
@@ -1244,6 +1480,23 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         }
     });
 
+    let bitrix24 = raw.notify.bitrix24.as_ref().map(|b| bitrix24(v, b));
+    let amocrm = raw.notify.amocrm.as_ref().map(|a| amocrm(v, a));
+    let telegram = raw.notify.telegram.as_ref().map(|t| telegram(v, t));
+    let mut http: Vec<HttpNotifierConfig> = Vec::new();
+    for (i, h) in raw.notify.http.iter().flatten().enumerate() {
+        if let Some(h) = http_notifier(v, i, h) {
+            if http.iter().any(|o| o.name == h.name) {
+                v.err(
+                    format!("notify.http[{i}].name"),
+                    format!("duplicate name {:?}", h.name),
+                    Some("every [[notify.http]] needs its own name"),
+                );
+            }
+            http.push(h);
+        }
+    }
+
     // [metrics]
     let listen_s = raw
         .metrics
@@ -1294,9 +1547,373 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         storage,
         callback,
         hours,
-        notify: NotifyConfig { webhook, email },
+        notify: NotifyConfig {
+            webhook,
+            email,
+            bitrix24,
+            amocrm,
+            telegram,
+            http,
+        },
         metrics,
         log: LogConfig { level, json },
         warnings: Vec::new(),
     }
+}
+
+/// A URL standing in for one that failed validation (the problem is reported already).
+fn placeholder_url() -> reqwest::Url {
+    // A constant that parses.
+    reqwest::Url::parse("http://127.0.0.1/").expect("a constant URL")
+}
+
+fn bitrix24(v: &mut V, b: &RawBitrix24) -> Bitrix24Config {
+    const P: &str = "notify.bitrix24";
+    let mut url = v.required_secret(
+        P,
+        "webhook_url",
+        &b.webhook_url,
+        &b.webhook_url_file,
+        &b.webhook_url_env,
+    );
+    if !url.expose().is_empty() {
+        let before = v.problems.len();
+        // Never quoted: the URL holds the token.
+        if let Some(u) = v.http_url(&format!("{P}.webhook_url"), Some(url.expose()), false) {
+            let segments: Vec<&str> = u
+                .path_segments()
+                .map(|s| s.filter(|x| !x.is_empty()).collect())
+                .unwrap_or_default();
+            if u.query().is_some() || segments.len() < 3 || segments[segments.len() - 3] != "rest" {
+                v.err(
+                    format!("{P}.webhook_url"),
+                    "not an inbound webhook URL",
+                    Some("copy it from Bitrix24: Developer resources > Other > Inbound webhook, like https://portal.bitrix24.ru/rest/1/abc123/"),
+                );
+            } else if !url.expose().ends_with('/') {
+                url = Secret::new(format!("{}/", url.expose()));
+            }
+        }
+        if v.problems.len() > before {
+            url = Secret::default();
+        }
+    }
+    let source_id = b.source_id.clone().unwrap_or_else(|| "CALL".into());
+    if source_id.is_empty()
+        || !source_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        v.err(
+            format!("{P}.source_id"),
+            format!("{source_id:?} is not a source id"),
+            Some("CALL, WEB, ... (CRM > Settings > Sources)"),
+        );
+    }
+    let responsible_id = positive_id(v, &format!("{P}.responsible_id"), b.responsible_id);
+    let tls = v.tls_files(P, &b.ca_file, &None, &None);
+    Bitrix24Config {
+        webhook_url: url,
+        responsible_id,
+        source_id,
+        channel: v.channel(
+            P,
+            &b.events,
+            &b.language,
+            &b.timeout,
+            &b.retry_every,
+            &b.max_retry_every,
+            &b.give_up_after,
+            tls,
+        ),
+    }
+}
+
+fn positive_id(v: &mut V, key: &str, raw: Option<i64>) -> Option<i64> {
+    match raw {
+        Some(id) if id < 1 => {
+            v.err(
+                key,
+                format!("{id} is not a user id"),
+                Some("a positive number"),
+            );
+            None
+        }
+        other => other,
+    }
+}
+
+fn amocrm(v: &mut V, a: &RawAmoCrm) -> AmoCrmConfig {
+    const P: &str = "notify.amocrm";
+    let mut base_url = v
+        .http_url(&format!("{P}.base_url"), a.base_url.as_deref(), true)
+        .unwrap_or_else(placeholder_url);
+    if base_url.path() != "/" || base_url.query().is_some() {
+        v.err(
+            format!("{P}.base_url"),
+            "must be the account's address without a path",
+            Some("e.g. \"https://example.amocrm.ru\""),
+        );
+    }
+    base_url.set_path("");
+    let token = v.required_secret(P, "token", &a.token, &a.token_file, &a.token_env);
+    let task_type_id = a.task_type_id.unwrap_or(1);
+    if task_type_id < 1 {
+        v.err(
+            format!("{P}.task_type_id"),
+            format!("{task_type_id} is not a task type"),
+            Some("1 = call, 2 = meeting"),
+        );
+    }
+    let source_name = a.source_name.clone().unwrap_or_else(|| "perezvon".into());
+    if source_name.is_empty() {
+        v.err(format!("{P}.source_name"), "empty", None);
+    }
+    let tls = v.tls_files(P, &a.ca_file, &None, &None);
+    AmoCrmConfig {
+        base_url,
+        token,
+        responsible_user_id: positive_id(
+            v,
+            &format!("{P}.responsible_user_id"),
+            a.responsible_user_id,
+        ),
+        task_type_id,
+        task_due: v.duration(&format!("{P}.task_due"), &a.task_due, "1h"),
+        source_name,
+        pipeline_id: positive_id(v, &format!("{P}.pipeline_id"), a.pipeline_id),
+        channel: v.channel(
+            P,
+            &a.events,
+            &a.language,
+            &a.timeout,
+            &a.retry_every,
+            &a.max_retry_every,
+            &a.give_up_after,
+            tls,
+        ),
+    }
+}
+
+fn telegram(v: &mut V, t: &RawTelegram) -> TelegramConfig {
+    const P: &str = "notify.telegram";
+    let bot_token = v.required_secret(
+        P,
+        "bot_token",
+        &t.bot_token,
+        &t.bot_token_file,
+        &t.bot_token_env,
+    );
+    if !bot_token.expose().is_empty()
+        && !bot_token
+            .expose()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":_-".contains(c))
+    {
+        v.err(
+            format!("{P}.bot_token"),
+            "not a bot token",
+            Some("the token @BotFather gave, like 123456:ABC-DEF..."),
+        );
+    }
+    let chat_id = match &t.chat_id {
+        Some(RawChatId::Id(id)) => serde_json::json!(id),
+        Some(RawChatId::Name(n)) if n.parse::<i64>().is_ok() => {
+            serde_json::json!(n.parse::<i64>().unwrap_or_default())
+        }
+        Some(RawChatId::Name(n))
+            if n.starts_with('@')
+                && n.len() > 1
+                && n[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            serde_json::json!(n)
+        }
+        Some(RawChatId::Name(n)) => {
+            v.err(
+                format!("{P}.chat_id"),
+                format!("{n:?} is not a chat id"),
+                Some("a number like -1001234567890, or @channelname"),
+            );
+            serde_json::Value::Null
+        }
+        None => {
+            v.err(
+                format!("{P}.chat_id"),
+                "missing",
+                Some("docs/INTEGRATIONS.md shows how to find it"),
+            );
+            serde_json::Value::Null
+        }
+    };
+    let api_url = v
+        .http_url(
+            &format!("{P}.api_url"),
+            Some(t.api_url.as_deref().unwrap_or("https://api.telegram.org")),
+            true,
+        )
+        .unwrap_or_else(placeholder_url);
+    let tls = v.tls_files(P, &t.ca_file, &None, &None);
+    TelegramConfig {
+        bot_token,
+        chat_id,
+        api_url,
+        channel: v.channel(
+            P,
+            &t.events,
+            &t.language,
+            &t.timeout,
+            &t.retry_every,
+            &t.max_retry_every,
+            &t.give_up_after,
+            tls,
+        ),
+    }
+}
+
+fn http_notifier(v: &mut V, i: usize, h: &RawHttpNotifier) -> Option<HttpNotifierConfig> {
+    let p = format!("notify.http[{i}]");
+    let k = |f: &str| format!("{p}.{f}");
+    let name = h.name.clone().unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        v.err(
+            k("name"),
+            if name.is_empty() {
+                "missing".to_string()
+            } else {
+                format!("{name:?} is not a name")
+            },
+            Some("lowercase letters, digits, - and _, e.g. \"sms\""),
+        );
+    }
+    let method = match h
+        .method
+        .as_deref()
+        .unwrap_or("POST")
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "POST" => reqwest::Method::POST,
+        "PUT" => reqwest::Method::PUT,
+        "GET" => reqwest::Method::GET,
+        other => {
+            v.err(
+                k("method"),
+                format!("unsupported method {other:?}"),
+                Some("POST, PUT or GET"),
+            );
+            reqwest::Method::POST
+        }
+    };
+    let content_type = h
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/json".into());
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let body_kind = if essence == "application/json" || essence.ends_with("+json") {
+        BodyKind::Json
+    } else if essence == "application/x-www-form-urlencoded" {
+        BodyKind::Form
+    } else {
+        BodyKind::Text
+    };
+    if content_type.contains(['\r', '\n']) || !essence.contains('/') {
+        v.err(
+            k("content_type"),
+            format!("{content_type:?} is not a media type"),
+            Some("application/json, application/x-www-form-urlencoded or text/plain"),
+        );
+    }
+    // Placeholders are checked by rendering the templates with sample values.
+    let url_raw = h.url.clone().unwrap_or_default();
+    let sample = crate::notify::template::Values::sample();
+    let url_ok = match crate::notify::template::render(
+        &url_raw,
+        &sample,
+        crate::notify::template::Escape::Url,
+    ) {
+        Ok(u) => v.http_url(&k("url"), Some(&u), false).is_some(),
+        Err(e) => {
+            v.err(k("url"), e, Some(crate::notify::template::HINT));
+            false
+        }
+    };
+    if h.body.is_some() && method == reqwest::Method::GET {
+        v.err(
+            k("body"),
+            "a GET request has no body",
+            Some("put the values in the URL, or use POST"),
+        );
+    }
+    if let Some(body) = &h.body {
+        match crate::notify::template::render(
+            body,
+            &sample,
+            crate::notify::template::Escape::for_body(body_kind),
+        ) {
+            Ok(b) if body_kind == BodyKind::Json => {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(&b) {
+                    v.err(
+                        k("body"),
+                        format!("not JSON once filled in: {e}"),
+                        Some("quote the placeholders: {\"to\": \"{number}\"}"),
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => v.err(k("body"), e, Some(crate::notify::template::HINT)),
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, value) in h.headers.iter().flatten() {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            v.err(k("headers"), format!("{name:?} is not a header name"), None);
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            // The value may be an API key: never quoted.
+            v.err(
+                k("headers"),
+                format!("the value of {name:?} is not a valid header value"),
+                Some("one line of visible ASCII"),
+            );
+        } else if name.eq_ignore_ascii_case("content-type") {
+            v.err(
+                k("headers"),
+                "Content-Type is set by content_type",
+                Some("use content_type"),
+            );
+        } else {
+            headers.push((name.clone(), Secret::new(value.clone())));
+        }
+    }
+    let tls = v.tls_files(&p, &h.ca_file, &h.client_cert, &h.client_key);
+    let channel = v.channel(
+        &p,
+        &h.events,
+        &h.language,
+        &h.timeout,
+        &h.retry_every,
+        &h.max_retry_every,
+        &h.give_up_after,
+        tls,
+    );
+    url_ok.then_some(HttpNotifierConfig {
+        name,
+        method,
+        url: Secret::new(url_raw),
+        headers,
+        content_type,
+        body_kind,
+        body: h.body.clone(),
+        channel,
+    })
 }

@@ -11,8 +11,13 @@
 //! is down only delays events. Delivery is at-least-once (a receiver can time out after it
 //! processed a request): receivers dedupe on the event id (`Idempotency-Key`).
 //!
-//! - [`webhook`]: JSON POST over hand-written HTTP/1.1, HMAC-signed (docs/WEBHOOK.md).
+//! - [`webhook`]: JSON POST over HTTPS, HMAC-signed (docs/WEBHOOK.md).
 //! - [`email`]: SMTP through lettre (STARTTLS, implicit TLS, AUTH; plain only to a local relay).
+//! - [`bitrix24`], [`amocrm`]: leads, tasks and comments in a CRM (docs/INTEGRATIONS.md); the
+//!   entity found or created for a number is remembered (`store::crm`) for its later events.
+//! - [`telegram`]: a bot message; [`generic`]: `[[notify.http]]` templates (SMS gateways).
+//! - [`http`]: the shared HTTPS client (rustls, system roots + `ca_file`, client certificates);
+//!   [`text`]: the Russian/English texts; [`template`]: placeholder filling.
 //! - [`observe`]: glue for the daemon's writers and observer channels.
 //!
 //! # Wiring in the daemon
@@ -28,8 +33,15 @@
 //! tokio::spawn(notify::run_observer(cfg, db, metrics, records_rx, dialer_events_rx, shutdown));
 //! ```
 
+pub mod amocrm;
+pub mod bitrix24;
 pub mod email;
+pub mod generic;
+pub mod http;
 pub mod observe;
+pub mod telegram;
+pub mod template;
+pub mod text;
 pub mod webhook;
 
 pub use observe::{enqueue_attempt_outcome, enqueue_recorded, run_observer};
@@ -43,8 +55,9 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, Status, Timestamp};
-use crate::config::{Config, NotifyConfig};
+use crate::config::{Config, NotifyConfig, TlsFiles};
 use crate::metrics::Metrics;
+use crate::store::crm::CrmLink;
 use crate::store::outbox::{NewNotification, OutboxItem};
 use crate::store::{Store, StoreError};
 
@@ -68,6 +81,15 @@ pub enum DeliveryError {
     Protocol(String),
     #[error("rejected: {0}")]
     Rejected(String),
+    /// An HTTP request failed before an answer (connect, TLS, timeout); the text has no URL.
+    #[error("request failed: {0}")]
+    Http(String),
+    /// The receiver asked to slow down: retried, no sooner than `after` when it said so.
+    #[error("rate limited: {why}")]
+    RateLimited {
+        why: String,
+        after: Option<Duration>,
+    },
     /// Retrying cannot help (the channel was removed from the config, the payload is corrupt).
     #[error("undeliverable: {0}")]
     Permanent(String),
@@ -181,23 +203,12 @@ fn enqueue(
     let id = payload["id"].as_str().unwrap_or_default().to_string();
     let body = payload.to_string();
     let mut n = 0;
-    let wants = |events: &[String]| events.iter().any(|e| e == kind);
-    let channels = [
-        (
-            "webhook",
-            notify.webhook.as_ref().is_some_and(|w| wants(&w.events)),
-        ),
-        (
-            "email",
-            notify.email.as_ref().is_some_and(|e| wants(&e.events)),
-        ),
-    ];
-    for (channel, on) in channels {
-        if on
+    for (channel, events) in notify.channels() {
+        if events.iter().any(|e| e == kind)
             && store.enqueue_notification(
                 &NewNotification {
                     event_id: &id,
-                    channel,
+                    channel: &channel,
                     kind,
                     payload: &body,
                 },
@@ -262,7 +273,7 @@ pub fn catch_up(
     since: Timestamp,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
-    if cfg.notify.webhook.is_none() && cfg.notify.email.is_none() {
+    if !cfg.notify.any() {
         return Ok(0);
     }
     // A call's end is stamped by Asterisk's clock: allow it to run a little ahead of ours.
@@ -319,15 +330,27 @@ pub fn after_failure(
     now: Timestamp,
     jitter: f64,
 ) -> AfterFailure {
+    after_failure_at_least(policy, created_at, failures, now, jitter, None)
+}
+
+/// [`after_failure`] for a receiver that said when to come back (`Retry-After`, Telegram's
+/// `retry_after`): the retry is no sooner than `at_least` from `now`, still within the deadline.
+pub fn after_failure_at_least(
+    policy: &RetryPolicy,
+    created_at: Timestamp,
+    failures: u32,
+    now: Timestamp,
+    jitter: f64,
+    at_least: Option<Duration>,
+) -> AfterFailure {
     let deadline = created_at
         .checked_add(policy.give_up_after)
         .unwrap_or(Timestamp::MAX);
     if now >= deadline {
         return AfterFailure::GiveUp;
     }
-    let next = now
-        .checked_add(backoff(policy, failures, jitter))
-        .unwrap_or(Timestamp::MAX);
+    let wait = backoff(policy, failures, jitter).max(at_least.unwrap_or_default());
+    let next = now.checked_add(wait).unwrap_or(Timestamp::MAX);
     // The last attempt is made at the deadline rather than never.
     AfterFailure::RetryAt(next.min(deadline))
 }
@@ -355,8 +378,56 @@ fn channel_policy(cfg: &NotifyConfig, channel: &str) -> Option<(RetryPolicy, Dur
                 e.timeout,
             )
         }),
-        _ => None,
+        _ => common_of(cfg, channel).map(|c| {
+            (
+                RetryPolicy {
+                    retry_every: c.retry_every,
+                    max_retry_every: c.max_retry_every,
+                    give_up_after: c.give_up_after,
+                },
+                c.timeout,
+            )
+        }),
     }
+}
+
+/// The shared settings of a CRM/messenger/template channel.
+fn common_of<'a>(cfg: &'a NotifyConfig, channel: &str) -> Option<&'a crate::config::ChannelConfig> {
+    match channel {
+        bitrix24::CHANNEL => cfg.bitrix24.as_ref().map(|b| &b.channel),
+        amocrm::CHANNEL => cfg.amocrm.as_ref().map(|a| &a.channel),
+        "telegram" => cfg.telegram.as_ref().map(|t| &t.channel),
+        other => {
+            let name = other.strip_prefix("http:")?;
+            cfg.http.iter().find(|h| h.name == name).map(|h| &h.channel)
+        }
+    }
+}
+
+/// The TLS settings of an HTTP channel; `None` for e-mail and unknown channels.
+fn channel_tls<'a>(cfg: &'a NotifyConfig, channel: &str) -> Option<&'a TlsFiles> {
+    match channel {
+        "webhook" => cfg.webhook.as_ref().map(|w| &w.tls),
+        "email" => None,
+        other => common_of(cfg, other).map(|c| &c.tls),
+    }
+}
+
+/// The metrics label of a channel: every `[[notify.http]]` counts as `http`.
+fn metric_channel(channel: &str) -> &str {
+    if channel.starts_with("http:") {
+        "http"
+    } else {
+        channel
+    }
+}
+
+/// The digits of an outbox row's customer number, which the CRM links are keyed by.
+fn row_number(item: &OutboxItem) -> Option<String> {
+    let v: Value = serde_json::from_str(&item.payload).ok()?;
+    let n = v["number"].as_str()?;
+    let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
 }
 
 /// Renders the mail for an outbox row (pure).
@@ -465,21 +536,34 @@ pub fn render_mail(cfg: &Config, item: &OutboxItem, now: Timestamp) -> Result<em
     })
 }
 
-/// One attempt at one row.
-async fn deliver(cfg: &Config, item: &OutboxItem, now: Timestamp) -> Result<(), DeliveryError> {
+/// One attempt at one row. `client` is the channel's HTTPS client, `link` the CRM entity known
+/// for the row's number; a CRM channel returns the entity to remember when it found or created one.
+async fn deliver(
+    cfg: &Config,
+    client: Option<&reqwest::Client>,
+    item: &OutboxItem,
+    link: Option<&CrmLink>,
+    now: Timestamp,
+) -> Result<Option<CrmLink>, DeliveryError> {
     let Some((_, timeout)) = channel_policy(&cfg.notify, &item.channel) else {
         return Err(DeliveryError::Permanent(format!(
             "channel {:?} is no longer configured",
             item.channel
         )));
     };
+    let gone = || DeliveryError::Permanent(format!("{} not configured", item.channel));
+    let need_client = || client.ok_or_else(|| DeliveryError::Http("no HTTPS client".into()));
+    let values = |lang| -> Result<text::Values, DeliveryError> {
+        let v: Value = serde_json::from_str(&item.payload)
+            .map_err(|e| DeliveryError::Permanent(format!("corrupt payload: {e}")))?;
+        Ok(text::Values::of(&item.kind, &v, &cfg.hours.timezone, lang))
+    };
     let attempt = async {
         match item.channel.as_str() {
             "webhook" => {
-                let Some(w) = cfg.notify.webhook.as_ref() else {
-                    return Err(DeliveryError::Permanent("webhook not configured".into()));
-                };
+                let w = cfg.notify.webhook.as_ref().ok_or_else(gone)?;
                 webhook::post(
+                    need_client()?,
                     w,
                     &webhook::Request {
                         event_id: &item.event_id,
@@ -490,14 +574,41 @@ async fn deliver(cfg: &Config, item: &OutboxItem, now: Timestamp) -> Result<(), 
                     },
                 )
                 .await
-                .map(|_| ())
+                .map(|_| None)
             }
-            _ => {
-                let Some(e) = cfg.notify.email.as_ref() else {
-                    return Err(DeliveryError::Permanent("email not configured".into()));
-                };
+            "email" => {
+                let e = cfg.notify.email.as_ref().ok_or_else(gone)?;
                 let mail = render_mail(cfg, item, now).map_err(DeliveryError::Permanent)?;
-                email::send(e, &mail).await
+                email::send(e, &mail).await.map(|()| None)
+            }
+            bitrix24::CHANNEL => {
+                let b = cfg.notify.bitrix24.as_ref().ok_or_else(gone)?;
+                let v = values(b.channel.language)?;
+                bitrix24::deliver(need_client()?, b, &item.kind, &item.event_id, &v, link, now)
+                    .await
+            }
+            amocrm::CHANNEL => {
+                let a = cfg.notify.amocrm.as_ref().ok_or_else(gone)?;
+                let v = values(a.channel.language)?;
+                amocrm::deliver(need_client()?, a, &item.kind, &item.event_id, &v, link, now).await
+            }
+            "telegram" => {
+                let t = cfg.notify.telegram.as_ref().ok_or_else(gone)?;
+                let v = values(t.channel.language)?;
+                telegram::send(need_client()?, t, v.get("text").unwrap_or(""))
+                    .await
+                    .map(|()| None)
+            }
+            other => {
+                let name = other.strip_prefix("http:").ok_or_else(gone)?;
+                let h = cfg
+                    .notify
+                    .http
+                    .iter()
+                    .find(|h| h.name == name)
+                    .ok_or_else(gone)?;
+                let v = values(h.channel.language)?;
+                generic::send(need_client()?, h, &v).await.map(|()| None)
             }
         }
     };
@@ -531,14 +642,9 @@ pub async fn run_delivery(
             Err(e) => tracing::warn!(error = %e, "notify: cannot catch up on recent calls"),
         }
     }
-    let mut channels = Vec::new();
-    if cfg.notify.webhook.is_some() {
-        channels.push("webhook");
-    }
-    if cfg.notify.email.is_some() {
-        channels.push("email");
-    }
-    match store.give_up_channels_except(&channels, start, "channel no longer configured") {
+    let channels: Vec<String> = cfg.notify.channels().into_iter().map(|(c, _)| c).collect();
+    let keep: Vec<&str> = channels.iter().map(String::as_str).collect();
+    match store.give_up_channels_except(&keep, start, "channel no longer configured") {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             events = n,
@@ -570,10 +676,22 @@ pub async fn run_delivery(
 async fn channel_loop(
     cfg: Arc<Config>,
     store: Store,
-    channel: &'static str,
+    channel: String,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let channel = channel.as_str();
+    // One client per channel: its connections are reused, its trust store is loaded once.
+    let client = channel_tls(&cfg.notify, channel).and_then(|tls| {
+        let timeout = channel_policy(&cfg.notify, channel).map_or(Duration::from_secs(10), |p| p.1);
+        match http::client(tls, timeout) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(channel, error = %e, "notify: cannot set up the HTTPS client");
+                None
+            }
+        }
+    });
     // Polling covers rows enqueued by the daemon's other connection; a short floor keeps the
     // loop responsive to a retry due soon, the ceiling bounds the delay of a fresh event.
     const POLL_MAX: Duration = Duration::from_secs(1);
@@ -603,10 +721,42 @@ async fn channel_loop(
             }
         };
         for item in &due {
+            let crm = channel == bitrix24::CHANNEL || channel == amocrm::CHANNEL;
+            let link = match row_number(item).filter(|_| crm) {
+                Some(n) => match store.crm_link(channel, &n) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        // Without the link a second lead could be created: try again later.
+                        tracing::warn!(error = %e, channel, "notify: cannot read the CRM link");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            // An outcome before its miss reached the CRM would find no entity to land on.
+            if crm && item.kind != "missed" && link.is_none() {
+                let waiting = row_number(item)
+                    .map(|n| store.missed_pending_for(channel, &n))
+                    .transpose();
+                if !matches!(waiting, Ok(None | Some(false))) {
+                    let e = DeliveryError::Rejected(
+                        "waiting for the missed event of this number".into(),
+                    );
+                    record_result(&cfg, &store, &metrics, item, Err(e));
+                    continue;
+                }
+            }
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = deliver(&cfg, item, Timestamp::now()) => r,
+                r = deliver(&cfg, client.as_ref(), item, link.as_ref(), Timestamp::now()) => r,
             };
+            let result = result.map(|new_link| {
+                if let Some(l) = new_link {
+                    if let Err(e) = store.save_crm_link(&l) {
+                        tracing::warn!(error = %e, channel, "notify: cannot save the CRM link");
+                    }
+                }
+            });
             record_result(&cfg, &store, &metrics, item, result);
         }
         if let Ok(c) = store.outbox_counts() {
@@ -637,21 +787,25 @@ fn record_result(
     let done = Timestamp::now();
     let stored = match result {
         Ok(()) => {
-            metrics.notification_delivered(&item.channel);
+            metrics.notification_delivered(metric_channel(&item.channel));
             tracing::info!(event = %item.event_id, channel = %item.channel, "notification delivered");
             store.mark_notification_delivered(item.id, done)
         }
         Err(e) => {
-            metrics.notification_failed(&item.channel);
+            metrics.notification_failed(metric_channel(&item.channel));
             let why = e.chain();
             let decision = match (&e, channel_policy(&cfg.notify, &item.channel)) {
                 (DeliveryError::Permanent(_), _) | (_, None) => AfterFailure::GiveUp,
-                (_, Some((policy, _))) => after_failure(
+                (_, Some((policy, _))) => after_failure_at_least(
                     &policy,
                     item.created_at,
                     item.attempts.saturating_add(1),
                     done,
                     0.9 + fastrand::f64() * 0.2,
+                    match &e {
+                        DeliveryError::RateLimited { after, .. } => *after,
+                        _ => None,
+                    },
                 ),
             };
             match decision {
@@ -660,7 +814,7 @@ fn record_result(
                     store.reschedule_notification(item.id, at, &why)
                 }
                 AfterFailure::GiveUp => {
-                    metrics.notification_given_up(&item.channel);
+                    metrics.notification_given_up(metric_channel(&item.channel));
                     tracing::error!(event = %item.event_id, channel = %item.channel, error = %why, "notification given up");
                     store.give_up_notification(item.id, done, &why)
                 }

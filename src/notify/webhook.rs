@@ -1,6 +1,7 @@
-//! The webhook channel: one JSON POST per event over plain HTTP/1.1, written by hand on a tokio
-//! `TcpStream` (a request this small needs no HTTP library). A 2xx status is delivery; anything
-//! else, a refused connection or the timeout is a failed attempt the outbox retries.
+//! The webhook channel: one JSON POST per event over HTTPS (reqwest over rustls; `http://` only
+//! to a loopback receiver). A 2xx status is delivery; anything else, a refused connection, a
+//! refused certificate or the timeout is a failed attempt the outbox retries, a 429 no sooner
+//! than its `Retry-After`.
 //!
 //! Headers a receiver can rely on (docs/WEBHOOK.md):
 //! `X-Perezvon-Event`, `X-Perezvon-Event-Id` = `Idempotency-Key` (stable across retries: dedupe
@@ -8,12 +9,12 @@
 //! and with a shared secret `X-Perezvon-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
 
 use hmac::{Hmac, Mac};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::http::{self, Answer};
 use super::DeliveryError;
-use crate::config::{HttpUrl, Secret, WebhookConfig};
+use crate::config::{Secret, WebhookConfig};
 
 /// One request to send.
 #[derive(Debug, Clone)]
@@ -48,138 +49,67 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// The bytes of the request (pure, so the exact wire format is testable).
-pub fn build_request(url: &HttpUrl, secret: Option<&Secret>, r: &Request) -> Vec<u8> {
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
+/// The headers of the request (pure, so what a receiver gets is testable). Values that are not
+/// valid in a header (a line break) lose the offending characters: an event id is made by
+/// perezvon from validated parts, but a header must never carry a line break whatever made it.
+pub fn headers(secret: Option<&Secret>, r: &Request) -> HeaderMap {
+    let value = |s: &str| {
+        let clean: String = s.chars().filter(|c| !c.is_control()).collect();
+        HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     };
-    let host = if url.port == 80 {
-        host
-    } else {
-        format!("{host}:{}", url.port)
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, v: HeaderValue| {
+        h.insert(HeaderName::from_static(name), v);
     };
-    // Event ids and kinds are made by perezvon from validated parts, but a header value must
-    // never carry a line break, whatever produced it.
-    let clean = |s: &str| s.replace(['\r', '\n'], "");
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\n\
-         Host: {host}\r\n\
-         User-Agent: perezvon/{version}\r\n\
-         Content-Type: application/json; charset=utf-8\r\n\
-         Content-Length: {len}\r\n\
-         Connection: close\r\n\
-         Idempotency-Key: {id}\r\n\
-         X-Perezvon-Event: {kind}\r\n\
-         X-Perezvon-Event-Id: {id}\r\n\
-         X-Perezvon-Timestamp: {ts}\r\n\
-         X-Perezvon-Delivery-Attempt: {attempt}\r\n",
-        path = url.path,
-        version = env!("CARGO_PKG_VERSION"),
-        len = r.body.len(),
-        id = clean(r.event_id),
-        kind = clean(r.kind),
-        ts = r.timestamp,
-        attempt = r.attempt,
-    );
+    put("idempotency-key", value(r.event_id));
+    put("x-perezvon-event", value(r.kind));
+    put("x-perezvon-event-id", value(r.event_id));
+    put("x-perezvon-timestamp", HeaderValue::from(r.timestamp));
+    put("x-perezvon-delivery-attempt", HeaderValue::from(r.attempt));
     if let Some(secret) = secret {
-        head.push_str(&format!(
-            "X-Perezvon-Signature: {}\r\n",
-            signature(secret, r.body.as_bytes())
-        ));
+        put(
+            "x-perezvon-signature",
+            value(&signature(secret, r.body.as_bytes())),
+        );
     }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(r.body.as_bytes());
-    bytes
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h
 }
 
-/// Parses `HTTP/1.1 200 OK` into the status code.
-pub fn parse_status_line(line: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
+/// What an answer means for the webhook: 2xx delivered; 429 retried after `Retry-After`; every
+/// other status retried with the channel's backoff (a receiver that is being deployed may answer
+/// 404 for a minute).
+pub fn classify(a: &Answer) -> Result<(), DeliveryError> {
+    match a.status {
+        200..=299 => Ok(()),
+        429 => Err(DeliveryError::RateLimited {
+            why: "HTTP 429".into(),
+            after: a.retry_after,
+        }),
+        s => Err(DeliveryError::Rejected(format!("HTTP {s}"))),
     }
-    let code = parts.next()?;
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok().filter(|c| (100..600).contains(c))
 }
 
 /// Posts one event; `Ok` only for a 2xx answer. The caller bounds it with the configured timeout.
-pub async fn post(cfg: &WebhookConfig, r: &Request<'_>) -> Result<u16, DeliveryError> {
-    let url = &cfg.endpoint;
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(|e| DeliveryError::Connect {
-            addr: format!("{}:{}", url.host, url.port),
-            source: e,
-        })?;
-    let bytes = build_request(url, cfg.secret.as_ref(), r);
-    stream.write_all(&bytes).await.map_err(DeliveryError::Io)?;
-    stream.flush().await.map_err(DeliveryError::Io)?;
-
-    // Only the status line matters; a receiver's body is not read.
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
-    let line_end = loop {
-        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            break i;
-        }
-        if buf.len() > 8192 {
-            return Err(DeliveryError::Protocol(
-                "status line longer than 8 KiB".into(),
-            ));
-        }
-        let n = stream.read(&mut chunk).await.map_err(DeliveryError::Io)?;
-        if n == 0 {
-            return Err(DeliveryError::Protocol(
-                "connection closed before a status line".into(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let line = &buf[..line_end];
-    let code = parse_status_line(line).ok_or_else(|| {
-        DeliveryError::Protocol(format!(
-            "not an HTTP status line: {:?}",
-            String::from_utf8_lossy(&line[..line.len().min(80)])
-        ))
-    })?;
-    if (200..300).contains(&code) {
-        Ok(code)
-    } else {
-        Err(DeliveryError::Rejected(format!(
-            "HTTP {}",
-            String::from_utf8_lossy(line)
-                .trim()
-                .trim_start_matches(|c: char| c != ' ')
-                .trim()
-        )))
-    }
+pub async fn post(
+    client: &reqwest::Client,
+    cfg: &WebhookConfig,
+    r: &Request<'_>,
+) -> Result<u16, DeliveryError> {
+    let req = client
+        .post(cfg.endpoint.clone())
+        .headers(headers(cfg.secret.as_ref(), r))
+        .body(r.body.to_string());
+    let answer = http::send(req).await?;
+    classify(&answer).map(|()| answer.status)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r"), Some(200));
-        assert_eq!(parse_status_line(b"HTTP/1.0 204"), Some(204));
-        assert_eq!(
-            parse_status_line(b"HTTP/1.1 500 Internal Server Error"),
-            Some(500)
-        );
-        assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH"), None);
-        assert_eq!(parse_status_line(b"HTTP/1.1 20 OK"), None);
-        assert_eq!(parse_status_line(b"HTTP/1.1 999 X"), None);
-        assert_eq!(parse_status_line(b"\xff\xfe"), None);
-    }
 
     #[test]
     fn signature_matches_a_known_vector() {
@@ -192,8 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn request_bytes() {
-        let url = HttpUrl::parse("http://[::1]:8080/hook?a=1").unwrap();
+    fn request_headers() {
         let r = Request {
             event_id: "missed:pbx1:17.1\r\nX: y",
             kind: "missed",
@@ -201,20 +130,31 @@ mod tests {
             attempt: 2,
             timestamp: 1_800_000_000,
         };
-        let text = String::from_utf8(build_request(&url, Some(&Secret::new("k")), &r)).unwrap();
-        assert!(
-            text.starts_with("POST /hook?a=1 HTTP/1.1\r\nHost: [::1]:8080\r\n"),
-            "{text}"
+        let h = headers(Some(&Secret::new("k")), &r);
+        assert_eq!(h["idempotency-key"], "missed:pbx1:17.1X: y");
+        assert_eq!(h["x-perezvon-event-id"], "missed:pbx1:17.1X: y");
+        assert_eq!(h["x-perezvon-delivery-attempt"], "2");
+        assert_eq!(h["x-perezvon-timestamp"], "1800000000");
+        assert_eq!(
+            h["x-perezvon-signature"],
+            signature(&Secret::new("k"), b"{\"a\":1}").as_str()
         );
-        assert!(text.contains("Content-Length: 7\r\n"));
-        assert!(text.contains("Idempotency-Key: missed:pbx1:17.1X: y\r\n"));
-        assert!(text.contains("X-Perezvon-Delivery-Attempt: 2\r\n"));
-        assert!(text.contains(&format!(
-            "X-Perezvon-Signature: {}\r\n",
-            signature(&Secret::new("k"), b"{\"a\":1}")
-        )));
-        assert!(text.ends_with("\r\n\r\n{\"a\":1}"));
-        let unsigned = String::from_utf8(build_request(&url, None, &r)).unwrap();
-        assert!(!unsigned.contains("Signature"));
+        assert!(!headers(None, &r).contains_key("x-perezvon-signature"));
+    }
+
+    #[test]
+    fn statuses() {
+        let a = |status| Answer {
+            status,
+            retry_after: Some(std::time::Duration::from_secs(3)),
+            body: String::new(),
+        };
+        assert!(classify(&a(202)).is_ok());
+        assert!(matches!(
+            classify(&a(429)),
+            Err(DeliveryError::RateLimited { after: Some(d), .. }) if d.as_secs() == 3
+        ));
+        assert!(matches!(classify(&a(404)), Err(DeliveryError::Rejected(_))));
+        assert!(matches!(classify(&a(500)), Err(DeliveryError::Rejected(_))));
     }
 }

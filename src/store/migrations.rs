@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[&str] = &[
     super::tasks::SCHEMA_V2,
     super::outbox::SCHEMA_V3,
     super::calls::SCHEMA_V4,
+    super::crm::SCHEMA_V5,
 ];
 
 /// The version this binary brings databases to.

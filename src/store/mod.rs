@@ -8,9 +8,11 @@
 //! - [`calls`]: call verdicts (one row per server + linkedid) and resolution of earlier misses.
 //! - [`tasks`]: callback tasks (one open task per number) and their attempts.
 //! - [`outbox`]: notifications waiting for delivery.
+//! - [`crm`]: which CRM entity stands for a number (for the CRM notifiers).
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 
 pub mod calls;
+pub mod crm;
 pub mod migrations;
 pub mod outbox;
 pub mod report;

@@ -32,7 +32,7 @@ use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification<'a> {
     pub event_id: &'a str,
-    /// `webhook` or `email`.
+    /// `webhook`, `email`, `bitrix24`, `amocrm`, `telegram` or `http:<name>`.
     pub channel: &'a str,
     /// `missed`, `resolved` or `callback`.
     pub kind: &'a str,
