@@ -21,7 +21,8 @@
 //! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
 //!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook and e-mail, delivered from a durable outbox.
-//! - [`metrics`]: the Prometheus text endpoint.
+//! - [`metrics`]: counters, gauges and histograms (prometheus-client). [`web`]: the HTTP edge
+//!   (axum): `/metrics` and `/status`. [`status`]: the `STATUS=` line and the status report.
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
 //! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.
 //! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
@@ -44,7 +45,9 @@ pub mod metrics;
 pub mod notify;
 pub mod number;
 pub mod report;
+pub mod status;
 pub mod store;
+pub mod web;
 
 /// The helpers the integration tests share (`tests/support`), for the unit tests too.
 #[cfg(test)]
