@@ -350,7 +350,7 @@ impl Metrics {
             .set(1);
         r.register(
             "perezvon_build_info",
-            "Always 1; the version label says which perezvon is running.",
+            "Always 1; the version label says which perezvon is running",
             build,
         );
 
@@ -364,7 +364,7 @@ impl Metrics {
         // Counters get their `_total` from the crate: the samples keep their names.
         r.register(
             "perezvon_missed_calls",
-            "Missed inbound calls, by where the caller was lost.",
+            "Missed inbound calls, by where the caller was lost",
             fam,
         );
 
@@ -383,7 +383,7 @@ impl Metrics {
             .collect();
         r.register(
             "perezvon_calls",
-            "Calls whose verdict was stored, by direction and status.",
+            "Calls whose verdict was stored, by direction and status",
             fam,
         );
 
@@ -394,29 +394,29 @@ impl Metrics {
             .collect();
         r.register(
             "perezvon_callbacks",
-            "Callback attempts that ended, by outcome.",
+            "Callback attempts that ended, by outcome",
             fam,
         );
 
         let families = ServerFamilies::default();
         r.register(
             "perezvon_ami_link_up",
-            "1 while the AMI connection to the server is logged in, else 0.",
+            "1 while the AMI connection to the server is logged in, else 0",
             families.link_up.clone(),
         );
         r.register(
             "perezvon_ami_events_received",
-            "AMI events received from the server.",
+            "AMI events received from the server",
             families.events.clone(),
         );
         r.register(
             "perezvon_ami_decode_problems",
-            "AMI messages skipped as malformed or oversized.",
+            "AMI messages skipped as malformed or oversized",
             families.decode_problems.clone(),
         );
         r.register(
             "perezvon_ami_reconnects",
-            "Reconnections to the server after a lost or failed link.",
+            "Reconnections to the server after a lost or failed link",
             families.reconnects.clone(),
         );
         let servers_map: Servers = Arc::default();
@@ -430,32 +430,32 @@ impl Metrics {
         let pending_tasks = gauge(
             &mut r,
             "perezvon_callback_tasks_pending",
-            "Callback tasks waiting for an attempt or in progress.",
+            "Callback tasks waiting for an attempt or in progress",
         );
         let attempts_in_flight = gauge(
             &mut r,
             "perezvon_callback_attempts_in_flight",
-            "Callback attempts originated whose outcome is not known yet.",
+            "Callback attempts originated whose outcome is not known yet",
         );
         let calls_in_progress = gauge(
             &mut r,
             "perezvon_calls_in_progress",
-            "Calls being followed on the AMI links now.",
+            "Calls being followed on the AMI links now",
         );
         let calls_today = gauge(
             &mut r,
             "perezvon_calls_today",
-            "Calls ended today (hours.timezone) whose verdict is stored.",
+            "Calls ended today (hours.timezone) whose verdict is stored",
         );
         let outbox_pending = gauge(
             &mut r,
             "perezvon_outbox_pending",
-            "Notifications waiting for delivery.",
+            "Notifications waiting for delivery",
         );
         let held_verdicts = gauge(
             &mut r,
             "perezvon_held_verdicts",
-            "Call verdicts held in memory because database writes fail (retried with backoff).",
+            "Call verdicts held in memory because database writes fail (retried with backoff)",
         );
 
         let fam: Family<Labels, Counter> = Family::default();
@@ -470,20 +470,20 @@ impl Metrics {
             .collect();
         r.register(
             "perezvon_notifications",
-            "Notification delivery attempts, by channel and result.",
+            "Notification delivery attempts, by channel and result",
             fam,
         );
 
         let verdict_latency = Arc::new(AtomicHistogram::new(&VERDICT_BUCKETS));
         r.register(
             "perezvon_verdict_latency_seconds",
-            "From a call's hangup to its verdict committed to the database.",
+            "From a call's hangup to its verdict committed to the database",
             SharedHistogram(verdict_latency.clone()),
         );
         let callback_latency = Arc::new(AtomicHistogram::new(&CALLBACK_BUCKETS));
         r.register(
             "perezvon_callback_outcome_latency_seconds",
-            "From a callback's Originate to its outcome committed.",
+            "From a callback's Originate to its outcome committed",
             SharedHistogram(callback_latency.clone()),
         );
         r.register_collector(Box::new(ProcessCollector));
