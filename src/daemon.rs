@@ -177,7 +177,8 @@ pub async fn run_with(
                 } => {
                     in_flight.remove(callback_id);
                     fanout_metrics.set_attempts_in_flight(in_flight.len() as u64);
-                    fanout_metrics.observe_callback_latency(seconds_between(*originated_at, *ended_at));
+                    fanout_metrics
+                        .observe_callback_latency(seconds_between(*originated_at, *ended_at));
                 }
                 _ => {}
             }
@@ -527,7 +528,11 @@ fn seconds_between(from: jiff::Timestamp, to: jiff::Timestamp) -> f64 {
 
 /// The `Timestamp` header Asterisk adds to events with `timestampevents = yes`.
 fn sent_at(msg: &Message) -> Option<f64> {
-    std::str::from_utf8(msg.get(b"Timestamp")?).ok()?.trim().parse().ok()
+    std::str::from_utf8(msg.get(b"Timestamp")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The ingest loop's state, borrowed.

@@ -172,7 +172,11 @@ impl ServerMetrics {
         let changed = self.link_changed_ms.load(Relaxed);
         let last = self.last_event_ms.load(Relaxed);
         let lag = self.lag_ms.load(Relaxed);
-        let ts = |ms: i64| (ms > 0).then(|| jiff::Timestamp::from_millisecond(ms).ok()).flatten();
+        let ts = |ms: i64| {
+            (ms > 0)
+                .then(|| jiff::Timestamp::from_millisecond(ms).ok())
+                .flatten()
+        };
         ServerSnapshot {
             name: name.to_string(),
             link_up: self.link_up.get() == 1,
@@ -390,7 +394,10 @@ impl Metrics {
         let fam: Family<Labels, Counter> = Family::default();
         let callbacks = CallbackOutcome::ALL
             .iter()
-            .map(|o| fam.get_or_create(&labels(&[("outcome", o.as_str())])).clone())
+            .map(|o| {
+                fam.get_or_create(&labels(&[("outcome", o.as_str())]))
+                    .clone()
+            })
             .collect();
         r.register(
             "perezvon_callbacks",

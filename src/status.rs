@@ -191,7 +191,11 @@ pub fn ago(secs: f64) -> String {
 
 /// The human text of `perezvon status`; times in `tz`.
 pub fn render_text(r: &StatusReport, tz: &TimeZone) -> String {
-    let at = |t: Timestamp| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string();
+    let at = |t: Timestamp| {
+        t.to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
     let mut s = String::new();
     let _ = writeln!(s, "{}", r.line);
     if let Some(start) = r.started_at {

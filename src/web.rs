@@ -75,7 +75,11 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found; try /metrics or /status\n").into_response()
+    (
+        StatusCode::NOT_FOUND,
+        "not found; try /metrics or /status\n",
+    )
+        .into_response()
 }
 
 async fn status_handler(State(s): State<AppState>) -> Response {

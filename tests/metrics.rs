@@ -62,8 +62,7 @@ fn sample() -> Metrics {
     m.observe_verdict_latency(3.0);
     m.observe_callback_latency(25.0);
     let t = jiff::Timestamp::from_second(1_800_000_000).unwrap();
-    m.server("pbx1")
-        .event_at(t, Some(1_799_999_999.75));
+    m.server("pbx1").event_at(t, Some(1_799_999_999.75));
     m
 }
 
@@ -129,7 +128,8 @@ fn exposition_text_keeps_every_name_and_label() {
     // Every notification channel × result is present from the start.
     for ch in perezvon::metrics::CHANNELS {
         for res in ["delivered", "failed", "given_up"] {
-            let prefix = format!("perezvon_notifications_total{{channel=\"{ch}\",result=\"{res}\"}} ");
+            let prefix =
+                format!("perezvon_notifications_total{{channel=\"{ch}\",result=\"{res}\"}} ");
             assert!(lines.iter().any(|l| l.starts_with(&prefix)), "{prefix}");
         }
     }
@@ -163,14 +163,16 @@ fn process_metrics_come_from_proc() {
     assert!(value("process_cpu_seconds_total") >= 0.0);
     let start = value("process_start_time_seconds");
     let now = jiff::Timestamp::now().as_second() as f64;
-    assert!(start <= now + 1.0 && start > now - 86_400.0, "{start} vs {now}");
+    assert!(
+        start <= now + 1.0 && start > now - 86_400.0,
+        "{start} vs {now}"
+    );
 }
 
 /// Parses with the `prometheus-parse` text-format parser and checks that it understood every
 /// line (it skips what it cannot read, so the count is the test).
 fn parse_strictly(text: &str) -> prometheus_parse::Scrape {
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let histograms: std::collections::BTreeSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -199,16 +201,12 @@ fn exposition_text_parses_with_a_prometheus_parser() {
             .find(|s| s.metric == name)
             .map(|s| s.value.clone())
     };
-    let Some(prometheus_parse::Value::Histogram(buckets)) = hist("perezvon_verdict_latency_seconds")
+    let Some(prometheus_parse::Value::Histogram(buckets)) =
+        hist("perezvon_verdict_latency_seconds")
     else {
         panic!("no verdict histogram");
     };
-    let at = |le: f64| {
-        buckets
-            .iter()
-            .find(|b| b.less_than == le)
-            .map(|b| b.count)
-    };
+    let at = |le: f64| buckets.iter().find(|b| b.less_than == le).map(|b| b.count);
     assert_eq!(at(0.1), Some(0.0));
     assert_eq!(at(0.25), Some(1.0));
     assert_eq!(at(f64::INFINITY), Some(2.0));
@@ -287,10 +285,18 @@ async fn scrape_over_loopback() {
     let r = get(addr, "GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
     assert!(r.contains("perezvon_ami_link_up{server=\"pbx1\"} 0\n"));
 
-    let r = get(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let r = get(
+        addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"), "{r}");
     // No status source here: /status is not served.
-    let r = get(addr, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let r = get(
+        addr,
+        "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
     let r = get(
         addr,
@@ -298,7 +304,10 @@ async fn scrape_over_loopback() {
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 405"), "{r}");
-    assert_eq!(header(r.split_once("\r\n\r\n").unwrap().0, "allow").map(|a| a.contains("GET")), Some(true));
+    assert_eq!(
+        header(r.split_once("\r\n\r\n").unwrap().0, "allow").map(|a| a.contains("GET")),
+        Some(true)
+    );
     // A body beyond the limit is refused before any handler reads it.
     let big = "x".repeat(perezvon::web::MAX_BODY + 1);
     let r = get(
@@ -306,7 +315,10 @@ async fn scrape_over_loopback() {
         &format!("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}", big.len()),
     )
     .await;
-    assert!(r.starts_with("HTTP/1.1 413") || r.starts_with("HTTP/1.1 405"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 413") || r.starts_with("HTTP/1.1 405"),
+        "{r}"
+    );
     // Garbage is answered with 400, not a panic, and the server keeps serving.
     let r = get(addr, "\x16\x03\x01 not http\r\n\r\n").await;
     assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
