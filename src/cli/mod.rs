@@ -46,7 +46,7 @@ pub enum Command {
     Report(ReportArgs),
     /// Check a configuration file: every problem at once, exit code 78 when it is not valid.
     #[command(
-        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
+        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon\n  perezvon check-config --connect"
     )]
     CheckConfig(CheckConfigArgs),
     /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM,
@@ -88,6 +88,10 @@ pub struct CheckConfigArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Also log in to every [[asterisk]] server and check the manager.conf privileges perezvon
+    /// needs (exit 78 when a server cannot be reached, refuses the login or lacks one).
+    #[arg(long)]
+    pub connect: bool,
 }
 
 #[derive(Debug, clap::Args)]
