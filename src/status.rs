@@ -4,7 +4,7 @@
 //! [`StatusReport`] is the one shape of all three. The live parts (links, events, calls in
 //! progress) come from [`Metrics`]; the callback queue and today's counters from the store, so
 //! `perezvon status` can still say them when the daemon is not running ([`from_store`]).
-//! [`line`] and [`render_text`] are pure.
+//! [`line()`] and [`render_text`] are pure.
 
 use std::fmt::Write as _;
 

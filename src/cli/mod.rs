@@ -75,7 +75,7 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// What the running daemon is doing: links, events, the callback queue, today's calls.
     ///
-    /// Asks the daemon (GET /status on [metrics] listen). Exit 0 when it answered, 3 when it
+    /// Asks the daemon (GET /status on `[metrics] listen`). Exit 0 when it answered, 3 when it
     /// cannot be reached (then what the database knows is printed), 78 for a bad configuration.
     #[command(
         after_help = "Example:\n  perezvon status --config /etc/perezvon/perezvon.toml\n  perezvon status --json | jq .status.queue"
@@ -88,7 +88,7 @@ pub struct CheckConfigArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Also log in to every [[asterisk]] server and check the manager.conf privileges perezvon
+    /// Also log in to every `[[asterisk]]` server and check the manager.conf privileges perezvon
     /// needs (exit 78 when a server cannot be reached, refuses the login or lacks one).
     #[arg(long)]
     pub connect: bool,
