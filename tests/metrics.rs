@@ -340,3 +340,88 @@ async fn scrape_over_loopback() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn status_route_reads_the_store_and_says_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("perezvon.db");
+    let now = jiff::Timestamp::now();
+    {
+        let store = perezvon::store::Store::open(&db).unwrap();
+        store
+            .insert_call(&support::inbound_miss(
+                "9.1",
+                now - jiff::SignedDuration::from_secs(3),
+                1.0,
+            ))
+            .unwrap();
+    }
+    let metrics = Arc::new(sample());
+    metrics.set_calls_today(1);
+    let serve = |db: std::path::PathBuf| {
+        let router = perezvon::web::router(
+            metrics.clone(),
+            Some(perezvon::web::StatusSource {
+                db,
+                timezone: jiff::tz::TimeZone::UTC,
+                started_at: now,
+            }),
+        );
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(perezvon::web::serve_listener(
+                listener,
+                router,
+                stop.clone(),
+            ));
+            (addr, stop, task)
+        }
+    };
+
+    let (addr, stop, task) = serve(db.clone()).await;
+    let r = get(
+        addr,
+        "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (head, body) = r.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(header(head, "content-type"), Some("application/json"));
+    let report: perezvon::status::StatusReport = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        report.line,
+        "1/2 servers connected, 5 callbacks pending, 1 call today, 0 calls in progress"
+    );
+    assert_eq!(report.started_at, Some(now));
+    assert_eq!(report.today.calls, 1);
+    assert_eq!(report.today.missed, 1);
+    assert_eq!(report.queue.pending, 0, "the store's queue, not the gauge");
+    let pbx1 = report.servers.iter().find(|s| s.name == "pbx1").unwrap();
+    assert!(pbx1.link_up);
+    assert_eq!(pbx1.events, 42);
+    assert_eq!(pbx1.lag_seconds, Some(0.25));
+    let r = get(
+        addr,
+        "DELETE /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // A database that cannot be opened: 503 with the reason, not a panic.
+    let blocked = dir.path().join("a-file");
+    std::fs::write(&blocked, "x").unwrap();
+    let (addr, stop, task) = serve(blocked.join("perezvon.db")).await;
+    let r = get(
+        addr,
+        "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.contains("cannot read the database"), "{r}");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
