@@ -118,11 +118,41 @@ pub async fn run_with(
             services.clone(),
         ))
     });
+    // What STATUS= and /status say from the first second: the queue and today's calls as
+    // stored (the gauges are kept up to date from here on).
+    let started_at = jiff::Timestamp::now();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let mut today = Today::new(started_at, &cfg.hours.timezone);
+    match Store::open(&db).and_then(|st| {
+        let tasks = st.open_tasks()?.len() as u64;
+        let attempts = st.unfinished_attempts()?;
+        let calls = st.calls_ended_between(today.start, started_at)?.len() as u64;
+        Ok((tasks, attempts, calls))
+    }) {
+        Ok((tasks, attempts, calls)) => {
+            metrics.set_pending_callback_tasks(tasks);
+            in_flight.extend(attempts.into_iter().map(|a| a.callback_id));
+            metrics.set_attempts_in_flight(in_flight.len() as u64);
+            today.count = calls;
+            metrics.set_calls_today(calls);
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::store::error_chain(&e), "cannot read the callback queue for the status");
+        }
+    }
     if cfg.metrics.enabled {
-        let (listen, m, stop) = (cfg.metrics.listen, metrics.clone(), services.clone());
+        let (listen, stop) = (cfg.metrics.listen, services.clone());
+        let router = crate::web::router(
+            metrics.clone(),
+            Some(crate::web::StatusSource {
+                db: db.clone(),
+                timezone: cfg.hours.timezone.clone(),
+                started_at,
+            }),
+        );
         tokio::spawn(async move {
             // A port in use must not stop call tracking: say so loudly and go on without metrics.
-            if let Err(e) = crate::metrics::serve(listen, m, stop).await {
+            if let Err(e) = crate::web::serve_router(listen, router, stop).await {
                 tracing::error!(error = %e, "metrics endpoint disabled");
             }
         });
@@ -130,8 +160,28 @@ pub async fn run_with(
     // The dialer's events go to the observer and to an embedder's hook, if any.
     let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
     let hook = opts.dialer_events.clone();
+    let fanout_metrics = metrics.clone();
     let fanout = tokio::spawn(async move {
         while let Some(e) = dialer_events_rx.recv().await {
+            // Attempts in flight and Originate → outcome, from the times the dialer recorded.
+            match &e {
+                DialerEvent::AttemptStarted { callback_id, .. } => {
+                    in_flight.insert(callback_id.clone());
+                    fanout_metrics.set_attempts_in_flight(in_flight.len() as u64);
+                }
+                DialerEvent::AttemptEnded {
+                    callback_id,
+                    originated_at,
+                    ended_at,
+                    ..
+                } => {
+                    in_flight.remove(callback_id);
+                    fanout_metrics.set_attempts_in_flight(in_flight.len() as u64);
+                    fanout_metrics
+                        .observe_callback_latency(seconds_between(*originated_at, *ended_at));
+                }
+                _ => {}
+            }
             if let Some(h) = &hook {
                 let _ = h.try_send(e.clone());
             }
@@ -139,7 +189,10 @@ pub async fn run_with(
         }
     });
     tracing::info!(database = %db.display(), servers = cfg.asterisk.len(), callbacks = cfg.callback.enabled, "perezvon started");
-    sd_notify("READY=1\nSTATUS=connecting to Asterisk");
+    sd_notify(&format!(
+        "READY=1\nSTATUS=connecting to Asterisk; {}",
+        crate::status::line_from(&metrics, started_at)
+    ));
     let watchdog = watchdog_interval().map(|every| {
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -219,6 +272,9 @@ pub async fn run_with(
         held: HashMap::new(),
         dialing,
         status: Status::default(),
+        servers: HashMap::new(),
+        today,
+        timezone: cfg.hours.timezone.clone(),
     };
     loop {
         let step = tokio::select! {
@@ -231,8 +287,8 @@ pub async fn run_with(
             ev = link_rx.recv() => match ev {
                 Some(LinkEvent::Up { server, at }) => {
                     tracing::info!(server = %server, "AMI link up");
-                    metrics.server(&server).set_link_up(true);
-                    ingest.status.link(&server, true);
+                    metrics.server(&server).set_link(true, at);
+                    ingest.status.notify(&metrics);
                     ingest.pipeline.link_up(&server, at);
                     generation += 1;
                     if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
@@ -256,12 +312,12 @@ pub async fn run_with(
                 Some(LinkEvent::Down { server, at, reason }) => {
                     tracing::warn!(server = %server, reason = %reason, "AMI link down");
                     let m = metrics.server(&server);
-                    m.set_link_up(false);
+                    m.set_link(false, at);
                     m.reconnected();
                     // Calls in flight are kept: the reconnect's snapshot reconciles them.
                     let r = ingest.release(&server, Snapshot::Superseded).await;
                     ingest.pipeline.link_down(&server, at);
-                    ingest.status.link(&server, false);
+                    ingest.status.notify(&metrics);
                     r
                 }
                 Some(LinkEvent::Message { server, msg, received_at }) => {
@@ -305,8 +361,12 @@ pub async fn run_with(
                     }
                 }
                 ingest.report_held();
-                ingest.status.calls = ingest.pipeline.live_calls();
-                ingest.status.notify();
+                metrics.set_calls_in_progress(ingest.pipeline.live_calls());
+                let now = jiff::Timestamp::now();
+                if ingest.today.roll(now, &ingest.timezone) {
+                    metrics.set_calls_today(ingest.today.count);
+                }
+                ingest.status.notify(&metrics);
                 r
             }
         };
@@ -403,39 +463,76 @@ enum Snapshot<'a> {
     Superseded,
 }
 
-/// What systemd's `STATUS=` says, sent when it changes.
+/// What systemd's `STATUS=` says ([`crate::status::line_from`] the metrics), sent when it
+/// changes: at every link change and, for the counters, at the tracker's tick.
 #[derive(Default)]
 struct Status {
-    links: std::collections::BTreeMap<String, bool>,
-    calls: usize,
-    held: usize,
     sent: String,
 }
 
 impl Status {
-    fn link(&mut self, server: &str, up: bool) {
-        self.links.insert(server.to_string(), up);
-        self.notify();
-    }
-
-    fn notify(&mut self) {
-        let up = self.links.values().filter(|u| **u).count();
-        let mut line = format!(
-            "{up}/{} servers connected, {} calls in progress",
-            self.links.len(),
-            self.calls
-        );
-        if self.held > 0 {
-            line.push_str(&format!(
-                ", DATABASE FAILING: {} verdicts held in memory",
-                self.held
-            ));
-        }
+    fn notify(&mut self, metrics: &Metrics) {
+        let line = crate::status::line_from(metrics, jiff::Timestamp::now());
         if line != self.sent {
             sd_notify(&format!("STATUS={line}"));
             self.sent = line;
         }
     }
+}
+
+/// Calls ended today (in `hours.timezone`) whose verdict is stored.
+struct Today {
+    date: jiff::civil::Date,
+    start: jiff::Timestamp,
+    count: u64,
+}
+
+impl Today {
+    fn new(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Today {
+        let (start, date) = crate::status::today_start(now, tz);
+        Today {
+            date,
+            start,
+            count: 0,
+        }
+    }
+
+    /// A new day began: the count starts again. True when the count changed.
+    fn roll(&mut self, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> bool {
+        let (start, date) = crate::status::today_start(now, tz);
+        if date == self.date {
+            return false;
+        }
+        *self = Today {
+            date,
+            start,
+            count: 0,
+        };
+        true
+    }
+
+    /// Counts a committed verdict when its call ended today.
+    fn record(&mut self, ended_at: jiff::Timestamp) -> bool {
+        if ended_at >= self.start {
+            self.count += 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// `to - from` in seconds, for the latency histograms (negative when clocks disagree).
+fn seconds_between(from: jiff::Timestamp, to: jiff::Timestamp) -> f64 {
+    (to.as_microsecond() - from.as_microsecond()) as f64 / 1e6
+}
+
+/// The `Timestamp` header Asterisk adds to events with `timestampevents = yes`.
+fn sent_at(msg: &Message) -> Option<f64> {
+    std::str::from_utf8(msg.get(b"Timestamp")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The ingest loop's state, borrowed.
@@ -451,6 +548,10 @@ struct Ingest<'a> {
     /// A dialer runs (it is told of reconciled snapshots).
     dialing: bool,
     status: Status,
+    /// Per-server metric handles, so an event updates atomics without the registry's lock.
+    servers: HashMap<String, Arc<crate::metrics::ServerMetrics>>,
+    today: Today,
+    timezone: jiff::tz::TimeZone,
 }
 
 impl Ingest<'_> {
@@ -460,7 +561,14 @@ impl Ingest<'_> {
         msg: &Message,
         received_at: jiff::Timestamp,
     ) -> Result<(), DaemonError> {
-        self.metrics.server(server).event_received();
+        match self.servers.get(server) {
+            Some(m) => m.event_at(received_at, sent_at(msg)),
+            None => {
+                let m = self.metrics.server(server);
+                m.event_at(received_at, sent_at(msg));
+                self.servers.insert(server.to_string(), m);
+            }
+        }
         // OriginateResponse is broadcast to every session; only the server we originate on can
         // carry ours, and the dialer matches by ActionID. Never held: the dialer needs no resync.
         if self.callback_server == Some(server) {
@@ -520,12 +628,17 @@ impl Ingest<'_> {
     fn report_held(&mut self) {
         let n = self.pipeline.held().map_or(0, |h| h.count);
         self.metrics.set_held_verdicts(n);
-        self.status.held = n;
     }
 
     async fn forward(&mut self, r: Result<Vec<CallRecord>, StoreError>) -> Result<(), DaemonError> {
         let records = r.map_err(DaemonError::Pipeline)?;
+        let committed = jiff::Timestamp::now();
         for rec in records {
+            self.metrics
+                .observe_verdict_latency(seconds_between(rec.ended_at, committed));
+            if self.today.record(rec.ended_at) {
+                self.metrics.set_calls_today(self.today.count);
+            }
             if let Some(tx) = self.records_tx {
                 let _ = tx.try_send(rec.clone());
             }

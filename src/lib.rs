@@ -22,7 +22,8 @@
 //!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook (HTTPS), e-mail, Bitrix24, amoCRM, Telegram and templated HTTP (SMS),
 //!   delivered from a durable outbox.
-//! - [`metrics`]: the Prometheus text endpoint.
+//! - [`metrics`]: counters, gauges and histograms (prometheus-client). [`web`]: the HTTP edge
+//!   (axum): `/metrics` and `/status`. [`status`]: the `STATUS=` line and the status report.
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
 //! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.
 //! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
@@ -46,7 +47,9 @@ pub mod metrics;
 pub mod notify;
 pub mod number;
 pub mod report;
+pub mod status;
 pub mod store;
+pub mod web;
 
 /// The helpers the integration tests share (`tests/support`), for the unit tests too.
 #[cfg(test)]

@@ -1,23 +1,49 @@
-//! Counters and gauges of the daemon and a Prometheus text endpoint (exposition format 0.0.4).
+//! Counters, gauges and histograms of the daemon, exposed in the OpenMetrics text format through
+//! the `prometheus-client` crate; the HTTP edge that serves them is [`crate::web`].
 //!
-//! [`Metrics`] is a fixed registry of atomics: the hot paths (every AMI event, every verdict)
-//! update it with one relaxed `fetch_add` and never take a lock. Per-server handles
-//! ([`ServerMetrics`]) are looked up once when a connection starts. [`Metrics::render`] is pure;
-//! [`serve`] is the thin HTTP edge: plain HTTP/1.1 on tokio, `GET /metrics` and nothing else,
-//! bound to 127.0.0.1 by default because it has no authentication.
+//! [`Metrics`] holds `prometheus-client` handles, each an atomic: the hot paths (every AMI event,
+//! every verdict) update one with a relaxed `fetch_add` and never take a lock. Labelled series
+//! with a fixed set of labels (direction × status, lost-at, outcome, channel × result) are created
+//! once in [`Metrics::new`] and kept; per-server handles ([`ServerMetrics`]) are looked up once
+//! per connection. The two latency histograms are [`AtomicHistogram`]s (the crate's own
+//! `Histogram` takes a lock per observation). What is computed at scrape time (seconds since the
+//! last event, the process's memory, CPU and descriptors) comes from [`prometheus_client`]
+//! collectors. [`Metrics::render`] is pure.
+//!
+//! Sample names (the contract of dashboards and alerts; docs/operations.md lists them):
+//! `perezvon_build_info`, `perezvon_missed_calls_total{lost_at}`,
+//! `perezvon_calls_total{direction,status}`, `perezvon_callbacks_total{outcome}`,
+//! `perezvon_ami_link_up{server}`, `perezvon_ami_events_received_total{server}`,
+//! `perezvon_ami_decode_problems_total{server}`, `perezvon_ami_reconnects_total{server}`,
+//! `perezvon_ami_seconds_since_last_event{server}`, `perezvon_ami_event_lag_seconds{server}`,
+//! `perezvon_callback_tasks_pending`, `perezvon_callback_attempts_in_flight`,
+//! `perezvon_calls_in_progress`, `perezvon_calls_today`, `perezvon_outbox_pending`,
+//! `perezvon_held_verdicts`, `perezvon_notifications_total{channel,result}`,
+//! `perezvon_verdict_latency_seconds` (histogram: hangup → verdict committed),
+//! `perezvon_callback_outcome_latency_seconds` (histogram: Originate → outcome) and the
+//! `process_*` family of the Prometheus client conventions.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
+
+pub use crate::web::{serve, serve_on};
+
+/// The Content-Type of [`Metrics::render`]'s text (what `prometheus-client` writes).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const DIRECTIONS: [Direction; 4] = [
     Direction::Inbound,
@@ -34,6 +60,16 @@ const STATUSES: [Status; 4] = [
 /// Notification channels, in the order of the counters (every `[[notify.http]]` is `http`).
 pub const CHANNELS: [&str; 6] = ["webhook", "email", "bitrix24", "amocrm", "telegram", "http"];
 const RESULTS: [&str; 3] = ["delivered", "failed", "given_up"];
+
+/// Upper bounds (seconds) of hangup → verdict committed: the tracker settles most calls at
+/// once, some after a short grace for late events.
+pub const VERDICT_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// Upper bounds (seconds) of Originate → outcome: ringing time plus the talk of a connected call.
+pub const CALLBACK_BUCKETS: [f64; 13] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 900.0,
+];
 
 fn direction_str(d: Direction) -> &'static str {
     match d {
@@ -53,57 +89,428 @@ fn status_str(s: Status) -> &'static str {
     }
 }
 
+/// A label value escaped as the text format wants (`prometheus-client` writes values verbatim,
+/// and a server name comes from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LabelValue(pub String);
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&escape_label(&self.0))
+    }
+}
+
+type Labels = Vec<(&'static str, LabelValue)>;
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (*k, LabelValue((*v).to_string())))
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, the unit of the timestamps kept in atomics.
+fn millis(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
 /// Counters of one `[[asterisk]]` server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerMetrics {
-    link_up: AtomicI64,
-    events: AtomicU64,
-    decode_problems: AtomicU64,
-    reconnects: AtomicU64,
+    link_up: Gauge,
+    events: Counter,
+    decode_problems: Counter,
+    reconnects: Counter,
+    /// When the link last went up or down (Unix ms; 0: not yet).
+    link_changed_ms: AtomicI64,
+    /// When the last event arrived (Unix ms; 0: none yet).
+    last_event_ms: AtomicI64,
+    /// Arrival minus the event's own `Timestamp` header, in ms (`i64::MIN`: unknown).
+    lag_ms: AtomicI64,
 }
 
 impl ServerMetrics {
     pub fn set_link_up(&self, up: bool) {
-        self.link_up.store(i64::from(up), Relaxed);
+        self.set_link(up, jiff::Timestamp::now());
+    }
+    /// The link went up or down at `at`.
+    pub fn set_link(&self, up: bool, at: jiff::Timestamp) {
+        self.link_up.set(i64::from(up));
+        self.link_changed_ms.store(millis(at), Relaxed);
     }
     pub fn event_received(&self) {
-        self.events.fetch_add(1, Relaxed);
+        self.events.inc();
+    }
+    /// One event, received at `at`; `sent_at` is the event's `Timestamp` header when Asterisk
+    /// sends one (`timestampevents = yes` in manager.conf).
+    pub fn event_at(&self, at: jiff::Timestamp, sent_at: Option<f64>) {
+        self.events.inc();
+        let at_ms = millis(at);
+        self.last_event_ms.store(at_ms, Relaxed);
+        if let Some(sent) = sent_at.filter(|s| s.is_finite() && *s > 0.0) {
+            self.lag_ms.store(at_ms - (sent * 1000.0) as i64, Relaxed);
+        }
     }
     pub fn events_received(&self, n: u64) {
-        self.events.fetch_add(n, Relaxed);
+        self.events.inc_by(n);
     }
     /// Messages the codec skipped (oversized, malformed).
     pub fn decode_problems(&self, n: u64) {
-        self.decode_problems.fetch_add(n, Relaxed);
+        self.decode_problems.inc_by(n);
     }
     /// Sets the running total of skipped input (the AMI handle keeps the count).
     pub fn set_decode_problems(&self, total: u64) {
-        self.decode_problems.store(total, Relaxed);
+        self.decode_problems.inner().store(total, Relaxed);
     }
     pub fn reconnected(&self) {
-        self.reconnects.fetch_add(1, Relaxed);
+        self.reconnects.inc();
+    }
+
+    /// What a status page shows of this server, as of `now`.
+    pub fn snapshot(&self, name: &str, now: jiff::Timestamp) -> ServerSnapshot {
+        let changed = self.link_changed_ms.load(Relaxed);
+        let last = self.last_event_ms.load(Relaxed);
+        let lag = self.lag_ms.load(Relaxed);
+        let ts = |ms: i64| {
+            (ms > 0)
+                .then(|| jiff::Timestamp::from_millisecond(ms).ok())
+                .flatten()
+        };
+        ServerSnapshot {
+            name: name.to_string(),
+            link_up: self.link_up.get() == 1,
+            link_since: ts(changed),
+            events: self.events.get(),
+            reconnects: self.reconnects.get(),
+            decode_problems: self.decode_problems.get(),
+            last_event_at: ts(last),
+            seconds_since_last_event: (last > 0)
+                .then(|| (millis(now) - last).max(0) as f64 / 1000.0),
+            lag_seconds: (lag != i64::MIN).then(|| lag as f64 / 1000.0),
+        }
     }
 }
 
-/// The registry. Share it as `Arc<Metrics>`.
+/// One server as [`ServerMetrics::snapshot`] saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerSnapshot {
+    pub name: String,
+    pub link_up: bool,
+    /// When the link last went up or down (`None`: no attempt finished yet).
+    pub link_since: Option<jiff::Timestamp>,
+    pub events: u64,
+    pub reconnects: u64,
+    pub decode_problems: u64,
+    pub last_event_at: Option<jiff::Timestamp>,
+    pub seconds_since_last_event: Option<f64>,
+    /// Arrival minus the event's `Timestamp` header of the last event that had one.
+    pub lag_seconds: Option<f64>,
+}
+
+/// A histogram on atomics: one relaxed `fetch_add` per bucket and count, a CAS loop for the sum.
+/// Exported through `prometheus-client` like its own `Histogram`, without that one's lock.
+#[derive(Debug)]
+pub struct AtomicHistogram {
+    bounds: Box<[f64]>,
+    /// Per bucket (not cumulative); the last is `+Inf`.
+    counts: Box<[AtomicU64]>,
+    count: AtomicU64,
+    /// The sum's `f64` bits.
+    sum: AtomicU64,
+}
+
+impl AtomicHistogram {
+    /// `bounds` must be finite and increasing; `+Inf` is added.
+    pub fn new(bounds: &[f64]) -> AtomicHistogram {
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        AtomicHistogram {
+            bounds: bounds.into(),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Counts one value; NaN is ignored, a negative value (clocks disagree) counts as 0.
+    pub fn observe(&self, v: f64) {
+        if v.is_nan() {
+            return;
+        }
+        let v = v.max(0.0);
+        let i = self.bounds.partition_point(|b| *b < v);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        let _ = self.sum.fetch_update(Relaxed, Relaxed, |bits| {
+            Some((f64::from_bits(bits) + v).to_bits())
+        });
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Relaxed))
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(self.counts.iter().map(|c| c.load(Relaxed)))
+            .collect();
+        // The count as the buckets' sum: a scrape racing an observation stays consistent.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum(),
+            count,
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// An `Arc` so the registry and [`Metrics`] share one histogram.
+#[derive(Debug, Clone)]
+struct SharedHistogram(Arc<AtomicHistogram>);
+
+impl TypedMetric for SharedHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for SharedHistogram {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+type Servers = Arc<RwLock<BTreeMap<String, Arc<ServerMetrics>>>>;
+
+/// Per-server families, kept to create a new server's handles.
 #[derive(Debug, Default)]
+struct ServerFamilies {
+    link_up: Family<Labels, Gauge>,
+    events: Family<Labels, Counter>,
+    decode_problems: Family<Labels, Counter>,
+    reconnects: Family<Labels, Counter>,
+}
+
+/// The registry. Share it as `Arc<Metrics>`.
+#[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     /// Missed calls by `LostAt::ALL` index; the last slot counts misses without a category.
-    missed: [AtomicU64; 8],
-    calls: [[AtomicU64; 4]; 4],
-    callbacks: [AtomicU64; 6],
-    servers: RwLock<BTreeMap<String, Arc<ServerMetrics>>>,
-    pending_tasks: AtomicI64,
-    outbox_pending: AtomicI64,
-    held_verdicts: AtomicI64,
-    notifications: [[AtomicU64; 3]; CHANNELS.len()],
+    missed: Vec<Counter>,
+    calls: Vec<[Counter; 4]>,
+    callbacks: Vec<Counter>,
+    families: ServerFamilies,
+    servers: Servers,
+    pending_tasks: Gauge,
+    attempts_in_flight: Gauge,
+    calls_in_progress: Gauge,
+    calls_today: Gauge,
+    outbox_pending: Gauge,
+    held_verdicts: Gauge,
+    notifications: Vec<[Counter; 3]>,
+    verdict_latency: Arc<AtomicHistogram>,
+    callback_latency: Arc<AtomicHistogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new([])
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
     /// A registry with the given servers present from the start (their link shows as down until
     /// it comes up, rather than being absent).
     pub fn new<'a>(servers: impl IntoIterator<Item = &'a str>) -> Metrics {
-        let m = Metrics::default();
+        let mut r = Registry::default();
+
+        let build: Family<Labels, Gauge> = Family::default();
+        build
+            .get_or_create(&labels(&[("version", env!("CARGO_PKG_VERSION"))]))
+            .set(1);
+        r.register(
+            "perezvon_build_info",
+            "Always 1; the version label says which perezvon is running",
+            build,
+        );
+
+        let fam: Family<Labels, Counter> = Family::default();
+        let missed = LostAt::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .chain(["unknown"])
+            .map(|l| fam.get_or_create(&labels(&[("lost_at", l)])).clone())
+            .collect();
+        // Counters get their `_total` from the crate: the samples keep their names.
+        r.register(
+            "perezvon_missed_calls",
+            "Missed inbound calls, by where the caller was lost",
+            fam,
+        );
+
+        let fam: Family<Labels, Counter> = Family::default();
+        let calls = DIRECTIONS
+            .iter()
+            .map(|d| {
+                STATUSES.map(|s| {
+                    fam.get_or_create(&labels(&[
+                        ("direction", direction_str(*d)),
+                        ("status", status_str(s)),
+                    ]))
+                    .clone()
+                })
+            })
+            .collect();
+        r.register(
+            "perezvon_calls",
+            "Calls whose verdict was stored, by direction and status",
+            fam,
+        );
+
+        let fam: Family<Labels, Counter> = Family::default();
+        let callbacks = CallbackOutcome::ALL
+            .iter()
+            .map(|o| {
+                fam.get_or_create(&labels(&[("outcome", o.as_str())]))
+                    .clone()
+            })
+            .collect();
+        r.register(
+            "perezvon_callbacks",
+            "Callback attempts that ended, by outcome",
+            fam,
+        );
+
+        let families = ServerFamilies::default();
+        r.register(
+            "perezvon_ami_link_up",
+            "1 while the AMI connection to the server is logged in, else 0",
+            families.link_up.clone(),
+        );
+        r.register(
+            "perezvon_ami_events_received",
+            "AMI events received from the server",
+            families.events.clone(),
+        );
+        r.register(
+            "perezvon_ami_decode_problems",
+            "AMI messages skipped as malformed or oversized",
+            families.decode_problems.clone(),
+        );
+        r.register(
+            "perezvon_ami_reconnects",
+            "Reconnections to the server after a lost or failed link",
+            families.reconnects.clone(),
+        );
+        let servers_map: Servers = Arc::default();
+        r.register_collector(Box::new(ServerClock(servers_map.clone())));
+
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            r.register(name, help, g.clone());
+            g
+        };
+        let pending_tasks = gauge(
+            &mut r,
+            "perezvon_callback_tasks_pending",
+            "Callback tasks waiting for an attempt or in progress",
+        );
+        let attempts_in_flight = gauge(
+            &mut r,
+            "perezvon_callback_attempts_in_flight",
+            "Callback attempts originated whose outcome is not known yet",
+        );
+        let calls_in_progress = gauge(
+            &mut r,
+            "perezvon_calls_in_progress",
+            "Calls being followed on the AMI links now",
+        );
+        let calls_today = gauge(
+            &mut r,
+            "perezvon_calls_today",
+            "Calls ended today (hours.timezone) whose verdict is stored",
+        );
+        let outbox_pending = gauge(
+            &mut r,
+            "perezvon_outbox_pending",
+            "Notifications waiting for delivery",
+        );
+        let held_verdicts = gauge(
+            &mut r,
+            "perezvon_held_verdicts",
+            "Call verdicts held in memory because database writes fail (retried with backoff)",
+        );
+
+        let fam: Family<Labels, Counter> = Family::default();
+        let notifications = CHANNELS
+            .iter()
+            .map(|c| {
+                RESULTS.map(|res| {
+                    fam.get_or_create(&labels(&[("channel", c), ("result", res)]))
+                        .clone()
+                })
+            })
+            .collect();
+        r.register(
+            "perezvon_notifications",
+            "Notification delivery attempts, by channel and result",
+            fam,
+        );
+
+        let verdict_latency = Arc::new(AtomicHistogram::new(&VERDICT_BUCKETS));
+        r.register(
+            "perezvon_verdict_latency_seconds",
+            "From a call's hangup to its verdict committed to the database",
+            SharedHistogram(verdict_latency.clone()),
+        );
+        let callback_latency = Arc::new(AtomicHistogram::new(&CALLBACK_BUCKETS));
+        r.register(
+            "perezvon_callback_outcome_latency_seconds",
+            "From a callback's Originate to its outcome committed",
+            SharedHistogram(callback_latency.clone()),
+        );
+        r.register_collector(Box::new(ProcessCollector));
+
+        let m = Metrics {
+            registry: r,
+            missed,
+            calls,
+            callbacks,
+            families,
+            servers: servers_map,
+            pending_tasks,
+            attempts_in_flight,
+            calls_in_progress,
+            calls_today,
+            outbox_pending,
+            held_verdicts,
+            notifications,
+            verdict_latency,
+            callback_latency,
+        };
         for s in servers {
             m.server(s);
         }
@@ -120,12 +527,34 @@ impl Metrics {
         {
             return s.clone();
         }
+        let l = labels(&[("server", name)]);
+        let f = &self.families;
         self.servers
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(ServerMetrics {
+                    link_up: f.link_up.get_or_create(&l).clone(),
+                    events: f.events.get_or_create(&l).clone(),
+                    decode_problems: f.decode_problems.get_or_create(&l).clone(),
+                    reconnects: f.reconnects.get_or_create(&l).clone(),
+                    link_changed_ms: AtomicI64::new(0),
+                    last_event_ms: AtomicI64::new(0),
+                    lag_ms: AtomicI64::new(i64::MIN),
+                })
+            })
             .clone()
+    }
+
+    /// Every server's status as of `now`, in name order.
+    pub fn servers(&self, now: jiff::Timestamp) -> Vec<ServerSnapshot> {
+        self.servers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, s)| s.snapshot(name, now))
+            .collect()
     }
 
     /// Counts a stored verdict.
@@ -135,14 +564,32 @@ impl Metrics {
             .position(|x| *x == r.direction)
             .unwrap_or(0);
         let s = STATUSES.iter().position(|x| *x == r.status).unwrap_or(3);
-        self.calls[d][s].fetch_add(1, Relaxed);
+        self.calls[d][s].inc();
         if r.status == Status::Missed {
             let i = r
                 .lost_at
                 .and_then(|l| LostAt::ALL.iter().position(|x| *x == l))
-                .unwrap_or(7);
-            self.missed[i].fetch_add(1, Relaxed);
+                .unwrap_or(LostAt::ALL.len());
+            self.missed[i].inc();
         }
+    }
+
+    /// A verdict was committed `secs` after its call's hangup.
+    pub fn observe_verdict_latency(&self, secs: f64) {
+        self.verdict_latency.observe(secs);
+    }
+
+    /// A callback's outcome was committed `secs` after its Originate.
+    pub fn observe_callback_latency(&self, secs: f64) {
+        self.callback_latency.observe(secs);
+    }
+
+    pub fn verdict_latency(&self) -> &AtomicHistogram {
+        &self.verdict_latency
+    }
+
+    pub fn callback_latency(&self) -> &AtomicHistogram {
+        &self.callback_latency
     }
 
     pub fn record_callback(&self, outcome: CallbackOutcome) {
@@ -150,28 +597,52 @@ impl Metrics {
             .iter()
             .position(|x| *x == outcome)
             .unwrap_or(0);
-        self.callbacks[i].fetch_add(1, Relaxed);
+        self.callbacks[i].inc();
     }
 
     pub fn set_pending_callback_tasks(&self, n: u64) {
-        self.pending_tasks
-            .store(i64::try_from(n).unwrap_or(i64::MAX), Relaxed);
+        self.pending_tasks.set(to_i64(n));
+    }
+    pub fn pending_callback_tasks(&self) -> u64 {
+        self.pending_tasks.get().max(0) as u64
+    }
+
+    pub fn set_attempts_in_flight(&self, n: u64) {
+        self.attempts_in_flight.set(to_i64(n));
+    }
+    pub fn attempts_in_flight(&self) -> u64 {
+        self.attempts_in_flight.get().max(0) as u64
+    }
+
+    pub fn set_calls_in_progress(&self, n: usize) {
+        self.calls_in_progress.set(to_i64(n as u64));
+    }
+    pub fn calls_in_progress(&self) -> u64 {
+        self.calls_in_progress.get().max(0) as u64
+    }
+
+    pub fn set_calls_today(&self, n: u64) {
+        self.calls_today.set(to_i64(n));
+    }
+    pub fn calls_today(&self) -> u64 {
+        self.calls_today.get().max(0) as u64
     }
 
     pub fn set_outbox_pending(&self, n: u64) {
-        self.outbox_pending
-            .store(i64::try_from(n).unwrap_or(i64::MAX), Relaxed);
+        self.outbox_pending.set(to_i64(n));
     }
 
     /// Verdicts held in memory because the database refuses writes (0 when it works).
     pub fn set_held_verdicts(&self, n: usize) {
-        self.held_verdicts
-            .store(i64::try_from(n).unwrap_or(i64::MAX), Relaxed);
+        self.held_verdicts.set(to_i64(n as u64));
+    }
+    pub fn held_verdicts(&self) -> u64 {
+        self.held_verdicts.get().max(0) as u64
     }
 
     fn notification(&self, channel: &str, result: usize) {
         if let Some(c) = CHANNELS.iter().position(|x| *x == channel) {
-            self.notifications[c][result].fetch_add(1, Relaxed);
+            self.notifications[c][result].inc();
         }
     }
     pub fn notification_delivered(&self, channel: &str) {
@@ -184,185 +655,194 @@ impl Metrics {
         self.notification(channel, 2);
     }
 
-    /// The exposition text (Prometheus text format 0.0.4).
+    /// The exposition text (OpenMetrics 1.0, [`CONTENT_TYPE`]), ending in `# EOF`.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut w = Writer(&mut out);
-
-        w.family(
-            "perezvon_build_info",
-            "gauge",
-            "Always 1; the version label says which perezvon is running.",
-        );
-        w.sample(
-            "perezvon_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1,
-        );
-
-        w.family(
-            "perezvon_missed_calls_total",
-            "counter",
-            "Missed inbound calls, by where the caller was lost.",
-        );
-        for (i, l) in LostAt::ALL.iter().enumerate() {
-            w.sample(
-                "perezvon_missed_calls_total",
-                &[("lost_at", l.as_str())],
-                self.missed[i].load(Relaxed),
-            );
-        }
-        w.sample(
-            "perezvon_missed_calls_total",
-            &[("lost_at", "unknown")],
-            self.missed[7].load(Relaxed),
-        );
-
-        w.family(
-            "perezvon_calls_total",
-            "counter",
-            "Calls whose verdict was stored, by direction and status.",
-        );
-        for (d, dir) in DIRECTIONS.iter().enumerate() {
-            for (s, st) in STATUSES.iter().enumerate() {
-                w.sample(
-                    "perezvon_calls_total",
-                    &[
-                        ("direction", direction_str(*dir)),
-                        ("status", status_str(*st)),
-                    ],
-                    self.calls[d][s].load(Relaxed),
-                );
-            }
-        }
-
-        w.family(
-            "perezvon_callbacks_total",
-            "counter",
-            "Callback attempts that ended, by outcome.",
-        );
-        for (i, o) in CallbackOutcome::ALL.iter().enumerate() {
-            w.sample(
-                "perezvon_callbacks_total",
-                &[("outcome", o.as_str())],
-                self.callbacks[i].load(Relaxed),
-            );
-        }
-
-        let servers: Vec<(String, Arc<ServerMetrics>)> = self
-            .servers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        type Get = fn(&ServerMetrics) -> i64;
-        let per_server: [(&str, &str, &str, Get); 4] = [
-            (
-                "perezvon_ami_link_up",
-                "gauge",
-                "1 while the AMI connection to the server is logged in, else 0.",
-                |s| s.link_up.load(Relaxed),
-            ),
-            (
-                "perezvon_ami_events_received_total",
-                "counter",
-                "AMI events received from the server.",
-                |s| s.events.load(Relaxed) as i64,
-            ),
-            (
-                "perezvon_ami_decode_problems_total",
-                "counter",
-                "AMI messages skipped as malformed or oversized.",
-                |s| s.decode_problems.load(Relaxed) as i64,
-            ),
-            (
-                "perezvon_ami_reconnects_total",
-                "counter",
-                "Reconnections to the server after a lost or failed link.",
-                |s| s.reconnects.load(Relaxed) as i64,
-            ),
-        ];
-        for (name, kind, help, get) in per_server {
-            w.family(name, kind, help);
-            for (server, s) in &servers {
-                w.sample(name, &[("server", server)], get(s));
-            }
-        }
-
-        w.family(
-            "perezvon_callback_tasks_pending",
-            "gauge",
-            "Callback tasks waiting for an attempt or in progress.",
-        );
-        w.sample(
-            "perezvon_callback_tasks_pending",
-            &[],
-            self.pending_tasks.load(Relaxed),
-        );
-        w.family(
-            "perezvon_outbox_pending",
-            "gauge",
-            "Notifications waiting for delivery.",
-        );
-        w.sample(
-            "perezvon_outbox_pending",
-            &[],
-            self.outbox_pending.load(Relaxed),
-        );
-        w.family(
-            "perezvon_held_verdicts",
-            "gauge",
-            "Call verdicts held in memory because database writes fail (retried with backoff).",
-        );
-        w.sample(
-            "perezvon_held_verdicts",
-            &[],
-            self.held_verdicts.load(Relaxed),
-        );
-        w.family(
-            "perezvon_notifications_total",
-            "counter",
-            "Notification delivery attempts, by channel and result.",
-        );
-        for (c, ch) in CHANNELS.iter().enumerate() {
-            for (r, res) in RESULTS.iter().enumerate() {
-                w.sample(
-                    "perezvon_notifications_total",
-                    &[("channel", ch), ("result", res)],
-                    self.notifications[c][r].load(Relaxed),
-                );
-            }
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail; a collector's error would leave a partial text.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics: encoding failed");
         }
         out
     }
 }
 
-struct Writer<'a>(&'a mut String);
+/// Per server, computed at scrape time: seconds since the last event and the event lag.
+#[derive(Debug)]
+struct ServerClock(Servers);
 
-impl Writer<'_> {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
+impl Collector for ServerClock {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = jiff::Timestamp::now();
+        let snaps: Vec<ServerSnapshot> = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, s)| s.snapshot(n, now))
+            .collect();
+        type Pick = fn(&ServerSnapshot) -> Option<f64>;
+        let gauges: [(&str, &str, Pick); 2] = [
+            (
+                "perezvon_ami_seconds_since_last_event",
+                "Seconds since the last AMI event from the server (absent before the first).",
+                |s| s.seconds_since_last_event,
+            ),
+            (
+                "perezvon_ami_event_lag_seconds",
+                "Arrival minus the Timestamp header of the last event that had one \
+                 (manager.conf timestampevents = yes).",
+                |s| s.lag_seconds,
+            ),
+        ];
+        for (name, help, pick) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &snaps {
+                if let Some(v) = pick(s) {
+                    let l = labels(&[("server", &s.name)]);
+                    family.encode_family(&l)?.encode_gauge(&v)?;
                 }
-                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
             }
-            self.0.push('}');
         }
-        let _ = writeln!(self.0, " {value}");
+        Ok(())
     }
 }
 
-/// Label values escape `\`, `"` and line feeds (exposition format 0.0.4).
+/// `process_*` metrics read from `/proc/self` at scrape time (Linux; elsewhere none).
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = ProcessStats::read() else {
+            return Ok(());
+        };
+        encoder
+            .encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
+                &p.cpu_seconds,
+                None,
+            )?;
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_bytes as f64,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_bytes as f64,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds.",
+                p.start_time_seconds,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&v)?;
+        }
+        if let Some(n) = p.open_fds {
+            encoder
+                .encode_descriptor(
+                    "process_open_fds",
+                    "Number of open file descriptors.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&(n as i64))?;
+        }
+        if let Some(n) = p.max_fds {
+            encoder
+                .encode_descriptor(
+                    "process_max_fds",
+                    "Maximum number of open file descriptors.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&(n as i64))?;
+        }
+        Ok(())
+    }
+}
+
+/// What `/proc` says about this process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub start_time_seconds: f64,
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
+}
+
+/// `USER_HZ`: the unit of the times in `/proc/<pid>/stat`, 100 on every Linux architecture
+/// (the kernel converts from its internal `HZ` for this interface).
+const USER_HZ: f64 = 100.0;
+/// The page size of the `rss` field. 4 KiB on the hosts we run on; the `VmRSS` line of
+/// `/proc/self/status` (in kB, page size independent) is preferred when present.
+const PAGE_SIZE: u64 = 4096;
+
+impl ProcessStats {
+    /// Reads `/proc/self` (`None` where there is no procfs).
+    pub fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let mut p = ProcessStats::parse(&stat, &boot, &status, &limits)?;
+        p.open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count().saturating_sub(1) as u64); // the directory's own descriptor
+        Some(p)
+    }
+
+    /// Parses `/proc/self/stat`, `/proc/stat` (for `btime`), `/proc/self/status` (`VmRSS`) and
+    /// `/proc/self/limits` (`Max open files`). `None` when `stat` or `btime` is malformed.
+    pub fn parse(stat: &str, proc_stat: &str, status: &str, limits: &str) -> Option<ProcessStats> {
+        // The command name is in parentheses and may itself contain spaces and ')'.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state): field n is f[n - 3].
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let (utime, stime) = (field(14)?, field(15)?);
+        let start_ticks = field(22)?;
+        let vsize = field(23)?;
+        let rss_pages = field(24)?;
+        let btime: u64 = proc_stat
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        let rss_kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+        let max_fds = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+        Some(ProcessStats {
+            cpu_seconds: (utime + stime) as f64 / USER_HZ,
+            resident_bytes: rss_kb.map_or(rss_pages * PAGE_SIZE, |kb| kb * 1024),
+            virtual_bytes: vsize,
+            start_time_seconds: btime as f64 + start_ticks as f64 / USER_HZ,
+            open_fds: None,
+            max_fds,
+        })
+    }
+}
+
+/// Label values escape `\`, `"` and line feeds (the text formats).
 pub fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
@@ -376,122 +856,6 @@ pub fn escape_label(v: &str) -> String {
     s
 }
 
-/// HELP text escapes `\` and line feeds.
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Binds `listen` and serves until `shutdown` is cancelled.
-pub async fn serve(
-    listen: SocketAddr,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen for metrics on {listen}: {e}"),
-        )
-    })?;
-    serve_on(listener, metrics, shutdown).await
-}
-
-/// Serves on a bound listener (tests bind `127.0.0.1:0`).
-pub async fn serve_on(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    // A scraper needs one connection at a time; the cap only keeps a misbehaving local client
-    // from piling up tasks.
-    let slots = Arc::new(tokio::sync::Semaphore::new(16));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "metrics: too many open connections, closing");
-            continue;
-        };
-        let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                r = tokio::time::timeout(Duration::from_secs(10), answer(stream, &metrics)) => {
-                    if let Ok(Err(e)) = r {
-                        tracing::debug!(%peer, error = %e, "metrics: request failed");
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Reads one request head and answers it; the connection is then closed.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        if buf.len() > 16 * 1024 {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "",
-                false,
-            )
-            .await;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => respond(&mut stream, "200 OK", &metrics.render(), true).await,
-        (_, "/metrics") => {
-            respond(&mut stream, "405 Method Not Allowed", "only GET\n", false).await
-        }
-        _ => respond(&mut stream, "404 Not Found", "try /metrics\n", false).await,
-    }
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    body: &str,
-    exposition: bool,
-) -> std::io::Result<()> {
-    let content_type = if exposition {
-        "text/plain; version=0.0.4; charset=utf-8"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,7 +864,6 @@ mod tests {
     fn escaping() {
         assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label("x\ny"), "x\\ny");
-        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
     }
 
     #[test]
@@ -509,9 +872,47 @@ mod tests {
         let a = m.server("a");
         a.event_received();
         m.server("a").event_received();
-        assert_eq!(a.events.load(Relaxed), 2);
+        assert_eq!(a.events.get(), 2);
         assert!(m
             .render()
             .contains("perezvon_ami_link_up{server=\"b\"} 0\n"));
+    }
+
+    #[test]
+    fn histogram_buckets_are_upper_bounds() {
+        let h = AtomicHistogram::new(&[1.0, 2.0]);
+        for v in [0.5, 1.0, 1.5, 3.0, -1.0, f64::NAN] {
+            h.observe(v);
+        }
+        let loads: Vec<u64> = h.counts.iter().map(|c| c.load(Relaxed)).collect();
+        // 0.5, 1.0 and -1.0 (as 0) ≤ 1; 1.5 ≤ 2; 3.0 in +Inf; NaN ignored.
+        assert_eq!(loads, [3, 1, 1]);
+        assert_eq!(h.count(), 5);
+        assert!((h.sum() - 6.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn proc_stat_parses_with_odd_command_names() {
+        let stat = "4242 (perezvon) run) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 \
+                    9 0 360000 123456789 2500 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 \
+                    1 0 0 0 0 0";
+        let p = ProcessStats::parse(
+            stat,
+            "cpu  1 2 3\nbtime 1800000000\n",
+            "Name:\tperezvon\nVmRSS:\t   10240 kB\n",
+            "Limit  Soft Limit  Hard Limit  Units\nMax open files            1024                 524288               files\n",
+        )
+        .unwrap();
+        assert_eq!(p.cpu_seconds, 3.0);
+        assert_eq!(p.virtual_bytes, 123_456_789);
+        assert_eq!(p.resident_bytes, 10240 * 1024);
+        assert_eq!(p.start_time_seconds, 1_800_003_600.0);
+        assert_eq!(p.max_fds, Some(1024));
+        // Without VmRSS, pages.
+        let p = ProcessStats::parse(stat, "btime 1800000000\n", "", "").unwrap();
+        assert_eq!(p.resident_bytes, 2500 * 4096);
+        assert_eq!(p.max_fds, None);
+        assert!(ProcessStats::parse("garbage", "btime 1\n", "", "").is_none());
+        assert!(ProcessStats::parse(stat, "no btime\n", "", "").is_none());
     }
 }

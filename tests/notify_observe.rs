@@ -232,6 +232,8 @@ async fn the_observer_counts_and_enqueues() {
             number: "79161234567".into(),
             callback_id: "cb-9".into(),
             outcome: AttemptOutcome::Call(CallbackOutcome::Connected),
+            originated_at: jiff::Timestamp::now(),
+            ended_at: jiff::Timestamp::now(),
         })
         .await
         .unwrap();

@@ -13,6 +13,7 @@ pub mod action;
 pub mod client;
 pub mod codec;
 pub mod message;
+pub mod privileges;
 mod scan;
 pub mod supervisor;
 

@@ -130,6 +130,10 @@ pub enum DialerEvent {
         number: String,
         callback_id: String,
         outcome: AttemptOutcome,
+        /// When the attempt's Originate was sent (its start as recorded).
+        originated_at: Timestamp,
+        /// When its outcome was committed.
+        ended_at: Timestamp,
     },
     TaskClosed {
         task_id: i64,
@@ -649,6 +653,8 @@ impl<O: Originator> Dialer<O> {
             number: f.number.clone(),
             callback_id: callback_id.to_string(),
             outcome,
+            originated_at: f.started,
+            ended_at: now,
         });
         if let Some(reason) = after.close_reason {
             self.emit(DialerEvent::TaskClosed {

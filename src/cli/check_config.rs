@@ -4,12 +4,40 @@
 //! Problems go to stderr as `section.key: what is wrong (hint)` and the exit code is 78
 //! (`EX_CONFIG`); a valid file prints its warnings and a short summary and exits 0. As for `run`,
 //! a file without any `[[asterisk]]` server is invalid.
+//!
+//! Beyond the schema, the AMI link is reviewed ([`review_ami`]): an empty or placeholder secret
+//! is a problem (78), a plain-TCP link to a host that is not this machine a warning. With
+//! `--connect` every server is logged in to, as the daemon would, and the privileges perezvon
+//! needs are checked with `ListCommands` ([`crate::ami::privileges`]); one line per server says
+//! what to add to manager.conf, and any failing server makes the exit code 78.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 use super::{CheckConfigArgs, CmdResult, DEFAULT_CONFIG};
-use crate::config::{CallbackMode, Config, Target, EXIT_CONFIG};
+use crate::ami::privileges::{self, READ_CLASSES};
+use crate::config::{AsteriskConfig, AuthType, CallbackMode, Config, Target, EXIT_CONFIG};
+
+/// Secrets that are examples, defaults of PBX distributions or guesses, never a real secret.
+const PLACEHOLDER_SECRETS: [&str; 14] = [
+    "change-me",
+    "changeme",
+    "change_me",
+    "secret",
+    "password",
+    "passw0rd",
+    "amp111",
+    "admin",
+    "asterisk",
+    "manager",
+    "1234",
+    "12345",
+    "123456",
+    "perezvon",
+];
+
+/// How long `--connect` listens for events after the login.
+const LISTEN: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn run(args: &CheckConfigArgs) -> CmdResult {
     let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
@@ -19,7 +47,38 @@ pub fn run(args: &CheckConfigArgs) -> CmdResult {
             for w in &cfg.warnings {
                 writeln!(err, "warning: {w}")?;
             }
+            let (problems, warnings) = review_ami(&cfg);
+            for w in &warnings {
+                writeln!(err, "warning: {w}")?;
+            }
+            if !problems.is_empty() {
+                let n = problems.len();
+                writeln!(
+                    err,
+                    "{}: {n} problem{}",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                )?;
+                for p in &problems {
+                    writeln!(err, "{p}")?;
+                }
+                return Ok(EXIT_CONFIG);
+            }
             print!("{}", summary(&cfg, &path.display().to_string()));
+            if args.connect {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let mut failed = false;
+                for a in &cfg.asterisk {
+                    let (ok, line) = rt.block_on(connect_check(&cfg, a));
+                    println!("{line}");
+                    failed |= !ok;
+                }
+                if failed {
+                    return Ok(EXIT_CONFIG);
+                }
+            }
             Ok(0)
         }
         Err(e) => {
@@ -36,6 +95,117 @@ pub fn run(args: &CheckConfigArgs) -> CmdResult {
             Ok(EXIT_CONFIG)
         }
     }
+}
+
+/// The AMI link's security: problems (an empty or placeholder secret) and warnings (plain TCP
+/// beyond this machine), as `asterisk[i].key: what (hint)` lines.
+pub fn review_ami(cfg: &Config) -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    for (i, a) in cfg.asterisk.iter().enumerate() {
+        let secret = a.secret.expose().trim();
+        if secret.is_empty() {
+            problems.push(format!(
+                "asterisk[{i}].secret: empty (set the secret of the manager.conf user {:?})",
+                a.username
+            ));
+        } else if PLACEHOLDER_SECRETS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(secret))
+        {
+            // The value is a well-known word: naming it discloses nothing.
+            problems.push(format!(
+                "asterisk[{i}].secret: {secret:?} is a placeholder, not a secret (set a long random \
+                 secret for the user {:?} in manager.conf and here, e.g. `openssl rand -hex 16`)",
+                a.username
+            ));
+        }
+        if !is_loopback(&a.host) {
+            let secret_note = match a.auth {
+                AuthType::Plain => "the AMI secret and ",
+                AuthType::Md5 => "",
+            };
+            warnings.push(format!(
+                "asterisk[{i}].host: {} is not this machine and AMI is plain TCP: {secret_note}all \
+                 call data (numbers, names, what happens to every call) cross the network in clear \
+                 (perezvon speaks no AMI over TLS: run it on the PBX host, or reach AMI through an \
+                 SSH tunnel or stunnel listening on 127.0.0.1)",
+                a.host
+            ));
+        }
+    }
+    (problems, warnings)
+}
+
+/// `localhost`, 127.0.0.0/8 and ::1.
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Logs in to one server and checks its privileges: `(ok, the line to print)`.
+pub async fn connect_check(cfg: &Config, a: &AsteriskConfig) -> (bool, String) {
+    let head = format!("server {} ({}:{}):", a.name, a.host, a.port);
+    let probe = match privileges::probe(a, LISTEN).await {
+        Ok(p) => p,
+        Err(e @ crate::ami::AmiError::AuthFailed { .. }) => {
+            return (false, format!("{head} connected, LOGIN FAILED: {e}"));
+        }
+        Err(e @ crate::ami::AmiError::Rejected { .. }) => {
+            return (
+                false,
+                format!("{head} connected, login ok, ListCommands failed: {e}"),
+            );
+        }
+        Err(e) => return (false, format!("{head} CANNOT CONNECT: {e}")),
+    };
+    let needed = privileges::needed_actions(cfg, a);
+    let missing = privileges::missing_actions(&needed, &probe.allowed);
+    let mut line = format!("{head} connected, login ok");
+    let unseen: Vec<&str> = READ_CLASSES
+        .iter()
+        .copied()
+        .filter(|c| !probe.seen.contains(*c))
+        .collect();
+    let read_note = if unseen.is_empty() {
+        format!("events of {} arrive", READ_CLASSES.join(", "))
+    } else {
+        // Asterisk reports no read classes: a quiet PBX sends none of these, so only a hint.
+        format!(
+            "no {} events in {}s (fine on a quiet PBX; else add `read = {}` to manager.conf)",
+            unseen.join("/"),
+            LISTEN.as_secs(),
+            READ_CLASSES.join(",")
+        )
+    };
+    if missing.is_empty() {
+        let names: Vec<&str> = needed.iter().map(|n| n.action).collect();
+        line.push_str(&format!(
+            ", privileges ok ({}); {read_note}",
+            names.join(", ")
+        ));
+        return (true, line);
+    }
+    let what: Vec<String> = missing
+        .iter()
+        .map(|n| {
+            format!(
+                "{} (needs write = {}: {})",
+                n.action,
+                n.classes.join(" or "),
+                n.why
+            )
+        })
+        .collect();
+    line.push_str(&format!(
+        ", MISSING PRIVILEGES: {} (or the module that provides it is not loaded); in manager.conf [{}] set `{}` and `read = {}`, then `manager reload`; {read_note}",
+        what.join(", "),
+        a.username,
+        privileges::write_line(&needed, &probe.allowed).unwrap_or_default(),
+        READ_CLASSES.join(",")
+    ));
+    (false, line)
 }
 
 /// What a valid configuration will do, in a few lines.

@@ -12,6 +12,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod status;
 
 /// A command's result: the process exit code, or an error whose chain `main` prints once.
 pub type CmdResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
@@ -45,7 +46,7 @@ pub enum Command {
     Report(ReportArgs),
     /// Check a configuration file: every problem at once, exit code 78 when it is not valid.
     #[command(
-        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon"
+        after_help = "Example:\n  perezvon check-config --config /etc/perezvon/perezvon.toml && systemctl restart perezvon\n  perezvon check-config --connect"
     )]
     CheckConfig(CheckConfigArgs),
     /// Write one Asterisk server's raw AMI stream to a file, byte for byte, until Ctrl-C/SIGTERM,
@@ -72,6 +73,14 @@ pub enum Command {
         after_help = "Example:\n  perezvon demo\n  perezvon demo --db demo.db --html demo-report.html && perezvon report --db demo.db"
     )]
     Demo(demo::DemoArgs),
+    /// What the running daemon is doing: links, events, the callback queue, today's calls.
+    ///
+    /// Asks the daemon (GET /status on `[metrics] listen`). Exit 0 when it answered, 3 when it
+    /// cannot be reached (then what the database knows is printed), 78 for a bad configuration.
+    #[command(
+        after_help = "Example:\n  perezvon status --config /etc/perezvon/perezvon.toml\n  perezvon status --json | jq .status.queue"
+    )]
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +88,10 @@ pub struct CheckConfigArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Also log in to every `[[asterisk]]` server and check the manager.conf privileges perezvon
+    /// needs (exit 78 when a server cannot be reached, refuses the login or lacks one).
+    #[arg(long)]
+    pub connect: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,5 +180,6 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Run(a) => run::run(&a),
         Command::Callbacks(a) => callbacks::run(&a),
         Command::Demo(a) => demo::run(&a),
+        Command::Status(a) => status::run(&a),
     }
 }

@@ -167,3 +167,161 @@ pub fn label(ev: &LinkEvent) -> String {
             .unwrap_or_default(),
     }
 }
+
+/// A manager.conf user for [`serve_manager`]: its secret and `read`/`write` classes.
+#[derive(Debug, Clone)]
+pub struct ManagerUser {
+    pub username: &'static str,
+    pub secret: &'static str,
+    pub read: &'static [&'static str],
+    pub write: &'static [&'static str],
+    /// Raw events sent after a login, each ending in a blank line; as Asterisk does, only those
+    /// whose `Privilege:` class the user may read reach it.
+    pub events: Vec<&'static str>,
+}
+
+/// Actions of Asterisk 22 with their authority and synopsis (main/manager.c, manager_doc.xml,
+/// apps/app_queue.c, res/res_manager_devicestate.c), in registration order.
+pub const ACTIONS: [(&str, &[&str], &str); 14] = [
+    ("Ping", &[], "Keepalive command."),
+    ("Events", &[], "Control Event Flow."),
+    ("Logoff", &[], "Logoff Manager."),
+    ("Login", &[], "Login Manager."),
+    ("Challenge", &[], "Generate Challenge for MD5 Auth."),
+    ("Hangup", &["system", "call"], "Hangup channel."),
+    (
+        "Status",
+        &["system", "call", "reporting"],
+        "List channel status.",
+    ),
+    (
+        "Getvar",
+        &["call", "reporting"],
+        "Gets a channel variable or function value.",
+    ),
+    ("Originate", &["originate"], "Originate a call."),
+    ("Command", &["command"], "Execute Asterisk CLI Command."),
+    ("ListCommands", &[], "List available manager commands."),
+    (
+        "CoreShowChannels",
+        &["system", "reporting"],
+        "List currently active channels.",
+    ),
+    ("QueueStatus", &[], "Show queue status."),
+    (
+        "DeviceStateList",
+        &["call", "reporting"],
+        "List the current known device states.",
+    ),
+];
+
+/// Serves manager sessions like Asterisk until the listener's task is dropped: the banner, MD5
+/// challenge or plain login against `user`, then `ListCommands` (the actions whose authority
+/// meets the user's write classes, formatted as manager.c's `action_listcommands`), `Ping`,
+/// `Logoff`, and `Permission denied` for any other action.
+pub async fn serve_manager(l: TcpListener, user: ManagerUser) {
+    loop {
+        let Ok((stream, _)) = l.accept().await else {
+            return;
+        };
+        let user = user.clone();
+        tokio::spawn(async move {
+            let mut p = Peer {
+                stream,
+                buf: BytesMut::new(),
+            };
+            manager_session(&mut p, &user).await;
+        });
+    }
+}
+
+fn header(raw: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(raw).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+async fn manager_session(p: &mut Peer, user: &ManagerUser) {
+    p.write(BANNER).await;
+    let mut logged_in = false;
+    while let Some(a) = p.try_read_action(PATIENCE).await {
+        let id = header(&a, "ActionID").unwrap_or_default();
+        let action = header(&a, "Action")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let reply = match (action.as_str(), logged_in) {
+            ("challenge", _) => format!(
+                "Response: Success\r\nActionID: {id}\r\nChallenge: {CHALLENGE}\r\n\r\n"
+            ),
+            ("login", _) => {
+                let ok = header(&a, "Username").as_deref() == Some(user.username)
+                    && match header(&a, "Key") {
+                        Some(key) => {
+                            key == client::md5_key(CHALLENGE.as_bytes(), user.secret.as_bytes())
+                        }
+                        None => header(&a, "Secret").as_deref() == Some(user.secret),
+                    };
+                if !ok {
+                    // manager.c answers and ends the session.
+                    p.write(
+                        format!("Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n")
+                            .as_bytes(),
+                    )
+                    .await;
+                    return;
+                }
+                logged_in = true;
+                let mut r = format!(
+                    "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
+                );
+                for e in &user.events {
+                    let class = header(e.as_bytes(), "Privilege")
+                        .and_then(|v| v.split(',').next().map(str::to_string))
+                        .unwrap_or_default();
+                    if user.read.contains(&class.as_str()) {
+                        r.push_str(e);
+                    }
+                }
+                r
+            }
+            (_, false) => format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: Missing action in request\r\n\r\n"
+            ),
+            ("listcommands", true) => {
+                let mut r = format!("Response: Success\r\nActionID: {id}\r\n");
+                for (name, authority, synopsis) in ACTIONS {
+                    if authority.is_empty() || authority.iter().any(|c| user.write.contains(c)) {
+                        let privs = if authority.is_empty() {
+                            "<none>".to_string()
+                        } else {
+                            authority.join(",")
+                        };
+                        r.push_str(&format!("{name}: {synopsis} (Priv: {privs})\r\n"));
+                    }
+                }
+                r.push_str("\r\n");
+                r
+            }
+            ("ping", true) => format!(
+                "Response: Success\r\nActionID: {id}\r\nPing: Pong\r\nTimestamp: 1795375019.530492\r\n\r\n"
+            ),
+            ("logoff", true) => {
+                p.write(
+                    format!("Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+                return;
+            }
+            (_, true) => format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n"
+            ),
+        };
+        if p.stream.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
