@@ -142,7 +142,7 @@ fn uncommented(text: &str) -> String {
             !name.is_empty()
                 && name
                     .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == extra)
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == extra)
         };
         let header = rest
             .and_then(|l| l.strip_prefix('['))
