@@ -459,6 +459,55 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// What a console user may do: a `viewer` looks, a `supervisor` also acts on callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebRole {
+    Viewer,
+    Supervisor,
+}
+
+impl WebRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebRole::Viewer => "viewer",
+            WebRole::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// One `[[web.users]]` entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebUser {
+    pub name: String,
+    /// A PHC string (`$argon2id$v=19$...`), checked to parse at load.
+    pub password_hash: String,
+    pub role: WebRole,
+}
+
+impl fmt::Debug for WebUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is not the password, but nothing gains from it in a log.
+        f.debug_struct("WebUser")
+            .field("name", &self.name)
+            .field("password_hash", &"***")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// `[web]`: the web console.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// `None`: the console is off (the default).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The session-signing key's file; `None`: `console.key` beside the database.
+    pub secret_file: Option<PathBuf>,
+    pub session_ttl: Duration,
+    /// Reached over HTTPS (a proxy in front): `Secure` cookies and HSTS.
+    pub https: bool,
+    pub users: Vec<WebUser>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -471,6 +520,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// `[web]`: the web console.
+    pub web: WebConfig,
     /// Non-fatal findings (e.g. a world-readable file holding a secret).
     pub warnings: Vec<Problem>,
 }

@@ -24,6 +24,8 @@
 //!   delivered from a durable outbox.
 //! - [`metrics`]: counters, gauges and histograms (prometheus-client). [`web`]: the HTTP edge
 //!   (axum): `/metrics` and `/status`. [`status`]: the `STATUS=` line and the status report.
+//! - [`console`]: the web console (`[web]`): login, sessions, CSRF, the Now / To call back /
+//!   Missed calls / Report pages, server-sent events; served by the daemon on its own listener.
 //! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
 //! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.
 //! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
@@ -40,6 +42,7 @@ pub mod callback;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod demo;
 pub mod glob;

@@ -166,15 +166,40 @@ pub async fn serve_listener(
         .await
 }
 
+/// The client address of a connection (`ConnectInfo<Peer>`), for the console's rate limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Limited>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Limited>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// [`serve_listener`] with each request's client address in `ConnectInfo<Peer>`.
+pub async fn serve_listener_with_peers(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = Limited {
+        inner: listener,
+        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
+    axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
 /// A listener that holds a permit per open connection and closes connections beyond
 /// [`MAX_CONNECTIONS`] at once.
-struct Limited {
+pub struct Limited {
     inner: TcpListener,
     slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A connection with its permit.
-struct Permitted {
+pub struct Permitted {
     stream: tokio::net::TcpStream,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }

@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod check_config;
 pub mod demo;
 pub mod missed;
+pub mod passwd;
 pub mod record;
 pub mod replay;
 pub mod report;
@@ -81,6 +82,12 @@ pub enum Command {
         after_help = "Example:\n  perezvon status --config /etc/perezvon/perezvon.toml\n  perezvon status --json | jq .status.queue"
     )]
     Status(status::StatusArgs),
+    /// Print the argon2 hash of a web console password read from standard input, for
+    /// `password_hash` of a `[[web.users]]` entry.
+    #[command(
+        after_help = "Example:\n  echo -n 'correct horse battery' | perezvon passwd\n  perezvon passwd < /dev/tty    # type it, then Enter and Ctrl-D"
+    )]
+    Passwd(passwd::PasswdArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,5 +188,6 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Callbacks(a) => callbacks::run(&a),
         Command::Demo(a) => demo::run(&a),
         Command::Status(a) => status::run(&a),
+        Command::Passwd(a) => passwd::run(&a),
     }
 }

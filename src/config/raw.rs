@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+    /// `[web]`: the web console (off unless `listen` is set).
+    #[serde(default)]
+    pub web: RawWeb,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,4 +341,31 @@ pub struct RawMetrics {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+}
+
+/// `[web]`: the web console.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// `host:port`; the console is off without it.
+    pub listen: Option<String>,
+    /// The key that signs session cookies (at least 32 bytes); default: `console.key` beside
+    /// the database, generated at the first start.
+    pub secret_file: Option<PathBuf>,
+    pub session_ttl: Option<String>,
+    /// The console is reached over HTTPS (a TLS proxy in front): cookies get `Secure`, and HSTS.
+    pub https: Option<bool>,
+    /// `[[web.users]]`.
+    pub users: Option<Vec<RawWebUser>>,
+}
+
+/// One `[[web.users]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebUser {
+    pub name: Option<String>,
+    /// `$argon2id$...`, as `perezvon passwd` prints it.
+    pub password_hash: Option<String>,
+    /// `viewer` (default) or `supervisor`.
+    pub role: Option<String>,
 }

@@ -63,7 +63,7 @@ use crate::calls::record::{
     CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status, UnknownReason,
 };
 
-const COLUMNS: &str = "server, linkedid, direction, status, caller, caller_normalized, callee, \
+pub(super) const COLUMNS: &str = "server, linkedid, direction, status, caller, caller_normalized, callee, \
     callee_normalized, started_at, ended_at, answered_at, wait_secs, talk_secs, agent, missed, ignored, \
     lost_at, hangup_by, resolved_by, resolved_at, resolved_by_linkedid, callback_id, callback_outcome, \
     unknown_reason";
@@ -412,7 +412,7 @@ fn insert(conn: &rusqlite::Connection, r: &CallRecord) -> Result<bool> {
 }
 
 /// Maps a row selected with [`COLUMNS`] (in that order).
-fn row_to_call(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
+pub(super) fn row_to_call(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
     row_to_call_at(row, 0)
 }
 

@@ -10,8 +10,11 @@
 //! - [`outbox`]: notifications waiting for delivery.
 //! - [`crm`]: which CRM entity stands for a number (for the CRM notifiers).
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
+//! - [`console`]: what the web console reads (filtered misses, a customer's history) and the
+//!   supervisor's "call now".
 
 pub mod calls;
+pub mod console;
 pub mod crm;
 pub mod migrations;
 pub mod outbox;

@@ -1,0 +1,204 @@
+//! The web console's queries: missed calls with the console's filters, one customer's whole
+//! history, and "call now". Read-only except [`Store::call_task_now`], which only moves a
+//! pending task's "not before" to now: the dialer still decides (hours, guard, caps).
+
+use rusqlite::params;
+
+use super::calls::{row_to_call, COLUMNS};
+use super::report::{MissedCall, TaskBrief};
+use super::tasks::Attempt;
+use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
+use crate::calls::record::{CallRecord, LostAt};
+
+/// Which misses the console's Missed calls page shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MissedFilter {
+    /// Ended in `[from, to)`.
+    pub from: jiff::Timestamp,
+    pub to: jiff::Timestamp,
+    pub lost_at: Option<LostAt>,
+    /// The number the customer dialled (the inbound call's callee), exact.
+    pub did: Option<String>,
+    /// The agent last rung (a queue member, a group's phone), exact.
+    pub agent: Option<String>,
+    /// `Some(true)`: resolved ones only, `Some(false)`: unresolved ones only.
+    pub resolved: Option<bool>,
+    /// At most this many rows, newest first.
+    pub limit: u32,
+}
+
+impl Store {
+    /// Counted misses (not accidental, not unknown) matching `f`, newest first, each with the
+    /// callback task that covers it, and whether more rows matched than `f.limit`.
+    pub fn console_missed(&self, f: &MissedFilter) -> Result<(Vec<MissedCall>, bool)> {
+        // The definition of a counted miss is `CallRecord::is_counted_miss`; the SQL narrows
+        // the rows and the Rust filter below keeps that one definition authoritative.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 \
+             AND direction = 'inbound' AND missed = 1 AND ignored = 0 \
+             AND (?3 IS NULL OR lost_at = ?3) \
+             AND (?4 IS NULL OR callee = ?4 OR callee_normalized = ?4) \
+             AND (?5 IS NULL OR agent = ?5) \
+             AND (?6 IS NULL OR (?6 = 1) = (resolved_by IS NOT NULL)) \
+             ORDER BY ended_at DESC, id DESC LIMIT ?7"
+        );
+        let limit = f.limit.max(1);
+        let rows: Vec<CallRecord> = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_map(
+                    params![
+                        ts_to_f64(f.from),
+                        ts_to_f64(f.to),
+                        f.lost_at.map(|l| l.as_str()),
+                        f.did,
+                        f.agent,
+                        f.resolved.map(i64::from),
+                        i64::from(limit) + 1
+                    ],
+                    row_to_call,
+                )?
+                .collect()
+            })
+            .map_err(StoreError::sql("query missed calls for the console"))?;
+        let more = rows.len() > limit as usize;
+        let mut out = Vec::with_capacity(rows.len().min(limit as usize));
+        for call in rows.into_iter().take(limit as usize) {
+            if !call.is_counted_miss() {
+                continue;
+            }
+            let task = match call.caller_normalized.as_deref() {
+                Some(n) => self.console_task_for_miss(n, &call)?,
+                None => None,
+            };
+            out.push(MissedCall { call, task });
+        }
+        Ok((out, more))
+    }
+
+    /// The newest task opened no later than the miss and not closed before it (one second of
+    /// slack: the dialer stamps tasks with its own reading of the same event time).
+    fn console_task_for_miss(&self, number: &str, c: &CallRecord) -> Result<Option<TaskBrief>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached(
+                "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
+                 WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
+                 AND (closed_at IS NULL OR closed_at >= ?2 - 1) \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![number, ts_to_f64(c.started_at), ts_to_f64(c.ended_at)],
+                    |r| {
+                        Ok(TaskBrief {
+                            id: r.get(0)?,
+                            state: r.get(1)?,
+                            attempts: r.get(2)?,
+                            last_outcome: r.get(3)?,
+                            next_attempt_at: r.get::<_, Option<f64>>(4)?.map(f64_to_ts),
+                        })
+                    },
+                )
+                .optional()
+            })
+            .map_err(StoreError::sql("query callback task of a miss"))
+    }
+
+    /// Every call of one customer (normalised number), inbound or outbound or callback, newest
+    /// first, at most `limit`.
+    pub fn customer_calls(&self, number: &str, limit: u32) -> Result<Vec<CallRecord>> {
+        // Two indexed lookups (calls_by_caller, calls_by_callee) rather than an OR the planner
+        // would scan for.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM (SELECT * FROM calls WHERE caller_normalized = ?1 \
+             UNION SELECT * FROM calls WHERE callee_normalized = ?1) \
+             ORDER BY started_at DESC LIMIT ?2"
+        );
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_map(params![number, limit], row_to_call)?.collect())
+            .map_err(StoreError::sql("query a customer's calls"))
+    }
+
+    /// The callback attempts made to one number, newest first, at most `limit`.
+    pub fn customer_attempts(&self, number: &str, limit: u32) -> Result<Vec<Attempt>> {
+        let ids: Vec<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM callback_tasks WHERE number = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .and_then(|mut s| s.query_map(params![number, limit], |r| r.get(0))?.collect())
+            .map_err(StoreError::sql("query a customer's tasks"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.attempts_of(id)?);
+        }
+        out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    /// "Call now": a pending task becomes due at `now`. Returns false when the task is not
+    /// pending (in progress, closed, or gone). The dialer notices the change through
+    /// `PRAGMA data_version` and applies every rule of the planner to it as to any due task.
+    pub fn call_task_now(&self, id: i64, now: jiff::Timestamp) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE callback_tasks SET next_attempt_at = ?2 \
+                 WHERE id = ?1 AND state = 'pending' AND next_attempt_at > ?2",
+            )
+            .and_then(|mut s| s.execute(params![id, ts_to_f64(now)]))
+            .map_err(StoreError::sql("make a task due now"))?;
+        if n == 1 {
+            return Ok(true);
+        }
+        // Already due: nothing to change, still a success.
+        Ok(self
+            .task(id)?
+            .is_some_and(|r| r.task.state == crate::callback::planner::TaskState::Pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callback::planner::{Task, TaskState};
+
+    fn task(number: &str, at: jiff::Timestamp) -> Task {
+        Task {
+            id: 0,
+            number: number.into(),
+            state: TaskState::Pending,
+            server: "pbx".into(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: 3,
+            lost_at: Some(LostAt::Queue),
+            first_missed_at: at,
+            last_missed_at: at,
+            next_attempt_at: at + jiff::SignedDuration::from_hours(1),
+            give_up_at: at + jiff::SignedDuration::from_hours(24),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+        }
+    }
+
+    #[test]
+    fn call_now_moves_only_a_pending_task() {
+        let st = Store::open_in_memory().unwrap();
+        let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let id = st.create_task(&task("79161234567", at)).unwrap();
+        let now = at + jiff::SignedDuration::from_mins(5);
+        assert!(st.call_task_now(id, now).unwrap());
+        assert_eq!(st.task(id).unwrap().unwrap().task.next_attempt_at, now);
+        // Already due: still fine, unchanged.
+        assert!(st.call_task_now(id, now).unwrap());
+        st.close_task(id, TaskState::Cancelled, "test", now).unwrap();
+        assert!(!st.call_task_now(id, now).unwrap());
+        assert!(!st.call_task_now(9999, now).unwrap());
+    }
+}
