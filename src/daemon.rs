@@ -158,7 +158,12 @@ pub async fn run_with(
         });
     }
     if cfg.web.listen.is_some() {
-        let (c, d, m, stop) = (shared_cfg.clone(), db.clone(), metrics.clone(), services.clone());
+        let (c, d, m, stop) = (
+            shared_cfg.clone(),
+            db.clone(),
+            metrics.clone(),
+            services.clone(),
+        );
         tokio::spawn(async move {
             // Like the metrics: a console that cannot start must not stop call tracking.
             if let Err(e) = crate::console::serve(c, d, m, stop).await {

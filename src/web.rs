@@ -186,9 +186,12 @@ pub async fn serve_listener_with_peers(
         inner: listener,
         slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
     };
-    axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
 /// A listener that holds a permit per open connection and closes connections beyond

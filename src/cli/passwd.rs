@@ -50,8 +50,7 @@ pub fn password_from_input(raw: &[u8]) -> Result<&str, String> {
     let pw = std::str::from_utf8(raw).map_err(|_| "the password is not UTF-8 text".to_string())?;
     if pw.chars().any(|c| c.is_control()) {
         return Err(
-            "the password holds a control character or several lines (pipe it with echo -n)"
-                .into(),
+            "the password holds a control character or several lines (pipe it with echo -n)".into(),
         );
     }
     if pw.chars().count() < MIN_PASSWORD {
@@ -70,8 +69,14 @@ mod tests {
     fn input_is_one_line_of_text() {
         assert_eq!(password_from_input(b"correct horse"), Ok("correct horse"));
         assert_eq!(password_from_input(b"correct horse\n"), Ok("correct horse"));
-        assert_eq!(password_from_input(b"correct horse\r\n"), Ok("correct horse"));
-        assert_eq!(password_from_input("пароль-длинный".as_bytes()), Ok("пароль-длинный"));
+        assert_eq!(
+            password_from_input(b"correct horse\r\n"),
+            Ok("correct horse")
+        );
+        assert_eq!(
+            password_from_input("пароль-длинный".as_bytes()),
+            Ok("пароль-длинный")
+        );
         assert!(password_from_input(b"short").is_err());
         assert!(password_from_input(b"").is_err());
         assert!(password_from_input(b"two\nlines here").is_err());

@@ -1572,23 +1572,25 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
 fn valid_user_name(n: &str) -> bool {
     !n.is_empty()
         && n.chars().count() <= 64
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
 fn web(v: &mut V, raw: &RawWeb) -> WebConfig {
-    let listen = raw.listen.as_deref().and_then(|s| match s.parse::<std::net::SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            v.err(
-                "web.listen",
-                format!("{s:?} is not host:port"),
-                Some("e.g. \"127.0.0.1:8088\""),
-            );
-            None
-        }
-    });
+    let listen = raw
+        .listen
+        .as_deref()
+        .and_then(|s| match s.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                v.err(
+                    "web.listen",
+                    format!("{s:?} is not host:port"),
+                    Some("e.g. \"127.0.0.1:8088\""),
+                );
+                None
+            }
+        });
     let session_ttl = v.duration("web.session_ttl", &raw.session_ttl, "12h");
     if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&session_ttl) {
         v.err(
@@ -1603,7 +1605,11 @@ fn web(v: &mut V, raw: &RawWeb) -> WebConfig {
         let key = |k: &str| format!("web.users[{i}].{k}");
         let name = u.name.clone().unwrap_or_default();
         if name.is_empty() {
-            v.err(key("name"), "missing", Some("the login name, e.g. \"olga\""));
+            v.err(
+                key("name"),
+                "missing",
+                Some("the login name, e.g. \"olga\""),
+            );
         } else if !valid_user_name(&name) {
             v.err(
                 key("name"),

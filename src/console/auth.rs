@@ -90,9 +90,7 @@ impl Key {
     /// random one there (mode 0600, never overwriting: two starts racing keep the first).
     pub fn load_or_create(path: &Path, create: bool) -> Result<Key, String> {
         match std::fs::read(path) {
-            Ok(b) => {
-                Key::from_bytes(&b).map_err(|e| format!("{}: {e}", path.display()))
-            }
+            Ok(b) => Key::from_bytes(&b).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let key = Key::random()?;
                 let mut opts = std::fs::OpenOptions::new();
@@ -282,7 +280,11 @@ fn wait_of(q: Option<&mut VecDeque<Instant>>, limit: usize, now: Instant) -> Opt
     }
     // Free again when the oldest failure that keeps it at the limit leaves the window.
     let t = q[q.len() - limit];
-    Some(WINDOW.saturating_sub(now.duration_since(t)).max(Duration::from_secs(1)))
+    Some(
+        WINDOW
+            .saturating_sub(now.duration_since(t))
+            .max(Duration::from_secs(1)),
+    )
 }
 
 fn push<K: std::hash::Hash + Eq + Clone>(
@@ -364,7 +366,10 @@ mod tests {
     #[test]
     fn session_round_trip_and_every_tampering_fails() {
         let key = Key::random().unwrap();
-        let users = vec![user("olga", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA")];
+        let users = vec![user(
+            "olga",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+        )];
         let s = Session::new("olga", 1_000, Duration::from_secs(3600)).unwrap();
         let c = s.encode(&key, &users[0]);
         let (back, u) = Session::decode(&c, &key, &users, 1_001).unwrap();
@@ -385,7 +390,10 @@ mod tests {
             }
         }
         // The user's password changed, or the user is gone.
-        let changed = vec![user("olga", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$b3RoZXI")];
+        let changed = vec![user(
+            "olga",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$b3RoZXI",
+        )];
         assert!(Session::decode(&c, &key, &changed, 1_001).is_none());
         assert!(Session::decode(&c, &key, &[], 1_001).is_none());
         for junk in ["", "v1", "v1..", "v2.a.b", "v1.%%%.$$$", &"x".repeat(5000)] {
@@ -442,7 +450,9 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
         std::fs::write(&p, b"short").unwrap();
-        assert!(Key::load_or_create(&p, true).unwrap_err().contains("at least 32"));
+        assert!(Key::load_or_create(&p, true)
+            .unwrap_err()
+            .contains("at least 32"));
         assert!(Key::load_or_create(&dir.path().join("none"), false).is_err());
     }
 }

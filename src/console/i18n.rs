@@ -79,7 +79,11 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("login.user", "User", "Пользователь"),
     ("login.password", "Password", "Пароль"),
     ("login.submit", "Sign in", "Войти"),
-    ("login.failed", "Wrong user name or password.", "Неверное имя пользователя или пароль."),
+    (
+        "login.failed",
+        "Wrong user name or password.",
+        "Неверное имя пользователя или пароль.",
+    ),
     (
         "login.limited",
         "Too many failed attempts. Try again later.",
@@ -94,21 +98,41 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("now.events", "events", "событий"),
     ("now.in_progress", "Calls in progress", "Звонки сейчас"),
     ("now.in_flight", "Callbacks in flight", "Перезвоны сейчас"),
-    ("now.none_in_flight", "No callback is being dialled.", "Сейчас никому не перезваниваем."),
+    (
+        "now.none_in_flight",
+        "No callback is being dialled.",
+        "Сейчас никому не перезваниваем.",
+    ),
     ("now.today", "Today", "Сегодня"),
     ("now.inbound", "inbound", "входящих"),
     ("now.answered", "answered", "отвечено"),
     ("now.missed", "missed", "пропущено"),
     ("now.unresolved", "still unresolved", "ещё не решено"),
     ("now.callbacks", "callback attempts", "попыток перезвона"),
-    ("now.connected", "callbacks connected", "перезвонов дозвонились"),
+    (
+        "now.connected",
+        "callbacks connected",
+        "перезвонов дозвонились",
+    ),
     ("now.pending", "tasks to call back", "задач на перезвон"),
-    ("now.recent", "Latest missed calls today", "Последние пропущенные сегодня"),
-    ("now.none_missed", "No missed call today.", "Сегодня пропущенных нет."),
+    (
+        "now.recent",
+        "Latest missed calls today",
+        "Последние пропущенные сегодня",
+    ),
+    (
+        "now.none_missed",
+        "No missed call today.",
+        "Сегодня пропущенных нет.",
+    ),
     ("now.live", "live", "онлайн"),
     ("now.stale", "reconnecting…", "переподключение…"),
     ("now.updated", "updated", "обновлено"),
-    ("now.held", "DATABASE FAILING: verdicts held in memory", "БАЗА ДАННЫХ НЕДОСТУПНА: вердикты в памяти"),
+    (
+        "now.held",
+        "DATABASE FAILING: verdicts held in memory",
+        "БАЗА ДАННЫХ НЕДОСТУПНА: вердикты в памяти",
+    ),
     ("col.id", "#", "№"),
     ("col.number", "Number", "Номер"),
     ("col.misses", "Misses", "Пропусков"),
@@ -136,23 +160,83 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("act.cancel", "Cancel", "Отменить"),
     ("act.retry", "Retry", "Повторить"),
     ("cb.open", "Open tasks", "Открытые задачи"),
-    ("cb.none", "Nobody is waiting for a callback.", "Никто не ждёт перезвона."),
-    ("cb.closed", "Closed in the last 7 days", "Закрыты за 7 дней"),
+    (
+        "cb.none",
+        "Nobody is waiting for a callback.",
+        "Никто не ждёт перезвона.",
+    ),
+    (
+        "cb.closed",
+        "Closed in the last 7 days",
+        "Закрыты за 7 дней",
+    ),
     ("cb.dialling", "dialling now", "звоним"),
-    ("cb.never", "never (closed hours)", "никогда (нет рабочих часов)"),
-    ("cb.viewer", "You can look; a supervisor can act.", "Вы можете смотреть; действовать может супервизор."),
-    ("msg.cancelled", "Task cancelled: it will not be dialled again.", "Задача отменена: больше звонить не будем."),
-    ("msg.cancelled_in_flight", "Task cancelled; the call in progress is not hung up.", "Задача отменена; текущий звонок не прерван."),
-    ("msg.call_now", "The task is due now: the dialer calls as soon as the rules allow.", "Задача к исполнению: звоним, как только позволят правила."),
-    ("msg.call_now_closed_hours", "The task is due, but it is outside working hours: the call goes out at", "Задача к исполнению, но сейчас нерабочее время: позвоним"),
-    ("msg.retry", "The task is pending again with a fresh round of attempts.", "Задача снова в очереди с новым набором попыток."),
-    ("msg.guard", "The toll-fraud guard refuses this number: it is never dialled.", "Защита от фрода запрещает этот номер: звонить не будем."),
-    ("msg.not_open", "The task is not open any more.", "Задача уже закрыта."),
-    ("msg.in_flight", "An attempt is in flight; wait for its outcome.", "Идёт попытка; дождитесь её итога."),
+    (
+        "cb.never",
+        "never (closed hours)",
+        "никогда (нет рабочих часов)",
+    ),
+    (
+        "cb.viewer",
+        "You can look; a supervisor can act.",
+        "Вы можете смотреть; действовать может супервизор.",
+    ),
+    (
+        "msg.cancelled",
+        "Task cancelled: it will not be dialled again.",
+        "Задача отменена: больше звонить не будем.",
+    ),
+    (
+        "msg.cancelled_in_flight",
+        "Task cancelled; the call in progress is not hung up.",
+        "Задача отменена; текущий звонок не прерван.",
+    ),
+    (
+        "msg.call_now",
+        "The task is due now: the dialer calls as soon as the rules allow.",
+        "Задача к исполнению: звоним, как только позволят правила.",
+    ),
+    (
+        "msg.call_now_closed_hours",
+        "The task is due, but it is outside working hours: the call goes out at",
+        "Задача к исполнению, но сейчас нерабочее время: позвоним",
+    ),
+    (
+        "msg.retry",
+        "The task is pending again with a fresh round of attempts.",
+        "Задача снова в очереди с новым набором попыток.",
+    ),
+    (
+        "msg.guard",
+        "The toll-fraud guard refuses this number: it is never dialled.",
+        "Защита от фрода запрещает этот номер: звонить не будем.",
+    ),
+    (
+        "msg.not_open",
+        "The task is not open any more.",
+        "Задача уже закрыта.",
+    ),
+    (
+        "msg.in_flight",
+        "An attempt is in flight; wait for its outcome.",
+        "Идёт попытка; дождитесь её итога.",
+    ),
     ("msg.no_task", "No such task.", "Такой задачи нет."),
-    ("msg.other_open", "This number already has another open task.", "У этого номера уже есть другая открытая задача."),
-    ("msg.forbidden", "Only a supervisor can do this.", "Это может только супервизор."),
-    ("msg.csrf", "The form was stale or forged; reload the page and try again.", "Форма устарела или подделана; обновите страницу и повторите."),
+    (
+        "msg.other_open",
+        "This number already has another open task.",
+        "У этого номера уже есть другая открытая задача.",
+    ),
+    (
+        "msg.forbidden",
+        "Only a supervisor can do this.",
+        "Это может только супервизор.",
+    ),
+    (
+        "msg.csrf",
+        "The form was stale or forged; reload the page and try again.",
+        "Форма устарела или подделана; обновите страницу и повторите.",
+    ),
     ("f.from", "From", "С"),
     ("f.to", "To", "По"),
     ("f.lost_at", "Where lost", "Где потерян"),
@@ -163,20 +247,48 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("f.unresolved", "unresolved", "не решено"),
     ("f.resolved", "resolved", "решено"),
     ("f.apply", "Show", "Показать"),
-    ("missed.none", "No missed call matches.", "Пропущенных по этим условиям нет."),
-    ("missed.more", "More calls match; narrow the filters to see them.", "Подходит больше звонков; уточните условия."),
+    (
+        "missed.none",
+        "No missed call matches.",
+        "Пропущенных по этим условиям нет.",
+    ),
+    (
+        "missed.more",
+        "More calls match; narrow the filters to see them.",
+        "Подходит больше звонков; уточните условия.",
+    ),
     ("missed.withheld", "withheld", "скрыт"),
     ("hist.title", "Customer", "Клиент"),
     ("hist.calls", "Calls", "Звонки"),
     ("hist.attempts", "Callback attempts", "Попытки перезвона"),
-    ("hist.none", "No call of this number is stored.", "Звонков этого номера нет."),
+    (
+        "hist.none",
+        "No call of this number is stored.",
+        "Звонков этого номера нет.",
+    ),
     ("report.period", "Period", "Период"),
     ("bad.request", "Bad request", "Неверный запрос"),
-    ("bad.date", "is not a date (YYYY-MM-DD)", "не дата (ГГГГ-ММ-ДД)"),
-    ("bad.order", "the period ends before it starts", "период кончается раньше, чем начинается"),
-    ("bad.long", "the period is longer than 10 years", "период длиннее 10 лет"),
+    (
+        "bad.date",
+        "is not a date (YYYY-MM-DD)",
+        "не дата (ГГГГ-ММ-ДД)",
+    ),
+    (
+        "bad.order",
+        "the period ends before it starts",
+        "период кончается раньше, чем начинается",
+    ),
+    (
+        "bad.long",
+        "the period is longer than 10 years",
+        "период длиннее 10 лет",
+    ),
     ("bad.number", "is not a phone number", "не номер телефона"),
-    ("err.db", "The database cannot be read now", "База данных сейчас недоступна"),
+    (
+        "err.db",
+        "The database cannot be read now",
+        "База данных сейчас недоступна",
+    ),
     ("yes", "yes", "да"),
     ("no", "no", "нет"),
 ];
@@ -249,7 +361,10 @@ mod tests {
     fn every_key_is_unique_and_translated() {
         for (i, (k, en, ru)) in TEXTS.iter().enumerate() {
             assert!(!en.is_empty() && !ru.is_empty(), "{k}");
-            assert!(TEXTS[i + 1..].iter().all(|(o, _, _)| o != k), "duplicate {k}");
+            assert!(
+                TEXTS[i + 1..].iter().all(|(o, _, _)| o != k),
+                "duplicate {k}"
+            );
         }
     }
 }

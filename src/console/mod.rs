@@ -148,12 +148,22 @@ pub fn router(
         .route("/missed", get(missed_page))
         .route("/customer", get(customer_page))
         .route("/report", get(report_page))
-        .route("/static/console.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
-        .route("/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
+        .route(
+            "/static/console.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/static/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
         .fallback(not_found)
         .with_state(state)
-        .layer(axum::middleware::from_fn(move |req, next| security_headers(req, next, https)))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(crate::web::MAX_BODY))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            security_headers(req, next, https)
+        }))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            crate::web::MAX_BODY,
+        ))
 }
 
 /// Binds `[web] listen` and serves the console until `shutdown`.
@@ -198,7 +208,11 @@ async fn security_headers(
     set(h, "x-content-type-options", "nosniff");
     set(h, "referrer-policy", "same-origin");
     set(h, "cross-origin-opener-policy", "same-origin");
-    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=()");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, "cache-control", "no-store");
     }
@@ -265,7 +279,16 @@ struct Authed {
     ctx: pages::Ctx,
 }
 
-fn authed(s: &S, headers: &HeaderMap, here: &str) -> Result<Authed, Response> {
+/// The redirect to `/login` of a request without a session.
+struct ToLogin(String);
+
+impl IntoResponse for ToLogin {
+    fn into_response(self) -> Response {
+        redirect(&self.0)
+    }
+}
+
+fn authed(s: &S, headers: &HeaderMap, here: &str) -> Result<Authed, ToLogin> {
     let found = cookie(headers, SESSION_COOKIE)
         .and_then(|v| Session::decode(v, &s.key, &s.cfg.web.users, now_secs()));
     match found {
@@ -286,7 +309,7 @@ fn authed(s: &S, headers: &HeaderMap, here: &str) -> Result<Authed, Response> {
         }
         None => {
             let next = local_path(here).unwrap_or("/now");
-            Err(redirect(&format!("/login?next={}", pages::q(next))))
+            Err(ToLogin(format!("/login?next={}", pages::q(next))))
         }
     }
 }
@@ -443,11 +466,9 @@ async fn login(
             tracing::info!(user = %u.name, role = u.role.as_str(), %ip, "console: logged in");
             let value = session.encode(&s.key, &u);
             let mut r = redirect(&next);
-            if let Ok(v) = HeaderValue::from_str(&session_cookie(
-                &s,
-                &value,
-                s.cfg.web.session_ttl.as_secs(),
-            )) {
+            if let Ok(v) =
+                HeaderValue::from_str(&session_cookie(&s, &value, s.cfg.web.session_ttl.as_secs()))
+            {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
@@ -484,7 +505,12 @@ async fn logout(
             .session
             .csrf_ok(&s.key, form.get("csrf").map(String::as_str).unwrap_or(""))
     {
-        return problem(&a.ctx, StatusCode::FORBIDDEN, a.ctx.lang.t("bad.request"), a.ctx.lang.t("msg.csrf"));
+        return problem(
+            &a.ctx,
+            StatusCode::FORBIDDEN,
+            a.ctx.lang.t("bad.request"),
+            a.ctx.lang.t("msg.csrf"),
+        );
     }
     let mut r = redirect("/login");
     if let Ok(v) = HeaderValue::from_str(&session_cookie(&s, "", 0)) {
@@ -494,10 +520,7 @@ async fn logout(
 }
 
 async fn set_lang(Query(q): Query<HashMap<String, String>>) -> Response {
-    let back = q
-        .get("back")
-        .and_then(|b| local_path(b))
-        .unwrap_or("/now");
+    let back = q.get("back").and_then(|b| local_path(b)).unwrap_or("/now");
     let mut r = redirect(back);
     if let Some(l) = q.get("set").and_then(|l| Lang::parse(l)) {
         let c = format!(
@@ -511,10 +534,15 @@ async fn set_lang(Query(q): Query<HashMap<String, String>>) -> Response {
     r
 }
 
-async fn not_found(State(s): State<S>, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn not_found(
+    State(s): State<S>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let a = match authed(&s, &headers, uri.path()) {
         Ok(a) => a,
-        Err(r) if method == Method::GET => return r,
+        Err(r) if method == Method::GET => return r.into_response(),
         Err(_) => return redirect("/login"),
     };
     problem(&a.ctx, StatusCode::NOT_FOUND, "404", uri.path())
@@ -610,7 +638,7 @@ async fn live_feed(
 async fn now_page(State(s): State<S>, headers: HeaderMap) -> Response {
     let a = match authed(&s, &headers, "/now") {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let d = s.live.borrow().clone();
     page(StatusCode::OK, pages::now(&a.ctx, &d))
@@ -621,14 +649,13 @@ async fn now_page(State(s): State<S>, headers: HeaderMap) -> Response {
 async fn events(State(s): State<S>, headers: HeaderMap) -> Response {
     let a = match authed(&s, &headers, "/now") {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (lang, tz) = (a.ctx.lang, a.ctx.tz.clone());
     let expires = a.session.expires;
     let rx = s.live.clone();
-    let stream = futures::stream::unfold(
-        (rx, None::<String>, true),
-        move |(mut rx, last, first)| {
+    let stream =
+        futures::stream::unfold((rx, None::<String>, true), move |(mut rx, last, first)| {
             let tz = tz.clone();
             async move {
                 let mut first = first;
@@ -648,9 +675,8 @@ async fn events(State(s): State<S>, headers: HeaderMap) -> Response {
                     }
                 }
             }
-        },
-    )
-    .take_until(s.shutdown.clone().cancelled_owned());
+        })
+        .take_until(s.shutdown.clone().cancelled_owned());
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -667,7 +693,7 @@ async fn callbacks_page(
 ) -> Response {
     let a = match authed(&s, &headers, "/callbacks") {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let hours = Hours::from_config(&s.cfg.hours);
     let now = Timestamp::now();
@@ -679,13 +705,23 @@ async fn callbacks_page(
     .await;
     let rows = match read {
         Ok(r) => r,
-        Err(e) => return problem(&a.ctx, StatusCode::SERVICE_UNAVAILABLE, a.ctx.lang.t("err.db"), &e),
+        Err(e) => {
+            return problem(
+                &a.ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                a.ctx.lang.t("err.db"),
+                &e,
+            )
+        }
     };
     let (mut open, mut closed) = (Vec::new(), Vec::new());
     for r in rows {
         if r.task.state.is_open() {
             let next_possible = hours.next_open(r.task.next_attempt_at.max(now));
-            open.push(pages::OpenTask { row: r, next_possible });
+            open.push(pages::OpenTask {
+                row: r,
+                next_possible,
+            });
         } else if r.closed_at.is_some_and(|c| c >= week_ago) && closed.len() < 200 {
             closed.push(r);
         }
@@ -693,7 +729,10 @@ async fn callbacks_page(
     // The longest waiting first: that is who to call.
     open.sort_by_key(|o| (o.row.task.first_missed_at, o.row.task.id));
     let flash = q.get("msg").and_then(|k| flash_of(k, q.get("at"), &a.ctx));
-    page(StatusCode::OK, pages::callbacks(&a.ctx, &open, &closed, flash))
+    page(
+        StatusCode::OK,
+        pages::callbacks(&a.ctx, &open, &closed, flash),
+    )
 }
 
 /// The flash of a redirect after an action: only keys of [`FLASHES`]; `at` only as a time.
@@ -751,14 +790,29 @@ async fn callback_action(
             .csrf_ok(&s.key, form.get("csrf").map(String::as_str).unwrap_or(""))
     {
         tracing::warn!(user = %a.user.name, "console: action refused, bad CSRF token");
-        return problem(&a.ctx, StatusCode::FORBIDDEN, t("bad.request"), t("msg.csrf"));
+        return problem(
+            &a.ctx,
+            StatusCode::FORBIDDEN,
+            t("bad.request"),
+            t("msg.csrf"),
+        );
     }
     if a.user.role != WebRole::Supervisor {
         tracing::warn!(user = %a.user.name, "console: action refused, not a supervisor");
-        return problem(&a.ctx, StatusCode::FORBIDDEN, t("bad.request"), t("msg.forbidden"));
+        return problem(
+            &a.ctx,
+            StatusCode::FORBIDDEN,
+            t("bad.request"),
+            t("msg.forbidden"),
+        );
     }
     let Ok(id) = id.parse::<i64>() else {
-        return problem(&a.ctx, StatusCode::BAD_REQUEST, t("bad.request"), &format!("{id:?}"));
+        return problem(
+            &a.ctx,
+            StatusCode::BAD_REQUEST,
+            t("bad.request"),
+            &format!("{id:?}"),
+        );
     };
     if !matches!(action.as_str(), "call" | "cancel" | "retry") {
         return problem(&a.ctx, StatusCode::NOT_FOUND, "404", &action);
@@ -766,12 +820,13 @@ async fn callback_action(
     let cfg = s.cfg.clone();
     let user = a.user.name.clone();
     let act = action.clone();
-    let done = with_store(&s, move |st| act_on(st, &cfg, id, &act, &user, Timestamp::now())).await;
+    let done = with_store(&s, move |st| {
+        act_on(st, &cfg, id, &act, &user, Timestamp::now())
+    })
+    .await;
     match done {
         Ok(Done::Flash(k)) => redirect(&format!("/callbacks?msg={k}")),
-        Ok(Done::FlashAt(k, at)) => {
-            redirect(&format!("/callbacks?msg={k}&at={}", at.as_second()))
-        }
+        Ok(Done::FlashAt(k, at)) => redirect(&format!("/callbacks?msg={k}&at={}", at.as_second())),
         Err(e) => problem(&a.ctx, StatusCode::SERVICE_UNAVAILABLE, t("err.db"), &e),
     }
 }
@@ -846,11 +901,13 @@ fn act_on(
                     return Ok(Done::FlashAt("msg.call_now_closed_hours", open));
                 }
             }
-            Ok(Done::Flash(if action == "retry" && task.state != TaskState::Pending {
-                "msg.retry"
-            } else {
-                "msg.call_now"
-            }))
+            Ok(Done::Flash(
+                if action == "retry" && task.state != TaskState::Pending {
+                    "msg.retry"
+                } else {
+                    "msg.call_now"
+                },
+            ))
         }
         _ => Ok(Done::Flash("msg.no_task")),
     }
@@ -869,9 +926,13 @@ fn date_param(
 ) -> Result<jiff::civil::Date, String> {
     match q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(default),
-        Some(s) => s
-            .parse::<jiff::civil::Date>()
-            .map_err(|_| format!("{name} = {:?} {}", crate::report::text::cell(s, 40), lang.t("bad.date"))),
+        Some(s) => s.parse::<jiff::civil::Date>().map_err(|_| {
+            format!(
+                "{name} = {:?} {}",
+                crate::report::text::cell(s, 40),
+                lang.t("bad.date")
+            )
+        }),
     }
 }
 
@@ -913,10 +974,13 @@ async fn missed_page(
     uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let here = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/missed");
+    let here = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/missed");
     let a = match authed(&s, &headers, here) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = a.ctx.lang;
     let bad = |msg: String| problem(&a.ctx, StatusCode::BAD_REQUEST, lang.t("bad.request"), &msg);
@@ -944,7 +1008,12 @@ async fn missed_page(
         "" => None,
         "resolved" => Some(true),
         "unresolved" => Some(false),
-        other => return bad(format!("state = {:?}", crate::report::text::cell(other, 40))),
+        other => {
+            return bad(format!(
+                "state = {:?}",
+                crate::report::text::cell(other, 40)
+            ))
+        }
     };
     if form.did.chars().count() > 64 || form.agent.chars().count() > 64 {
         return bad("did / agent: too long".into());
@@ -960,7 +1029,12 @@ async fn missed_page(
     };
     match with_store(&s, move |st| st.console_missed(&filter)).await {
         Ok((rows, more)) => page(StatusCode::OK, pages::missed(&a.ctx, &form, &rows, more)),
-        Err(e) => problem(&a.ctx, StatusCode::SERVICE_UNAVAILABLE, lang.t("err.db"), &e),
+        Err(e) => problem(
+            &a.ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            lang.t("err.db"),
+            &e,
+        ),
     }
 }
 
@@ -970,10 +1044,13 @@ async fn customer_page(
     uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let here = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/missed");
+    let here = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/missed");
     let a = match authed(&s, &headers, here) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = a.ctx.lang;
     let raw = q.get("number").map(|n| n.trim()).unwrap_or("");
@@ -988,13 +1065,29 @@ async fn customer_page(
             &a.ctx,
             StatusCode::BAD_REQUEST,
             lang.t("bad.request"),
-            &format!("{:?} {}", crate::report::text::cell(raw, 40), lang.t("bad.number")),
+            &format!(
+                "{:?} {}",
+                crate::report::text::cell(raw, 40),
+                lang.t("bad.number")
+            ),
         );
     };
     let n = number.clone();
-    match with_store(&s, move |st| Ok((st.customer_calls(&n, 500)?, st.customer_attempts(&n, 200)?))).await {
-        Ok((calls, attempts)) => page(StatusCode::OK, pages::customer(&a.ctx, &number, &calls, &attempts)),
-        Err(e) => problem(&a.ctx, StatusCode::SERVICE_UNAVAILABLE, lang.t("err.db"), &e),
+    match with_store(&s, move |st| {
+        Ok((st.customer_calls(&n, 500)?, st.customer_attempts(&n, 200)?))
+    })
+    .await
+    {
+        Ok((calls, attempts)) => page(
+            StatusCode::OK,
+            pages::customer(&a.ctx, &number, &calls, &attempts),
+        ),
+        Err(e) => problem(
+            &a.ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            lang.t("err.db"),
+            &e,
+        ),
     }
 }
 
@@ -1004,10 +1097,13 @@ async fn report_page(
     uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let here = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/report");
+    let here = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/report");
     let a = match authed(&s, &headers, here) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let lang = a.ctx.lang;
     let (from, to, start, end) = match period(&q, &s.cfg.hours.timezone, 6, lang) {
@@ -1036,7 +1132,12 @@ async fn report_page(
             StatusCode::OK,
             pages::report(&a.ctx, &from.to_string(), &to.to_string(), &html),
         ),
-        Err(e) => problem(&a.ctx, StatusCode::SERVICE_UNAVAILABLE, lang.t("err.db"), &e),
+        Err(e) => problem(
+            &a.ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            lang.t("err.db"),
+            &e,
+        ),
     }
 }
 
@@ -1047,7 +1148,14 @@ mod tests {
     #[test]
     fn local_paths_only() {
         assert_eq!(local_path("/callbacks?x=1"), Some("/callbacks?x=1"));
-        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", "evil", "", "/a\nb"] {
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "evil",
+            "",
+            "/a\nb",
+        ] {
             assert_eq!(local_path(bad), None, "{bad:?}");
         }
     }
@@ -1057,9 +1165,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8088"));
         assert!(!cross_site(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8088"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8088"),
+        );
         assert!(!cross_site(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(cross_site(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_site(&h));
@@ -1071,7 +1185,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; perezvon_lang=ru; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; perezvon_lang=ru; b=2"),
+        );
         assert_eq!(cookie(&h, "perezvon_lang"), Some("ru"));
         assert_eq!(cookie(&h, "perezvon_session"), None);
     }

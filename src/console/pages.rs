@@ -76,7 +76,9 @@ fn head(lang: Lang, title: &str, extra_head: &str) -> String {
 /// The page around `body`: the navigation, the language switch, who is logged in.
 pub fn layout(c: &Ctx, active: &str, title: &str, body: &str, extra_head: &str) -> String {
     let mut o = head(c.lang, title, extra_head);
-    o.push_str(r#"<body><nav class="top"><a class="brand" href="/now">perezvon</a><div class="links">"#);
+    o.push_str(
+        r#"<body><nav class="top"><a class="brand" href="/now">perezvon</a><div class="links">"#,
+    );
     for (path, key) in [
         ("/now", "nav.now"),
         ("/callbacks", "nav.callbacks"),
@@ -178,21 +180,60 @@ pub fn live_fragment(d: &NowData, lang: Lang, tz: &TimeZone) -> String {
     let t = |k| lang.t(k);
     let mut o = String::with_capacity(4096);
     if let Some(e) = &d.error {
-        let _ = write!(o, r#"<div class="flash bad">{}: {}</div>"#, esc(t("err.db")), esc(e));
+        let _ = write!(
+            o,
+            r#"<div class="flash bad">{}: {}</div>"#,
+            esc(t("err.db")),
+            esc(e)
+        );
     }
     if d.held > 0 {
-        let _ = write!(o, r#"<div class="flash bad">{} ({})</div>"#, esc(t("now.held")), d.held);
+        let _ = write!(
+            o,
+            r#"<div class="flash bad">{} ({})</div>"#,
+            esc(t("now.held")),
+            d.held
+        );
     }
     let td = &d.today;
-    let _ = write!(o, r#"<h2>{} <span class="sub">{}</span></h2><section class="kpis" id="today">"#, esc(t("now.today")), esc(&td.date));
-    kpi(&mut o, &d.calls_in_progress.to_string(), t("now.in_progress"), "");
+    let _ = write!(
+        o,
+        r#"<h2>{} <span class="sub">{}</span></h2><section class="kpis" id="today">"#,
+        esc(t("now.today")),
+        esc(&td.date)
+    );
+    kpi(
+        &mut o,
+        &d.calls_in_progress.to_string(),
+        t("now.in_progress"),
+        "",
+    );
     kpi(&mut o, &td.inbound.to_string(), t("now.inbound"), "");
     kpi(&mut o, &td.answered.to_string(), t("now.answered"), "");
-    kpi(&mut o, &td.missed.to_string(), t("now.missed"), if td.missed > 0 { "bad" } else { "" });
-    kpi(&mut o, &td.unresolved.to_string(), t("now.unresolved"), if td.unresolved > 0 { "bad" } else { "good" });
+    kpi(
+        &mut o,
+        &td.missed.to_string(),
+        t("now.missed"),
+        if td.missed > 0 { "bad" } else { "" },
+    );
+    kpi(
+        &mut o,
+        &td.unresolved.to_string(),
+        t("now.unresolved"),
+        if td.unresolved > 0 { "bad" } else { "good" },
+    );
     kpi(&mut o, &d.queue.pending.to_string(), t("now.pending"), "");
     kpi(&mut o, &td.callbacks.to_string(), t("now.callbacks"), "");
-    kpi(&mut o, &td.callbacks_connected.to_string(), t("now.connected"), if td.callbacks_connected > 0 { "good" } else { "" });
+    kpi(
+        &mut o,
+        &td.callbacks_connected.to_string(),
+        t("now.connected"),
+        if td.callbacks_connected > 0 {
+            "good"
+        } else {
+            ""
+        },
+    );
     o.push_str("</section>");
 
     o.push_str(r#"<section class="grid"><div class="card"><h2>"#);
@@ -209,41 +250,68 @@ pub fn live_fragment(d: &NowData, lang: Lang, tz: &TimeZone) -> String {
             r#"<div class="server"><b>{}</b><span><span class="badge {class}">{}</span> <span class="sub">{}</span></span></div><div class="sub">{} {} · {} {}</div>"#,
             esc(&s.name),
             esc(state),
-            s.link_since.map(|x| format!("{} {}", t("now.since"), at(x, tz))).map(|x| esc(&x)).unwrap_or_default(),
+            s.link_since
+                .map(|x| format!("{} {}", t("now.since"), at(x, tz)))
+                .map(|x| esc(&x))
+                .unwrap_or_default(),
             s.events,
             esc(t("now.events")),
             esc(t("now.in_progress")).to_lowercase(),
-            d.in_progress_of(&s.name).map_or("-".to_string(), |n| n.to_string())
+            d.in_progress_of(&s.name)
+                .map_or("-".to_string(), |n| n.to_string())
         );
     }
     o.push_str("</div></div>");
 
-    let _ = write!(o, r#"<div class="card"><h2>{}</h2>"#, esc(t("now.in_flight")));
+    let _ = write!(
+        o,
+        r#"<div class="card"><h2>{}</h2>"#,
+        esc(t("now.in_flight"))
+    );
     if d.in_flight.is_empty() {
-        let _ = write!(o, r#"<div class="empty">{}</div>"#, esc(t("now.none_in_flight")));
+        let _ = write!(
+            o,
+            r#"<div class="empty">{}</div>"#,
+            esc(t("now.none_in_flight"))
+        );
     } else {
         let _ = write!(
             o,
             r#"<table class="cards"><thead><tr><th>{}</th><th>{}</th><th class="n">{}</th><th>{}</th></tr></thead><tbody>"#,
-            esc(t("col.number")), esc(t("col.target")), esc(t("col.attempts")), esc(t("col.started"))
+            esc(t("col.number")),
+            esc(t("col.target")),
+            esc(t("col.attempts")),
+            esc(t("col.started"))
         );
         for a in &d.in_flight {
             let _ = write!(
                 o,
                 r#"<tr><td data-l="{}" class="num">{}</td><td data-l="{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td></tr>"#,
-                esc(t("col.number")), esc(&number(Some(&a.number), None, lang)),
-                esc(t("col.target")), esc(&a.target),
-                esc(t("col.attempts")), a.attempt_no,
-                esc(t("col.started")), esc(&clock(a.started_at, tz))
+                esc(t("col.number")),
+                esc(&number(Some(&a.number), None, lang)),
+                esc(t("col.target")),
+                esc(&a.target),
+                esc(t("col.attempts")),
+                a.attempt_no,
+                esc(t("col.started")),
+                esc(&clock(a.started_at, tz))
             );
         }
         o.push_str("</tbody></table>");
     }
     o.push_str("</div></section>");
 
-    let _ = write!(o, r#"<section class="card" id="recent"><h2>{}</h2>"#, esc(t("now.recent")));
+    let _ = write!(
+        o,
+        r#"<section class="card" id="recent"><h2>{}</h2>"#,
+        esc(t("now.recent"))
+    );
     if d.recent.is_empty() {
-        let _ = write!(o, r#"<div class="empty">{}</div>"#, esc(t("now.none_missed")));
+        let _ = write!(
+            o,
+            r#"<div class="empty">{}</div>"#,
+            esc(t("now.none_missed"))
+        );
     } else {
         missed_table(&mut o, &d.recent, lang, tz, true);
     }
@@ -269,16 +337,32 @@ pub fn now(c: &Ctx, d: &NowData) -> String {
 }
 
 fn customer_link(m: &CallRecord, lang: Lang) -> String {
-    let shown = esc(&number(m.caller_normalized.as_deref(), m.caller.as_deref(), lang));
+    let shown = esc(&number(
+        m.caller_normalized.as_deref(),
+        m.caller.as_deref(),
+        lang,
+    ));
     match m.caller_normalized.as_deref() {
-        Some(n) if !n.is_empty() => format!(r#"<a class="num" href="/customer?number={}">{shown}</a>"#, q(n)),
+        Some(n) if !n.is_empty() => format!(
+            r#"<a class="num" href="/customer?number={}">{shown}</a>"#,
+            q(n)
+        ),
         _ => format!(r#"<span class="num">{shown}</span>"#),
     }
 }
 
 fn missed_table(o: &mut String, rows: &[MissedCall], lang: Lang, tz: &TimeZone, short: bool) {
     let t = |k| lang.t(k);
-    let cols = ["col.time", "col.number", "col.did", "col.lost_at", "col.wait", "col.agent", "col.resolved", "col.callback"];
+    let cols = [
+        "col.time",
+        "col.number",
+        "col.did",
+        "col.lost_at",
+        "col.wait",
+        "col.agent",
+        "col.resolved",
+        "col.callback",
+    ];
     o.push_str(r#"<table class="cards missed"><thead><tr>"#);
     for k in cols {
         let _ = write!(o, "<th>{}</th>", esc(t(k)));
@@ -286,27 +370,51 @@ fn missed_table(o: &mut String, rows: &[MissedCall], lang: Lang, tz: &TimeZone, 
     o.push_str("</tr></thead><tbody>");
     for m in rows {
         let c = &m.call;
-        let time = if short { clock(c.ended_at, tz) } else { at(c.ended_at, tz) };
+        let time = if short {
+            clock(c.ended_at, tz)
+        } else {
+            at(c.ended_at, tz)
+        };
         let resolved = match (c.resolved_by, c.resolved_at) {
-            (Some(by), Some(when)) => format!("{} · {}", word(lang, by.as_str()), human_secs(when.duration_since(c.ended_at).as_secs_f64().max(0.0))),
+            (Some(by), Some(when)) => format!(
+                "{} · {}",
+                word(lang, by.as_str()),
+                human_secs(when.duration_since(c.ended_at).as_secs_f64().max(0.0))
+            ),
             (Some(by), None) => word(lang, by.as_str()),
             _ => "-".into(),
         };
         let callback = match &m.task {
-            Some(task) => format!("#{} {} ({})", task.id, word(lang, &task.state), task.attempts),
+            Some(task) => format!(
+                "#{} {} ({})",
+                task.id,
+                word(lang, &task.state),
+                task.attempts
+            ),
             None => "-".into(),
         };
         let _ = write!(
             o,
             r#"<tr><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}" class="num">{}</td><td data-l="{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td></tr>"#,
-            esc(t(cols[0])), esc(&time),
-            esc(t(cols[1])), customer_link(c, lang),
-            esc(t(cols[2])), esc(c.callee.as_deref().unwrap_or("-")),
-            esc(t(cols[3])), esc(&c.lost_at.map(|l| word(lang, l.as_str())).unwrap_or_else(|| "-".into())),
-            esc(t(cols[4])), esc(&human_secs(c.wait_secs)),
-            esc(t(cols[5])), esc(c.agent.as_deref().unwrap_or("-")),
-            esc(t(cols[6])), esc(&resolved),
-            esc(t(cols[7])), esc(&callback),
+            esc(t(cols[0])),
+            esc(&time),
+            esc(t(cols[1])),
+            customer_link(c, lang),
+            esc(t(cols[2])),
+            esc(c.callee.as_deref().unwrap_or("-")),
+            esc(t(cols[3])),
+            esc(&c
+                .lost_at
+                .map(|l| word(lang, l.as_str()))
+                .unwrap_or_else(|| "-".into())),
+            esc(t(cols[4])),
+            esc(&human_secs(c.wait_secs)),
+            esc(t(cols[5])),
+            esc(c.agent.as_deref().unwrap_or("-")),
+            esc(t(cols[6])),
+            esc(&resolved),
+            esc(t(cols[7])),
+            esc(&callback),
         );
     }
     o.push_str("</tbody></table>");
@@ -352,11 +460,25 @@ pub fn callbacks(c: &Ctx, open: &[OpenTask], closed: &[TaskRow], flash: Option<F
     if !supervisor {
         let _ = write!(o, r#"<p class="sub">{}</p>"#, esc(t("cb.viewer")));
     }
-    let _ = write!(o, r#"<section class="card"><h2>{} ({})</h2>"#, esc(t("cb.open")), open.len());
+    let _ = write!(
+        o,
+        r#"<section class="card"><h2>{} ({})</h2>"#,
+        esc(t("cb.open")),
+        open.len()
+    );
     if open.is_empty() {
         let _ = write!(o, r#"<div class="empty">{}</div>"#, esc(t("cb.none")));
     } else {
-        let cols = ["col.id", "col.number", "col.misses", "col.since", "col.lost_at", "col.next", "col.attempts", "col.last"];
+        let cols = [
+            "col.id",
+            "col.number",
+            "col.misses",
+            "col.since",
+            "col.lost_at",
+            "col.next",
+            "col.attempts",
+            "col.last",
+        ];
         o.push_str(r#"<table class="cards" id="open-tasks"><thead><tr>"#);
         for k in cols {
             let _ = write!(o, "<th>{}</th>", esc(t(k)));
@@ -369,23 +491,45 @@ pub fn callbacks(c: &Ctx, open: &[OpenTask], closed: &[TaskRow], flash: Option<F
             let task = &ot.row.task;
             let next = match task.state {
                 TaskState::InProgress => t("cb.dialling").to_string(),
-                _ => ot.next_possible.map(|x| at(x, &c.tz)).unwrap_or_else(|| t("cb.never").to_string()),
+                _ => ot
+                    .next_possible
+                    .map(|x| at(x, &c.tz))
+                    .unwrap_or_else(|| t("cb.never").to_string()),
             };
             let _ = write!(
                 o,
                 r#"<tr data-task="{}"><td data-l="{}" class="n">{}</td><td data-l="{}"><a class="num" href="/customer?number={}">{}</a></td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td>"#,
                 task.id,
-                esc(t(cols[0])), task.id,
-                esc(t(cols[1])), q(&task.number), esc(&number(Some(&task.number), None, c.lang)),
-                esc(t(cols[2])), task.missed_count,
-                esc(t(cols[3])), esc(&at(task.first_missed_at, &c.tz)),
-                esc(t(cols[4])), esc(&task.lost_at.map(|l| word(c.lang, l.as_str())).unwrap_or_else(|| "-".into())),
-                esc(t(cols[5])), esc(&next),
-                esc(t(cols[6])), task.attempts,
-                esc(t(cols[7])), esc(&task.last_outcome.map(|x| word(c.lang, x.as_str())).unwrap_or_else(|| "-".into())),
+                esc(t(cols[0])),
+                task.id,
+                esc(t(cols[1])),
+                q(&task.number),
+                esc(&number(Some(&task.number), None, c.lang)),
+                esc(t(cols[2])),
+                task.missed_count,
+                esc(t(cols[3])),
+                esc(&at(task.first_missed_at, &c.tz)),
+                esc(t(cols[4])),
+                esc(&task
+                    .lost_at
+                    .map(|l| word(c.lang, l.as_str()))
+                    .unwrap_or_else(|| "-".into())),
+                esc(t(cols[5])),
+                esc(&next),
+                esc(t(cols[6])),
+                task.attempts,
+                esc(t(cols[7])),
+                esc(&task
+                    .last_outcome
+                    .map(|x| word(c.lang, x.as_str()))
+                    .unwrap_or_else(|| "-".into())),
             );
             if supervisor {
-                let _ = write!(o, r#"<td data-l="{}"><div class="actions">"#, esc(t("col.actions")));
+                let _ = write!(
+                    o,
+                    r#"<td data-l="{}"><div class="actions">"#,
+                    esc(t("col.actions"))
+                );
                 if task.state == TaskState::Pending {
                     action(&mut o, c, task.id, "call", t("act.call_now"), "primary");
                 }
@@ -399,8 +543,20 @@ pub fn callbacks(c: &Ctx, open: &[OpenTask], closed: &[TaskRow], flash: Option<F
     o.push_str("</section>");
 
     if !closed.is_empty() {
-        let _ = write!(o, r#"<section class="card"><h2>{}</h2>"#, esc(t("cb.closed")));
-        let cols = ["col.id", "col.number", "col.misses", "col.state", "col.attempts", "col.closed", "col.reason"];
+        let _ = write!(
+            o,
+            r#"<section class="card"><h2>{}</h2>"#,
+            esc(t("cb.closed"))
+        );
+        let cols = [
+            "col.id",
+            "col.number",
+            "col.misses",
+            "col.state",
+            "col.attempts",
+            "col.closed",
+            "col.reason",
+        ];
         o.push_str(r#"<table class="cards" id="closed-tasks"><thead><tr>"#);
         for k in cols {
             let _ = write!(o, "<th>{}</th>", esc(t(k)));
@@ -415,16 +571,28 @@ pub fn callbacks(c: &Ctx, open: &[OpenTask], closed: &[TaskRow], flash: Option<F
                 o,
                 r#"<tr data-task="{}"><td data-l="{}" class="n">{}</td><td data-l="{}"><a class="num" href="/customer?number={}">{}</a></td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td>"#,
                 task.id,
-                esc(t(cols[0])), task.id,
-                esc(t(cols[1])), q(&task.number), esc(&number(Some(&task.number), None, c.lang)),
-                esc(t(cols[2])), task.missed_count,
-                esc(t(cols[3])), esc(&word(c.lang, task.state.as_str())),
-                esc(t(cols[4])), task.attempts,
-                esc(t(cols[5])), esc(&r.closed_at.map(|x| at(x, &c.tz)).unwrap_or_default()),
-                esc(t(cols[6])), esc(r.close_reason.as_deref().unwrap_or("")),
+                esc(t(cols[0])),
+                task.id,
+                esc(t(cols[1])),
+                q(&task.number),
+                esc(&number(Some(&task.number), None, c.lang)),
+                esc(t(cols[2])),
+                task.missed_count,
+                esc(t(cols[3])),
+                esc(&word(c.lang, task.state.as_str())),
+                esc(t(cols[4])),
+                task.attempts,
+                esc(t(cols[5])),
+                esc(&r.closed_at.map(|x| at(x, &c.tz)).unwrap_or_default()),
+                esc(t(cols[6])),
+                esc(r.close_reason.as_deref().unwrap_or("")),
             );
             if supervisor {
-                let _ = write!(o, r#"<td data-l="{}"><div class="actions">"#, esc(t("col.actions")));
+                let _ = write!(
+                    o,
+                    r#"<td data-l="{}"><div class="actions">"#,
+                    esc(t("col.actions"))
+                );
                 action(&mut o, c, task.id, "retry", t("act.retry"), "");
                 o.push_str("</div></td>");
             }
@@ -452,7 +620,12 @@ pub fn missed(c: &Ctx, f: &MissedForm, rows: &[MissedCall], more: bool) -> Strin
     let _ = write!(
         o,
         r#"<section class="card"><form class="filters" method="get" action="/missed"><label>{}<input type="date" name="from" value="{}"></label><label>{}<input type="date" name="to" value="{}"></label><label>{}<select name="lost_at"><option value="">{}</option>"#,
-        esc(t("f.from")), esc(&f.from), esc(t("f.to")), esc(&f.to), esc(t("f.lost_at")), esc(t("f.any"))
+        esc(t("f.from")),
+        esc(&f.from),
+        esc(t("f.to")),
+        esc(&f.to),
+        esc(t("f.lost_at")),
+        esc(t("f.any"))
     );
     for l in crate::config::LOST_AT {
         let _ = write!(
@@ -465,9 +638,17 @@ pub fn missed(c: &Ctx, f: &MissedForm, rows: &[MissedCall], more: bool) -> Strin
     let _ = write!(
         o,
         r#"</select></label><label>{}<input name="did" value="{}" size="12"></label><label>{}<input name="agent" value="{}" size="8"></label><label>{}<select name="state">"#,
-        esc(t("f.did")), esc(&f.did), esc(t("f.agent")), esc(&f.agent), esc(t("f.state"))
+        esc(t("f.did")),
+        esc(&f.did),
+        esc(t("f.agent")),
+        esc(&f.agent),
+        esc(t("f.state"))
     );
-    for (v, k) in [("", "f.any"), ("unresolved", "f.unresolved"), ("resolved", "f.resolved")] {
+    for (v, k) in [
+        ("", "f.any"),
+        ("unresolved", "f.unresolved"),
+        ("resolved", "f.resolved"),
+    ] {
         let _ = write!(
             o,
             r#"<option value="{v}"{}>{}</option>"#,
@@ -506,7 +687,16 @@ pub fn customer(c: &Ctx, normalized: &str, calls: &[CallRecord], attempts: &[Att
     if calls.is_empty() {
         let _ = write!(o, r#"<div class="empty">{}</div>"#, esc(t("hist.none")));
     } else {
-        let cols = ["col.time", "col.direction", "col.status", "col.lost_at", "col.wait", "col.talk", "col.agent", "col.resolved"];
+        let cols = [
+            "col.time",
+            "col.direction",
+            "col.status",
+            "col.lost_at",
+            "col.wait",
+            "col.talk",
+            "col.agent",
+            "col.resolved",
+        ];
         o.push_str(r#"<table class="cards"><thead><tr>"#);
         for k in cols {
             let _ = write!(o, "<th>{}</th>", esc(t(k)));
@@ -514,29 +704,55 @@ pub fn customer(c: &Ctx, normalized: &str, calls: &[CallRecord], attempts: &[Att
         o.push_str("</tr></thead><tbody>");
         for r in calls {
             let status = if r.direction == Direction::Callback {
-                r.callback_outcome.map(|x| x.as_str()).unwrap_or(status_str(r))
+                r.callback_outcome
+                    .map(|x| x.as_str())
+                    .unwrap_or(status_str(r))
             } else {
                 status_str(r)
             };
             let _ = write!(
                 o,
                 r#"<tr><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td></tr>"#,
-                esc(t(cols[0])), esc(&at(r.started_at, &c.tz)),
-                esc(t(cols[1])), esc(&word(c.lang, direction_str(r.direction))),
-                esc(t(cols[2])), esc(&word(c.lang, status)),
-                esc(t(cols[3])), esc(&r.lost_at.map(|l| word(c.lang, l.as_str())).unwrap_or_else(|| "-".into())),
-                esc(t(cols[4])), esc(&human_secs(r.wait_secs)),
-                esc(t(cols[5])), esc(&human_secs(r.talk_secs)),
-                esc(t(cols[6])), esc(r.agent.as_deref().unwrap_or("-")),
-                esc(t(cols[7])), esc(&r.resolved_by.map(|b| word(c.lang, b.as_str())).unwrap_or_else(|| "-".into())),
+                esc(t(cols[0])),
+                esc(&at(r.started_at, &c.tz)),
+                esc(t(cols[1])),
+                esc(&word(c.lang, direction_str(r.direction))),
+                esc(t(cols[2])),
+                esc(&word(c.lang, status)),
+                esc(t(cols[3])),
+                esc(&r
+                    .lost_at
+                    .map(|l| word(c.lang, l.as_str()))
+                    .unwrap_or_else(|| "-".into())),
+                esc(t(cols[4])),
+                esc(&human_secs(r.wait_secs)),
+                esc(t(cols[5])),
+                esc(&human_secs(r.talk_secs)),
+                esc(t(cols[6])),
+                esc(r.agent.as_deref().unwrap_or("-")),
+                esc(t(cols[7])),
+                esc(&r
+                    .resolved_by
+                    .map(|b| word(c.lang, b.as_str()))
+                    .unwrap_or_else(|| "-".into())),
             );
         }
         o.push_str("</tbody></table>");
     }
     o.push_str("</section>");
     if !attempts.is_empty() {
-        let _ = write!(o, r#"<section class="card"><h2>{}</h2>"#, esc(t("hist.attempts")));
-        let cols = ["col.started", "col.id", "col.attempts", "col.target", "col.last"];
+        let _ = write!(
+            o,
+            r#"<section class="card"><h2>{}</h2>"#,
+            esc(t("hist.attempts"))
+        );
+        let cols = [
+            "col.started",
+            "col.id",
+            "col.attempts",
+            "col.target",
+            "col.last",
+        ];
         o.push_str(r#"<table class="cards"><thead><tr>"#);
         for k in cols {
             let _ = write!(o, "<th>{}</th>", esc(t(k)));
@@ -546,11 +762,19 @@ pub fn customer(c: &Ctx, normalized: &str, calls: &[CallRecord], attempts: &[Att
             let _ = write!(
                 o,
                 r#"<tr><td data-l="{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}">{}</td><td data-l="{}">{}</td></tr>"#,
-                esc(t(cols[0])), esc(&at(a.started_at, &c.tz)),
-                esc(t(cols[1])), a.task_id,
-                esc(t(cols[2])), a.attempt_no,
-                esc(t(cols[3])), esc(&a.target),
-                esc(t(cols[4])), esc(&a.outcome.map(|x| word(c.lang, x.as_str())).unwrap_or_else(|| t("cb.dialling").to_string())),
+                esc(t(cols[0])),
+                esc(&at(a.started_at, &c.tz)),
+                esc(t(cols[1])),
+                a.task_id,
+                esc(t(cols[2])),
+                a.attempt_no,
+                esc(t(cols[3])),
+                esc(&a.target),
+                esc(t(cols[4])),
+                esc(&a
+                    .outcome
+                    .map(|x| word(c.lang, x.as_str()))
+                    .unwrap_or_else(|| t("cb.dialling").to_string())),
             );
         }
         o.push_str("</tbody></table></section>");
@@ -570,11 +794,23 @@ pub fn report(c: &Ctx, from: &str, to: &str, rendered: &str) -> String {
     let _ = write!(
         o,
         r#"<section class="card"><form class="filters" method="get" action="/report"><label>{}<input type="date" name="from" value="{}" required></label><label>{}<input type="date" name="to" value="{}" required></label><button class="primary" type="submit">{}</button></form></section><div class="report" id="report">{inner}</div>"#,
-        esc(t("f.from")), esc(from), esc(t("f.to")), esc(to), esc(t("f.apply"))
+        esc(t("f.from")),
+        esc(from),
+        esc(t("f.to")),
+        esc(to),
+        esc(t("f.apply"))
     );
     // The report's CSS styles its own page; inside the console only its parts are wanted.
-    let style = style.replace("main{", ".report-unused-main{").replace("body{", ".report-unused-body{");
-    layout(c, "/report", t("nav.report"), &o, &format!("<style>{style}</style>"))
+    let style = style
+        .replace("main{", ".report-unused-main{")
+        .replace("body{", ".report-unused-body{");
+    layout(
+        c,
+        "/report",
+        t("nav.report"),
+        &o,
+        &format!("<style>{style}</style>"),
+    )
 }
 
 fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {

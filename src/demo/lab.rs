@@ -213,12 +213,32 @@ struct Shared {
     log: Arc<Mutex<LabLog>>,
     traffic_started: std::sync::atomic::AtomicBool,
     traffic_done: CancellationToken,
+    /// The traffic waits for this (see [`start_gated`]).
+    gate: Option<CancellationToken>,
     ids: AtomicU64,
     attempts: Mutex<HashMap<String, u32>>,
 }
 
 /// Binds 127.0.0.1 on an ephemeral port and serves until `shutdown`.
 pub async fn start(opts: LabOptions, shutdown: CancellationToken) -> std::io::Result<Lab> {
+    start_with_gate(opts, None, shutdown).await
+}
+
+/// [`start`], but the traffic is played only once `gate` is cancelled (after the first login
+/// as always): a test can first get a browser onto a page, then have the calls arrive.
+pub async fn start_gated(
+    opts: LabOptions,
+    gate: CancellationToken,
+    shutdown: CancellationToken,
+) -> std::io::Result<Lab> {
+    start_with_gate(opts, Some(gate), shutdown).await
+}
+
+async fn start_with_gate(
+    opts: LabOptions,
+    gate: Option<CancellationToken>,
+    shutdown: CancellationToken,
+) -> std::io::Result<Lab> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let log = Arc::new(Mutex::new(LabLog::default()));
@@ -228,6 +248,7 @@ pub async fn start(opts: LabOptions, shutdown: CancellationToken) -> std::io::Re
         log: log.clone(),
         traffic_started: false.into(),
         traffic_done: traffic_done.clone(),
+        gate,
         ids: AtomicU64::new(1),
         attempts: Mutex::new(HashMap::new()),
     });
@@ -457,6 +478,12 @@ async fn session(
 }
 
 async fn play_traffic(shared: Arc<Shared>, tx: mpsc::Sender<Bytes>, shutdown: CancellationToken) {
+    if let Some(gate) = &shared.gate {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = gate.cancelled() => {}
+        }
+    }
     let start = tokio::time::Instant::now();
     for (at, msg) in &shared.opts.traffic {
         tokio::select! {

@@ -135,7 +135,7 @@ impl Store {
         for id in ids {
             out.extend(self.attempts_of(id)?);
         }
-        out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        out.sort_by_key(|a| std::cmp::Reverse(a.started_at));
         out.truncate(limit as usize);
         Ok(out)
     }
@@ -197,7 +197,8 @@ mod tests {
         assert_eq!(st.task(id).unwrap().unwrap().task.next_attempt_at, now);
         // Already due: still fine, unchanged.
         assert!(st.call_task_now(id, now).unwrap());
-        st.close_task(id, TaskState::Cancelled, "test", now).unwrap();
+        st.close_task(id, TaskState::Cancelled, "test", now)
+            .unwrap();
         assert!(!st.call_task_now(id, now).unwrap());
         assert!(!st.call_task_now(9999, now).unwrap());
     }
