@@ -72,6 +72,8 @@ pub struct NowData {
     pub recent: Vec<MissedCall>,
     /// The store could not be read (the rest is the last good reading).
     pub error: Option<String>,
+    /// When this reading last changed.
+    pub at: Option<Timestamp>,
 }
 
 impl NowData {
@@ -625,7 +627,9 @@ async fn live_feed(
         next.servers = metrics.servers(now);
         next.calls_in_progress = metrics.calls_in_progress();
         next.held = metrics.held_verdicts();
+        next.at = last.at;
         if next != last {
+            next.at = Some(now);
             last = next.clone();
             if tx.send(Arc::new(next)).is_err() && tx.is_closed() {
                 // Nobody can subscribe any more (the router is gone).

@@ -321,7 +321,7 @@ pub fn live_fragment(d: &NowData, lang: Lang, tz: &TimeZone) -> String {
 
 pub fn now(c: &Ctx, d: &NowData) -> String {
     let body = format!(
-        r#"<h1>{} <span id="live-state" class="badge" data-live="{}" data-stale="{}">…</span> <span class="sub" id="updated"></span></h1><div id="live" data-events="0">{}</div>"#,
+        r#"<h1>{} <span id="live-state" class="badge" data-live="{}" data-stale="{}">…</span></h1><div id="live" data-events="0">{}</div>"#,
         esc(c.t("nav.now")),
         esc(c.t("now.live")),
         esc(c.t("now.stale")),

@@ -7,7 +7,6 @@
     return;
   }
   var badge = document.getElementById("live-state");
-  var updated = document.getElementById("updated");
   var es = new EventSource("/events");
   es.addEventListener("now", function (e) {
     live.innerHTML = e.data;
@@ -15,9 +14,6 @@
     if (badge) {
       badge.className = "badge ok";
       badge.textContent = badge.getAttribute("data-live");
-    }
-    if (updated) {
-      updated.textContent = new Date().toLocaleTimeString();
     }
   });
   es.onerror = function () {
