@@ -556,9 +556,21 @@ async fn not_found(
 
 /// Reads what the Now page shows from the store.
 fn read_now(st: &Store, tz: &jiff::tz::TimeZone, now: Timestamp) -> Result<NowData, StoreError> {
-    let (queue, today) = crate::status::from_store(st, tz, now)?;
+    let (queue, mut today) = crate::status::from_store(st, tz, now)?;
     let in_flight = st.unfinished_attempts()?;
     let (start, _) = crate::status::today_start(now, tz);
+    // The report's definitions (accidental and unknown calls are not counted inbound), so the
+    // Now page and the Report page of today give the same numbers.
+    let calls = st.calls_ended_between(start, now)?;
+    let count = |f: &dyn Fn(&crate::calls::record::CallRecord) -> bool| {
+        calls.iter().filter(|c| f(c)).count() as u64
+    };
+    today.inbound = count(&|c| c.is_counted_inbound());
+    today.answered = count(&|c| {
+        c.is_counted_inbound() && c.status == crate::calls::record::Status::Answered
+    });
+    today.missed = count(&|c| c.is_counted_miss());
+    today.unresolved = count(&|c| c.is_counted_miss() && c.resolved_by.is_none());
     let (recent, _) = st.console_missed(&MissedFilter {
         from: start,
         to: now + jiff::SignedDuration::from_secs(1),
