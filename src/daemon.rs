@@ -157,20 +157,6 @@ pub async fn run_with(
             }
         });
     }
-    if cfg.web.listen.is_some() {
-        let (c, d, m, stop) = (
-            shared_cfg.clone(),
-            db.clone(),
-            metrics.clone(),
-            services.clone(),
-        );
-        tokio::spawn(async move {
-            // Like the metrics: a console that cannot start must not stop call tracking.
-            if let Err(e) = crate::console::serve(c, d, m, stop).await {
-                tracing::error!(error = %e, "web console disabled");
-            }
-        });
-    }
     // The dialer's events go to the observer and to an embedder's hook, if any.
     let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
     let hook = opts.dialer_events.clone();
@@ -231,6 +217,22 @@ pub async fn run_with(
         supervisors.push(j);
     }
     drop(link_tx);
+    // The web console, once the AMI connections exist (it asks them for their queues).
+    if cfg.web.listen.is_some() {
+        let (c, d, m, stop) = (
+            shared_cfg.clone(),
+            db.clone(),
+            metrics.clone(),
+            services.clone(),
+        );
+        let servers = handles.clone();
+        tokio::spawn(async move {
+            // Like the metrics: a console that cannot start must not stop call tracking.
+            if let Err(e) = crate::console::serve(c, d, m, servers, stop).await {
+                tracing::error!(error = %e, "web console disabled");
+            }
+        });
+    }
     let callback_server = cfg.callback_server().map(|a| a.name.clone());
     let callback_handle = callback_server
         .as_ref()

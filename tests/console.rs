@@ -114,7 +114,7 @@ async fn site_with(extra: &str) -> Site {
     let stop = CancellationToken::new();
     let key = console::load_key(&cfg, &db).unwrap();
     let metrics = Arc::new(Metrics::new(["lab"]));
-    let app = console::router(cfg, key, db.clone(), metrics, stop.clone());
+    let app = console::router(cfg, key, db.clone(), metrics, Vec::new(), stop.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(perezvon::web::serve_listener_with_peers(

@@ -431,6 +431,12 @@ async fn console_in_a_real_browser() {
         .await
         .expect("the lab plays all its traffic");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // The lab's queue, from QueueStatus.
+    b.wait_for(
+        "the lab's queue on the Now page",
+        "document.getElementById('queues').textContent.includes('sales')",
+    )
+    .await;
     b.screenshot(&shots, "now", 1280).await;
 
     // To call back: the number's open task, cancelled with its button.

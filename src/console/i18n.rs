@@ -104,6 +104,19 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
         "Сейчас никому не перезваниваем.",
     ),
     ("now.today", "Today", "Сегодня"),
+    ("now.queues", "Queues now", "Очереди сейчас"),
+    (
+        "now.no_queues",
+        "No queue reported by a connected server.",
+        "Подключённые серверы не сообщили об очередях.",
+    ),
+    ("q.queue", "Queue", "Очередь"),
+    ("q.waiting", "Waiting", "Ждут"),
+    ("q.longest", "Longest wait", "Дольше всех"),
+    ("q.talking", "Agents talking", "Агенты говорят"),
+    ("q.free", "Free", "Свободны"),
+    ("q.paused", "Paused", "На паузе"),
+    ("q.logged_in", "Logged in", "В системе"),
     ("now.inbound", "inbound", "входящих"),
     ("now.answered", "answered", "отвечено"),
     ("now.missed", "missed", "пропущено"),
@@ -355,6 +368,23 @@ mod tests {
         assert_eq!(Lang::pick(Some("ru"), Some("en")), Lang::Ru);
         assert_eq!(Lang::pick(Some("xx"), Some("ru")), Lang::Ru);
         assert_eq!(Lang::pick(None, Some(";;;,,q=,ru;q=abc")), Lang::Ru);
+    }
+
+    #[test]
+    fn every_key_the_console_uses_exists() {
+        let re = regex::Regex::new(
+            r#""((?:now|col|act|cb|msg|f|missed|hist|report|bad|err|nav|login|role|q)\.[a-z_]+)""#,
+        )
+        .unwrap();
+        let mut n = 0;
+        for src in [include_str!("pages.rs"), include_str!("mod.rs")] {
+            for c in re.captures_iter(src) {
+                let k = &c[1];
+                assert!(TEXTS.iter().any(|(t, _, _)| *t == k), "no text for {k:?}");
+                n += 1;
+            }
+        }
+        assert!(n > 50, "the scan found the keys ({n})");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! - [`auth`]: argon2 passwords, the signed session cookie, CSRF tokens, login rate limits.
 //! - [`i18n`]: English and Russian.
+//! - [`queues`]: the queues now (`QueueStatus` of every connected server).
 //! - [`pages`]: the server-rendered HTML; `static/` holds the stylesheet and the one small
 //!   script (SSE on the Now page), both compiled into the binary.
 //! - this file: the router, the security headers, the handlers and the live feed.
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod i18n;
 pub mod pages;
+pub mod queues;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,6 +38,7 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::ami::{Action, AmiHandle};
 use crate::callback::hours::Hours;
 use crate::callback::planner::{Policy, TaskState};
 use crate::config::{Config, WebRole, WebUser};
@@ -57,6 +60,10 @@ const LIVE_TICK: Duration = Duration::from_secs(1);
 /// The store is read again at least this often even when nothing was committed (day roll-over,
 /// a writer the data version does not see).
 const LIVE_REFRESH: Duration = Duration::from_secs(15);
+/// How often the queues are asked for (one small action per server).
+const QUEUE_EVERY: Duration = Duration::from_secs(3);
+/// How long a server may take to list its queues.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Rows of the Missed calls page.
 const MISSED_LIMIT: u32 = 500;
 
@@ -70,6 +77,8 @@ pub struct NowData {
     pub today: TodayStatus,
     pub in_flight: Vec<Attempt>,
     pub recent: Vec<MissedCall>,
+    /// The queues of the connected servers (`QueueStatus`), every [`QUEUE_EVERY`].
+    pub queues: Vec<queues::QueueNow>,
     /// The store could not be read (the rest is the last good reading).
     pub error: Option<String>,
     /// When this reading last changed.
@@ -113,11 +122,14 @@ pub fn load_key(cfg: &Config, db: &std::path::Path) -> Result<Key, String> {
 }
 
 /// The console's router and the live feed's task (stopped by `shutdown`).
+///
+/// `servers` are the daemon's AMI connections, asked for their queues (none in tests).
 pub fn router(
     cfg: Arc<Config>,
     key: Key,
     db: PathBuf,
     metrics: Arc<Metrics>,
+    servers: Vec<AmiHandle>,
     shutdown: CancellationToken,
 ) -> Router {
     let (tx, rx) = watch::channel(Arc::new(NowData::default()));
@@ -125,6 +137,7 @@ pub fn router(
         cfg.clone(),
         db.clone(),
         metrics,
+        servers,
         tx,
         shutdown.clone(),
     ));
@@ -173,6 +186,7 @@ pub async fn serve(
     cfg: Arc<Config>,
     db: PathBuf,
     metrics: Arc<Metrics>,
+    servers: Vec<AmiHandle>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let Some(listen) = cfg.web.listen else {
@@ -183,7 +197,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen for the web console on {listen}: {e}"))?;
     tracing::info!(%listen, users = cfg.web.users.len(), "web console listening");
-    let app = router(cfg, key, db, metrics, shutdown.clone());
+    let app = router(cfg, key, db, metrics, servers, shutdown.clone());
     crate::web::serve_listener_with_peers(listener, app, shutdown)
         .await
         .map_err(|e| format!("web console: {e}"))
@@ -566,9 +580,8 @@ fn read_now(st: &Store, tz: &jiff::tz::TimeZone, now: Timestamp) -> Result<NowDa
         calls.iter().filter(|c| f(c)).count() as u64
     };
     today.inbound = count(&|c| c.is_counted_inbound());
-    today.answered = count(&|c| {
-        c.is_counted_inbound() && c.status == crate::calls::record::Status::Answered
-    });
+    today.answered =
+        count(&|c| c.is_counted_inbound() && c.status == crate::calls::record::Status::Answered);
     today.missed = count(&|c| c.is_counted_miss());
     today.unresolved = count(&|c| c.is_counted_miss() && c.resolved_by.is_none());
     let (recent, _) = st.console_missed(&MissedFilter {
@@ -592,9 +605,12 @@ async fn live_feed(
     cfg: Arc<Config>,
     db: PathBuf,
     metrics: Arc<Metrics>,
+    servers: Vec<AmiHandle>,
     tx: watch::Sender<Arc<NowData>>,
     stop: CancellationToken,
 ) {
+    let mut queues: Vec<queues::QueueNow> = Vec::new();
+    let mut queues_at = std::time::Instant::now() - QUEUE_EVERY * 2;
     let tz = cfg.hours.timezone.clone();
     let store: Arc<Mutex<Option<Store>>> = Arc::new(Mutex::new(None));
     let mut last = NowData::default();
@@ -636,6 +652,11 @@ async fn live_feed(
             Ok(Err(e)) => next.error = Some(crate::store::error_chain(&e)),
             Err(e) => next.error = Some(e.to_string()),
         }
+        if queues_at.elapsed() >= QUEUE_EVERY {
+            queues_at = std::time::Instant::now();
+            queues = read_queues(&servers).await;
+        }
+        next.queues = queues.clone();
         next.servers = metrics.servers(now);
         next.calls_in_progress = metrics.calls_in_progress();
         next.held = metrics.held_verdicts();
@@ -649,6 +670,22 @@ async fn live_feed(
             }
         }
     }
+}
+
+/// `QueueStatus` of every connected server; a server that does not answer in time is left
+/// out this round (its link state says why).
+async fn read_queues(servers: &[AmiHandle]) -> Vec<queues::QueueNow> {
+    let mut out = Vec::new();
+    for h in servers.iter().filter(|h| h.is_up()) {
+        match tokio::time::timeout(QUEUE_TIMEOUT, h.send_list(Action::new("QueueStatus"))).await {
+            Ok(Ok((_, items))) => out.extend(queues::from_status(h.server(), &items)),
+            Ok(Err(e)) => {
+                tracing::debug!(server = h.server(), error = %e, "console: QueueStatus failed")
+            }
+            Err(_) => tracing::debug!(server = h.server(), "console: QueueStatus timed out"),
+        }
+    }
+    out
 }
 
 async fn now_page(State(s): State<S>, headers: HeaderMap) -> Response {

@@ -236,6 +236,68 @@ pub fn live_fragment(d: &NowData, lang: Lang, tz: &TimeZone) -> String {
     );
     o.push_str("</section>");
 
+    let _ = write!(
+        o,
+        r#"<section class="card" id="queues"><h2>{}</h2>"#,
+        esc(t("now.queues"))
+    );
+    if d.queues.is_empty() {
+        let _ = write!(o, r#"<div class="empty">{}</div>"#, esc(t("now.no_queues")));
+    } else {
+        let cols = [
+            "q.queue",
+            "q.waiting",
+            "q.longest",
+            "q.talking",
+            "q.free",
+            "q.paused",
+            "q.logged_in",
+        ];
+        o.push_str(r#"<table class="cards"><thead><tr>"#);
+        for (i, k) in cols.iter().enumerate() {
+            let _ = write!(
+                o,
+                r#"<th{}>{}</th>"#,
+                if i > 0 { r#" class="n""# } else { "" },
+                esc(t(k))
+            );
+        }
+        o.push_str("</tr></thead><tbody>");
+        let many = d.servers.len() > 1;
+        for q in &d.queues {
+            let name = if many {
+                format!("{} ({})", q.queue, q.server)
+            } else {
+                q.queue.clone()
+            };
+            let _ = write!(
+                o,
+                r#"<tr><td data-l="{}"><b>{}</b></td><td data-l="{}" class="n{}">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}" class="n">{}</td><td data-l="{}" class="n">{}</td></tr>"#,
+                esc(t(cols[0])),
+                esc(&name),
+                esc(t(cols[1])),
+                if q.waiting > 0 { " hot" } else { "" },
+                q.waiting,
+                esc(t(cols[2])),
+                if q.waiting > 0 {
+                    esc(&human_secs(f64::from(q.longest_wait_secs)))
+                } else {
+                    "-".into()
+                },
+                esc(t(cols[3])),
+                q.talking,
+                esc(t(cols[4])),
+                q.free,
+                esc(t(cols[5])),
+                q.paused,
+                esc(t(cols[6])),
+                q.logged_in,
+            );
+        }
+        o.push_str("</tbody></table>");
+    }
+    o.push_str("</section>");
+
     o.push_str(r#"<section class="grid"><div class="card"><h2>"#);
     o.push_str(&esc(t("now.servers")));
     o.push_str(r#"</h2><div class="servers">"#);
