@@ -77,7 +77,7 @@ pub struct NowData {
     pub today: TodayStatus,
     pub in_flight: Vec<Attempt>,
     pub recent: Vec<MissedCall>,
-    /// The queues of the connected servers (`QueueStatus`), every [`QUEUE_EVERY`].
+    /// The queues of the connected servers (`QueueStatus`, every 3 s).
     pub queues: Vec<queues::QueueNow>,
     /// The store could not be read (the rest is the last good reading).
     pub error: Option<String>,

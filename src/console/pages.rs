@@ -198,9 +198,11 @@ pub fn live_fragment(d: &NowData, lang: Lang, tz: &TimeZone) -> String {
     let td = &d.today;
     let _ = write!(
         o,
-        r#"<h2>{} <span class="sub">{}</span></h2><section class="kpis" id="today">"#,
+        r#"<h2>{} <span class="sub">{} · {} {}</span></h2><section class="kpis" id="today">"#,
         esc(t("now.today")),
-        esc(&td.date)
+        esc(&td.date),
+        esc(t("now.updated")),
+        d.at.map(|x| esc(&clock(x, tz))).unwrap_or_default()
     );
     kpi(
         &mut o,
