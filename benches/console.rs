@@ -53,7 +53,11 @@ fn bench(c: &mut Criterion) {
         st.insert_call(&perezvon::calls::record::CallRecord {
             caller: Some(format!("+{n}")),
             caller_normalized: Some(n),
-            status: if missed { Status::Missed } else { Status::Answered },
+            status: if missed {
+                Status::Missed
+            } else {
+                Status::Answered
+            },
             missed,
             lost_at: missed.then(|| LostAt::ALL[rng.usize(0..7)]),
             ..support::inbound_miss(&format!("{i}"), t, rng.f64() * 90.0)
@@ -125,7 +129,9 @@ fn bench(c: &mut Criterion) {
     });
 
     // The live part of the Now page: 10 latest misses, the counters.
-    let (recent, _) = st.console_missed(&MissedFilter { limit: 10, ..week }).unwrap();
+    let (recent, _) = st
+        .console_missed(&MissedFilter { limit: 10, ..week })
+        .unwrap();
     let data = NowData {
         recent,
         ..NowData::default()

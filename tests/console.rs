@@ -723,6 +723,33 @@ fn web_config_errors_name_their_key() {
             "{text}: {e}"
         );
     }
+    // The key file is read at load.
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, b"0123456789").unwrap();
+    for (path, says) in [
+        (dir.path().join("missing.key"), "cannot read"),
+        (short, "needs at least 32"),
+    ] {
+        let e = Config::from_toml(&format!(
+            "[web]\nsecret_file = {:?}\n",
+            path.display().to_string()
+        ))
+        .unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "web.secret_file" && p.message.contains(says)),
+            "{e}"
+        );
+    }
+    let good = dir.path().join("good.key");
+    std::fs::write(&good, [7u8; 32]).unwrap();
+    Config::from_toml(&format!(
+        "[web]\nsecret_file = {:?}\n",
+        good.display().to_string()
+    ))
+    .unwrap();
     // Off by default; a role defaults to viewer.
     let c = Config::from_toml("").unwrap();
     assert!(c.web.listen.is_none() && c.web.users.is_empty());

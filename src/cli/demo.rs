@@ -20,6 +20,10 @@ pub struct DemoArgs {
     /// Seconds between the starts of the recorded scenarios (smaller = denser traffic).
     #[arg(long, default_value_t = 0.7)]
     pub stagger: f64,
+    /// Also serve the web console on this address (e.g. 127.0.0.1:8088) with a user `demo`
+    /// and a password printed at the start; the demo then runs until Ctrl-C.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub web: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: &DemoArgs) -> CmdResult {
@@ -37,9 +41,22 @@ pub fn run(args: &DemoArgs) -> CmdResult {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let web = match args.web {
+        Some(listen) => {
+            let mut b = [0u8; 9];
+            getrandom::getrandom(&mut b).map_err(|e| format!("no random numbers: {e}"))?;
+            use base64::Engine as _;
+            Some((
+                listen,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
+            ))
+        }
+        None => None,
+    };
     let opts = DemoOptions {
         db: args.db.clone(),
         stagger: Duration::from_secs_f64(args.stagger),
+        web,
         ..DemoOptions::default()
     };
     let summary = rt.block_on(crate::demo::run(opts))?;

@@ -71,7 +71,7 @@ pub enum Command {
     /// An embedded AMI server plays the bundled Asterisk 22 recordings; the daemon notices the
     /// misses and calls the customers back; then the missed calls, the callbacks and the report.
     #[command(
-        after_help = "Example:\n  perezvon demo\n  perezvon demo --db demo.db --html demo-report.html && perezvon report --db demo.db"
+        after_help = "Example:\n  perezvon demo\n  perezvon demo --db demo.db --html demo-report.html && perezvon report --db demo.db\n  perezvon demo --web 127.0.0.1:8088    # and the web console, until Ctrl-C"
     )]
     Demo(demo::DemoArgs),
     /// What the running daemon is doing: links, events, the callback queue, today's calls.

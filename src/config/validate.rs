@@ -1600,6 +1600,35 @@ fn web(v: &mut V, raw: &RawWeb) -> WebConfig {
         );
     }
     let secret_file = raw.secret_file.as_ref().map(|p| v.resolve_path(p));
+    if let Some(p) = &secret_file {
+        // Read at load, so a wrong path is a configuration error, not a console that is
+        // silently off after a restart.
+        match std::fs::read(p) {
+            Ok(b) if b.len() < 32 => v.err(
+                "web.secret_file",
+                format!("{} holds {} bytes; the key needs at least 32", p.display(), b.len()),
+                Some("head -c 32 /dev/urandom > FILE; chmod 600 FILE"),
+            ),
+            Ok(_) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    if std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+                        v.warn(
+                            "web.secret_file",
+                            format!("{} is world-readable: anyone who reads it can forge a console session", p.display()),
+                            Some("chmod 600 it (owned by the perezvon user)"),
+                        );
+                    }
+                }
+            }
+            Err(e) => v.err(
+                "web.secret_file",
+                format!("cannot read {}: {e}", p.display()),
+                Some("remove the key to use console.key beside the database, created at the first start"),
+            ),
+        }
+    }
     let mut users: Vec<WebUser> = Vec::new();
     for (i, u) in raw.users.iter().flatten().enumerate() {
         let key = |k: &str| format!("web.users[{i}].{k}");

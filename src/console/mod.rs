@@ -923,18 +923,16 @@ fn act_on(
             if guarded() {
                 return Ok(Done::Flash("msg.guard"));
             }
+            let give_up_at = jiff::SignedDuration::try_from(cfg.callback.give_up_after)
+                .ok()
+                .and_then(|d| now.checked_add(d).ok())
+                .unwrap_or(Timestamp::MAX);
             if task.state == TaskState::Pending {
-                if action == "retry" {
-                    // A pending task has its attempts still ahead: "retry" is "call now".
-                }
-                if !st.call_task_now(id, now)? {
+                // A pending task has its attempts still ahead: "retry" of it is "call now".
+                if !st.call_task_now(id, now, give_up_at)? {
                     return Ok(Done::Flash("msg.not_open"));
                 }
             } else {
-                let give_up_at = jiff::SignedDuration::try_from(cfg.callback.give_up_after)
-                    .ok()
-                    .and_then(|d| now.checked_add(d).ok())
-                    .unwrap_or(Timestamp::MAX);
                 match st.retry_task(id, now, cfg.callback.max_attempts, give_up_at) {
                     Ok(()) => {}
                     Err(StoreError::Invalid(m)) if m.contains("in flight") => {

@@ -40,6 +40,8 @@ pub enum DemoError {
     Daemon(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot set up the web console: {0}")]
+    Console(String),
 }
 
 /// Demo settings.
@@ -53,6 +55,9 @@ pub struct DemoOptions {
     pub settle: Duration,
     /// Print progress lines while it runs.
     pub progress: bool,
+    /// Also serve the web console here, with one supervisor `demo` and this password, and keep
+    /// running after the calls until Ctrl-C.
+    pub web: Option<(std::net::SocketAddr, String)>,
 }
 
 impl Default for DemoOptions {
@@ -62,6 +67,7 @@ impl Default for DemoOptions {
             stagger: Duration::from_millis(700),
             settle: Duration::from_secs(120),
             progress: true,
+            web: None,
         }
     }
 }
@@ -125,7 +131,29 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
             std::fs::remove_file(&p).map_err(|e| DemoError::Database(p.clone(), e))?;
         }
     }
-    let cfg = demo_config(lab.addr.port(), &db);
+    let mut cfg = demo_config(lab.addr.port(), &db);
+    let key_file = match &opts.web {
+        Some((listen, password)) => {
+            let hash = crate::console::auth::hash_password(password)
+                .map_err(|e| DemoError::Console(e.to_string()))?;
+            // The demo's own key, beside its database (never a shared console.key in /tmp).
+            let key = PathBuf::from(format!("{}.console-key", db.display()));
+            let _ = std::fs::remove_file(&key);
+            crate::console::auth::Key::load_or_create(&key, true).map_err(DemoError::Console)?;
+            cfg.web.listen = Some(*listen);
+            cfg.web.secret_file = Some(key.clone());
+            cfg.web.users = vec![crate::config::WebUser {
+                name: "demo".into(),
+                password_hash: hash,
+                role: crate::config::WebRole::Supervisor,
+            }];
+            println!(
+                "web console: http://{listen}/  user: demo  password: {password}  (Ctrl-C ends the demo)"
+            );
+            Some(key)
+        }
+        None => None,
+    };
     if opts.progress {
         println!(
             "perezvon demo: an embedded Asterisk on {} plays {} recorded scenarios (about {} s of calls),",
@@ -157,6 +185,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     };
     let monitor = monitor(&opts, &lab, &db, daemon_done, shutdown.clone());
     let (result, monitored) = tokio::join!(daemon, monitor);
+    if let Some(k) = key_file {
+        let _ = std::fs::remove_file(k);
+    }
     monitored?;
     if let Err(e) = result {
         return Err(DemoError::Daemon(Box::new(e)));
@@ -214,6 +245,13 @@ async fn monitor(
             if t.elapsed() > opts.settle {
                 break;
             }
+        }
+    }
+    if let Some((listen, _)) = &opts.web {
+        println!("\nthe calls are over; the console stays up on http://{listen}/ until Ctrl-C");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = daemon_done.cancelled() => {}
         }
     }
     shutdown.cancel();

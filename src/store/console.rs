@@ -140,25 +140,25 @@ impl Store {
         Ok(out)
     }
 
-    /// "Call now": a pending task becomes due at `now`. Returns false when the task is not
+    /// "Call now": a pending task becomes due at `now`, and is not given up before
+    /// `give_up_at` (a supervisor asked for this call). Returns false when the task is not
     /// pending (in progress, closed, or gone). The dialer notices the change through
     /// `PRAGMA data_version` and applies every rule of the planner to it as to any due task.
-    pub fn call_task_now(&self, id: i64, now: jiff::Timestamp) -> Result<bool> {
+    pub fn call_task_now(
+        &self,
+        id: i64,
+        now: jiff::Timestamp,
+        give_up_at: jiff::Timestamp,
+    ) -> Result<bool> {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE callback_tasks SET next_attempt_at = ?2 \
-                 WHERE id = ?1 AND state = 'pending' AND next_attempt_at > ?2",
+                "UPDATE callback_tasks SET next_attempt_at = MIN(next_attempt_at, ?2), \
+                 give_up_at = MAX(give_up_at, ?3) WHERE id = ?1 AND state = 'pending'",
             )
-            .and_then(|mut s| s.execute(params![id, ts_to_f64(now)]))
+            .and_then(|mut s| s.execute(params![id, ts_to_f64(now), ts_to_f64(give_up_at)]))
             .map_err(StoreError::sql("make a task due now"))?;
-        if n == 1 {
-            return Ok(true);
-        }
-        // Already due: nothing to change, still a success.
-        Ok(self
-            .task(id)?
-            .is_some_and(|r| r.task.state == crate::callback::planner::TaskState::Pending))
+        Ok(n == 1)
     }
 }
 
@@ -193,13 +193,18 @@ mod tests {
         let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
         let id = st.create_task(&task("79161234567", at)).unwrap();
         let now = at + jiff::SignedDuration::from_mins(5);
-        assert!(st.call_task_now(id, now).unwrap());
-        assert_eq!(st.task(id).unwrap().unwrap().task.next_attempt_at, now);
-        // Already due: still fine, unchanged.
-        assert!(st.call_task_now(id, now).unwrap());
+        let later = at + jiff::SignedDuration::from_hours(72);
+        assert!(st.call_task_now(id, now, later).unwrap());
+        let t = st.task(id).unwrap().unwrap().task;
+        assert_eq!((t.next_attempt_at, t.give_up_at), (now, later));
+        // Already due: still fine, never pushed back; the horizon is never shortened.
+        let a_minute_on = now + jiff::SignedDuration::from_mins(1);
+        assert!(st.call_task_now(id, a_minute_on, now).unwrap());
+        let t = st.task(id).unwrap().unwrap().task;
+        assert_eq!((t.next_attempt_at, t.give_up_at), (now, later));
         st.close_task(id, TaskState::Cancelled, "test", now)
             .unwrap();
-        assert!(!st.call_task_now(id, now).unwrap());
-        assert!(!st.call_task_now(9999, now).unwrap());
+        assert!(!st.call_task_now(id, now, later).unwrap());
+        assert!(!st.call_task_now(9999, now, later).unwrap());
     }
 }
