@@ -271,6 +271,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
         "Подходит больше звонков; уточните условия.",
     ),
     ("missed.withheld", "withheld", "скрыт"),
+    ("missed.shown", "calls shown", "звонков показано"),
     ("hist.title", "Customer", "Клиент"),
     ("hist.calls", "Calls", "Звонки"),
     ("hist.attempts", "Callback attempts", "Попытки перезвона"),

@@ -728,7 +728,12 @@ pub fn missed(c: &Ctx, f: &MissedForm, rows: &[MissedCall], more: bool) -> Strin
     if rows.is_empty() {
         let _ = write!(o, r#"<div class="empty">{}</div>"#, esc(t("missed.none")));
     } else {
-        let _ = write!(o, r#"<div class="sub">{}</div>"#, rows.len());
+        let _ = write!(
+            o,
+            r#"<div class="sub">{} {}</div>"#,
+            rows.len(),
+            esc(t("missed.shown"))
+        );
         missed_table(&mut o, rows, c.lang, &c.tz, false);
         if more {
             let _ = write!(o, r#"<div class="flash">{}</div>"#, esc(t("missed.more")));
