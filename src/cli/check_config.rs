@@ -348,6 +348,24 @@ pub fn summary(cfg: &Config, name: &str) -> String {
     if cfg.metrics.enabled {
         let _ = writeln!(s, "metrics: http://{}/metrics", cfg.metrics.listen);
     }
+    if let Some(listen) = cfg.web.listen {
+        let supervisors = cfg
+            .web
+            .users
+            .iter()
+            .filter(|u| u.role == crate::config::WebRole::Supervisor)
+            .count();
+        let _ = writeln!(
+            s,
+            "web console: http://{listen}/{} ({} users, {supervisors} supervisors)",
+            if cfg.web.https {
+                " behind an https proxy"
+            } else {
+                ""
+            },
+            cfg.web.users.len()
+        );
+    }
     let _ = writeln!(s, "database: {}", cfg.storage.database.display());
     s
 }
