@@ -457,6 +457,10 @@ async fn actions_need_the_csrf_token_of_the_session() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(session_cookie(r.headers()).unwrap().contains("Max-Age=0"));
+    // The old cookie is dead even if someone kept a copy; another session of the user lives.
+    let r = s.get("/callbacks", &cookie).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(s.get("/callbacks", &other).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

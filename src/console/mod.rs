@@ -103,7 +103,13 @@ pub struct Console {
     store: Arc<Mutex<Option<Store>>>,
     live: watch::Receiver<Arc<NowData>>,
     shutdown: CancellationToken,
+    /// Sessions logged out before their expiry (nonce -> expiry): a copied cookie dies with
+    /// the logout. In memory: a restart forgets them, the expiry still holds.
+    revoked: Mutex<HashMap<String, i64>>,
 }
+
+/// Logged-out sessions remembered at most (they leave at their expiry).
+const MAX_REVOKED: usize = 100_000;
 
 type S = Arc<Console>;
 
@@ -149,6 +155,7 @@ pub fn router(
         store: Arc::new(Mutex::new(None)),
         live: rx,
         shutdown,
+        revoked: Mutex::new(HashMap::new()),
     });
     let https = state.cfg.web.https;
     Router::new()
@@ -306,7 +313,8 @@ impl IntoResponse for ToLogin {
 
 fn authed(s: &S, headers: &HeaderMap, here: &str) -> Result<Authed, ToLogin> {
     let found = cookie(headers, SESSION_COOKIE)
-        .and_then(|v| Session::decode(v, &s.key, &s.cfg.web.users, now_secs()));
+        .and_then(|v| Session::decode(v, &s.key, &s.cfg.web.users, now_secs()))
+        .filter(|(session, _)| !is_revoked(s, &session.nonce));
     match found {
         Some((session, user)) => {
             let ctx = pages::Ctx {
@@ -328,6 +336,27 @@ fn authed(s: &S, headers: &HeaderMap, here: &str) -> Result<Authed, ToLogin> {
             Err(ToLogin(format!("/login?next={}", pages::q(next))))
         }
     }
+}
+
+fn is_revoked(s: &S, nonce: &str) -> bool {
+    s.revoked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(nonce)
+}
+
+fn revoke(s: &S, session: &Session) {
+    let mut r = s.revoked.lock().unwrap_or_else(|e| e.into_inner());
+    if r.len() >= MAX_REVOKED {
+        let now = now_secs();
+        r.retain(|_, exp| *exp > now);
+        if r.len() >= MAX_REVOKED {
+            if let Some(k) = r.keys().next().cloned() {
+                r.remove(&k);
+            }
+        }
+    }
+    r.insert(session.nonce.clone(), session.expires);
 }
 
 /// A cross-site POST (its `Origin` or `Sec-Fetch-Site` names another site) is refused
@@ -528,6 +557,8 @@ async fn logout(
             a.ctx.lang.t("msg.csrf"),
         );
     }
+    revoke(&s, &a.session);
+    tracing::info!(user = %a.user.name, "console: logged out");
     let mut r = redirect("/login");
     if let Ok(v) = HeaderValue::from_str(&session_cookie(&s, "", 0)) {
         r.headers_mut().insert(header::SET_COOKIE, v);

@@ -13,7 +13,6 @@ use crate::callback::planner::TaskState;
 use crate::calls::record::{CallRecord, Direction};
 use crate::config::WebRole;
 use crate::report::html::esc;
-use crate::report::human_secs;
 use crate::store::report::MissedCall;
 use crate::store::tasks::{Attempt, TaskRow};
 
@@ -282,7 +281,7 @@ pub fn live_fragment(d: &NowData, lang: Lang, tz: &TimeZone) -> String {
                 q.waiting,
                 esc(t(cols[2])),
                 if q.waiting > 0 {
-                    esc(&human_secs(f64::from(q.longest_wait_secs)))
+                    esc(&dur(lang, f64::from(q.longest_wait_secs)))
                 } else {
                     "-".into()
                 },
@@ -443,7 +442,7 @@ fn missed_table(o: &mut String, rows: &[MissedCall], lang: Lang, tz: &TimeZone, 
             (Some(by), Some(when)) => format!(
                 "{} · {}",
                 word(lang, by.as_str()),
-                human_secs(when.duration_since(c.ended_at).as_secs_f64().max(0.0))
+                dur(lang, when.duration_since(c.ended_at).as_secs_f64().max(0.0))
             ),
             (Some(by), None) => word(lang, by.as_str()),
             _ => "-".into(),
@@ -472,7 +471,7 @@ fn missed_table(o: &mut String, rows: &[MissedCall], lang: Lang, tz: &TimeZone, 
                 .map(|l| word(lang, l.as_str()))
                 .unwrap_or_else(|| "-".into())),
             esc(t(cols[4])),
-            esc(&human_secs(c.wait_secs)),
+            esc(&dur(lang, c.wait_secs)),
             esc(t(cols[5])),
             esc(c.agent.as_deref().unwrap_or("-")),
             esc(t(cols[6])),
@@ -794,9 +793,9 @@ pub fn customer(c: &Ctx, normalized: &str, calls: &[CallRecord], attempts: &[Att
                     .map(|l| word(c.lang, l.as_str()))
                     .unwrap_or_else(|| "-".into())),
                 esc(t(cols[4])),
-                esc(&human_secs(r.wait_secs)),
+                esc(&dur(c.lang, r.wait_secs)),
                 esc(t(cols[5])),
-                esc(&human_secs(r.talk_secs)),
+                esc(&dur(c.lang, r.talk_secs)),
                 esc(t(cols[6])),
                 esc(r.agent.as_deref().unwrap_or("-")),
                 esc(t(cols[7])),
@@ -904,5 +903,45 @@ fn status_str(r: &CallRecord) -> &'static str {
         Status::Missed => "missed",
         Status::Ignored => "ignored",
         Status::Unknown => "unknown",
+    }
+}
+
+/// A duration for people ([`crate::report::human_secs`]), with Russian units in Russian.
+pub fn dur(lang: Lang, secs: f64) -> String {
+    let en = crate::report::human_secs(secs);
+    match lang {
+        Lang::En => en,
+        Lang::Ru => en
+            .split(' ')
+            .map(|w| match w {
+                "s" => "с",
+                "m" => "мин",
+                "h" => "ч",
+                "d" => "д",
+                other => other,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_both_languages() {
+        assert_eq!(dur(Lang::En, 42.0), "42 s");
+        assert_eq!(dur(Lang::Ru, 42.0), "42 с");
+        assert_eq!(dur(Lang::Ru, 250.0), "4 мин 10 с");
+        assert_eq!(dur(Lang::Ru, 90_000.0), "1 д 1 ч");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            q("/missed?from=2026-12-01&x=a b"),
+            "%2Fmissed%3Ffrom%3D2026-12-01%26x%3Da%20b"
+        );
     }
 }
