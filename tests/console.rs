@@ -692,6 +692,13 @@ async fn events_stream_the_now_page() {
         got.contains("+79161234567"),
         "today's miss in the feed: {got}"
     );
+    // Shutdown ends the stream (a graceful stop does not wait for open pages forever).
+    s.stop.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = r.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ends at shutdown");
 }
 
 #[test]

@@ -571,7 +571,7 @@ async fn set_lang(Query(q): Query<HashMap<String, String>>) -> Response {
     let mut r = redirect(back);
     if let Some(l) = q.get("set").and_then(|l| Lang::parse(l)) {
         let c = format!(
-            "{LANG_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31536000",
+            "{LANG_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000",
             l.code()
         );
         if let Ok(v) = HeaderValue::from_str(&c) {
