@@ -810,17 +810,22 @@ fn passwd_prints_a_hash_that_verifies() {
         "[[web.users]]\nname = \"olga\"\npassword_hash = \"{hash}\"\nrole = \"supervisor\"\n"
     ))
     .unwrap();
-    // A too short password: exit 2 and why.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_perezvon"))
-        .arg("passwd")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"short").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 8"));
-    assert!(out.stdout.is_empty());
+    // A short password: hashed, with a warning; no password at all: exit 2 and why.
+    for (input, code, says) in [
+        (&b"short"[..], 0, "shorter than 8"),
+        (&b""[..], 2, "no password"),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_perezvon"))
+            .arg("passwd")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says));
+        assert_eq!(out.stdout.starts_with(b"$argon2id$"), code == 0);
+    }
 }

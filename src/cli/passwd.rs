@@ -9,7 +9,8 @@ use clap::Args;
 
 use super::CmdResult;
 
-/// The shortest password accepted: the console may face a network.
+/// Below this many characters the hash is still printed, with a warning: the console may face
+/// a network.
 pub const MIN_PASSWORD: usize = 8;
 /// More than a password: a file piped in by mistake.
 const MAX_PASSWORD: usize = 1024;
@@ -25,6 +26,11 @@ pub fn run(_: &PasswdArgs) -> CmdResult {
         .read_to_end(&mut raw)?;
     match password_from_input(&raw) {
         Ok(pw) => {
+            if pw.chars().count() < MIN_PASSWORD {
+                eprintln!(
+                    "perezvon: warning: the password is shorter than {MIN_PASSWORD} characters and easy to guess"
+                );
+            }
             let hash = crate::console::auth::hash_password(pw)?;
             writeln!(std::io::stdout().lock(), "{hash}")?;
             Ok(0)
@@ -53,10 +59,10 @@ pub fn password_from_input(raw: &[u8]) -> Result<&str, String> {
             "the password holds a control character or several lines (pipe it with echo -n)".into(),
         );
     }
-    if pw.chars().count() < MIN_PASSWORD {
-        return Err(format!(
-            "the password is shorter than {MIN_PASSWORD} characters (pipe it in: echo -n PASSWORD | perezvon passwd)"
-        ));
+    if pw.is_empty() {
+        return Err(
+            "no password on standard input (pipe it in: echo -n PASSWORD | perezvon passwd)".into(),
+        );
     }
     Ok(pw)
 }
@@ -77,7 +83,8 @@ mod tests {
             password_from_input("пароль-длинный".as_bytes()),
             Ok("пароль-длинный")
         );
-        assert!(password_from_input(b"short").is_err());
+        assert_eq!(password_from_input(b"short"), Ok("short"));
+        assert!(password_from_input(b"\n").is_err());
         assert!(password_from_input(b"").is_err());
         assert!(password_from_input(b"two\nlines here").is_err());
         assert!(password_from_input(b"\xff\xfe not utf8").is_err());
