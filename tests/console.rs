@@ -829,3 +829,30 @@ fn passwd_prints_a_hash_that_verifies() {
         assert_eq!(out.stdout.starts_with(b"$argon2id$"), code == 0);
     }
 }
+
+#[tokio::test]
+async fn text_from_outside_is_escaped_everywhere() {
+    let s = site().await;
+    {
+        let st = Store::open(&s.db).unwrap();
+        let at = Timestamp::now() - jiff::SignedDuration::from_mins(10);
+        st.insert_call(&perezvon::calls::record::CallRecord {
+            caller: Some("<script>alert(1)</script>".into()),
+            caller_normalized: None,
+            callee: Some("\"><img src=x onerror=alert(2)>".into()),
+            agent: Some("<b>201</b>".into()),
+            ..support::inbound_miss("1764000000.9", at, 12.0)
+        })
+        .unwrap();
+    }
+    let cookie = s.session("olga", OLGA).await;
+    for p in ["/missed", "/now", "/missed?did=%22%3E%3Cimg%20src%3Dx%3E"] {
+        let (st, body) = s.text(p, &cookie).await;
+        assert_eq!(st, StatusCode::OK, "{p}");
+        assert!(!body.contains("<script>alert"), "{p}");
+        assert!(!body.contains("<img src=x"), "{p}");
+        assert!(!body.contains("<b>201</b>"), "{p}");
+    }
+    let (_, body) = s.text("/missed", &cookie).await;
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
