@@ -254,6 +254,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("f.to", "To", "По"),
     ("f.lost_at", "Where lost", "Где потерян"),
     ("f.did", "Dialled number", "Набранный номер"),
+    ("f.queue", "Queue", "Очередь"),
     ("f.agent", "Agent", "Агент"),
     ("f.state", "Resolution", "Решение"),
     ("f.any", "any", "любое"),

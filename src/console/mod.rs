@@ -1078,6 +1078,8 @@ async fn missed_page(
         did: get("did"),
         agent: get("agent"),
         state: get("state"),
+        queue: get("queue"),
+        has_queue: false,
     };
     let lost_at = match form.lost_at.as_str() {
         "" => None,
@@ -1097,8 +1099,11 @@ async fn missed_page(
             ))
         }
     };
-    if form.did.chars().count() > 64 || form.agent.chars().count() > 64 {
-        return bad("did / agent: too long".into());
+    if [&form.did, &form.agent, &form.queue]
+        .iter()
+        .any(|v| v.chars().count() > 64)
+    {
+        return bad("did / agent / queue: too long".into());
     }
     let filter = MissedFilter {
         from: start,
@@ -1107,10 +1112,27 @@ async fn missed_page(
         did: Some(form.did.clone()).filter(|d| !d.is_empty()),
         agent: Some(form.agent.clone()).filter(|d| !d.is_empty()),
         resolved,
+        queue: Some(form.queue.clone()).filter(|d| !d.is_empty()),
         limit: MISSED_LIMIT,
     };
-    match with_store(&s, move |st| st.console_missed(&filter)).await {
-        Ok((rows, more)) => page(StatusCode::OK, pages::missed(&a.ctx, &form, &rows, more)),
+    let mut form = form;
+    let read = with_store(&s, move |st| {
+        let has_queue = st.calls_have_queue()?;
+        if filter.queue.is_some() && !has_queue {
+            return Ok(None);
+        }
+        Ok(Some((st.console_missed(&filter)?, has_queue)))
+    })
+    .await;
+    match read {
+        Ok(None) => bad(format!(
+            "queue = {:?}: this database stores no queue names",
+            crate::report::text::cell(&form.queue, 40)
+        )),
+        Ok(Some(((rows, more), has_queue))) => {
+            form.has_queue = has_queue;
+            page(StatusCode::OK, pages::missed(&a.ctx, &form, &rows, more))
+        }
         Err(e) => problem(
             &a.ctx,
             StatusCode::SERVICE_UNAVAILABLE,

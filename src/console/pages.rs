@@ -675,6 +675,9 @@ pub struct MissedForm {
     pub did: String,
     pub agent: String,
     pub state: String,
+    pub queue: String,
+    /// The database stores queue names: the queue filter is offered.
+    pub has_queue: bool,
 }
 
 pub fn missed(c: &Ctx, f: &MissedForm, rows: &[MissedCall], more: bool) -> String {
@@ -700,7 +703,8 @@ pub fn missed(c: &Ctx, f: &MissedForm, rows: &[MissedCall], more: bool) -> Strin
     }
     let _ = write!(
         o,
-        r#"</select></label><label>{}<input name="did" value="{}" size="12"></label><label>{}<input name="agent" value="{}" size="8"></label><label>{}<select name="state">"#,
+        r#"</select></label>{}<label>{}<input name="did" value="{}" size="12"></label><label>{}<input name="agent" value="{}" size="8"></label><label>{}<select name="state">"#,
+        queue_input(c, f),
         esc(t("f.did")),
         esc(&f.did),
         esc(t("f.agent")),
@@ -923,6 +927,17 @@ pub fn dur(lang: Lang, secs: f64) -> String {
             .collect::<Vec<_>>()
             .join(" "),
     }
+}
+
+fn queue_input(c: &Ctx, f: &MissedForm) -> String {
+    if !f.has_queue {
+        return String::new();
+    }
+    format!(
+        r#"<label>{}<input name="queue" value="{}" size="10"></label>"#,
+        esc(c.t("f.queue")),
+        esc(&f.queue)
+    )
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct MissedFilter {
     pub agent: Option<String>,
     /// `Some(true)`: resolved ones only, `Some(false)`: unresolved ones only.
     pub resolved: Option<bool>,
+    /// The queue the call was in, exact; only where the calls table has a `queue` column
+    /// ([`Store::calls_have_queue`]), else refused.
+    pub queue: Option<String>,
     /// At most this many rows, newest first.
     pub limit: u32,
 }
@@ -33,13 +36,22 @@ impl Store {
     pub fn console_missed(&self, f: &MissedFilter) -> Result<(Vec<MissedCall>, bool)> {
         // The definition of a counted miss is `CallRecord::is_counted_miss`; the SQL narrows
         // the rows and the Rust filter below keeps that one definition authoritative.
+        let queue_clause = match &f.queue {
+            Some(_) if self.calls_have_queue()? => "AND queue = ?8",
+            Some(_) => {
+                return Err(StoreError::Invalid(
+                    "this database stores no queue names: the queue filter is not available".into(),
+                ))
+            }
+            None => "AND ?8 IS NULL",
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 \
              AND direction = 'inbound' AND missed = 1 AND ignored = 0 \
              AND (?3 IS NULL OR lost_at = ?3) \
              AND (?4 IS NULL OR callee = ?4 OR callee_normalized = ?4) \
              AND (?5 IS NULL OR agent = ?5) \
-             AND (?6 IS NULL OR (?6 = 1) = (resolved_by IS NOT NULL)) \
+             AND (?6 IS NULL OR (?6 = 1) = (resolved_by IS NOT NULL)) {queue_clause} \
              ORDER BY ended_at DESC, id DESC LIMIT ?7"
         );
         let limit = f.limit.max(1);
@@ -55,7 +67,8 @@ impl Store {
                         f.did,
                         f.agent,
                         f.resolved.map(i64::from),
-                        i64::from(limit) + 1
+                        i64::from(limit) + 1,
+                        f.queue,
                     ],
                     row_to_call,
                 )?
@@ -75,6 +88,20 @@ impl Store {
             out.push(MissedCall { call, task });
         }
         Ok((out, more))
+    }
+
+    /// Whether calls carry the queue they were in (a `queue` column): the Missed calls page
+    /// offers the queue filter then.
+    pub fn calls_have_queue(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('calls') WHERE name = 'queue'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::sql("read the calls table's columns"))?;
+        Ok(n > 0)
     }
 
     /// The newest task opened no later than the miss and not closed before it (one second of
@@ -185,6 +212,26 @@ mod tests {
             last_outcome: None,
             use_fallback: false,
         }
+    }
+
+    #[test]
+    fn the_queue_filter_needs_a_queue_column() {
+        let st = Store::open_in_memory().unwrap();
+        let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let f = MissedFilter {
+            from: at,
+            to: at + jiff::SignedDuration::from_hours(1),
+            queue: Some("sales".into()),
+            limit: 10,
+            ..MissedFilter::default()
+        };
+        if st.calls_have_queue().unwrap() {
+            assert!(st.console_missed(&f).unwrap().0.is_empty());
+        } else {
+            assert!(matches!(st.console_missed(&f), Err(StoreError::Invalid(_))));
+        }
+        let all = MissedFilter { queue: None, ..f };
+        assert!(st.console_missed(&all).unwrap().0.is_empty());
     }
 
     #[test]
