@@ -10,3 +10,4 @@ pub mod dialer;
 pub mod hours;
 pub mod originate;
 pub mod planner;
+pub mod request;

@@ -63,6 +63,9 @@ pub enum Rejected {
     Kind(NumberKind),
     #[error("outside callback.allow_countries (toll-fraud guard)")]
     Country,
+    /// On the do-not-call list (`perezvon dnc`, `callback.dnc_file`, "press 9", a disposition).
+    #[error("on the do-not-call list")]
+    DoNotCall,
 }
 
 impl DialNumber {
@@ -102,6 +105,22 @@ impl DialNumber {
             KindRefusal::Country => Rejected::Country,
         })?;
         Ok(DialNumber(normalized.to_string()))
+    }
+
+    /// [`DialNumber::check_guarded`], and not on the do-not-call list `dnc` (normalised
+    /// numbers): what every Originate's number goes through.
+    pub fn check_consented(
+        normalized: &str,
+        allow: &[regex::Regex],
+        deny: &[regex::Regex],
+        kinds: &KindGuard,
+        dnc: &std::collections::HashSet<String>,
+    ) -> Result<DialNumber, Rejected> {
+        let n = Self::check_guarded(normalized, allow, deny, kinds)?;
+        if dnc.contains(n.as_str()) {
+            return Err(Rejected::DoNotCall);
+        }
+        Ok(n)
     }
 
     pub fn as_str(&self) -> &str {

@@ -30,6 +30,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::hours::Hours;
 use super::originate::{DialNumber, Rejected};
+use super::request::{Routing, TaskKind};
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
 use crate::config::{CallbackConfig, Target};
 use crate::number::{KindGuard, NumberPlan};
@@ -122,6 +123,8 @@ pub struct Task {
     pub last_outcome: Option<AttemptOutcome>,
     /// The next attempt goes to `fallback_queue` (an agent did not take the previous one).
     pub use_fallback: bool,
+    /// Kind, owner and place in line (issue 14: requested and owned callbacks).
+    pub routing: Routing,
 }
 
 /// The policy of `[callback]`, in the planner's terms.
@@ -146,6 +149,30 @@ pub struct Policy {
     pub fallback: Option<Target>,
     /// `calls.min_talk`: an outbound call at least this long resolves a miss.
     pub min_talk: Duration,
+    /// Issue 14: owned callbacks and the do-not-call list.
+    pub request: RequestPolicy,
+}
+
+/// The part of the policy for requested and owned callbacks and the do-not-call list.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    /// `callback.owner_wait`; `None`: owned callbacks are off (no owner is assigned).
+    pub owner_wait: Option<Duration>,
+    /// `callback.owner_endpoint`, with `{agent}`.
+    pub owner_endpoint: String,
+    /// The do-not-call list (database and `callback.dnc_file`), normalised numbers. Checked
+    /// where the allow-list is: a listed number cannot become a [`DialNumber`].
+    pub dnc: std::sync::Arc<HashSet<String>>,
+}
+
+impl Default for RequestPolicy {
+    fn default() -> RequestPolicy {
+        RequestPolicy {
+            owner_wait: None,
+            owner_endpoint: "PJSIP/{agent}".into(),
+            dnc: Default::default(),
+        }
+    }
 }
 
 impl Policy {
@@ -167,7 +194,38 @@ impl Policy {
             target: cb.target.clone(),
             fallback: cb.fallback_queue.clone().map(Target::Queue),
             min_talk,
+            request: RequestPolicy {
+                owner_wait: cb.request.owner_wait,
+                owner_endpoint: cb.request.owner_endpoint.clone(),
+                dnc: Default::default(),
+            },
         }
+    }
+
+    /// Where a task's attempt at `now` goes: its owner's endpoint while the task is still
+    /// theirs (owned callbacks), else [`Policy::target_of`].
+    pub fn target_at(&self, t: &Task, now: Timestamp) -> std::borrow::Cow<'_, Target> {
+        match t.routing.owner_at(now) {
+            Some(agent) => std::borrow::Cow::Owned(self.owner_target(agent)),
+            None => std::borrow::Cow::Borrowed(self.target_of(t)),
+        }
+    }
+
+    /// The endpoint of an owner (`owner_endpoint` with `{agent}`).
+    pub fn owner_target(&self, agent: &str) -> Target {
+        Target::Endpoint(self.request.owner_endpoint.replace("{agent}", agent))
+    }
+
+    /// The queue whose waiting callers hold a requested task back: the queue the caller asked
+    /// from, else the target's queue. `None` for a missed-call task, or when neither is a queue.
+    pub fn hold_queue<'a>(&'a self, t: &'a Task) -> Option<&'a str> {
+        if t.routing.kind != TaskKind::Requested {
+            return None;
+        }
+        t.routing.queue.as_deref().or(match &self.target {
+            Target::Queue(q) => Some(q.as_str()),
+            _ => None,
+        })
     }
 
     /// Where a task's next (or current) attempt goes.
@@ -188,7 +246,13 @@ impl Policy {
 
     /// Validates a number for dialling under this policy.
     pub fn dial_number(&self, normalized: &str) -> Result<DialNumber, Rejected> {
-        DialNumber::check_guarded(normalized, &self.allow, &self.deny, &self.kind_guard)
+        DialNumber::check_consented(
+            normalized,
+            &self.allow,
+            &self.deny,
+            &self.kind_guard,
+            &self.request.dnc,
+        )
     }
 }
 
@@ -295,6 +359,7 @@ pub fn on_miss(
             last_attempt_at: None,
             last_outcome: None,
             use_fallback: false,
+            routing: Default::default(),
         }),
     }
 }
@@ -363,17 +428,32 @@ pub struct DueTask {
     pub target: Target,
 }
 
-/// Priority key, smallest first: most missed, then the longest waiting, then the oldest task;
-/// the last field is the task's index. Precomputed so selection compares plain integers.
-type Key = (u32, i64, i64, u32);
+/// Priority key, smallest first: requested callbacks before missed calls, requested ones in
+/// the order their callers joined the queue (they keep their place in line); then the most
+/// missed, then the longest waiting, then the oldest task; the last field is the task's index.
+/// Precomputed so selection compares plain integers.
+type Key = (u8, u32, i64, i64, u32);
 
 fn key(t: &Task, i: usize) -> Key {
-    (
-        u32::MAX - t.missed_count,
-        t.next_attempt_at.as_microsecond(),
-        t.id,
-        i as u32,
-    )
+    match t.routing.kind {
+        TaskKind::Requested => (
+            0,
+            0,
+            t.routing
+                .joined_at
+                .unwrap_or(t.first_missed_at)
+                .as_microsecond(),
+            t.id,
+            i as u32,
+        ),
+        TaskKind::Missed => (
+            1,
+            u32::MAX - t.missed_count,
+            t.next_attempt_at.as_microsecond(),
+            t.id,
+            i as u32,
+        ),
+    }
 }
 
 /// The `cap` smallest keys seen, in a bounded max-heap: O(n log cap) worst case, and one
@@ -439,7 +519,7 @@ pub fn due_avoiding(
     let mut by_target: HashMap<String, u32> = HashMap::new();
     for t in tasks.iter().filter(|t| t.state == TaskState::InProgress) {
         in_flight += 1;
-        *by_target.entry(policy.target_of(t).key()).or_default() += 1;
+        *by_target.entry(policy.target_at(t, now).key()).or_default() += 1;
     }
     let global_left = policy.max_concurrent.saturating_sub(in_flight) as usize;
     if global_left == 0 {
@@ -479,6 +559,9 @@ pub fn due_avoiding(
     };
     let mut buckets: [Best; 4] =
         std::array::from_fn(|b| Best::new(global_left.min(target_left(bucket_key(b)))));
+    // Tasks still waiting for their owner go to per-owner endpoints, outside the buckets: a
+    // few, with their own per-target caps in the merge below.
+    let mut owned: Vec<Key> = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
         if t.state != TaskState::Pending
             || t.next_attempt_at > now
@@ -486,6 +569,10 @@ pub fn due_avoiding(
             || t.attempts >= t.attempt_budget
             || (!live.is_empty() && live.contains(t.number.as_str()))
         {
+            continue;
+        }
+        if t.routing.owner.is_some() && t.routing.owner_at(now).is_some() {
+            owned.push(key(t, i));
             continue;
         }
         let fb = usize::from(t.use_fallback && policy.fallback.is_some());
@@ -514,6 +601,8 @@ pub fn due_avoiding(
     for (b, v) in buckets.iter().enumerate() {
         cand.extend(v.iter().map(|&k| (k, b)));
     }
+    // Owned tasks are not spread (bucket 4 is even): their owner is one person, capped below.
+    cand.extend(owned.into_iter().map(|k| (k, 4)));
     cand.sort_unstable();
     let mut out = Vec::new();
     let mut quota_left = quota;
@@ -521,8 +610,8 @@ pub fn due_avoiding(
         if out.len() >= global_left {
             break;
         }
-        let t = &tasks[k.3 as usize];
-        let target = policy.target_of(t);
+        let t = &tasks[k.4 as usize];
+        let target = policy.target_at(t, now);
         let key = target.key();
         let used = by_target.entry(key).or_default();
         if *used >= policy.max_concurrent_per_target {
@@ -537,7 +626,7 @@ pub fn due_avoiding(
         *used += 1;
         out.push(DueTask {
             id: t.id,
-            target: target.clone(),
+            target: target.into_owned(),
         });
     }
     out
@@ -569,6 +658,7 @@ mod tests {
             target: Target::Queue("sales".into()),
             fallback: None,
             min_talk: Duration::from_secs(6),
+            request: Default::default(),
         }
     }
 
