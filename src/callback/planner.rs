@@ -421,6 +421,125 @@ pub fn after_outcome(
     }
 }
 
+/// What a caller's request ("press 1") does to the tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestPlan {
+    /// A new requested task, due at once (the caller is waiting for it).
+    Create(Task),
+    /// The number has an open task already: it becomes requested, keeps its id and counts,
+    /// takes the caller's place in line and is due now.
+    Requeue {
+        id: i64,
+        queue: Option<String>,
+        joined_at: Option<Timestamp>,
+        due_at: Timestamp,
+    },
+}
+
+/// Plans a caller's request for a callback to `number` at `now`. `existing` is the number's open
+/// task. The caller joined `queue` at `joined_at` (their place); a requested task is due at
+/// once, within working hours, and tried only when no caller waits in that queue and the target
+/// has a free person (the dialer asks; [`Policy::hold_queue`]).
+pub fn on_request(
+    existing: Option<&Task>,
+    number: &DialNumber,
+    server: &str,
+    queue: Option<&str>,
+    joined_at: Option<Timestamp>,
+    now: Timestamp,
+    policy: &Policy,
+) -> RequestPlan {
+    match existing {
+        Some(t) => RequestPlan::Requeue {
+            id: t.id,
+            queue: queue.map(str::to_string),
+            joined_at,
+            due_at: now,
+        },
+        None => RequestPlan::Create(Task {
+            id: 0,
+            number: number.as_str().to_string(),
+            state: TaskState::Pending,
+            server: server.to_string(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: policy.max_attempts,
+            lost_at: queue.map(|_| LostAt::Queue),
+            first_missed_at: now,
+            last_missed_at: now,
+            next_attempt_at: now,
+            give_up_at: add(now, policy.give_up_after),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+            routing: Routing {
+                kind: TaskKind::Requested,
+                queue: queue.map(str::to_string),
+                joined_at: Some(joined_at.unwrap_or(now)),
+                ..Routing::default()
+            },
+        }),
+    }
+}
+
+/// The owner of a new task, with owned callbacks on (`owner_wait`): the agent who last talked
+/// with the customer (`last_agent`, from the call records), else the person whose own number
+/// the customer called (`direct`: the miss was lost at `user`). Attempts wait for them until
+/// `since + owner_wait`.
+pub fn owner_for(
+    last_agent: Option<&str>,
+    direct: Option<&str>,
+    since: Timestamp,
+    policy: &Policy,
+) -> Option<(String, Timestamp)> {
+    let wait = policy.request.owner_wait?;
+    let agent = last_agent.or(direct).filter(|a| {
+        // Only what can be put into an endpoint name: digits, letters, `_`, `-`, `.`.
+        !a.is_empty()
+            && a.len() <= 40
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    })?;
+    Some((agent.to_string(), add(since, wait)))
+}
+
+/// An attempt that went to the task's owner (it was theirs when the attempt started) and did
+/// not connect: after one missed attempt the group takes the task. Returns the verdict to
+/// apply and whether the owner is released. The next attempt goes to the main target (not
+/// `fallback_queue`: that is for the group missing it), and after `agent_missed` it comes
+/// after `delay`, the customer having just answered.
+pub fn after_owner_attempt(
+    task: &Task,
+    outcome: AttemptOutcome,
+    after: AfterOutcome,
+    now: Timestamp,
+    policy: &Policy,
+) -> (AfterOutcome, bool) {
+    let owners = task.routing.owner.is_some()
+        && task
+            .last_attempt_at
+            .is_some_and(|a| task.routing.owner_at(a).is_some());
+    if !owners
+        || matches!(
+            outcome,
+            AttemptOutcome::Call(CallbackOutcome::Connected) | AttemptOutcome::Unknown
+        )
+    {
+        return (after, false);
+    }
+    let mut after = after;
+    after.use_fallback = task.use_fallback;
+    if after.state == TaskState::Pending
+        && outcome == AttemptOutcome::Call(CallbackOutcome::AgentMissed)
+    {
+        let soon = add(now, policy.delay);
+        if soon < task.give_up_at {
+            after.next_attempt_at = soon;
+        }
+    }
+    (after, true)
+}
+
 /// A task chosen to be dialled now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueTask {
