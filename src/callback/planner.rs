@@ -1289,3 +1289,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "planner_request_tests.rs"]
+mod request_tests;
