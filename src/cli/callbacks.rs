@@ -94,6 +94,18 @@ pub struct TaskJson {
     pub closed_at: Option<String>,
     pub close_reason: Option<String>,
     pub server: String,
+    /// missed | requested (the caller asked for it).
+    pub kind: &'static str,
+    /// The agent the callback goes through first (owned callbacks), if any.
+    pub owner: Option<String>,
+    /// RFC 3339: until when attempts wait for the owner (`null`: no owner).
+    pub owner_until: Option<String>,
+    /// Requested: the queue the caller asked from, and when they joined it (RFC 3339).
+    pub queue: Option<String>,
+    pub joined_at: Option<String>,
+    /// resolved | call_later | wrong_number | do_not_call, when an agent gave one.
+    pub disposition: Option<&'static str>,
+    pub disposition_by: Option<String>,
 }
 
 impl TaskJson {
@@ -114,6 +126,13 @@ impl TaskJson {
             closed_at: r.closed_at.map(|c| c.to_string()),
             close_reason: r.close_reason.clone(),
             server: t.server.clone(),
+            kind: t.routing.kind.as_str(),
+            owner: t.routing.owner.clone(),
+            owner_until: t.routing.owner_until.map(|o| o.to_string()),
+            queue: t.routing.queue.clone(),
+            joined_at: t.routing.joined_at.map(|j| j.to_string()),
+            disposition: r.disposition.map(|d| d.as_str()),
+            disposition_by: r.disposition_by.clone(),
         }
     }
 }
@@ -209,8 +228,17 @@ fn list(a: &ListArgs) -> CmdResult {
     };
     writeln!(
         out,
-        "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  REASON",
-        "ID", "NUMBER", "STATE", "MISSED", "ATTEMPTS", "LAST", "NEXT ATTEMPT"
+        "{:>6}  {:<15}  {:<11}  {:<9}  {:>6}  {:>8}  {:<12}  {:<16}  {:<8}  {:<12}  REASON",
+        "ID",
+        "NUMBER",
+        "STATE",
+        "KIND",
+        "MISSED",
+        "ATTEMPTS",
+        "LAST",
+        "NEXT ATTEMPT",
+        "OWNER",
+        "DISPOSITION"
     )?;
     // The number is normalised and the reason is perezvon's own, but both come from the
     // database: escaped and cut like every table's cells.
@@ -219,10 +247,11 @@ fn list(a: &ListArgs) -> CmdResult {
         let t = &r.task;
         writeln!(
             out,
-            "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  {}",
+            "{:>6}  {:<15}  {:<11}  {:<9}  {:>6}  {:>8}  {:<12}  {:<16}  {:<8}  {:<12}  {}",
             t.id,
             cell(&crate::number::display(Some(&t.number), None)),
             t.state.as_str(),
+            t.routing.kind.as_str(),
             t.missed_count,
             t.attempts,
             t.last_outcome.map(|o| o.as_str()).unwrap_or("-"),
@@ -233,6 +262,8 @@ fn list(a: &ListArgs) -> CmdResult {
             } else {
                 "-".into()
             },
+            cell(t.routing.owner.as_deref().unwrap_or("-")),
+            r.disposition.map(|d| d.as_str()).unwrap_or("-"),
             cell(r.close_reason.as_deref().unwrap_or(""))
         )?;
     }
