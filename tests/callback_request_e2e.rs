@@ -116,14 +116,21 @@ async fn press_1_in_the_queue_and_an_owned_callback_through_the_lab() {
         assert_eq!(tasks.len(), 1, "one task per number: {tasks:?}");
         assert_eq!(tasks[0].task.routing.kind, TaskKind::Requested);
         assert_eq!(tasks[0].task.routing.queue.as_deref(), Some("sales"));
-        assert_eq!(tasks[0].task.missed_count, 1, "the call's own miss is not counted");
+        assert_eq!(
+            tasks[0].task.missed_count, 1,
+            "the call's own miss is not counted"
+        );
     }
     assert!(
         originates_to(&lab, "89161234567").is_empty(),
         "dialled while callers wait in the queue"
     );
     // The queue empties: the requested callback goes out, with the agent's announcement.
-    lab.log.lock().unwrap().queue_callers.insert("sales".into(), 0);
+    lab.log
+        .lock()
+        .unwrap()
+        .queue_callers
+        .insert("sales".into(), 0);
     until("the requested callback", 30, || {
         !originates_to(&lab, "89161234567").is_empty()
     })
