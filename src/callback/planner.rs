@@ -493,13 +493,20 @@ pub fn owner_for(
     policy: &Policy,
 ) -> Option<(String, Timestamp)> {
     let wait = policy.request.owner_wait?;
-    let agent = last_agent.or(direct).filter(|a| {
-        // Only what can be put into an endpoint name: digits, letters, `_`, `-`, `.`.
+    let person = |a: &&str| {
+        // Only what can be put into an endpoint name: digits, letters, `_`, `-`, `.`; and not a
+        // phone number (7+ digits: an outside party a forward reached is no owner).
+        let digits = a.bytes().filter(u8::is_ascii_digit).count();
         !a.is_empty()
             && a.len() <= 40
             && a.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    })?;
+            && !(digits >= 7
+                && a.trim_start_matches('+')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()))
+    };
+    let agent = last_agent.filter(person).or(direct.filter(person))?;
     Some((agent.to_string(), add(since, wait)))
 }
 

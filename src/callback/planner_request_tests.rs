@@ -185,6 +185,14 @@ fn an_owned_task_goes_to_its_owner_until_owner_wait_then_to_the_group() {
     };
     assert_eq!(owner_for(Some("201"), None, t0, &off), None);
     assert_eq!(owner_for(Some("20 1&x"), None, t0, &p), None);
+    // An outside party (a forward to a mobile) is no owner; the direct user still is.
+    assert_eq!(owner_for(Some("89031234567"), None, t0, &p), None);
+    assert_eq!(
+        owner_for(Some("89031234567"), Some("305"), t0, &p)
+            .unwrap()
+            .0,
+        "305"
+    );
 }
 
 #[test]

@@ -508,7 +508,7 @@ async fn session(
                     .map(|l| l.busy_devices.clone())
                     .unwrap_or_default();
                 let mut n = 0;
-                for m in ["201", "202", "203"] {
+                for m in 201..=209 {
                     for dev in [format!("PJSIP/{m}"), format!("Local/{m}@agent-sim")] {
                         let state = if busy.contains(&dev) {
                             "INUSE"

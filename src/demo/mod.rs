@@ -94,7 +94,8 @@ pub fn demo_config(port: u16, db: &Path) -> Config {
     cb.spread = Duration::from_secs(5);
     // Issue 14: owned callbacks go through the customer's own agent first (the lab's people
     // are `Local/20x@agent-sim`), and the agent hears who is calling.
-    cb.request.owner_wait = Some(Duration::from_secs(600));
+    // A short owner_wait: the demo's calls are seconds apart, not minutes.
+    cb.request.owner_wait = Some(Duration::from_secs(20));
     cb.request.owner_endpoint = "Local/{agent}@agent-sim".into();
     cb.request.announce = Some("perezvon/missed-caller".into());
     cb.request.agent_caller_name = Some("{number} missed {count}x".into());
