@@ -494,13 +494,49 @@ async fn an_agent_disposition_by_feature_code_closes_reschedules_or_lists() {
     .unwrap();
     let row = d
         .store()
-        .task_for_disposition(Some(&cb), None)
+        .task_for_disposition(Some(&cb), None, None)
         .unwrap()
         .unwrap();
     let row = d.store().task(row).unwrap().unwrap();
     assert_eq!(row.disposition, Some(Disposition::CallLater));
     assert_eq!(row.disposition_by.as_deref(), Some("201"));
-    // Then, after the call, "do not call" by number from a phone.
+    // After the call 201 dials the "resolved" code: no id, no number, perezvon finds 201's
+    // latest callback in the call records.
+    let talked = CallRecord {
+        direction: Direction::Callback,
+        status: Status::Answered,
+        missed: false,
+        caller: None,
+        caller_normalized: None,
+        callee: Some("79161234567".into()),
+        callee_normalized: Some("79161234567".into()),
+        answered_at: Some(clock.now()),
+        talk_secs: 60.0,
+        agent: Some("201".into()),
+        callback_id: Some(cb.clone()),
+        callback_outcome: Some(perezvon::calls::record::CallbackOutcome::Connected),
+        linkedid: format!("{cb}-c"),
+        ..miss(
+            "x",
+            "79161234567",
+            clock.now() + SignedDuration::from_secs(70),
+        )
+    };
+    d.store()
+        .record_call(&talked, std::time::Duration::from_secs(3600))
+        .unwrap();
+    d.handle(user_event(
+        "PerezvonDisposition",
+        "9.11",
+        "201",
+        &[("Disposition", "resolved"), ("Agent", "201")],
+    ))
+    .await
+    .unwrap();
+    let r = d.store().task(row.task.id).unwrap().unwrap();
+    assert_eq!(r.disposition, Some(Disposition::Resolved));
+    assert_eq!(r.task.state, TaskState::Done);
+    // Then "do not call" by number from a phone.
     d.handle(user_event(
         "PerezvonDisposition",
         "9.10",
@@ -514,6 +550,15 @@ async fn an_agent_disposition_by_feature_code_closes_reschedules_or_lists() {
     .unwrap();
     assert!(d.store().dnc_contains("79161234567").unwrap());
     let row = d.store().task(row.task.id).unwrap().unwrap();
-    assert_eq!(row.task.state, TaskState::Cancelled);
+    // A closed task stays closed; the number is on the list for any later miss.
+    assert_eq!(row.task.state, TaskState::Done);
     assert_eq!(row.disposition, Some(Disposition::DoNotCall));
+    d.handle(DialerInput::Record(Box::new(miss(
+        "2.1",
+        "79161234567",
+        clock.now(),
+    ))))
+    .await
+    .unwrap();
+    assert!(d.store().list_tasks(false, 10).unwrap().is_empty());
 }

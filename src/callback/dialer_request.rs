@@ -138,9 +138,11 @@ impl<O: Originator> Dialer<O> {
             .number
             .as_deref()
             .and_then(|n| self.plan.normalize(n).ok());
-        let Some(id) = self
-            .store
-            .task_for_disposition(d.callback_id.as_deref(), number.as_deref())?
+        let Some(id) = self.store.task_for_disposition(
+            d.callback_id.as_deref(),
+            number.as_deref(),
+            d.agent.as_deref(),
+        )?
         else {
             tracing::warn!(callback_id = ?d.callback_id, number = ?d.number, "disposition for no known callback task: ignored");
             return Ok(());

@@ -15,7 +15,8 @@
 //! Queue: <queue>                 optional: the queue the caller waited in
 //! Joined: <epoch seconds>        optional: when the caller joined it (`${EPOCH}` saved before
 //!                                Queue()); default: the Linkedid's epoch part, else the event
-//! CallbackID: <pzv-...>          disposition: the callback call (`${PEREZVON_CALLBACK}`)
+//! CallbackID: <pzv-...>          disposition: the callback call (`${PEREZVON_CALLBACK_ID}`);
+//!                                without it and without Number: the agent's latest callback
 //! Disposition: resolved | call_later | wrong_number | do_not_call
 //! Agent: <who>                   disposition: who marked it (`${CALLERID(num)}`)
 //! ```
@@ -156,7 +157,7 @@ pub enum RequestError {
     NoCaller,
     #[error("PerezvonDisposition: Disposition {0:?} is not resolved, call_later, wrong_number or do_not_call")]
     BadDisposition(String),
-    #[error("PerezvonDisposition: neither CallbackID nor Number")]
+    #[error("PerezvonDisposition: none of CallbackID, Number, Agent")]
     NoSubject,
 }
 
@@ -217,14 +218,15 @@ pub fn parse(m: &Message) -> Result<Option<UserRequest>, RequestError> {
                 Disposition::parse(&raw).ok_or(RequestError::BadDisposition(raw.clone()))?;
             let callback_id = field(m, "CallbackID");
             let number = field(m, "Number");
-            if callback_id.is_none() && number.is_none() {
+            let agent = field(m, "Agent");
+            if callback_id.is_none() && number.is_none() && agent.is_none() {
                 return Err(RequestError::NoSubject);
             }
             Ok(Some(UserRequest::Disposition(DispositionRequest {
                 disposition,
                 callback_id,
                 number,
-                agent: field(m, "Agent"),
+                agent,
             })))
         }
         _ => Ok(None),

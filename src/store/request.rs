@@ -355,11 +355,13 @@ impl Store {
     }
 
     /// The task a disposition is about: the task of callback attempt `callback_id`, else the
-    /// latest task of `number` (open first).
+    /// latest task of `number` (open first), else the task of the latest callback `agent` talked
+    /// in (a feature code dialled after the call).
     pub fn task_for_disposition(
         &self,
         callback_id: Option<&str>,
         number: Option<&str>,
+        agent: Option<&str>,
     ) -> Result<Option<i64>> {
         if let Some(cb) = callback_id {
             if let Some(a) = self.attempt(cb)? {
@@ -367,7 +369,19 @@ impl Store {
             }
         }
         let Some(n) = number else {
-            return Ok(None);
+            let Some(agent) = agent else {
+                return Ok(None);
+            };
+            return self
+                .conn
+                .prepare_cached(
+                    "SELECT a.task_id FROM calls c JOIN callback_attempts a \
+                     ON a.callback_id = c.callback_id \
+                     WHERE c.direction = 'callback' AND c.agent = ?1 AND c.answered_at IS NOT NULL \
+                     ORDER BY c.ended_at DESC LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row([agent], |r| r.get(0)).optional())
+                .map_err(StoreError::sql("find the agent's last callback"));
         };
         self.conn
             .prepare_cached(
@@ -568,10 +582,18 @@ mod tests {
             .set_disposition(999, Disposition::Resolved, None, t0(), later)
             .is_err());
         assert_eq!(
-            s.task_for_disposition(None, Some("79162222222")).unwrap(),
+            s.task_for_disposition(None, Some("79162222222"), None)
+                .unwrap(),
             Some(b)
         );
-        assert_eq!(s.task_for_disposition(Some("pzv-x"), None).unwrap(), None);
+        assert_eq!(
+            s.task_for_disposition(Some("pzv-x"), None, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            s.task_for_disposition(None, None, Some("201")).unwrap(),
+            None
+        );
     }
 
     #[test]
