@@ -969,7 +969,10 @@ mod tests {
         let params =
             Message::from_pairs(&[("Event", "QueueParams"), ("Queue", "sales"), ("Calls", "2")]);
         let entry = Message::from_pairs(&[("Event", "QueueEntry"), ("Queue", "sales")]);
-        assert_eq!(queue_waiting_callers(&[params.clone()], "sales"), 2);
+        assert_eq!(
+            queue_waiting_callers(std::slice::from_ref(&params), "sales"),
+            2
+        );
         assert_eq!(queue_waiting_callers(&[params], "support"), 0);
         assert_eq!(queue_waiting_callers(&[entry.clone(), entry], "sales"), 2);
     }

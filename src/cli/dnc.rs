@@ -61,7 +61,7 @@ pub struct ListArgs {
 }
 
 enum Opened {
-    Ready(Store, NumberPlan),
+    Ready(Box<(Store, NumberPlan)>),
     /// Exit with this code (the message is printed).
     Exit(i32),
 }
@@ -104,7 +104,7 @@ fn open(at: &Location, create: bool) -> Result<Opened, Box<dyn std::error::Error
     }
     let store = Store::open(&path)?;
     let plan = cfg.map(|c| c.pbx.numbers).unwrap_or_default();
-    Ok(Opened::Ready(store, plan))
+    Ok(Opened::Ready(Box::new((store, plan))))
 }
 
 /// The number normalised, or a message for the operator.
@@ -128,7 +128,7 @@ pub fn run(args: &DncArgs) -> CmdResult {
 
 fn change(a: &NumberArgs, add: bool) -> CmdResult {
     let (mut store, plan) = match open(&a.at, add)? {
-        Opened::Ready(s, p) => (s, p),
+        Opened::Ready(b) => *b,
         Opened::Exit(code) => return Ok(code),
     };
     let n = match normalize(&plan, &a.number) {
@@ -156,7 +156,7 @@ fn change(a: &NumberArgs, add: bool) -> CmdResult {
 
 fn list(a: &ListArgs) -> CmdResult {
     let store = match open(&a.at, false)? {
-        Opened::Ready(s, _) => s,
+        Opened::Ready(b) => b.0,
         Opened::Exit(code) => return Ok(code),
     };
     use std::io::Write as _;
