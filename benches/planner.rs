@@ -144,6 +144,19 @@ fn bench(c: &mut Criterion) {
     g.bench_function("all_due_1k_live", |b| {
         b.iter(|| due_avoiding(black_box(&all_due), now, &h, &p, &live))
     });
+    // The same tasks without issue 14's rules (no requested, no owned): what the new rules cost,
+    // measured in the same run (a shared machine's load moves both alike).
+    let plain: Vec<Task> = all_due
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.routing = Routing::default();
+            t
+        })
+        .collect();
+    g.bench_function("all_due_rules_off", |b| {
+        b.iter(|| due(black_box(&plain), now, &h, &p))
+    });
     g.finish();
 }
 
