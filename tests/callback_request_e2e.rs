@@ -144,3 +144,76 @@ async fn press_1_in_the_queue_and_an_owned_callback_through_the_lab() {
     stop.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+/// The do-not-call list end to end: one caller presses 9 while waiting in the queue, another
+/// number was put on the list with `perezvon dnc add` before the daemon started. Both calls are
+/// missed, and neither number ever reaches an Originate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn press_9_and_the_dnc_list_keep_numbers_from_every_originate() {
+    let stop = CancellationToken::new();
+    let captures = [
+        lab::Capture {
+            name: "queue_abandon",
+            bytes: include_bytes!("../fixtures/asterisk-22/queue_abandon.ami"),
+        },
+        lab::Capture {
+            name: "agent_busy",
+            bytes: include_bytes!("../fixtures/asterisk-22/agent_busy.ami"),
+        },
+    ];
+    let mut traffic = lab::traffic_timeline(&captures, Duration::from_secs(1));
+    assert!(lab::press_9_in_queue(
+        &mut traffic,
+        "1795375036.4",
+        Duration::from_secs(3)
+    ));
+    let lab = lab::start(
+        LabOptions {
+            traffic,
+            script: |_, _| LabOutcome::Connected,
+        },
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args(["dnc", "add", "--db"])
+        .arg(&db)
+        .arg("8 (916) 111-22-33")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cfg = perezvon::demo::demo_config(lab.addr.port(), &db);
+    cfg.callback.delay = Duration::from_secs(1);
+    let daemon = tokio::spawn(perezvon::daemon::run(cfg, db.clone(), stop.clone()));
+    lab.traffic_done.cancelled().await;
+    // Both misses are recorded; give the dialer time well past `delay`.
+    until("both misses stored", 60, || {
+        let s = Store::open(&db).unwrap();
+        let calls = s
+            .calls_ended_between(jiff::Timestamp::UNIX_EPOCH, jiff::Timestamp::MAX)
+            .unwrap();
+        calls.iter().filter(|c| c.is_counted_miss()).count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(originates_to(&lab, "89161234567").is_empty(), "pressed 9");
+    assert!(originates_to(&lab, "89161112233").is_empty(), "dnc add");
+    let s = Store::open(&db).unwrap();
+    let listed: Vec<String> = s
+        .dnc_list()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.number)
+        .collect();
+    assert_eq!(listed, ["79161112233", "79161234567"]);
+    assert!(s.list_tasks(false, 10).unwrap().is_empty());
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+}

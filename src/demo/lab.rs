@@ -169,6 +169,26 @@ pub fn press_1_in_queue(
     linkedid: &str,
     after: Duration,
 ) -> bool {
+    user_event_in_queue(traffic, linkedid, after, "PerezvonCallback", true)
+}
+
+/// Makes the caller of call `linkedid` press 9 ("never call me back") while waiting in a
+/// queue: `UserEvent(PerezvonNoCall)` on their channel, `after` their `QueueCallerJoin`.
+pub fn press_9_in_queue(
+    traffic: &mut Vec<(Duration, Message)>,
+    linkedid: &str,
+    after: Duration,
+) -> bool {
+    user_event_in_queue(traffic, linkedid, after, "PerezvonNoCall", false)
+}
+
+fn user_event_in_queue(
+    traffic: &mut Vec<(Duration, Message)>,
+    linkedid: &str,
+    after: Duration,
+    name: &str,
+    with_queue: bool,
+) -> bool {
     let Some((at, join)) = traffic
         .iter()
         .find(|(_, m)| m.is(b"Event", b"QueueCallerJoin") && m.is(b"Linkedid", linkedid.as_bytes()))
@@ -192,12 +212,11 @@ pub fn press_1_in_queue(
             pairs.push((n.to_vec(), v.to_vec()));
         }
     }
-    for (n, v) in [
-        ("UserEvent", "PerezvonCallback"),
-        ("Queue", queue.as_str()),
-        ("Joined", joined.as_str()),
-    ] {
-        pairs.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
+    pairs.push((b"UserEvent".to_vec(), name.as_bytes().to_vec()));
+    if with_queue {
+        for (n, v) in [("Queue", queue.as_str()), ("Joined", joined.as_str())] {
+            pairs.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        }
     }
     let at = at + after;
     let pos = traffic.partition_point(|(t, _)| *t <= at);
