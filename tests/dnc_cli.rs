@@ -162,3 +162,56 @@ fn the_configured_plan_normalises_and_adding_cancels_the_open_task() {
     assert_eq!(row.task.state, TaskState::Cancelled);
     assert_eq!(row.close_reason.as_deref(), Some("do_not_call"));
 }
+
+#[test]
+fn callbacks_dispose_records_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let t0 = Timestamp::now();
+    let s = Store::open(&db).unwrap();
+    let id = s
+        .create_task(&Task {
+            id: 0,
+            number: "79161234567".into(),
+            state: TaskState::Pending,
+            server: "pbx".into(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: 3,
+            lost_at: None,
+            first_missed_at: t0,
+            last_missed_at: t0,
+            next_attempt_at: t0,
+            give_up_at: t0 + SignedDuration::from_secs(86_400),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+            routing: Routing::default(),
+        })
+        .unwrap();
+    drop(s);
+    let d = db.to_str().unwrap();
+    let id_s = id.to_string();
+    let (code, out, err) = perezvon(&[
+        "callbacks",
+        "dispose",
+        &id_s,
+        "do_not_call",
+        "--by",
+        "201",
+        "--db",
+        d,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("do_not_call, now cancelled"), "{out}");
+    let s = Store::open(&db).unwrap();
+    let row = s.task(id).unwrap().unwrap();
+    assert_eq!(row.disposition, Some(Disposition::DoNotCall));
+    assert_eq!(row.disposition_by.as_deref(), Some("201"));
+    assert!(s.dnc_contains("79161234567").unwrap());
+    let (code, _, err) = perezvon(&["callbacks", "dispose", "999", "resolved", "--db", d]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no callback task 999"), "{err}");
+    let (code, _, _) = perezvon(&["callbacks", "dispose", &id_s, "maybe", "--db", d]);
+    assert_eq!(code, 2, "clap refuses an unknown disposition");
+}

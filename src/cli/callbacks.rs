@@ -38,6 +38,26 @@ pub enum CallbacksCommand {
         after_help = "Example:\n  perezvon callbacks retry 42 --config /etc/perezvon/perezvon.toml"
     )]
     Retry(IdArgs),
+    /// Record an agent's outcome of a task (what the feature codes and the console do):
+    /// resolved, call_later, wrong_number or do_not_call (which also lists the number).
+    #[command(
+        after_help = "Example:\n  perezvon callbacks dispose 42 resolved --config /etc/perezvon/perezvon.toml\n  perezvon callbacks dispose 42 do_not_call --by 201 --config /etc/perezvon/perezvon.toml"
+    )]
+    Dispose(DisposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DisposeArgs {
+    /// Task id (the first column of `callbacks list`).
+    pub id: i64,
+    /// The outcome.
+    #[arg(value_parser = ["resolved", "call_later", "wrong_number", "do_not_call"])]
+    pub disposition: String,
+    /// Who gave it (an agent's extension, a login), kept with the task.
+    #[arg(long)]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +205,7 @@ pub fn run(args: &CallbacksArgs) -> CmdResult {
         CallbacksCommand::List(a) => list(a),
         CallbacksCommand::Cancel(a) => cancel(a),
         CallbacksCommand::Retry(a) => retry(a),
+        CallbacksCommand::Dispose(a) => dispose(a),
     }
 }
 
@@ -327,6 +348,43 @@ fn retry(a: &IdArgs) -> CmdResult {
                 a.id,
                 cb.max_attempts,
                 if cb.max_attempts == 1 { "" } else { "s" }
+            );
+            Ok(0)
+        }
+        Err(crate::store::StoreError::Invalid(msg)) => {
+            eprintln!("perezvon: {msg}");
+            Ok(1)
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+fn dispose(a: &DisposeArgs) -> CmdResult {
+    let (cfg, mut store) = match open(&a.db) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let Some(d) = crate::callback::request::Disposition::parse(&a.disposition) else {
+        eprintln!("perezvon: unknown disposition {:?}", a.disposition);
+        return Ok(2);
+    };
+    let after = match cfg {
+        Some(c) => c.callback.request.call_later_after,
+        None => crate::config::RequestSettings::default().call_later_after,
+    };
+    let now = jiff::Timestamp::now();
+    let later = jiff::SignedDuration::try_from(after)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    match store.set_disposition(a.id, d, a.by.as_deref(), now, later) {
+        Ok(applied) => {
+            println!(
+                "callback task {} ({}): {}, now {}",
+                a.id,
+                crate::report::text::cell(&applied.number, crate::report::text::MAX_CELL),
+                d.as_str(),
+                applied.state.as_str()
             );
             Ok(0)
         }
