@@ -117,9 +117,13 @@ fn bench(c: &mut Criterion) {
                     last_attempt_at: None,
                     last_outcome: None,
                     use_fallback: false,
+                    routing: Default::default(),
                 },
                 closed_at: None,
                 close_reason: None,
+                disposition: None,
+                disposition_at: None,
+                disposition_by: None,
             },
             next_possible: Some(start),
         })

@@ -10,6 +10,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use jiff::{SignedDuration, Timestamp};
 use perezvon::callback::hours::Hours;
 use perezvon::callback::planner::{due, due_avoiding, Policy, Task, TaskState};
+use perezvon::callback::request::{Routing, TaskKind};
 use perezvon::calls::record::LostAt;
 use perezvon::config::Target;
 
@@ -36,6 +37,7 @@ fn policy() -> Policy {
         target: Target::Queue("sales".into()),
         fallback: Some(Target::Queue("support".into())),
         min_talk: Duration::from_secs(6),
+        request: Default::default(),
     }
 }
 
@@ -74,6 +76,22 @@ fn tasks(now: Timestamp, ready_from: Timestamp, due_share: f64) -> Vec<Task> {
                 last_attempt_at: None,
                 last_outcome: None,
                 use_fallback: rng.bool(),
+                // Issue 14's rules on: 2 % requested (ordered by the time they joined the
+                // queue), 5 % owned by one of 20 agents, half of those still theirs.
+                routing: Routing {
+                    kind: if i % 50 == 0 {
+                        TaskKind::Requested
+                    } else {
+                        TaskKind::Missed
+                    },
+                    owner: (i % 20 == 1).then(|| format!("{}", 200 + i % 400 / 20)),
+                    owner_until: (i % 20 == 1).then(|| {
+                        now + SignedDuration::from_secs(if i % 40 == 1 { 600 } else { -600 })
+                    }),
+                    queue: (i % 50 == 0).then(|| "sales".to_string()),
+                    joined_at: (i % 50 == 0)
+                        .then(|| ready_from - SignedDuration::from_secs(rng.i64(0..600))),
+                },
             }
         })
         .collect()
@@ -125,6 +143,19 @@ fn bench(c: &mut Criterion) {
     assert!(!due_avoiding(&all_due, now, &h, &p, &live).is_empty());
     g.bench_function("all_due_1k_live", |b| {
         b.iter(|| due_avoiding(black_box(&all_due), now, &h, &p, &live))
+    });
+    // The same tasks without issue 14's rules (no requested, no owned): what the new rules cost,
+    // measured in the same run (a shared machine's load moves both alike).
+    let plain: Vec<Task> = all_due
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.routing = Routing::default();
+            t
+        })
+        .collect();
+    g.bench_function("all_due_rules_off", |b| {
+        b.iter(|| due(black_box(&plain), now, &h, &p))
     });
     g.finish();
 }

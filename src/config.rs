@@ -224,6 +224,38 @@ pub struct CallbackConfig {
     pub marker_variable: String,
     /// agent-first + queue target: `Local/<queue>@<agent_context>` is rung first.
     pub agent_context: String,
+    /// Issue 14 (request): requested and owned callbacks, announcement, dispositions, DNC.
+    pub request: RequestSettings,
+}
+
+/// The `[callback]` keys of requested and owned callbacks, the agent's announcement,
+/// dispositions and the do-not-call list (docs/CALLBACKS.md, "Requested and owned callbacks").
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestSettings {
+    /// `owner_wait`: attempts wait this long for the customer's own agent; `None`: owned
+    /// callbacks are off.
+    pub owner_wait: Option<Duration>,
+    /// `owner_endpoint`, with `{agent}`.
+    pub owner_endpoint: String,
+    pub announce: Option<String>,
+    pub customer_prompt: Option<String>,
+    pub agent_caller_name: Option<String>,
+    pub dnc_file: Option<std::path::PathBuf>,
+    pub call_later_after: Duration,
+}
+
+impl Default for RequestSettings {
+    fn default() -> RequestSettings {
+        RequestSettings {
+            owner_wait: None,
+            owner_endpoint: "PJSIP/{agent}".into(),
+            announce: None,
+            customer_prompt: None,
+            agent_caller_name: None,
+            dnc_file: None,
+            call_later_after: Duration::from_secs(2 * 3600),
+        }
+    }
 }
 
 /// A time range within a day, minutes since midnight, `end` up to 1440.

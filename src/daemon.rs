@@ -592,6 +592,22 @@ impl Ingest<'_> {
                 send(self.dial_tx, DialerInput::Response(r)).await;
             }
         }
+        // Issue 14: a caller's or an agent's request through the dialplan (UserEvent), from any
+        // server. Not held either: it is not part of the tracker's state.
+        match crate::callback::request::parse(msg) {
+            Ok(Some(request)) => {
+                send(
+                    self.dial_tx,
+                    DialerInput::User {
+                        server: server.to_string(),
+                        request,
+                    },
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(server, error = %e, "perezvon UserEvent not understood"),
+        }
         if let Some((_, held)) = self.held.get_mut(server) {
             held.push((msg.clone(), received_at));
             return Ok(());

@@ -17,7 +17,8 @@
 //!   `store::calls`, so it survives restarts.
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
-//!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them).
+//!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them),
+//!   `request` (press 1 / press 9 / dispositions from the dialplan's `UserEvent`s).
 //! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
 //!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook (HTTPS), e-mail, Bitrix24, amoCRM, Telegram and templated HTTP (SMS),

@@ -38,6 +38,7 @@ fn task(number: &str, t0: Timestamp) -> Task {
         last_attempt_at: None,
         last_outcome: None,
         use_fallback: false,
+        routing: Default::default(),
     }
 }
 

@@ -93,6 +93,7 @@ fn task(number: &str, at: Timestamp) -> Task {
         last_attempt_at: None,
         last_outcome: None,
         use_fallback: false,
+        routing: Default::default(),
     }
 }
 

@@ -103,6 +103,20 @@ fn demo_detects_misses_and_connects_callbacks() {
     }
     // Every callback placed was tied to a task and ended: nothing is left in progress.
     assert!(!stdout.contains("in progress"), "{stdout}");
+    // Issue 14: the demo shows a requested callback and an owned one.
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("requested by the caller"))
+        .expect("requested/owned line");
+    let requested: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(requested >= 1, "{line}");
+    let owned: u64 = line
+        .split("), ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("owned count in {line:?}"));
+    assert!(owned >= 1, "{line}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg"), "html report has charts");
 

@@ -109,6 +109,7 @@ fn task(number: &str) -> Task {
         last_attempt_at: None,
         last_outcome: None,
         use_fallback: false,
+        routing: Default::default(),
     }
 }
 

@@ -42,7 +42,10 @@ pub fn needed_actions(cfg: &Config, server: &AsteriskConfig) -> Vec<NeededAction
             classes: &["originate"],
             why: "places the callbacks",
         });
-        if let Target::Endpoint(_) = cfg.callback.target {
+        // Owned callbacks (issue 14) ask whether the owner's endpoint is free, too.
+        if matches!(cfg.callback.target, Target::Endpoint(_))
+            || cfg.callback.request.owner_wait.is_some()
+        {
             v.push(NeededAction {
                 action: "DeviceStateList",
                 classes: &["call", "reporting"],
@@ -186,6 +189,20 @@ mod tests {
             ("Originate", "y (Priv: originate)"),
         ]));
         assert_eq!(write_line(&needed, &all), None);
+    }
+
+    #[test]
+    fn owned_callbacks_need_device_state_list() {
+        let cfg = Config::from_toml(
+            "[[asterisk]]\nname = \"p\"\nusername = \"u\"\nsecret = \"s3cret-value\"\n\
+             [callback]\nenabled = true\ncaller_id = \"74951110000\"\nowner_wait = \"10m\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = needed_actions(&cfg, &cfg.asterisk[0])
+            .iter()
+            .map(|a| a.action)
+            .collect();
+        assert!(names.contains(&"DeviceStateList"), "{names:?}");
     }
 
     #[test]

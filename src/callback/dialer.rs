@@ -22,6 +22,9 @@
 //! The in-memory task list mirrors the open tasks; other processes (`perezvon callbacks cancel`)
 //! change the database, and `PRAGMA data_version` tells the dialer when to re-read it.
 
+#[path = "dialer_request.rs"]
+mod requests;
+
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -83,6 +86,16 @@ pub trait Originator: Send + Sync {
     ) -> impl Future<Output = Result<u32, OriginateError>> + Send;
     /// Is the link up? Attempts are not started while it is down.
     fn is_up(&self) -> bool;
+    /// How many callers wait in `queue` right now (QueueStatus)? A requested callback is not
+    /// started while any do: it must not jump ahead of them. The default (a fake, an embedder
+    /// without queues) says none.
+    fn queue_callers(
+        &self,
+        queue: &str,
+    ) -> impl Future<Output = Result<u32, OriginateError>> + Send {
+        let _ = queue;
+        async { Ok(0) }
+    }
 }
 
 /// What the dialer consumes.
@@ -109,6 +122,12 @@ pub enum DialerInput {
     /// Either way, with [`Dialer::require_sync`], no attempt starts after a start-up or a link
     /// loss before this arrives (send [`DialerInput::LiveCustomers`] first).
     Reconciled(Option<HashSet<String>>),
+    /// A caller or an agent spoke through the dialplan (`UserEvent`, issue 14): a requested
+    /// callback, "never call me back", or a disposition. `server` is where it was seen.
+    User {
+        server: String,
+        request: super::request::UserRequest,
+    },
 }
 
 /// What the dialer reports, for notifications and metrics (the daemon decides who listens).
@@ -179,7 +198,7 @@ const BACKLOG_BATCH: usize = 500;
 /// Inputs whose handling failed (a store error), retried at each tick, at most.
 const MAX_RETRY_INPUTS: usize = 10_000;
 
-fn add(t: Timestamp, d: Duration) -> Timestamp {
+pub(super) fn add(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
         .and_then(|d| t.checked_add(d).ok())
@@ -220,6 +239,12 @@ pub struct Dialer<O> {
     /// loss (see [`Dialer::require_sync`]).
     synced: bool,
     require_sync: bool,
+    /// Issue 14: the `[pbx]` plan (entered and listed numbers are normalised with it), the
+    /// do-not-call file and the `call_later` spacing.
+    plan: crate::number::NumberPlan,
+    dnc_path: Option<std::path::PathBuf>,
+    dnc_file: requests::DncFile,
+    call_later_after: Duration,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -257,6 +282,10 @@ impl<O: Originator> Dialer<O> {
             link_was_down: false,
             synced: false,
             require_sync: false,
+            plan: cfg.pbx.numbers.clone(),
+            dnc_path: cfg.callback.request.dnc_file.clone(),
+            dnc_file: requests::DncFile::default(),
+            call_later_after: cfg.callback.request.call_later_after,
         }
     }
 
@@ -358,6 +387,8 @@ impl<O: Originator> Dialer<O> {
     }
 
     fn reload(&mut self) -> Result<(), DialerError> {
+        self.check_dnc_file()?;
+        self.dnc_changed()?;
         self.tasks = self.store.open_tasks()?;
         self.index = self
             .tasks
@@ -424,6 +455,7 @@ impl<O: Originator> Dialer<O> {
                     None => Ok(()),
                 }
             }
+            DialerInput::User { server, request } => self.on_user(&server, request),
         }
     }
 
@@ -521,6 +553,12 @@ impl<O: Originator> Dialer<O> {
         // 3. A miss to call back.
         match planner::admit(rec, &self.policy) {
             Ok(number) => {
+                if self.store.requested_by_call(&rec.server, &rec.linkedid)? {
+                    // The caller asked for a callback on this very call: that request is its
+                    // task (one task per number), not another missed-call one.
+                    tracing::info!(linkedid = %rec.linkedid, "miss of a call that requested a callback: the requested task stands");
+                    return Ok(());
+                }
                 let existing = self.store.open_task_for(number.as_str())?;
                 if from_backlog
                     && existing
@@ -532,7 +570,8 @@ impl<O: Originator> Dialer<O> {
                     return Ok(());
                 }
                 match planner::on_miss(existing.as_ref(), &number, rec, &self.policy) {
-                    MissPlan::Create(t) => {
+                    MissPlan::Create(mut t) => {
+                        self.assign_owner(&mut t, Some(rec))?;
                         let id = self.store.create_task(&t)?;
                         tracing::info!(task_id = id, number = %number, next_attempt_at = %t.next_attempt_at, "callback task created");
                         self.refresh(id)?;
@@ -640,6 +679,13 @@ impl<O: Originator> Dialer<O> {
             },
         };
         let after = planner::after_outcome(&task, outcome, now, &self.policy);
+        let (after, release_owner) =
+            planner::after_owner_attempt(&task, outcome, after, now, &self.policy);
+        if release_owner {
+            // Before the attempt ends: a retry after a store error finds it released already.
+            self.store.release_owner(task.id, now)?;
+            tracing::info!(task_id = task.id, owner = ?task.routing.owner, "the owner did not take the callback: the group takes it");
+        }
         let ended =
             self.store
                 .finish_attempt(callback_id, outcome, now, talk_secs, detail, &after)?;
@@ -715,6 +761,7 @@ impl<O: Originator> Dialer<O> {
         if now.duration_since(self.last_backlog) >= BACKLOG_EVERY {
             self.backlog()?;
         }
+        self.check_dnc_file()?;
         let up = self.originator.is_up();
         if !up && !self.link_was_down {
             // Events of these attempts may be lost while the link is down: reconcile them with
@@ -773,9 +820,38 @@ impl<O: Originator> Dialer<O> {
         // Free people per target, asked once per tick, less the attempts already in flight to it
         // (a customer ringing now needs one of them when they answer).
         let mut free: HashMap<String, u32> = HashMap::new();
+        // Requested callbacks wait while callers wait in their queue (asked once per tick).
+        let mut waiting: HashMap<String, u32> = HashMap::new();
         for d in due {
             let key = d.target.key();
-            if self.require_free_agent {
+            let hold = self
+                .index
+                .get(&d.id)
+                .and_then(|&i| self.policy.hold_queue(&self.tasks[i]))
+                .map(str::to_string);
+            if let Some(q) = hold.as_deref() {
+                if !waiting.contains_key(q) {
+                    let n = match self.originator.queue_callers(q).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            // Unknown: assume callers wait rather than jump ahead of them.
+                            tracing::warn!(queue = q, error = %e, "cannot read the queue's waiting callers");
+                            u32::MAX
+                        }
+                    };
+                    waiting.insert(q.to_string(), n);
+                }
+                if waiting.get(q).copied().unwrap_or(0) > 0 {
+                    tracing::debug!(
+                        queue = q,
+                        task_id = d.id,
+                        "callers wait in the queue: requested callback waits"
+                    );
+                    continue;
+                }
+            }
+            // A requested callback always needs a free person: the caller was promised one.
+            if self.require_free_agent || hold.is_some() {
                 if !free.contains_key(&key) {
                     let n = match self.originator.free_agents(&d.target).await {
                         Ok(n) => n,
@@ -789,7 +865,7 @@ impl<O: Originator> Dialer<O> {
                         .iter()
                         .filter(|t| {
                             t.state == TaskState::InProgress
-                                && self.policy.target_of(t).key() == key
+                                && self.policy.target_at(t, now).key() == key
                         })
                         .count() as u32;
                     free.insert(key.clone(), n.saturating_sub(busy));
@@ -817,23 +893,30 @@ impl<O: Originator> Dialer<O> {
             return Ok(());
         };
         let task = self.tasks[i].clone();
-        // Re-validated at every attempt: the allow-list may have changed since the miss.
+        self.refresh_dnc_for(&task.number)?;
+        // Re-validated at every attempt: the allow-list (or the do-not-call list) may have
+        // changed since the miss.
         let number = match self.policy.dial_number(&task.number) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(task_id = id, number = %task.number, reason = %e, "number refused, task cancelled");
-                return self.close(
-                    id,
-                    &task.number,
-                    TaskState::Cancelled,
-                    "number_refused",
-                    now,
-                );
+                let reason = if e == super::originate::Rejected::DoNotCall {
+                    "do_not_call"
+                } else {
+                    "number_refused"
+                };
+                return self.close(id, &task.number, TaskState::Cancelled, reason, now);
             }
         };
         let attempt_no = task.attempts + 1;
         let ids = CallbackIds::new(id, attempt_no, fastrand::u32(..));
-        let req = match OriginateRequest::build(&self.settings, &number, target, ids) {
+        let req = match OriginateRequest::build_for(
+            &self.settings,
+            &number,
+            target,
+            ids,
+            task.missed_count,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(task_id = id, error = %e, "cannot build the Originate; task given up");
@@ -1038,5 +1121,14 @@ impl Originator for crate::ami::AmiHandle {
 
     fn is_up(&self) -> bool {
         crate::ami::AmiHandle::is_up(self)
+    }
+
+    async fn queue_callers(&self, queue: &str) -> Result<u32, OriginateError> {
+        use super::originate::queue_waiting_callers;
+        let (_, items) = self
+            .send_list(crate::ami::Action::new("QueueStatus").header("Queue", queue))
+            .await
+            .map_err(|e| OriginateError::NoReply(e.to_string()))?;
+        Ok(queue_waiting_callers(&items, queue))
     }
 }

@@ -5,8 +5,11 @@
 //!   task (pure; time is an argument).
 //! - [`originate`]: the validated number, the Originate action, OriginateResponse -> outcome.
 //! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
+//! - [`request`]: what callers and agents say through the dialplan (`UserEvent`: press 1, press
+//!   9, dispositions), task kinds and owners (pure; issue 14).
 
 pub mod dialer;
 pub mod hours;
 pub mod originate;
 pub mod planner;
+pub mod request;

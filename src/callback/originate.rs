@@ -63,6 +63,9 @@ pub enum Rejected {
     Kind(NumberKind),
     #[error("outside callback.allow_countries (toll-fraud guard)")]
     Country,
+    /// On the do-not-call list (`perezvon dnc`, `callback.dnc_file`, "press 9", a disposition).
+    #[error("on the do-not-call list")]
+    DoNotCall,
 }
 
 impl DialNumber {
@@ -102,6 +105,22 @@ impl DialNumber {
             KindRefusal::Country => Rejected::Country,
         })?;
         Ok(DialNumber(normalized.to_string()))
+    }
+
+    /// [`DialNumber::check_guarded`], and not on the do-not-call list `dnc` (normalised
+    /// numbers): what every Originate's number goes through.
+    pub fn check_consented(
+        normalized: &str,
+        allow: &[regex::Regex],
+        deny: &[regex::Regex],
+        kinds: &KindGuard,
+        dnc: &std::collections::HashSet<String>,
+    ) -> Result<DialNumber, Rejected> {
+        let n = Self::check_guarded(normalized, allow, deny, kinds)?;
+        if dnc.contains(n.as_str()) {
+            return Err(Rejected::DoNotCall);
+        }
+        Ok(n)
     }
 
     pub fn as_str(&self) -> &str {
@@ -161,6 +180,43 @@ pub struct OriginateSettings {
     /// Context a queue is dialled in for agent-first (`Local/<queue>@<agent_context>`).
     pub agent_context: String,
     pub numbers: NumberPlan,
+    /// Issue 14: what the agent hears and sees, what the customer hears.
+    pub announce: Announce,
+}
+
+/// `callback.announce`, `customer_prompt` and `agent_caller_name`: the agent hears a short
+/// announcement before the bridge and sees the customer's number and "missed N×"; the customer
+/// may hear a prompt. How each reaches Asterisk (stock applications, no dialplan needed):
+///
+/// | target | customer-first | agent-first |
+/// |---|---|---|
+/// | queue | `Queue(<q>,,,<announce>)`: announceoverride, played to the member | `Dial(<customer>,<t>,A(<prompt>:<announce>))` |
+/// | endpoint | `Dial(<e>,<t>,A(<announce>:<prompt>))` | same as queue |
+/// | dialplan | variables only (below) | same as queue |
+///
+/// `Dial`'s `A(x:y)` plays x to the called party and y to the caller (Asterisk 19+). Every
+/// Originate also carries `PEREZVON_ANNOUNCE`, `PEREZVON_CUSTOMER_PROMPT`,
+/// `PEREZVON_CALLER_NAME` and `PEREZVON_MISSED` (when set) for a dialplan target. The caller
+/// name: agent-first, it is the CallerID name of the Originate (the agent leg); customer-first,
+/// the customer leg carries `caller_name` (what the customer sees), so the agent's display needs
+/// a dialplan target that sets `CALLERID(name)=${PEREZVON_CALLER_NAME}` before `Queue()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announce {
+    pub announce: Option<String>,
+    pub customer_prompt: Option<String>,
+    /// With `{number}` and `{count}`.
+    pub agent_caller_name: Option<String>,
+}
+
+impl Announce {
+    /// `A(x:y)` for Dial, `x` to the called party and `y` to the caller; `None` when neither.
+    fn dial_option(called: Option<&str>, caller: Option<&str>) -> Option<String> {
+        match (called, caller) {
+            (None, None) => None,
+            (Some(x), None) => Some(format!("A({x})")),
+            (x, Some(y)) => Some(format!("A({}:{y})", x.unwrap_or(""))),
+        }
+    }
 }
 
 impl OriginateSettings {
@@ -174,6 +230,11 @@ impl OriginateSettings {
             marker_variable: cb.marker_variable.clone(),
             agent_context: cb.agent_context.clone(),
             numbers: numbers.clone(),
+            announce: Announce {
+                announce: cb.request.announce.clone(),
+                customer_prompt: cb.request.customer_prompt.clone(),
+                agent_caller_name: cb.request.agent_caller_name.clone(),
+            },
         }
     }
 
@@ -215,6 +276,23 @@ impl OriginateRequest {
         target: &Target,
         ids: CallbackIds,
     ) -> Result<OriginateRequest, BuildError> {
+        Self::build_for(s, number, target, ids, 1)
+    }
+
+    /// [`OriginateRequest::build`] for a customer missed `missed` times (the agent's caller
+    /// name says so, see [`Announce`]).
+    pub fn build_for(
+        s: &OriginateSettings,
+        number: &DialNumber,
+        target: &Target,
+        ids: CallbackIds,
+        missed: u32,
+    ) -> Result<OriginateRequest, BuildError> {
+        let an = &s.announce;
+        let agent_name = an
+            .agent_caller_name
+            .as_deref()
+            .map(|t| super::request::agent_caller_name(t, number.as_str(), missed));
         let customer = s.dial_string(number);
         let timeout_secs = s.originate_timeout_ms.div_ceil(1000).max(1);
         let mut h: Vec<(&'static str, String)> = Vec::with_capacity(13);
@@ -236,11 +314,28 @@ impl OriginateRequest {
                     // Stock Queue()/Dial() as the application: no dialplan needed on the PBX.
                     Target::Queue(q) => {
                         h.push(("Application", "Queue".into()));
-                        h.push(("Data", q.clone()));
+                        // Queue(queuename,options,URL,announceoverride): played to the member.
+                        h.push((
+                            "Data",
+                            match &an.announce {
+                                Some(a) => format!("{q},,,{a}"),
+                                None => q.clone(),
+                            },
+                        ));
                     }
                     Target::Endpoint(e) => {
                         h.push(("Application", "Dial".into()));
-                        h.push(("Data", format!("{e},{timeout_secs}")));
+                        let opt = Announce::dial_option(
+                            an.announce.as_deref(),
+                            an.customer_prompt.as_deref(),
+                        );
+                        h.push((
+                            "Data",
+                            match opt {
+                                Some(o) => format!("{e},{timeout_secs},{o}"),
+                                None => format!("{e},{timeout_secs}"),
+                            },
+                        ));
                     }
                 }
             }
@@ -252,13 +347,24 @@ impl OriginateRequest {
                 };
                 h.push(("Channel", agent));
                 h.push(("Application", "Dial".into()));
-                h.push(("Data", format!("{customer},{timeout_secs}")));
+                // The customer is the called party here, the agent the caller.
+                let opt =
+                    Announce::dial_option(an.customer_prompt.as_deref(), an.announce.as_deref());
+                h.push((
+                    "Data",
+                    match opt {
+                        Some(o) => format!("{customer},{timeout_secs},{o}"),
+                        None => format!("{customer},{timeout_secs}"),
+                    },
+                ));
             }
         }
-        h.push((
-            "CallerID",
-            format!("\"{}\" <{}>", s.caller_name, s.caller_id),
-        ));
+        // Agent-first, the originated channel is the agent's: its CallerID is what they see.
+        let shown_name = match (s.mode, &agent_name) {
+            (CallbackMode::AgentFirst, Some(n)) => n.as_str(),
+            _ => s.caller_name.as_str(),
+        };
+        h.push(("CallerID", format!("\"{shown_name}\" <{}>", s.caller_id)));
         h.push(("Timeout", s.originate_timeout_ms.to_string()));
         h.push(("Async", "true".into()));
         h.push(("ChannelId", ids.channel_id.clone()));
@@ -270,6 +376,23 @@ impl OriginateRequest {
             "Variable",
             format!("{}={}", s.marker_variable, ids.callback_id),
         ));
+        let vars = [
+            ("PEREZVON_ANNOUNCE", an.announce.clone()),
+            ("PEREZVON_CUSTOMER_PROMPT", an.customer_prompt.clone()),
+            ("PEREZVON_CALLER_NAME", agent_name),
+            (
+                "PEREZVON_MISSED",
+                an.agent_caller_name.as_ref().map(|_| missed.to_string()),
+            ),
+        ];
+        for (name, value) in vars {
+            if let Some(v) = value {
+                if v.contains(',') {
+                    return Err(BuildError::CommaInVariable);
+                }
+                h.push(("Variable", format!("{name}={v}")));
+            }
+        }
         for (k, v) in &h {
             if v.contains(['\r', '\n']) {
                 return Err(BuildError::LineBreak(k));
@@ -454,6 +577,27 @@ pub fn queue_free_members(items: &[Message], queue: &str) -> u32 {
         .count() as u32
 }
 
+/// QueueStatus reply items: how many callers wait in the queue? `QueueParams`' `Calls`, or, when
+/// that is missing, the `QueueEntry` items (one per waiting caller).
+pub fn queue_waiting_callers(items: &[Message], queue: &str) -> u32 {
+    let of_queue = |m: &&Message| m.get_str("Queue").is_none_or(|q| q == queue);
+    let params = items
+        .iter()
+        .filter(|m| m.is(b"Event", b"QueueParams"))
+        .filter(of_queue)
+        .find_map(|m| {
+            m.get_str("Calls")
+                .and_then(|c| c.trim().parse::<u32>().ok())
+        });
+    params.unwrap_or_else(|| {
+        items
+            .iter()
+            .filter(|m| m.is(b"Event", b"QueueEntry"))
+            .filter(of_queue)
+            .count() as u32
+    })
+}
+
 /// DeviceStateList reply items: is `device` (e.g. `PJSIP/201`) idle?
 pub fn device_is_free(items: &[Message], device: &str) -> bool {
     items.iter().any(|m| {
@@ -483,6 +627,7 @@ mod tests {
             marker_variable: "CALLBACK_ID".into(),
             agent_context: "from-internal".into(),
             numbers: NumberPlan::default(),
+            announce: Announce::default(),
         }
     }
 
@@ -742,5 +887,110 @@ mod tests {
         let s = OriginateSettings::from_config(&c.callback, &c.pbx.numbers);
         let n = DialNumber::check("79261112233", &c.callback.allow, &c.callback.deny).unwrap();
         assert_eq!(s.dial_string(&n), "Local/89261112233@customer-sim");
+    }
+
+    #[test]
+    fn the_agent_hears_the_announcement_and_sees_the_missed_count() {
+        let cfg = Config::from_toml(
+            "[callback]\ncaller_id = \"74951110000\"\nannounce = \"perezvon/missed-caller\"\n\
+             customer_prompt = \"perezvon/connecting\"\nagent_caller_name = \"{number} missed {count}x\"\n",
+        )
+        .unwrap();
+        let mut s = OriginateSettings::from_config(&cfg.callback, &cfg.pbx.numbers);
+        let n = DialNumber::check("79161234567", &allow(), &[]).unwrap();
+        let ids = CallbackIds::new(7, 1, 1);
+        let get = |r: &OriginateRequest, k: &str| -> Vec<String> {
+            r.headers()
+                .iter()
+                .filter(|(h, _)| *h == k)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let q = OriginateRequest::build_for(&s, &n, &Target::Queue("sales".into()), ids.clone(), 3)
+            .unwrap();
+        assert_eq!(get(&q, "Data"), ["sales,,,perezvon/missed-caller"]);
+        // Customer-first: the customer sees our caller_name; the name is a variable.
+        assert!(get(&q, "CallerID")[0].ends_with("<74951110000>"));
+        let vars = get(&q, "Variable");
+        assert!(
+            vars.contains(&"PEREZVON_CALLER_NAME=+79161234567 missed 3x".to_string()),
+            "{vars:?}"
+        );
+        assert!(vars.contains(&"PEREZVON_MISSED=3".to_string()));
+        assert!(vars.contains(&"PEREZVON_ANNOUNCE=perezvon/missed-caller".to_string()));
+        let e = OriginateRequest::build_for(
+            &s,
+            &n,
+            &Target::Endpoint("PJSIP/201".into()),
+            ids.clone(),
+            3,
+        )
+        .unwrap();
+        assert_eq!(
+            get(&e, "Data"),
+            ["PJSIP/201,30,A(perezvon/missed-caller:perezvon/connecting)"]
+        );
+        s.mode = CallbackMode::AgentFirst;
+        let a = OriginateRequest::build_for(&s, &n, &Target::Endpoint("PJSIP/201".into()), ids, 2)
+            .unwrap();
+        assert_eq!(get(&a, "Channel"), ["PJSIP/201"]);
+        assert!(get(&a, "Data")[0].ends_with(",30,A(perezvon/connecting:perezvon/missed-caller)"));
+        assert_eq!(
+            get(&a, "CallerID"),
+            ["\"+79161234567 missed 2x\" <74951110000>"]
+        );
+    }
+
+    #[test]
+    fn no_announcement_keeps_the_stock_originate() {
+        let cfg = Config::from_toml("[callback]\ncaller_id = \"74951110000\"\n").unwrap();
+        let s = OriginateSettings::from_config(&cfg.callback, &cfg.pbx.numbers);
+        let n = DialNumber::check("79161234567", &allow(), &[]).unwrap();
+        let r = OriginateRequest::build_for(
+            &s,
+            &n,
+            &Target::Queue("sales".into()),
+            CallbackIds::new(1, 1, 1),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            r.headers().iter().filter(|(k, _)| *k == "Variable").count(),
+            1
+        );
+        assert!(r
+            .headers()
+            .iter()
+            .any(|(k, v)| *k == "Data" && v == "sales"));
+    }
+
+    #[test]
+    fn waiting_callers_from_queue_status() {
+        let params =
+            Message::from_pairs(&[("Event", "QueueParams"), ("Queue", "sales"), ("Calls", "2")]);
+        let entry = Message::from_pairs(&[("Event", "QueueEntry"), ("Queue", "sales")]);
+        assert_eq!(
+            queue_waiting_callers(std::slice::from_ref(&params), "sales"),
+            2
+        );
+        assert_eq!(queue_waiting_callers(&[params], "support"), 0);
+        assert_eq!(queue_waiting_callers(&[entry.clone(), entry], "sales"), 2);
+    }
+
+    #[test]
+    fn a_number_on_the_dnc_list_cannot_become_a_dial_number() {
+        let dnc: std::collections::HashSet<String> = ["79161234567".to_string()].into();
+        assert_eq!(
+            DialNumber::check_consented("79161234567", &allow(), &[], &KindGuard::default(), &dnc),
+            Err(Rejected::DoNotCall)
+        );
+        assert!(DialNumber::check_consented(
+            "79161234568",
+            &allow(),
+            &[],
+            &KindGuard::default(),
+            &dnc
+        )
+        .is_ok());
     }
 }

@@ -30,6 +30,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::hours::Hours;
 use super::originate::{DialNumber, Rejected};
+use super::request::{Routing, TaskKind};
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
 use crate::config::{CallbackConfig, Target};
 use crate::number::{KindGuard, NumberPlan};
@@ -122,6 +123,8 @@ pub struct Task {
     pub last_outcome: Option<AttemptOutcome>,
     /// The next attempt goes to `fallback_queue` (an agent did not take the previous one).
     pub use_fallback: bool,
+    /// Kind, owner and place in line (issue 14: requested and owned callbacks).
+    pub routing: Routing,
 }
 
 /// The policy of `[callback]`, in the planner's terms.
@@ -146,6 +149,30 @@ pub struct Policy {
     pub fallback: Option<Target>,
     /// `calls.min_talk`: an outbound call at least this long resolves a miss.
     pub min_talk: Duration,
+    /// Issue 14: owned callbacks and the do-not-call list.
+    pub request: RequestPolicy,
+}
+
+/// The part of the policy for requested and owned callbacks and the do-not-call list.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    /// `callback.owner_wait`; `None`: owned callbacks are off (no owner is assigned).
+    pub owner_wait: Option<Duration>,
+    /// `callback.owner_endpoint`, with `{agent}`.
+    pub owner_endpoint: String,
+    /// The do-not-call list (database and `callback.dnc_file`), normalised numbers. Checked
+    /// where the allow-list is: a listed number cannot become a [`DialNumber`].
+    pub dnc: std::sync::Arc<HashSet<String>>,
+}
+
+impl Default for RequestPolicy {
+    fn default() -> RequestPolicy {
+        RequestPolicy {
+            owner_wait: None,
+            owner_endpoint: "PJSIP/{agent}".into(),
+            dnc: Default::default(),
+        }
+    }
 }
 
 impl Policy {
@@ -167,7 +194,38 @@ impl Policy {
             target: cb.target.clone(),
             fallback: cb.fallback_queue.clone().map(Target::Queue),
             min_talk,
+            request: RequestPolicy {
+                owner_wait: cb.request.owner_wait,
+                owner_endpoint: cb.request.owner_endpoint.clone(),
+                dnc: Default::default(),
+            },
         }
+    }
+
+    /// Where a task's attempt at `now` goes: its owner's endpoint while the task is still
+    /// theirs (owned callbacks), else [`Policy::target_of`].
+    pub fn target_at(&self, t: &Task, now: Timestamp) -> std::borrow::Cow<'_, Target> {
+        match t.routing.owner_at(now) {
+            Some(agent) => std::borrow::Cow::Owned(self.owner_target(agent)),
+            None => std::borrow::Cow::Borrowed(self.target_of(t)),
+        }
+    }
+
+    /// The endpoint of an owner (`owner_endpoint` with `{agent}`).
+    pub fn owner_target(&self, agent: &str) -> Target {
+        Target::Endpoint(self.request.owner_endpoint.replace("{agent}", agent))
+    }
+
+    /// The queue whose waiting callers hold a requested task back: the queue the caller asked
+    /// from, else the target's queue. `None` for a missed-call task, or when neither is a queue.
+    pub fn hold_queue<'a>(&'a self, t: &'a Task) -> Option<&'a str> {
+        if t.routing.kind != TaskKind::Requested {
+            return None;
+        }
+        t.routing.queue.as_deref().or(match &self.target {
+            Target::Queue(q) => Some(q.as_str()),
+            _ => None,
+        })
     }
 
     /// Where a task's next (or current) attempt goes.
@@ -188,7 +246,13 @@ impl Policy {
 
     /// Validates a number for dialling under this policy.
     pub fn dial_number(&self, normalized: &str) -> Result<DialNumber, Rejected> {
-        DialNumber::check_guarded(normalized, &self.allow, &self.deny, &self.kind_guard)
+        DialNumber::check_consented(
+            normalized,
+            &self.allow,
+            &self.deny,
+            &self.kind_guard,
+            &self.request.dnc,
+        )
     }
 }
 
@@ -247,6 +311,8 @@ pub fn admit(rec: &CallRecord, policy: &Policy) -> Result<DialNumber, Skip> {
 }
 
 /// What a qualifying miss does to the tasks.
+// A short-lived value, returned once per miss: boxing the task would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MissPlan {
     /// A new pending task.
@@ -295,6 +361,7 @@ pub fn on_miss(
             last_attempt_at: None,
             last_outcome: None,
             use_fallback: false,
+            routing: Default::default(),
         }),
     }
 }
@@ -356,6 +423,133 @@ pub fn after_outcome(
     }
 }
 
+/// What a caller's request ("press 1") does to the tasks.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestPlan {
+    /// A new requested task, due at once (the caller is waiting for it).
+    Create(Task),
+    /// The number has an open task already: it becomes requested, keeps its id and counts,
+    /// takes the caller's place in line and is due now.
+    Requeue {
+        id: i64,
+        queue: Option<String>,
+        joined_at: Option<Timestamp>,
+        due_at: Timestamp,
+    },
+}
+
+/// Plans a caller's request for a callback to `number` at `now`. `existing` is the number's open
+/// task. The caller joined `queue` at `joined_at` (their place); a requested task is due at
+/// once, within working hours, and tried only when no caller waits in that queue and the target
+/// has a free person (the dialer asks; [`Policy::hold_queue`]).
+pub fn on_request(
+    existing: Option<&Task>,
+    number: &DialNumber,
+    server: &str,
+    queue: Option<&str>,
+    joined_at: Option<Timestamp>,
+    now: Timestamp,
+    policy: &Policy,
+) -> RequestPlan {
+    match existing {
+        Some(t) => RequestPlan::Requeue {
+            id: t.id,
+            queue: queue.map(str::to_string),
+            joined_at,
+            due_at: now,
+        },
+        None => RequestPlan::Create(Task {
+            id: 0,
+            number: number.as_str().to_string(),
+            state: TaskState::Pending,
+            server: server.to_string(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: policy.max_attempts,
+            lost_at: queue.map(|_| LostAt::Queue),
+            first_missed_at: now,
+            last_missed_at: now,
+            next_attempt_at: now,
+            give_up_at: add(now, policy.give_up_after),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+            routing: Routing {
+                kind: TaskKind::Requested,
+                queue: queue.map(str::to_string),
+                joined_at: Some(joined_at.unwrap_or(now)),
+                ..Routing::default()
+            },
+        }),
+    }
+}
+
+/// The owner of a new task, with owned callbacks on (`owner_wait`): the agent who last talked
+/// with the customer (`last_agent`, from the call records), else the person whose own number
+/// the customer called (`direct`: the miss was lost at `user`). Attempts wait for them until
+/// `since + owner_wait`.
+pub fn owner_for(
+    last_agent: Option<&str>,
+    direct: Option<&str>,
+    since: Timestamp,
+    policy: &Policy,
+) -> Option<(String, Timestamp)> {
+    let wait = policy.request.owner_wait?;
+    let person = |a: &&str| {
+        // Only what can be put into an endpoint name: digits, letters, `_`, `-`, `.`; and not a
+        // phone number (7+ digits: an outside party a forward reached is no owner).
+        let digits = a.bytes().filter(u8::is_ascii_digit).count();
+        !a.is_empty()
+            && a.len() <= 40
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && !(digits >= 7
+                && a.trim_start_matches('+')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()))
+    };
+    let agent = last_agent.filter(person).or(direct.filter(person))?;
+    Some((agent.to_string(), add(since, wait)))
+}
+
+/// An attempt that went to the task's owner (it was theirs when the attempt started) and did
+/// not connect: after one missed attempt the group takes the task. Returns the verdict to
+/// apply and whether the owner is released. The next attempt goes to the main target (not
+/// `fallback_queue`: that is for the group missing it), and after `agent_missed` it comes
+/// after `delay`, the customer having just answered.
+pub fn after_owner_attempt(
+    task: &Task,
+    outcome: AttemptOutcome,
+    after: AfterOutcome,
+    now: Timestamp,
+    policy: &Policy,
+) -> (AfterOutcome, bool) {
+    let owners = task.routing.owner.is_some()
+        && task
+            .last_attempt_at
+            .is_some_and(|a| task.routing.owner_at(a).is_some());
+    if !owners
+        || matches!(
+            outcome,
+            AttemptOutcome::Call(CallbackOutcome::Connected) | AttemptOutcome::Unknown
+        )
+    {
+        return (after, false);
+    }
+    let mut after = after;
+    after.use_fallback = task.use_fallback;
+    if after.state == TaskState::Pending
+        && outcome == AttemptOutcome::Call(CallbackOutcome::AgentMissed)
+    {
+        let soon = add(now, policy.delay);
+        if soon < task.give_up_at {
+            after.next_attempt_at = soon;
+        }
+    }
+    (after, true)
+}
+
 /// A task chosen to be dialled now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueTask {
@@ -363,17 +557,32 @@ pub struct DueTask {
     pub target: Target,
 }
 
-/// Priority key, smallest first: most missed, then the longest waiting, then the oldest task;
-/// the last field is the task's index. Precomputed so selection compares plain integers.
-type Key = (u32, i64, i64, u32);
+/// Priority key, smallest first: requested callbacks before missed calls, requested ones in
+/// the order their callers joined the queue (they keep their place in line); then the most
+/// missed, then the longest waiting, then the oldest task; the last field is the task's index.
+/// Precomputed so selection compares plain integers.
+type Key = (u8, u32, i64, i64, u32);
 
 fn key(t: &Task, i: usize) -> Key {
-    (
-        u32::MAX - t.missed_count,
-        t.next_attempt_at.as_microsecond(),
-        t.id,
-        i as u32,
-    )
+    match t.routing.kind {
+        TaskKind::Requested => (
+            0,
+            0,
+            t.routing
+                .joined_at
+                .unwrap_or(t.first_missed_at)
+                .as_microsecond(),
+            t.id,
+            i as u32,
+        ),
+        TaskKind::Missed => (
+            1,
+            u32::MAX - t.missed_count,
+            t.next_attempt_at.as_microsecond(),
+            t.id,
+            i as u32,
+        ),
+    }
 }
 
 /// The `cap` smallest keys seen, in a bounded max-heap: O(n log cap) worst case, and one
@@ -439,7 +648,7 @@ pub fn due_avoiding(
     let mut by_target: HashMap<String, u32> = HashMap::new();
     for t in tasks.iter().filter(|t| t.state == TaskState::InProgress) {
         in_flight += 1;
-        *by_target.entry(policy.target_of(t).key()).or_default() += 1;
+        *by_target.entry(policy.target_at(t, now).key()).or_default() += 1;
     }
     let global_left = policy.max_concurrent.saturating_sub(in_flight) as usize;
     if global_left == 0 {
@@ -479,6 +688,9 @@ pub fn due_avoiding(
     };
     let mut buckets: [Best; 4] =
         std::array::from_fn(|b| Best::new(global_left.min(target_left(bucket_key(b)))));
+    // Tasks still waiting for their owner go to per-owner endpoints, outside the buckets: a
+    // few, with their own per-target caps in the merge below.
+    let mut owned: Vec<Key> = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
         if t.state != TaskState::Pending
             || t.next_attempt_at > now
@@ -486,6 +698,10 @@ pub fn due_avoiding(
             || t.attempts >= t.attempt_budget
             || (!live.is_empty() && live.contains(t.number.as_str()))
         {
+            continue;
+        }
+        if t.routing.owner.is_some() && t.routing.owner_at(now).is_some() {
+            owned.push(key(t, i));
             continue;
         }
         let fb = usize::from(t.use_fallback && policy.fallback.is_some());
@@ -514,6 +730,8 @@ pub fn due_avoiding(
     for (b, v) in buckets.iter().enumerate() {
         cand.extend(v.iter().map(|&k| (k, b)));
     }
+    // Owned tasks are not spread (bucket 4 is even): their owner is one person, capped below.
+    cand.extend(owned.into_iter().map(|k| (k, 4)));
     cand.sort_unstable();
     let mut out = Vec::new();
     let mut quota_left = quota;
@@ -521,8 +739,8 @@ pub fn due_avoiding(
         if out.len() >= global_left {
             break;
         }
-        let t = &tasks[k.3 as usize];
-        let target = policy.target_of(t);
+        let t = &tasks[k.4 as usize];
+        let target = policy.target_at(t, now);
         let key = target.key();
         let used = by_target.entry(key).or_default();
         if *used >= policy.max_concurrent_per_target {
@@ -537,7 +755,7 @@ pub fn due_avoiding(
         *used += 1;
         out.push(DueTask {
             id: t.id,
-            target: target.clone(),
+            target: target.into_owned(),
         });
     }
     out
@@ -569,6 +787,7 @@ mod tests {
             target: Target::Queue("sales".into()),
             fallback: None,
             min_talk: Duration::from_secs(6),
+            request: Default::default(),
         }
     }
 
@@ -1080,3 +1299,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "planner_request_tests.rs"]
+mod request_tests;

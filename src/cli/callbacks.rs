@@ -38,6 +38,26 @@ pub enum CallbacksCommand {
         after_help = "Example:\n  perezvon callbacks retry 42 --config /etc/perezvon/perezvon.toml"
     )]
     Retry(IdArgs),
+    /// Record an agent's outcome of a task (what the feature codes and the console do):
+    /// resolved, call_later, wrong_number or do_not_call (which also lists the number).
+    #[command(
+        after_help = "Example:\n  perezvon callbacks dispose 42 resolved --config /etc/perezvon/perezvon.toml\n  perezvon callbacks dispose 42 do_not_call --by 201 --config /etc/perezvon/perezvon.toml"
+    )]
+    Dispose(DisposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DisposeArgs {
+    /// Task id (the first column of `callbacks list`).
+    pub id: i64,
+    /// The outcome.
+    #[arg(value_parser = ["resolved", "call_later", "wrong_number", "do_not_call"])]
+    pub disposition: String,
+    /// Who gave it (an agent's extension, a login), kept with the task.
+    #[arg(long)]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +114,18 @@ pub struct TaskJson {
     pub closed_at: Option<String>,
     pub close_reason: Option<String>,
     pub server: String,
+    /// missed | requested (the caller asked for it).
+    pub kind: &'static str,
+    /// The agent the callback goes through first (owned callbacks), if any.
+    pub owner: Option<String>,
+    /// RFC 3339: until when attempts wait for the owner (`null`: no owner).
+    pub owner_until: Option<String>,
+    /// Requested: the queue the caller asked from, and when they joined it (RFC 3339).
+    pub queue: Option<String>,
+    pub joined_at: Option<String>,
+    /// resolved | call_later | wrong_number | do_not_call, when an agent gave one.
+    pub disposition: Option<&'static str>,
+    pub disposition_by: Option<String>,
 }
 
 impl TaskJson {
@@ -114,6 +146,13 @@ impl TaskJson {
             closed_at: r.closed_at.map(|c| c.to_string()),
             close_reason: r.close_reason.clone(),
             server: t.server.clone(),
+            kind: t.routing.kind.as_str(),
+            owner: t.routing.owner.clone(),
+            owner_until: t.routing.owner_until.map(|o| o.to_string()),
+            queue: t.routing.queue.clone(),
+            joined_at: t.routing.joined_at.map(|j| j.to_string()),
+            disposition: r.disposition.map(|d| d.as_str()),
+            disposition_by: r.disposition_by.clone(),
         }
     }
 }
@@ -166,6 +205,7 @@ pub fn run(args: &CallbacksArgs) -> CmdResult {
         CallbacksCommand::List(a) => list(a),
         CallbacksCommand::Cancel(a) => cancel(a),
         CallbacksCommand::Retry(a) => retry(a),
+        CallbacksCommand::Dispose(a) => dispose(a),
     }
 }
 
@@ -209,8 +249,17 @@ fn list(a: &ListArgs) -> CmdResult {
     };
     writeln!(
         out,
-        "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  REASON",
-        "ID", "NUMBER", "STATE", "MISSED", "ATTEMPTS", "LAST", "NEXT ATTEMPT"
+        "{:>6}  {:<15}  {:<11}  {:<9}  {:>6}  {:>8}  {:<12}  {:<16}  {:<8}  {:<12}  REASON",
+        "ID",
+        "NUMBER",
+        "STATE",
+        "KIND",
+        "MISSED",
+        "ATTEMPTS",
+        "LAST",
+        "NEXT ATTEMPT",
+        "OWNER",
+        "DISPOSITION"
     )?;
     // The number is normalised and the reason is perezvon's own, but both come from the
     // database: escaped and cut like every table's cells.
@@ -219,10 +268,11 @@ fn list(a: &ListArgs) -> CmdResult {
         let t = &r.task;
         writeln!(
             out,
-            "{:>6}  {:<15}  {:<11}  {:>6}  {:>8}  {:<12}  {:<16}  {}",
+            "{:>6}  {:<15}  {:<11}  {:<9}  {:>6}  {:>8}  {:<12}  {:<16}  {:<8}  {:<12}  {}",
             t.id,
             cell(&crate::number::display(Some(&t.number), None)),
             t.state.as_str(),
+            t.routing.kind.as_str(),
             t.missed_count,
             t.attempts,
             t.last_outcome.map(|o| o.as_str()).unwrap_or("-"),
@@ -233,6 +283,8 @@ fn list(a: &ListArgs) -> CmdResult {
             } else {
                 "-".into()
             },
+            cell(t.routing.owner.as_deref().unwrap_or("-")),
+            r.disposition.map(|d| d.as_str()).unwrap_or("-"),
             cell(r.close_reason.as_deref().unwrap_or(""))
         )?;
     }
@@ -296,6 +348,43 @@ fn retry(a: &IdArgs) -> CmdResult {
                 a.id,
                 cb.max_attempts,
                 if cb.max_attempts == 1 { "" } else { "s" }
+            );
+            Ok(0)
+        }
+        Err(crate::store::StoreError::Invalid(msg)) => {
+            eprintln!("perezvon: {msg}");
+            Ok(1)
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+fn dispose(a: &DisposeArgs) -> CmdResult {
+    let (cfg, mut store) = match open(&a.db) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let Some(d) = crate::callback::request::Disposition::parse(&a.disposition) else {
+        eprintln!("perezvon: unknown disposition {:?}", a.disposition);
+        return Ok(2);
+    };
+    let after = match cfg {
+        Some(c) => c.callback.request.call_later_after,
+        None => crate::config::RequestSettings::default().call_later_after,
+    };
+    let now = jiff::Timestamp::now();
+    let later = jiff::SignedDuration::try_from(after)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    match store.set_disposition(a.id, d, a.by.as_deref(), now, later) {
+        Ok(applied) => {
+            println!(
+                "callback task {} ({}): {}, now {}",
+                a.id,
+                crate::report::text::cell(&applied.number, crate::report::text::MAX_CELL),
+                d.as_str(),
+                applied.state.as_str()
             );
             Ok(0)
         }

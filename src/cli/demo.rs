@@ -101,6 +101,8 @@ fn print_results(s: &DemoSummary, html: Option<&std::path::Path>) -> CmdResult {
         rows.push(vec![
             t.task.id.to_string(),
             t.task.number.clone(),
+            t.task.routing.kind.as_str().to_string(),
+            t.task.routing.owner.clone().unwrap_or_else(|| "-".into()),
             t.task.state.as_str().to_string(),
             t.task.missed_count.to_string(),
             outcomes.join(", "),
@@ -114,6 +116,8 @@ fn print_results(s: &DemoSummary, html: Option<&std::path::Path>) -> CmdResult {
             &[
                 ("task", Align::Right),
                 ("number", Align::Left),
+                ("kind", Align::Left),
+                ("owner", Align::Left),
                 ("state", Align::Left),
                 ("misses", Align::Right),
                 ("attempts", Align::Left),
@@ -121,6 +125,19 @@ fn print_results(s: &DemoSummary, html: Option<&std::path::Path>) -> CmdResult {
             ],
             &rows
         )
+    );
+
+    let requested = tasks
+        .iter()
+        .filter(|t| t.task.routing.kind == crate::callback::request::TaskKind::Requested)
+        .count();
+    let owned = tasks
+        .iter()
+        .filter(|t| t.task.routing.owner.is_some())
+        .count();
+    println!(
+        "\n{requested} requested by the caller (pressed 1 in the queue), {owned} owned (called \
+         through the agent who last talked with the customer, or whose own number they called)."
     );
 
     let now = jiff::Timestamp::now();

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod callbacks;
 pub mod check_config;
 pub mod demo;
+pub mod dnc;
 pub mod missed;
 pub mod passwd;
 pub mod record;
@@ -88,6 +89,16 @@ pub enum Command {
         after_help = "Example:\n  echo -n 'correct horse battery' | perezvon passwd\n  perezvon passwd < /dev/tty    # type it, then Enter and Ctrl-D"
     )]
     Passwd(passwd::PasswdArgs),
+    /// The do-not-call list: numbers perezvon never calls back, whatever their task says.
+    ///
+    /// Any input form of the number; stored normalised with the `[pbx]` plan. Callers join it
+    /// by pressing 9 ("never call me back"), agents with the do_not_call disposition; the
+    /// numbers of `callback.dnc_file` apply too.
+    #[command(after_help = "Example:
+  perezvon dnc add --config /etc/perezvon/perezvon.toml '+7 916 123-45-67'
+  perezvon dnc list --config /etc/perezvon/perezvon.toml
+  perezvon dnc remove --db /var/lib/perezvon/perezvon.db 89161234567")]
+    Dnc(dnc::DncArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -189,5 +200,6 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Demo(a) => demo::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Passwd(a) => passwd::run(&a),
+        Command::Dnc(a) => dnc::run(&a),
     }
 }

@@ -113,6 +113,21 @@ pub struct RawCallback {
     /// agent-first with a queue target: the context the queue is dialled in
     /// (`Local/<queue>@<agent_context>`; FreePBX: `from-internal`).
     pub agent_context: Option<String>,
+    // --- issue 14 (request): requested and owned callbacks, announcement, dispositions, DNC ---
+    /// Owned callbacks: how long attempts wait for the customer's own agent before the group.
+    pub owner_wait: Option<String>,
+    /// The owner's endpoint, `{agent}` replaced by the agent of the call records.
+    pub owner_endpoint: Option<String>,
+    /// Sound the agent hears before the bridge.
+    pub announce: Option<String>,
+    /// Sound the customer hears when they answer (agent-first).
+    pub customer_prompt: Option<String>,
+    /// The caller name an agent sees: `{number}`, `{count}`.
+    pub agent_caller_name: Option<String>,
+    /// Do-not-call list file, one number per line, re-read when it changes.
+    pub dnc_file: Option<String>,
+    /// A `call_later` disposition: the next attempt this long after it.
+    pub call_later_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

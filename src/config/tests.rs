@@ -310,3 +310,40 @@ fn no_message_quotes_a_secret() {
     let e = Config::from_toml(text).unwrap_err();
     assert!(e.to_string().contains("integer `5`"), "{e}");
 }
+
+// --- issue 14 (request) ---
+
+#[test]
+fn request_keys_are_validated_with_their_names() {
+    let c = Config::from_toml(
+        "[callback]\nowner_wait = \"10m\"\nannounce = \"perezvon/missed-caller\"\n\
+         agent_caller_name = \"{number} missed {count}x\"\ndnc_file = \"/etc/perezvon/dnc.txt\"\n",
+    )
+    .unwrap();
+    let r = &c.callback.request;
+    assert_eq!(r.owner_wait, Some(Duration::from_secs(600)));
+    assert_eq!(r.owner_endpoint, "PJSIP/{agent}");
+    assert_eq!(r.announce.as_deref(), Some("perezvon/missed-caller"));
+    assert_eq!(r.call_later_after, Duration::from_secs(7200));
+    // "0s" switches owned callbacks off.
+    let c = Config::from_toml("[callback]\nowner_wait = \"0s\"\n").unwrap();
+    assert_eq!(c.callback.request.owner_wait, None);
+    let e = Config::from_toml(
+        "[callback]\nowner_wait = \"soon\"\nowner_endpoint = \"PJSIP/201\"\n\
+         announce = \"../../etc/passwd\"\ncustomer_prompt = \"a,b\"\n\
+         agent_caller_name = \"x\\ny\"\ncall_later_after = \"later\"\ndnc_file = \"\"\n",
+    )
+    .unwrap_err();
+    let shown: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+    for key in [
+        "callback.owner_wait",
+        "callback.owner_endpoint",
+        "callback.announce",
+        "callback.customer_prompt",
+        "callback.agent_caller_name",
+        "callback.call_later_after",
+        "callback.dnc_file",
+    ] {
+        assert!(shown.iter().any(|p| p.starts_with(key)), "{key}: {shown:?}");
+    }
+}

@@ -1178,6 +1178,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         kind_guard: kind_guard(v, cb),
         marker_variable,
         agent_context,
+        request: request_settings(v, cb),
     };
     if let Some(s) = &callback.server {
         if !asterisk.iter().any(|a| &a.name == s) {
@@ -2067,4 +2068,76 @@ fn http_notifier(v: &mut V, i: usize, h: &RawHttpNotifier) -> Option<HttpNotifie
         body: h.body.clone(),
         channel,
     })
+}
+
+// --- issue 14 (request): requested and owned callbacks, announcement, dispositions, DNC ---
+
+/// A sound name for Playback()/Queue()/Dial(A()): a path under the sounds directory, no
+/// extension, nothing the application arguments or the wire would split on.
+fn sound_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | '&'))
+        && !s.contains("..")
+}
+
+fn request_settings(v: &mut V, cb: &RawCallback) -> crate::config::RequestSettings {
+    let d = crate::config::RequestSettings::default();
+    let owner_wait = cb
+        .owner_wait
+        .as_ref()
+        .map(|_| v.duration("callback.owner_wait", &cb.owner_wait, "10m"))
+        .filter(|w| !w.is_zero());
+    let owner_endpoint = cb.owner_endpoint.clone().unwrap_or(d.owner_endpoint);
+    if !owner_endpoint.contains("{agent}") || !wire_ok(&owner_endpoint) {
+        v.err(
+            "callback.owner_endpoint",
+            format!("{owner_endpoint:?} must name the agent's endpoint with {{agent}}"),
+            Some("e.g. \"PJSIP/{agent}\""),
+        );
+    }
+    let mut sound = |key: &str, raw: &Option<String>| -> Option<String> {
+        let s = raw.clone()?;
+        if !sound_ok(&s) {
+            v.err(
+                key,
+                format!("{s:?} is not a sound name"),
+                Some("a file under the sounds directory without extension, e.g. \"perezvon/missed-caller\""),
+            );
+        }
+        Some(s)
+    };
+    let announce = sound("callback.announce", &cb.announce);
+    let customer_prompt = sound("callback.customer_prompt", &cb.customer_prompt);
+    let agent_caller_name = cb.agent_caller_name.clone();
+    if let Some(n) = &agent_caller_name {
+        if n.is_empty() || n.len() > 80 || !wire_ok(n) {
+            v.err(
+                "callback.agent_caller_name",
+                format!("{n:?} is not a usable caller name (1-80 characters, one line)"),
+                Some("e.g. \"{number} missed {count}x\""),
+            );
+        }
+    }
+    let dnc_file = cb.dnc_file.as_ref().map(std::path::PathBuf::from);
+    if let Some(p) = &dnc_file {
+        if p.as_os_str().is_empty() {
+            v.err("callback.dnc_file", "empty path", None);
+        }
+    }
+    crate::config::RequestSettings {
+        owner_wait,
+        owner_endpoint,
+        announce,
+        customer_prompt,
+        agent_caller_name,
+        dnc_file,
+        call_later_after: v.duration("callback.call_later_after", &cb.call_later_after, "2h"),
+    }
+}
+
+/// One line, no comma (Asterisk splits application arguments and Variable values on it).
+fn wire_ok(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['\r', '\n', ',', '"']) && s.len() < 200
 }

@@ -160,6 +160,70 @@ pub fn traffic_timeline(captures: &[Capture], stagger: Duration) -> Vec<(Duratio
     all.into_iter().map(|(at, _, m)| (at, m)).collect()
 }
 
+/// Makes the caller of call `linkedid` press 1 ("call me back") while waiting in a queue: a
+/// `UserEvent(PerezvonCallback,Queue: <q>,Joined: <epoch>)` on their channel, as the dialplan
+/// snippet of docs/CALLBACKS.md sends it, `after` their `QueueCallerJoin`. Returns false when
+/// the traffic has no such call.
+pub fn press_1_in_queue(
+    traffic: &mut Vec<(Duration, Message)>,
+    linkedid: &str,
+    after: Duration,
+) -> bool {
+    user_event_in_queue(traffic, linkedid, after, "PerezvonCallback", true)
+}
+
+/// Makes the caller of call `linkedid` press 9 ("never call me back") while waiting in a
+/// queue: `UserEvent(PerezvonNoCall)` on their channel, `after` their `QueueCallerJoin`.
+pub fn press_9_in_queue(
+    traffic: &mut Vec<(Duration, Message)>,
+    linkedid: &str,
+    after: Duration,
+) -> bool {
+    user_event_in_queue(traffic, linkedid, after, "PerezvonNoCall", false)
+}
+
+fn user_event_in_queue(
+    traffic: &mut Vec<(Duration, Message)>,
+    linkedid: &str,
+    after: Duration,
+    name: &str,
+    with_queue: bool,
+) -> bool {
+    let Some((at, join)) = traffic
+        .iter()
+        .find(|(_, m)| m.is(b"Event", b"QueueCallerJoin") && m.is(b"Linkedid", linkedid.as_bytes()))
+        .cloned()
+    else {
+        return false;
+    };
+    let joined = join
+        .get_str("Timestamp")
+        .and_then(|t| t.split('.').next().map(str::to_string))
+        .unwrap_or_default();
+    let queue = join.get_str("Queue").unwrap_or_default().into_owned();
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"Event".to_vec(), b"UserEvent".to_vec())];
+    for (n, v) in join.headers() {
+        // The channel snapshot Asterisk puts on every channel event.
+        if !(n.eq_ignore_ascii_case(b"Event")
+            || n.eq_ignore_ascii_case(b"Queue")
+            || n.eq_ignore_ascii_case(b"Position")
+            || n.eq_ignore_ascii_case(b"Count"))
+        {
+            pairs.push((n.to_vec(), v.to_vec()));
+        }
+    }
+    pairs.push((b"UserEvent".to_vec(), name.as_bytes().to_vec()));
+    if with_queue {
+        for (n, v) in [("Queue", queue.as_str()), ("Joined", joined.as_str())] {
+            pairs.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        }
+    }
+    let at = at + after;
+    let pos = traffic.partition_point(|(t, _)| *t <= at);
+    traffic.insert(pos, (at, Message::from_pairs(&pairs)));
+    true
+}
+
 /// Copies a message with some header values replaced.
 fn rewrite(msg: &Message, f: impl Fn(&[u8], &[u8]) -> Option<Vec<u8>>) -> Message {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = msg
@@ -190,6 +254,11 @@ pub struct LabLog {
     /// The outcome played for each, by ActionID.
     pub outcomes: Vec<(String, LabOutcome)>,
     pub logins: u32,
+    /// Callers waiting per queue, as QueueStatus reports them (`QueueParams` `Calls`); a test
+    /// sets it to hold requested callbacks back. Absent: 0.
+    pub queue_callers: HashMap<String, u32>,
+    /// Devices DeviceStateList reports busy (`INUSE`); every other agent device is idle.
+    pub busy_devices: Vec<String>,
 }
 
 /// Server settings.
@@ -403,12 +472,19 @@ async fn session(
                     ],
                 ))
                 .await;
+                let calls = shared
+                    .log
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.queue_callers.get(&queue).copied())
+                    .unwrap_or(0)
+                    .to_string();
                 send(Message::from_pairs(&[
                     ("Event", "QueueParams"),
                     ("Queue", queue.as_str()),
                     ("Max", "0"),
                     ("Strategy", "ringall"),
-                    ("Calls", "0"),
+                    ("Calls", calls.as_str()),
                     ("ActionID", aid.as_str()),
                 ]))
                 .await;
@@ -452,6 +528,49 @@ async fn session(
                         ("StatusText", "Idle"),
                     ],
                 ))
+                .await;
+            }
+            "devicestatelist" => {
+                // The lab's people, as their phones (PJSIP/20x) and as the queue members'
+                // Local channels: idle unless a test made them busy.
+                let aid = String::from_utf8_lossy(&id).into_owned();
+                send(reply(
+                    &id,
+                    &[
+                        ("EventList", "start"),
+                        ("Message", "Device State Changes will follow"),
+                    ],
+                ))
+                .await;
+                let busy = shared
+                    .log
+                    .lock()
+                    .map(|l| l.busy_devices.clone())
+                    .unwrap_or_default();
+                let mut n = 0;
+                for m in 201..=209 {
+                    for dev in [format!("PJSIP/{m}"), format!("Local/{m}@agent-sim")] {
+                        let state = if busy.contains(&dev) {
+                            "INUSE"
+                        } else {
+                            "NOT_INUSE"
+                        };
+                        send(Message::from_pairs(&[
+                            ("Event", "DeviceStateChange"),
+                            ("Device", dev.as_str()),
+                            ("State", state),
+                            ("ActionID", aid.as_str()),
+                        ]))
+                        .await;
+                        n += 1;
+                    }
+                }
+                send(Message::from_pairs(&[
+                    ("Event", "DeviceStateListComplete"),
+                    ("ActionID", aid.as_str()),
+                    ("EventList", "Complete"),
+                    ("ListItems", &n.to_string()),
+                ]))
                 .await;
             }
             "originate" => {

@@ -75,6 +75,9 @@ impl Default for DemoOptions {
 /// The daemon's configuration for the demo: the embedded lab PBX ([`Config::embedded_default`]),
 /// pointed at the lab server, with callbacks on, always open, and short delays so a demo ends in
 /// about a minute.
+/// The call of the bundled `queue_abandon` capture, whose caller asks for a callback.
+pub const DEMO_REQUEST_LINKEDID: &str = "1795375036.4";
+
 pub fn demo_config(port: u16, db: &Path) -> Config {
     let mut cfg = Config::embedded_default();
     let ami = &mut cfg.asterisk[0];
@@ -95,6 +98,13 @@ pub fn demo_config(port: u16, db: &Path) -> Config {
     cb.max_concurrent = 12;
     cb.max_concurrent_per_target = 12;
     cb.spread = Duration::from_secs(5);
+    // Issue 14: owned callbacks go through the customer's own agent first (the lab's people
+    // are `Local/20x@agent-sim`), and the agent hears who is calling.
+    // A short owner_wait: the demo's calls are seconds apart, not minutes.
+    cb.request.owner_wait = Some(Duration::from_secs(20));
+    cb.request.owner_endpoint = "Local/{agent}@agent-sim".into();
+    cb.request.announce = Some("perezvon/missed-caller".into());
+    cb.request.agent_caller_name = Some("{number} missed {count}x".into());
     cfg.hours.week = std::array::from_fn(|_| {
         vec![DayRange {
             start_min: 0,
@@ -113,7 +123,9 @@ fn fresh_db_path() -> PathBuf {
 /// Runs the demo to its end and returns what happened. Prints progress when asked.
 pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     let shutdown = CancellationToken::new();
-    let traffic = lab::traffic_timeline(&lab::traffic(), opts.stagger);
+    let mut traffic = lab::traffic_timeline(&lab::traffic(), opts.stagger);
+    // The caller of `queue_abandon` presses 1 while waiting in sales: a requested callback.
+    lab::press_1_in_queue(&mut traffic, DEMO_REQUEST_LINKEDID, Duration::from_secs(3));
     let traffic_len = traffic.last().map(|(at, _)| *at).unwrap_or_default();
     let lab = lab::start(
         lab::LabOptions {

@@ -211,6 +211,7 @@ mod tests {
             last_attempt_at: None,
             last_outcome: None,
             use_fallback: false,
+            routing: Default::default(),
         }
     }
 

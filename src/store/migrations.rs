@@ -15,6 +15,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::outbox::SCHEMA_V3,
     super::calls::SCHEMA_V4,
     super::crm::SCHEMA_V5,
+    // issue 14 (request): requested/owned tasks, dispositions, callback requests, dnc.
+    super::request::SCHEMA_REQUEST,
 ];
 
 /// The version this binary brings databases to.

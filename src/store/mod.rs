@@ -9,6 +9,7 @@
 //! - [`tasks`]: callback tasks (one open task per number) and their attempts.
 //! - [`outbox`]: notifications waiting for delivery.
 //! - [`crm`]: which CRM entity stands for a number (for the CRM notifiers).
+//! - [`request`]: requested and owned callbacks, dispositions, the do-not-call list.
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 //! - [`console`]: what the web console reads (filtered misses, a customer's history) and the
 //!   supervisor's "call now".
@@ -19,6 +20,7 @@ pub mod crm;
 pub mod migrations;
 pub mod outbox;
 pub mod report;
+pub mod request;
 pub mod tasks;
 
 use std::path::Path;

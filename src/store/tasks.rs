@@ -53,11 +53,16 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 use crate::callback::planner::{AfterOutcome, AttemptOutcome, Task, TaskState};
+use crate::callback::request::{Disposition, Routing, TaskKind};
 use crate::calls::record::LostAt;
 
 const TASK_COLUMNS: &str = "id, number, state, server, missed_count, attempts, attempt_budget, \
     lost_at, first_missed_at, last_missed_at, next_attempt_at, give_up_at, last_attempt_at, \
-    last_outcome, use_fallback";
+    last_outcome, use_fallback, kind, owner, owner_until, queue, joined_at";
+
+/// [`TaskRow`]'s columns after [`TASK_COLUMNS`] (their indexes start at [`ROW_EXTRA`]).
+const ROW_COLUMNS: &str = "closed_at, close_reason, disposition, disposition_at, disposition_by";
+const ROW_EXTRA: usize = 20;
 
 const ATTEMPT_COLUMNS: &str = "id, task_id, attempt_no, callback_id, number, target, started_at, \
     answered_at, ended_at, outcome, talk_secs, linkedid, detail";
@@ -88,6 +93,10 @@ pub struct TaskRow {
     pub task: Task,
     pub closed_at: Option<jiff::Timestamp>,
     pub close_reason: Option<String>,
+    /// An agent's verdict (issue 14), when one was given.
+    pub disposition: Option<Disposition>,
+    pub disposition_at: Option<jiff::Timestamp>,
+    pub disposition_by: Option<String>,
 }
 
 fn row_to_task(row: &Row<'_>) -> rusqlite::Result<Task> {
@@ -115,6 +124,27 @@ fn row_to_task(row: &Row<'_>) -> rusqlite::Result<Task> {
             .as_deref()
             .and_then(AttemptOutcome::parse),
         use_fallback: row.get(14)?,
+        routing: Routing {
+            kind: TaskKind::parse(&row.get::<_, String>(15)?).unwrap_or_default(),
+            owner: row.get(16)?,
+            owner_until: row.get::<_, Option<f64>>(17)?.map(f64_to_ts),
+            queue: row.get(18)?,
+            joined_at: row.get::<_, Option<f64>>(19)?.map(f64_to_ts),
+        },
+    })
+}
+
+fn row_to_task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        task: row_to_task(r)?,
+        closed_at: r.get::<_, Option<f64>>(ROW_EXTRA)?.map(f64_to_ts),
+        close_reason: r.get(ROW_EXTRA + 1)?,
+        disposition: r
+            .get::<_, Option<String>>(ROW_EXTRA + 2)?
+            .as_deref()
+            .and_then(Disposition::parse),
+        disposition_at: r.get::<_, Option<f64>>(ROW_EXTRA + 3)?.map(f64_to_ts),
+        disposition_by: r.get(ROW_EXTRA + 4)?,
     })
 }
 
@@ -181,21 +211,10 @@ impl Store {
     }
 
     pub fn task(&self, id: i64) -> Result<Option<TaskRow>> {
-        let sql = format!(
-            "SELECT {TASK_COLUMNS}, closed_at, close_reason FROM callback_tasks WHERE id = ?1"
-        );
+        let sql = format!("SELECT {TASK_COLUMNS}, {ROW_COLUMNS} FROM callback_tasks WHERE id = ?1");
         self.conn
             .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_row([id], |r| {
-                    Ok(TaskRow {
-                        task: row_to_task(r)?,
-                        closed_at: r.get::<_, Option<f64>>(15)?.map(f64_to_ts),
-                        close_reason: r.get(16)?,
-                    })
-                })
-                .optional()
-            })
+            .and_then(|mut s| s.query_row([id], row_to_task_row).optional())
             .map_err(StoreError::sql("read task"))
     }
 
@@ -207,7 +226,7 @@ impl Store {
             "WHERE state IN ('pending', 'in_progress')"
         };
         let sql = format!(
-            "SELECT {TASK_COLUMNS}, closed_at, close_reason FROM callback_tasks {filter} \
+            "SELECT {TASK_COLUMNS}, {ROW_COLUMNS} FROM callback_tasks {filter} \
              ORDER BY id DESC LIMIT ?1"
         );
         let mut stmt = self
@@ -215,13 +234,7 @@ impl Store {
             .prepare(&sql)
             .map_err(StoreError::sql("prepare task list"))?;
         let rows = stmt
-            .query_map([limit], |r| {
-                Ok(TaskRow {
-                    task: row_to_task(r)?,
-                    closed_at: r.get::<_, Option<f64>>(15)?.map(f64_to_ts),
-                    close_reason: r.get(16)?,
-                })
-            })
+            .query_map([limit], row_to_task_row)
             .map_err(StoreError::sql("list tasks"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::sql("read tasks"))
@@ -233,7 +246,8 @@ impl Store {
             .prepare_cached(
                 "INSERT INTO callback_tasks (number, state, server, missed_count, attempts, \
                  attempt_budget, lost_at, first_missed_at, last_missed_at, next_attempt_at, \
-                 give_up_at, use_fallback) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 give_up_at, use_fallback, kind, owner, owner_until, queue, joined_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -249,6 +263,11 @@ impl Store {
                     ts_to_f64(t.next_attempt_at),
                     ts_to_f64(t.give_up_at),
                     t.use_fallback,
+                    t.routing.kind.as_str(),
+                    t.routing.owner,
+                    t.routing.owner_until.map(ts_to_f64),
+                    t.routing.queue,
+                    t.routing.joined_at.map(ts_to_f64),
                 ])
             })
             .map_err(StoreError::sql("insert task"))?;
@@ -591,6 +610,7 @@ mod tests {
             last_attempt_at: None,
             last_outcome: None,
             use_fallback: false,
+            routing: Default::default(),
         }
     }
 
