@@ -147,6 +147,27 @@ pub struct CallsConfig {
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub database: PathBuf,
+    /// `storage.keep_calls`: retention of calls and closed tasks; `None` keeps everything.
+    pub keep_calls: Option<Duration>,
+}
+
+/// `[backfill]`: Asterisk's CDR and queue_log, read after a gap in the AMI stream.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    pub cdr: Option<PathBuf>,
+    pub queue_log: Option<PathBuf>,
+    /// The `[[asterisk]]` server the files belong to (default: the first).
+    pub server: Option<String>,
+    /// The zone of the CDR's dates.
+    pub timezone: jiff::tz::TimeZone,
+    pub max_gap: Duration,
+}
+
+impl BackfillConfig {
+    /// Whether anything is configured to backfill from.
+    pub fn enabled(&self) -> bool {
+        self.cdr.is_some() || self.queue_log.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -471,6 +492,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub backfill: BackfillConfig,
     /// Non-fatal findings (e.g. a world-readable file holding a secret).
     pub warnings: Vec<Problem>,
 }

@@ -43,6 +43,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod glob;
+pub mod history;
 pub mod metrics;
 pub mod notify;
 pub mod number;

@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+    /// `[backfill]`: Asterisk's own records, read after a gap in the AMI stream.
+    #[serde(default)]
+    pub backfill: RawBackfill,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +81,8 @@ pub struct RawCalls {
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub database: Option<PathBuf>,
+    /// Retention: calls (and closed tasks) older than this are deleted (`"400d"`).
+    pub keep_calls: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,4 +343,20 @@ pub struct RawMetrics {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+}
+
+/// `[backfill]`: where the PBX writes its CDR and queue_log (the history work).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackfill {
+    /// `cdr_csv` output, e.g. `/var/log/asterisk/cdr-csv/Master.csv`.
+    pub cdr: Option<PathBuf>,
+    /// app_queue's log, e.g. `/var/log/asterisk/queue_log`.
+    pub queue_log: Option<PathBuf>,
+    /// The `[[asterisk]]` server these files belong to (default: the first).
+    pub server: Option<String>,
+    /// The zone of the CDR's dates (`usegmtime = no`: the PBX host's zone; default: hours.timezone).
+    pub timezone: Option<String>,
+    /// Gaps longer than this are backfilled only for their last part (default `"7d"`).
+    pub max_gap: Option<String>,
 }

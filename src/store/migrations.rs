@@ -15,6 +15,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::outbox::SCHEMA_V3,
     super::calls::SCHEMA_V4,
     super::crm::SCHEMA_V5,
+    // history: imported/backfilled calls, AMI watermarks (the backfill work).
+    super::history::SCHEMA_HISTORY,
 ];
 
 /// The version this binary brings databases to.

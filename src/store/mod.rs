@@ -9,10 +9,13 @@
 //! - [`tasks`]: callback tasks (one open task per number) and their attempts.
 //! - [`outbox`]: notifications waiting for delivery.
 //! - [`crm`]: which CRM entity stands for a number (for the CRM notifiers).
+//! - [`history`]: imported and backfilled calls, the last AMI event per server, retention,
+//!   a customer's data by number (export, forget).
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 
 pub mod calls;
 pub mod crm;
+pub mod history;
 pub mod migrations;
 pub mod outbox;
 pub mod report;

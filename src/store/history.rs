@@ -1,0 +1,456 @@
+//! History and personal data: calls imported from Asterisk's CDR and queue_log or backfilled
+//! after a gap, the last event seen per server (where a gap starts), retention, and a
+//! customer's data by number (export, forget). Owner: the history work.
+//!
+//! An imported call is a row of `calls` like any other (so `missed`, `report` and the dialer
+//! see it), with `source` = `imported` or `backfilled` (live ones are `ami`) and a
+//! `call_history` row saying what it was decided from. Its key is the same `(server, linkedid)`
+//! as a live call's: importing twice adds nothing, and a call recorded live is never replaced,
+//! except a live `unknown` (perezvon lost sight of it), which history may decide.
+
+/// Schema: `calls.source`, `call_history`, `ami_watermarks`.
+pub const SCHEMA_HISTORY: &str = "
+ALTER TABLE calls ADD COLUMN source TEXT NOT NULL DEFAULT 'ami';
+CREATE TABLE call_history (
+    call_id INTEGER PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+    origin TEXT NOT NULL,
+    queue TEXT,
+    imported_at REAL NOT NULL
+);
+CREATE TABLE ami_watermarks (
+    server TEXT PRIMARY KEY,
+    last_event_at REAL NOT NULL
+);
+CREATE INDEX callback_tasks_by_number ON callback_tasks (number);
+CREATE INDEX callback_attempts_by_number ON callback_attempts (number);
+";
+
+use rusqlite::{params, OptionalExtension};
+use serde_json::{Map, Value};
+
+use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
+use crate::calls::record::CallRecord;
+use crate::history::build::HistoryCall;
+
+/// How a history call reached the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `perezvon import`: history from before perezvon ran.
+    Imported,
+    /// Decided after a gap in the AMI stream (the daemon, `perezvon backfill`).
+    Backfilled,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Imported => "imported",
+            Source::Backfilled => "backfilled",
+        }
+    }
+}
+
+/// What [`Store::record_history`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryStored {
+    /// New calls, as stored (with their resolution): the dialer and notifications act on these.
+    pub stored: Vec<CallRecord>,
+    /// Of those, calls that replaced a live `unknown` verdict.
+    pub upgraded: u64,
+    /// Already stored with a verdict (live, or by an earlier import): left as they were.
+    pub known: u64,
+}
+
+/// Rows removed by retention.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub calls: u64,
+    pub tasks: u64,
+    pub attempts: u64,
+    pub notifications: u64,
+    pub crm_links: u64,
+}
+
+impl Pruned {
+    pub fn total(&self) -> u64 {
+        self.calls + self.tasks + self.attempts + self.notifications + self.crm_links
+    }
+}
+
+/// Rows erased by [`Store::forget_number`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Forgotten {
+    pub calls: u64,
+    pub callback_tasks: u64,
+    pub callback_attempts: u64,
+    pub notifications: u64,
+    pub crm_links: u64,
+}
+
+impl Forgotten {
+    pub fn total(&self) -> u64 {
+        self.calls
+            + self.callback_tasks
+            + self.callback_attempts
+            + self.notifications
+            + self.crm_links
+    }
+}
+
+/// Calls stored per transaction by an import (one commit per batch, not per call).
+const BATCH: usize = 500;
+
+/// A number in an outbox payload or a CRM link: the digits of the normalised number appear in
+/// every form the notifiers write (`79161234567`, `+79161234567`).
+const OUTBOX_MATCH: &str = "instr(payload, ?1) > 0";
+
+impl Store {
+    /// Stores history calls (in the order given), `BATCH` per transaction. A call already known
+    /// by its key is left alone unless its stored verdict is a live `unknown`. A call known only
+    /// from queue_log (no linkedid) is also a duplicate of a stored call of the same caller on
+    /// the same server that spans its queue entry. Misses that ended at or after
+    /// `dialer_since` are marked for the dialer. On an error, the batches before are committed.
+    pub fn record_history(
+        &self,
+        calls: &[HistoryCall],
+        source: Source,
+        resolve_within: std::time::Duration,
+        dialer_since: Option<jiff::Timestamp>,
+    ) -> Result<HistoryStored> {
+        let mut out = HistoryStored::default();
+        for chunk in calls.chunks(BATCH) {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(StoreError::sql("begin history batch"))?;
+            let mut part = HistoryStored::default();
+            let r = chunk.iter().try_for_each(|c| {
+                self.history_one(c, source, resolve_within, dialer_since, &mut part)
+            });
+            let r = r.and_then(|()| {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(StoreError::sql("commit history batch"))
+            });
+            if let Err(e) = r {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+            out.stored.extend(part.stored);
+            out.upgraded += part.upgraded;
+            out.known += part.known;
+        }
+        Ok(out)
+    }
+
+    fn history_one(
+        &self,
+        h: &HistoryCall,
+        source: Source,
+        resolve_within: std::time::Duration,
+        dialer_since: Option<jiff::Timestamp>,
+        out: &mut HistoryStored,
+    ) -> Result<()> {
+        let r = &h.record;
+        let mut existing: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT id, status FROM calls WHERE server = ?1 AND linkedid = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![r.server, r.linkedid], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(StoreError::sql("look up a history call"))?;
+        if existing.is_none() && h.origin == "queue_log" {
+            existing = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, status FROM calls WHERE server = ?1 AND direction = 'inbound' \
+                     AND caller IS ?2 AND started_at <= ?3 + 2 AND ended_at >= ?3 - 2 LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![r.server, r.caller, ts_to_f64(r.started_at)],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                })
+                .map_err(StoreError::sql("look up a queue_log call"))?;
+        }
+        let mut upgraded = false;
+        if let Some((id, status)) = existing {
+            if status != "unknown" {
+                out.known += 1;
+                return Ok(());
+            }
+            let live: bool = self
+                .conn
+                .query_row(
+                    "SELECT source = 'ami' FROM calls WHERE id = ?1",
+                    [id],
+                    |x| x.get(0),
+                )
+                .map_err(StoreError::sql("read call source"))?;
+            if !live {
+                out.known += 1;
+                return Ok(());
+            }
+            self.conn
+                .execute("DELETE FROM calls WHERE id = ?1", [id])
+                .map_err(StoreError::sql("replace an unknown verdict"))?;
+            upgraded = true;
+        }
+        let for_dialer = dialer_since.is_some_and(|t| r.ended_at >= t);
+        let rec = self.record_in_transaction(r, resolve_within, for_dialer)?;
+        if !rec.inserted {
+            out.known += 1;
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached(
+                "UPDATE calls SET source = ?3 WHERE server = ?1 AND linkedid = ?2 RETURNING id",
+            )
+            .and_then(|mut s| {
+                let id: i64 =
+                    s.query_row(params![r.server, r.linkedid, source.as_str()], |x| x.get(0))?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO call_history (call_id, origin, queue, imported_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        id,
+                        h.origin,
+                        h.queue,
+                        ts_to_f64(jiff::Timestamp::now())
+                    ])
+            })
+            .map_err(StoreError::sql("mark a history call"))?;
+        if upgraded {
+            out.upgraded += 1;
+        }
+        out.stored.push(rec.record);
+        Ok(())
+    }
+
+    /// Where a call came from: `ami`, `imported`, `backfilled`; `None` when not stored.
+    pub fn call_source(&self, server: &str, linkedid: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT source FROM calls WHERE server = ?1 AND linkedid = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![server, linkedid], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::sql("read call source"))
+    }
+
+    /// The queue a history call was in (queue_log or the CDR's `Queue` row).
+    pub fn call_queue(&self, server: &str, linkedid: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached(
+                "SELECT h.queue FROM call_history h JOIN calls c ON c.id = h.call_id \
+                 WHERE c.server = ?1 AND c.linkedid = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![server, linkedid], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+            })
+            .map(Option::flatten)
+            .map_err(StoreError::sql("read call queue"))
+    }
+
+    /// Remembers the time of the last AMI event seen from `server` (never moves back).
+    pub fn save_watermark(&self, server: &str, at: jiff::Timestamp) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO ami_watermarks (server, last_event_at) VALUES (?1, ?2) \
+                 ON CONFLICT (server) DO UPDATE SET last_event_at = max(last_event_at, excluded.last_event_at)",
+            )
+            .and_then(|mut s| s.execute(params![server, ts_to_f64(at)]))
+            .map_err(StoreError::sql("save the last event time"))?;
+        Ok(())
+    }
+
+    /// The last AMI event seen from `server` by any run of perezvon on this database.
+    pub fn watermark(&self, server: &str) -> Result<Option<jiff::Timestamp>> {
+        self.conn
+            .prepare_cached("SELECT last_event_at FROM ami_watermarks WHERE server = ?1")
+            .and_then(|mut s| s.query_row([server], |r| r.get::<_, f64>(0)).optional())
+            .map(|v| v.map(f64_to_ts))
+            .map_err(StoreError::sql("read the last event time"))
+    }
+
+    /// Retention: deletes calls that ended before `before`, closed callback tasks whose last
+    /// miss and closing are before it (with their attempts), delivered or given-up
+    /// notifications and CRM links older than it. An open task is never touched, nor the calls
+    /// of its number (the task is still owed, and its misses say why). One transaction.
+    pub fn prune_before(&self, before: jiff::Timestamp) -> Result<Pruned> {
+        let t = ts_to_f64(before);
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sql("begin retention"))?;
+        let n = |sql: &str, what: &'static str| -> Result<u64> {
+            tx.execute(sql, [t])
+                .map(|n| n as u64)
+                .map_err(StoreError::sql(what))
+        };
+        let closed = "state NOT IN ('pending', 'in_progress') AND last_missed_at < ?1 \
+                      AND coalesce(closed_at, last_missed_at) < ?1";
+        let attempts = n(
+            &format!(
+                "DELETE FROM callback_attempts WHERE task_id IN (SELECT id FROM callback_tasks WHERE {closed})"
+            ),
+            "prune callback attempts",
+        )?;
+        let tasks = n(
+            &format!("DELETE FROM callback_tasks WHERE {closed}"),
+            "prune callback tasks",
+        )?;
+        let calls = n(
+            "DELETE FROM calls WHERE ended_at < ?1 AND NOT EXISTS (SELECT 1 FROM callback_tasks t \
+             WHERE t.state IN ('pending', 'in_progress') \
+             AND (t.number = calls.caller_normalized OR t.number = calls.callee_normalized))",
+            "prune calls",
+        )?;
+        let notifications = n(
+            "DELETE FROM outbox WHERE created_at < ?1 AND (delivered_at IS NOT NULL OR given_up_at IS NOT NULL)",
+            "prune notifications",
+        )?;
+        let crm_links = n(
+            "DELETE FROM crm_links WHERE created_at < ?1",
+            "prune CRM links",
+        )?;
+        tx.commit().map_err(StoreError::sql("commit retention"))?;
+        Ok(Pruned {
+            calls,
+            tasks,
+            attempts,
+            notifications,
+            crm_links,
+        })
+    }
+
+    /// Everything held about one customer (`number` normalised): their calls, callback tasks
+    /// and attempts, notifications that name them and CRM links, every column as stored.
+    pub fn export_number(&self, number: &str) -> Result<Value> {
+        let mut out = Map::new();
+        out.insert("number".into(), Value::String(number.to_string()));
+        out.insert(
+            "calls".into(),
+            self.rows_json(
+                "SELECT c.*, h.origin AS history_origin, h.queue AS history_queue \
+                 FROM calls c LEFT JOIN call_history h ON h.call_id = c.id \
+                 WHERE c.caller_normalized = ?1 OR c.callee_normalized = ?1 ORDER BY c.started_at, c.id",
+                number,
+            )?,
+        );
+        out.insert(
+            "callback_tasks".into(),
+            self.rows_json(
+                "SELECT * FROM callback_tasks WHERE number = ?1 ORDER BY id",
+                number,
+            )?,
+        );
+        out.insert(
+            "callback_attempts".into(),
+            self.rows_json(
+                "SELECT * FROM callback_attempts WHERE number = ?1 ORDER BY id",
+                number,
+            )?,
+        );
+        out.insert(
+            "notifications".into(),
+            self.rows_json(
+                &format!("SELECT * FROM outbox WHERE {OUTBOX_MATCH} ORDER BY id"),
+                number,
+            )?,
+        );
+        out.insert(
+            "crm_links".into(),
+            self.rows_json("SELECT * FROM crm_links WHERE number = ?1", number)?,
+        );
+        Ok(Value::Object(out))
+    }
+
+    /// Erases everything [`Store::export_number`] shows, in one transaction.
+    pub fn forget_number(&self, number: &str) -> Result<Forgotten> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sql("begin forget"))?;
+        let n = |sql: &str, what: &'static str| -> Result<u64> {
+            tx.execute(sql, [number])
+                .map(|n| n as u64)
+                .map_err(StoreError::sql(what))
+        };
+        let callback_attempts = n(
+            "DELETE FROM callback_attempts WHERE number = ?1 \
+             OR task_id IN (SELECT id FROM callback_tasks WHERE number = ?1)",
+            "forget callback attempts",
+        )?;
+        let callback_tasks = n(
+            "DELETE FROM callback_tasks WHERE number = ?1",
+            "forget callback tasks",
+        )?;
+        let calls = n(
+            "DELETE FROM calls WHERE caller_normalized = ?1 OR callee_normalized = ?1",
+            "forget calls",
+        )?;
+        let notifications = n(
+            &format!("DELETE FROM outbox WHERE {OUTBOX_MATCH}"),
+            "forget notifications",
+        )?;
+        let crm_links = n(
+            "DELETE FROM crm_links WHERE number = ?1",
+            "forget CRM links",
+        )?;
+        tx.commit().map_err(StoreError::sql("commit forget"))?;
+        Ok(Forgotten {
+            calls,
+            callback_tasks,
+            callback_attempts,
+            notifications,
+            crm_links,
+        })
+    }
+
+    /// Rows of a query as JSON objects, every column by name (columns other work adds are
+    /// exported too). An outbox payload is JSON itself and is nested as such.
+    fn rows_json(&self, sql: &str, number: &str) -> Result<Value> {
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(StoreError::sql("prepare export"))?;
+        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let rows = stmt
+            .query_map([number], |row| {
+                let mut m = Map::new();
+                for (i, name) in names.iter().enumerate() {
+                    use rusqlite::types::ValueRef as V;
+                    let v = match row.get_ref(i)? {
+                        V::Null => Value::Null,
+                        V::Integer(n) => Value::from(n),
+                        V::Real(f) => {
+                            serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                        }
+                        V::Text(t) => {
+                            let s = String::from_utf8_lossy(t).into_owned();
+                            if name == "payload" {
+                                serde_json::from_str(&s).unwrap_or(Value::String(s))
+                            } else {
+                                Value::String(s)
+                            }
+                        }
+                        V::Blob(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+                    };
+                    m.insert(name.clone(), v);
+                }
+                Ok(Value::Object(m))
+            })
+            .map_err(StoreError::sql("query export"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map(Value::Array)
+            .map_err(StoreError::sql("read export"))
+    }
+}
