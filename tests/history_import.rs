@@ -107,3 +107,287 @@ fn cdr_alone() {
     let wrong = compare(&calls);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+fn perezvon(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+/// Resolution is the store's, as for live calls: the lab's two callers who called again or
+/// were called back are resolved, nobody else.
+#[test]
+fn imported_misses_are_resolved_by_later_imported_conversations() {
+    let s = perezvon::store::Store::open_in_memory().unwrap();
+    let calls = load(true, true);
+    let out = s
+        .record_history(
+            &calls,
+            perezvon::store::history::Source::Imported,
+            WEEK,
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.stored.len(), calls.len());
+    let mut checked = 0;
+    for l in labels().iter().filter(|l| l.direction == "inbound") {
+        let r = s.get_call("lab", &l.linkedid).unwrap().unwrap();
+        let want = l.resolved_by.as_deref().filter(|b| *b != "none");
+        if l.missed == Some(true) {
+            assert_eq!(
+                r.resolved_by.map(|b| b.as_str()),
+                want,
+                "{} ({})",
+                l.id,
+                l.linkedid
+            );
+            checked += 1;
+        }
+        assert_eq!(
+            s.call_source("lab", &l.linkedid).unwrap().as_deref(),
+            Some("imported")
+        );
+    }
+    assert!(checked >= 20, "{checked}");
+    // The queue of a queue call is kept.
+    assert_eq!(
+        s.call_queue("lab", "1796197842.88").unwrap().as_deref(),
+        Some("sales")
+    );
+    // Importing again adds nothing.
+    let again = s
+        .record_history(
+            &calls,
+            perezvon::store::history::Source::Imported,
+            WEEK,
+            None,
+        )
+        .unwrap();
+    assert!(again.stored.is_empty());
+    assert_eq!(again.known as usize, calls.len());
+}
+
+/// queue_log alone decides the queue calls (missed or answered, the queue, the member); run
+/// after the CDR import, it finds every one of its calls already stored.
+#[test]
+fn queue_log_alone_decides_queue_calls_and_never_duplicates_the_cdr_ones() {
+    let q = load(false, true);
+    let by_caller: HashMap<String, &perezvon::calls::record::CallRecord> = q
+        .iter()
+        .map(|c| (c.record.caller.clone().unwrap_or_default(), &c.record))
+        .collect();
+    // c19: the member answered but talked 3 s (< min_talk): a miss; c29 answered.
+    assert!(by_caller["+79160000019"].is_counted_miss());
+    assert_eq!(
+        by_caller["+79160000019"].agent.as_deref(),
+        Some("Maria Ivanova")
+    );
+    assert_eq!(
+        by_caller["89160000022"].hangup_by.as_deref(),
+        Some("caller")
+    );
+    assert!(q
+        .iter()
+        .all(|c| c.origin == "queue_log" && c.queue.is_some()));
+
+    let s = perezvon::store::Store::open_in_memory().unwrap();
+    let src = perezvon::store::history::Source::Imported;
+    s.record_history(&load(true, false), src, WEEK, None)
+        .unwrap();
+    let again = s.record_history(&q, src, WEEK, None).unwrap();
+    assert!(again.stored.is_empty(), "{:?}", again.stored);
+}
+
+/// A call recorded live is never replaced by its CDR; a live `unknown` (the link was down) is.
+#[test]
+fn live_verdicts_stay_and_live_unknowns_are_decided_from_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    let (code, _, err) = perezvon(&[
+        "replay",
+        "--db",
+        db_s,
+        "--config",
+        "fixtures/asterisk-22/lab.toml",
+        &format!("{DIR}/mixed_concurrent.ami"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let s = perezvon::store::Store::open(&db).unwrap();
+    let live = s.get_call("lab", "1796197842.88").unwrap().unwrap();
+    // c24 becomes unknown, as if it had ended while the link was down.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE calls SET status = 'unknown', missed = 0, lost_at = NULL, unknown_reason = 'link_down' \
+         WHERE server = 'lab' AND linkedid = '1796197842.98'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = s
+        .record_history(
+            &load(true, true),
+            perezvon::store::history::Source::Backfilled,
+            WEEK,
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.upgraded, 1);
+    assert_eq!(s.get_call("lab", "1796197842.88").unwrap().unwrap(), live);
+    assert_eq!(
+        s.call_source("lab", "1796197842.88").unwrap().as_deref(),
+        Some("ami")
+    );
+    let c24 = s.get_call("lab", "1796197842.98").unwrap().unwrap();
+    assert!(c24.is_counted_miss(), "{c24:?}");
+    assert_eq!(c24.lost_at.map(|l| l.as_str()), Some("group"));
+    assert_eq!(
+        s.call_source("lab", "1796197842.98").unwrap().as_deref(),
+        Some("backfilled")
+    );
+    // Only the calls of the other two scenarios (and the lab's own) were new.
+    assert!(out.stored.len() < 8, "{}", out.stored.len());
+}
+
+#[test]
+fn cli_import_is_idempotent_and_bad_lines_are_named_with_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    let csv = dir.path().join("Master.csv");
+    let good = std::fs::read_to_string(format!("{DIR}/Master.csv")).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(3, "\"half a row\",\"x\"");
+    lines.insert(7, "\u{1}\u{2}garbage");
+    std::fs::write(&csv, lines.join("\n")).unwrap();
+    let args = [
+        "import",
+        "--config",
+        "fixtures/asterisk-22/lab.toml",
+        "--db",
+        db_s,
+        "--cdr",
+        csv.to_str().unwrap(),
+        "--queue-log",
+        &format!("{DIR}/queue_log"),
+    ];
+    let (code, out, err) = perezvon(&args);
+    assert_eq!(code, 65, "{out}{err}");
+    assert!(err.contains("Master.csv: line 4: 2 columns"), "{err}");
+    assert!(err.contains("line 8:"), "{err}");
+    assert!(out.starts_with("imported 3"), "{out}");
+    let (code, out, _) = perezvon(&args);
+    assert_eq!(code, 65);
+    assert!(out.starts_with("imported 0 calls"), "{out}");
+    let (code, out, err) = perezvon(&[
+        "missed",
+        "--config",
+        "fixtures/asterisk-22/lab.toml",
+        "--db",
+        db_s,
+        "--since",
+        "36500d",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 20, "{out}");
+    // A file that is not there: a clear error, nothing else.
+    let (code, _, err) = perezvon(&[
+        "import",
+        "--db",
+        db_s,
+        "--server",
+        "lab",
+        "--cdr",
+        "/nonexistent/Master.csv",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read /nonexistent/Master.csv"), "{err}");
+    let (code, _, err) = perezvon(&["import", "--db", db_s, "--server", "lab"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing to import"), "{err}");
+}
+
+#[test]
+fn cli_export_and_forget_by_any_form_of_the_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    let cfg = "fixtures/asterisk-22/lab.toml";
+    let (code, _, err) = perezvon(&[
+        "import",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--cdr",
+        &format!("{DIR}/Master.csv"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // +79160000003: a group miss, a queue call, answered.
+    let (code, out, err) = perezvon(&[
+        "export",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--number",
+        "8 (916) 000-00-03",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["number"], "79160000003");
+    assert_eq!(v["calls"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(v["calls"][0]["source"], "imported");
+    let (code, out, err) = perezvon(&[
+        "forget",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--number",
+        "+7 916 000-00-03",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "forgot 79160000003: 2 calls, 0 callback tasks, 0 callback attempts, 0 notifications, 0 CRM links (2 rows)"
+    );
+    let (_, out, _) = perezvon(&[
+        "export",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--number",
+        "79160000003",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["calls"].as_array().unwrap().is_empty());
+    // Others are untouched.
+    let (_, out, _) = perezvon(&[
+        "export",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--number",
+        "+79160000002",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["calls"].as_array().unwrap().len(), 2);
+    let (code, _, err) = perezvon(&[
+        "forget", "--config", cfg, "--db", db_s, "--number", "call me",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a phone number"), "{err}");
+}

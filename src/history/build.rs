@@ -79,7 +79,7 @@ impl Dsu {
 
 /// Rows grouped into calls, each group sorted by start.
 pub fn group(mut rows: Vec<CdrRow>) -> Vec<Vec<CdrRow>> {
-    rows.sort_by(|a, b| (a.start, a.line).cmp(&(b.start, b.line)));
+    rows.sort_by_key(|a| (a.start, a.line));
     let mut dsu = Dsu((0..rows.len()).collect());
     let mut by_linkedid: HashMap<&str, usize> = HashMap::new();
     // Channel base name -> (row, latest end seen) while that channel lives.
@@ -252,7 +252,7 @@ fn answered_at_of(rows: &[CdrRow], name: &str) -> Option<Option<Timestamp>> {
     // The person's own leg: the channel itself, or the other half of its Local pair.
     let own: Vec<&CdrRow> = rows
         .iter()
-        .filter(|r| r.channel != name && base(&r.channel) == base(name) || r.channel == name)
+        .filter(|r| r.channel == name || base(&r.channel) == base(name))
         .filter(|r| r.dstchannel.is_empty() || base(&r.dstchannel) != base(name))
         .collect();
     if own.is_empty() {
@@ -283,9 +283,8 @@ fn from_cdr(
         .iter()
         .find(|r| kind(&r.channel) == ChanKind::Trunk)
         .or_else(|| {
-            rows.iter().find(|r| {
-                rules.inbound_contexts.iter().any(|x| *x == r.dcontext) && !person(kind(&r.channel))
-            })
+            rows.iter()
+                .find(|r| rules.inbound_contexts.contains(&r.dcontext) && !person(kind(&r.channel)))
         })
         .map(|r| r.channel.clone());
 
@@ -303,7 +302,7 @@ fn from_cdr(
         // The DID: where an inbound context was entered, else the Local trunk's extension.
         c.did = rows
             .iter()
-            .find(|r| rules.inbound_contexts.iter().any(|x| *x == r.dcontext) && !r.dst.is_empty())
+            .find(|r| rules.inbound_contexts.contains(&r.dcontext) && !r.dst.is_empty())
             .map(|r| r.dst.as_str().into())
             .or_else(|| {
                 caller
@@ -351,9 +350,12 @@ fn from_cdr(
                         && matches!(kind(&r.dstchannel), ChanKind::External | ChanKind::Trunk)
                 })?;
                 c.caller_person = Some(person_name(first.channel.as_bytes()));
-                c.caller_num = Some(first.src.as_str().into()).filter(|s: &Box<str>| !s.is_empty());
-                c.dialled = Some(out.dst.as_str().into())
-                    .filter(|d: &Box<str>| d.bytes().any(|b| b.is_ascii_digit()))
+                c.caller_num = (!first.src.is_empty()).then(|| first.src.as_str().into());
+                c.dialled = out
+                    .dst
+                    .bytes()
+                    .any(|b| b.is_ascii_digit())
+                    .then(|| out.dst.as_str().into())
                     .or_else(|| dialled_number(out.dstchannel.as_bytes()));
             }
             ChanKind::External => {
