@@ -4,13 +4,16 @@
 //!
 //! - [`cdr`], [`queue_log`]: the file formats, every bad line reported with its number.
 //! - [`build`]: rows -> calls -> verdicts, with the tracker's own rules (pure).
+//! - [`gap`]: the daemon's watermarks and gap reads; [`retention`]: `storage.keep_calls`.
 //! - this file: reading the files for a time window (the I/O edge).
 //!
 //! What the records can and cannot tell is in docs/IMPORT.md.
 
 pub mod build;
 pub mod cdr;
+pub mod gap;
 pub mod queue_log;
+pub mod retention;
 
 use std::fs::File;
 use std::io::BufReader;
