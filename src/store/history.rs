@@ -454,3 +454,278 @@ impl Store {
             .map_err(StoreError::sql("read export"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callback::planner::{Task, TaskState};
+    use crate::calls::record::{LostAt, Status, UnknownReason};
+    use crate::store::outbox::NewNotification;
+    use crate::store::tasks::NewAttempt;
+    use jiff::SignedDuration;
+
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+    fn t(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn miss(linkedid: &str, number: &str, at: i64) -> CallRecord {
+        let mut r = crate::test_support::inbound_miss(linkedid, t(at), 10.0);
+        r.caller = Some(format!("+{number}"));
+        r.caller_normalized = Some(number.into());
+        r
+    }
+
+    fn hist(r: CallRecord) -> HistoryCall {
+        HistoryCall {
+            record: r,
+            queue: Some("sales".into()),
+            origin: "cdr",
+        }
+    }
+
+    fn task(number: &str, state: TaskState, at: i64) -> Task {
+        Task {
+            id: 0,
+            number: number.into(),
+            state,
+            server: "lab".into(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: 3,
+            lost_at: Some(LostAt::Queue),
+            first_missed_at: t(at),
+            last_missed_at: t(at),
+            next_attempt_at: t(at + 60),
+            give_up_at: t(at + 86_400),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+        }
+    }
+
+    #[test]
+    fn history_is_idempotent_replaces_only_live_unknowns_and_marks_recent_misses() {
+        let s = Store::open_in_memory().unwrap();
+        // Live: a miss with a verdict, and one perezvon lost sight of.
+        let live = miss("1.1", "79161111111", 0);
+        s.insert_call(&live).unwrap();
+        let mut unknown = miss("2.1", "79162222222", 100);
+        unknown.status = Status::Unknown;
+        unknown.unknown_reason = Some(UnknownReason::LinkDown);
+        s.insert_call(&unknown).unwrap();
+        let calls = vec![
+            hist(CallRecord {
+                agent: Some("from cdr".into()),
+                ..live.clone()
+            }),
+            hist(miss("2.1", "79162222222", 100)),
+            hist(miss("3.1", "79163333333", 200)),
+        ];
+        let out = s
+            .record_history(&calls, Source::Backfilled, WEEK, Some(t(150)))
+            .unwrap();
+        assert_eq!((out.stored.len(), out.upgraded, out.known), (2, 1, 1));
+        assert_eq!(s.get_call("lab", "1.1").unwrap().unwrap(), live);
+        assert_eq!(s.call_source("lab", "1.1").unwrap().as_deref(), Some("ami"));
+        assert_eq!(
+            s.get_call("lab", "2.1").unwrap().unwrap().status,
+            Status::Missed
+        );
+        assert_eq!(
+            s.call_source("lab", "2.1").unwrap().as_deref(),
+            Some("backfilled")
+        );
+        assert_eq!(
+            s.call_queue("lab", "3.1").unwrap().as_deref(),
+            Some("sales")
+        );
+        // Only the miss that ended after `dialer_since` waits for the dialer.
+        assert_eq!(s.dialer_pending("lab", "2.1").unwrap(), Some(false));
+        assert_eq!(s.dialer_pending("lab", "3.1").unwrap(), Some(true));
+        let again = s
+            .record_history(&calls, Source::Imported, WEEK, None)
+            .unwrap();
+        assert_eq!((again.stored.len(), again.known), (0, 3));
+    }
+
+    #[test]
+    fn a_queue_log_call_is_a_duplicate_of_a_stored_call_spanning_its_entry() {
+        let s = Store::open_in_memory().unwrap();
+        s.insert_call(&miss("1.1", "79161111111", 0)).unwrap();
+        let mut q = miss("1.2", "79161111111", 4);
+        q.started_at = t(4);
+        let out = s
+            .record_history(
+                &[HistoryCall {
+                    record: q,
+                    queue: Some("sales".into()),
+                    origin: "queue_log",
+                }],
+                Source::Imported,
+                WEEK,
+                None,
+            )
+            .unwrap();
+        assert_eq!((out.stored.len(), out.known), (0, 1));
+    }
+
+    #[test]
+    fn watermarks_never_move_back() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(s.watermark("lab").unwrap(), None);
+        s.save_watermark("lab", t(10)).unwrap();
+        s.save_watermark("lab", t(5)).unwrap();
+        assert_eq!(s.watermark("lab").unwrap(), Some(t(10)));
+        s.save_watermark("lab", t(20)).unwrap();
+        assert_eq!(s.watermark("lab").unwrap(), Some(t(20)));
+        assert_eq!(s.watermark("other").unwrap(), None);
+    }
+
+    #[test]
+    fn retention_prunes_old_calls_and_closed_tasks_never_an_open_task() {
+        let mut s = Store::open_in_memory().unwrap();
+        let day = 86_400;
+        // Old: a closed number, and a number whose task is still open.
+        s.insert_call(&miss("old.1", "79161111111", 0)).unwrap();
+        s.insert_call(&miss("old.2", "79162222222", 0)).unwrap();
+        s.insert_call(&miss("new.1", "79163333333", 500 * day))
+            .unwrap();
+        let closed = s
+            .create_task(&task("79161111111", TaskState::Pending, 0))
+            .unwrap();
+        s.begin_attempt(&NewAttempt {
+            task_id: closed,
+            attempt_no: 1,
+            callback_id: "cb-1",
+            number: "79161111111",
+            target: "queue:sales",
+            started_at: t(60),
+        })
+        .unwrap();
+        s.conn
+            .execute(
+                "UPDATE callback_attempts SET ended_at = ?1, outcome = 'no_answer'",
+                [ts_to_f64(t(90))],
+            )
+            .unwrap();
+        s.close_task(closed, TaskState::GivenUp, "max_attempts", t(100))
+            .unwrap();
+        let open = s
+            .create_task(&task("79162222222", TaskState::Pending, 0))
+            .unwrap();
+        s.enqueue_notification(
+            &NewNotification {
+                event_id: "missed:lab:old.1",
+                channel: "webhook",
+                kind: "missed",
+                payload: "{\"caller\":\"+79161111111\"}",
+            },
+            t(0),
+        )
+        .unwrap();
+        let id: i64 = s
+            .conn
+            .query_row("SELECT id FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        s.mark_notification_delivered(id, t(1)).unwrap();
+        let p = s
+            .prune_before(t(500 * day) - SignedDuration::from_secs(400 * day))
+            .unwrap();
+        assert_eq!(
+            (p.calls, p.tasks, p.attempts, p.notifications),
+            (1, 1, 1, 1),
+            "{p:?}"
+        );
+        assert!(s.get_call("lab", "old.1").unwrap().is_none());
+        assert!(
+            s.get_call("lab", "old.2").unwrap().is_some(),
+            "the misses of an open task stay"
+        );
+        assert!(s.get_call("lab", "new.1").unwrap().is_some());
+        assert!(s.task(open).unwrap().is_some());
+        assert!(s.task(closed).unwrap().is_none());
+        // Nothing more to prune.
+        assert_eq!(
+            s.prune_before(t(500 * day) - SignedDuration::from_secs(400 * day))
+                .unwrap()
+                .total(),
+            0
+        );
+    }
+
+    #[test]
+    fn export_and_forget_cover_every_table_of_one_number_only() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.insert_call(&miss("a.1", "79161111111", 0)).unwrap();
+        s.insert_call(&miss("b.1", "79162222222", 0)).unwrap();
+        let mut out = crate::test_support::inbound_miss("a.2", t(50), 0.0);
+        out.direction = crate::calls::record::Direction::Outbound;
+        out.caller = Some("201".into());
+        out.caller_normalized = Some("201".into());
+        out.callee = Some("89161111111".into());
+        out.callee_normalized = Some("79161111111".into());
+        s.insert_call(&out).unwrap();
+        let id = s
+            .create_task(&task("79161111111", TaskState::Pending, 0))
+            .unwrap();
+        s.begin_attempt(&NewAttempt {
+            task_id: id,
+            attempt_no: 1,
+            callback_id: "cb-a",
+            number: "79161111111",
+            target: "queue:sales",
+            started_at: t(60),
+        })
+        .unwrap();
+        s.enqueue_notification(
+            &NewNotification {
+                event_id: "missed:lab:a.1",
+                channel: "webhook",
+                kind: "missed",
+                payload: "{\"caller\":\"+79161111111\"}",
+            },
+            t(0),
+        )
+        .unwrap();
+        s.save_crm_link(&crate::store::crm::CrmLink {
+            channel: "bitrix24".into(),
+            number: "79161111111".into(),
+            entity_type: "LEAD".into(),
+            entity_id: "7".into(),
+            event_id: "missed:lab:a.1".into(),
+            created_at: t(0),
+        })
+        .unwrap();
+        let e = s.export_number("79161111111").unwrap();
+        assert_eq!(e["calls"].as_array().unwrap().len(), 2);
+        assert_eq!(e["callback_tasks"][0]["state"], "in_progress");
+        assert_eq!(e["callback_attempts"][0]["callback_id"], "cb-a");
+        assert_eq!(e["notifications"][0]["payload"]["caller"], "+79161111111");
+        assert_eq!(e["crm_links"][0]["entity_id"], "7");
+        let f = s.forget_number("79161111111").unwrap();
+        assert_eq!(
+            f,
+            Forgotten {
+                calls: 2,
+                callback_tasks: 1,
+                callback_attempts: 1,
+                notifications: 1,
+                crm_links: 1
+            }
+        );
+        let e = s.export_number("79161111111").unwrap();
+        for k in [
+            "calls",
+            "callback_tasks",
+            "callback_attempts",
+            "notifications",
+            "crm_links",
+        ] {
+            assert!(e[k].as_array().unwrap().is_empty(), "{k}");
+        }
+        assert!(s.get_call("lab", "b.1").unwrap().is_some());
+        assert_eq!(s.forget_number("79161111111").unwrap().total(), 0);
+    }
+}
