@@ -521,3 +521,335 @@ fn from_queue_log(server: &str, rules: &Rules, mut visits: Vec<QueueVisit>) -> O
         origin: "queue_log",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::record::{LostAt, Status};
+
+    /// A FreePBX-style PBX: a SIP trunk, PJSIP phones, one cdr_csv row per CDR.
+    fn cfg() -> Config {
+        Config::from_toml_in(
+            r#"
+[pbx]
+country_code = "7"
+inbound_contexts = ["from-pstn"]
+trunk_channels = ["PJSIP/provider-*"]
+agent_channels = ["PJSIP/2??-*"]
+external_channels = ["PJSIP/provider-*;out"]
+[calls]
+min_talk = "6s"
+min_wait = "3s"
+"#,
+            "test",
+            None,
+        )
+        .unwrap()
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        uid: &str,
+        chan: &str,
+        dst_chan: &str,
+        (ctx, dst, app, data): (&str, &str, &str, &str),
+        start: i64,
+        answer: Option<i64>,
+        end: i64,
+        disp: &str,
+    ) -> CdrRow {
+        CdrRow {
+            line: 1,
+            src: "+79161234567".into(),
+            dst: dst.into(),
+            dcontext: ctx.into(),
+            clid: "\"\" <+79161234567>".into(),
+            channel: chan.into(),
+            dstchannel: dst_chan.into(),
+            lastapp: app.into(),
+            lastdata: data.into(),
+            start: at(start),
+            answer: answer.map(at),
+            end: at(end),
+            duration: end - start,
+            billsec: answer.map_or(0, |a| end - a),
+            disposition: disp.into(),
+            uniqueid: uid.into(),
+            linkedid: None,
+        }
+    }
+
+    fn one(rows: Vec<CdrRow>, visits: Vec<QueueVisit>) -> HistoryCall {
+        let mut v = build("pbx", &cfg(), rows, visits);
+        assert_eq!(v.len(), 1, "{v:#?}");
+        v.remove(0)
+    }
+
+    const TRUNK: &str = "PJSIP/provider-00000001";
+
+    #[test]
+    fn a_queue_answer_with_a_short_talk_is_a_miss_and_a_long_one_is_answered() {
+        // The queue answers the trunk at once; the agent picks up at 20 s. The CDR's billsec
+        // (from the queue's answer) would say 24 s of talk; the agent's talk is 4 s.
+        let q = ("from-queue", "400", "Queue", "sales,t,,,300");
+        let short = one(
+            vec![row(
+                "1.1",
+                TRUNK,
+                "PJSIP/201-00000002",
+                q,
+                0,
+                Some(0),
+                24,
+                "ANSWERED",
+            )],
+            vec![],
+        );
+        // Without its own row, the agent's answer is the row's: the CDR cannot tell the queue
+        // wait from the talk (queue_log can, below).
+        assert_eq!(short.record.status, Status::Answered);
+        let visit = QueueVisit {
+            callid: "1.1".into(),
+            queue: "sales".into(),
+            entered: at(0),
+            caller: Some("+79161234567".into()),
+            connected: Some((at(20), "Ivan Petrov".into(), 20)),
+            exit: Some((at(24), Exit::Completed { by_caller: true })),
+            calltime: Some(4),
+            waittime: None,
+            rung: vec![],
+        };
+        let exact = one(
+            vec![row(
+                "1.1",
+                TRUNK,
+                "PJSIP/201-00000002",
+                q,
+                0,
+                Some(0),
+                24,
+                "ANSWERED",
+            )],
+            vec![visit.clone()],
+        );
+        assert!(exact.record.is_counted_miss(), "{:?}", exact.record);
+        assert_eq!(exact.record.lost_at, Some(LostAt::Queue));
+        assert_eq!(exact.record.agent.as_deref(), Some("201"));
+        assert_eq!(exact.record.wait_secs, 20.0);
+        assert_eq!(exact.record.hangup_by.as_deref(), Some("caller"));
+        assert_eq!(exact.origin, "cdr+queue_log");
+        assert_eq!(exact.queue.as_deref(), Some("sales"));
+        let long = one(
+            vec![row(
+                "1.1",
+                TRUNK,
+                "PJSIP/201-00000002",
+                q,
+                0,
+                Some(0),
+                60,
+                "ANSWERED",
+            )],
+            vec![QueueVisit {
+                calltime: Some(40),
+                exit: Some((at(60), Exit::Completed { by_caller: false })),
+                ..visit
+            }],
+        );
+        assert_eq!(long.record.status, Status::Answered);
+        assert_eq!(long.record.talk_secs, 40.0);
+    }
+
+    #[test]
+    fn voicemail_busy_and_a_hunt() {
+        let vm = one(
+            vec![
+                row(
+                    "1.1",
+                    TRUNK,
+                    "PJSIP/201-00000002",
+                    ("from-did-direct", "201", "Dial", "PJSIP/201,20"),
+                    0,
+                    None,
+                    20,
+                    "NO ANSWER",
+                ),
+                row(
+                    "1.1",
+                    TRUNK,
+                    "",
+                    ("ext-local", "vmu201", "VoiceMail", "201@default,u"),
+                    20,
+                    Some(20),
+                    40,
+                    "ANSWERED",
+                ),
+            ],
+            vec![],
+        );
+        assert!(vm.record.is_counted_miss());
+        assert_eq!(vm.record.lost_at, Some(LostAt::Voicemail));
+        assert_eq!(vm.record.agent.as_deref(), Some("201"));
+        let busy = one(
+            vec![row(
+                "1.1",
+                TRUNK,
+                "",
+                ("from-pstn", "74951110001", "Busy", "20"),
+                0,
+                None,
+                1,
+                "BUSY",
+            )],
+            vec![],
+        );
+        // Turned away within min_wait: a real miss, not an accidental call.
+        assert!(busy.record.is_counted_miss(), "{:?}", busy.record);
+        assert_eq!(busy.record.callee.as_deref(), Some("74951110001"));
+        let hunt = one(
+            vec![
+                row(
+                    "1.1",
+                    TRUNK,
+                    "PJSIP/201-00000002",
+                    ("hunt", "600", "Dial", "PJSIP/201,10"),
+                    0,
+                    None,
+                    10,
+                    "NO ANSWER",
+                ),
+                row(
+                    "1.1",
+                    TRUNK,
+                    "PJSIP/202-00000003",
+                    ("hunt", "600", "Dial", "PJSIP/202,10"),
+                    10,
+                    None,
+                    20,
+                    "NO ANSWER",
+                ),
+            ],
+            vec![],
+        );
+        assert_eq!(hunt.record.lost_at, Some(LostAt::Group));
+        let quick = one(
+            vec![row(
+                "1.1",
+                TRUNK,
+                "PJSIP/201-00000002",
+                ("from-did-direct", "201", "Dial", "PJSIP/201,20"),
+                0,
+                None,
+                2,
+                "NO ANSWER",
+            )],
+            vec![],
+        );
+        assert!(quick.record.ignored, "hung up within min_wait: accidental");
+    }
+
+    #[test]
+    fn an_outbound_call_and_restarted_channel_numbers() {
+        // Agent 201 calls the customer out of the trunk; billsec 30.
+        let mut out = row(
+            "5.1",
+            "PJSIP/201-00000001",
+            "PJSIP/provider-00000002",
+            (
+                "from-internal",
+                "89161234567",
+                "Dial",
+                "PJSIP/89161234567@provider",
+            ),
+            0,
+            Some(5),
+            35,
+            "ANSWERED",
+        );
+        out.src = "201".into();
+        let o = one(vec![out.clone()], vec![]);
+        assert_eq!(o.record.direction, Direction::Outbound);
+        assert_eq!(o.record.callee_normalized.as_deref(), Some("79161234567"));
+        assert_eq!(o.record.status, Status::Answered);
+        assert_eq!(o.record.agent.as_deref(), Some("201"));
+        // Asterisk restarted: the same channel names a day later are another call.
+        let mut again = out;
+        again.uniqueid = "9.1".into();
+        again.start = at(86_400);
+        again.answer = Some(at(86_405));
+        again.end = at(86_435);
+        let mut first = row(
+            "5.1",
+            "PJSIP/201-00000001",
+            "PJSIP/provider-00000002",
+            ("from-internal", "89161234567", "Dial", "x"),
+            0,
+            Some(5),
+            35,
+            "ANSWERED",
+        );
+        first.src = "201".into();
+        assert_eq!(build("pbx", &cfg(), vec![first, again], vec![]).len(), 2);
+    }
+
+    #[test]
+    fn newcdrcolumns_group_by_linkedid_and_internal_calls_are_left_out() {
+        let mut a = row(
+            "7.1",
+            TRUNK,
+            "",
+            ("ivr", "s", "BackGround", "welcome"),
+            0,
+            Some(0),
+            9,
+            "ANSWERED",
+        );
+        a.linkedid = Some("7.1".into());
+        let mut b = row(
+            "7.5",
+            "PJSIP/201-00000009",
+            "",
+            ("from-internal", "s", "Hangup", ""),
+            3,
+            Some(3),
+            4,
+            "ANSWERED",
+        );
+        b.linkedid = Some("7.1".into());
+        let v = build("pbx", &cfg(), vec![a, b], vec![]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].record.linkedid, "7.1");
+        assert_eq!(v[0].record.lost_at, Some(LostAt::Ivr));
+        let internal = row(
+            "8.1",
+            "PJSIP/201-0000000a",
+            "PJSIP/202-0000000b",
+            ("from-internal", "202", "Dial", "PJSIP/202"),
+            0,
+            Some(2),
+            30,
+            "ANSWERED",
+        );
+        assert!(build("pbx", &cfg(), vec![internal], vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_queue_visit_still_open_when_the_log_ends_is_not_judged() {
+        let v = QueueVisit {
+            callid: "1.1".into(),
+            queue: "sales".into(),
+            entered: at(0),
+            caller: Some("+79161234567".into()),
+            connected: None,
+            exit: None,
+            calltime: None,
+            waittime: None,
+            rung: vec![],
+        };
+        assert!(build("pbx", &cfg(), vec![], vec![v]).is_empty());
+    }
+}
