@@ -391,3 +391,44 @@ fn cli_export_and_forget_by_any_form_of_the_number() {
     assert_eq!(code, 1);
     assert!(err.contains("not a phone number"), "{err}");
 }
+
+#[test]
+fn backfill_and_retention_keys_are_checked_with_their_names() {
+    let text = r#"
+[[asterisk]]
+name = "pbx1"
+username = "perezvon"
+secret = "a-long-random-secret-0123456789"
+[storage]
+keep_calls = "12h"
+[backfill]
+cdr = ""
+server = "pbx2"
+timezone = "Mars/Olympus"
+max_gap = "soon"
+"#;
+    let e = Config::from_toml(text).unwrap_err().to_string();
+    for want in [
+        "storage.keep_calls: must be at least 1d",
+        "backfill.cdr: is empty",
+        "backfill.server: no [[asterisk]] server is named \"pbx2\"",
+        "backfill.timezone: unknown time zone \"Mars/Olympus\"",
+        "backfill.max_gap: invalid duration \"soon\"",
+    ] {
+        assert!(e.contains(want), "{want} not in:\n{e}");
+    }
+    let ok = Config::from_toml(
+        "[storage]\nkeep_calls = \"400d\"\n[backfill]\ncdr = \"/var/log/asterisk/cdr-csv/Master.csv\"\ntimezone = \"Europe/Moscow\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.storage.keep_calls,
+        Some(std::time::Duration::from_secs(400 * 86_400))
+    );
+    assert!(ok.backfill.enabled());
+    assert_eq!(
+        ok.backfill.max_gap,
+        std::time::Duration::from_secs(7 * 86_400)
+    );
+    assert!(Config::from_toml("").unwrap().storage.keep_calls.is_none());
+}
