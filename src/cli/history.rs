@@ -220,3 +220,15 @@ pub fn backfill(args: &BackfillArgs) -> CmdResult {
         EXIT_DATA
     })
 }
+
+/// For `missed` and `report`: a line on stderr when the period holds calls decided from
+/// Asterisk's records, which are less exact than AMI (docs/IMPORT.md).
+pub(crate) fn note_history(store: &Store, from: jiff::Timestamp, to: jiff::Timestamp) {
+    if let Ok((imported, backfilled)) = store.history_counts(from, to) {
+        if imported + backfilled > 0 {
+            eprintln!(
+                "perezvon: {imported} imported and {backfilled} backfilled calls in this period were decided from Asterisk's CDR/queue_log (less exact than AMI; docs/IMPORT.md)"
+            );
+        }
+    }
+}

@@ -390,18 +390,8 @@ fn from_cdr(
         if base(&r.dstchannel) == base(&r.channel) {
             continue;
         }
-        if caller_chan.is_some()
-            && visits.iter().any(|v| v.connected.is_some())
-            && r.lastapp.eq_ignore_ascii_case("Queue")
-        {
-            // queue_log has this conversation exactly.
-            continue;
-        }
-        if caller_chan.is_some()
-            && !visits.is_empty()
-            && r.lastapp.eq_ignore_ascii_case("Queue")
-            && visits.iter().all(|v| v.connected.is_none())
-        {
+        if caller_chan.is_some() && !visits.is_empty() && r.lastapp.eq_ignore_ascii_case("Queue") {
+            // queue_log tells this queue's conversation exactly (or that nobody took it).
             continue;
         }
         let from = match answered_at_of(rows, who) {

@@ -259,6 +259,22 @@ impl Store {
             .map_err(StoreError::sql("read call queue"))
     }
 
+    /// Calls that ended in `[from, to)` decided from Asterisk's records, not live: (imported,
+    /// backfilled). The reading commands say so beside their figures.
+    pub fn history_counts(&self, from: jiff::Timestamp, to: jiff::Timestamp) -> Result<(u64, u64)> {
+        self.conn
+            .prepare_cached(
+                "SELECT coalesce(sum(source = 'imported'), 0), coalesce(sum(source = 'backfilled'), 0) \
+                 FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 AND source != 'ami'",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![ts_to_f64(from), ts_to_f64(to)], |r| {
+                    Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64))
+                })
+            })
+            .map_err(StoreError::sql("count history calls"))
+    }
+
     /// Remembers the time of the last AMI event seen from `server` (never moves back).
     pub fn save_watermark(&self, server: &str, at: jiff::Timestamp) -> Result<()> {
         self.conn
