@@ -57,9 +57,41 @@ async fn calls_in_a_link_gap_and_while_stopped_are_backfilled_from_the_cdr() {
     let config = dir.path().join("perezvon.toml");
     let text = format!(
         "{}\n[backfill]\ncdr = {:?}\ntimezone = \"UTC\"\n",
-        config_text(&settings),
+        config_text(&settings).replace("[storage]\n", "[storage]\nkeep_calls = \"2d\"\n"),
         cdr.display().to_string()
     );
+    // Retention runs at start: a miss of three days ago goes, today's stay.
+    {
+        let s = perezvon::store::Store::open(&db).unwrap();
+        let old = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72);
+        s.insert_call(&perezvon::calls::record::CallRecord {
+            server: "fake".into(),
+            linkedid: "old.1".into(),
+            direction: perezvon::calls::record::Direction::Inbound,
+            caller: Some("+79419999999".into()),
+            caller_normalized: Some("79419999999".into()),
+            callee: None,
+            callee_normalized: None,
+            started_at: old,
+            ended_at: old,
+            answered_at: None,
+            wait_secs: 0.0,
+            talk_secs: 0.0,
+            agent: None,
+            status: perezvon::calls::record::Status::Missed,
+            missed: true,
+            ignored: false,
+            lost_at: Some(perezvon::calls::record::LostAt::Queue),
+            hangup_by: None,
+            resolved_by: None,
+            resolved_at: None,
+            resolved_by_linkedid: None,
+            callback_id: None,
+            callback_outcome: None,
+            unknown_reason: None,
+        })
+        .unwrap();
+    }
     std::fs::write(&config, text).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -70,6 +102,13 @@ async fn calls_in_a_link_gap_and_while_stopped_are_backfilled_from_the_cdr() {
         "{}",
         d.log_tail(40)
     );
+
+    assert!(
+        wait_for(PATIENCE, || call_by_linkedid(&db, "old.1").is_none()).await,
+        "retention did not prune at start:\n{}",
+        d.log_tail(20)
+    );
+    assert!(d.log_contains("retention: pruned"));
 
     // A miss seen live: stored from AMI, called back once.
     let live = num(1);

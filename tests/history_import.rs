@@ -300,6 +300,10 @@ fn cli_import_is_idempotent_and_bad_lines_are_named_with_the_rest_kept() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 20, "{out}");
+    assert!(
+        err.contains("35 imported and 0 backfilled calls in this period"),
+        "{err}"
+    );
     // A file that is not there: a clear error, nothing else.
     let (code, _, err) = perezvon(&[
         "import",

@@ -389,12 +389,26 @@ impl Store {
         Ok(Value::Object(out))
     }
 
-    /// Erases everything [`Store::export_number`] shows, in one transaction.
+    /// Erases everything [`Store::export_number`] shows, in one transaction. Refused while a
+    /// callback to the number is in flight: the dialer is waiting for that call's outcome.
     pub fn forget_number(&self, number: &str) -> Result<Forgotten> {
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(StoreError::sql("begin forget"))?;
+        let in_flight: Option<String> = tx
+            .query_row(
+                "SELECT callback_id FROM callback_attempts WHERE number = ?1 AND ended_at IS NULL",
+                [number],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("look for a callback in flight"))?;
+        if let Some(cb) = in_flight {
+            return Err(StoreError::Invalid(format!(
+                "a callback to {number} is in progress ({cb}): try again once it has ended"
+            )));
+        }
         let n = |sql: &str, what: &'static str| -> Result<u64> {
             tx.execute(sql, [number])
                 .map(|n| n as u64)
@@ -716,6 +730,17 @@ mod tests {
         .unwrap();
         let e = s.export_number("79161111111").unwrap();
         assert_eq!(e["calls"].as_array().unwrap().len(), 2);
+        // Not while the callback is ringing.
+        let busy = s.forget_number("79161111111").unwrap_err().to_string();
+        assert!(busy.contains("in progress (cb-a)"), "{busy}");
+        assert_eq!(s.export_number("79161111111").unwrap(), e);
+        s.conn
+            .execute(
+                "UPDATE callback_attempts SET ended_at = 1, outcome = 'busy' WHERE callback_id = 'cb-a'",
+                [],
+            )
+            .unwrap();
+        let e = s.export_number("79161111111").unwrap();
         assert_eq!(e["callback_tasks"][0]["state"], "in_progress");
         assert_eq!(e["callback_attempts"][0]["callback_id"], "cb-a");
         assert_eq!(e["notifications"][0]["payload"]["caller"], "+79161111111");
