@@ -31,7 +31,7 @@ pub struct ImportArgs {
     /// app_queue's queue_log.
     #[arg(long, value_name = "FILE")]
     pub queue_log: Option<PathBuf>,
-    /// The [[asterisk]] server the records belong to [default: backfill.server, else the first].
+    /// The `[[asterisk]]` server the records belong to [default: backfill.server, else the first].
     #[arg(long)]
     pub server: Option<String>,
     /// Zone of the CDR's dates [default: backfill.timezone, else hours.timezone].
@@ -41,7 +41,7 @@ pub struct ImportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
-    /// Configuration file [default: /etc/perezvon/perezvon.toml] with [backfill] cdr/queue_log.
+    /// Configuration file [default: /etc/perezvon/perezvon.toml] with `[backfill]` cdr/queue_log.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// SQLite database (default: storage.database).
@@ -59,7 +59,7 @@ pub struct BackfillArgs {
     /// Instead of backfill.queue_log.
     #[arg(long, value_name = "FILE")]
     pub queue_log: Option<PathBuf>,
-    /// The [[asterisk]] server [default: backfill.server, else the first].
+    /// The `[[asterisk]]` server [default: backfill.server, else the first].
     #[arg(long)]
     pub server: Option<String>,
 }

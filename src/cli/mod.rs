@@ -90,7 +90,7 @@ pub enum Command {
         after_help = "Example:\n  perezvon import --config /etc/perezvon/perezvon.toml --cdr /var/log/asterisk/cdr-csv/Master.csv --queue-log /var/log/asterisk/queue_log\n  perezvon import --db history.db --server pbx1 --timezone Europe/Moscow --cdr Master.csv"
     )]
     Import(history::ImportArgs),
-    /// Decide the calls of a gap in the AMI stream from [backfill] cdr/queue_log, marked
+    /// Decide the calls of a gap in the AMI stream from `[backfill]` cdr/queue_log, marked
     /// `backfilled`; their misses get callbacks like any others. The daemon does this by itself
     /// after every reconnect.
     #[command(

@@ -7,7 +7,7 @@
 //! call's linkedid is the smallest uniqueid of its rows, as on AMI (the first channel's), so a
 //! call recorded live and the same call in the CDR have one key.
 //!
-//! The verdict is [`crate::calls::rules::verdict`], the tracker's own, fed with a call state
+//! The verdict is `calls::rules::verdict`, the tracker's own, fed with a call state
 //! rebuilt from the rows: where the caller went (`lastapp`/`lastdata`/`dcontext` of the caller's
 //! rows, through the tracker's routing steps), who answered and for how long (rows whose other
 //! side is a person, from the moment that person's own leg answered), and from `queue_log` the
