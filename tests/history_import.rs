@@ -62,7 +62,9 @@ fn compare(calls: &[perezvon::history::build::HistoryCall]) -> Vec<String> {
         .map(|c| (c.record.linkedid.as_str(), &c.record))
         .collect();
     let mut wrong = Vec::new();
-    for l in labels() {
+    let labels = labels();
+    assert_eq!(labels.len(), 34, "the lab run has 34 labelled calls");
+    for l in labels {
         let Some(r) = by_id.get(l.linkedid.as_str()) else {
             wrong.push(format!("{} ({}): not found", l.id, l.linkedid));
             continue;

@@ -166,11 +166,17 @@ impl Store {
                 .conn
                 .prepare_cached(
                     "SELECT id, status FROM calls WHERE server = ?1 AND direction = 'inbound' \
-                     AND caller IS ?2 AND started_at <= ?3 + 2 AND ended_at >= ?3 - 2 LIMIT 1",
+                     AND (caller_normalized = ?4 OR (?4 IS NULL AND caller IS ?2)) \
+                     AND started_at <= ?3 + 2 AND ended_at >= ?3 - 2 LIMIT 1",
                 )
                 .and_then(|mut s| {
                     s.query_row(
-                        params![r.server, r.caller, ts_to_f64(r.started_at)],
+                        params![
+                            r.server,
+                            r.caller,
+                            ts_to_f64(r.started_at),
+                            r.caller_normalized
+                        ],
                         |row| Ok((row.get(0)?, row.get(1)?)),
                     )
                     .optional()
@@ -586,6 +592,8 @@ mod tests {
         s.insert_call(&miss("1.1", "79161111111", 0)).unwrap();
         let mut q = miss("1.2", "79161111111", 4);
         q.started_at = t(4);
+        // queue_log writes the caller id as the trunk gave it.
+        q.caller = Some("89161111111".into());
         let out = s
             .record_history(
                 &[HistoryCall {
