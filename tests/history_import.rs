@@ -438,3 +438,82 @@ max_gap = "soon"
     );
     assert!(Config::from_toml("").unwrap().storage.keep_calls.is_none());
 }
+
+#[test]
+fn cli_backfill_by_hand_keeps_live_calls_and_stores_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    let cfg = "fixtures/asterisk-22/lab.toml";
+    let (code, _, err) = perezvon(&[
+        "backfill",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--since",
+        "3650d",
+        "--cdr",
+        &format!("{DIR}/Master.csv"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist"), "{err}");
+    // Two calls seen live.
+    let (code, _, err) = perezvon(&[
+        "replay",
+        "--db",
+        db_s,
+        "--config",
+        cfg,
+        &format!("{DIR}/resolved_by_caller_callback.ami"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let args = [
+        "backfill",
+        "--config",
+        cfg,
+        "--db",
+        db_s,
+        "--since",
+        "3650d",
+        "--cdr",
+        &format!("{DIR}/Master.csv"),
+        "--queue-log",
+        &format!("{DIR}/queue_log"),
+    ];
+    let (code, out, err) = perezvon(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("backfilled 33 calls (19 missed)") && out.contains("2 already known"),
+        "{out}"
+    );
+    let s = perezvon::store::Store::open(&db).unwrap();
+    assert_eq!(
+        s.call_source("lab", "1796197866.160").unwrap().as_deref(),
+        Some("ami")
+    );
+    assert_eq!(
+        s.call_source("lab", "1796197895.170").unwrap().as_deref(),
+        Some("backfilled")
+    );
+    let (_, out, _) = perezvon(&args);
+    assert!(out.starts_with("backfilled 0 calls"), "{out}");
+    // A window with nothing in it, and one that ends before it starts.
+    let mut empty = args.to_vec();
+    empty[6] = "1m";
+    let (code, out, _) = perezvon(&empty);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("backfilled 0 calls (0 missed) from 0 CDR rows"),
+        "{out}"
+    );
+    let (code, _, err) = perezvon(&[
+        "backfill", "--config", cfg, "--db", db_s, "--since", "1h", "--until", "2h", "--cdr",
+        "x.csv",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--until must be later than --since"), "{err}");
+    let (code, _, err) = perezvon(&["backfill", "--config", cfg, "--db", db_s, "--since", "1h"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing to backfill from"), "{err}");
+}
