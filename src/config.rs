@@ -161,12 +161,27 @@ pub struct BackfillConfig {
     /// The zone of the CDR's dates.
     pub timezone: jiff::tz::TimeZone,
     pub max_gap: Duration,
+    /// `[[asterisk]] backfill_cdr` / `backfill_queue_log`: (server, cdr, queue_log).
+    pub per_server: Vec<(String, Option<PathBuf>, Option<PathBuf>)>,
+    /// The first `[[asterisk]]` name (what `server` defaults to).
+    pub first_server: Option<String>,
 }
 
 impl BackfillConfig {
     /// Whether anything is configured to backfill from.
     pub fn enabled(&self) -> bool {
-        self.cdr.is_some() || self.queue_log.is_some()
+        self.cdr.is_some() || self.queue_log.is_some() || !self.per_server.is_empty()
+    }
+
+    /// The files of `server`: its own `backfill_cdr`/`backfill_queue_log`, else `[backfill]`
+    /// `cdr`/`queue_log` when it is `backfill.server` (default: the first server).
+    pub fn files_for(&self, server: &str) -> Option<(Option<&Path>, Option<&Path>)> {
+        if let Some((_, c, q)) = self.per_server.iter().find(|(s, _, _)| s == server) {
+            return Some((c.as_deref(), q.as_deref()));
+        }
+        let mine = self.server.as_deref().or(self.first_server.as_deref()) == Some(server);
+        (mine && (self.cdr.is_some() || self.queue_log.is_some()))
+            .then_some((self.cdr.as_deref(), self.queue_log.as_deref()))
     }
 }
 

@@ -517,3 +517,39 @@ fn cli_backfill_by_hand_keeps_live_calls_and_stores_the_rest() {
     assert_eq!(code, 1);
     assert!(err.contains("nothing to backfill from"), "{err}");
 }
+
+#[test]
+fn each_server_may_name_its_own_records() {
+    let c = Config::from_toml(
+        r#"
+[[asterisk]]
+name = "pbx1"
+username = "perezvon"
+secret = "a-long-random-secret-0123456789"
+[[asterisk]]
+name = "pbx2"
+username = "perezvon"
+secret = "a-long-random-secret-0123456789"
+backfill_queue_log = "/mnt/pbx2/queue_log"
+[backfill]
+cdr = "/var/log/asterisk/cdr-csv/Master.csv"
+"#,
+    )
+    .unwrap();
+    fn p(s: &str) -> Option<&Path> {
+        Some(Path::new(s))
+    }
+    assert_eq!(
+        c.backfill.files_for("pbx1"),
+        Some((p("/var/log/asterisk/cdr-csv/Master.csv"), None))
+    );
+    assert_eq!(
+        c.backfill.files_for("pbx2"),
+        Some((None, p("/mnt/pbx2/queue_log")))
+    );
+    assert_eq!(c.backfill.files_for("pbx3"), None);
+    assert_eq!(
+        Config::from_toml("").unwrap().backfill.files_for("default"),
+        None
+    );
+}

@@ -169,11 +169,9 @@ pub fn backfill(args: &BackfillArgs) -> CmdResult {
         Err(code) => return Ok(code),
     };
     let server = server_name(&cfg, args.server.as_deref())?;
-    let cdr = args.cdr.as_deref().or(cfg.backfill.cdr.as_deref());
-    let queue_log = args
-        .queue_log
-        .as_deref()
-        .or(cfg.backfill.queue_log.as_deref());
+    let (own_cdr, own_queue_log) = cfg.backfill.files_for(&server).unwrap_or((None, None));
+    let cdr = args.cdr.as_deref().or(own_cdr);
+    let queue_log = args.queue_log.as_deref().or(own_queue_log);
     if cdr.is_none() && queue_log.is_none() {
         return Err(
             "nothing to backfill from: set [backfill] cdr and/or queue_log, or pass --cdr/--queue-log"

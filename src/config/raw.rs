@@ -52,6 +52,11 @@ pub struct RawAsterisk {
     pub ping_interval: Option<String>,
     pub max_message: Option<i64>,
     pub reconnect_max: Option<String>,
+    // --- the backfill work: this server's own records (override `[backfill]`) ---
+    /// This server's cdr_csv file, read after a gap in its AMI stream.
+    pub backfill_cdr: Option<PathBuf>,
+    /// This server's queue_log.
+    pub backfill_queue_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1602,6 +1602,20 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         server: bf.server.clone(),
         timezone: backfill_timezone,
         max_gap: v.duration("backfill.max_gap", &bf.max_gap, "7d"),
+        per_server: raw
+            .asterisk
+            .iter()
+            .zip(&asterisk)
+            .filter(|(r, _)| r.backfill_cdr.is_some() || r.backfill_queue_log.is_some())
+            .map(|(r, a)| {
+                (
+                    a.name.clone(),
+                    r.backfill_cdr.as_deref().map(|p| v.resolve_path(p)),
+                    r.backfill_queue_log.as_deref().map(|p| v.resolve_path(p)),
+                )
+            })
+            .collect(),
+        first_server: asterisk.first().map(|a| a.name.clone()),
     };
 
     Config {

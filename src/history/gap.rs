@@ -34,8 +34,6 @@ pub struct GapRead {
 /// Watermarks and pending gaps.
 pub struct Gaps {
     cfg: Arc<Config>,
-    /// The server whose files `[backfill]` names (`None`: no backfill).
-    server: Option<String>,
     up: HashMap<String, bool>,
     pending: HashMap<String, (Timestamp, Timestamp)>,
     last_save: Option<tokio::time::Instant>,
@@ -45,20 +43,9 @@ pub struct Gaps {
 impl Gaps {
     pub fn new(cfg: Arc<Config>) -> (Gaps, mpsc::Receiver<GapRead>) {
         let (tx, rx) = mpsc::channel(4);
-        let server = cfg
-            .backfill
-            .enabled()
-            .then(|| {
-                cfg.backfill
-                    .server
-                    .clone()
-                    .or_else(|| cfg.asterisk.first().map(|a| a.name.clone()))
-            })
-            .flatten();
         (
             Gaps {
                 cfg,
-                server,
                 up: HashMap::new(),
                 pending: HashMap::new(),
                 last_save: None,
@@ -78,7 +65,7 @@ impl Gaps {
     /// reconnect's snapshot ([`Gaps::synced`]).
     pub fn link_up(&mut self, store: &Store, server: &str, at: Timestamp) {
         self.up.insert(server.to_string(), true);
-        if self.server.as_deref() != Some(server) {
+        if self.cfg.backfill.files_for(server).is_none() {
             return;
         }
         match store.watermark(server) {
@@ -141,9 +128,10 @@ impl Gaps {
         tokio::spawn(async move {
             let s = server.clone();
             let read = tokio::task::spawn_blocking(move || {
+                let (cdr, queue_log) = cfg.backfill.files_for(&s).unwrap_or((None, None));
                 let files = Files {
-                    cdr: cfg.backfill.cdr.as_deref(),
-                    queue_log: cfg.backfill.queue_log.as_deref(),
+                    cdr,
+                    queue_log,
                     timezone: &cfg.backfill.timezone,
                 };
                 super::load(&s, &cfg, &files, Some((from, to)))
