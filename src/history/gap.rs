@@ -155,3 +155,65 @@ impl Gaps {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max_gap: &str) -> Arc<Config> {
+        Arc::new(
+            Config::from_toml_in(
+                &format!(
+                    "[[asterisk]]\nname = \"pbx1\"\nusername = \"u\"\nsecret = \"a-long-random-secret-0123456789\"\n\
+                     [[asterisk]]\nname = \"pbx2\"\nusername = \"u\"\nsecret = \"a-long-random-secret-0123456789\"\n\
+                     [backfill]\ncdr = \"/nonexistent/Master.csv\"\nmax_gap = \"{max_gap}\"\n"
+                ),
+                "test",
+                None,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_gap_runs_from_the_watermark_and_survives_a_session_without_snapshot() {
+        let store = Store::open_in_memory().unwrap();
+        let (mut g, _rx) = Gaps::new(cfg("7d"));
+        // No watermark yet (a new database): nothing to backfill.
+        g.link_up(&store, "pbx1", t(0));
+        assert!(g.pending.is_empty());
+        g.tick(&store, t(10));
+        assert_eq!(store.watermark("pbx1").unwrap(), Some(t(10)));
+        g.link_down(&store, "pbx1", t(20));
+        g.link_up(&store, "pbx1", t(100));
+        assert_eq!(g.pending["pbx1"], (t(20), t(100)));
+        // That session drops before its snapshot; the next one keeps the gap's start.
+        g.link_down(&store, "pbx1", t(101));
+        g.link_up(&store, "pbx1", t(200));
+        assert_eq!(g.pending["pbx1"], (t(20), t(200)));
+        // pbx2 has no files of its own and is not backfill.server: its watermark is kept, no gap.
+        store.save_watermark("pbx2", t(0)).unwrap();
+        g.link_up(&store, "pbx2", t(300));
+        assert!(!g.pending.contains_key("pbx2"));
+        // The read reports a missing file without panicking.
+        let (mut g2, mut rx) = Gaps::new(cfg("7d"));
+        g2.link_up(&store, "pbx1", t(400));
+        g2.synced("pbx1");
+        let read = rx.recv().await.unwrap();
+        assert!(read.result.is_err());
+        assert_eq!((read.from, read.to), (t(101), t(400)));
+    }
+
+    #[test]
+    fn a_gap_longer_than_max_gap_is_cut_to_its_end() {
+        let store = Store::open_in_memory().unwrap();
+        let (mut g, _rx) = Gaps::new(cfg("1h"));
+        store.save_watermark("pbx1", t(0)).unwrap();
+        g.link_up(&store, "pbx1", t(86_400));
+        assert_eq!(g.pending["pbx1"], (t(86_400 - 3600), t(86_400)));
+    }
+}
