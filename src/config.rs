@@ -147,6 +147,42 @@ pub struct CallsConfig {
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub database: PathBuf,
+    /// `storage.keep_calls`: retention of calls and closed tasks; `None` keeps everything.
+    pub keep_calls: Option<Duration>,
+}
+
+/// `[backfill]`: Asterisk's CDR and queue_log, read after a gap in the AMI stream.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    pub cdr: Option<PathBuf>,
+    pub queue_log: Option<PathBuf>,
+    /// The `[[asterisk]]` server the files belong to (default: the first).
+    pub server: Option<String>,
+    /// The zone of the CDR's dates.
+    pub timezone: jiff::tz::TimeZone,
+    pub max_gap: Duration,
+    /// `[[asterisk]] backfill_cdr` / `backfill_queue_log`: (server, cdr, queue_log).
+    pub per_server: Vec<(String, Option<PathBuf>, Option<PathBuf>)>,
+    /// The first `[[asterisk]]` name (what `server` defaults to).
+    pub first_server: Option<String>,
+}
+
+impl BackfillConfig {
+    /// Whether anything is configured to backfill from.
+    pub fn enabled(&self) -> bool {
+        self.cdr.is_some() || self.queue_log.is_some() || !self.per_server.is_empty()
+    }
+
+    /// The files of `server`: its own `backfill_cdr`/`backfill_queue_log`, else `[backfill]`
+    /// `cdr`/`queue_log` when it is `backfill.server` (default: the first server).
+    pub fn files_for(&self, server: &str) -> Option<(Option<&Path>, Option<&Path>)> {
+        if let Some((_, c, q)) = self.per_server.iter().find(|(s, _, _)| s == server) {
+            return Some((c.as_deref(), q.as_deref()));
+        }
+        let mine = self.server.as_deref().or(self.first_server.as_deref()) == Some(server);
+        (mine && (self.cdr.is_some() || self.queue_log.is_some()))
+            .then_some((self.cdr.as_deref(), self.queue_log.as_deref()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -554,6 +590,7 @@ pub struct Config {
     pub log: LogConfig,
     /// `[web]`: the web console.
     pub web: WebConfig,
+    pub backfill: BackfillConfig,
     /// Non-fatal findings (e.g. a world-readable file holding a secret).
     pub warnings: Vec<Problem>,
 }

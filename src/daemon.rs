@@ -266,6 +266,16 @@ pub async fn run_with(
         }
     };
 
+    // History (the backfill work): watermarks and gap reads, retention.
+    let (mut gaps, mut gap_rx) = crate::history::gap::Gaps::new(shared_cfg.clone());
+    if let Some(keep) = cfg.storage.keep_calls {
+        tokio::spawn(crate::history::retention::run(
+            keep,
+            db.clone(),
+            services.clone(),
+        ));
+    }
+
     // After a LinkUp, events are held until the CoreShowChannels snapshot is applied: a channel
     // created after the snapshot must not be processed before it, or `resync` would take it for
     // one that vanished while the link was down.
@@ -306,6 +316,7 @@ pub async fn run_with(
                     metrics.server(&server).set_link(true, at);
                     ingest.status.notify(&metrics);
                     ingest.pipeline.link_up(&server, at);
+                    gaps.link_up(ingest.pipeline.store(), &server, at);
                     generation += 1;
                     if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
                         ingest.held.insert(server.to_string(), (generation, Vec::new()));
@@ -333,6 +344,7 @@ pub async fn run_with(
                     // Calls in flight are kept: the reconnect's snapshot reconciles them.
                     let r = ingest.release(&server, Snapshot::Superseded).await;
                     ingest.pipeline.link_down(&server, at);
+                    gaps.link_down(ingest.pipeline.store(), &server, at);
                     ingest.status.notify(&metrics);
                     r
                 }
@@ -350,12 +362,19 @@ pub async fn run_with(
                         Some(items) => Snapshot::Items(items),
                         None => Snapshot::Failed,
                     };
-                    ingest.release(&r.server, snapshot).await
+                    let done = ingest.release(&r.server, snapshot).await;
+                    gaps.synced(&r.server);
+                    done
                 } else {
                     Ok(())
                 }
             }
+            Some(g) = gap_rx.recv() => {
+                ingest.backfilled(g, &cfg).await;
+                Ok(())
+            }
             _ = tick.tick() => {
+                gaps.tick(ingest.pipeline.store(), jiff::Timestamp::now());
                 for h in &handles {
                     metrics.server(h.server()).set_decode_problems(h.decode_problems());
                 }
@@ -395,6 +414,7 @@ pub async fn run_with(
 
     // Shutdown: stop the links, finish what was already read, then the dialer.
     sd_notify("STOPPING=1");
+    gaps.save_up(ingest.pipeline.store(), jiff::Timestamp::now());
     links.cancel();
     if result.is_ok() {
         let servers: Vec<String> = ingest.held.keys().cloned().collect();
@@ -654,6 +674,62 @@ impl Ingest<'_> {
         let customers = self.pipeline.live_customers();
         send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
         send(self.dial_tx, DialerInput::Reconciled(live)).await;
+    }
+
+    /// Stores the verdicts of a gap read from the CDR/queue_log and hands them on like live
+    /// ones (dialer, notifications); their verdict latency is not observed (hours, by nature).
+    /// A failure is logged: the next reconnect, or `perezvon backfill`, tries again.
+    async fn backfilled(&mut self, g: crate::history::gap::GapRead, cfg: &Config) {
+        let loaded = match g.result {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(server = %g.server, error = %crate::store::error_chain(&e), "backfill: cannot read Asterisk's records");
+                return;
+            }
+        };
+        for p in loaded.problems.iter().take(5) {
+            tracing::warn!(problem = %p, "backfill: skipped a bad line");
+        }
+        let now = jiff::Timestamp::now();
+        let since = self
+            .dialing
+            .then(|| jiff::SignedDuration::try_from(cfg.callback.give_up_after).ok())
+            .flatten()
+            .and_then(|d| now.checked_sub(d).ok());
+        let stored = match self.pipeline.store().record_history(
+            &loaded.calls,
+            crate::store::history::Source::Backfilled,
+            cfg.calls.resolve_within,
+            since,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(server = %g.server, error = %crate::store::error_chain(&e), "backfill: cannot store the gap's calls");
+                return;
+            }
+        };
+        let missed = stored.stored.iter().filter(|r| r.is_counted_miss()).count();
+        tracing::info!(
+            server = %g.server,
+            from = %g.from,
+            to = %g.to,
+            calls = stored.stored.len(),
+            missed,
+            replaced_unknown = stored.upgraded,
+            already_known = stored.known,
+            bad_lines = loaded.problems.len(),
+            "backfilled the AMI gap"
+        );
+        for rec in stored.stored {
+            if self.today.record(rec.ended_at) {
+                self.metrics.set_calls_today(self.today.count);
+            }
+            if let Some(tx) = self.records_tx {
+                let _ = tx.try_send(rec.clone());
+            }
+            let _ = self.observer_tx.send(rec.clone()).await;
+            send(self.dial_tx, DialerInput::Record(Box::new(rec))).await;
+        }
     }
 
     /// Logs, metrics and STATUS follow the verdicts held for a failing database.

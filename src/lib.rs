@@ -19,6 +19,9 @@
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
 //!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them),
 //!   `request` (press 1 / press 9 / dispositions from the dialplan's `UserEvent`s).
+//! - [`history`]: Asterisk's own records (cdr_csv `Master.csv`, `queue_log`) -> verdicts with
+//!   the tracker's rules, for `perezvon import` and the gap backfill; the daemon's watermarks
+//!   and gap reads (`gap`), retention (`retention`).
 //! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
 //!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook (HTTPS), e-mail, Bitrix24, amoCRM, Telegram and templated HTTP (SMS),
@@ -47,6 +50,7 @@ pub mod console;
 pub mod daemon;
 pub mod demo;
 pub mod glob;
+pub mod history;
 pub mod metrics;
 pub mod notify;
 pub mod number;

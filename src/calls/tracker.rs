@@ -29,7 +29,7 @@ use super::rules;
 use super::slab::{FxMap, Slab, NONE};
 
 mod resync;
-mod routing;
+pub(crate) mod routing;
 
 use routing::step;
 
@@ -263,7 +263,7 @@ pub(crate) fn dialled_number(s: &[u8]) -> Option<Box<str>> {
 }
 
 impl Rules {
-    fn from_config(cfg: &Config) -> Rules {
+    pub(crate) fn from_config(cfg: &Config) -> Rules {
         let lost_at_contexts = cfg
             .pbx
             .lost_at_contexts
@@ -289,7 +289,7 @@ impl Rules {
         }
     }
 
-    fn kind_of(&self, name: &str) -> ChanKind {
+    pub(crate) fn kind_of(&self, name: &str) -> ChanKind {
         // External first: an outside leg may also match a broad agent pattern like `PJSIP/*`.
         if any_match(&self.external, name) {
             ChanKind::External

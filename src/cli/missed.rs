@@ -15,6 +15,7 @@ pub fn run(args: &MissedArgs) -> CmdResult {
     let now = jiff::Timestamp::now();
     let from = period_start(now, args.since.into())?;
     let list = store.missed_calls(from, now, args.unresolved)?;
+    super::history::note_history(&store, from, now);
     let tz = &cfg.hours.timezone;
     let text = match args.format.as_str() {
         "json" => missed::json_lines(&list, tz)?,

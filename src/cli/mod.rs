@@ -8,8 +8,10 @@ pub mod callbacks;
 pub mod check_config;
 pub mod demo;
 pub mod dnc;
+pub mod history;
 pub mod missed;
 pub mod passwd;
+pub mod privacy;
 pub mod record;
 pub mod replay;
 pub mod report;
@@ -99,6 +101,31 @@ pub enum Command {
   perezvon dnc list --config /etc/perezvon/perezvon.toml
   perezvon dnc remove --db /var/lib/perezvon/perezvon.db 89161234567")]
     Dnc(dnc::DncArgs),
+    // --- history and personal data (the backfill work) ---
+    /// Import history from Asterisk's CDR (cdr_csv Master.csv) and/or queue_log, marked
+    /// `imported` (less exact than AMI). Importing a file again adds nothing.
+    #[command(
+        after_help = "Example:\n  perezvon import --config /etc/perezvon/perezvon.toml --cdr /var/log/asterisk/cdr-csv/Master.csv --queue-log /var/log/asterisk/queue_log\n  perezvon import --db history.db --server pbx1 --timezone Europe/Moscow --cdr Master.csv"
+    )]
+    Import(history::ImportArgs),
+    /// Decide the calls of a gap in the AMI stream from `[backfill]` cdr/queue_log, marked
+    /// `backfilled`; their misses get callbacks like any others. The daemon does this by itself
+    /// after every reconnect.
+    #[command(
+        after_help = "Example:\n  perezvon backfill --config /etc/perezvon/perezvon.toml --since 6h\n  perezvon backfill --since 2d --until 1d"
+    )]
+    Backfill(history::BackfillArgs),
+    /// Print all data held for one customer (calls, callback tasks and attempts, notifications,
+    /// CRM links) as JSON.
+    #[command(
+        after_help = "Example:\n  perezvon export --number '+7 916 123-45-67' > customer.json"
+    )]
+    Export(privacy::NumberArgs),
+    /// Erase all data held for one customer and say how many rows went.
+    #[command(
+        after_help = "Example:\n  perezvon forget --number 89161234567 --config /etc/perezvon/perezvon.toml"
+    )]
+    Forget(privacy::NumberArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -201,5 +228,9 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Status(a) => status::run(&a),
         Command::Passwd(a) => passwd::run(&a),
         Command::Dnc(a) => dnc::run(&a),
+        Command::Import(a) => history::import(&a),
+        Command::Backfill(a) => history::backfill(&a),
+        Command::Export(a) => privacy::export(&a),
+        Command::Forget(a) => privacy::forget(&a),
     }
 }

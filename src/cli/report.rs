@@ -89,6 +89,7 @@ pub fn run(args: &ReportArgs) -> CmdResult {
     let now = jiff::Timestamp::now();
     let from = period_start(now, args.since.into())?;
     let records = store.calls_ended_between(from, now)?;
+    super::history::note_history(&store, from, now);
     let callbacks = store.callback_counts(from, now)?;
     let tz = &cfg.hours.timezone;
     let report = Report::build(

@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// `[web]`: the web console (off unless `listen` is set).
     #[serde(default)]
     pub web: RawWeb,
+    /// `[backfill]`: Asterisk's own records, read after a gap in the AMI stream.
+    #[serde(default)]
+    pub backfill: RawBackfill,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +55,11 @@ pub struct RawAsterisk {
     pub ping_interval: Option<String>,
     pub max_message: Option<i64>,
     pub reconnect_max: Option<String>,
+    // --- the backfill work: this server's own records (override `[backfill]`) ---
+    /// This server's cdr_csv file, read after a gap in its AMI stream.
+    pub backfill_cdr: Option<PathBuf>,
+    /// This server's queue_log.
+    pub backfill_queue_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +89,8 @@ pub struct RawCalls {
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub database: Option<PathBuf>,
+    /// Retention: calls (and closed tasks) older than this are deleted (`"400d"`).
+    pub keep_calls: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -383,4 +393,20 @@ pub struct RawWebUser {
     pub password_hash: Option<String>,
     /// `viewer` (default) or `supervisor`.
     pub role: Option<String>,
+}
+
+/// `[backfill]`: where the PBX writes its CDR and queue_log (the history work).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackfill {
+    /// `cdr_csv` output, e.g. `/var/log/asterisk/cdr-csv/Master.csv`.
+    pub cdr: Option<PathBuf>,
+    /// app_queue's log, e.g. `/var/log/asterisk/queue_log`.
+    pub queue_log: Option<PathBuf>,
+    /// The `[[asterisk]]` server these files belong to (default: the first).
+    pub server: Option<String>,
+    /// The zone of the CDR's dates (`usegmtime = no`: the PBX host's zone; default: hours.timezone).
+    pub timezone: Option<String>,
+    /// Gaps longer than this are backfilled only for their last part (default `"7d"`).
+    pub max_gap: Option<String>,
 }

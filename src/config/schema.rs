@@ -6,9 +6,9 @@
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{
-    Problem, RawAmoCrm, RawAsterisk, RawBitrix24, RawCallback, RawCalls, RawConfig, RawEmail,
-    RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawStorage, RawTarget,
-    RawTelegram, RawWeb, RawWebUser, RawWebhook,
+    Problem, RawAmoCrm, RawAsterisk, RawBackfill, RawBitrix24, RawCallback, RawCalls, RawConfig,
+    RawEmail, RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawStorage,
+    RawTarget, RawTelegram, RawWeb, RawWebUser, RawWebhook,
 };
 
 /// Captures the field list serde's derive passes to `deserialize_struct`, then stops.
@@ -85,6 +85,7 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("log", fields_of::<RawLog>()),
         ("web", fields_of::<RawWeb>()),
         ("web.users", fields_of::<RawWebUser>()),
+        ("backfill", fields_of::<RawBackfill>()),
     ]
 }
 

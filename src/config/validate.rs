@@ -996,7 +996,22 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
             .as_deref()
             .map(|p| v.resolve_path(p))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+        keep_calls: raw
+            .storage
+            .keep_calls
+            .as_ref()
+            .map(|_| v.duration("storage.keep_calls", &raw.storage.keep_calls, "400d")),
     };
+    if storage
+        .keep_calls
+        .is_some_and(|d| d < Duration::from_secs(86_400))
+    {
+        v.err(
+            "storage.keep_calls",
+            "must be at least 1d",
+            Some("calls younger than this are kept; write it like \"400d\""),
+        );
+    }
 
     // [callback]
     let cb = &raw.callback;
@@ -1542,6 +1557,68 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
     };
 
     let web = web(v, &raw.web);
+    // [backfill]
+    let bf = &raw.backfill;
+    let backfill_timezone = match bf.timezone.as_deref() {
+        None => hours.timezone.clone(),
+        Some(name) => match jiff::tz::TimeZone::get(name) {
+            Ok(tz) => tz,
+            Err(_) => {
+                v.err(
+                    "backfill.timezone",
+                    format!("unknown time zone {name:?}"),
+                    Some("an IANA name like \"Europe/Moscow\" or \"UTC\" (usegmtime = yes)"),
+                );
+                jiff::tz::TimeZone::UTC
+            }
+        },
+    };
+    if let Some(name) = &bf.server {
+        if !asterisk.is_empty() && !asterisk.iter().any(|a| a.name == *name) {
+            v.err(
+                "backfill.server",
+                format!("no [[asterisk]] server is named {name:?}"),
+                Some("the name of the server whose CDR and queue_log these are"),
+            );
+        }
+    }
+    for (key, path) in [
+        ("backfill.cdr", &bf.cdr),
+        ("backfill.queue_log", &bf.queue_log),
+    ] {
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            v.err(key, "is empty", Some("a file path, or leave the key out"));
+        }
+    }
+    let backfill = BackfillConfig {
+        cdr: bf
+            .cdr
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| v.resolve_path(p)),
+        queue_log: bf
+            .queue_log
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| v.resolve_path(p)),
+        server: bf.server.clone(),
+        timezone: backfill_timezone,
+        max_gap: v.duration("backfill.max_gap", &bf.max_gap, "7d"),
+        per_server: raw
+            .asterisk
+            .iter()
+            .zip(&asterisk)
+            .filter(|(r, _)| r.backfill_cdr.is_some() || r.backfill_queue_log.is_some())
+            .map(|(r, a)| {
+                (
+                    a.name.clone(),
+                    r.backfill_cdr.as_deref().map(|p| v.resolve_path(p)),
+                    r.backfill_queue_log.as_deref().map(|p| v.resolve_path(p)),
+                )
+            })
+            .collect(),
+        first_server: asterisk.first().map(|a| a.name.clone()),
+    };
 
     Config {
         asterisk,
@@ -1561,6 +1638,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         metrics,
         log: LogConfig { level, json },
         web,
+        backfill,
         warnings: Vec::new(),
     }
 }

@@ -169,7 +169,7 @@ impl Store {
     }
 
     /// The body of [`Store::record_call_marked`], inside its transaction or savepoint.
-    fn record_in_transaction(
+    pub(super) fn record_in_transaction(
         &self,
         r: &CallRecord,
         resolve_within: std::time::Duration,

@@ -17,6 +17,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::crm::SCHEMA_V5,
     // issue 14 (request): requested/owned tasks, dispositions, callback requests, dnc.
     super::request::SCHEMA_REQUEST,
+    // history: imported/backfilled calls, AMI watermarks (the backfill work).
+    super::history::SCHEMA_HISTORY,
 ];
 
 /// The version this binary brings databases to.

@@ -10,6 +10,8 @@
 //! - [`outbox`]: notifications waiting for delivery.
 //! - [`crm`]: which CRM entity stands for a number (for the CRM notifiers).
 //! - [`request`]: requested and owned callbacks, dispositions, the do-not-call list.
+//! - [`history`]: imported and backfilled calls, the last AMI event per server, retention,
+//!   a customer's data by number (export, forget).
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 //! - [`console`]: what the web console reads (filtered misses, a customer's history) and the
 //!   supervisor's "call now".
@@ -17,6 +19,7 @@
 pub mod calls;
 pub mod console;
 pub mod crm;
+pub mod history;
 pub mod migrations;
 pub mod outbox;
 pub mod report;

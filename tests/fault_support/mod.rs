@@ -333,6 +333,8 @@ struct State {
     cut_on_originate: Option<(usize, Duration)>,
     cuts: u32,
     refused: u32,
+    /// Asterisk's cdr_csv, when the test asked for it ([`Fake::write_cdr`]).
+    cdr: Option<CdrWriter>,
 }
 
 struct Inner {
@@ -415,6 +417,16 @@ impl Fake {
 
     pub fn logins(&self) -> u32 {
         self.inner.lock().logins
+    }
+
+    /// From now on, writes a cdr_csv row (Master.csv columns with uniqueid and userfield,
+    /// dates in UTC) to `path` for every channel of every call played, at its hangup, whether
+    /// a session is logged in or not: Asterisk's own record of what perezvon may have missed.
+    pub fn write_cdr(&self, path: &Path) {
+        self.inner.lock().cdr = Some(CdrWriter {
+            path: path.to_path_buf(),
+            chans: HashMap::new(),
+        });
     }
 
     pub fn resyncs(&self) -> u32 {
@@ -672,6 +684,9 @@ impl State {
 
     /// Keeps the table of live channels as Asterisk would, from the events sent.
     fn track(&mut self, m: &Message) {
+        if let Some(w) = self.cdr.as_mut() {
+            w.track(m);
+        }
         let (Some(ev), Some(uid)) = (m.event(), m.get_str("Uniqueid")) else {
             return;
         };
@@ -750,6 +765,134 @@ impl State {
             ("ListItems", n.as_str()),
         ]));
         out
+    }
+}
+
+/// One channel's CDR as cdr_csv would write it: one row per channel, with the last
+/// dialplan step, the first answer and the last channel it dialled.
+struct CdrChan {
+    channel: String,
+    src: String,
+    clid: String,
+    dst: String,
+    dcontext: String,
+    lastapp: String,
+    lastdata: String,
+    dstchannel: String,
+    start: jiff::Timestamp,
+    answer: Option<jiff::Timestamp>,
+}
+
+struct CdrWriter {
+    path: PathBuf,
+    chans: HashMap<String, CdrChan>,
+}
+
+impl CdrWriter {
+    fn track(&mut self, m: &Message) {
+        let get = |k: &str| m.get_str(k).unwrap_or_default().into_owned();
+        let now = jiff::Timestamp::now();
+        let (Some(ev), Some(uid)) = (m.event(), m.get_str("Uniqueid")) else {
+            return;
+        };
+        let uid = uid.into_owned();
+        // cdr_csv writes the caller id the channel has at the end.
+        let cid = get("CallerIDNum");
+        if !cid.is_empty() && cid != "<unknown>" {
+            if let Some(c) = self.chans.get_mut(&uid) {
+                c.clid = format!("\"\" <{cid}>");
+                c.src = cid;
+            }
+        }
+        match ev {
+            b"Newchannel" => {
+                let src = get("CallerIDNum");
+                self.chans.insert(
+                    uid,
+                    CdrChan {
+                        channel: get("Channel"),
+                        clid: format!(
+                            "\"{}\" <{src}>",
+                            get("CallerIDName").replace("<unknown>", "")
+                        ),
+                        src,
+                        dst: get("Exten"),
+                        dcontext: get("Context"),
+                        lastapp: String::new(),
+                        lastdata: String::new(),
+                        dstchannel: String::new(),
+                        start: now,
+                        answer: None,
+                    },
+                );
+            }
+            b"Newexten" => {
+                if let Some(c) = self.chans.get_mut(&uid) {
+                    c.dst = get("Exten");
+                    c.dcontext = get("Context");
+                    c.lastapp = get("Application");
+                    c.lastdata = get("AppData");
+                }
+            }
+            b"Newstate" if get("ChannelState") == "6" => {
+                if let Some(c) = self.chans.get_mut(&uid) {
+                    c.answer.get_or_insert(now);
+                }
+            }
+            b"DialBegin" if m.get(b"Channel").is_some() => {
+                if let Some(c) = self.chans.get_mut(&uid) {
+                    c.dstchannel = get("DestChannel");
+                }
+            }
+            b"Hangup" => {
+                if let Some(c) = self.chans.remove(&uid) {
+                    self.write(&uid, &c, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn write(&self, uid: &str, c: &CdrChan, end: jiff::Timestamp) {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let date = |t: jiff::Timestamp| {
+            q(&t.to_zoned(jiff::tz::TimeZone::UTC)
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string())
+        };
+        let secs = |a: jiff::Timestamp| (end.as_second() - a.as_second()).max(0);
+        let row = [
+            q(""),
+            q(&c.src),
+            q(&c.dst),
+            q(&c.dcontext),
+            q(&c.clid),
+            q(&c.channel),
+            q(&c.dstchannel),
+            q(&c.lastapp),
+            q(&c.lastdata),
+            date(c.start),
+            c.answer.map(date).unwrap_or_default(),
+            date(end),
+            secs(c.start).to_string(),
+            c.answer.map_or(0, secs).to_string(),
+            q(if c.answer.is_some() {
+                "ANSWERED"
+            } else {
+                "NO ANSWER"
+            }),
+            q("DOCUMENTATION"),
+            q(uid),
+            q(""),
+        ]
+        .join(",");
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap();
+        writeln!(f, "{row}").unwrap();
     }
 }
 

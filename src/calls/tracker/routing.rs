@@ -30,7 +30,7 @@ fn dial_routing(c: &Call, outside: bool) -> LostAt {
 }
 
 /// The caller side dialled `who` (a person's short name, `201`, or a number).
-pub(super) fn offered(c: &mut Call, who: Box<str>, outside: bool) {
+pub(crate) fn offered(c: &mut Call, who: Box<str>, outside: bool) {
     if c.replacing {
         // A forward or a pickup replaces the callee: still one person's number.
         c.replacing = false;
@@ -78,7 +78,7 @@ pub(super) fn transferred(c: &mut Call, ev: &Ev<'_>) {
 }
 
 /// One dialplan step of the caller channel: where the call is being routed.
-pub(super) fn step(rules: &Rules, c: &mut Call, ev: &Ev<'_>) {
+pub(crate) fn step(rules: &Rules, c: &mut Call, ev: &Ev<'_>) {
     let ctx = String::from_utf8_lossy(ev.context);
     if let Some(&cat) = rules.lost_at_contexts.get(ctx.as_ref()) {
         c.routing = Some(cat);
