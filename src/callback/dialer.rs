@@ -31,6 +31,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{self, AttemptLog, QueueLoad, Rules};
 use super::hours::Hours;
 use super::originate::{
     outcome_from_record, read_response, CallbackIds, OriginateRequest, OriginateResponse,
@@ -83,6 +84,16 @@ pub trait Originator: Send + Sync {
     ) -> impl Future<Output = Result<u32, OriginateError>> + Send;
     /// Is the link up? Attempts are not started while it is down.
     fn is_up(&self) -> bool;
+    /// What `QueueSummary` says of the queues behind a target: the target queue, or every
+    /// queue an endpoint is a member of (none for a dialplan target). Callbacks yield to the
+    /// callers waiting there and leave `queue_reserve` agents free for them. The default, for
+    /// originators without queues (tests), is no queue.
+    fn queue_loads(
+        &self,
+        _target: &Target,
+    ) -> impl Future<Output = Result<Vec<QueueLoad>, OriginateError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// What the dialer consumes.
@@ -220,6 +231,12 @@ pub struct Dialer<O> {
     /// loss (see [`Dialer::require_sync`]).
     synced: bool,
     require_sync: bool,
+    /// Budget, customer's clock, expiry, queue reserve (issue 14).
+    rules: Rules,
+    /// Attempt starts within the budget's horizon, all tasks and servers (from the store).
+    attempt_log: AttemptLog,
+    /// Why each target was last held back (`None`: it was not), as recorded in the store.
+    target_state: HashMap<String, Option<String>>,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -257,6 +274,9 @@ impl<O: Originator> Dialer<O> {
             link_was_down: false,
             synced: false,
             require_sync: false,
+            rules: Rules::from_config(&cfg.callback, &cfg.hours),
+            attempt_log: AttemptLog::default(),
+            target_state: HashMap::new(),
         }
     }
 
@@ -365,8 +385,15 @@ impl<O: Originator> Dialer<O> {
             .enumerate()
             .map(|(i, t)| (t.id, i))
             .collect();
+        let now = (self.clock)();
+        if self.rules.has_budget() {
+            // Re-read, not kept: another perezvon on the same database (another server) dials
+            // too, and the budget is per number across all of them.
+            let since = now - self.rules.budget_horizon();
+            self.attempt_log = AttemptLog::from_starts(self.store.attempt_starts_since(since)?);
+        }
         self.data_version = self.store.data_version()?;
-        self.last_reload = (self.clock)();
+        self.last_reload = now;
         Ok(())
     }
 
@@ -550,6 +577,29 @@ impl<O: Originator> Dialer<O> {
                         self.store
                             .bump_task(id, missed_count, last_missed_at, give_up_at)?;
                         tracing::info!(task_id = id, number = %number, missed_count, "repeated miss");
+                        if existing
+                            .as_ref()
+                            .is_some_and(|t| t.state == TaskState::Unknown)
+                        {
+                            // The customer called again and was missed again: whatever the
+                            // unknown attempt did, they want a call now. A fresh round, as a new
+                            // task would get.
+                            let next = planner::first_attempt_at(rec, &self.policy);
+                            match self.store.retry_task(
+                                id,
+                                next,
+                                self.policy.max_attempts,
+                                give_up_at,
+                            ) {
+                                Ok(()) => {
+                                    tracing::info!(task_id = id, number = %number, "task of unknown outcome reopened by a new miss")
+                                }
+                                Err(StoreError::Invalid(why)) => {
+                                    tracing::warn!(task_id = id, reason = %why, "task of unknown outcome not reopened")
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
                         self.refresh(id)?;
                     }
                 }
@@ -759,14 +809,38 @@ impl<O: Originator> Dialer<O> {
             tracing::warn!(callback_id = %cb, detail, "callback attempt timed out");
             self.finish(&cb, &f, AttemptOutcome::Unknown, now, None, Some(detail))?;
         }
-        if !self.enabled || !up {
+        if !self.enabled {
+            return Ok(());
+        }
+        // Callbacks no longer useful expire whether or not the link is up.
+        for (id, reason) in guard::expired(&self.tasks, now, &self.hours, &self.policy, &self.rules)
+        {
+            let Some(&i) = self.index.get(&id) else {
+                continue;
+            };
+            let number = self.tasks[i].number.clone();
+            self.close(id, &number, TaskState::Expired, reason, now)?;
+        }
+        if !up {
             return Ok(());
         }
         if self.require_sync && !self.synced {
             tracing::debug!("live channels not read yet: due callbacks wait");
             return Ok(());
         }
-        let due = planner::due_avoiding(&self.tasks, now, &self.hours, &self.policy, &self.live);
+        let over_budget = if self.rules.has_budget() {
+            self.attempt_log.prune(now - self.rules.budget_horizon());
+            self.attempt_log.over_budget(now, &self.rules)
+        } else {
+            HashMap::new()
+        };
+        let clock = self.rules.customer.as_ref().map(|c| c.open_mask(now));
+        let ctx = guard::Context {
+            live: Some(&self.live),
+            over_budget: Some(&over_budget),
+            customer: self.rules.customer.as_ref().zip(clock.as_ref()),
+        };
+        let due = planner::due_guarded(&self.tasks, now, &self.hours, &self.policy, &ctx);
         if due.is_empty() {
             return Ok(());
         }
@@ -792,7 +866,29 @@ impl<O: Originator> Dialer<O> {
                                 && self.policy.target_of(t).key() == key
                         })
                         .count() as u32;
-                    free.insert(key.clone(), n.saturating_sub(busy));
+                    // Fairness: callers waiting in the target's queues come first, and each
+                    // queue keeps its reserve of agents for them.
+                    let loads = match self.originator.queue_loads(&d.target).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::warn!(target = %key, error = %e, "cannot read the queue summary; callback waits");
+                            vec![QueueLoad {
+                                queue: key.clone(),
+                                logged_in: 0,
+                                available: 0,
+                                callers: 0,
+                            }]
+                        }
+                    };
+                    let (cap, held) = match guard::callback_capacity(n, &loads, &self.rules) {
+                        Ok(c) => (c, None),
+                        Err(busy) => (0, Some(busy.to_string())),
+                    };
+                    if let Some(why) = &held {
+                        tracing::debug!(target = %key, reason = %why, "callbacks wait for inbound callers");
+                    }
+                    self.note_target(&key, now, held);
+                    free.insert(key.clone(), cap.saturating_sub(busy));
                 }
                 match free.get_mut(&key) {
                     Some(n) if *n > 0 => *n -= 1,
@@ -810,6 +906,25 @@ impl<O: Originator> Dialer<O> {
             self.start(d.id, &d.target, now).await?;
         }
         Ok(())
+    }
+
+    /// Records in the store why a target is held back, when that changes (for `callbacks list`).
+    fn note_target(&mut self, key: &str, now: Timestamp, held: Option<String>) {
+        if self.target_state.get(key) == Some(&held) {
+            return;
+        }
+        match self.store.set_target_state(key, now, held.as_deref()) {
+            Ok(()) => {
+                if let Some(why) = &held {
+                    tracing::info!(target = %key, reason = %why, "callbacks to this target wait");
+                }
+                self.target_state.insert(key.to_string(), held);
+            }
+            // Only the list's explanation is stale: dialling goes on.
+            Err(e) => {
+                tracing::warn!(error = %crate::store::error_chain(&e), "cannot record the target's state")
+            }
+        }
     }
 
     async fn start(&mut self, id: i64, target: &Target, now: Timestamp) -> Result<(), DialerError> {
@@ -859,6 +974,7 @@ impl<O: Originator> Dialer<O> {
             tracing::warn!(task_id = id, error = %e, "attempt not started");
             return self.reload();
         }
+        self.attempt_log.record(number.as_str(), now);
         self.refresh(id)?;
         let f = InFlight {
             task_id: id,
@@ -876,6 +992,7 @@ impl<O: Originator> Dialer<O> {
             // Nothing reached the PBX (the link dropped): the attempt never happened. It is
             // taken back, uncounted, and the task waits for the link as it was.
             self.in_flight.remove(&cb);
+            self.attempt_log.forget(number.as_str(), now);
             tracing::info!(task_id = id, callback_id = %cb, reason = %why, "Originate not sent: attempt taken back, task waits for the link");
             if let Err(e) = self.store.abandon_attempt(&cb) {
                 // The row stays unfinished: the next start adopts it and settles it as unknown.
@@ -1038,5 +1155,39 @@ impl Originator for crate::ami::AmiHandle {
 
     fn is_up(&self) -> bool {
         crate::ami::AmiHandle::is_up(self)
+    }
+
+    async fn queue_loads(&self, target: &Target) -> Result<Vec<QueueLoad>, OriginateError> {
+        use super::originate::{queue_summaries, queues_of_member};
+        use crate::ami::Action;
+        let list = |a: Action| async move {
+            self.send_list(a)
+                .await
+                .map(|(_, items)| items)
+                .map_err(|e| OriginateError::NoReply(e.to_string()))
+        };
+        let queues = match target {
+            Target::Dialplan { .. } => return Ok(Vec::new()),
+            Target::Queue(q) => vec![q.clone()],
+            // An agent who is a member of queues serves their callers too.
+            Target::Endpoint(e) => queues_of_member(&list(Action::new("QueueStatus")).await?, e),
+        };
+        let mut out = Vec::new();
+        for q in queues {
+            let items = list(Action::new("QueueSummary").header("Queue", &q)).await?;
+            let mut loads = queue_summaries(&items);
+            loads.retain(|l| l.queue == q);
+            if loads.is_empty() {
+                // Asterisk lists nothing for a queue it does not know: nobody to take it.
+                loads.push(QueueLoad {
+                    queue: q,
+                    logged_in: 0,
+                    available: 0,
+                    callers: 0,
+                });
+            }
+            out.extend(loads);
+        }
+        Ok(out)
     }
 }

@@ -5,8 +5,12 @@
 //!   task (pure; time is an argument).
 //! - [`originate`]: the validated number, the Originate action, OriginateResponse -> outcome.
 //! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
+//! - [`guard`]: the per-number budget, the customer's clock, expiry and the queue reserve (pure).
+//! - [`zones`]: which time zone(s) a number is in (the table behind `customer_hours`).
 
 pub mod dialer;
+pub mod guard;
 pub mod hours;
 pub mod originate;
 pub mod planner;
+pub mod zones;

@@ -454,6 +454,43 @@ pub fn queue_free_members(items: &[Message], queue: &str) -> u32 {
         .count() as u32
 }
 
+/// QueueSummary reply items (`Event: QueueSummary`: Queue, LoggedIn, Available, Callers, ...):
+/// the load of each queue listed. A missing or non-numeric count reads as 0 available and, for
+/// callers, as one waiting: an unreadable summary must not free agents for callbacks.
+pub fn queue_summaries(items: &[Message]) -> Vec<crate::callback::guard::QueueLoad> {
+    let num = |m: &Message, k: &str| m.get_str(k).and_then(|v| v.trim().parse::<u32>().ok());
+    items
+        .iter()
+        .filter(|m| m.is(b"Event", b"QueueSummary"))
+        .filter_map(|m| {
+            Some(crate::callback::guard::QueueLoad {
+                queue: m.get_str("Queue")?.into_owned(),
+                logged_in: num(m, "LoggedIn").unwrap_or(0),
+                available: num(m, "Available").unwrap_or(0),
+                callers: num(m, "Callers").unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+/// QueueStatus reply items: the queues `device` (e.g. `PJSIP/201`) is a member of, by its
+/// interface or its state interface.
+pub fn queues_of_member(items: &[Message], device: &str) -> Vec<String> {
+    let mut out: Vec<String> = items
+        .iter()
+        .filter(|m| m.is(b"Event", b"QueueMember"))
+        .filter(|m| {
+            ["Location", "Interface", "StateInterface"]
+                .iter()
+                .any(|k| m.get_str(k).is_some_and(|v| v.eq_ignore_ascii_case(device)))
+        })
+        .filter_map(|m| m.get_str("Queue").map(|q| q.into_owned()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// DeviceStateList reply items: is `device` (e.g. `PJSIP/201`) idle?
 pub fn device_is_free(items: &[Message], device: &str) -> bool {
     items.iter().any(|m| {

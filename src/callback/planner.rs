@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::guard::Context;
 use super::hours::Hours;
 use super::originate::{DialNumber, Rejected};
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, LostAt, Status};
@@ -35,7 +36,9 @@ use crate::config::{CallbackConfig, Target};
 use crate::number::{KindGuard, NumberPlan};
 
 /// A task's life: `pending` (waiting for its next attempt) <-> `in_progress` (an attempt is in
-/// flight) -> `done` | `given_up` | `cancelled`.
+/// flight) -> `done` | `given_up` | `cancelled` | `expired`; and `in_progress` -> `unknown` when
+/// the attempt's outcome could not be known (it may have reached the customer), which waits for
+/// an explicit `callbacks retry` (or a new miss of the number) and is never dialled by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskState {
     Pending,
@@ -43,6 +46,10 @@ pub enum TaskState {
     Done,
     GivenUp,
     Cancelled,
+    /// The callback is no longer useful (`expire_after`, `expire_at_close`, `give_up_after`).
+    Expired,
+    /// The last attempt's outcome is unknown: not dialled again without an explicit retry.
+    Unknown,
 }
 
 impl TaskState {
@@ -53,6 +60,8 @@ impl TaskState {
             TaskState::Done => "done",
             TaskState::GivenUp => "given_up",
             TaskState::Cancelled => "cancelled",
+            TaskState::Expired => "expired",
+            TaskState::Unknown => "unknown",
         }
     }
 
@@ -63,13 +72,20 @@ impl TaskState {
             TaskState::Done,
             TaskState::GivenUp,
             TaskState::Cancelled,
+            TaskState::Expired,
+            TaskState::Unknown,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
     }
 
+    /// Not closed: the number's one task (`unknown` included: it is not dialled, but a new
+    /// miss of the number reopens it rather than starting a second task).
     pub fn is_open(self) -> bool {
-        matches!(self, TaskState::Pending | TaskState::InProgress)
+        matches!(
+            self,
+            TaskState::Pending | TaskState::InProgress | TaskState::Unknown
+        )
     }
 }
 
@@ -299,6 +315,11 @@ pub fn on_miss(
     }
 }
 
+/// When a new task for this miss would make its first attempt (`delay` after the miss).
+pub fn first_attempt_at(rec: &CallRecord, policy: &Policy) -> Timestamp {
+    add(rec.ended_at, policy.delay)
+}
+
 /// What an attempt's outcome does to its task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AfterOutcome {
@@ -327,6 +348,17 @@ pub fn after_outcome(
     }
     if task.attempts >= task.attempt_budget {
         return close(TaskState::GivenUp, "max_attempts");
+    }
+    if outcome == AttemptOutcome::Unknown {
+        // The call may have reached the customer (perezvon crashed or lost the link while it
+        // was up): dialling again by itself could ring someone who was just served. An operator
+        // decides (`callbacks retry`), or the customer does by calling again.
+        return AfterOutcome {
+            state: TaskState::Unknown,
+            next_attempt_at: task.next_attempt_at,
+            use_fallback: task.use_fallback,
+            close_reason: Some("outcome_unknown"),
+        };
     }
     let to_fallback = outcome == AttemptOutcome::Call(CallbackOutcome::AgentMissed)
         && policy.fallback.is_some()
@@ -431,6 +463,25 @@ pub fn due_avoiding(
     policy: &Policy,
     live: &HashSet<String>,
 ) -> Vec<DueTask> {
+    let ctx = Context {
+        live: Some(live),
+        ..Context::default()
+    };
+    due_guarded(tasks, now, hours, policy, &ctx)
+}
+
+/// [`due`] under every guard of issue 14 (`ctx`): customers on a live call, numbers over
+/// their budget, customers outside their own calling window. A task a guard holds back is left
+/// out exactly like one whose customer is on a call: it stays pending, keeps its spacing and
+/// its place, uses no attempt and is not given up for it; the next tick considers it again
+/// (the budget frees, the customer's morning comes).
+pub fn due_guarded(
+    tasks: &[Task],
+    now: Timestamp,
+    hours: &Hours,
+    policy: &Policy,
+    ctx: &Context<'_>,
+) -> Vec<DueTask> {
     if !hours.is_open(now) {
         return Vec::new();
     }
@@ -484,7 +535,7 @@ pub fn due_avoiding(
             || t.next_attempt_at > now
             || now >= t.give_up_at
             || t.attempts >= t.attempt_budget
-            || (!live.is_empty() && live.contains(t.number.as_str()))
+            || ctx.holds(t.number.as_str())
         {
             continue;
         }
@@ -824,7 +875,7 @@ mod tests {
         t.attempts = 2;
         let a2 = o.next_attempt_at;
         t.last_attempt_at = Some(a2);
-        let o = after_outcome(&t, AttemptOutcome::Unknown, a2, &p);
+        let o = after_outcome(&t, AttemptOutcome::Call(CallbackOutcome::NoAnswer), a2, &p);
         assert_eq!(o.next_attempt_at, a2 + SignedDuration::from_secs(1200));
         // Attempt 3 of 3: given up.
         t.attempts = 3;
@@ -851,6 +902,42 @@ mod tests {
             &p
         )
         .is_empty());
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_redialled_by_itself() {
+        let p = policy();
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut t = task(1, "79161234567", t0, &p);
+        t.attempts = 1;
+        t.last_attempt_at = Some(t0 + SignedDuration::from_secs(60));
+        let o = after_outcome(
+            &t,
+            AttemptOutcome::Unknown,
+            t0 + SignedDuration::from_secs(90),
+            &p,
+        );
+        assert_eq!(
+            (o.state, o.close_reason),
+            (TaskState::Unknown, Some("outcome_unknown"))
+        );
+        assert!(o.state.is_open(), "the number keeps its one task");
+        // Never due, however long it waits.
+        t.state = o.state;
+        for h in [1, 5, 23] {
+            let now = t0 + SignedDuration::from_hours(h);
+            assert!(due(std::slice::from_ref(&t), now, &hours(), &p).is_empty());
+        }
+        // The last allowed attempt of unknown fate: given up, as any other last attempt.
+        t.state = TaskState::InProgress;
+        t.attempts = 3;
+        let o = after_outcome(&t, AttemptOutcome::Unknown, t0, &p);
+        assert_eq!(o.state, TaskState::GivenUp);
+        // States round-trip through their names.
+        for s in [TaskState::Expired, TaskState::Unknown] {
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        assert!(!TaskState::Expired.is_open());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::outbox::SCHEMA_V3,
     super::calls::SCHEMA_V4,
     super::crm::SCHEMA_V5,
+    // guard (issue 14): task states expired/unknown, attempts indexed by start.
+    super::tasks::SCHEMA_TASK_STATES,
 ];
 
 /// The version this binary brings databases to.

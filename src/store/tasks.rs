@@ -49,6 +49,52 @@ CREATE INDEX callback_attempts_task ON callback_attempts (task_id);
 CREATE UNIQUE INDEX callback_attempts_one_open_per_number ON callback_attempts (number) WHERE ended_at IS NULL;
 ";
 
+/// Task states `expired` and `unknown` (issue 14), and an index for the per-number budget.
+///
+/// SQLite cannot change a CHECK constraint in place, so the table is rebuilt: copied into a
+/// new one with the wider CHECK, the old one dropped and the new one renamed (SQLite's
+/// documented procedure). `callback_attempts` refers to the table by name, so its foreign key
+/// points at the rebuilt table again once renamed; the check is deferred to the commit, when
+/// every attempt's task is back. `unknown` is an open state (the number keeps its one task:
+/// a new miss reopens it), but is never dialled by itself.
+pub const SCHEMA_TASK_STATES: &str = "
+PRAGMA defer_foreign_keys = ON;
+CREATE TABLE callback_tasks_new (
+    id INTEGER PRIMARY KEY,
+    number TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'in_progress', 'done', 'given_up', 'cancelled', 'expired', 'unknown')),
+    server TEXT NOT NULL,
+    missed_count INTEGER NOT NULL DEFAULT 1,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    attempt_budget INTEGER NOT NULL,
+    lost_at TEXT,
+    first_missed_at REAL NOT NULL,
+    last_missed_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    give_up_at REAL NOT NULL,
+    last_attempt_at REAL,
+    last_outcome TEXT,
+    use_fallback INTEGER NOT NULL DEFAULT 0,
+    closed_at REAL,
+    close_reason TEXT
+);
+INSERT INTO callback_tasks_new SELECT id, number, state, server, missed_count, attempts,
+    attempt_budget, lost_at, first_missed_at, last_missed_at, next_attempt_at, give_up_at,
+    last_attempt_at, last_outcome, use_fallback, closed_at, close_reason FROM callback_tasks;
+DROP TABLE callback_tasks;
+ALTER TABLE callback_tasks_new RENAME TO callback_tasks;
+CREATE UNIQUE INDEX callback_tasks_one_open_per_number ON callback_tasks (number) WHERE state IN ('pending', 'in_progress', 'unknown');
+CREATE INDEX callback_attempts_started ON callback_attempts (started_at);
+CREATE TABLE callback_target_state (
+    target TEXT PRIMARY KEY,
+    checked_at REAL NOT NULL,
+    held_back TEXT
+);
+";
+
+/// The states a number's one task can be in (`pending`, `in_progress`, `unknown`), for SQL.
+const OPEN: &str = "('pending', 'in_progress', 'unknown')";
+
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
@@ -166,16 +212,13 @@ impl Store {
 
     /// Pending and in-progress tasks: what the planner decides over.
     pub fn open_tasks(&self) -> Result<Vec<Task>> {
-        self.tasks_where("WHERE state IN ('pending', 'in_progress') ORDER BY id", [])
+        self.tasks_where(&format!("WHERE state IN {OPEN} ORDER BY id"), [])
     }
 
     /// The open task of a number.
     pub fn open_task_for(&self, number: &str) -> Result<Option<Task>> {
         Ok(self
-            .tasks_where(
-                "WHERE number = ?1 AND state IN ('pending', 'in_progress')",
-                [number],
-            )?
+            .tasks_where(&format!("WHERE number = ?1 AND state IN {OPEN}"), [number])?
             .into_iter()
             .next())
     }
@@ -202,9 +245,9 @@ impl Store {
     /// Every task, newest first (open ones only unless `all`), at most `limit`.
     pub fn list_tasks(&self, all: bool, limit: u32) -> Result<Vec<TaskRow>> {
         let filter = if all {
-            ""
+            String::new()
         } else {
-            "WHERE state IN ('pending', 'in_progress')"
+            format!("WHERE state IN {OPEN}")
         };
         let sql = format!(
             "SELECT {TASK_COLUMNS}, closed_at, close_reason FROM callback_tasks {filter} \
@@ -267,7 +310,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "UPDATE callback_tasks SET missed_count = ?2, last_missed_at = ?3, give_up_at = ?4 \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -512,7 +555,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
             )
             .and_then(|mut s| s.execute(params![id, state.as_str(), ts_to_f64(at), reason]))
             .map_err(StoreError::sql("close task"))?;
@@ -554,6 +597,63 @@ impl Store {
             )
             .map_err(StoreError::sql("retry task"))?;
         Ok(())
+    }
+
+    /// The number and start of every attempt started at or after `since` (the per-number
+    /// budget: all tasks, all servers), oldest first.
+    pub fn attempt_starts_since(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<(String, jiff::Timestamp)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT number, started_at FROM callback_attempts WHERE started_at >= ?1 \
+                 ORDER BY started_at",
+            )
+            .map_err(StoreError::sql("prepare attempt starts query"))?;
+        let rows = stmt
+            .query_map([ts_to_f64(since)], |r| {
+                Ok((r.get::<_, String>(0)?, f64_to_ts(r.get(1)?)))
+            })
+            .map_err(StoreError::sql("query attempt starts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read attempt starts"))
+    }
+
+    /// Records why the dialer holds a target back now (`None`: it does not), for
+    /// `callbacks list`: a queue with callers waiting, or no agent to spare.
+    pub fn set_target_state(
+        &self,
+        target: &str,
+        at: jiff::Timestamp,
+        held_back: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO callback_target_state (target, checked_at, held_back) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (target) DO UPDATE SET \
+                 checked_at = excluded.checked_at, held_back = excluded.held_back",
+            )
+            .and_then(|mut s| s.execute(params![target, ts_to_f64(at), held_back]))
+            .map_err(StoreError::sql("record target state"))?;
+        Ok(())
+    }
+
+    /// Every target the dialer holds back, with why and since when it knows.
+    pub fn held_back_targets(&self) -> Result<Vec<(String, jiff::Timestamp, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT target, checked_at, held_back FROM callback_target_state \
+                 WHERE held_back IS NOT NULL ORDER BY target",
+            )
+            .map_err(StoreError::sql("prepare target state query"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, f64_to_ts(r.get(1)?), r.get(2)?)))
+            .map_err(StoreError::sql("query target state"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read target state"))
     }
 
     /// Changes whenever another connection commits (the CLI cancelling a task while the daemon
