@@ -49,40 +49,24 @@ CREATE INDEX callback_attempts_task ON callback_attempts (task_id);
 CREATE UNIQUE INDEX callback_attempts_one_open_per_number ON callback_attempts (number) WHERE ended_at IS NULL;
 ";
 
-/// Task states `expired` and `unknown` (issue 14), and an index for the per-number budget.
+/// Task states `expired` and `unknown` (issue 14), an index for the per-number budget, and
+/// the dialer's view of its targets for `callbacks list`.
 ///
-/// SQLite cannot change a CHECK constraint in place, so the table is rebuilt: copied into a
-/// new one with the wider CHECK, the old one dropped and the new one renamed (SQLite's
-/// documented procedure). `callback_attempts` refers to the table by name, so its foreign key
-/// points at the rebuilt table again once renamed; the check is deferred to the commit, when
-/// every attempt's task is back. `unknown` is an open state (the number keeps its one task:
-/// a new miss reopens it), but is never dialled by itself.
+/// SQLite cannot change a CHECK constraint with ALTER TABLE. Rebuilding the table would drop
+/// whatever columns other migrations added to it, and cannot run with the store's foreign keys
+/// on (attempts refer to tasks) inside the migration's transaction. A CHECK that only admits
+/// *more* values changes nothing on disk, so this uses SQLite's documented procedure for such
+/// changes ("Making Other Kinds Of Table Schema Changes", sqlite.org/lang_altertable.html):
+/// the table's stored definition is edited under `writable_schema`, and `RESET` makes this
+/// connection re-read it. Prepending to the IN list keeps any other value a later edit adds.
+/// `unknown` is an open state (the number keeps its one task; a new miss reopens it), but is
+/// never dialled by itself.
 pub const SCHEMA_TASK_STATES: &str = "
-PRAGMA defer_foreign_keys = ON;
-CREATE TABLE callback_tasks_new (
-    id INTEGER PRIMARY KEY,
-    number TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'in_progress', 'done', 'given_up', 'cancelled', 'expired', 'unknown')),
-    server TEXT NOT NULL,
-    missed_count INTEGER NOT NULL DEFAULT 1,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    attempt_budget INTEGER NOT NULL,
-    lost_at TEXT,
-    first_missed_at REAL NOT NULL,
-    last_missed_at REAL NOT NULL,
-    next_attempt_at REAL NOT NULL,
-    give_up_at REAL NOT NULL,
-    last_attempt_at REAL,
-    last_outcome TEXT,
-    use_fallback INTEGER NOT NULL DEFAULT 0,
-    closed_at REAL,
-    close_reason TEXT
-);
-INSERT INTO callback_tasks_new SELECT id, number, state, server, missed_count, attempts,
-    attempt_budget, lost_at, first_missed_at, last_missed_at, next_attempt_at, give_up_at,
-    last_attempt_at, last_outcome, use_fallback, closed_at, close_reason FROM callback_tasks;
-DROP TABLE callback_tasks;
-ALTER TABLE callback_tasks_new RENAME TO callback_tasks;
+PRAGMA writable_schema = ON;
+UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN (', 'CHECK (state IN (''expired'', ''unknown'', ')
+ WHERE type = 'table' AND name = 'callback_tasks';
+PRAGMA writable_schema = RESET;
+DROP INDEX callback_tasks_one_open_per_number;
 CREATE UNIQUE INDEX callback_tasks_one_open_per_number ON callback_tasks (number) WHERE state IN ('pending', 'in_progress', 'unknown');
 CREATE INDEX callback_attempts_started ON callback_attempts (started_at);
 CREATE TABLE callback_target_state (
@@ -692,6 +676,86 @@ mod tests {
             last_outcome: None,
             use_fallback: false,
         }
+    }
+
+    #[test]
+    fn the_task_states_migration_keeps_tasks_attempts_and_their_link() {
+        use crate::store::migrations::MIGRATIONS;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| *m == SCHEMA_TASK_STATES)
+            .unwrap();
+        {
+            // A database as the previous release left it, foreign keys on as the store runs.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.pragma_update(None, "foreign_keys", "ON").unwrap();
+            for m in &MIGRATIONS[..before] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO callback_tasks (id, number, state, server, attempt_budget, \
+                 first_missed_at, last_missed_at, next_attempt_at, give_up_at, close_reason) \
+                 VALUES (7, '79161234567', 'given_up', 'lab', 3, 1, 1, 2, 3, 'max_attempts'), \
+                 (8, '79161234567', 'pending', 'lab', 3, 1, 1, 2, 3, NULL);
+                 INSERT INTO callback_attempts (task_id, attempt_no, callback_id, number, target, \
+                 started_at, ended_at, outcome) VALUES (7, 1, 'pzv-7-1-0', '79161234567', 'q', 5, 6, 'busy');",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        let old = s.task(7).unwrap().unwrap();
+        assert_eq!(old.task.state, TaskState::GivenUp);
+        assert_eq!(old.close_reason.as_deref(), Some("max_attempts"));
+        assert_eq!(s.attempts_of(7).unwrap().len(), 1);
+        assert_eq!(s.open_tasks().unwrap()[0].id, 8);
+        // The new states are accepted; `unknown` still holds the number's one task.
+        s.conn
+            .execute(
+                "UPDATE callback_tasks SET state = 'unknown' WHERE id = 8",
+                [],
+            )
+            .unwrap();
+        assert!(s.create_task(&new_task("79161234567")).is_err());
+        assert_eq!(s.open_task_for("79161234567").unwrap().unwrap().id, 8);
+        assert!(s
+            .close_task(8, TaskState::Expired, "expire_after", t0())
+            .unwrap());
+        assert_eq!(s.task(8).unwrap().unwrap().task.state, TaskState::Expired);
+        // The attempts still point at the rebuilt table.
+        let bad = s.begin_attempt(&NewAttempt {
+            task_id: 999,
+            attempt_no: 1,
+            callback_id: "x",
+            number: "1",
+            target: "q",
+            started_at: t0(),
+        });
+        assert!(bad.is_err());
+        let fk: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+        let ok: String = s
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        // A state outside the list is still refused.
+        assert!(s
+            .conn
+            .execute("UPDATE callback_tasks SET state = 'bogus' WHERE id = 8", [])
+            .is_err());
+        assert_eq!(
+            s.attempt_starts_since(jiff::Timestamp::UNIX_EPOCH).unwrap(),
+            vec![("79161234567".to_string(), crate::store::f64_to_ts(5.0))]
+        );
     }
 
     #[test]
