@@ -940,6 +940,208 @@ mod tests {
         assert!(!TaskState::Expired.is_open());
     }
 
+    fn guard_rules() -> crate::callback::guard::Rules {
+        crate::callback::guard::Rules {
+            max_per_number_24h: Some(3),
+            max_per_number_day: Some(2),
+            business_zone: Some(TimeZone::get("Europe/Moscow").unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_number_over_budget_waits_for_its_budget_not_given_up() {
+        use crate::callback::guard::{AttemptLog, Context};
+        let p = policy();
+        let h = hours();
+        let t0 = msk("2026-12-21T10:00:00");
+        let ts = vec![
+            task(1, "79160000001", t0, &p),
+            task(2, "79160000002", t0, &p),
+        ];
+        let r = guard_rules();
+        // Number 1 was called twice today already (by earlier tasks, other servers).
+        let log = AttemptLog::from_starts([
+            ("79160000001".to_string(), msk("2026-12-21T09:00:00")),
+            ("79160000001".to_string(), msk("2026-12-21T09:30:00")),
+            ("79160000002".to_string(), msk("2026-12-21T09:30:00")),
+        ]);
+        let now = t0 + SignedDuration::from_secs(120);
+        let over = log.over_budget(now, &r);
+        assert_eq!(over.len(), 1);
+        let b = over["79160000001"];
+        assert_eq!(
+            (b.rule, b.frees_at),
+            ("max_per_number_day", msk("2026-12-22T00:00:00"))
+        );
+        let ctx = Context {
+            over_budget: Some(&over),
+            ..Context::default()
+        };
+        let ids = |d: Vec<DueTask>| d.into_iter().map(|x| x.id).collect::<Vec<_>>();
+        assert_eq!(ids(due_guarded(&ts, now, &h, &p, &ctx)), vec![2]);
+        // The task itself is untouched: pending, same spacing, no attempt used.
+        assert_eq!((ts[0].state, ts[0].attempts), (TaskState::Pending, 0));
+        // Next morning the day's budget is fresh; the rolling 24 h still has room (2 of 3).
+        let next = msk("2026-12-22T09:00:00");
+        let mut p2 = p.clone();
+        p2.give_up_after = Duration::from_secs(3 * 86400);
+        let ts2: Vec<Task> = ts
+            .iter()
+            .map(|t| Task {
+                give_up_at: t0 + SignedDuration::from_hours(72),
+                ..t.clone()
+            })
+            .collect();
+        let over = log.over_budget(next, &r);
+        assert!(over.is_empty());
+        let ctx = Context {
+            over_budget: Some(&over),
+            ..Context::default()
+        };
+        assert_eq!(ids(due_guarded(&ts2, next, &h, &p2, &ctx)), vec![1, 2]);
+        // Why it waited, as `callbacks list` says.
+        let w = crate::callback::guard::why_waiting(&ts[0], now, &h, &r, log.starts("79160000001"));
+        assert_eq!(w.code(), "over_budget");
+        assert_eq!(w.until(), Some(msk("2026-12-22T00:00:00")));
+    }
+
+    #[test]
+    fn the_customers_own_clock_holds_back_their_night() {
+        use crate::callback::guard::{Context, CustomerHours};
+        use crate::config::{UnknownCountry, UnknownRegion};
+        let mut p = policy();
+        p.max_concurrent = 10;
+        p.max_concurrent_per_target = 10;
+        p.give_up_after = Duration::from_secs(3 * 86400);
+        let h = hours();
+        let c = CustomerHours {
+            weekdays: vec![r("09:00-21:00")],
+            weekend: vec![r("10:00-20:00")],
+            unknown_region: UnknownRegion::AllZones,
+            unknown_country: UnknownCountry::BusinessZone,
+            overrides: Vec::new(),
+            business_zone: TimeZone::get("Europe/Moscow").unwrap(),
+        };
+        let t0 = msk("2026-12-21T08:00:00");
+        // Moscow, Vladivostok (UTC+10), Kamchatka (UTC+12), Kaliningrad (UTC+2) landlines.
+        let ts = vec![
+            task(1, "74951234567", t0, &p),
+            task(2, "74232123456", t0, &p),
+            task(3, "74152123456", t0, &p),
+            task(4, "74012123456", t0, &p),
+        ];
+        let ids = |now: Timestamp| {
+            let clock = c.open_mask(now);
+            let ctx = Context {
+                customer: Some((&c, &clock)),
+                ..Context::default()
+            };
+            let mut v: Vec<i64> = due_guarded(&ts, now, &h, &p, &ctx)
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            v.sort();
+            v
+        };
+        // 09:00 Moscow: 08:00 in Kaliningrad (too early), 16:00 Vladivostok, 18:00 Kamchatka.
+        assert_eq!(ids(msk("2026-12-21T09:00:00")), vec![1, 2, 3]);
+        // 10:00 Moscow: Kaliningrad wakes up.
+        assert_eq!(ids(msk("2026-12-21T10:00:00")), vec![1, 2, 3, 4]);
+        // 17:00 Moscow: midnight in Vladivostok, 02:00 in Kamchatka.
+        assert_eq!(ids(msk("2026-12-21T17:00:00")), vec![1, 4]);
+        // Never 07:00 their time because it is 10:00 in Moscow: a Kamchatka customer at
+        // Moscow's opening the next day is at 18:00, fine; Vladivostok is at 16:00.
+        let w = crate::callback::guard::why_waiting(
+            &ts[1],
+            msk("2026-12-21T17:00:00"),
+            &h,
+            &crate::callback::guard::Rules {
+                customer: Some(c.clone()),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(w.code(), "customer_night");
+        assert_eq!(w.until(), Some(msk("2026-12-22T02:00:00")));
+        // The tasks waited untouched.
+        assert!(ts
+            .iter()
+            .all(|t| t.attempts == 0 && t.state == TaskState::Pending));
+    }
+
+    #[test]
+    fn callbacks_no_longer_useful_expire() {
+        use crate::callback::guard::{expired, Rules};
+        let p = policy();
+        let h = hours();
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut ts = vec![
+            task(1, "79160000001", t0, &p),
+            task(2, "79160000002", msk("2026-12-21T19:00:00"), &p),
+        ];
+        for t in &mut ts {
+            t.give_up_at = t0 + SignedDuration::from_hours(24 * 30);
+        }
+        // No expiry rule: nothing expires (give_up_at is far).
+        assert!(expired(
+            &ts,
+            t0 + SignedDuration::from_hours(48),
+            &h,
+            &p,
+            &Rules::default()
+        )
+        .is_empty());
+        // expire_after 3d from the first miss.
+        let r = Rules {
+            expire_after: Some(Duration::from_secs(3 * 86400)),
+            ..Rules::default()
+        };
+        assert!(expired(&ts, t0 + SignedDuration::from_hours(71), &h, &p, &r).is_empty());
+        assert_eq!(
+            expired(&ts, t0 + SignedDuration::from_hours(72), &h, &p, &r),
+            vec![(1, "expire_after")]
+        );
+        // expire_at_close: the 10:00 miss expires at Monday's 18:00 close; the 19:00 miss fell
+        // due after it, so Tuesday's close is its deadline.
+        let r = Rules {
+            expire_at_close: true,
+            ..Rules::default()
+        };
+        assert!(expired(&ts, msk("2026-12-21T17:59:59"), &h, &p, &r).is_empty());
+        assert_eq!(
+            expired(&ts, msk("2026-12-21T18:00:00"), &h, &p, &r),
+            vec![(1, "closing")]
+        );
+        assert_eq!(
+            expired(&ts, msk("2026-12-22T18:00:00"), &h, &p, &r),
+            vec![(1, "closing"), (2, "closing")]
+        );
+        // A pending task past its give-up instant expires too (it would never be dialled).
+        let mut t = ts[0].clone();
+        t.give_up_at = t0 + SignedDuration::from_hours(1);
+        assert_eq!(
+            expired(
+                std::slice::from_ref(&t),
+                t0 + SignedDuration::from_hours(1),
+                &h,
+                &p,
+                &Rules::default()
+            ),
+            vec![(1, "give_up_after")]
+        );
+        // Only pending tasks: one in flight or of unknown outcome is not expired under it.
+        t.state = TaskState::Unknown;
+        assert!(expired(
+            std::slice::from_ref(&t),
+            t0 + SignedDuration::from_hours(100),
+            &h,
+            &p,
+            &r
+        )
+        .is_empty());
+    }
+
     #[test]
     fn agent_missed_goes_to_fallback_soon() {
         let mut p = policy();
