@@ -610,6 +610,27 @@ pub fn why_waiting(
     Wait::Due
 }
 
+/// The earliest instant at or after `now` when every guard of a pending task lets it through
+/// (its spacing, the business's hours, the number's budget, the customer's clock), found by
+/// moving to the latest of the reasons' ends until none holds; `None`: never within the search
+/// (the hours never open, or the customer's window never meets them).
+pub fn earliest_possible(
+    t: &Task,
+    now: Timestamp,
+    hours: &Hours,
+    rules: &Rules,
+    starts: &[Timestamp],
+) -> Option<Timestamp> {
+    let mut at = now.max(t.next_attempt_at);
+    for _ in 0..16 {
+        match why_waiting(t, at, hours, rules, starts) {
+            Wait::Due => return Some(at),
+            w => at = w.until().filter(|u| *u > at)?,
+        }
+    }
+    None
+}
+
 /// The planner's view of the guards at one tick.
 #[derive(Debug, Default)]
 pub struct Context<'a> {

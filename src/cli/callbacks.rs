@@ -78,7 +78,7 @@ pub struct IdArgs {
 pub struct TaskJson {
     pub id: i64,
     pub number: String,
-    /// pending | in_progress | done | given_up | cancelled
+    /// pending | in_progress | unknown | done | given_up | cancelled | expired
     pub state: &'static str,
     pub missed_count: u32,
     pub attempts: u32,
@@ -94,6 +94,13 @@ pub struct TaskJson {
     pub closed_at: Option<String>,
     pub close_reason: Option<String>,
     pub server: String,
+    /// Why a pending task is not being dialled now: `spacing`, `closed`, `over_budget`,
+    /// `customer_night`, `queue_busy`, `due`; for an `unknown` task `needs_retry`; `null`
+    /// otherwise or without a configuration.
+    pub waiting: Option<&'static str>,
+    /// The same in words ("over budget: 3 of max_per_number_24h = 3", "customer's night:
+    /// 23:10 Asia/Kamchatka", "queue sales busy: 2 caller(s) waiting").
+    pub waiting_detail: Option<String>,
 }
 
 impl TaskJson {
@@ -114,6 +121,12 @@ impl TaskJson {
             closed_at: r.closed_at.map(|c| c.to_string()),
             close_reason: r.close_reason.clone(),
             server: t.server.clone(),
+            waiting: (t.state == TaskState::Unknown).then_some("needs_retry"),
+            waiting_detail: (t.state == TaskState::Unknown).then(|| {
+                "the last attempt's outcome is unknown (it may have reached the customer): \
+                 check, then `perezvon callbacks retry` or `cancel`"
+                    .to_string()
+            }),
         }
     }
 }
@@ -176,17 +189,67 @@ fn list(a: &ListArgs) -> CmdResult {
     };
     let rows = store.list_tasks(!a.open, a.limit)?;
     let mut out = std::io::stdout().lock();
-    // When an attempt can really happen: not before the next opening.
+    // When an attempt can really happen: not before the next opening, nor while a guard holds
+    // the task back (budget, customer's clock).
     let hours = cfg
         .as_ref()
         .map(|c| crate::callback::hours::Hours::from_config(&c.hours));
+    let rules = cfg
+        .as_ref()
+        .map(|c| crate::callback::guard::Rules::from_config(&c.callback, &c.hours));
+    let policy = cfg
+        .as_ref()
+        .map(|c| crate::callback::planner::Policy::from_config(&c.callback, c.calls.min_talk));
     let now = jiff::Timestamp::now();
-    let possible = |t: jiff::Timestamp| hours.as_ref().and_then(|h| h.next_open(t.max(now)));
+    let log = match &rules {
+        Some(r) if r.has_budget() => crate::callback::guard::AttemptLog::from_starts(
+            store.attempt_starts_since(now - r.budget_horizon())?,
+        ),
+        _ => Default::default(),
+    };
+    let held: std::collections::HashMap<String, String> = store
+        .held_back_targets()?
+        .into_iter()
+        .map(|(t, _, why)| (t, why))
+        .collect();
+    let possible = |t: &crate::callback::planner::Task| match (&hours, &rules) {
+        (Some(h), Some(r)) => {
+            crate::callback::guard::earliest_possible(t, now, h, r, log.starts(&t.number))
+        }
+        _ => None,
+    };
+    // Why a pending task waits, in the planner's order; then the dialer's word on its target.
+    let waiting = |t: &crate::callback::planner::Task| -> Option<(&'static str, String)> {
+        use crate::callback::guard::{why_waiting, Wait};
+        let (h, r) = (hours.as_ref()?, rules.as_ref()?);
+        if t.state != TaskState::Pending {
+            return None;
+        }
+        let w = why_waiting(t, now, h, r, log.starts(&t.number));
+        let detail = match &w {
+            Wait::Spacing(_) => "retry spacing".to_string(),
+            Wait::Closed(_) => "outside working hours".to_string(),
+            Wait::OverBudget(b) => format!("over budget: {} of {} = {}", b.used, b.rule, b.cap),
+            Wait::CustomerNight { local, .. } => format!("customer's night: {local}"),
+            Wait::Due => {
+                let target = policy.as_ref()?.target_of(t).key();
+                if let Some(why) = held.get(&target) {
+                    return Some(("queue_busy", why.clone()));
+                }
+                "due: waits for a free slot or agent".to_string()
+            }
+        };
+        Some((w.code(), detail))
+    };
     if a.format == "json" {
         for r in &rows {
             let mut j = TaskJson::from_row(r);
             if r.task.state == TaskState::Pending {
-                j.next_possible_at = possible(r.task.next_attempt_at).map(|t| t.to_string());
+                j.next_possible_at = possible(&r.task).map(|t| t.to_string());
+                if let Some((code, detail)) = waiting(&r.task) {
+                    j.waiting = Some(code);
+                    j.waiting_detail = Some(detail);
+                }
             }
             let line = crate::report::text::json_escape_unsafe(serde_json::to_string(&j)?);
             out.write_all(line.as_bytes())?;
@@ -203,9 +266,9 @@ fn list(a: &ListArgs) -> CmdResult {
             .strftime("%Y-%m-%d %H:%M")
             .to_string()
     };
-    let effective = |t: jiff::Timestamp| match &hours {
+    let effective = |t: &crate::callback::planner::Task| match &hours {
         Some(_) => possible(t).map_or_else(|| "never (closed)".to_string(), local),
-        None => local(t),
+        None => local(t.next_attempt_at),
     };
     writeln!(
         out,
@@ -227,13 +290,22 @@ fn list(a: &ListArgs) -> CmdResult {
             t.attempts,
             t.last_outcome.map(|o| o.as_str()).unwrap_or("-"),
             if t.state == TaskState::Pending {
-                effective(t.next_attempt_at)
+                effective(t)
             } else if t.state == TaskState::InProgress {
                 "(dialling)".to_string()
+            } else if t.state == TaskState::Unknown {
+                "(needs retry)".to_string()
             } else {
                 "-".into()
             },
-            cell(r.close_reason.as_deref().unwrap_or(""))
+            cell(&match (t.state, waiting(t)) {
+                (TaskState::Pending, Some((code, detail))) if code != "spacing" => detail,
+                (TaskState::Unknown, _) => format!(
+                    "outcome unknown: check, then `perezvon callbacks retry {}` or cancel",
+                    t.id
+                ),
+                _ => r.close_reason.clone().unwrap_or_default(),
+            })
         )?;
     }
     Ok(0)
