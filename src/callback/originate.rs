@@ -780,4 +780,54 @@ mod tests {
         let n = DialNumber::check("79261112233", &c.callback.allow, &c.callback.deny).unwrap();
         assert_eq!(s.dial_string(&n), "Local/89261112233@customer-sim");
     }
+
+    #[test]
+    fn queue_summary_and_memberships_are_read() {
+        let items = vec![
+            Message::from_pairs(&[
+                ("Event", "QueueSummary"),
+                ("Queue", "sales"),
+                ("LoggedIn", "3"),
+                ("Available", "2"),
+                ("Callers", "1"),
+                ("HoldTime", "12"),
+            ]),
+            Message::from_pairs(&[
+                ("Event", "QueueSummary"),
+                ("Queue", "support"),
+                ("LoggedIn", "2"),
+                ("Available", "x"),
+            ]),
+            Message::from_pairs(&[("Event", "QueueSummaryComplete"), ("ListItems", "2")]),
+        ];
+        let l = queue_summaries(&items);
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].queue.as_str(), l[0].available, l[0].callers),
+            ("sales", 2, 1)
+        );
+        // Unreadable counts never free an agent: 0 available, one caller assumed waiting.
+        assert_eq!((l[1].available, l[1].callers), (0, 1));
+        let status = vec![
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "sales"),
+                ("Location", "PJSIP/201"),
+                ("StateInterface", "PJSIP/201"),
+            ]),
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "vip"),
+                ("Location", "Local/201@agents/n"),
+                ("StateInterface", "pjsip/201"),
+            ]),
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "support"),
+                ("Location", "PJSIP/202"),
+            ]),
+        ];
+        assert_eq!(queues_of_member(&status, "PJSIP/201"), ["sales", "vip"]);
+        assert!(queues_of_member(&status, "PJSIP/299").is_empty());
+    }
 }
