@@ -208,6 +208,7 @@ pub const ACTIONS: [(&str, &[&str], &str); 14] = [
         "List currently active channels.",
     ),
     ("QueueStatus", &[], "Show queue status."),
+    ("QueueSummary", &[], "Show queue summary."),
     (
         "DeviceStateList",
         &["call", "reporting"],
