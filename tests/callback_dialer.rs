@@ -839,3 +839,47 @@ async fn a_failure_zero_with_no_channel_at_all_fails_after_a_short_wait() {
         Some(AttemptOutcome::Call(CallbackOutcome::Failed))
     );
 }
+
+#[tokio::test]
+async fn a_late_record_settles_an_unknown_attempt_with_its_real_outcome() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    missed_now(&mut d, "79261112233", &clock).await;
+    clock.advance(60);
+    d.tick().await.unwrap();
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    // No response within the deadline: unknown.
+    clock.advance(60);
+    d.tick().await.unwrap();
+    assert_eq!(d.tasks()[0].state, TaskState::Unknown);
+    // The tracker's record of the call arrives late: the customer was busy. The task need
+    // not wait for an operator: pending, spaced from the attempt's start (10:01 + 10 min).
+    let rec = callback_record(&cb, "79261112233", clock.clock()(), CallbackOutcome::Busy);
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    let t = d.tasks()[0].clone();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(
+        t.last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Busy))
+    );
+    assert_eq!(t.next_attempt_at, msk("2026-12-21T10:11:00"));
+    let a = d.store().attempt(&cb).unwrap().unwrap();
+    assert_eq!(a.outcome, Some(AttemptOutcome::Call(CallbackOutcome::Busy)));
+    // A duplicate of the record changes nothing.
+    let rec = callback_record(
+        &cb,
+        "79261112233",
+        clock.clock()(),
+        CallbackOutcome::NoAnswer,
+    );
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert_eq!(
+        d.tasks()[0].last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Busy))
+    );
+    clock.set(msk("2026-12-21T10:11:00"));
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 2);
+}

@@ -506,10 +506,14 @@ impl<O: Originator> Dialer<O> {
             // A late record for an attempt already closed (e.g. as unknown after a restart): a
             // connection still closes the task.
             if let Some(a) = self.store.attempt(cb)? {
-                if outcome_from_record(self.mode, rec, self.min_talk_secs)
-                    == CallbackOutcome::Connected
-                {
+                let o = outcome_from_record(self.mode, rec, self.min_talk_secs);
+                if o == CallbackOutcome::Connected {
                     self.close(a.task_id, &a.number, TaskState::Done, "connected", now)?;
+                } else if a.outcome == Some(AttemptOutcome::Unknown)
+                    && !(rec.status == Status::Unknown && rec.callback_outcome.is_none())
+                {
+                    // The outcome is known after all: the task need not wait for an operator.
+                    self.settle_late(cb, a.task_id, o, now)?;
                 }
                 return Ok(());
             }
@@ -906,6 +910,47 @@ impl<O: Originator> Dialer<O> {
             self.start(d.id, &d.target, now).await?;
         }
         Ok(())
+    }
+
+    /// Applies the real outcome of an attempt settled as `unknown`, when a record of its call
+    /// arrives late and the task is still `unknown` with that attempt as its last.
+    fn settle_late(
+        &mut self,
+        callback_id: &str,
+        task_id: i64,
+        outcome: CallbackOutcome,
+        now: Timestamp,
+    ) -> Result<(), DialerError> {
+        let Some(row) = self.store.task(task_id)? else {
+            return Ok(());
+        };
+        if row.task.state != TaskState::Unknown
+            || self
+                .store
+                .attempts_of(task_id)?
+                .last()
+                .is_none_or(|l| l.callback_id != callback_id)
+        {
+            return Ok(());
+        }
+        let outcome = AttemptOutcome::Call(outcome);
+        let after = planner::after_outcome(&row.task, outcome, now, &self.policy);
+        if self.store.settle_unknown(
+            callback_id,
+            outcome,
+            now,
+            "late record of the call",
+            &after,
+        )? {
+            tracing::info!(
+                callback_id,
+                task_id,
+                outcome = outcome.as_str(),
+                state = after.state.as_str(),
+                "late record: outcome of an unknown attempt known"
+            );
+        }
+        self.refresh(task_id)
     }
 
     /// Records in the store why a target is held back, when that changes (for `callbacks list`).

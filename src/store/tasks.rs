@@ -459,6 +459,60 @@ impl Store {
         Ok(true)
     }
 
+    /// A late record tells what an attempt settled as `unknown` really did: the attempt gets
+    /// that outcome and its task, still `unknown`, the planner's verdict for it (pending again
+    /// with its spacing, or closed), in one transaction. Returns false when the attempt was not
+    /// `unknown` or its task has moved on (retried, cancelled).
+    pub fn settle_unknown(
+        &mut self,
+        callback_id: &str,
+        outcome: AttemptOutcome,
+        at: jiff::Timestamp,
+        detail: &str,
+        after: &AfterOutcome,
+    ) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sql("begin late outcome transaction"))?;
+        let task_id: Option<i64> = tx
+            .query_row(
+                "UPDATE callback_attempts SET outcome = ?2, detail = ?3 \
+                 WHERE callback_id = ?1 AND outcome = 'unknown' RETURNING task_id",
+                params![callback_id, outcome.as_str(), detail],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("record late outcome"))?;
+        let Some(task_id) = task_id else {
+            return Ok(false);
+        };
+        let closing = !after.state.is_open();
+        let n = tx
+            .execute(
+                "UPDATE callback_tasks SET state = ?2, next_attempt_at = ?3, use_fallback = ?4, \
+                 last_outcome = ?5, closed_at = ?6, close_reason = ?7 \
+                 WHERE id = ?1 AND state = 'unknown'",
+                params![
+                    task_id,
+                    after.state.as_str(),
+                    ts_to_f64(after.next_attempt_at),
+                    after.use_fallback,
+                    outcome.as_str(),
+                    closing.then(|| ts_to_f64(at)),
+                    after.close_reason,
+                ],
+            )
+            .map_err(StoreError::sql("update task after late outcome"))?;
+        if n != 1 {
+            // The task moved on: leave the attempt as it was recorded.
+            return Ok(false);
+        }
+        tx.commit()
+            .map_err(StoreError::sql("commit late outcome"))?;
+        Ok(true)
+    }
+
     /// Attempts with no outcome (in flight, or lost in a crash).
     pub fn unfinished_attempts(&self) -> Result<Vec<Attempt>> {
         let sql = format!(

@@ -182,7 +182,7 @@ pub struct ManagerUser {
 
 /// Actions of Asterisk 22 with their authority and synopsis (main/manager.c, manager_doc.xml,
 /// apps/app_queue.c, res/res_manager_devicestate.c), in registration order.
-pub const ACTIONS: [(&str, &[&str], &str); 14] = [
+pub const ACTIONS: [(&str, &[&str], &str); 15] = [
     ("Ping", &[], "Keepalive command."),
     ("Events", &[], "Control Event Flow."),
     ("Logoff", &[], "Logoff Manager."),
