@@ -2,7 +2,7 @@
 //! back during working hours.
 //!
 //! # Layout
-//! A pure core with thin I/O edges. Everything under `calls` and `callback::{hours, planner}` takes
+//! A pure core with thin I/O edges. Everything under `calls` and `callback::{hours, planner, guard, zones}` takes
 //! time as an argument and never touches a socket, a clock or SQLite; the edges feed it and carry
 //! out what it returns.
 //!
@@ -17,7 +17,9 @@
 //!   `store::calls`, so it survives restarts.
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
-//!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them).
+//!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them),
+//!   `guard` (per-number budget, the customer's clock, expiry, queue reserve) and `zones` (the
+//!   number -> time zone table).
 //! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
 //!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
 //! - [`notify`]: webhook (HTTPS), e-mail, Bitrix24, amoCRM, Telegram and templated HTTP (SMS),

@@ -15,10 +15,10 @@
 //!   ported; only the DEF codes wholly allocated to Moscow and the Moscow region are in the table.
 //!   Every other +7 9xx number is "region unknown": all of Russia's zones (UTC+2 to UTC+12).
 //! - Kazakhstan (+7 6xx, 7xx): one zone (Asia/Almaty, UTC+5 since 1 March 2024).
-//! - The US and Canada (+1): the area codes listed in [`NANP`] (the largest cities and every
+//! - The US and Canada (+1): the area codes listed in `NANP` (the largest cities and every
 //!   area code of single-zone states and provinces we list); any other +1 number is "region
 //!   unknown": all of the mainland, Alaska and Hawaii zones, and Atlantic/Newfoundland.
-//! - Single-zone countries of the CIS, the Baltics, Europe and a few more ([`COUNTRIES`]).
+//! - Single-zone countries of the CIS, the Baltics, Europe and a few more (`COUNTRIES`).
 //! - Anything else: the country is unknown to the table, and [`ZoneTable::lookup`] says so; the
 //!   caller decides (`customer_unknown_country`).
 //!
