@@ -179,11 +179,10 @@ fn bench(c: &mut Criterion) {
     let tick = || {
         let over = log.over_budget(noon, &rules);
         let clock = rules.customer.as_ref().map(|c| c.open_mask(noon));
-        let ctx = guard::Context {
-            live: Some(&glive),
-            over_budget: Some(&over),
-            customer: rules.customer.as_ref().zip(clock.as_ref()),
-        };
+        let ctx = guard::Context::default()
+            .live(&glive)
+            .over_budget(&over)
+            .customer(rules.customer.as_ref().zip(clock.as_ref()));
         let d = due_guarded(black_box(&guarded), noon, &h, &p, &ctx);
         let e = guard::expired(black_box(&guarded), noon, &h, &p, &rules);
         (d, e)
@@ -192,14 +191,23 @@ fn bench(c: &mut Criterion) {
     assert!(!d.is_empty());
     assert!(d.len() <= 30);
     g.bench_function("all_due_all_guards_tick", |b| b.iter(tick));
+    g.bench_function("all_guards_context_only", |b| {
+        b.iter(|| {
+            let over = log.over_budget(noon, &rules);
+            let clock = rules.customer.as_ref().map(|c| c.open_mask(noon));
+            (over.len(), clock.is_some())
+        })
+    });
+    g.bench_function("expiry_sweep_only", |b| {
+        b.iter(|| guard::expired(black_box(&guarded), noon, &h, &p, &rules))
+    });
     g.bench_function("all_due_all_guards_due_only", |b| {
         let over = log.over_budget(noon, &rules);
         let clock = rules.customer.as_ref().map(|c| c.open_mask(noon));
-        let ctx = guard::Context {
-            live: Some(&glive),
-            over_budget: Some(&over),
-            customer: rules.customer.as_ref().zip(clock.as_ref()),
-        };
+        let ctx = guard::Context::default()
+            .live(&glive)
+            .over_budget(&over)
+            .customer(rules.customer.as_ref().zip(clock.as_ref()));
         b.iter(|| due_guarded(black_box(&guarded), noon, &h, &p, &ctx))
     });
     g.finish();

@@ -839,11 +839,10 @@ impl<O: Originator> Dialer<O> {
             HashMap::new()
         };
         let clock = self.rules.customer.as_ref().map(|c| c.open_mask(now));
-        let ctx = guard::Context {
-            live: Some(&self.live),
-            over_budget: Some(&over_budget),
-            customer: self.rules.customer.as_ref().zip(clock.as_ref()),
-        };
+        let ctx = guard::Context::default()
+            .live(&self.live)
+            .over_budget(&over_budget)
+            .customer(self.rules.customer.as_ref().zip(clock.as_ref()));
         let due = planner::due_guarded(&self.tasks, now, &self.hours, &self.policy, &ctx);
         if due.is_empty() {
             return Ok(());

@@ -19,13 +19,6 @@ use crate::config::{CallbackConfig, DayRange, HoursConfig, UnknownCountry, Unkno
 
 const DAY: SignedDuration = SignedDuration::from_hours(24);
 
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
-}
-
 /// The settings of the guards (`[callback]`), in the planner's terms.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -144,8 +137,9 @@ impl AttemptLog {
         if !rules.has_budget() {
             return out;
         }
+        let clock = BudgetClock::new(now, rules);
         for (n, v) in &self.by_number {
-            if let Some(b) = budget(v, now, rules) {
+            if let Some(b) = budget_at(v, &clock, rules) {
                 out.insert(n.clone(), b);
             }
         }
@@ -164,26 +158,58 @@ pub struct Budget {
     pub frees_at: Timestamp,
 }
 
+/// The instants the budget is counted against at `now`, computed once per tick.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetClock {
+    now: Timestamp,
+    /// Attempts after this are in the rolling day.
+    from_24h: Timestamp,
+    /// Today's local midnight in the business's zone, and tomorrow's.
+    day: Option<(Timestamp, Timestamp)>,
+}
+
+impl BudgetClock {
+    pub fn new(now: Timestamp, rules: &Rules) -> BudgetClock {
+        let day = rules.business_zone.as_ref().and_then(|tz| {
+            let today = now.to_zoned(tz.clone()).date();
+            let start = today.to_zoned(tz.clone()).ok()?.timestamp();
+            let end = today
+                .tomorrow()
+                .ok()?
+                .to_zoned(tz.clone())
+                .ok()?
+                .timestamp();
+            Some((start, end))
+        });
+        BudgetClock {
+            now,
+            from_24h: now - DAY,
+            day,
+        }
+    }
+}
+
 /// Is a number with these attempt starts (sorted) over budget at `now`? When both caps hold it
 /// back, the later freeing wins: that is when it may be called.
 pub fn budget(starts: &[Timestamp], now: Timestamp, rules: &Rules) -> Option<Budget> {
+    budget_at(starts, &BudgetClock::new(now, rules), rules)
+}
+
+/// [`budget`] with the tick's clock computed once.
+pub fn budget_at(starts: &[Timestamp], c: &BudgetClock, rules: &Rules) -> Option<Budget> {
     let mut out: Option<Budget> = None;
     let mut keep = |b: Budget| {
         if out.is_none_or(|o| b.frees_at > o.frees_at) {
             out = Some(b);
         }
     };
+    let hi = starts.partition_point(|t| *t <= c.now);
     if let Some(cap) = rules.max_per_number_24h {
-        let from = now - DAY;
-        let w: Vec<Timestamp> = starts
-            .iter()
-            .copied()
-            .filter(|t| *t > from && *t <= now)
-            .collect();
-        let used = w.len() as u32;
-        if used >= cap {
+        let lo = starts.partition_point(|t| *t <= c.from_24h);
+        let used = hi.saturating_sub(lo) as u32;
+        if used >= cap && cap > 0 {
             // The count drops under the cap when the (used - cap + 1)-th oldest leaves.
-            let leaving = w[(used - cap) as usize];
+            let leaving = starts[lo + (used - cap) as usize];
             keep(Budget {
                 rule: "max_per_number_24h",
                 used,
@@ -192,24 +218,15 @@ pub fn budget(starts: &[Timestamp], now: Timestamp, rules: &Rules) -> Option<Bud
             });
         }
     }
-    if let (Some(cap), Some(tz)) = (rules.max_per_number_day, &rules.business_zone) {
-        let today = now.to_zoned(tz.clone()).date();
-        let start = today
-            .to_zoned(tz.clone())
-            .map(|z| z.timestamp())
-            .unwrap_or(now);
-        let used = starts.iter().filter(|t| **t >= start && **t <= now).count() as u32;
-        if used >= cap {
-            let next = today
-                .tomorrow()
-                .ok()
-                .and_then(|d| d.to_zoned(tz.clone()).ok())
-                .map_or(Timestamp::MAX, |z| z.timestamp());
+    if let (Some(cap), Some((start, end))) = (rules.max_per_number_day, c.day) {
+        let lo = starts.partition_point(|t| *t < start);
+        let used = hi.saturating_sub(lo) as u32;
+        if used >= cap && cap > 0 {
             keep(Budget {
                 rule: "max_per_number_day",
                 used,
                 cap,
-                frees_at: next,
+                frees_at: end,
             });
         }
     }
@@ -462,26 +479,57 @@ pub fn expiry(
     rules: &Rules,
     closes: &[Timestamp],
 ) -> Option<&'static str> {
-    if t.state != TaskState::Pending {
-        return None;
+    Expiry::new(now, policy, rules, closes).of(t)
+}
+
+/// [`expiry`] with the per-tick arithmetic done once.
+struct Expiry<'a> {
+    now: Timestamp,
+    /// A task first missed at or before this is too old (`expire_after`).
+    too_old: Option<Timestamp>,
+    delay: SignedDuration,
+    closes: Option<&'a [Timestamp]>,
+}
+
+impl<'a> Expiry<'a> {
+    fn new(now: Timestamp, policy: &Policy, rules: &Rules, closes: &'a [Timestamp]) -> Self {
+        Expiry {
+            now,
+            too_old: rules.expire_after.map(|max| {
+                SignedDuration::try_from(max)
+                    .ok()
+                    .and_then(|d| now.checked_sub(d).ok())
+                    .unwrap_or(Timestamp::MIN)
+            }),
+            delay: SignedDuration::try_from(policy.delay).unwrap_or(SignedDuration::MAX),
+            closes: rules.expire_at_close.then_some(closes),
+        }
     }
-    if let Some(max) = rules.expire_after {
-        if now >= add(t.first_missed_at, max) {
+
+    #[inline]
+    fn of(&self, t: &Task) -> Option<&'static str> {
+        if t.state != TaskState::Pending {
+            return None;
+        }
+        if self.too_old.is_some_and(|o| t.first_missed_at <= o) {
             return Some("expire_after");
         }
-    }
-    if rules.expire_at_close {
-        let due0 = add(t.first_missed_at, policy.delay);
-        // The first working day's close after it fell due.
-        let i = closes.partition_point(|c| *c <= due0);
-        if closes.get(i).is_some_and(|c| *c <= now) {
-            return Some("closing");
+        if let Some(closes) = self.closes {
+            let due0 = t
+                .first_missed_at
+                .checked_add(self.delay)
+                .unwrap_or(Timestamp::MAX);
+            // The first working day's close after it fell due.
+            let i = closes.partition_point(|c| *c <= due0);
+            if closes.get(i).is_some_and(|c| *c <= self.now) {
+                return Some("closing");
+            }
         }
+        if self.now >= t.give_up_at {
+            return Some("give_up_after");
+        }
+        None
     }
-    if now >= t.give_up_at {
-        return Some("give_up_after");
-    }
-    None
 }
 
 /// The closing instant of every working day from `from` to `to` (local dates of the business
@@ -534,9 +582,10 @@ pub fn expired(
     } else {
         Vec::new()
     };
+    let e = Expiry::new(now, policy, rules, &closes);
     tasks
         .iter()
-        .filter_map(|t| expiry(t, now, policy, rules, &closes).map(|r| (t.id, r)))
+        .filter_map(|t| e.of(t).map(|r| (t.id, r)))
         .collect()
 }
 
@@ -631,32 +680,73 @@ pub fn earliest_possible(
     None
 }
 
-/// The planner's view of the guards at one tick.
-#[derive(Debug, Default)]
+/// The planner's view of the guards at one tick: the numbers held back (customers on a live
+/// call, numbers over budget) and the customer window with its clock. Built with
+/// [`Context::live`], [`Context::over_budget`] and [`Context::customer`].
+///
+/// The held numbers are few (hundreds or thousands) and the tasks many (up to 100 000 a tick),
+/// so a 65 536-bit filter on a cheap hash of the number answers "not held" for almost every
+/// task without touching the hash set; only a filter hit pays for the set's SipHash lookup
+/// (which keeps the set immune to crafted caller numbers).
+#[derive(Default)]
 pub struct Context<'a> {
-    /// Customers on a live call with the PBX.
-    pub live: Option<&'a HashSet<String>>,
-    /// Numbers over budget ([`AttemptLog::over_budget`]).
-    pub over_budget: Option<&'a HashMap<String, Budget>>,
-    /// The customer window and its clock at this tick.
-    pub customer: Option<(&'a CustomerHours, &'a CustomerClock)>,
+    filter: Vec<u64>,
+    held: HashSet<&'a str>,
+    customer: Option<(&'a CustomerHours, &'a CustomerClock)>,
 }
 
-impl Context<'_> {
+const FILTER_WORDS: usize = 1024;
+
+/// FNV-1a over the number's bytes, folded to 16 bits.
+#[inline]
+fn filter_bit(number: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in number.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ((h ^ (h >> 32) ^ (h >> 16)) & 0xffff) as usize
+}
+
+impl<'a> Context<'a> {
+    fn hold(&mut self, number: &'a str) {
+        if self.filter.is_empty() {
+            self.filter = vec![0; FILTER_WORDS];
+        }
+        let bit = filter_bit(number);
+        self.filter[bit / 64] |= 1 << (bit % 64);
+        self.held.insert(number);
+    }
+
+    /// Customers on a live call with the PBX.
+    pub fn live(mut self, live: &'a HashSet<String>) -> Self {
+        for n in live {
+            self.hold(n);
+        }
+        self
+    }
+
+    /// Numbers over budget ([`AttemptLog::over_budget`]).
+    pub fn over_budget(mut self, over: &'a HashMap<String, Budget>) -> Self {
+        for n in over.keys() {
+            self.hold(n);
+        }
+        self
+    }
+
+    /// The customer window and its clock at this tick.
+    pub fn customer(mut self, c: Option<(&'a CustomerHours, &'a CustomerClock)>) -> Self {
+        self.customer = c;
+        self
+    }
+
     /// Is this number held back by a guard now?
     #[inline]
     pub fn holds(&self, number: &str) -> bool {
-        if self
-            .live
-            .is_some_and(|l| !l.is_empty() && l.contains(number))
-        {
-            return true;
-        }
-        if self
-            .over_budget
-            .is_some_and(|b| !b.is_empty() && b.contains_key(number))
-        {
-            return true;
+        if !self.filter.is_empty() {
+            let bit = filter_bit(number);
+            if self.filter[bit / 64] & (1 << (bit % 64)) != 0 && self.held.contains(number) {
+                return true;
+            }
         }
         if let Some((c, clock)) = self.customer {
             if !c.allows(number, clock) {
@@ -811,6 +901,26 @@ mod tests {
         };
         assert!(own.allows(mobile, &own.open_mask(msk("2026-12-21T08:00:00"))));
         assert!(!own.allows(mobile, &own.open_mask(msk("2026-12-21T14:30:00"))));
+    }
+
+    #[test]
+    fn the_context_holds_exactly_the_live_and_over_budget_numbers() {
+        let live: HashSet<String> = (0..500).map(|i| format!("7916{i:07}")).collect();
+        let b = Budget {
+            rule: "max_per_number_24h",
+            used: 3,
+            cap: 3,
+            frees_at: msk("2026-12-22T10:00:00"),
+        };
+        let over: HashMap<String, Budget> = (0..500).map(|i| (format!("7926{i:07}"), b)).collect();
+        let ctx = Context::default().live(&live).over_budget(&over);
+        for i in 0..20_000 {
+            let n = format!("7916{i:07}");
+            assert_eq!(ctx.holds(&n), i < 500, "{n}");
+            let n = format!("7926{i:07}");
+            assert_eq!(ctx.holds(&n), i < 500, "{n}");
+        }
+        assert!(!Context::default().holds("79161234567"));
     }
 
     #[test]

@@ -463,10 +463,7 @@ pub fn due_avoiding(
     policy: &Policy,
     live: &HashSet<String>,
 ) -> Vec<DueTask> {
-    let ctx = Context {
-        live: Some(live),
-        ..Context::default()
-    };
+    let ctx = Context::default().live(live);
     due_guarded(tasks, now, hours, policy, &ctx)
 }
 
@@ -974,10 +971,7 @@ mod tests {
             (b.rule, b.frees_at),
             ("max_per_number_day", msk("2026-12-22T00:00:00"))
         );
-        let ctx = Context {
-            over_budget: Some(&over),
-            ..Context::default()
-        };
+        let ctx = Context::default().over_budget(&over);
         let ids = |d: Vec<DueTask>| d.into_iter().map(|x| x.id).collect::<Vec<_>>();
         assert_eq!(ids(due_guarded(&ts, now, &h, &p, &ctx)), vec![2]);
         // The task itself is untouched: pending, same spacing, no attempt used.
@@ -995,10 +989,7 @@ mod tests {
             .collect();
         let over = log.over_budget(next, &r);
         assert!(over.is_empty());
-        let ctx = Context {
-            over_budget: Some(&over),
-            ..Context::default()
-        };
+        let ctx = Context::default().over_budget(&over);
         assert_eq!(ids(due_guarded(&ts2, next, &h, &p2, &ctx)), vec![1, 2]);
         // Why it waited, as `callbacks list` says.
         let w = crate::callback::guard::why_waiting(&ts[0], now, &h, &r, log.starts("79160000001"));
@@ -1033,10 +1024,7 @@ mod tests {
         ];
         let ids = |now: Timestamp| {
             let clock = c.open_mask(now);
-            let ctx = Context {
-                customer: Some((&c, &clock)),
-                ..Context::default()
-            };
+            let ctx = Context::default().customer(Some((&c, &clock)));
             let mut v: Vec<i64> = due_guarded(&ts, now, &h, &p, &ctx)
                 .into_iter()
                 .map(|d| d.id)
