@@ -76,7 +76,7 @@ secret = "s"
 enabled = true
 dial_template = "Local/{{national}}@customer-sim"
 caller_id = "74951110000"
-target = {{ queue = "sales" }}
+{target}
 delay = "1m"
 max_attempts = 5
 retry_every = "1m"
@@ -91,7 +91,12 @@ allow = ["^7\\d{{10}}$"]
 timezone = "Europe/Moscow"
 {days}
 "#,
-        port = lab.addr.port()
+        port = lab.addr.port(),
+        target = if extra.contains("target =") {
+            ""
+        } else {
+            "target = { queue = \"sales\" }"
+        },
     ))
     .unwrap();
     let (tx, mut rx) = mpsc::channel(1024);
@@ -387,5 +392,38 @@ async fn a_callback_no_longer_useful_expires_and_is_never_dialled() {
     // A new miss starts a new task.
     r.missed("79261112233").await;
     r.tick_at(msk("2026-12-21T12:02:00")).await;
+    assert_eq!(r.originates().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_is_a_queue_member_serves_its_waiting_callers_first() {
+    // The target is one agent's phone; the lab's QueueStatus lists PJSIP/201 as a member of
+    // sales, so sales' waiting callers come first.
+    let t0 = msk("2026-12-21T10:00:00");
+    let mut r = rig(
+        "target = { endpoint = \"PJSIP/201\" }",
+        |_, _| LabOutcome::Busy,
+        t0,
+    )
+    .await;
+    r.lab.queues.lock().unwrap().insert(
+        "sales".into(),
+        LabQueue {
+            available: 3,
+            callers: 1,
+        },
+    );
+    r.missed("79261112233").await;
+    r.tick_at(msk("2026-12-21T10:01:00")).await;
+    assert!(r.originates().is_empty());
+    let held = r.d.store().held_back_targets().unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].0, "PJSIP/201");
+    assert!(
+        held[0].2.contains("queue sales busy: 1 caller(s) waiting"),
+        "{held:?}"
+    );
+    r.lab.queues.lock().unwrap().clear();
+    r.tick_at(msk("2026-12-21T10:02:00")).await;
     assert_eq!(r.originates().len(), 1);
 }

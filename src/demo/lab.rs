@@ -1,7 +1,8 @@
 //! An embedded AMI server that behaves like the lab Asterisk of `fixtures/asterisk-22`.
 //!
 //! It accepts a login (plain or MD5, any credentials), answers the actions perezvon sends (Ping,
-//! Events, CoreShowChannels, QueueStatus, QueueSummary, ExtensionState, Originate), and plays recorded traffic:
+//! Events, CoreShowChannels, QueueStatus, QueueSummary, DeviceStateList, ExtensionState,
+//! Originate), and plays recorded traffic:
 //! the real captures, overlapped so seven minutes of recorded calls pass in about half a minute,
 //! each call keeping its real timing (so every verdict is the one Asterisk's timing implies), with
 //! `Timestamp` rewritten to the moment each event is sent.
@@ -429,6 +430,8 @@ async fn session(
                 let state = shared.queue(&queue);
                 for (i, m) in ["201", "202", "203"].into_iter().enumerate() {
                     let iface = format!("Local/{m}@agent-sim/n");
+                    // The agent's phone, as a FreePBX member's state interface names it.
+                    let phone = format!("PJSIP/{m}");
                     let status = if (i as u32) < state.available {
                         "1"
                     } else {
@@ -439,7 +442,7 @@ async fn session(
                         ("Queue", queue.as_str()),
                         ("Name", iface.as_str()),
                         ("Location", iface.as_str()),
-                        ("StateInterface", iface.as_str()),
+                        ("StateInterface", phone.as_str()),
                         ("Membership", "static"),
                         ("Penalty", "0"),
                         ("CallsTaken", "0"),
@@ -455,6 +458,35 @@ async fn session(
                     ("ActionID", aid.as_str()),
                     ("EventList", "Complete"),
                     ("ListItems", "4"),
+                ]))
+                .await;
+            }
+            "devicestatelist" => {
+                // The agents' phones, all idle.
+                let aid = String::from_utf8_lossy(&id).into_owned();
+                send(reply(
+                    &id,
+                    &[
+                        ("EventList", "start"),
+                        ("Message", "Device State Changes will follow"),
+                    ],
+                ))
+                .await;
+                for m in ["201", "202", "203"] {
+                    let device = format!("PJSIP/{m}");
+                    send(Message::from_pairs(&[
+                        ("Event", "DeviceStateChange"),
+                        ("Device", device.as_str()),
+                        ("State", "NOT_INUSE"),
+                        ("ActionID", aid.as_str()),
+                    ]))
+                    .await;
+                }
+                send(Message::from_pairs(&[
+                    ("Event", "DeviceStateListComplete"),
+                    ("ActionID", aid.as_str()),
+                    ("EventList", "Complete"),
+                    ("ListItems", "3"),
                 ]))
                 .await;
             }
