@@ -710,7 +710,7 @@ impl<O: Originator> Dialer<O> {
             originated_at: f.started,
             ended_at: now,
         });
-        if let Some(reason) = after.close_reason {
+        if let Some(reason) = after.close_reason.filter(|_| !after.state.is_open()) {
             self.emit(DialerEvent::TaskClosed {
                 task_id: f.task_id,
                 number: f.number.clone(),
