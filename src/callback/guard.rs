@@ -904,6 +904,60 @@ mod tests {
     }
 
     #[test]
+    fn the_earliest_call_meets_the_business_hours_and_the_customers_window() {
+        let h = crate::test_support::moscow_weekdays(&[], &[]);
+        let r = Rules {
+            customer: Some(window()),
+            ..rules()
+        };
+        let task = |n: &str| Task {
+            id: 1,
+            number: n.into(),
+            state: TaskState::Pending,
+            server: "lab".into(),
+            missed_count: 1,
+            attempts: 0,
+            attempt_budget: 3,
+            lost_at: None,
+            first_missed_at: msk("2026-12-21T08:00:00"),
+            last_missed_at: msk("2026-12-21T08:00:00"),
+            next_attempt_at: msk("2026-12-21T08:01:00"),
+            give_up_at: msk("2026-12-31T00:00:00"),
+            last_attempt_at: None,
+            last_outcome: None,
+            use_fallback: false,
+        };
+        // Vladivostok's 09:00-21:00 is 02:00-14:00 in Moscow; Moscow's lunch is 13-14: at 15:00
+        // Monday the next chance is Tuesday's opening.
+        let vl = task("74232123456");
+        let at = msk("2026-12-21T15:00:00");
+        assert_eq!(
+            earliest_possible(&vl, at, &h, &r, &[]),
+            Some(msk("2026-12-22T09:00:00"))
+        );
+        assert_eq!(why_waiting(&vl, at, &h, &r, &[]).code(), "customer_night");
+        // Over budget too: the budget frees at midnight, then the opening.
+        let two = [msk("2026-12-21T10:00:00"), msk("2026-12-21T11:00:00")];
+        assert_eq!(why_waiting(&vl, at, &h, &r, &two).code(), "over_budget");
+        assert_eq!(
+            earliest_possible(&vl, at, &h, &r, &two),
+            Some(msk("2026-12-22T09:00:00"))
+        );
+        // New York's 09:00 is 17:00 Moscow in winter (EST): an hour before Moscow's 18:00
+        // close; in June (EDT) it is 16:00. The zone's own DST decides.
+        let ny = task("12125550123");
+        let c = window();
+        assert!(!c.allows("12125550123", &c.open_mask(msk("2026-12-21T16:30:00"))));
+        assert!(c.allows("12125550123", &c.open_mask(msk("2026-12-21T17:00:00"))));
+        assert_eq!(
+            earliest_possible(&ny, msk("2026-12-21T10:00:00"), &h, &r, &[]),
+            Some(msk("2026-12-21T17:00:00"))
+        );
+        assert!(c.allows("12125550123", &c.open_mask(msk("2026-06-22T16:00:00"))));
+        assert!(!c.allows("12125550123", &c.open_mask(msk("2026-06-22T15:59:00"))));
+    }
+
+    #[test]
     fn the_context_holds_exactly_the_live_and_over_budget_numbers() {
         let live: HashSet<String> = (0..500).map(|i| format!("7916{i:07}")).collect();
         let b = Budget {
