@@ -379,3 +379,35 @@ fn list_shows_unknown_tasks_and_why_pending_ones_wait() {
     let s = Store::open(&db).unwrap();
     assert_eq!(s.task(b).unwrap().unwrap().task.state, TaskState::Pending);
 }
+
+#[test]
+fn zone_says_where_a_number_is_and_whether_its_window_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[pbx]\ncountry_code = \"7\"\n[callback]\ncustomer_hours = \"09:00-21:00\"\n\
+         customer_zones = { \"7914\" = \"Asia/Vladivostok\" }\n[hours]\ntimezone = \"Europe/Moscow\"\n",
+    )
+    .unwrap();
+    let zone = |n: &str| perezvon(&["callbacks", "zone", n, "--config", cfg.to_str().unwrap()]);
+    let (code, out, err) = zone("+7 (415) 212-34-56");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("+74152123456"), "{out}");
+    assert!(out.contains("Asia/Kamchatka"), "{out}");
+    assert!(out.contains("customer_hours: "), "{out}");
+    // A Russian mobile outside the table: every zone of the country.
+    let (_, out, _) = zone("89031234567");
+    assert!(out.contains("every zone of the country"), "{out}");
+    assert!(
+        out.contains("Europe/Kaliningrad") && out.contains("Asia/Anadyr"),
+        "{out}"
+    );
+    // The operator's prefix wins.
+    let (_, out, _) = zone("+79141234567");
+    assert!(out.contains("Asia/Vladivostok (customer_zones)"), "{out}");
+    // Garbage is refused with a clear message, not a panic.
+    let (code, _, err) = zone("call me maybe");
+    assert_eq!(code, 1);
+    assert!(err.contains("not a phone number"), "{err}");
+}

@@ -38,6 +38,21 @@ pub enum CallbacksCommand {
         after_help = "Example:\n  perezvon callbacks retry 42 --config /etc/perezvon/perezvon.toml"
     )]
     Retry(IdArgs),
+    /// Which time zone(s) a number is in for `callback.customer_hours`, and whether its window
+    /// is open now.
+    #[command(
+        after_help = "Example:\n  perezvon callbacks zone +74152123456 --config /etc/perezvon/perezvon.toml"
+    )]
+    Zone(ZoneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ZoneArgs {
+    /// A phone number in any form the `[pbx]` plan normalises (`+7 415 212-34-56`, `8415…`).
+    pub number: String,
+    /// Configuration file [default: /etc/perezvon/perezvon.toml; built-in defaults if absent].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +194,102 @@ pub fn run(args: &CallbacksArgs) -> CmdResult {
         CallbacksCommand::List(a) => list(a),
         CallbacksCommand::Cancel(a) => cancel(a),
         CallbacksCommand::Retry(a) => retry(a),
+        CallbacksCommand::Zone(a) => zone(a),
     }
+}
+
+fn zone(a: &ZoneArgs) -> CmdResult {
+    use crate::callback::guard::{CustomerHours, CustomerZone, Rules};
+    use crate::callback::zones::ZoneTable;
+    let default = std::path::Path::new(DEFAULT_CONFIG);
+    let cfg = match (&a.config, default.exists()) {
+        (Some(p), _) => Config::load(p),
+        (None, true) => Config::load(default),
+        // No configuration at all: the built-in defaults (hours.timezone UTC, no overrides).
+        (None, false) => Config::from_toml(""),
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => return fail(CmdError::Config(e)),
+    };
+    let number = match cfg.pbx.numbers.normalize(&a.number) {
+        Ok(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => {
+            eprintln!(
+                "perezvon: {} is not a phone number",
+                crate::report::text::cell(&a.number, crate::report::text::MAX_CELL)
+            );
+            return Ok(1);
+        }
+    };
+    let rules = Rules::from_config(&cfg.callback, &cfg.hours);
+    // Without customer_hours the zones are still shown, against a 09:00-21:00 example window.
+    let example = CustomerHours {
+        weekdays: vec![crate::config::DayRange {
+            start_min: 9 * 60,
+            end_min: 21 * 60,
+        }],
+        weekend: vec![crate::config::DayRange {
+            start_min: 9 * 60,
+            end_min: 21 * 60,
+        }],
+        unknown_region: cfg.callback.customer_unknown_region,
+        unknown_country: cfg.callback.customer_unknown_country,
+        overrides: cfg.callback.customer_zones.clone(),
+        business_zone: cfg.hours.timezone.clone(),
+    };
+    let (c, configured) = match &rules.customer {
+        Some(c) => (c, true),
+        None => (&example, false),
+    };
+    let now = jiff::Timestamp::now();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "number: {}",
+        crate::number::display(Some(&number), None)
+    )?;
+    let local = |tz: &jiff::tz::TimeZone| now.to_zoned(tz.clone()).strftime("%a %H:%M").to_string();
+    match c.zone_of(&number) {
+        CustomerZone::Never => {
+            writeln!(out, "zone: country not in the table; callback.customer_unknown_country = \"never\": not called")?;
+        }
+        CustomerZone::One(tz, name, how) => {
+            writeln!(out, "zone: {name} ({how}), now {}", local(&tz))?;
+        }
+        CustomerZone::Table(set, how) => {
+            let names = ZoneTable::names(set);
+            writeln!(
+                out,
+                "zone{}: {how}",
+                if names.len() == 1 { "" } else { "s" }
+            )?;
+            for n in names {
+                let tz = jiff::tz::TimeZone::get(n).unwrap_or(jiff::tz::TimeZone::UTC);
+                writeln!(out, "  {n:<20} now {}", local(&tz))?;
+            }
+        }
+    }
+    let tz = cfg.hours.timezone.clone();
+    let when = |t: jiff::Timestamp| {
+        t.to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
+    let label = if configured {
+        "customer_hours"
+    } else {
+        "customer_hours not set; with \"09:00-21:00\""
+    };
+    if c.allows(&number, &c.open_mask(now)) {
+        writeln!(out, "{label}: inside the window now")?;
+    } else {
+        match c.next_allowed(&number, now) {
+            Some(t) => writeln!(out, "{label}: outside the window; it opens {}", when(t))?,
+            None => writeln!(out, "{label}: the window never holds in every zone")?,
+        }
+    }
+    Ok(0)
 }
 
 fn list(a: &ListArgs) -> CmdResult {
