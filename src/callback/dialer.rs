@@ -871,21 +871,16 @@ impl<O: Originator> Dialer<O> {
                         .count() as u32;
                     // Fairness: callers waiting in the target's queues come first, and each
                     // queue keeps its reserve of agents for them.
-                    let loads = match self.originator.queue_loads(&d.target).await {
-                        Ok(l) => l,
+                    let (cap, held) = match self.originator.queue_loads(&d.target).await {
+                        Ok(loads) => match guard::callback_capacity(n, &loads, &self.rules) {
+                            Ok(c) => (c, None),
+                            Err(busy) => (0, Some(busy.to_string())),
+                        },
+                        // Never free an agent on a guess: the callback waits for a summary.
                         Err(e) => {
                             tracing::warn!(target = %key, error = %e, "cannot read the queue summary; callback waits");
-                            vec![QueueLoad {
-                                queue: key.clone(),
-                                logged_in: 0,
-                                available: 0,
-                                callers: 0,
-                            }]
+                            (0, Some(format!("queue summary unreadable: {e}")))
                         }
-                    };
-                    let (cap, held) = match guard::callback_capacity(n, &loads, &self.rules) {
-                        Ok(c) => (c, None),
-                        Err(busy) => (0, Some(busy.to_string())),
                     };
                     if let Some(why) = &held {
                         tracing::debug!(target = %key, reason = %why, "callbacks wait for inbound callers");

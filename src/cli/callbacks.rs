@@ -317,10 +317,17 @@ fn list(a: &ListArgs) -> CmdResult {
         ),
         _ => Default::default(),
     };
+    // As the dialer last recorded it (it checks each second while tasks are due).
     let held: std::collections::HashMap<String, String> = store
         .held_back_targets()?
         .into_iter()
-        .map(|(t, _, why)| (t, why))
+        .map(|(t, at, why)| {
+            let tz = cfg
+                .as_ref()
+                .map_or(jiff::tz::TimeZone::UTC, |c| c.hours.timezone.clone());
+            let at = at.to_zoned(tz).strftime("%Y-%m-%d %H:%M:%S").to_string();
+            (t, format!("{why} (as of {at})"))
+        })
         .collect();
     let possible = |t: &crate::callback::planner::Task| match (&hours, &rules) {
         (Some(h), Some(r)) => {
