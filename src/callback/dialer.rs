@@ -1001,14 +1001,20 @@ impl<O: Originator> Dialer<O> {
             }
         };
         let cb = req.ids.callback_id.clone();
-        if let Err(e) = self.store.begin_attempt(&NewAttempt {
-            task_id: id,
-            attempt_no,
-            callback_id: &cb,
-            number: number.as_str(),
-            target: &req.target_key,
-            started_at: now,
-        }) {
+        // The budget again, in the attempt's own transaction: another perezvon on the database
+        // (another server) may have called the number since this one last read the attempts.
+        let caps = self.rules.attempt_caps(now);
+        if let Err(e) = self.store.begin_attempt_capped(
+            &NewAttempt {
+                task_id: id,
+                attempt_no,
+                callback_id: &cb,
+                number: number.as_str(),
+                target: &req.target_key,
+                started_at: now,
+            },
+            &caps,
+        ) {
             // Someone else changed the task (CLI) or holds the number: re-read and move on.
             tracing::warn!(task_id = id, error = %e, "attempt not started");
             return self.reload();

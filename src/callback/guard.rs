@@ -189,6 +189,33 @@ impl BudgetClock {
     }
 }
 
+impl Rules {
+    /// The caps the store enforces when an attempt begins at `now` (the same budget, checked
+    /// again in the attempt's transaction).
+    pub fn attempt_caps(&self, now: Timestamp) -> Vec<crate::store::tasks::AttemptCap> {
+        use crate::store::tasks::AttemptCap;
+        let c = BudgetClock::new(now, self);
+        let mut out = Vec::new();
+        if let Some(cap) = self.max_per_number_24h {
+            out.push(AttemptCap {
+                after: c.from_24h,
+                inclusive: false,
+                cap,
+                rule: "max_per_number_24h",
+            });
+        }
+        if let (Some(cap), Some((start, _))) = (self.max_per_number_day, c.day) {
+            out.push(AttemptCap {
+                after: start,
+                inclusive: true,
+                cap,
+                rule: "max_per_number_day",
+            });
+        }
+        out
+    }
+}
+
 /// Is a number with these attempt starts (sorted) over budget at `now`? When both caps hold it
 /// back, the later freeing wins: that is when it may be called.
 pub fn budget(starts: &[Timestamp], now: Timestamp, rules: &Rules) -> Option<Budget> {

@@ -169,6 +169,17 @@ fn row_to_attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     })
 }
 
+/// A per-number cap checked by [`Store::begin_attempt_capped`]: at most `cap` attempts started
+/// after `after` (at or after it when `inclusive`).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCap {
+    pub after: jiff::Timestamp,
+    pub inclusive: bool,
+    pub cap: u32,
+    /// The setting, for the message (`max_per_number_24h`).
+    pub rule: &'static str,
+}
+
 /// What [`Store::begin_attempt`] records.
 #[derive(Debug, Clone)]
 pub struct NewAttempt<'a> {
@@ -312,10 +323,34 @@ impl Store {
     /// Originate goes out. Fails (and records nothing) when the task is no longer pending or the
     /// number already has an unfinished attempt.
     pub fn begin_attempt(&mut self, a: &NewAttempt<'_>) -> Result<i64> {
+        self.begin_attempt_capped(a, &[])
+    }
+
+    /// [`Store::begin_attempt`] under the per-number budget: fails (and records nothing) when
+    /// the number already has `cap` attempts started after (or, `inclusive`, at) a cap's
+    /// instant. Counted in the same transaction as the insert, so perezvon processes sharing
+    /// the database (several servers) cannot together exceed the budget.
+    pub fn begin_attempt_capped(&mut self, a: &NewAttempt<'_>, caps: &[AttemptCap]) -> Result<i64> {
         let tx = self
             .conn
             .transaction()
             .map_err(StoreError::sql("begin attempt transaction"))?;
+        for c in caps {
+            let sql = if c.inclusive {
+                "SELECT count(*) FROM callback_attempts WHERE number = ?1 AND started_at >= ?2"
+            } else {
+                "SELECT count(*) FROM callback_attempts WHERE number = ?1 AND started_at > ?2"
+            };
+            let n: i64 = tx
+                .query_row(sql, params![a.number, ts_to_f64(c.after)], |r| r.get(0))
+                .map_err(StoreError::sql("count the number's attempts"))?;
+            if n >= i64::from(c.cap) {
+                return Err(StoreError::Invalid(format!(
+                    "number {} is over its budget ({n} of {} = {})",
+                    a.number, c.rule, c.cap
+                )));
+            }
+        }
         let n = tx
             .execute(
                 "UPDATE callback_tasks SET state = 'in_progress', attempts = attempts + 1, \
@@ -810,6 +845,56 @@ mod tests {
             s.attempt_starts_since(jiff::Timestamp::UNIX_EPOCH).unwrap(),
             vec![("79161234567".to_string(), crate::store::f64_to_ts(5.0))]
         );
+    }
+
+    #[test]
+    fn the_budget_is_enforced_in_the_attempts_transaction() {
+        let mut s = Store::open_in_memory().unwrap();
+        let a = s.create_task(&new_task("79161234567")).unwrap();
+        let start = t0() + SignedDuration::from_secs(60);
+        let attempt = |id: i64, cb: &'static str, at: jiff::Timestamp| NewAttempt {
+            task_id: id,
+            attempt_no: 1,
+            callback_id: cb,
+            number: "79161234567",
+            target: "queue:sales",
+            started_at: at,
+        };
+        let cap = |after: jiff::Timestamp, inclusive: bool| AttemptCap {
+            after,
+            inclusive,
+            cap: 1,
+            rule: "max_per_number_24h",
+        };
+        s.begin_attempt_capped(&attempt(a, "pzv-1-1-0", start), &[cap(t0(), false)])
+            .unwrap();
+        s.close_task(a, TaskState::Cancelled, "test", start)
+            .unwrap();
+        s.conn
+            .execute(
+                "UPDATE callback_attempts SET ended_at = 1, outcome = 'busy'",
+                [],
+            )
+            .unwrap();
+        // Another task of the number (another server's, say): the number's budget is spent.
+        let b = s.create_task(&new_task("79161234567")).unwrap();
+        let later = start + SignedDuration::from_secs(600);
+        let e = s
+            .begin_attempt_capped(&attempt(b, "pzv-2-1-0", later), &[cap(t0(), false)])
+            .unwrap_err();
+        assert!(e.to_string().contains("over its budget"), "{e}");
+        assert_eq!(s.task(b).unwrap().unwrap().task.state, TaskState::Pending);
+        assert!(
+            s.attempt("pzv-2-1-0").unwrap().is_none(),
+            "nothing recorded"
+        );
+        // Exclusive bound: an attempt exactly at `after` has left the rolling window;
+        // inclusive: it still counts (the calendar day's midnight).
+        assert!(s
+            .begin_attempt_capped(&attempt(b, "pzv-2-1-0", later), &[cap(start, true)])
+            .is_err());
+        s.begin_attempt_capped(&attempt(b, "pzv-2-1-0", later), &[cap(start, false)])
+            .unwrap();
     }
 
     #[test]
