@@ -427,3 +427,27 @@ async fn an_agent_who_is_a_queue_member_serves_its_waiting_callers_first() {
     r.tick_at(msk("2026-12-21T10:02:00")).await;
     assert_eq!(r.originates().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_for_the_customers_morning_expires_by_the_sweep() {
+    let t0 = msk("2026-12-21T14:00:00");
+    let mut r = rig(
+        "customer_hours = \"09:00-21:00\"\nexpire_after = \"1h\"",
+        |_, _| LabOutcome::Busy,
+        t0,
+    )
+    .await;
+    let kamchatka = "74152123456"; // 23:00 there
+    r.missed(kamchatka).await;
+    r.tick_at(msk("2026-12-21T14:30:00")).await;
+    assert_eq!(r.task_of(kamchatka).task.state, TaskState::Pending);
+    // Never due (the customer's night), so only the sweep (every 10 s) can expire it.
+    r.tick_at(msk("2026-12-21T15:00:05")).await;
+    let t = r.task_of(kamchatka);
+    assert_eq!(
+        (t.task.state, t.close_reason.as_deref()),
+        (TaskState::Expired, Some("expire_after"))
+    );
+    r.tick_at(msk("2026-12-22T00:00:00")).await;
+    assert!(r.originates().is_empty());
+}

@@ -182,6 +182,9 @@ struct InFlight {
     fallback: Option<CallbackOutcome>,
 }
 
+/// How often every pending task is checked for expiry (`expire_after`, `expire_at_close`, past
+/// `give_up_after`); a task about to be dialled is checked at that moment too.
+const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(10);
 /// How often the stored verdicts not yet acted on are looked for (besides start-up): the
 /// backstop for a verdict whose message was lost or whose handling failed.
 const BACKLOG_EVERY: SignedDuration = SignedDuration::from_secs(10);
@@ -237,6 +240,8 @@ pub struct Dialer<O> {
     attempt_log: AttemptLog,
     /// Why each target was last held back (`None`: it was not), as recorded in the store.
     target_state: HashMap<String, Option<String>>,
+    /// When every pending task was last checked for expiry.
+    last_sweep: Timestamp,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -277,6 +282,7 @@ impl<O: Originator> Dialer<O> {
             rules: Rules::from_config(&cfg.callback, &cfg.hours),
             attempt_log: AttemptLog::default(),
             target_state: HashMap::new(),
+            last_sweep: Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -816,14 +822,20 @@ impl<O: Originator> Dialer<O> {
         if !self.enabled {
             return Ok(());
         }
-        // Callbacks no longer useful expire whether or not the link is up.
-        for (id, reason) in guard::expired(&self.tasks, now, &self.hours, &self.policy, &self.rules)
-        {
-            let Some(&i) = self.index.get(&id) else {
-                continue;
-            };
-            let number = self.tasks[i].number.clone();
-            self.close(id, &number, TaskState::Expired, reason, now)?;
+        // Callbacks no longer useful expire whether or not the link is up. The sweep reads every
+        // task, so it runs every few seconds; a task due meanwhile is checked on its own before
+        // it is dialled (below), so none is dialled past its expiry.
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY || now < self.last_sweep {
+            for (id, reason) in
+                guard::expired(&self.tasks, now, &self.hours, &self.policy, &self.rules)
+            {
+                let Some(&i) = self.index.get(&id) else {
+                    continue;
+                };
+                let number = self.tasks[i].number.clone();
+                self.close(id, &number, TaskState::Expired, reason, now)?;
+            }
+            self.last_sweep = now;
         }
         if !up {
             return Ok(());
@@ -851,6 +863,19 @@ impl<O: Originator> Dialer<O> {
         // (a customer ringing now needs one of them when they answer).
         let mut free: HashMap<String, u32> = HashMap::new();
         for d in due {
+            if let Some(&i) = self.index.get(&d.id) {
+                let t = &self.tasks[i];
+                let closes = if self.rules.expire_at_close {
+                    guard::day_closes(&self.hours, t.first_missed_at, now)
+                } else {
+                    Vec::new()
+                };
+                if let Some(reason) = guard::expiry(t, now, &self.policy, &self.rules, &closes) {
+                    let number = t.number.clone();
+                    self.close(d.id, &number, TaskState::Expired, reason, now)?;
+                    continue;
+                }
+            }
             let key = d.target.key();
             if self.require_free_agent {
                 if !free.contains_key(&key) {
