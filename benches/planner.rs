@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use jiff::{SignedDuration, Timestamp};
+use perezvon::callback::guard;
 use perezvon::callback::hours::Hours;
-use perezvon::callback::planner::{due, due_avoiding, Policy, Task, TaskState};
+use perezvon::callback::planner::{due, due_avoiding, due_guarded, Policy, Task, TaskState};
 use perezvon::callback::request::{Routing, TaskKind};
 use perezvon::calls::record::LostAt;
 use perezvon::config::Target;
@@ -156,6 +157,89 @@ fn bench(c: &mut Criterion) {
         .collect();
     g.bench_function("all_due_rules_off", |b| {
         b.iter(|| due(black_box(&plain), now, &h, &p))
+    });
+
+    // Issue 14, every rule on: 1 000 customers on a call, a per-number budget over a log of
+    // 20 000 attempts (1 000 numbers over it), the customer's clock (a quarter each in Moscow,
+    // Vladivostok, Kamchatka and mobiles of unknown region: at 12:30 Moscow time Kamchatka is
+    // past 21:00, which holds back the unknown-region mobiles too), expiry (expire_after and
+    // expire_at_close) and the give-up sweep. What the dialer does per tick is timed whole:
+    // building the guards' context (over-budget set, zone clock) + the due set; the expiry
+    // sweep (every 10 s) apart.
+    let noon = at("2026-12-21T12:30:00");
+    let guarded: Vec<Task> = tasks(noon, noon - SignedDuration::from_secs(7200), 1.0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut t)| {
+            let prefix = ["7495", "7423", "7415", "7914"][i % 4];
+            t.number = format!("{prefix}{:07}", i);
+            t
+        })
+        .collect();
+    let rules = guard::Rules {
+        max_per_number_24h: Some(3),
+        max_per_number_day: Some(2),
+        business_zone: Some(jiff::tz::TimeZone::get("Europe/Moscow").unwrap()),
+        customer: Some(guard::CustomerHours {
+            weekdays: vec![perezvon::config::parse_range("09:00-21:00").unwrap()],
+            weekend: vec![perezvon::config::parse_range("10:00-20:00").unwrap()],
+            unknown_region: perezvon::config::UnknownRegion::AllZones,
+            unknown_country: perezvon::config::UnknownCountry::BusinessZone,
+            overrides: Vec::new(),
+            business_zone: jiff::tz::TimeZone::get("Europe/Moscow").unwrap(),
+        }),
+        expire_after: Some(Duration::from_secs(3 * 86400)),
+        expire_at_close: true,
+        ..guard::Rules::default()
+    };
+    // 20 000 attempts in the last 20 hours: 1 000 numbers with 2 today (over the day cap),
+    // 18 000 numbers with one.
+    let mut log = guard::AttemptLog::default();
+    for (i, t) in guarded.iter().enumerate().take(19_000) {
+        let n = if i < 1000 { 2 } else { 1 };
+        for k in 0..n {
+            log.record(&t.number, noon - SignedDuration::from_mins(10 + k * 60));
+        }
+    }
+    let glive: std::collections::HashSet<String> = guarded
+        .iter()
+        .skip(50)
+        .step_by(100)
+        .map(|t| t.number.clone())
+        .collect();
+    // The expiry sweep runs every 10 s, not every tick (a task about to be dialled is checked on
+    // its own): it is timed apart, below.
+    let tick = || {
+        let over = log.over_budget(noon, &rules);
+        let clock = rules.customer.as_ref().map(|c| c.open_mask(noon));
+        let ctx = guard::Context::default()
+            .live(&glive)
+            .over_budget(&over)
+            .customer(rules.customer.as_ref().zip(clock.as_ref()));
+        due_guarded(black_box(&guarded), noon, &h, &p, &ctx)
+    };
+    let d = tick();
+    assert!(!d.is_empty());
+    assert!(d.len() <= 30);
+    g.bench_function("all_due_all_guards_tick", |b| b.iter(tick));
+    g.bench_function("all_guards_context_only", |b| {
+        b.iter(|| {
+            let over = log.over_budget(noon, &rules);
+            let clock = rules.customer.as_ref().map(|c| c.open_mask(noon));
+            (over.len(), clock.is_some())
+        })
+    });
+    g.bench_function("expiry_sweep_only", |b| {
+        b.iter(|| guard::expired(black_box(&guarded), noon, &h, &p, &rules))
+    });
+    g.bench_function("all_due_all_guards_due_only", |b| {
+        let over = log.over_budget(noon, &rules);
+        let clock = rules.customer.as_ref().map(|c| c.open_mask(noon));
+        let ctx = guard::Context::default()
+            .live(&glive)
+            .over_budget(&over)
+            .customer(rules.customer.as_ref().zip(clock.as_ref()));
+        b.iter(|| due_guarded(black_box(&guarded), noon, &h, &p, &ctx))
     });
     g.finish();
 }

@@ -262,6 +262,23 @@ pub struct CallbackConfig {
     pub agent_context: String,
     /// Issue 14 (request): requested and owned callbacks, announcement, dispositions, DNC.
     pub request: RequestSettings,
+    // --- guard (issue 14) ---
+    /// Callback calls to one number in any rolling 24 h (`None`: no cap).
+    pub max_per_number_24h: Option<u32>,
+    /// Callback calls to one number per calendar day of `hours.timezone`.
+    pub max_per_number_day: Option<u32>,
+    /// The window on the customer's clock, Monday to Friday (`None`: no such window).
+    pub customer_hours: Option<Vec<DayRange>>,
+    /// Saturday and Sunday (`None`: as `customer_hours`).
+    pub customer_hours_weekend: Option<Vec<DayRange>>,
+    pub customer_unknown_region: UnknownRegion,
+    pub customer_unknown_country: UnknownCountry,
+    /// `customer_zones`: (prefix, zone, zone name), longest prefix first.
+    pub customer_zones: Vec<(String, jiff::tz::TimeZone, String)>,
+    pub expire_after: Option<Duration>,
+    pub expire_at_close: bool,
+    pub queue_reserve: u32,
+    pub queue_reserves: std::collections::HashMap<String, u32>,
 }
 
 /// The `[callback]` keys of requested and owned callbacks, the agent's announcement,
@@ -292,6 +309,28 @@ impl Default for RequestSettings {
             call_later_after: Duration::from_secs(2 * 3600),
         }
     }
+}
+
+/// `callback.customer_unknown_region`: a number of a multi-zone country whose region the zone
+/// table cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownRegion {
+    /// The window must hold in every zone of the country (the conservative default).
+    #[default]
+    AllZones,
+    /// The business's zone (`hours.timezone`).
+    BusinessZone,
+}
+
+/// `callback.customer_unknown_country`: a country the zone table does not cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownCountry {
+    /// The business's zone (`hours.timezone`): the allow-list decides which countries are
+    /// dialled at all.
+    #[default]
+    BusinessZone,
+    /// Never called.
+    Never,
 }
 
 /// A time range within a day, minutes since midnight, `end` up to 1440.

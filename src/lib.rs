@@ -2,7 +2,7 @@
 //! back during working hours.
 //!
 //! # Layout
-//! A pure core with thin I/O edges. Everything under `calls` and `callback::{hours, planner}` takes
+//! A pure core with thin I/O edges. Everything under `calls` and `callback::{hours, planner, guard, zones}` takes
 //! time as an argument and never touches a socket, a clock or SQLite; the edges feed it and carry
 //! out what it returns.
 //!
@@ -18,7 +18,9 @@
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
 //!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them),
-//!   `request` (press 1 / press 9 / dispositions from the dialplan's `UserEvent`s).
+//!   `request` (press 1 / press 9 / dispositions from the dialplan's `UserEvent`s),
+//!   `guard` (per-number budget, the customer's clock, expiry, queue reserve) and `zones` (the
+//!   number -> time zone table).
 //! - [`history`]: Asterisk's own records (cdr_csv `Master.csv`, `queue_log`) -> verdicts with
 //!   the tracker's rules, for `perezvon import` and the gap backfill; the daemon's watermarks
 //!   and gap reads (`gap`), retention (`retention`).

@@ -22,6 +22,9 @@ use crate::store::{Store, StoreError};
 pub struct QueueStatus {
     /// Tasks pending or in progress.
     pub pending: u64,
+    /// Tasks whose last attempt's outcome is unknown: they wait for `callbacks retry`.
+    #[serde(default)]
+    pub unknown: u64,
     /// Attempts originated without an outcome yet.
     pub in_flight: u64,
     /// The earliest next attempt of a pending task.
@@ -124,7 +127,14 @@ pub fn from_store(
     let tasks = store.open_tasks()?;
     let in_flight = store.unfinished_attempts()?.len() as u64;
     let queue = QueueStatus {
-        pending: tasks.len() as u64,
+        pending: tasks
+            .iter()
+            .filter(|t| t.state != TaskState::Unknown)
+            .count() as u64,
+        unknown: tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Unknown)
+            .count() as u64,
         in_flight,
         next_attempt_at: tasks
             .iter()
@@ -248,6 +258,9 @@ pub fn render_text(r: &StatusReport, tz: &TimeZone) -> String {
         q.in_flight,
         if q.in_flight == 1 { "" } else { "s" }
     );
+    if q.unknown > 0 {
+        let _ = write!(s, ", {} of unknown outcome (callbacks retry)", q.unknown);
+    }
     match q.next_attempt_at {
         Some(t) if t <= r.now => s.push_str(", next attempt due now\n"),
         Some(t) => {

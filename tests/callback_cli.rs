@@ -217,3 +217,198 @@ fn list_json_says_when_an_attempt_can_really_happen() {
         "in progress: no next attempt"
     );
 }
+
+/// Issue 14: `callbacks list` shows the new states and why a task waits; `callbacks retry`
+/// is how an `unknown` task is dialled again.
+#[test]
+fn list_shows_unknown_tasks_and_why_pending_ones_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let now = Timestamp::now();
+    let mut s = Store::open(&db).unwrap();
+    let t0 = now - SignedDuration::from_hours(2);
+    // A: called once an hour ago (max_per_number_24h = 1): over budget.
+    let a = s.create_task(&task("79161111111", t0)).unwrap();
+    s.begin_attempt(&NewAttempt {
+        task_id: a,
+        attempt_no: 1,
+        callback_id: "pzv-1-1-0",
+        number: "79161111111",
+        target: "queue:sales",
+        started_at: now - SignedDuration::from_hours(1),
+    })
+    .unwrap();
+    let after = perezvon::callback::planner::AfterOutcome {
+        state: TaskState::Pending,
+        next_attempt_at: t0,
+        use_fallback: false,
+        close_reason: None,
+    };
+    s.finish_attempt(
+        "pzv-1-1-0",
+        perezvon::callback::planner::AttemptOutcome::Call(
+            perezvon::calls::record::CallbackOutcome::NoAnswer,
+        ),
+        now,
+        None,
+        None,
+        &after,
+    )
+    .unwrap();
+    // B: its attempt's outcome is unknown.
+    let b = s.create_task(&task("79162222222", t0)).unwrap();
+    s.begin_attempt(&NewAttempt {
+        task_id: b,
+        attempt_no: 1,
+        callback_id: "pzv-2-1-0",
+        number: "79162222222",
+        target: "queue:sales",
+        started_at: t0,
+    })
+    .unwrap();
+    let unknown = perezvon::callback::planner::AfterOutcome {
+        state: TaskState::Unknown,
+        next_attempt_at: t0,
+        use_fallback: false,
+        close_reason: Some("outcome_unknown"),
+    };
+    s.finish_attempt(
+        "pzv-2-1-0",
+        perezvon::callback::planner::AttemptOutcome::Unknown,
+        now,
+        None,
+        None,
+        &unknown,
+    )
+    .unwrap();
+    // C: due, but the dialer found its queue busy.
+    let c = s.create_task(&task("79163333333", t0)).unwrap();
+    s.set_target_state(
+        "queue:sales",
+        now,
+        Some("queue sales busy: 2 caller(s) waiting"),
+    )
+    .unwrap();
+    drop(s);
+    let cfg = dir.path().join("p.toml");
+    let all = "[\"00:00-24:00\"]";
+    std::fs::write(
+        &cfg,
+        format!(
+            "[callback]\nmax_per_number_24h = 1\ntarget = {{ queue = \"sales\" }}\n\
+             [hours]\ntimezone = \"UTC\"\nmonday = {all}\ntuesday = {all}\nwednesday = {all}\n\
+             thursday = {all}\nfriday = {all}\nsaturday = {all}\nsunday = {all}\n"
+        ),
+    )
+    .unwrap();
+    let args = |fmt: &str| {
+        perezvon(&[
+            "callbacks",
+            "list",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            fmt,
+        ])
+    };
+    let (code, out, err) = args("json");
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |id: i64| rows.iter().find(|r| r["id"] == id).unwrap().clone();
+    let ra = find(a);
+    assert_eq!(ra["state"], "pending");
+    assert_eq!(ra["waiting"], "over_budget");
+    assert!(
+        ra["waiting_detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_per_number_24h"),
+        "{ra}"
+    );
+    // Free again 24 h after the attempt.
+    let at: Timestamp = ra["next_possible_at"].as_str().unwrap().parse().unwrap();
+    let want = now + SignedDuration::from_hours(23);
+    assert!(
+        at.duration_since(want).abs() < SignedDuration::from_secs(2),
+        "{at} vs {want}"
+    );
+    let rb = find(b);
+    assert_eq!(
+        (rb["state"].as_str(), rb["waiting"].as_str()),
+        (Some("unknown"), Some("needs_retry"))
+    );
+    assert_eq!(rb["last_outcome"], "unknown");
+    let rc = find(c);
+    assert_eq!(rc["waiting"], "queue_busy");
+    assert!(rc["waiting_detail"]
+        .as_str()
+        .unwrap()
+        .contains("2 caller(s) waiting"));
+    // The table says the same in words.
+    let (_, table, _) = args("table");
+    let line = |id: i64| {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{id} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line(a).contains("over budget"), "{table}");
+    assert!(
+        line(b).contains("unknown") && line(b).contains("callbacks retry"),
+        "{table}"
+    );
+    assert!(line(c).contains("queue sales busy"), "{table}");
+    // `--open` lists the unknown task too: it still holds the number.
+    let (_, open, _) = perezvon(&["callbacks", "list", "--db", db.to_str().unwrap(), "--open"]);
+    assert!(open.contains("unknown"), "{open}");
+    // An explicit retry makes it pending and due.
+    let (code, out, err) = perezvon(&[
+        "callbacks",
+        "retry",
+        &b.to_string(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pending again"), "{out}");
+    let s = Store::open(&db).unwrap();
+    assert_eq!(s.task(b).unwrap().unwrap().task.state, TaskState::Pending);
+}
+
+#[test]
+fn zone_says_where_a_number_is_and_whether_its_window_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[pbx]\ncountry_code = \"7\"\n[callback]\ncustomer_hours = \"09:00-21:00\"\n\
+         customer_zones = { \"7914\" = \"Asia/Vladivostok\" }\n[hours]\ntimezone = \"Europe/Moscow\"\n",
+    )
+    .unwrap();
+    let zone = |n: &str| perezvon(&["callbacks", "zone", n, "--config", cfg.to_str().unwrap()]);
+    let (code, out, err) = zone("+7 (415) 212-34-56");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("+74152123456"), "{out}");
+    assert!(out.contains("Asia/Kamchatka"), "{out}");
+    assert!(out.contains("customer_hours: "), "{out}");
+    // A Russian mobile outside the table: every zone of the country.
+    let (_, out, _) = zone("89031234567");
+    assert!(out.contains("every zone of the country"), "{out}");
+    assert!(
+        out.contains("Europe/Kaliningrad") && out.contains("Asia/Anadyr"),
+        "{out}"
+    );
+    // The operator's prefix wins.
+    let (_, out, _) = zone("+79141234567");
+    assert!(out.contains("Asia/Vladivostok (customer_zones)"), "{out}");
+    // Garbage is refused with a clear message, not a panic.
+    let (code, _, err) = zone("call me maybe");
+    assert_eq!(code, 1);
+    assert!(err.contains("not a phone number"), "{err}");
+}

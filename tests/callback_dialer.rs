@@ -449,7 +449,7 @@ async fn a_number_written_to_the_database_is_revalidated_before_dialling() {
 }
 
 #[tokio::test]
-async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
+async fn crash_mid_attempt_then_restart_is_unknown_until_retried() {
     let cfg = Config::from_toml(CONFIG).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("perezvon.db");
@@ -475,16 +475,30 @@ async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
     d.handle(DialerInput::Reconciled(Some(Default::default())))
         .await
         .unwrap();
+    // Its outcome is unknown (it may have reached the customer): the task says so and is
+    // never dialled again by itself (issue 14).
     let t = d.tasks()[0].clone();
-    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(t.state, TaskState::Unknown);
     assert_eq!(t.last_outcome, Some(AttemptOutcome::Unknown));
-    assert_eq!(t.next_attempt_at, msk("2026-12-21T10:11:00"));
-    for _ in 0..9 {
+    let row = d.store().task(t.id).unwrap().unwrap();
+    assert_eq!(row.close_reason.as_deref(), Some("outcome_unknown"));
+    assert_eq!(row.closed_at, None);
+    for _ in 0..60 {
         clock.advance(59);
         d.tick().await.unwrap();
     }
-    assert_eq!(fake.sent().len(), 1, "no second dial before the spacing");
-    clock.set(msk("2026-12-21T10:11:00"));
+    assert_eq!(
+        fake.sent().len(),
+        1,
+        "an unknown task is not re-dialled by itself"
+    );
+    // An explicit `callbacks retry` (another connection, as the CLI does) makes it pending.
+    let now = clock.clock()();
+    Store::open(&db)
+        .unwrap()
+        .retry_task(t.id, now, 1, now + SignedDuration::from_hours(24))
+        .unwrap();
+    clock.advance(6);
     d.tick().await.unwrap();
     assert_eq!(fake.sent().len(), 2);
     // Attempt 2 of 2 rejected by Asterisk: given up.
@@ -500,7 +514,7 @@ async fn crash_mid_attempt_then_restart_waits_for_the_spacing() {
 }
 
 #[tokio::test]
-async fn attempt_without_any_outcome_times_out_as_unknown() {
+async fn attempt_without_any_outcome_is_unknown_until_a_new_miss() {
     let cfg = Config::from_toml(CONFIG).unwrap();
     let clock = TestClock::new(msk("2026-12-21T10:00:00"));
     let fake = Fake::default();
@@ -514,8 +528,22 @@ async fn attempt_without_any_outcome_times_out_as_unknown() {
     assert_eq!(d.tasks()[0].state, TaskState::InProgress);
     clock.advance(1);
     d.tick().await.unwrap();
-    assert_eq!(d.tasks()[0].state, TaskState::Pending);
+    assert_eq!(d.tasks()[0].state, TaskState::Unknown);
     assert_eq!(d.tasks()[0].last_outcome, Some(AttemptOutcome::Unknown));
+    // A new miss of the number is the customer asking again: the task is reopened with a fresh
+    // round of attempts, `delay` after that miss.
+    clock.advance(600);
+    missed_now(&mut d, "79261112233", &clock).await;
+    let t = d.tasks()[0].clone();
+    assert_eq!((t.state, t.missed_count), (TaskState::Pending, 2));
+    assert_eq!(
+        t.next_attempt_at,
+        clock.clock()() + SignedDuration::from_secs(60)
+    );
+    assert_eq!(t.attempt_budget, t.attempts + 2);
+    clock.advance(60);
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 2);
 }
 
 #[tokio::test]
@@ -810,4 +838,48 @@ async fn a_failure_zero_with_no_channel_at_all_fails_after_a_short_wait() {
         d.tasks()[0].last_outcome,
         Some(AttemptOutcome::Call(CallbackOutcome::Failed))
     );
+}
+
+#[tokio::test]
+async fn a_late_record_settles_an_unknown_attempt_with_its_real_outcome() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let clock = TestClock::new(msk("2026-12-21T10:00:00"));
+    let fake = Fake::default();
+    let (mut d, _ev) = dialer(&cfg, Store::open_in_memory().unwrap(), &fake, &clock);
+    missed_now(&mut d, "79261112233", &clock).await;
+    clock.advance(60);
+    d.tick().await.unwrap();
+    let cb = fake.sent()[0].ids.callback_id.clone();
+    // No response within the deadline: unknown.
+    clock.advance(60);
+    d.tick().await.unwrap();
+    assert_eq!(d.tasks()[0].state, TaskState::Unknown);
+    // The tracker's record of the call arrives late: the customer was busy. The task need
+    // not wait for an operator: pending, spaced from the attempt's start (10:01 + 10 min).
+    let rec = callback_record(&cb, "79261112233", clock.clock()(), CallbackOutcome::Busy);
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    let t = d.tasks()[0].clone();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(
+        t.last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Busy))
+    );
+    assert_eq!(t.next_attempt_at, msk("2026-12-21T10:11:00"));
+    let a = d.store().attempt(&cb).unwrap().unwrap();
+    assert_eq!(a.outcome, Some(AttemptOutcome::Call(CallbackOutcome::Busy)));
+    // A duplicate of the record changes nothing.
+    let rec = callback_record(
+        &cb,
+        "79261112233",
+        clock.clock()(),
+        CallbackOutcome::NoAnswer,
+    );
+    d.handle(DialerInput::Record(Box::new(rec))).await.unwrap();
+    assert_eq!(
+        d.tasks()[0].last_outcome,
+        Some(AttemptOutcome::Call(CallbackOutcome::Busy))
+    );
+    clock.set(msk("2026-12-21T10:11:00"));
+    d.tick().await.unwrap();
+    assert_eq!(fake.sent().len(), 2);
 }

@@ -479,3 +479,25 @@ fn plain_http_to_another_host_is_refused_with_the_reason() {
     );
     assert!(!stderr.contains("t0psecret"), "{stderr}");
 }
+
+#[test]
+fn the_callback_guards_are_summarised_and_a_bad_one_is_named() {
+    let text = "[[asterisk]]\nname = \"pbx1\"\nusername = \"perezvon\"\nsecret = \"s3cret\"\n\
+                [callback]\nenabled = true\ncaller_id = \"74951110000\"\nmax_per_number_24h = 3\n\
+                customer_hours = \"09:00-21:00\"\nexpire_after = \"3d\"\nqueue_reserve = 1\n";
+    let (out, stdout, stderr) = check(text);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stdout.contains(
+            "callback guards: at most 3 per number in 24 h, customer's clock 09:00-21:00, \
+             expire after 3days, 1 agent(s) per queue kept for inbound"
+        ),
+        "{stdout}"
+    );
+    let (out, _, stderr) = check(&text.replace("\"09:00-21:00\"", "\"21:00-09:00\""));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr.contains("callback.customer_hours: invalid range \"21:00-09:00\""),
+        "{stderr}"
+    );
+}

@@ -80,7 +80,10 @@ fn documented_keys(text: &str) -> BTreeSet<String> {
         }
         // A documented key: `name = ...` with a plain key name and nothing else before `=`.
         if let Some((k, _)) = l.split_once(" = ") {
-            if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            if !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 out.insert(if section.is_empty() {
                     k.to_string()
                 } else {

@@ -52,7 +52,8 @@ pub fn needed_actions(cfg: &Config, server: &AsteriskConfig) -> Vec<NeededAction
                 why: "checks that the callback endpoint is free",
             });
         }
-        // QueueStatus (a queue target) is registered with authority 0: every user may run it.
+        // QueueStatus (a queue target) and QueueSummary (the queue reserve, issue 14) are
+        // registered with authority 0 (apps/app_queue.c): every user may run them.
     }
     v
 }

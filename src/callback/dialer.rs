@@ -34,6 +34,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{self, AttemptLog, QueueLoad, Rules};
 use super::hours::Hours;
 use super::originate::{
     outcome_from_record, read_response, CallbackIds, OriginateRequest, OriginateResponse,
@@ -95,6 +96,17 @@ pub trait Originator: Send + Sync {
     ) -> impl Future<Output = Result<u32, OriginateError>> + Send {
         let _ = queue;
         async { Ok(0) }
+    }
+
+    /// What `QueueSummary` says of the queues behind a target: the target queue, or every
+    /// queue an endpoint is a member of (none for a dialplan target). Callbacks yield to the
+    /// callers waiting there and leave `queue_reserve` agents free for them. The default, for
+    /// originators without queues (tests), is no queue.
+    fn queue_loads(
+        &self,
+        _target: &Target,
+    ) -> impl Future<Output = Result<Vec<QueueLoad>, OriginateError>> + Send {
+        async { Ok(Vec::new()) }
     }
 }
 
@@ -190,6 +202,9 @@ struct InFlight {
     fallback: Option<CallbackOutcome>,
 }
 
+/// How often every pending task is checked for expiry (`expire_after`, `expire_at_close`, past
+/// `give_up_after`); a task about to be dialled is checked at that moment too.
+const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(10);
 /// How often the stored verdicts not yet acted on are looked for (besides start-up): the
 /// backstop for a verdict whose message was lost or whose handling failed.
 const BACKLOG_EVERY: SignedDuration = SignedDuration::from_secs(10);
@@ -245,6 +260,14 @@ pub struct Dialer<O> {
     dnc_path: Option<std::path::PathBuf>,
     dnc_file: requests::DncFile,
     call_later_after: Duration,
+    /// Budget, customer's clock, expiry, queue reserve (issue 14).
+    rules: Rules,
+    /// Attempt starts within the budget's horizon, all tasks and servers (from the store).
+    attempt_log: AttemptLog,
+    /// Why each target was last held back (`None`: it was not), as recorded in the store.
+    target_state: HashMap<String, Option<String>>,
+    /// When every pending task was last checked for expiry.
+    last_sweep: Timestamp,
 }
 
 impl<O: Originator> Dialer<O> {
@@ -286,6 +309,10 @@ impl<O: Originator> Dialer<O> {
             dnc_path: cfg.callback.request.dnc_file.clone(),
             dnc_file: requests::DncFile::default(),
             call_later_after: cfg.callback.request.call_later_after,
+            rules: Rules::from_config(&cfg.callback, &cfg.hours),
+            attempt_log: AttemptLog::default(),
+            target_state: HashMap::new(),
+            last_sweep: Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -396,8 +423,15 @@ impl<O: Originator> Dialer<O> {
             .enumerate()
             .map(|(i, t)| (t.id, i))
             .collect();
+        let now = (self.clock)();
+        if self.rules.has_budget() {
+            // Re-read, not kept: another perezvon on the same database (another server) dials
+            // too, and the budget is per number across all of them.
+            let since = now - self.rules.budget_horizon();
+            self.attempt_log = AttemptLog::from_starts(self.store.attempt_starts_since(since)?);
+        }
         self.data_version = self.store.data_version()?;
-        self.last_reload = (self.clock)();
+        self.last_reload = now;
         Ok(())
     }
 
@@ -511,10 +545,14 @@ impl<O: Originator> Dialer<O> {
             // A late record for an attempt already closed (e.g. as unknown after a restart): a
             // connection still closes the task.
             if let Some(a) = self.store.attempt(cb)? {
-                if outcome_from_record(self.mode, rec, self.min_talk_secs)
-                    == CallbackOutcome::Connected
-                {
+                let o = outcome_from_record(self.mode, rec, self.min_talk_secs);
+                if o == CallbackOutcome::Connected {
                     self.close(a.task_id, &a.number, TaskState::Done, "connected", now)?;
+                } else if a.outcome == Some(AttemptOutcome::Unknown)
+                    && !(rec.status == Status::Unknown && rec.callback_outcome.is_none())
+                {
+                    // The outcome is known after all: the task need not wait for an operator.
+                    self.settle_late(cb, a.task_id, o, now)?;
                 }
                 return Ok(());
             }
@@ -589,6 +627,29 @@ impl<O: Originator> Dialer<O> {
                         self.store
                             .bump_task(id, missed_count, last_missed_at, give_up_at)?;
                         tracing::info!(task_id = id, number = %number, missed_count, "repeated miss");
+                        if existing
+                            .as_ref()
+                            .is_some_and(|t| t.state == TaskState::Unknown)
+                        {
+                            // The customer called again and was missed again: whatever the
+                            // unknown attempt did, they want a call now. A fresh round, as a new
+                            // task would get.
+                            let next = planner::first_attempt_at(rec, &self.policy);
+                            match self.store.retry_task(
+                                id,
+                                next,
+                                self.policy.max_attempts,
+                                give_up_at,
+                            ) {
+                                Ok(()) => {
+                                    tracing::info!(task_id = id, number = %number, "task of unknown outcome reopened by a new miss")
+                                }
+                                Err(StoreError::Invalid(why)) => {
+                                    tracing::warn!(task_id = id, reason = %why, "task of unknown outcome not reopened")
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
                         self.refresh(id)?;
                     }
                 }
@@ -702,7 +763,7 @@ impl<O: Originator> Dialer<O> {
             originated_at: f.started,
             ended_at: now,
         });
-        if let Some(reason) = after.close_reason {
+        if let Some(reason) = after.close_reason.filter(|_| !after.state.is_open()) {
             self.emit(DialerEvent::TaskClosed {
                 task_id: f.task_id,
                 number: f.number.clone(),
@@ -806,14 +867,43 @@ impl<O: Originator> Dialer<O> {
             tracing::warn!(callback_id = %cb, detail, "callback attempt timed out");
             self.finish(&cb, &f, AttemptOutcome::Unknown, now, None, Some(detail))?;
         }
-        if !self.enabled || !up {
+        if !self.enabled {
+            return Ok(());
+        }
+        // Callbacks no longer useful expire whether or not the link is up. The sweep reads every
+        // task, so it runs every few seconds; a task due meanwhile is checked on its own before
+        // it is dialled (below), so none is dialled past its expiry.
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY || now < self.last_sweep {
+            for (id, reason) in
+                guard::expired(&self.tasks, now, &self.hours, &self.policy, &self.rules)
+            {
+                let Some(&i) = self.index.get(&id) else {
+                    continue;
+                };
+                let number = self.tasks[i].number.clone();
+                self.close(id, &number, TaskState::Expired, reason, now)?;
+            }
+            self.last_sweep = now;
+        }
+        if !up {
             return Ok(());
         }
         if self.require_sync && !self.synced {
             tracing::debug!("live channels not read yet: due callbacks wait");
             return Ok(());
         }
-        let due = planner::due_avoiding(&self.tasks, now, &self.hours, &self.policy, &self.live);
+        let over_budget = if self.rules.has_budget() {
+            self.attempt_log.prune(now - self.rules.budget_horizon());
+            self.attempt_log.over_budget(now, &self.rules)
+        } else {
+            HashMap::new()
+        };
+        let clock = self.rules.customer.as_ref().map(|c| c.open_mask(now));
+        let ctx = guard::Context::default()
+            .live(&self.live)
+            .over_budget(&over_budget)
+            .customer(self.rules.customer.as_ref().zip(clock.as_ref()));
+        let due = planner::due_guarded(&self.tasks, now, &self.hours, &self.policy, &ctx);
         if due.is_empty() {
             return Ok(());
         }
@@ -823,6 +913,19 @@ impl<O: Originator> Dialer<O> {
         // Requested callbacks wait while callers wait in their queue (asked once per tick).
         let mut waiting: HashMap<String, u32> = HashMap::new();
         for d in due {
+            if let Some(&i) = self.index.get(&d.id) {
+                let t = &self.tasks[i];
+                let closes = if self.rules.expire_at_close {
+                    guard::day_closes(&self.hours, t.first_missed_at, now)
+                } else {
+                    Vec::new()
+                };
+                if let Some(reason) = guard::expiry(t, now, &self.policy, &self.rules, &closes) {
+                    let number = t.number.clone();
+                    self.close(d.id, &number, TaskState::Expired, reason, now)?;
+                    continue;
+                }
+            }
             let key = d.target.key();
             let hold = self
                 .index
@@ -868,7 +971,24 @@ impl<O: Originator> Dialer<O> {
                                 && self.policy.target_at(t, now).key() == key
                         })
                         .count() as u32;
-                    free.insert(key.clone(), n.saturating_sub(busy));
+                    // Fairness: callers waiting in the target's queues come first, and each
+                    // queue keeps its reserve of agents for them.
+                    let (cap, held) = match self.originator.queue_loads(&d.target).await {
+                        Ok(loads) => match guard::callback_capacity(n, &loads, &self.rules) {
+                            Ok(c) => (c, None),
+                            Err(busy) => (0, Some(busy.to_string())),
+                        },
+                        // Never free an agent on a guess: the callback waits for a summary.
+                        Err(e) => {
+                            tracing::warn!(target = %key, error = %e, "cannot read the queue summary; callback waits");
+                            (0, Some(format!("queue summary unreadable: {e}")))
+                        }
+                    };
+                    if let Some(why) = &held {
+                        tracing::debug!(target = %key, reason = %why, "callbacks wait for inbound callers");
+                    }
+                    self.note_target(&key, now, held);
+                    free.insert(key.clone(), cap.saturating_sub(busy));
                 }
                 match free.get_mut(&key) {
                     Some(n) if *n > 0 => *n -= 1,
@@ -886,6 +1006,66 @@ impl<O: Originator> Dialer<O> {
             self.start(d.id, &d.target, now).await?;
         }
         Ok(())
+    }
+
+    /// Applies the real outcome of an attempt settled as `unknown`, when a record of its call
+    /// arrives late and the task is still `unknown` with that attempt as its last.
+    fn settle_late(
+        &mut self,
+        callback_id: &str,
+        task_id: i64,
+        outcome: CallbackOutcome,
+        now: Timestamp,
+    ) -> Result<(), DialerError> {
+        let Some(row) = self.store.task(task_id)? else {
+            return Ok(());
+        };
+        if row.task.state != TaskState::Unknown
+            || self
+                .store
+                .attempts_of(task_id)?
+                .last()
+                .is_none_or(|l| l.callback_id != callback_id)
+        {
+            return Ok(());
+        }
+        let outcome = AttemptOutcome::Call(outcome);
+        let after = planner::after_outcome(&row.task, outcome, now, &self.policy);
+        if self.store.settle_unknown(
+            callback_id,
+            outcome,
+            now,
+            "late record of the call",
+            &after,
+        )? {
+            tracing::info!(
+                callback_id,
+                task_id,
+                outcome = outcome.as_str(),
+                state = after.state.as_str(),
+                "late record: outcome of an unknown attempt known"
+            );
+        }
+        self.refresh(task_id)
+    }
+
+    /// Records in the store why a target is held back, when that changes (for `callbacks list`).
+    fn note_target(&mut self, key: &str, now: Timestamp, held: Option<String>) {
+        if self.target_state.get(key) == Some(&held) {
+            return;
+        }
+        match self.store.set_target_state(key, now, held.as_deref()) {
+            Ok(()) => {
+                if let Some(why) = &held {
+                    tracing::info!(target = %key, reason = %why, "callbacks to this target wait");
+                }
+                self.target_state.insert(key.to_string(), held);
+            }
+            // Only the list's explanation is stale: dialling goes on.
+            Err(e) => {
+                tracing::warn!(error = %crate::store::error_chain(&e), "cannot record the target's state")
+            }
+        }
     }
 
     async fn start(&mut self, id: i64, target: &Target, now: Timestamp) -> Result<(), DialerError> {
@@ -930,18 +1110,25 @@ impl<O: Originator> Dialer<O> {
             }
         };
         let cb = req.ids.callback_id.clone();
-        if let Err(e) = self.store.begin_attempt(&NewAttempt {
-            task_id: id,
-            attempt_no,
-            callback_id: &cb,
-            number: number.as_str(),
-            target: &req.target_key,
-            started_at: now,
-        }) {
+        // The budget again, in the attempt's own transaction: another perezvon on the database
+        // (another server) may have called the number since this one last read the attempts.
+        let caps = self.rules.attempt_caps(now);
+        if let Err(e) = self.store.begin_attempt_capped(
+            &NewAttempt {
+                task_id: id,
+                attempt_no,
+                callback_id: &cb,
+                number: number.as_str(),
+                target: &req.target_key,
+                started_at: now,
+            },
+            &caps,
+        ) {
             // Someone else changed the task (CLI) or holds the number: re-read and move on.
             tracing::warn!(task_id = id, error = %e, "attempt not started");
             return self.reload();
         }
+        self.attempt_log.record(number.as_str(), now);
         self.refresh(id)?;
         let f = InFlight {
             task_id: id,
@@ -959,6 +1146,7 @@ impl<O: Originator> Dialer<O> {
             // Nothing reached the PBX (the link dropped): the attempt never happened. It is
             // taken back, uncounted, and the task waits for the link as it was.
             self.in_flight.remove(&cb);
+            self.attempt_log.forget(number.as_str(), now);
             tracing::info!(task_id = id, callback_id = %cb, reason = %why, "Originate not sent: attempt taken back, task waits for the link");
             if let Err(e) = self.store.abandon_attempt(&cb) {
                 // The row stays unfinished: the next start adopts it and settles it as unknown.
@@ -1130,5 +1318,39 @@ impl Originator for crate::ami::AmiHandle {
             .await
             .map_err(|e| OriginateError::NoReply(e.to_string()))?;
         Ok(queue_waiting_callers(&items, queue))
+    }
+
+    async fn queue_loads(&self, target: &Target) -> Result<Vec<QueueLoad>, OriginateError> {
+        use super::originate::{queue_summaries, queues_of_member};
+        use crate::ami::Action;
+        let list = |a: Action| async move {
+            self.send_list(a)
+                .await
+                .map(|(_, items)| items)
+                .map_err(|e| OriginateError::NoReply(e.to_string()))
+        };
+        let queues = match target {
+            Target::Dialplan { .. } => return Ok(Vec::new()),
+            Target::Queue(q) => vec![q.clone()],
+            // An agent who is a member of queues serves their callers too.
+            Target::Endpoint(e) => queues_of_member(&list(Action::new("QueueStatus")).await?, e),
+        };
+        let mut out = Vec::new();
+        for q in queues {
+            let items = list(Action::new("QueueSummary").header("Queue", &q)).await?;
+            let mut loads = queue_summaries(&items);
+            loads.retain(|l| l.queue == q);
+            if loads.is_empty() {
+                // Asterisk lists nothing for a queue it does not know: nobody to take it.
+                loads.push(QueueLoad {
+                    queue: q,
+                    logged_in: 0,
+                    available: 0,
+                    callers: 0,
+                });
+            }
+            out.extend(loads);
+        }
+        Ok(out)
     }
 }

@@ -7,9 +7,13 @@
 //! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
 //! - [`request`]: what callers and agents say through the dialplan (`UserEvent`: press 1, press
 //!   9, dispositions), task kinds and owners (pure; issue 14).
+//! - [`guard`]: the per-number budget, the customer's clock, expiry and the queue reserve (pure).
+//! - [`zones`]: which time zone(s) a number is in (the table behind `customer_hours`).
 
 pub mod dialer;
+pub mod guard;
 pub mod hours;
 pub mod originate;
 pub mod planner;
 pub mod request;
+pub mod zones;

@@ -598,6 +598,43 @@ pub fn queue_waiting_callers(items: &[Message], queue: &str) -> u32 {
     })
 }
 
+/// QueueSummary reply items (`Event: QueueSummary`: Queue, LoggedIn, Available, Callers, ...):
+/// the load of each queue listed. A missing or non-numeric count reads as 0 available and, for
+/// callers, as one waiting: an unreadable summary must not free agents for callbacks.
+pub fn queue_summaries(items: &[Message]) -> Vec<crate::callback::guard::QueueLoad> {
+    let num = |m: &Message, k: &str| m.get_str(k).and_then(|v| v.trim().parse::<u32>().ok());
+    items
+        .iter()
+        .filter(|m| m.is(b"Event", b"QueueSummary"))
+        .filter_map(|m| {
+            Some(crate::callback::guard::QueueLoad {
+                queue: m.get_str("Queue")?.into_owned(),
+                logged_in: num(m, "LoggedIn").unwrap_or(0),
+                available: num(m, "Available").unwrap_or(0),
+                callers: num(m, "Callers").unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+/// QueueStatus reply items: the queues `device` (e.g. `PJSIP/201`) is a member of, by its
+/// interface or its state interface.
+pub fn queues_of_member(items: &[Message], device: &str) -> Vec<String> {
+    let mut out: Vec<String> = items
+        .iter()
+        .filter(|m| m.is(b"Event", b"QueueMember"))
+        .filter(|m| {
+            ["Location", "Interface", "StateInterface"]
+                .iter()
+                .any(|k| m.get_str(k).is_some_and(|v| v.eq_ignore_ascii_case(device)))
+        })
+        .filter_map(|m| m.get_str("Queue").map(|q| q.into_owned()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// DeviceStateList reply items: is `device` (e.g. `PJSIP/201`) idle?
 pub fn device_is_free(items: &[Message], device: &str) -> bool {
     items.iter().any(|m| {
@@ -992,5 +1029,55 @@ mod tests {
             &dnc
         )
         .is_ok());
+    }
+
+    #[test]
+    fn queue_summary_and_memberships_are_read() {
+        let items = vec![
+            Message::from_pairs(&[
+                ("Event", "QueueSummary"),
+                ("Queue", "sales"),
+                ("LoggedIn", "3"),
+                ("Available", "2"),
+                ("Callers", "1"),
+                ("HoldTime", "12"),
+            ]),
+            Message::from_pairs(&[
+                ("Event", "QueueSummary"),
+                ("Queue", "support"),
+                ("LoggedIn", "2"),
+                ("Available", "x"),
+            ]),
+            Message::from_pairs(&[("Event", "QueueSummaryComplete"), ("ListItems", "2")]),
+        ];
+        let l = queue_summaries(&items);
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].queue.as_str(), l[0].available, l[0].callers),
+            ("sales", 2, 1)
+        );
+        // Unreadable counts never free an agent: 0 available, one caller assumed waiting.
+        assert_eq!((l[1].available, l[1].callers), (0, 1));
+        let status = vec![
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "sales"),
+                ("Location", "PJSIP/201"),
+                ("StateInterface", "PJSIP/201"),
+            ]),
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "vip"),
+                ("Location", "Local/201@agents/n"),
+                ("StateInterface", "pjsip/201"),
+            ]),
+            Message::from_pairs(&[
+                ("Event", "QueueMember"),
+                ("Queue", "support"),
+                ("Location", "PJSIP/202"),
+            ]),
+        ];
+        assert_eq!(queues_of_member(&status, "PJSIP/201"), ["sales", "vip"]);
+        assert!(queues_of_member(&status, "PJSIP/299").is_empty());
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::guard::Context;
 use super::hours::Hours;
 use super::originate::{DialNumber, Rejected};
 use super::request::{Routing, TaskKind};
@@ -36,7 +37,9 @@ use crate::config::{CallbackConfig, Target};
 use crate::number::{KindGuard, NumberPlan};
 
 /// A task's life: `pending` (waiting for its next attempt) <-> `in_progress` (an attempt is in
-/// flight) -> `done` | `given_up` | `cancelled`.
+/// flight) -> `done` | `given_up` | `cancelled` | `expired`; and `in_progress` -> `unknown` when
+/// the attempt's outcome could not be known (it may have reached the customer), which waits for
+/// an explicit `callbacks retry` (or a new miss of the number) and is never dialled by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskState {
     Pending,
@@ -44,6 +47,10 @@ pub enum TaskState {
     Done,
     GivenUp,
     Cancelled,
+    /// The callback is no longer useful (`expire_after`, `expire_at_close`, `give_up_after`).
+    Expired,
+    /// The last attempt's outcome is unknown: not dialled again without an explicit retry.
+    Unknown,
 }
 
 impl TaskState {
@@ -54,6 +61,8 @@ impl TaskState {
             TaskState::Done => "done",
             TaskState::GivenUp => "given_up",
             TaskState::Cancelled => "cancelled",
+            TaskState::Expired => "expired",
+            TaskState::Unknown => "unknown",
         }
     }
 
@@ -64,13 +73,20 @@ impl TaskState {
             TaskState::Done,
             TaskState::GivenUp,
             TaskState::Cancelled,
+            TaskState::Expired,
+            TaskState::Unknown,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
     }
 
+    /// Not closed: the number's one task (`unknown` included: it is not dialled, but a new
+    /// miss of the number reopens it rather than starting a second task).
     pub fn is_open(self) -> bool {
-        matches!(self, TaskState::Pending | TaskState::InProgress)
+        matches!(
+            self,
+            TaskState::Pending | TaskState::InProgress | TaskState::Unknown
+        )
     }
 }
 
@@ -366,6 +382,11 @@ pub fn on_miss(
     }
 }
 
+/// When a new task for this miss would make its first attempt (`delay` after the miss).
+pub fn first_attempt_at(rec: &CallRecord, policy: &Policy) -> Timestamp {
+    add(rec.ended_at, policy.delay)
+}
+
 /// What an attempt's outcome does to its task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AfterOutcome {
@@ -394,6 +415,17 @@ pub fn after_outcome(
     }
     if task.attempts >= task.attempt_budget {
         return close(TaskState::GivenUp, "max_attempts");
+    }
+    if outcome == AttemptOutcome::Unknown {
+        // The call may have reached the customer (perezvon crashed or lost the link while it
+        // was up): dialling again by itself could ring someone who was just served. An operator
+        // decides (`callbacks retry`), or the customer does by calling again.
+        return AfterOutcome {
+            state: TaskState::Unknown,
+            next_attempt_at: task.next_attempt_at,
+            use_fallback: task.use_fallback,
+            close_reason: Some("outcome_unknown"),
+        };
     }
     let to_fallback = outcome == AttemptOutcome::Call(CallbackOutcome::AgentMissed)
         && policy.fallback.is_some()
@@ -640,6 +672,22 @@ pub fn due_avoiding(
     policy: &Policy,
     live: &HashSet<String>,
 ) -> Vec<DueTask> {
+    let ctx = Context::default().live(live);
+    due_guarded(tasks, now, hours, policy, &ctx)
+}
+
+/// [`due`] under every guard of issue 14 (`ctx`): customers on a live call, numbers over
+/// their budget, customers outside their own calling window. A task a guard holds back is left
+/// out exactly like one whose customer is on a call: it stays pending, keeps its spacing and
+/// its place, uses no attempt and is not given up for it; the next tick considers it again
+/// (the budget frees, the customer's morning comes).
+pub fn due_guarded(
+    tasks: &[Task],
+    now: Timestamp,
+    hours: &Hours,
+    policy: &Policy,
+    ctx: &Context<'_>,
+) -> Vec<DueTask> {
     if !hours.is_open(now) {
         return Vec::new();
     }
@@ -696,7 +744,7 @@ pub fn due_avoiding(
             || t.next_attempt_at > now
             || now >= t.give_up_at
             || t.attempts >= t.attempt_budget
-            || (!live.is_empty() && live.contains(t.number.as_str()))
+            || ctx.holds(t.number.as_str())
         {
             continue;
         }
@@ -1043,7 +1091,7 @@ mod tests {
         t.attempts = 2;
         let a2 = o.next_attempt_at;
         t.last_attempt_at = Some(a2);
-        let o = after_outcome(&t, AttemptOutcome::Unknown, a2, &p);
+        let o = after_outcome(&t, AttemptOutcome::Call(CallbackOutcome::NoAnswer), a2, &p);
         assert_eq!(o.next_attempt_at, a2 + SignedDuration::from_secs(1200));
         // Attempt 3 of 3: given up.
         t.attempts = 3;
@@ -1068,6 +1116,235 @@ mod tests {
             t0 + SignedDuration::from_secs(86400),
             &hours(),
             &p
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_redialled_by_itself() {
+        let p = policy();
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut t = task(1, "79161234567", t0, &p);
+        t.attempts = 1;
+        t.last_attempt_at = Some(t0 + SignedDuration::from_secs(60));
+        let o = after_outcome(
+            &t,
+            AttemptOutcome::Unknown,
+            t0 + SignedDuration::from_secs(90),
+            &p,
+        );
+        assert_eq!(
+            (o.state, o.close_reason),
+            (TaskState::Unknown, Some("outcome_unknown"))
+        );
+        assert!(o.state.is_open(), "the number keeps its one task");
+        // Never due, however long it waits.
+        t.state = o.state;
+        for h in [1, 5, 23] {
+            let now = t0 + SignedDuration::from_hours(h);
+            assert!(due(std::slice::from_ref(&t), now, &hours(), &p).is_empty());
+        }
+        // The last allowed attempt of unknown fate: given up, as any other last attempt.
+        t.state = TaskState::InProgress;
+        t.attempts = 3;
+        let o = after_outcome(&t, AttemptOutcome::Unknown, t0, &p);
+        assert_eq!(o.state, TaskState::GivenUp);
+        // States round-trip through their names.
+        for s in [TaskState::Expired, TaskState::Unknown] {
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        assert!(!TaskState::Expired.is_open());
+    }
+
+    fn guard_rules() -> crate::callback::guard::Rules {
+        crate::callback::guard::Rules {
+            max_per_number_24h: Some(3),
+            max_per_number_day: Some(2),
+            business_zone: Some(TimeZone::get("Europe/Moscow").unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_number_over_budget_waits_for_its_budget_not_given_up() {
+        use crate::callback::guard::{AttemptLog, Context};
+        let p = policy();
+        let h = hours();
+        let t0 = msk("2026-12-21T10:00:00");
+        let ts = vec![
+            task(1, "79160000001", t0, &p),
+            task(2, "79160000002", t0, &p),
+        ];
+        let r = guard_rules();
+        // Number 1 was called twice today already (by earlier tasks, other servers).
+        let log = AttemptLog::from_starts([
+            ("79160000001".to_string(), msk("2026-12-21T09:00:00")),
+            ("79160000001".to_string(), msk("2026-12-21T09:30:00")),
+            ("79160000002".to_string(), msk("2026-12-21T09:30:00")),
+        ]);
+        let now = t0 + SignedDuration::from_secs(120);
+        let over = log.over_budget(now, &r);
+        assert_eq!(over.len(), 1);
+        let b = over["79160000001"];
+        assert_eq!(
+            (b.rule, b.frees_at),
+            ("max_per_number_day", msk("2026-12-22T00:00:00"))
+        );
+        let ctx = Context::default().over_budget(&over);
+        let ids = |d: Vec<DueTask>| d.into_iter().map(|x| x.id).collect::<Vec<_>>();
+        assert_eq!(ids(due_guarded(&ts, now, &h, &p, &ctx)), vec![2]);
+        // The task itself is untouched: pending, same spacing, no attempt used.
+        assert_eq!((ts[0].state, ts[0].attempts), (TaskState::Pending, 0));
+        // Next morning the day's budget is fresh; the rolling 24 h still has room (2 of 3).
+        let next = msk("2026-12-22T09:00:00");
+        let mut p2 = p.clone();
+        p2.give_up_after = Duration::from_secs(3 * 86400);
+        let ts2: Vec<Task> = ts
+            .iter()
+            .map(|t| Task {
+                give_up_at: t0 + SignedDuration::from_hours(72),
+                ..t.clone()
+            })
+            .collect();
+        let over = log.over_budget(next, &r);
+        assert!(over.is_empty());
+        let ctx = Context::default().over_budget(&over);
+        assert_eq!(ids(due_guarded(&ts2, next, &h, &p2, &ctx)), vec![1, 2]);
+        // Why it waited, as `callbacks list` says.
+        let w = crate::callback::guard::why_waiting(&ts[0], now, &h, &r, log.starts("79160000001"));
+        assert_eq!(w.code(), "over_budget");
+        assert_eq!(w.until(), Some(msk("2026-12-22T00:00:00")));
+    }
+
+    #[test]
+    fn the_customers_own_clock_holds_back_their_night() {
+        use crate::callback::guard::{Context, CustomerHours};
+        use crate::config::{UnknownCountry, UnknownRegion};
+        let mut p = policy();
+        p.max_concurrent = 10;
+        p.max_concurrent_per_target = 10;
+        p.give_up_after = Duration::from_secs(3 * 86400);
+        let h = hours();
+        let c = CustomerHours {
+            weekdays: vec![r("09:00-21:00")],
+            weekend: vec![r("10:00-20:00")],
+            unknown_region: UnknownRegion::AllZones,
+            unknown_country: UnknownCountry::BusinessZone,
+            overrides: Vec::new(),
+            business_zone: TimeZone::get("Europe/Moscow").unwrap(),
+        };
+        let t0 = msk("2026-12-21T08:00:00");
+        // Moscow, Vladivostok (UTC+10), Kamchatka (UTC+12), Kaliningrad (UTC+2) landlines.
+        let ts = vec![
+            task(1, "74951234567", t0, &p),
+            task(2, "74232123456", t0, &p),
+            task(3, "74152123456", t0, &p),
+            task(4, "74012123456", t0, &p),
+        ];
+        let ids = |now: Timestamp| {
+            let clock = c.open_mask(now);
+            let ctx = Context::default().customer(Some((&c, &clock)));
+            let mut v: Vec<i64> = due_guarded(&ts, now, &h, &p, &ctx)
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            v.sort();
+            v
+        };
+        // 09:00 Moscow: 08:00 in Kaliningrad (too early), 16:00 Vladivostok, 18:00 Kamchatka.
+        assert_eq!(ids(msk("2026-12-21T09:00:00")), vec![1, 2, 3]);
+        // 10:00 Moscow: Kaliningrad wakes up.
+        assert_eq!(ids(msk("2026-12-21T10:00:00")), vec![1, 2, 3, 4]);
+        // 17:00 Moscow: midnight in Vladivostok, 02:00 in Kamchatka.
+        assert_eq!(ids(msk("2026-12-21T17:00:00")), vec![1, 4]);
+        // Never 07:00 their time because it is 10:00 in Moscow: a Kamchatka customer at
+        // Moscow's opening the next day is at 18:00, fine; Vladivostok is at 16:00.
+        let w = crate::callback::guard::why_waiting(
+            &ts[1],
+            msk("2026-12-21T17:00:00"),
+            &h,
+            &crate::callback::guard::Rules {
+                customer: Some(c.clone()),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(w.code(), "customer_night");
+        assert_eq!(w.until(), Some(msk("2026-12-22T02:00:00")));
+        // The tasks waited untouched.
+        assert!(ts
+            .iter()
+            .all(|t| t.attempts == 0 && t.state == TaskState::Pending));
+    }
+
+    #[test]
+    fn callbacks_no_longer_useful_expire() {
+        use crate::callback::guard::{expired, Rules};
+        let p = policy();
+        let h = hours();
+        let t0 = msk("2026-12-21T10:00:00");
+        let mut ts = vec![
+            task(1, "79160000001", t0, &p),
+            task(2, "79160000002", msk("2026-12-21T19:00:00"), &p),
+        ];
+        for t in &mut ts {
+            t.give_up_at = t0 + SignedDuration::from_hours(24 * 30);
+        }
+        // No expiry rule: nothing expires (give_up_at is far).
+        assert!(expired(
+            &ts,
+            t0 + SignedDuration::from_hours(48),
+            &h,
+            &p,
+            &Rules::default()
+        )
+        .is_empty());
+        // expire_after 3d from the first miss.
+        let r = Rules {
+            expire_after: Some(Duration::from_secs(3 * 86400)),
+            ..Rules::default()
+        };
+        assert!(expired(&ts, t0 + SignedDuration::from_hours(71), &h, &p, &r).is_empty());
+        assert_eq!(
+            expired(&ts, t0 + SignedDuration::from_hours(72), &h, &p, &r),
+            vec![(1, "expire_after")]
+        );
+        // expire_at_close: the 10:00 miss expires at Monday's 18:00 close; the 19:00 miss fell
+        // due after it, so Tuesday's close is its deadline.
+        let r = Rules {
+            expire_at_close: true,
+            ..Rules::default()
+        };
+        assert!(expired(&ts, msk("2026-12-21T17:59:59"), &h, &p, &r).is_empty());
+        assert_eq!(
+            expired(&ts, msk("2026-12-21T18:00:00"), &h, &p, &r),
+            vec![(1, "closing")]
+        );
+        assert_eq!(
+            expired(&ts, msk("2026-12-22T18:00:00"), &h, &p, &r),
+            vec![(1, "closing"), (2, "closing")]
+        );
+        // A pending task past its give-up instant expires too (it would never be dialled).
+        let mut t = ts[0].clone();
+        t.give_up_at = t0 + SignedDuration::from_hours(1);
+        assert_eq!(
+            expired(
+                std::slice::from_ref(&t),
+                t0 + SignedDuration::from_hours(1),
+                &h,
+                &p,
+                &Rules::default()
+            ),
+            vec![(1, "give_up_after")]
+        );
+        // Only pending tasks: one in flight or of unknown outcome is not expired under it.
+        t.state = TaskState::Unknown;
+        assert!(expired(
+            std::slice::from_ref(&t),
+            t0 + SignedDuration::from_hours(100),
+            &h,
+            &p,
+            &r
         )
         .is_empty());
     }

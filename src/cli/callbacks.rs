@@ -44,6 +44,12 @@ pub enum CallbacksCommand {
         after_help = "Example:\n  perezvon callbacks dispose 42 resolved --config /etc/perezvon/perezvon.toml\n  perezvon callbacks dispose 42 do_not_call --by 201 --config /etc/perezvon/perezvon.toml"
     )]
     Dispose(DisposeArgs),
+    /// Which time zone(s) a number is in for `callback.customer_hours`, and whether its window
+    /// is open now.
+    #[command(
+        after_help = "Example:\n  perezvon callbacks zone +74152123456 --config /etc/perezvon/perezvon.toml"
+    )]
+    Zone(ZoneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +64,15 @@ pub struct DisposeArgs {
     pub by: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ZoneArgs {
+    /// A phone number in any form the `[pbx]` plan normalises (`+7 415 212-34-56`, `8415…`).
+    pub number: String,
+    /// Configuration file [default: /etc/perezvon/perezvon.toml; built-in defaults if absent].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +113,7 @@ pub struct IdArgs {
 pub struct TaskJson {
     pub id: i64,
     pub number: String,
-    /// pending | in_progress | done | given_up | cancelled
+    /// pending | in_progress | unknown | done | given_up | cancelled | expired
     pub state: &'static str,
     pub missed_count: u32,
     pub attempts: u32,
@@ -126,6 +141,13 @@ pub struct TaskJson {
     /// resolved | call_later | wrong_number | do_not_call, when an agent gave one.
     pub disposition: Option<&'static str>,
     pub disposition_by: Option<String>,
+    /// Why a pending task is not being dialled now: `spacing`, `closed`, `over_budget`,
+    /// `customer_night`, `queue_busy`, `due`; for an `unknown` task `needs_retry`; `null`
+    /// otherwise or without a configuration.
+    pub waiting: Option<&'static str>,
+    /// The same in words ("over budget: 3 of max_per_number_24h = 3", "customer's night:
+    /// 23:10 Asia/Kamchatka", "queue sales busy: 2 caller(s) waiting").
+    pub waiting_detail: Option<String>,
 }
 
 impl TaskJson {
@@ -153,6 +175,12 @@ impl TaskJson {
             joined_at: t.routing.joined_at.map(|j| j.to_string()),
             disposition: r.disposition.map(|d| d.as_str()),
             disposition_by: r.disposition_by.clone(),
+            waiting: (t.state == TaskState::Unknown).then_some("needs_retry"),
+            waiting_detail: (t.state == TaskState::Unknown).then(|| {
+                "the last attempt's outcome is unknown (it may have reached the customer): \
+                 check, then `perezvon callbacks retry` or `cancel`"
+                    .to_string()
+            }),
         }
     }
 }
@@ -206,7 +234,102 @@ pub fn run(args: &CallbacksArgs) -> CmdResult {
         CallbacksCommand::Cancel(a) => cancel(a),
         CallbacksCommand::Retry(a) => retry(a),
         CallbacksCommand::Dispose(a) => dispose(a),
+        CallbacksCommand::Zone(a) => zone(a),
     }
+}
+
+fn zone(a: &ZoneArgs) -> CmdResult {
+    use crate::callback::guard::{CustomerHours, CustomerZone, Rules};
+    use crate::callback::zones::ZoneTable;
+    let default = std::path::Path::new(DEFAULT_CONFIG);
+    let cfg = match (&a.config, default.exists()) {
+        (Some(p), _) => Config::load(p),
+        (None, true) => Config::load(default),
+        // No configuration at all: the built-in defaults (hours.timezone UTC, no overrides).
+        (None, false) => Config::from_toml(""),
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => return fail(CmdError::Config(e)),
+    };
+    let number = match cfg.pbx.numbers.normalize(&a.number) {
+        Ok(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => {
+            eprintln!(
+                "perezvon: {} is not a phone number",
+                crate::report::text::cell(&a.number, crate::report::text::MAX_CELL)
+            );
+            return Ok(1);
+        }
+    };
+    let rules = Rules::from_config(&cfg.callback, &cfg.hours);
+    // Without customer_hours the zones are still shown, against a 09:00-21:00 example window.
+    let example = CustomerHours {
+        weekdays: vec![crate::config::DayRange {
+            start_min: 9 * 60,
+            end_min: 21 * 60,
+        }],
+        weekend: vec![crate::config::DayRange {
+            start_min: 9 * 60,
+            end_min: 21 * 60,
+        }],
+        unknown_region: cfg.callback.customer_unknown_region,
+        unknown_country: cfg.callback.customer_unknown_country,
+        overrides: cfg.callback.customer_zones.clone(),
+        business_zone: cfg.hours.timezone.clone(),
+    };
+    let (c, configured) = match &rules.customer {
+        Some(c) => (c, true),
+        None => (&example, false),
+    };
+    let now = jiff::Timestamp::now();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "number: {}",
+        crate::number::display(Some(&number), None)
+    )?;
+    let local = |tz: &jiff::tz::TimeZone| now.to_zoned(tz.clone()).strftime("%a %H:%M").to_string();
+    match c.zone_of(&number) {
+        CustomerZone::Never => {
+            writeln!(out, "zone: country not in the table; callback.customer_unknown_country = \"never\": not called")?;
+        }
+        CustomerZone::One(tz, name, how) => {
+            writeln!(out, "zone: {name} ({how}), now {}", local(&tz))?;
+        }
+        CustomerZone::Table(set, how) => {
+            let names = ZoneTable::names(set);
+            writeln!(
+                out,
+                "zone{}: {how}",
+                if names.len() == 1 { "" } else { "s" }
+            )?;
+            for n in names {
+                let tz = jiff::tz::TimeZone::get(n).unwrap_or(jiff::tz::TimeZone::UTC);
+                writeln!(out, "  {n:<20} now {}", local(&tz))?;
+            }
+        }
+    }
+    let tz = cfg.hours.timezone.clone();
+    let when = |t: jiff::Timestamp| {
+        t.to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
+    let label = if configured {
+        "customer_hours"
+    } else {
+        "customer_hours not set; with \"09:00-21:00\""
+    };
+    if c.allows(&number, &c.open_mask(now)) {
+        writeln!(out, "{label}: inside the window now")?;
+    } else {
+        match c.next_allowed(&number, now) {
+            Some(t) => writeln!(out, "{label}: outside the window; it opens {}", when(t))?,
+            None => writeln!(out, "{label}: the window never holds in every zone")?,
+        }
+    }
+    Ok(0)
 }
 
 fn list(a: &ListArgs) -> CmdResult {
@@ -216,17 +339,74 @@ fn list(a: &ListArgs) -> CmdResult {
     };
     let rows = store.list_tasks(!a.open, a.limit)?;
     let mut out = std::io::stdout().lock();
-    // When an attempt can really happen: not before the next opening.
+    // When an attempt can really happen: not before the next opening, nor while a guard holds
+    // the task back (budget, customer's clock).
     let hours = cfg
         .as_ref()
         .map(|c| crate::callback::hours::Hours::from_config(&c.hours));
+    let rules = cfg
+        .as_ref()
+        .map(|c| crate::callback::guard::Rules::from_config(&c.callback, &c.hours));
+    let policy = cfg
+        .as_ref()
+        .map(|c| crate::callback::planner::Policy::from_config(&c.callback, c.calls.min_talk));
     let now = jiff::Timestamp::now();
-    let possible = |t: jiff::Timestamp| hours.as_ref().and_then(|h| h.next_open(t.max(now)));
+    let log = match &rules {
+        Some(r) if r.has_budget() => crate::callback::guard::AttemptLog::from_starts(
+            store.attempt_starts_since(now - r.budget_horizon())?,
+        ),
+        _ => Default::default(),
+    };
+    // As the dialer last recorded it (it checks each second while tasks are due).
+    let held: std::collections::HashMap<String, String> = store
+        .held_back_targets()?
+        .into_iter()
+        .map(|(t, at, why)| {
+            let tz = cfg
+                .as_ref()
+                .map_or(jiff::tz::TimeZone::UTC, |c| c.hours.timezone.clone());
+            let at = at.to_zoned(tz).strftime("%Y-%m-%d %H:%M:%S").to_string();
+            (t, format!("{why} (as of {at})"))
+        })
+        .collect();
+    let possible = |t: &crate::callback::planner::Task| match (&hours, &rules) {
+        (Some(h), Some(r)) => {
+            crate::callback::guard::earliest_possible(t, now, h, r, log.starts(&t.number))
+        }
+        _ => None,
+    };
+    // Why a pending task waits, in the planner's order; then the dialer's word on its target.
+    let waiting = |t: &crate::callback::planner::Task| -> Option<(&'static str, String)> {
+        use crate::callback::guard::{why_waiting, Wait};
+        let (h, r) = (hours.as_ref()?, rules.as_ref()?);
+        if t.state != TaskState::Pending {
+            return None;
+        }
+        let w = why_waiting(t, now, h, r, log.starts(&t.number));
+        let detail = match &w {
+            Wait::Spacing(_) => "retry spacing".to_string(),
+            Wait::Closed(_) => "outside working hours".to_string(),
+            Wait::OverBudget(b) => format!("over budget: {} of {} = {}", b.used, b.rule, b.cap),
+            Wait::CustomerNight { local, .. } => format!("customer's night: {local}"),
+            Wait::Due => {
+                let target = policy.as_ref()?.target_of(t).key();
+                if let Some(why) = held.get(&target) {
+                    return Some(("queue_busy", why.clone()));
+                }
+                "due: waits for a free slot or agent".to_string()
+            }
+        };
+        Some((w.code(), detail))
+    };
     if a.format == "json" {
         for r in &rows {
             let mut j = TaskJson::from_row(r);
             if r.task.state == TaskState::Pending {
-                j.next_possible_at = possible(r.task.next_attempt_at).map(|t| t.to_string());
+                j.next_possible_at = possible(&r.task).map(|t| t.to_string());
+                if let Some((code, detail)) = waiting(&r.task) {
+                    j.waiting = Some(code);
+                    j.waiting_detail = Some(detail);
+                }
             }
             let line = crate::report::text::json_escape_unsafe(serde_json::to_string(&j)?);
             out.write_all(line.as_bytes())?;
@@ -243,9 +423,9 @@ fn list(a: &ListArgs) -> CmdResult {
             .strftime("%Y-%m-%d %H:%M")
             .to_string()
     };
-    let effective = |t: jiff::Timestamp| match &hours {
+    let effective = |t: &crate::callback::planner::Task| match &hours {
         Some(_) => possible(t).map_or_else(|| "never (closed)".to_string(), local),
-        None => local(t),
+        None => local(t.next_attempt_at),
     };
     writeln!(
         out,
@@ -277,15 +457,24 @@ fn list(a: &ListArgs) -> CmdResult {
             t.attempts,
             t.last_outcome.map(|o| o.as_str()).unwrap_or("-"),
             if t.state == TaskState::Pending {
-                effective(t.next_attempt_at)
+                effective(t)
             } else if t.state == TaskState::InProgress {
                 "(dialling)".to_string()
+            } else if t.state == TaskState::Unknown {
+                "(needs retry)".to_string()
             } else {
                 "-".into()
             },
             cell(t.routing.owner.as_deref().unwrap_or("-")),
             r.disposition.map(|d| d.as_str()).unwrap_or("-"),
-            cell(r.close_reason.as_deref().unwrap_or(""))
+            cell(&match (t.state, waiting(t)) {
+                (TaskState::Pending, Some((code, detail))) if code != "spacing" => detail,
+                (TaskState::Unknown, _) => format!(
+                    "outcome unknown: check, then `perezvon callbacks retry {}` or cancel",
+                    t.id
+                ),
+                _ => r.close_reason.clone().unwrap_or_default(),
+            })
         )?;
     }
     Ok(0)

@@ -277,6 +277,44 @@ pub fn summary(cfg: &Config, name: &str) -> String {
             cb.max_attempts,
             humantime::format_duration(cb.retry_every)
         );
+        // Issue 14's guards, when any is set.
+        let mut guards = Vec::new();
+        if let Some(n) = cb.max_per_number_24h {
+            guards.push(format!("at most {n} per number in 24 h"));
+        }
+        if let Some(n) = cb.max_per_number_day {
+            guards.push(format!("{n} per number a day"));
+        }
+        if let Some(w) = &cb.customer_hours {
+            let r: Vec<String> = w
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:02}:{:02}-{:02}:{:02}",
+                        r.start_min / 60,
+                        r.start_min % 60,
+                        r.end_min / 60,
+                        r.end_min % 60
+                    )
+                })
+                .collect();
+            guards.push(format!("customer's clock {}", r.join(",")));
+        }
+        if let Some(d) = cb.expire_after {
+            guards.push(format!("expire after {}", humantime::format_duration(d)));
+        }
+        if cb.expire_at_close {
+            guards.push("expire at the day's close".into());
+        }
+        if cb.queue_reserve > 0 || !cb.queue_reserves.is_empty() {
+            guards.push(format!(
+                "{} agent(s) per queue kept for inbound",
+                cb.queue_reserve
+            ));
+        }
+        if !guards.is_empty() {
+            let _ = writeln!(s, "callback guards: {}", guards.join(", "));
+        }
     } else {
         let _ = writeln!(s, "callbacks: off (set callback.enabled = true)");
     }

@@ -138,6 +138,29 @@ pub struct RawCallback {
     pub dnc_file: Option<String>,
     /// A `call_later` disposition: the next attempt this long after it.
     pub call_later_after: Option<String>,
+    // --- guard (issue 14): budget, customer's clock, expiry, queue reserve ---
+    /// Callback calls to one number in any rolling 24 h, all tasks and servers.
+    pub max_per_number_24h: Option<i64>,
+    /// Callback calls to one number per calendar day in `hours.timezone`.
+    pub max_per_number_day: Option<i64>,
+    /// The calling window on the customer's own clock, e.g. "09:00-21:00".
+    pub customer_hours: Option<OneOrMany>,
+    /// The same for Saturday and Sunday (default: `customer_hours`).
+    pub customer_hours_weekend: Option<OneOrMany>,
+    /// "all_zones" (default) or "business_zone": a number whose region is unknown.
+    pub customer_unknown_region: Option<String>,
+    /// "business_zone" (default) or "never": a country the zone table does not cover.
+    pub customer_unknown_country: Option<String>,
+    /// Number prefix -> IANA zone, before the built-in table.
+    pub customer_zones: Option<BTreeMap<String, String>>,
+    /// A task older than this (from its first miss) expires.
+    pub expire_after: Option<String>,
+    /// A task not reached by the close of the working day it fell due in expires.
+    pub expire_at_close: Option<bool>,
+    /// Agents of each queue kept free for inbound callers.
+    pub queue_reserve: Option<i64>,
+    /// Per-queue reserve, overriding `queue_reserve`.
+    pub queue_reserves: Option<BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

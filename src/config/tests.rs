@@ -347,3 +347,62 @@ fn request_keys_are_validated_with_their_names() {
         assert!(shown.iter().any(|p| p.starts_with(key)), "{key}: {shown:?}");
     }
 }
+
+#[test]
+fn guard_keys_parse_and_every_bad_value_is_named() {
+    let c = Config::from_toml(
+        "[callback]\nmax_per_number_24h = 3\nmax_per_number_day = 2\n\
+         customer_hours = \"09:00-21:00\"\ncustomer_hours_weekend = [\"10:00-14:00\", \"15:00-20:00\"]\n\
+         customer_unknown_region = \"business_zone\"\ncustomer_unknown_country = \"never\"\n\
+         customer_zones = { \"7914\" = \"Asia/Vladivostok\", \"79141\" = \"Asia/Magadan\" }\n\
+         expire_after = \"3d\"\nexpire_at_close = true\nqueue_reserve = 1\n\
+         queue_reserves = { support = 0 }\n",
+    )
+    .unwrap();
+    let cb = &c.callback;
+    assert_eq!(
+        (cb.max_per_number_24h, cb.max_per_number_day),
+        (Some(3), Some(2))
+    );
+    assert_eq!(cb.customer_hours.as_ref().unwrap().len(), 1);
+    assert_eq!(cb.customer_hours_weekend.as_ref().unwrap().len(), 2);
+    assert_eq!(cb.customer_unknown_region, UnknownRegion::BusinessZone);
+    assert_eq!(cb.customer_unknown_country, UnknownCountry::Never);
+    // Longest prefix first.
+    assert_eq!(cb.customer_zones[0].0, "79141");
+    assert_eq!(
+        cb.expire_after,
+        Some(std::time::Duration::from_secs(3 * 86400))
+    );
+    assert!(cb.expire_at_close);
+    assert_eq!((cb.queue_reserve, cb.queue_reserves["support"]), (1, 0));
+    // Defaults: no caps, no window, no expiry, no reserve.
+    let d = Config::from_toml("").unwrap().callback;
+    assert_eq!((d.max_per_number_24h, d.max_per_number_day), (None, None));
+    assert!(d.customer_hours.is_none() && d.expire_after.is_none() && !d.expire_at_close);
+    assert_eq!(d.queue_reserve, 0);
+
+    let e = Config::from_toml(
+        "[callback]\nmax_per_number_24h = 0\nmax_per_number_day = -1\n\
+         customer_hours = \"21:00-09:00\"\ncustomer_unknown_region = \"guess\"\n\
+         customer_unknown_country = \"maybe\"\n\
+         customer_zones = { \"+7914\" = \"Asia/Vladivostok\", \"7912\" = \"Mars/Olympus\" }\n\
+         expire_after = \"soon\"\nqueue_reserve = -2\nqueue_reserves = { sales = 5000 }\n",
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    for k in [
+        "callback.max_per_number_24h",
+        "callback.max_per_number_day",
+        "callback.customer_hours",
+        "callback.customer_unknown_region",
+        "callback.customer_unknown_country",
+        "callback.customer_zones.+7914",
+        "callback.customer_zones.7912",
+        "callback.expire_after",
+        "callback.queue_reserve",
+        "callback.queue_reserves.sales",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {keys:?}");
+    }
+}

@@ -572,6 +572,62 @@ fn parse_hhmm(s: &str, allow_24: bool) -> Option<u16> {
     Some(h * 60 + m)
 }
 
+/// A calling window: one or more `"HH:MM-HH:MM"` ranges, sorted, not overlapping.
+fn window(v: &mut V, key: &str, raw: Vec<String>) -> Vec<DayRange> {
+    let mut out = Vec::new();
+    if raw.is_empty() {
+        v.err(key, "empty window", Some("e.g. \"09:00-21:00\""));
+    }
+    for (i, r) in raw.iter().enumerate() {
+        match parse_range(r) {
+            Some(d) => out.push(d),
+            None => v.err(
+                if raw.len() == 1 {
+                    key.to_string()
+                } else {
+                    format!("{key}[{i}]")
+                },
+                format!("invalid range {r:?}"),
+                Some("\"HH:MM-HH:MM\", start before end, e.g. \"09:00-21:00\""),
+            ),
+        }
+    }
+    out.sort_by_key(|r| r.start_min);
+    if out.windows(2).any(|w| w[1].start_min < w[0].end_min) {
+        v.err(key, "ranges overlap", None);
+    }
+    out
+}
+
+/// `customer_zones`: digit prefixes of normalised numbers -> IANA zones, longest first.
+fn customer_zones(
+    v: &mut V,
+    raw: Option<&BTreeMap<String, String>>,
+) -> Vec<(String, jiff::tz::TimeZone, String)> {
+    let mut out = Vec::new();
+    for (prefix, zone) in raw.into_iter().flatten() {
+        let key = format!("callback.customer_zones.{prefix}");
+        if prefix.is_empty() || prefix.len() > 15 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+            v.err(
+                &key,
+                format!("{prefix:?} is not a number prefix"),
+                Some("digits of the normalised number, country code first, e.g. \"7914\""),
+            );
+            continue;
+        }
+        match jiff::tz::TimeZone::get(zone) {
+            Ok(tz) => out.push((prefix.clone(), tz, zone.clone())),
+            Err(_) => v.err(
+                &key,
+                format!("unknown time zone {zone:?}"),
+                Some("an IANA name like \"Asia/Vladivostok\""),
+            ),
+        }
+    }
+    out.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    out
+}
+
 /// Parses `"09:00-13:00"`; `"00:00-24:00"` is the whole day.
 pub fn parse_range(s: &str) -> Option<DayRange> {
     let (a, b) = s.split_once('-')?;
@@ -1194,7 +1250,113 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         marker_variable,
         agent_context,
         request: request_settings(v, cb),
+        max_per_number_24h: cb
+            .max_per_number_24h
+            .map(|n| v.positive("callback.max_per_number_24h", Some(n), 3, 1000) as u32),
+        max_per_number_day: cb
+            .max_per_number_day
+            .map(|n| v.positive("callback.max_per_number_day", Some(n), 3, 1000) as u32),
+        customer_hours: cb
+            .customer_hours
+            .clone()
+            .map(|w| window(v, "callback.customer_hours", w.into_vec())),
+        customer_hours_weekend: cb
+            .customer_hours_weekend
+            .clone()
+            .map(|w| window(v, "callback.customer_hours_weekend", w.into_vec())),
+        customer_unknown_region: match cb.customer_unknown_region.as_deref() {
+            None | Some("all_zones") => UnknownRegion::AllZones,
+            Some("business_zone") => UnknownRegion::BusinessZone,
+            Some(other) => {
+                v.err(
+                    "callback.customer_unknown_region",
+                    format!("unknown rule {other:?}"),
+                    Some("\"all_zones\" (the window must hold in every zone of the country) or \"business_zone\""),
+                );
+                UnknownRegion::AllZones
+            }
+        },
+        customer_unknown_country: match cb.customer_unknown_country.as_deref() {
+            None | Some("business_zone") => UnknownCountry::BusinessZone,
+            Some("never") => UnknownCountry::Never,
+            Some(other) => {
+                v.err(
+                    "callback.customer_unknown_country",
+                    format!("unknown rule {other:?}"),
+                    Some("\"business_zone\" or \"never\""),
+                );
+                UnknownCountry::BusinessZone
+            }
+        },
+        customer_zones: customer_zones(v, cb.customer_zones.as_ref()),
+        expire_after: cb
+            .expire_after
+            .as_ref()
+            .map(|_| v.duration("callback.expire_after", &cb.expire_after, "3d")),
+        expire_at_close: cb.expire_at_close.unwrap_or(false),
+        queue_reserve: match cb.queue_reserve {
+            None => 0,
+            Some(n) if (0..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                v.err(
+                    "callback.queue_reserve",
+                    format!("must be between 0 and 1000, got {n}"),
+                    Some("agents of each queue kept free for inbound callers"),
+                );
+                0
+            }
+        },
+        queue_reserves: cb
+            .queue_reserves
+            .iter()
+            .flatten()
+            .filter_map(|(q, n)| {
+                if !(0..=1000).contains(n) {
+                    v.err(
+                        format!("callback.queue_reserves.{q}"),
+                        format!("must be between 0 and 1000, got {n}"),
+                        None,
+                    );
+                    return None;
+                }
+                Some((q.clone(), *n as u32))
+            })
+            .collect(),
     };
+    if callback.customer_hours.is_none() {
+        for (key, set) in [
+            (
+                "callback.customer_hours_weekend",
+                cb.customer_hours_weekend.is_some(),
+            ),
+            ("callback.customer_zones", cb.customer_zones.is_some()),
+            (
+                "callback.customer_unknown_region",
+                cb.customer_unknown_region.is_some(),
+            ),
+            (
+                "callback.customer_unknown_country",
+                cb.customer_unknown_country.is_some(),
+            ),
+        ] {
+            if set {
+                v.warn(
+                    key,
+                    "has no effect without callback.customer_hours",
+                    Some("set customer_hours = \"09:00-21:00\" to call within the customer's own hours"),
+                );
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (callback.max_per_number_24h, callback.max_per_number_day) {
+        if b > a {
+            v.warn(
+                "callback.max_per_number_day",
+                format!("{b} per day can never be reached under max_per_number_24h = {a}"),
+                None,
+            );
+        }
+    }
     if let Some(s) = &callback.server {
         if !asterisk.iter().any(|a| &a.name == s) {
             v.err(

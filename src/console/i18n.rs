@@ -339,6 +339,12 @@ pub fn word(lang: Lang, w: &str) -> String {
         "answered" => "отвечен",
         "missed" => "пропущен",
         "ignored" => "случайный",
+        "expired" => "устарело",
+        "requested" => "по просьбе",
+        "resolved" => "решено",
+        "call_later" => "перезвонить позже",
+        "wrong_number" => "не тот номер",
+        "do_not_call" => "не звонить",
         _ => return w.replace('_', " "),
     };
     match lang {

@@ -1,7 +1,8 @@
 //! An embedded AMI server that behaves like the lab Asterisk of `fixtures/asterisk-22`.
 //!
 //! It accepts a login (plain or MD5, any credentials), answers the actions perezvon sends (Ping,
-//! Events, CoreShowChannels, QueueStatus, ExtensionState, Originate), and plays recorded traffic:
+//! Events, CoreShowChannels, QueueStatus, QueueSummary, DeviceStateList, ExtensionState,
+//! Originate), and plays recorded traffic:
 //! the real captures, overlapped so seven minutes of recorded calls pass in about half a minute,
 //! each call keeping its real timing (so every verdict is the one Asterisk's timing implies), with
 //! `Timestamp` rewritten to the moment each event is sent.
@@ -269,10 +270,31 @@ pub struct LabOptions {
     pub script: fn(&str, u32) -> LabOutcome,
 }
 
+/// The state of one lab queue, as QueueSummary and QueueStatus report it. Every queue has
+/// three members (`Local/201..203@agent-sim/n`); the first `available` are idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabQueue {
+    pub available: u32,
+    /// Callers waiting in the queue.
+    pub callers: u32,
+}
+
+impl Default for LabQueue {
+    fn default() -> LabQueue {
+        LabQueue {
+            available: 3,
+            callers: 0,
+        }
+    }
+}
+
 /// A running lab server.
 pub struct Lab {
     pub addr: std::net::SocketAddr,
     pub log: Arc<Mutex<LabLog>>,
+    /// Queue states by name (a queue not listed: 3 idle members, nobody waiting). Tests change
+    /// them while the server runs.
+    pub queues: Arc<Mutex<HashMap<String, LabQueue>>>,
     /// Set when the recorded traffic has been played completely.
     pub traffic_done: CancellationToken,
 }
@@ -286,6 +308,17 @@ struct Shared {
     gate: Option<CancellationToken>,
     ids: AtomicU64,
     attempts: Mutex<HashMap<String, u32>>,
+    queues: Arc<Mutex<HashMap<String, LabQueue>>>,
+}
+
+impl Shared {
+    fn queue(&self, name: &str) -> LabQueue {
+        self.queues
+            .lock()
+            .ok()
+            .and_then(|q| q.get(name).copied())
+            .unwrap_or_default()
+    }
 }
 
 /// Binds 127.0.0.1 on an ephemeral port and serves until `shutdown`.
@@ -312,6 +345,7 @@ async fn start_with_gate(
     let addr = listener.local_addr()?;
     let log = Arc::new(Mutex::new(LabLog::default()));
     let traffic_done = CancellationToken::new();
+    let queues = Arc::new(Mutex::new(HashMap::new()));
     let shared = Arc::new(Shared {
         opts,
         log: log.clone(),
@@ -320,6 +354,7 @@ async fn start_with_gate(
         gate,
         ids: AtomicU64::new(1),
         attempts: Mutex::new(HashMap::new()),
+        queues: queues.clone(),
     });
     tokio::spawn(async move {
         loop {
@@ -341,6 +376,7 @@ async fn start_with_gate(
     Ok(Lab {
         addr,
         log,
+        queues,
         traffic_done,
     })
 }
@@ -488,19 +524,27 @@ async fn session(
                     ("ActionID", aid.as_str()),
                 ]))
                 .await;
-                for m in ["201", "202", "203"] {
+                let state = shared.queue(&queue);
+                for (i, m) in ["201", "202", "203"].into_iter().enumerate() {
                     let iface = format!("Local/{m}@agent-sim/n");
+                    // The agent's phone, as a FreePBX member's state interface names it.
+                    let phone = format!("PJSIP/{m}");
+                    let status = if (i as u32) < state.available {
+                        "1"
+                    } else {
+                        "2"
+                    };
                     send(Message::from_pairs(&[
                         ("Event", "QueueMember"),
                         ("Queue", queue.as_str()),
                         ("Name", iface.as_str()),
                         ("Location", iface.as_str()),
-                        ("StateInterface", iface.as_str()),
+                        ("StateInterface", phone.as_str()),
                         ("Membership", "static"),
                         ("Penalty", "0"),
                         ("CallsTaken", "0"),
-                        ("InCall", "0"),
-                        ("Status", "1"),
+                        ("InCall", if status == "1" { "0" } else { "1" }),
+                        ("Status", status),
                         ("Paused", "0"),
                         ("ActionID", aid.as_str()),
                     ]))
@@ -511,6 +555,41 @@ async fn session(
                     ("ActionID", aid.as_str()),
                     ("EventList", "Complete"),
                     ("ListItems", "4"),
+                ]))
+                .await;
+            }
+            "queuesummary" => {
+                let queue = msg
+                    .get_str("Queue")
+                    .map(|q| q.into_owned())
+                    .unwrap_or_else(|| "sales".into());
+                let state = shared.queue(&queue);
+                let aid = String::from_utf8_lossy(&id).into_owned();
+                send(reply(
+                    &id,
+                    &[
+                        ("EventList", "start"),
+                        ("Message", "Queue summary will follow"),
+                    ],
+                ))
+                .await;
+                send(Message::from_pairs(&[
+                    ("Event", "QueueSummary"),
+                    ("Queue", queue.as_str()),
+                    ("LoggedIn", "3"),
+                    ("Available", &state.available.to_string()),
+                    ("Callers", &state.callers.to_string()),
+                    ("HoldTime", "0"),
+                    ("TalkTime", "0"),
+                    ("LongestHoldTime", "0"),
+                    ("ActionID", aid.as_str()),
+                ]))
+                .await;
+                send(Message::from_pairs(&[
+                    ("Event", "QueueSummaryComplete"),
+                    ("ActionID", aid.as_str()),
+                    ("EventList", "Complete"),
+                    ("ListItems", "1"),
                 ]))
                 .await;
             }

@@ -323,7 +323,7 @@ impl Store {
                 .map(|n| n as u64)
                 .map_err(StoreError::sql(what))
         };
-        let closed = "state NOT IN ('pending', 'in_progress') AND last_missed_at < ?1 \
+        let closed = "state NOT IN ('pending', 'in_progress', 'unknown') AND last_missed_at < ?1 \
                       AND coalesce(closed_at, last_missed_at) < ?1";
         let attempts = n(
             &format!(
@@ -337,7 +337,7 @@ impl Store {
             &format!(
                 "DELETE FROM callback_requests WHERE task_id IN (SELECT id FROM callback_tasks WHERE {closed}) \
                  OR (requested_at < ?1 AND (task_id IS NULL OR task_id NOT IN \
-                 (SELECT id FROM callback_tasks WHERE state IN ('pending', 'in_progress'))))"
+                 (SELECT id FROM callback_tasks WHERE state IN ('pending', 'in_progress', 'unknown'))))"
             ),
             "prune callback requests",
         )?;
@@ -347,7 +347,7 @@ impl Store {
         )?;
         let calls = n(
             "DELETE FROM calls WHERE ended_at < ?1 AND NOT EXISTS (SELECT 1 FROM callback_tasks t \
-             WHERE t.state IN ('pending', 'in_progress') \
+             WHERE t.state IN ('pending', 'in_progress', 'unknown') \
              AND (t.number = calls.caller_normalized OR t.number = calls.callee_normalized))",
             "prune calls",
         )?;

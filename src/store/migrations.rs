@@ -19,6 +19,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::request::SCHEMA_REQUEST,
     // history: imported/backfilled calls, AMI watermarks (the backfill work).
     super::history::SCHEMA_HISTORY,
+    // guard (issue 14): task states expired/unknown, attempts indexed by start.
+    super::tasks::SCHEMA_TASK_STATES,
 ];
 
 /// The version this binary brings databases to.

@@ -104,7 +104,7 @@ impl Store {
         // An attempt in flight ends on its own; the task is closed now so none follows.
         tx.execute(
             "UPDATE callback_tasks SET state = 'cancelled', closed_at = ?2, \
-             close_reason = 'do_not_call' WHERE number = ?1 AND state IN ('pending', 'in_progress')",
+             close_reason = 'do_not_call' WHERE number = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
             params![number, ts_to_f64(at)],
         )
         .map_err(StoreError::sql("cancel task of a dnc number"))?;
@@ -202,7 +202,7 @@ impl Store {
             .execute(
                 "UPDATE callback_tasks SET kind = 'requested', queue = COALESCE(?2, queue), \
                  joined_at = COALESCE(?3, joined_at), next_attempt_at = MIN(next_attempt_at, ?4) \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
                 params![id, queue, joined_at.map(ts_to_f64), ts_to_f64(due_at)],
             )
             .map_err(StoreError::sql("make task requested"))?;
@@ -288,7 +288,7 @@ impl Store {
         let close = |state: &str, reason: &str| {
             tx.execute(
                 "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
                 params![id, state, ts_to_f64(at), reason],
             )
             .map_err(StoreError::sql("close task by disposition"))
@@ -312,7 +312,7 @@ impl Store {
                 let other: Option<i64> = tx
                     .query_row(
                         "SELECT id FROM callback_tasks WHERE number = ?1 AND id != ?2 \
-                         AND state IN ('pending', 'in_progress')",
+                         AND state IN ('pending', 'in_progress', 'unknown')",
                         params![number, id],
                         |r| r.get(0),
                     )
@@ -386,7 +386,7 @@ impl Store {
         self.conn
             .prepare_cached(
                 "SELECT id FROM callback_tasks WHERE number = ?1 \
-                 ORDER BY state IN ('pending', 'in_progress') DESC, id DESC LIMIT 1",
+                 ORDER BY state IN ('pending', 'in_progress', 'unknown') DESC, id DESC LIMIT 1",
             )
             .and_then(|mut s| s.query_row([n], |r| r.get(0)).optional())
             .map_err(StoreError::sql("find task for disposition"))

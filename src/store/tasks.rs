@@ -49,6 +49,36 @@ CREATE INDEX callback_attempts_task ON callback_attempts (task_id);
 CREATE UNIQUE INDEX callback_attempts_one_open_per_number ON callback_attempts (number) WHERE ended_at IS NULL;
 ";
 
+/// Task states `expired` and `unknown` (issue 14), an index for the per-number budget, and
+/// the dialer's view of its targets for `callbacks list`.
+///
+/// SQLite cannot change a CHECK constraint with ALTER TABLE. Rebuilding the table would drop
+/// whatever columns other migrations added to it, and cannot run with the store's foreign keys
+/// on (attempts refer to tasks) inside the migration's transaction. A CHECK that only admits
+/// *more* values changes nothing on disk, so this uses SQLite's documented procedure for such
+/// changes ("Making Other Kinds Of Table Schema Changes", sqlite.org/lang_altertable.html):
+/// the table's stored definition is edited under `writable_schema`, and `RESET` makes this
+/// connection re-read it. Prepending to the IN list keeps any other value a later edit adds.
+/// `unknown` is an open state (the number keeps its one task; a new miss reopens it), but is
+/// never dialled by itself.
+pub const SCHEMA_TASK_STATES: &str = "
+PRAGMA writable_schema = ON;
+UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN (', 'CHECK (state IN (''expired'', ''unknown'', ')
+ WHERE type = 'table' AND name = 'callback_tasks';
+PRAGMA writable_schema = RESET;
+DROP INDEX callback_tasks_one_open_per_number;
+CREATE UNIQUE INDEX callback_tasks_one_open_per_number ON callback_tasks (number) WHERE state IN ('pending', 'in_progress', 'unknown');
+CREATE INDEX callback_attempts_started ON callback_attempts (started_at);
+CREATE TABLE callback_target_state (
+    target TEXT PRIMARY KEY,
+    checked_at REAL NOT NULL,
+    held_back TEXT
+);
+";
+
+/// The states a number's one task can be in (`pending`, `in_progress`, `unknown`), for SQL.
+const OPEN: &str = "('pending', 'in_progress', 'unknown')";
+
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
@@ -169,6 +199,17 @@ fn row_to_attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     })
 }
 
+/// A per-number cap checked by [`Store::begin_attempt_capped`]: at most `cap` attempts started
+/// after `after` (at or after it when `inclusive`).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCap {
+    pub after: jiff::Timestamp,
+    pub inclusive: bool,
+    pub cap: u32,
+    /// The setting, for the message (`max_per_number_24h`).
+    pub rule: &'static str,
+}
+
 /// What [`Store::begin_attempt`] records.
 #[derive(Debug, Clone)]
 pub struct NewAttempt<'a> {
@@ -196,16 +237,13 @@ impl Store {
 
     /// Pending and in-progress tasks: what the planner decides over.
     pub fn open_tasks(&self) -> Result<Vec<Task>> {
-        self.tasks_where("WHERE state IN ('pending', 'in_progress') ORDER BY id", [])
+        self.tasks_where(&format!("WHERE state IN {OPEN} ORDER BY id"), [])
     }
 
     /// The open task of a number.
     pub fn open_task_for(&self, number: &str) -> Result<Option<Task>> {
         Ok(self
-            .tasks_where(
-                "WHERE number = ?1 AND state IN ('pending', 'in_progress')",
-                [number],
-            )?
+            .tasks_where(&format!("WHERE number = ?1 AND state IN {OPEN}"), [number])?
             .into_iter()
             .next())
     }
@@ -221,9 +259,9 @@ impl Store {
     /// Every task, newest first (open ones only unless `all`), at most `limit`.
     pub fn list_tasks(&self, all: bool, limit: u32) -> Result<Vec<TaskRow>> {
         let filter = if all {
-            ""
+            String::new()
         } else {
-            "WHERE state IN ('pending', 'in_progress')"
+            format!("WHERE state IN {OPEN}")
         };
         let sql = format!(
             "SELECT {TASK_COLUMNS}, {ROW_COLUMNS} FROM callback_tasks {filter} \
@@ -286,7 +324,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "UPDATE callback_tasks SET missed_count = ?2, last_missed_at = ?3, give_up_at = ?4 \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -304,10 +342,34 @@ impl Store {
     /// Originate goes out. Fails (and records nothing) when the task is no longer pending or the
     /// number already has an unfinished attempt.
     pub fn begin_attempt(&mut self, a: &NewAttempt<'_>) -> Result<i64> {
+        self.begin_attempt_capped(a, &[])
+    }
+
+    /// [`Store::begin_attempt`] under the per-number budget: fails (and records nothing) when
+    /// the number already has `cap` attempts started after (or, `inclusive`, at) a cap's
+    /// instant. Counted in the same transaction as the insert, so perezvon processes sharing
+    /// the database (several servers) cannot together exceed the budget.
+    pub fn begin_attempt_capped(&mut self, a: &NewAttempt<'_>, caps: &[AttemptCap]) -> Result<i64> {
         let tx = self
             .conn
             .transaction()
             .map_err(StoreError::sql("begin attempt transaction"))?;
+        for c in caps {
+            let sql = if c.inclusive {
+                "SELECT count(*) FROM callback_attempts WHERE number = ?1 AND started_at >= ?2"
+            } else {
+                "SELECT count(*) FROM callback_attempts WHERE number = ?1 AND started_at > ?2"
+            };
+            let n: i64 = tx
+                .query_row(sql, params![a.number, ts_to_f64(c.after)], |r| r.get(0))
+                .map_err(StoreError::sql("count the number's attempts"))?;
+            if n >= i64::from(c.cap) {
+                return Err(StoreError::Invalid(format!(
+                    "number {} is over its budget ({n} of {} = {})",
+                    a.number, c.rule, c.cap
+                )));
+            }
+        }
         let n = tx
             .execute(
                 "UPDATE callback_tasks SET state = 'in_progress', attempts = attempts + 1, \
@@ -451,6 +513,60 @@ impl Store {
         Ok(true)
     }
 
+    /// A late record tells what an attempt settled as `unknown` really did: the attempt gets
+    /// that outcome and its task, still `unknown`, the planner's verdict for it (pending again
+    /// with its spacing, or closed), in one transaction. Returns false when the attempt was not
+    /// `unknown` or its task has moved on (retried, cancelled).
+    pub fn settle_unknown(
+        &mut self,
+        callback_id: &str,
+        outcome: AttemptOutcome,
+        at: jiff::Timestamp,
+        detail: &str,
+        after: &AfterOutcome,
+    ) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sql("begin late outcome transaction"))?;
+        let task_id: Option<i64> = tx
+            .query_row(
+                "UPDATE callback_attempts SET outcome = ?2, detail = ?3 \
+                 WHERE callback_id = ?1 AND outcome = 'unknown' RETURNING task_id",
+                params![callback_id, outcome.as_str(), detail],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("record late outcome"))?;
+        let Some(task_id) = task_id else {
+            return Ok(false);
+        };
+        let closing = !after.state.is_open();
+        let n = tx
+            .execute(
+                "UPDATE callback_tasks SET state = ?2, next_attempt_at = ?3, use_fallback = ?4, \
+                 last_outcome = ?5, closed_at = ?6, close_reason = ?7 \
+                 WHERE id = ?1 AND state = 'unknown'",
+                params![
+                    task_id,
+                    after.state.as_str(),
+                    ts_to_f64(after.next_attempt_at),
+                    after.use_fallback,
+                    outcome.as_str(),
+                    closing.then(|| ts_to_f64(at)),
+                    after.close_reason,
+                ],
+            )
+            .map_err(StoreError::sql("update task after late outcome"))?;
+        if n != 1 {
+            // The task moved on: leave the attempt as it was recorded.
+            return Ok(false);
+        }
+        tx.commit()
+            .map_err(StoreError::sql("commit late outcome"))?;
+        Ok(true)
+    }
+
     /// Attempts with no outcome (in flight, or lost in a crash).
     pub fn unfinished_attempts(&self) -> Result<Vec<Attempt>> {
         let sql = format!(
@@ -531,7 +647,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress')",
+                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
             )
             .and_then(|mut s| s.execute(params![id, state.as_str(), ts_to_f64(at), reason]))
             .map_err(StoreError::sql("close task"))?;
@@ -575,6 +691,63 @@ impl Store {
         Ok(())
     }
 
+    /// The number and start of every attempt started at or after `since` (the per-number
+    /// budget: all tasks, all servers), oldest first.
+    pub fn attempt_starts_since(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<(String, jiff::Timestamp)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT number, started_at FROM callback_attempts WHERE started_at >= ?1 \
+                 ORDER BY started_at",
+            )
+            .map_err(StoreError::sql("prepare attempt starts query"))?;
+        let rows = stmt
+            .query_map([ts_to_f64(since)], |r| {
+                Ok((r.get::<_, String>(0)?, f64_to_ts(r.get(1)?)))
+            })
+            .map_err(StoreError::sql("query attempt starts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read attempt starts"))
+    }
+
+    /// Records why the dialer holds a target back now (`None`: it does not), for
+    /// `callbacks list`: a queue with callers waiting, or no agent to spare.
+    pub fn set_target_state(
+        &self,
+        target: &str,
+        at: jiff::Timestamp,
+        held_back: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO callback_target_state (target, checked_at, held_back) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (target) DO UPDATE SET \
+                 checked_at = excluded.checked_at, held_back = excluded.held_back",
+            )
+            .and_then(|mut s| s.execute(params![target, ts_to_f64(at), held_back]))
+            .map_err(StoreError::sql("record target state"))?;
+        Ok(())
+    }
+
+    /// Every target the dialer holds back, with why and since when it knows.
+    pub fn held_back_targets(&self) -> Result<Vec<(String, jiff::Timestamp, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT target, checked_at, held_back FROM callback_target_state \
+                 WHERE held_back IS NOT NULL ORDER BY target",
+            )
+            .map_err(StoreError::sql("prepare target state query"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, f64_to_ts(r.get(1)?), r.get(2)?)))
+            .map_err(StoreError::sql("query target state"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read target state"))
+    }
+
     /// Changes whenever another connection commits (the CLI cancelling a task while the daemon
     /// runs): the dialer re-reads its tasks when this moves.
     pub fn data_version(&self) -> Result<i64> {
@@ -612,6 +785,136 @@ mod tests {
             use_fallback: false,
             routing: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_task_states_migration_keeps_tasks_attempts_and_their_link() {
+        use crate::store::migrations::MIGRATIONS;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| *m == SCHEMA_TASK_STATES)
+            .unwrap();
+        {
+            // A database as the previous release left it, foreign keys on as the store runs.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.pragma_update(None, "foreign_keys", "ON").unwrap();
+            for m in &MIGRATIONS[..before] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO callback_tasks (id, number, state, server, attempt_budget, \
+                 first_missed_at, last_missed_at, next_attempt_at, give_up_at, close_reason) \
+                 VALUES (7, '79161234567', 'given_up', 'lab', 3, 1, 1, 2, 3, 'max_attempts'), \
+                 (8, '79161234567', 'pending', 'lab', 3, 1, 1, 2, 3, NULL);
+                 INSERT INTO callback_attempts (task_id, attempt_no, callback_id, number, target, \
+                 started_at, ended_at, outcome) VALUES (7, 1, 'pzv-7-1-0', '79161234567', 'q', 5, 6, 'busy');",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        let old = s.task(7).unwrap().unwrap();
+        assert_eq!(old.task.state, TaskState::GivenUp);
+        assert_eq!(old.close_reason.as_deref(), Some("max_attempts"));
+        assert_eq!(s.attempts_of(7).unwrap().len(), 1);
+        assert_eq!(s.open_tasks().unwrap()[0].id, 8);
+        // The new states are accepted; `unknown` still holds the number's one task.
+        s.conn
+            .execute(
+                "UPDATE callback_tasks SET state = 'unknown' WHERE id = 8",
+                [],
+            )
+            .unwrap();
+        assert!(s.create_task(&new_task("79161234567")).is_err());
+        assert_eq!(s.open_task_for("79161234567").unwrap().unwrap().id, 8);
+        assert!(s
+            .close_task(8, TaskState::Expired, "expire_after", t0())
+            .unwrap());
+        assert_eq!(s.task(8).unwrap().unwrap().task.state, TaskState::Expired);
+        // The attempts still point at the rebuilt table.
+        let bad = s.begin_attempt(&NewAttempt {
+            task_id: 999,
+            attempt_no: 1,
+            callback_id: "x",
+            number: "1",
+            target: "q",
+            started_at: t0(),
+        });
+        assert!(bad.is_err());
+        let fk: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+        let ok: String = s
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        // A state outside the list is still refused.
+        assert!(s
+            .conn
+            .execute("UPDATE callback_tasks SET state = 'bogus' WHERE id = 8", [])
+            .is_err());
+        assert_eq!(
+            s.attempt_starts_since(jiff::Timestamp::UNIX_EPOCH).unwrap(),
+            vec![("79161234567".to_string(), crate::store::f64_to_ts(5.0))]
+        );
+    }
+
+    #[test]
+    fn the_budget_is_enforced_in_the_attempts_transaction() {
+        let mut s = Store::open_in_memory().unwrap();
+        let a = s.create_task(&new_task("79161234567")).unwrap();
+        let start = t0() + SignedDuration::from_secs(60);
+        let attempt = |id: i64, cb: &'static str, at: jiff::Timestamp| NewAttempt {
+            task_id: id,
+            attempt_no: 1,
+            callback_id: cb,
+            number: "79161234567",
+            target: "queue:sales",
+            started_at: at,
+        };
+        let cap = |after: jiff::Timestamp, inclusive: bool| AttemptCap {
+            after,
+            inclusive,
+            cap: 1,
+            rule: "max_per_number_24h",
+        };
+        s.begin_attempt_capped(&attempt(a, "pzv-1-1-0", start), &[cap(t0(), false)])
+            .unwrap();
+        s.close_task(a, TaskState::Cancelled, "test", start)
+            .unwrap();
+        s.conn
+            .execute(
+                "UPDATE callback_attempts SET ended_at = 1, outcome = 'busy'",
+                [],
+            )
+            .unwrap();
+        // Another task of the number (another server's, say): the number's budget is spent.
+        let b = s.create_task(&new_task("79161234567")).unwrap();
+        let later = start + SignedDuration::from_secs(600);
+        let e = s
+            .begin_attempt_capped(&attempt(b, "pzv-2-1-0", later), &[cap(t0(), false)])
+            .unwrap_err();
+        assert!(e.to_string().contains("over its budget"), "{e}");
+        assert_eq!(s.task(b).unwrap().unwrap().task.state, TaskState::Pending);
+        assert!(
+            s.attempt("pzv-2-1-0").unwrap().is_none(),
+            "nothing recorded"
+        );
+        // Exclusive bound: an attempt exactly at `after` has left the rolling window;
+        // inclusive: it still counts (the calendar day's midnight).
+        assert!(s
+            .begin_attempt_capped(&attempt(b, "pzv-2-1-0", later), &[cap(start, true)])
+            .is_err());
+        s.begin_attempt_capped(&attempt(b, "pzv-2-1-0", later), &[cap(start, false)])
+            .unwrap();
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub struct ManagerUser {
 
 /// Actions of Asterisk 22 with their authority and synopsis (main/manager.c, manager_doc.xml,
 /// apps/app_queue.c, res/res_manager_devicestate.c), in registration order.
-pub const ACTIONS: [(&str, &[&str], &str); 14] = [
+pub const ACTIONS: [(&str, &[&str], &str); 15] = [
     ("Ping", &[], "Keepalive command."),
     ("Events", &[], "Control Event Flow."),
     ("Logoff", &[], "Logoff Manager."),
@@ -208,6 +208,7 @@ pub const ACTIONS: [(&str, &[&str], &str); 14] = [
         "List currently active channels.",
     ),
     ("QueueStatus", &[], "Show queue status."),
+    ("QueueSummary", &[], "Show queue summary."),
     (
         "DeviceStateList",
         &["call", "reporting"],
