@@ -20,6 +20,7 @@
 
 pub mod html;
 pub mod missed;
+pub mod tally;
 pub mod text;
 
 use jiff::tz::TimeZone;

@@ -15,6 +15,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::outbox::SCHEMA_V3,
     super::calls::SCHEMA_V4,
     super::crm::SCHEMA_V5,
+    // report: calls.queue, report indexes, the report rollup and its triggers.
+    super::rollup::SCHEMA_REPORT,
 ];
 
 /// The version this binary brings databases to.

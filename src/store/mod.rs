@@ -10,12 +10,14 @@
 //! - [`outbox`]: notifications waiting for delivery.
 //! - [`crm`]: which CRM entity stands for a number (for the CRM notifiers).
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
+//! - [`rollup`]: the report's sums per quarter hour and per queue / agent / DID, kept by triggers.
 
 pub mod calls;
 pub mod crm;
 pub mod migrations;
 pub mod outbox;
 pub mod report;
+pub mod rollup;
 pub mod tasks;
 
 use std::path::Path;
