@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub report: RawReport,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,4 +340,21 @@ pub struct RawMetrics {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+}
+
+/// `[report]`: the manager's report (`perezvon report`, the scheduled e-mail).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub service_level: Option<String>,
+    pub email: Option<RawReportEmail>,
+}
+
+/// `[report.email]`: the report mailed on a schedule, through `[notify.email]`'s relay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReportEmail {
+    pub to: Option<Vec<String>>,
+    pub daily: Option<String>,
+    pub weekly: Option<String>,
 }

@@ -7,8 +7,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{
     Problem, RawAmoCrm, RawAsterisk, RawBitrix24, RawCallback, RawCalls, RawConfig, RawEmail,
-    RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawStorage, RawTarget,
-    RawTelegram, RawWebhook,
+    RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawReport, RawReportEmail,
+    RawStorage, RawTarget, RawTelegram, RawWebhook,
 };
 
 /// Captures the field list serde's derive passes to `deserialize_struct`, then stops.
@@ -83,6 +83,8 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("notify.http", fields_of::<RawHttpNotifier>()),
         ("metrics", fields_of::<RawMetrics>()),
         ("log", fields_of::<RawLog>()),
+        ("report", fields_of::<RawReport>()),
+        ("report.email", fields_of::<RawReportEmail>()),
     ]
 }
 

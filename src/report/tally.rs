@@ -119,8 +119,10 @@ impl Head {
         self.inbound += sign * b(t.ci);
         self.answered += sign * b(t.ans);
         self.missed += sign * b(t.miss);
-        self.ignored += sign * b(!t.ci && !(r.status == Status::Unknown && !r.ignored));
-        self.unknown += sign * b(r.status == Status::Unknown && !r.ignored);
+        // Lost sight of (and not accidental) is `unknown`; every other uncounted call is accidental.
+        let unknown = r.status == Status::Unknown && !r.ignored;
+        self.ignored += sign * b(!t.ci && !unknown);
+        self.unknown += sign * b(unknown);
         self.withheld += sign * b(t.ci && wh);
         self.withheld_missed += sign * b(t.miss && wh);
         self.abandoned += sign * b(t.miss && r.hangup_by.as_deref() == Some("caller"));
