@@ -80,7 +80,8 @@ schema = ("ALTER TABLE calls ADD COLUMN queue TEXT;\n"
  "CREATE INDEX callback_attempts_started ON callback_attempts (started_at);\n"
  "CREATE INDEX callback_tasks_first_missed ON callback_tasks (first_missed_at);\n"
  "CREATE TABLE report_settings (\n    id INTEGER PRIMARY KEY CHECK (id = 1),\n    service_level_secs REAL NOT NULL\n);\n"
- "INSERT INTO report_settings (id, service_level_secs) VALUES (1, 20.0);\n")
+ "INSERT INTO report_settings (id, service_level_secs) VALUES (1, 20.0);\n"
+ "CREATE TABLE report_mail_sent (\n    kind TEXT NOT NULL,\n    period_start REAL NOT NULL,\n    sent_at REAL NOT NULL,\n    PRIMARY KEY (kind, period_start)\n);\n")
 schema += "".join(ddl(t) for t in tables)
 trig = ""
 trig += "CREATE TRIGGER calls_report_insert AFTER INSERT ON calls WHEN NEW.direction = 'inbound' BEGIN\n" + "".join(upsert(t,"NEW",1) for t in tables) + "END;\n"

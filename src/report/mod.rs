@@ -20,6 +20,7 @@
 
 pub mod csv;
 pub mod html;
+pub mod mail;
 pub mod missed;
 pub mod tally;
 pub mod text;

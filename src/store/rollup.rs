@@ -341,6 +341,40 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether the scheduled report `kind` (`daily`, `weekly`) of the period starting at
+    /// `period_start` was mailed already.
+    pub fn report_mail_sent(&self, kind: &str, period_start: jiff::Timestamp) -> Result<bool> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FROM report_mail_sent WHERE kind = ?1 AND period_start = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![kind, ts_to_f64(period_start)], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .map(|n| n > 0)
+            .map_err(StoreError::sql("read the report mail log"))
+    }
+
+    /// Records that the report was mailed (so a restart does not mail it again).
+    pub fn mark_report_mail_sent(
+        &self,
+        kind: &str,
+        period_start: jiff::Timestamp,
+        at: jiff::Timestamp,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO report_mail_sent (kind, period_start, sent_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![kind, ts_to_f64(period_start), ts_to_f64(at)]))
+            .map_err(StoreError::sql("write the report mail log"))?;
+        Ok(())
+    }
+}
+
 /// A number missed more than once in a period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepeatNumber {

@@ -10,6 +10,12 @@ CREATE TABLE report_settings (
     service_level_secs REAL NOT NULL
 );
 INSERT INTO report_settings (id, service_level_secs) VALUES (1, 20.0);
+CREATE TABLE report_mail_sent (
+    kind TEXT NOT NULL,
+    period_start REAL NOT NULL,
+    sent_at REAL NOT NULL,
+    PRIMARY KEY (kind, period_start)
+);
 CREATE TABLE report_slots (
     slot INTEGER NOT NULL,
     inbound INTEGER NOT NULL DEFAULT 0,
