@@ -198,3 +198,62 @@ fn all_captures_inside_and_outside_working_hours() {
     assert_eq!(since["open_hours"], r["open_hours"]);
     assert_eq!(since["by_queue"], r["by_queue"]);
 }
+
+#[test]
+fn bad_dates_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("e.db");
+    replay(&db, &["fixtures/asterisk-22/voicemail.ami".into()]);
+    let path = db.with_extension("toml");
+    std::fs::write(&path, MOSCOW).unwrap();
+    for (args, says) in [
+        (
+            &["--from", "2026-13-01"][..],
+            "--from \"2026-13-01\": not a date",
+        ),
+        (
+            &["--from", "2026-12-07", "--to", "2026-12-01"][..],
+            "is after --to",
+        ),
+        (&["--to", "yesterday"][..], "--to \"yesterday\": not a date"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_perezvon"))
+            .arg("report")
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // CSV: one figure a row, the contract's sections present.
+    let out = Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args([
+            "report", "--from", DAY, "--to", DAY, "--format", "csv", "--config",
+        ])
+        .arg(&path)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut rdr = csv::Reader::from_reader(&out.stdout[..]);
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert!(rows.iter().all(|r| r.len() == 4));
+    let has =
+        |section: &str, metric: &str| rows.iter().any(|r| &r[0] == section && &r[2] == metric);
+    assert!(has("service_level", "share") && has("open_hours", "inbound"));
+    assert!(has("after_hours", "service_level") && has("change", "inbound"));
+    let inbound = rows
+        .iter()
+        .find(|r| &r[0] == "inbound" && &r[2] == "total")
+        .unwrap();
+    assert_eq!(&inbound[3], "1");
+}
