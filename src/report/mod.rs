@@ -567,15 +567,18 @@ impl Report {
     }
 
     /// The report of the calls that started in `[from, to)`, read from the store through its
-    /// rollup, with the previous period of the same length. Rebuilds the rollup first when it
-    /// counted another service level threshold than `s` (once).
+    /// rollup, with the previous period of the same length. Folds the calls stored since the
+    /// last report into the rollup first, or rebuilds it when it counted another service level
+    /// threshold than `s` (once).
     pub fn load(
         store: &Store,
         s: &Settings,
         from: Timestamp,
         to: Timestamp,
     ) -> crate::store::Result<Report> {
-        store.set_report_service_level(s.service_level_secs)?;
+        if !store.set_report_service_level(s.service_level_secs)? {
+            store.fold_report_rollup()?;
+        }
         let split = split_slots(&s.hours, from, to);
         let rollup = store.report_rollup(&RollupQuery {
             from,

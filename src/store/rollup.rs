@@ -9,6 +9,13 @@
 //! inside which the working-hours schedule opens or closes, are read from `calls` itself, so
 //! every figure is exact whatever the period and the schedule.
 //!
+//! Calls are folded in lazily, not by the insert: a verdict costs no more than before (replay
+//! and the daemon write thousands a second), and a reader folds what came since the last time
+//! in one set-based statement a table ([`Store::fold_report_rollup`]; `report_settings.folded_id`
+//! is the newest call folded). The triggers follow only calls already folded: a later resolution,
+//! a correction, a delete (retention, `forget`), and an insert that reuses the id of a deleted
+//! newest row.
+//!
 //! The service level threshold is part of the rollup (`report_settings`); when the configured
 //! one differs, [`Store::set_report_service_level`] rebuilds the rollup once.
 
@@ -21,15 +28,13 @@ use crate::report::tally::{Detail, Head, Tally, HOUR_SECS, SLOT_SECS};
 
 include!("rollup_sql.rs");
 
-/// The migration: `calls.queue`, the indexes the report reads by, the rollup and its triggers
-/// (filled from the calls already stored).
-pub const SCHEMA_REPORT: &str = concat!(rollup_tables!(), rollup_fill!(), rollup_triggers!());
+/// The migration: `calls.queue`, the indexes the report reads by, the rollup and its triggers.
+/// The calls already stored are folded in by the first report ([`Store::fold_report_rollup`]).
+pub const SCHEMA_REPORT: &str = concat!(rollup_tables!(), rollup_triggers!());
 
-const REBUILD: &str = concat!(
-    "DELETE FROM report_slots; DELETE FROM report_queue_hours; ",
-    "DELETE FROM report_agent_hours; DELETE FROM report_did_hours;\n",
-    rollup_fill!()
-);
+const CLEAR: &str = "DELETE FROM report_slots; DELETE FROM report_queue_hours; \
+    DELETE FROM report_agent_hours; DELETE FROM report_did_hours; \
+    UPDATE report_settings SET folded_id = 0 WHERE id = 1;";
 
 /// Columns of [`Head`] in a row.
 const HEAD_LEN: usize = 12;
@@ -135,25 +140,65 @@ impl Store {
         if self.report_service_level()? == secs {
             return Ok(false);
         }
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::sql("begin rebuilding the report rollup"))?;
-        let done = self
-            .conn
-            .execute(
+        self.in_transaction("rebuild the report rollup", || {
+            self.conn.execute(
                 "UPDATE report_settings SET service_level_secs = ?1 WHERE id = 1",
                 [secs],
-            )
-            .and_then(|_| self.conn.execute_batch(REBUILD))
-            .and_then(|()| self.conn.execute_batch("COMMIT"));
-        if let Err(e) = done {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Sql {
-                what: "rebuild the report rollup",
-                source: e,
-            });
-        }
+            )?;
+            self.conn.execute_batch(CLEAR)?;
+            self.fold_in_transaction()
+        })?;
         Ok(true)
+    }
+
+    /// Folds the calls stored since the last fold into the rollup; returns how many ids it
+    /// covered. Run by every report before it reads the rollup.
+    pub fn fold_report_rollup(&self) -> Result<i64> {
+        self.in_transaction("fold calls into the report rollup", || {
+            self.fold_in_transaction()
+        })
+    }
+
+    fn fold_in_transaction(&self) -> rusqlite::Result<i64> {
+        let folded: i64 = self.conn.query_row(
+            "SELECT folded_id FROM report_settings WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let newest: i64 = self
+            .conn
+            .query_row("SELECT IFNULL(MAX(id), 0) FROM calls", [], |r| r.get(0))?;
+        if newest <= folded {
+            return Ok(0);
+        }
+        for sql in FOLD {
+            self.conn
+                .prepare_cached(sql)?
+                .execute(params![folded, newest])?;
+        }
+        self.conn.execute(
+            "UPDATE report_settings SET folded_id = ?1 WHERE id = 1",
+            [newest],
+        )?;
+        Ok(newest - folded)
+    }
+
+    /// Runs `f` in a write transaction (committed when it returns `Ok`).
+    fn in_transaction<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce() -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(StoreError::sql(what))?;
+        match f().and_then(|v| self.conn.execute_batch("COMMIT").map(|()| v)) {
+            Ok(v) => Ok(v),
+            Err(source) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(StoreError::Sql { what, source })
+            }
+        }
     }
 
     /// The rollup of the calls that started in `[q.from, q.to)`.
