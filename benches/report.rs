@@ -68,7 +68,7 @@ fn year_db() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
     let dir = target.join("bench-data");
-    let path = dir.join(format!("report-{BIG}-v2.db"));
+    let path = dir.join(format!("report-{BIG}-v3.db"));
     if path.exists() {
         return path;
     }

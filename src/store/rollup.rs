@@ -36,6 +36,9 @@ const CLEAR: &str = "DELETE FROM report_slots; DELETE FROM report_queue_hours; \
     DELETE FROM report_agent_hours; DELETE FROM report_did_hours; \
     UPDATE report_settings SET folded_id = 0 WHERE id = 1;";
 
+/// Call ids folded per transaction.
+pub const FOLD_CHUNK: i64 = 100_000;
+
 /// Columns of [`Head`] in a row.
 const HEAD_LEN: usize = 12;
 
@@ -145,21 +148,32 @@ impl Store {
                 "UPDATE report_settings SET service_level_secs = ?1 WHERE id = 1",
                 [secs],
             )?;
-            self.conn.execute_batch(CLEAR)?;
-            self.fold_in_transaction()
+            self.conn.execute_batch(CLEAR)
         })?;
+        // Readers that fold meanwhile continue the same fold: each chunk reads `folded_id` in
+        // its own transaction, so nothing is counted twice.
+        self.fold_report_rollup()?;
         Ok(true)
     }
 
     /// Folds the calls stored since the last fold into the rollup; returns how many ids it
-    /// covered. Run by every report before it reads the rollup.
+    /// covered. Run by every report before it reads the rollup. Each [`FOLD_CHUNK`] ids are
+    /// one transaction, so a big first fold never holds the daemon's writes back for long.
     pub fn fold_report_rollup(&self) -> Result<i64> {
-        self.in_transaction("fold calls into the report rollup", || {
-            self.fold_in_transaction()
-        })
+        let mut total = 0;
+        loop {
+            let n = self.in_transaction("fold calls into the report rollup", || {
+                self.fold_in_transaction(FOLD_CHUNK)
+            })?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
     }
 
-    fn fold_in_transaction(&self) -> rusqlite::Result<i64> {
+    /// Folds the next `limit` ids at most (inside the caller's transaction).
+    fn fold_in_transaction(&self, limit: i64) -> rusqlite::Result<i64> {
         let folded: i64 = self.conn.query_row(
             "SELECT folded_id FROM report_settings WHERE id = 1",
             [],
@@ -171,6 +185,7 @@ impl Store {
         if newest <= folded {
             return Ok(0);
         }
+        let newest = newest.min(folded.saturating_add(limit));
         for sql in FOLD {
             self.conn
                 .prepare_cached(sql)?
@@ -309,17 +324,28 @@ impl Store {
         to: jiff::Timestamp,
         limit: usize,
     ) -> Result<Vec<RepeatNumber>> {
+        // Over a long period, walking the misses number by number (no sort of every miss) is
+        // the faster plan; over a short one, the period's misses by time are few. SQLite cannot
+        // tell the two apart without statistics, so the query names the index.
+        let long = to.duration_since(from) > jiff::SignedDuration::from_hours(31 * 24);
+        let index = if long {
+            "calls_misses_by_number"
+        } else {
+            "calls_misses_by_start"
+        };
+        let sql = format!(
+            "SELECT caller_normalized, COUNT(*), SUM(resolved_by IS NULL), MAX(started_at) \
+             FROM calls INDEXED BY {index} \
+             WHERE direction = 'inbound' AND (missed = 1 OR status = 'missed') \
+             AND started_at >= ?1 AND started_at < ?2 AND ignored = 0 \
+             AND status NOT IN ('ignored', 'unknown') \
+             AND caller_normalized IS NOT NULL AND caller_normalized <> '' \
+             GROUP BY caller_normalized HAVING COUNT(*) >= 2 \
+             ORDER BY COUNT(*) DESC, MAX(started_at) DESC, caller_normalized LIMIT ?3"
+        );
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT caller_normalized, COUNT(*), SUM(resolved_by IS NULL), MAX(started_at) \
-                 FROM calls WHERE direction = 'inbound' AND (missed = 1 OR status = 'missed') \
-                 AND started_at >= ?1 AND started_at < ?2 AND ignored = 0 \
-                 AND status NOT IN ('ignored', 'unknown') \
-                 AND caller_normalized IS NOT NULL AND caller_normalized <> '' \
-                 GROUP BY caller_normalized HAVING COUNT(*) >= 2 \
-                 ORDER BY COUNT(*) DESC, MAX(started_at) DESC, caller_normalized LIMIT ?3",
-            )
+            .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare the repeat callers query"))?;
         let rows: Vec<(String, i64, i64, f64)> = stmt
             .query_map(

@@ -297,6 +297,11 @@ fn repeat_and_unresolved_lists() {
     let rep = s.repeat_missed_numbers(t(-10), t(1000), 10).unwrap();
     assert_eq!(rep.len(), 1);
     assert_eq!((rep[0].misses, rep[0].unresolved), (3, 2));
+    // A long period takes the other index, to the same answer.
+    let long = s
+        .repeat_missed_numbers(t(-100 * 86_400), t(1000), 10)
+        .unwrap();
+    assert_eq!(long, rep);
     let open = s.recent_unresolved_misses(t(-10), t(1000), 10).unwrap();
     let ids: Vec<&str> = open.iter().map(|c| c.linkedid.as_str()).collect();
     assert_eq!(ids, ["b", "a"]);
