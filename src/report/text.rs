@@ -198,7 +198,7 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
     let i = &r.inbound;
     let _ = writeln!(
         o,
-        "Missed calls report {} - {} ({})\n",
+        "Calls report {} - {} ({})\n",
         local_minute(r.from, tz),
         local_minute(r.to, tz),
         r.timezone
