@@ -331,6 +331,10 @@ mod tests {
         assert_eq!((c.attempts_pending, c.attempts_unknown), (1, 2));
         let st = |k: &str| c.tasks_by_state.iter().find(|x| x.0 == k).unwrap().1;
         assert_eq!((st("done"), st("given_up"), st("pending")), (1, 1, 0));
+        // The done task reached its customer 800 s after the first miss: "5-15 m". The given-up
+        // one never did.
+        assert_eq!(c.reached_after, [0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(c.reached_after_sum, 800.0);
         assert_eq!(s.callback_counts(t(0), t(0)).unwrap().attempts_pending, 0);
     }
 }
