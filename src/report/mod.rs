@@ -1,18 +1,25 @@
-//! Statistics over stored verdicts, for the people who run the call centre.
+//! The manager's report: one model ([`Report`], serialisable as JSON) that `perezvon report`,
+//! the scheduled e-mail ([`mail`]) and the web console all show. Exact definitions of every
+//! figure: docs/REPORT.md.
 //!
-//! [`Report::build`] is pure: it takes the inbound records of a period, the callback counts the
-//! store gathered, a time zone and `now`, and returns a [`Report`] (serialisable as JSON). The
-//! renderers turn a report into text ([`text`]) or one self-contained HTML page ([`html`]);
-//! [`missed`] formats the `perezvon missed` list. The model is the published onlinePBX study of
-//! missed calls: share missed, weekdays vs weekends, how long callers waited before giving up,
-//! where they were lost, who resolved the miss and how fast, and the load by hour and weekday.
+//! [`Report::compute`] is pure: it takes what the store gathered for a period ([`Inputs`]: the
+//! rollup of [`tally`] sums, the calls of the period's edges, the callback counts, the lists),
+//! the [`Settings`] (zone, working hours, service level) and the period, and returns the report.
+//! [`Report::load`] gathers those from the store (fast over years of calls); [`Report::build`] /
+//! [`Report::build_with`] from calls in memory, counted the same way. The renderers turn a
+//! report into text ([`text`]), CSV ([`csv`]) or one self-contained HTML page ([`html`]);
+//! [`missed`] formats the `perezvon missed` list. The figures are those of the onlinePBX study of
+//! missed calls and of Asternic / QueueMetrics: per queue, agent and DID, service level, speed of
+//! answer, abandon rate, open vs after hours, the wait funnel, who resolved the misses and how
+//! fast, what the callbacks achieved, and the previous period beside the current one.
 //!
 //! Counting rules, so the numbers add up the same way everywhere:
 //! - Only inbound calls count. `ignored` (accidental: the caller hung up within `min_wait`) and
 //!   `unknown` (perezvon lost sight of the call) are counted on their own lines and are neither
 //!   in the total nor in the misses: neither is a customer the PBX failed.
-//! - "Inbound" in shares = answered + missed. Local times (hour, weekday, weekend) are those of
-//!   the call's start in the configured time zone; Saturday and Sunday are the weekend.
+//! - "Inbound" in shares = answered + missed. A call belongs to the period it started in; local
+//!   times (hour, weekday, weekend, open hours) are those of its start in the configured time
+//!   zone; Saturday and Sunday are the weekend.
 //! - Bucket edges are lower-inclusive: a wait of exactly 10 s is in "10-30 s", a reaction of
 //!   exactly 5 min in "5-15 m", of exactly 24 h in ">24 h".
 //! - Reaction time is from the end of the missed call to the start of the resolving call
