@@ -889,8 +889,10 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
 
     let _ = write!(
         o,
-        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
-        i.ignored, i.unknown
+        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday; open hours follow the working-hours schedule. Service level = answered within {} / inbound; abandoned = missed calls the caller hung up. Withheld numbers are counted, and apart, since nobody can call them back. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
+        i.ignored,
+        i.unknown,
+        esc(&human_secs(r.service_level.threshold_secs))
     );
     o.push('\n');
     o
