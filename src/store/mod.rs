@@ -71,6 +71,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl StoreError {
+    /// The database cannot be written (opened or mounted read-only, no permission).
+    pub fn is_read_only(&self) -> bool {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(x) = e {
+            if let Some(rusqlite::Error::SqliteFailure(f, _)) = x.downcast_ref::<rusqlite::Error>()
+            {
+                if f.code == rusqlite::ErrorCode::ReadOnly {
+                    return true;
+                }
+            }
+            e = x.source();
+        }
+        false
+    }
+
     /// A database that can never work as it is (read-only, corrupt, not a database, newer than
     /// this binary): restarting will not help, the operator must act (exit code 78).
     pub fn is_permanent(&self) -> bool {

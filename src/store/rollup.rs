@@ -217,7 +217,25 @@ impl Store {
     }
 
     /// The rollup of the calls that started in `[q.from, q.to)`.
+    ///
+    /// One read transaction, so the sums and `folded_id` are of the same moment: the calls not
+    /// folded yet (stored since the last fold, or a reader that cannot write) are read from
+    /// `calls` as edge calls, so the answer is exact either way.
     pub fn report_rollup(&self, q: &RollupQuery<'_>) -> Result<Rollup> {
+        let nested = !self.conn.is_autocommit();
+        if !nested {
+            self.conn
+                .execute_batch("BEGIN")
+                .map_err(StoreError::sql("begin reading the report rollup"))?;
+        }
+        let out = self.report_rollup_in_snapshot(q);
+        if !nested {
+            let _ = self.conn.execute_batch("COMMIT");
+        }
+        out
+    }
+
+    fn report_rollup_in_snapshot(&self, q: &RollupQuery<'_>) -> Result<Rollup> {
         let (f, t) = (ts_to_f64(q.from), ts_to_f64(q.to));
         let mut out = Rollup {
             service_level_secs: self.report_service_level()?,
@@ -234,6 +252,8 @@ impl Store {
         out.edge_calls = self.inbound_started_between(f, (h0 * HOUR_SECS) as f64)?;
         out.edge_calls
             .extend(self.inbound_started_between((h1 * HOUR_SECS) as f64, t)?);
+        out.edge_calls
+            .extend(self.unfolded_between((h0 * HOUR_SECS) as f64, (h1 * HOUR_SECS) as f64)?);
         let sql = format!(
             "SELECT slot, {SLOT_COLUMNS} FROM report_slots WHERE slot >= ?1 AND slot < ?2 ORDER BY slot"
         );
@@ -293,6 +313,23 @@ impl Store {
             .map_err(StoreError::sql("query a report breakdown"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::sql("read a report breakdown"))
+    }
+
+    /// Inbound calls not folded into the rollup yet that started in `[from, to)` (seconds).
+    fn unfolded_between(&self, from: f64, to: f64) -> Result<Vec<CallRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM calls WHERE id > (SELECT folded_id FROM report_settings WHERE id = 1) \
+             AND started_at >= ?1 AND started_at < ?2 AND direction = 'inbound' ORDER BY id"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("prepare the unfolded calls query"))?;
+        let rows = stmt
+            .query_map(params![from, to], row_to_call)
+            .map_err(StoreError::sql("query the unfolded calls"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::sql("read the unfolded calls"))
     }
 
     /// Inbound calls that started in `[from, to)` (seconds), in the order they started.
