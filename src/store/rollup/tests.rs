@@ -137,7 +137,10 @@ fn triggers_agree_with_the_rust_tally() {
     assert!(before.slots.iter().all(|(_, t)| *t == Tally::default()));
     assert_eq!(
         before.edge_calls.len(),
-        calls.iter().filter(|c| c.direction == Direction::Inbound).count()
+        calls
+            .iter()
+            .filter(|c| c.direction == Direction::Inbound)
+            .count()
     );
     assert!(s.fold_report_rollup().unwrap() > 0);
     assert_eq!(s.fold_report_rollup().unwrap(), 0);
