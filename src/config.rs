@@ -615,6 +615,25 @@ pub struct WebConfig {
     pub users: Vec<WebUser>,
 }
 
+/// `[report]`.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// Answered within this counts as in service (`service_level`, default 20 s).
+    pub service_level: Duration,
+    pub email: Option<ReportEmailConfig>,
+}
+
+/// `[report.email]`: when to mail the report, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportEmailConfig {
+    pub to: Vec<String>,
+    /// Minute of the local day to mail the previous day's report (`daily = "08:00"`).
+    pub daily: Option<u16>,
+    /// Weekday and minute to mail the previous week's (Monday to Sunday) report
+    /// (`weekly = "mon 08:00"`).
+    pub weekly: Option<(jiff::civil::Weekday, u16)>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -630,6 +649,7 @@ pub struct Config {
     /// `[web]`: the web console.
     pub web: WebConfig,
     pub backfill: BackfillConfig,
+    pub report: ReportConfig,
     /// Non-fatal findings (e.g. a world-readable file holding a secret).
     pub warnings: Vec<Problem>,
 }

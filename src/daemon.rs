@@ -157,6 +157,14 @@ pub async fn run_with(
             }
         });
     }
+    // The scheduled report e-mail (`[report.email]`, through `[notify.email]`).
+    if cfg.report.email.is_some() && cfg.notify.email.is_some() {
+        tokio::spawn(crate::report::mail::run(
+            shared_cfg.clone(),
+            db.clone(),
+            services.clone(),
+        ));
+    }
     // The dialer's events go to the observer and to an embedder's hook, if any.
     let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
     let hook = opts.dialer_events.clone();

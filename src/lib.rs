@@ -16,6 +16,7 @@
 //!   for `replay` and the daemon. Matching later calls to earlier misses (resolution) is SQL in
 //!   `store::calls`, so it survives restarts.
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
+//!   `store::rollup` keeps the report's sums per quarter hour and per queue / agent / DID.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
 //!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them),
 //!   `request` (press 1 / press 9 / dispositions from the dialplan's `UserEvent`s),
@@ -24,8 +25,10 @@
 //! - [`history`]: Asterisk's own records (cdr_csv `Master.csv`, `queue_log`) -> verdicts with
 //!   the tracker's rules, for `perezvon import` and the gap backfill; the daemon's watermarks
 //!   and gap reads (`gap`), retention (`retention`).
-//! - [`report`]: statistics over the store (`Report::build` is pure), rendered by `text`, `html`
-//!   (one self-contained page with inline SVG) and `missed` (the missed-call list: table/JSON/CSV).
+//! - [`report`]: the manager's report, one model (`Report::compute` is pure; `Report::load`
+//!   reads the store's rollup, `Report::build_with` calls in memory; `tally` holds the counting
+//!   rules), rendered by `text`, `csv`, `html` (one self-contained page with inline SVG) and
+//!   `missed` (the missed-call list: table/JSON/CSV); `mail` mails it on a schedule.
 //! - [`notify`]: webhook (HTTPS), e-mail, Bitrix24, amoCRM, Telegram and templated HTTP (SMS),
 //!   delivered from a durable outbox.
 //! - [`metrics`]: counters, gauges and histograms (prometheus-client). [`web`]: the HTTP edge

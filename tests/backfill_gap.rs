@@ -89,6 +89,7 @@ async fn calls_in_a_link_gap_and_while_stopped_are_backfilled_from_the_cdr() {
             callback_id: None,
             callback_outcome: None,
             unknown_reason: None,
+            queue: None,
         })
         .unwrap();
     }

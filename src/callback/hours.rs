@@ -102,8 +102,9 @@ impl Hours {
             .map(|z| z.timestamp())
     }
 
-    /// The open stretches `[start, end)` of one local date, as instants.
-    fn stretches(&self, date: Date) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
+    /// The open stretches `[start, end)` of one local date, as instants (the report splits its
+    /// quarter hours at them).
+    pub fn stretches(&self, date: Date) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
         self.ranges_on(date).iter().filter_map(move |r| {
             let s = self.instant(date, r.start_min)?;
             let e = self.instant(date, r.end_min)?;

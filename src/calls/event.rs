@@ -105,6 +105,8 @@ pub struct Ev<'a> {
     pub dest_app: &'a [u8],
     /// Transfers: `Success`, `Fail`, `Invalid`, `Not Permitted`.
     pub result: &'a [u8],
+    /// `Queue` of the queue events: the queue's name.
+    pub queue: &'a [u8],
 }
 
 impl<'a> Ev<'a> {
@@ -142,6 +144,7 @@ impl<'a> Ev<'a> {
             dest_type: b"",
             dest_app: b"",
             result: b"",
+            queue: b"",
         };
         let mut is_event = false;
         for (name, value) in msg.headers() {
@@ -160,6 +163,7 @@ impl<'a> Ev<'a> {
                 }
                 5 if eq(name, b"Cause") => &mut ev.cause,
                 5 if eq(name, b"Value") => &mut ev.value,
+                5 if eq(name, b"Queue") => &mut ev.queue,
                 6 if eq(name, b"Reason") => &mut ev.reason,
                 6 if eq(name, b"Uptime") => &mut ev.uptime,
                 6 if eq(name, b"Result") => &mut ev.result,

@@ -207,6 +207,11 @@ pub struct CallRecord {
     pub callback_id: Option<String>,
     pub callback_outcome: Option<CallbackOutcome>,
     pub unknown_reason: Option<UnknownReason>,
+    /// Inbound: the last queue the caller joined (`QueueCallerJoin`), `None` when the call never
+    /// reached a queue. Left out of JSON when `None`, so records of calls without a queue read
+    /// as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 impl CallRecord {

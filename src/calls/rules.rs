@@ -226,6 +226,10 @@ pub(crate) fn verdict(
         callback_id: c.marker.as_deref().map(str::to_string),
         callback_outcome: None,
         unknown_reason: unknown,
+        queue: match dir {
+            Direction::Inbound => c.queue.as_deref().map(str::to_string),
+            _ => None,
+        },
     };
     if unknown.is_some() {
         r.status = Status::Unknown;

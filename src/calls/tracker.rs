@@ -122,6 +122,8 @@ pub(crate) struct Call {
     /// The caller channel's person name, when a person placed the call (outbound, internal).
     pub(crate) caller_person: Option<Box<str>>,
     pub(crate) did: Option<Box<str>>,
+    /// The last queue the caller joined (`QueueCallerJoin`'s `Queue`), for the report.
+    pub(crate) queue: Option<Box<str>>,
     /// The outside number (outbound) or extension (internal) a person dialled.
     pub(crate) dialled: Option<Box<str>>,
     /// The number an Originate dialled (callback customer).
@@ -507,6 +509,7 @@ impl Tracker {
                     caller_num: None,
                     caller_person: None,
                     did: None,
+                    queue: None,
                     dialled: None,
                     origin_number: None,
                     marker: None,
@@ -769,6 +772,9 @@ impl Tracker {
             {
                 c.routing = Some(LostAt::Queue);
                 c.caller_app = App::Queue;
+                if ev.kind == Kind::QueueCallerJoin && !ev.queue.is_empty() {
+                    c.queue = Some(text(ev.queue));
+                }
             }
             Kind::VarSet => {
                 let var = trim_underscores(ev.variable);

@@ -142,9 +142,12 @@ fn print_results(s: &DemoSummary, html: Option<&std::path::Path>) -> CmdResult {
 
     let now = jiff::Timestamp::now();
     let start = now - jiff::SignedDuration::from_hours(1);
-    let records = store.calls_ended_between(start, now)?;
-    let counts = store.callback_counts(start, now)?;
-    let report = Report::build(&records, &counts, tz, &cfg.hours.timezone_name, start, now);
+    let report = Report::load(
+        &store,
+        &crate::report::Settings::from_config(&cfg),
+        start,
+        now,
+    )?;
     println!("\n== Report\n");
     print!("{}", crate::report::text::render(&report, tz));
     if let Some(path) = html {

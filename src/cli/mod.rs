@@ -45,7 +45,7 @@ pub enum Command {
     Missed(MissedArgs),
     /// Statistics of missed calls for managers: shares, waits, where lost, who resolved, when.
     #[command(
-        after_help = "Example:\n  perezvon report --since 7d\n  perezvon report --since 30d --format html --out missed-calls.html"
+        after_help = "Example:\n  perezvon report --since 7d\n  perezvon report --from 2026-12-01 --to 2026-12-07 --format json\n  perezvon report --since 30d --format html --out missed-calls.html"
     )]
     Report(ReportArgs),
     /// Check a configuration file: every problem at once, exit code 78 when it is not valid.
@@ -186,11 +186,19 @@ pub struct ReportArgs {
     /// SQLite database (default: storage.database of the configuration).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// The period, ending now, e.g. 7d, 30d, 24h.
+    /// The period, ending now, e.g. 7d, 30d, 24h (when neither --from nor --to is given).
     #[arg(long, default_value = "7d")]
     pub since: humantime::Duration,
-    /// Output format: text tables, JSON, or one self-contained HTML page with charts.
-    #[arg(long, default_value = "table", value_parser = ["table", "json", "html"])]
+    /// First day of the period, YYYY-MM-DD in the configured time zone (from its midnight).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<String>,
+    /// Last day of the period, YYYY-MM-DD, inclusive (to the next midnight). Default: today
+    /// when --from is given.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<String>,
+    /// Output format: text tables, JSON, CSV (one figure a row), or one self-contained HTML
+    /// page with charts.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "html"])]
     pub format: String,
     /// Write to this file instead of standard output.
     #[arg(long)]

@@ -1,10 +1,10 @@
-//! `perezvon report`: statistics of a period as a table, JSON or one HTML page.
+//! `perezvon report`: statistics of a period as a table, JSON, CSV or one HTML page.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, EXIT_CONFIG};
-use crate::report::Report;
+use crate::report::{Report, Settings};
 use crate::store::Store;
 
 use super::{CmdResult, ReportArgs, DEFAULT_CONFIG};
@@ -80,6 +80,46 @@ pub(crate) fn period_start(
     })
 }
 
+/// The period `[from, to)` of `--from/--to` (local dates, `--to` inclusive) or `--since`.
+pub(crate) fn period(
+    args: &ReportArgs,
+    tz: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+) -> Result<(jiff::Timestamp, jiff::Timestamp), Box<dyn std::error::Error + Send + Sync>> {
+    if args.from.is_none() && args.to.is_none() {
+        return Ok((period_start(now, args.since.into())?, now));
+    }
+    let date = |flag: &str, s: &str| -> Result<jiff::civil::Date, String> {
+        s.parse::<jiff::civil::Date>()
+            .map_err(|_| format!("{flag} {s:?}: not a date (YYYY-MM-DD, e.g. 2026-12-01)"))
+    };
+    let today = now.to_zoned(tz.clone()).date();
+    let last = match &args.to {
+        Some(s) => date("--to", s)?,
+        None => today,
+    };
+    let first = match &args.from {
+        Some(s) => date("--from", s)?,
+        // `--to` alone: the week ending that day.
+        None => last
+            .checked_sub(jiff::Span::new().days(6))
+            .map_err(|e| format!("--to {last}: {e}"))?,
+    };
+    if first > last {
+        return Err(format!("--from {first} is after --to {last}").into());
+    }
+    let midnight = |d: jiff::civil::Date| -> Result<jiff::Timestamp, String> {
+        d.to_zoned(tz.clone())
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("{d}: {e}"))
+    };
+    let end = last
+        .tomorrow()
+        .map_err(|e| format!("--to {last}: {e}"))
+        .and_then(midnight)?;
+    Ok((midnight(first)?, end))
+}
+
 pub fn run(args: &ReportArgs) -> CmdResult {
     let cfg = match load_config(args.config.as_deref(), args.db.as_deref()) {
         Ok(cfg) => cfg,
@@ -87,19 +127,11 @@ pub fn run(args: &ReportArgs) -> CmdResult {
     };
     let store = open_store(args.db.as_deref(), &cfg)?;
     let now = jiff::Timestamp::now();
-    let from = period_start(now, args.since.into())?;
-    let records = store.calls_ended_between(from, now)?;
-    super::history::note_history(&store, from, now);
-    let callbacks = store.callback_counts(from, now)?;
     let tz = &cfg.hours.timezone;
-    let report = Report::build(
-        &records,
-        &callbacks,
-        tz,
-        &cfg.hours.timezone_name,
-        from,
-        now,
-    );
+    let (from, to) = period(args, tz, now)?;
+    super::history::note_history(&store, from, to);
+    let settings = Settings::from_config(&cfg);
+    let report = Report::load(&store, &settings, from, to)?;
     let text = match args.format.as_str() {
         "json" => {
             // Exact values; what a terminal could act on (DEL, C1, bidi) as `\u` escapes.
@@ -109,6 +141,7 @@ pub fn run(args: &ReportArgs) -> CmdResult {
             s
         }
         "html" => crate::report::html::render(&report, tz),
+        "csv" => crate::report::csv::render(&report)?,
         _ => crate::report::text::render(&report, tz),
     };
     match &args.out {

@@ -34,6 +34,8 @@ pub struct RawConfig {
     /// `[backfill]`: Asterisk's own records, read after a gap in the AMI stream.
     #[serde(default)]
     pub backfill: RawBackfill,
+    #[serde(default)]
+    pub report: RawReport,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,4 +434,21 @@ pub struct RawBackfill {
     pub timezone: Option<String>,
     /// Gaps longer than this are backfilled only for their last part (default `"7d"`).
     pub max_gap: Option<String>,
+}
+
+/// `[report]`: the manager's report (`perezvon report`, the scheduled e-mail).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub service_level: Option<String>,
+    pub email: Option<RawReportEmail>,
+}
+
+/// `[report.email]`: the report mailed on a schedule, through `[notify.email]`'s relay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReportEmail {
+    pub to: Option<Vec<String>>,
+    pub daily: Option<String>,
+    pub weekly: Option<String>,
 }

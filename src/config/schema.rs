@@ -7,8 +7,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{
     Problem, RawAmoCrm, RawAsterisk, RawBackfill, RawBitrix24, RawCallback, RawCalls, RawConfig,
-    RawEmail, RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawStorage,
-    RawTarget, RawTelegram, RawWeb, RawWebUser, RawWebhook,
+    RawEmail, RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawReport,
+    RawReportEmail, RawStorage, RawTarget, RawTelegram, RawWeb, RawWebUser, RawWebhook,
 };
 
 /// Captures the field list serde's derive passes to `deserialize_struct`, then stops.
@@ -86,6 +86,8 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("web", fields_of::<RawWeb>()),
         ("web.users", fields_of::<RawWebUser>()),
         ("backfill", fields_of::<RawBackfill>()),
+        ("report", fields_of::<RawReport>()),
+        ("report.email", fields_of::<RawReportEmail>()),
     ]
 }
 

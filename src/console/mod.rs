@@ -1218,16 +1218,10 @@ async fn report_page(
     let now = Timestamp::now();
     let end = end.min(now.max(start));
     let built = with_store(&s, move |st| {
-        let records = st.calls_ended_between(start, end)?;
-        let callbacks = st.callback_counts(start, end)?;
-        let r = crate::report::Report::build(
-            &records,
-            &callbacks,
-            &cfg.hours.timezone,
-            &cfg.hours.timezone_name,
-            start,
-            end,
-        );
+        // The same model and path as `perezvon report` (the rollup, the working hours, the
+        // configured service level, the previous period).
+        let settings = crate::report::Settings::from_config(&cfg);
+        let r = crate::report::Report::load(st, &settings, start, end)?;
         Ok(crate::report::html::render(&r, &cfg.hours.timezone))
     })
     .await;

@@ -160,6 +160,7 @@ fn blank_ev<'a>() -> Ev<'a> {
         dest_type: b"",
         dest_app: b"",
         result: b"",
+        queue: b"",
     }
 }
 
@@ -180,6 +181,7 @@ fn blank_call(linkedid: &str, started: i64) -> Call {
         caller_num: None,
         caller_person: None,
         did: None,
+        queue: None,
         dialled: None,
         origin_number: None,
         marker: None,
@@ -429,13 +431,19 @@ fn from_cdr(
         }
     }
     c.ender = ender(&c, rows, caller_chan.as_deref(), visits);
-    let rec = rules::verdict(server, rules, &c, ended, None);
+    let mut rec = rules::verdict(server, rules, &c, ended, None);
     if rec.direction == Direction::Internal {
         return None;
     }
+    let queue = queue.filter(|_| caller_chan.is_some());
+    // The report's per-queue figures read `calls.queue`: imported calls count there too
+    // (marked imported in the report's note).
+    if rec.queue.is_none() {
+        rec.queue = queue.clone();
+    }
     Some(HistoryCall {
         record: rec,
-        queue: queue.filter(|_| caller_chan.is_some()),
+        queue,
         origin: if visits.is_empty() {
             "cdr"
         } else {
@@ -504,7 +512,10 @@ fn from_queue_log(server: &str, rules: &Rules, mut visits: Vec<QueueVisit>) -> O
     };
     c.caller_gone = Some(us(ended));
     c.ender = ender(&c, &[], Some(""), &visits);
-    let rec = rules::verdict(server, rules, &c, ended, None);
+    let mut rec = rules::verdict(server, rules, &c, ended, None);
+    if rec.queue.is_none() && !last.queue.is_empty() {
+        rec.queue = Some(last.queue.clone());
+    }
     Some(HistoryCall {
         record: rec,
         queue: Some(last.queue.clone()),

@@ -158,3 +158,77 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+// --- the scheduled report (the reporting work) ---------------------------------------------
+
+/// The report as a mail: a plain-text and an HTML alternative (the HTML page is self-contained:
+/// styles and SVG charts inline, nothing for a mail client to fetch), to the report's own
+/// recipients (`report.email.to`) through `[notify.email]`'s relay and sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportMail {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Becomes the `Message-ID`.
+    pub id: String,
+    /// RFC 5322 date in the configured zone.
+    pub date: String,
+}
+
+/// The report message (pure).
+pub fn build_report_message(cfg: &EmailConfig, m: &ReportMail) -> Result<Message, String> {
+    let clean = |s: &str| s.replace(['\r', '\n'], " ");
+    let msg_id: String =
+        m.id.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+    let from = cfg
+        .from
+        .parse()
+        .map(|a| Mailbox::new(Some("perezvon".into()), a))
+        .map_err(|e| format!("notify.email.from {:?}: {e}", cfg.from))?;
+    let mut b = Message::builder()
+        .from(from)
+        .subject(clean(&m.subject))
+        .message_id(Some(format!("<{msg_id}@perezvon>")));
+    for to in &m.to {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| format!("report.email.to {to:?}: {e}"))?;
+        b = b.to(to);
+    }
+    let mut msg = b
+        .multipart(lettre::message::MultiPart::alternative_plain_html(
+            m.text.clone(),
+            m.html.clone(),
+        ))
+        .map_err(|e| format!("cannot build the message: {e}"))?;
+    let h = msg.headers_mut();
+    h.insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Date"),
+        clean(&m.date),
+    ));
+    h.insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("X-Perezvon-Event"),
+        "report".into(),
+    ));
+    Ok(msg)
+}
+
+/// Sends the report through the relay of `[notify.email]`, bounded by its timeout.
+pub async fn send_report(cfg: &EmailConfig, mail: &ReportMail) -> Result<(), DeliveryError> {
+    let message = build_report_message(cfg, mail).map_err(DeliveryError::Permanent)?;
+    let transport = transport(cfg)?;
+    match tokio::time::timeout(cfg.timeout, transport.send(message)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(classify(cfg, e)),
+        Err(_) => Err(DeliveryError::Timeout(cfg.timeout)),
+    }
+}

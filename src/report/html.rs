@@ -343,6 +343,122 @@ fn short_secs(secs: f64) -> String {
     }
 }
 
+fn figures_cells(name: &str, f: &super::Split) -> Vec<String> {
+    vec![
+        name.to_string(),
+        f.inbound.to_string(),
+        f.answered.to_string(),
+        f.missed.to_string(),
+        percent(f.missed_share, f.inbound),
+        percent(f.service_level, f.inbound),
+        f.asa_secs.map(human_secs).unwrap_or_else(|| "-".into()),
+        percent(f.abandon_rate, f.inbound),
+        f.withheld_missed.to_string(),
+    ]
+}
+
+const FIGURES_HEAD: [&str; 9] = [
+    "",
+    "inbound",
+    "answered",
+    "missed",
+    "missed share",
+    "service level",
+    "avg answer",
+    "abandoned",
+    "withheld missed",
+];
+
+/// The comparison with the previous period, open vs after hours, and the breakdowns.
+fn figures_sections(o: &mut String, r: &Report, tz: &TimeZone) {
+    let _ = write!(
+        o,
+        r#"<section class="grid"><div class="card"><h2>Open hours vs after hours</h2>"#
+    );
+    split_row(o, "open", &r.open_hours);
+    split_row(o, "after hours", &r.after_hours);
+    let mut rows = vec![
+        figures_cells("open hours", &r.open_hours),
+        figures_cells("after hours", &r.after_hours),
+        figures_cells("Mon-Fri", &r.weekdays),
+        figures_cells("Sat-Sun", &r.weekends),
+    ];
+    let mut head = FIGURES_HEAD;
+    head[0] = "calls";
+    o.push_str(&num_table(&head, &rows));
+    o.push_str(r#"</div><div class="card"><h2>Against the previous period</h2>"#);
+    match &r.previous {
+        Some(p) => {
+            let ch = &p.change;
+            let _ = write!(
+                o,
+                r#"<div class="sub">{} - {}</div>"#,
+                esc(&super::local_minute(p.from, tz)),
+                esc(&super::local_minute(p.to, tz))
+            );
+            rows.clear();
+            rows.push(figures_cells("this period", &figures_of(r)));
+            rows.push(figures_cells("previous", &p.figures));
+            o.push_str(&num_table(&head, &rows));
+            let pp = |x: f64| format!("{:+.1} pp", x * 100.0);
+            let change = vec![
+                vec!["inbound".into(), format!("{:+}", ch.inbound)],
+                vec!["missed".into(), format!("{:+}", ch.missed)],
+                vec!["missed share".into(), pp(ch.missed_share)],
+                vec!["service level".into(), pp(ch.service_level)],
+                vec![
+                    "average speed of answer".into(),
+                    ch.asa_secs
+                        .map(|s| format!("{s:+.1} s"))
+                        .unwrap_or_else(|| "-".into()),
+                ],
+                vec!["abandon rate".into(), pp(ch.abandon_rate)],
+                vec!["misses resolved".into(), pp(ch.resolved_share)],
+            ];
+            o.push_str(&num_table(&["change", ""], &change));
+        }
+        None => o.push_str(r#"<div class="empty">No previous period.</div>"#),
+    }
+    o.push_str("</div></section>");
+    for (title, col, list) in [
+        ("By queue", "queue", &r.by_queue),
+        ("By agent", "agent", &r.by_agent),
+        ("By DID (number dialled)", "DID", &r.by_did),
+    ] {
+        let _ = write!(o, r#"<section class="card"><h2>{title}</h2>"#);
+        if list.is_empty() {
+            o.push_str(r#"<div class="empty">Nothing in this period.</div>"#);
+        } else {
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|b| figures_cells(b.name.as_deref().unwrap_or("(none)"), &b.figures))
+                .collect();
+            let mut head = FIGURES_HEAD;
+            head[0] = col;
+            o.push_str(&num_table(&head, &rows));
+        }
+        o.push_str("</section>");
+    }
+}
+
+/// The whole period's headline figures, as the breakdowns show theirs.
+fn figures_of(r: &Report) -> super::Split {
+    let i = &r.inbound;
+    super::Split {
+        inbound: i.total,
+        answered: i.answered,
+        missed: i.missed,
+        missed_share: i.missed_share,
+        service_level: r.service_level.share,
+        asa_secs: r.service_level.asa_secs,
+        abandoned: r.service_level.abandoned,
+        abandon_rate: r.service_level.abandon_rate,
+        withheld_missed: i.withheld_missed,
+        avg_talk_secs: None,
+        ignored: i.ignored,
+    }
+}
+
 /// The report page.
 pub fn render(r: &Report, tz: &TimeZone) -> String {
     let i = &r.inbound;
@@ -386,20 +502,42 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         "still unresolved",
         if i.missed > i.resolved { "bad" } else { "good" },
     );
+    let sl = &r.service_level;
     kpi(
         &mut o,
-        &r.wait_median_secs
-            .map(short_secs)
-            .unwrap_or_else(|| "-".into()),
-        "median wait before giving up",
+        &percent(sl.share, sl.offered),
+        &format!(
+            "service level: answered within {}",
+            human_secs(sl.threshold_secs)
+        ),
         "",
     );
     kpi(
         &mut o,
-        &r.reaction_median_secs
+        &sl.asa_secs.map(short_secs).unwrap_or_else(|| "-".into()),
+        "average speed of answer",
+        "",
+    );
+    kpi(
+        &mut o,
+        &percent(sl.abandon_rate, sl.offered),
+        &format!("abandoned by the caller ({})", sl.abandoned),
+        "",
+    );
+    kpi(
+        &mut o,
+        &r.wait_avg_secs
             .map(short_secs)
             .unwrap_or_else(|| "-".into()),
-        "median time to resolve",
+        "average wait before giving up",
+        "",
+    );
+    kpi(
+        &mut o,
+        &r.reaction_avg_secs
+            .map(short_secs)
+            .unwrap_or_else(|| "-".into()),
+        "average time to resolve",
         "",
     );
     kpi(
@@ -413,6 +551,8 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     if i.total == 0 && i.ignored == 0 && i.unknown == 0 {
         o.push_str(r#"<section class="card"><div class="empty">No inbound calls in this period.</div></section>"#);
     }
+
+    figures_sections(&mut o, r, tz);
 
     // Load over the day and the week: bars of inbound with the missed part in red.
     let hour_labels: Vec<String> = r.by_hour.iter().map(|s| s.label.clone()).collect();
@@ -524,6 +664,22 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         })
         .collect();
     o.push_str(&num_table(&["waited", "missed", "share"], &rows));
+    let answered = [Series {
+        name: "answered calls",
+        color: INBOUND,
+        values: r.answered_waits.iter().map(|b| b.count).collect(),
+    }];
+    let _ = write!(
+        o,
+        r#"<h2>How long answered callers waited</h2>{}"#,
+        stacked_bars(
+            "Answered calls by wait for an answer",
+            &wait_labels,
+            &answered,
+            500,
+            190
+        )
+    );
     let lost: Vec<(String, u64, &str)> = r
         .lost_at
         .iter()
@@ -670,6 +826,27 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         )),
         num_table(&["state", "tasks"], &rows)
     );
+    let reached_labels: Vec<String> = c.reached_after.iter().map(|b| b.label.clone()).collect();
+    let reached = [Series {
+        name: "tasks",
+        color: RESOLVERS[2],
+        values: c.reached_after.iter().map(|b| b.count).collect(),
+    }];
+    let _ = write!(
+        o,
+        r#"<section class="card"><h2>Time from the miss to reaching the customer by callback</h2>{}<div class="sub">average {}</div></section>"#,
+        stacked_bars(
+            "Reached callback tasks by time from the first miss",
+            &reached_labels,
+            &reached,
+            1040,
+            190
+        ),
+        esc(&c
+            .reached_after_avg_secs
+            .map(human_secs)
+            .unwrap_or_else(|| "-".into()))
+    );
 
     // Customers who kept trying: the most annoyed ones.
     if !r.repeat_callers.is_empty() {
@@ -712,8 +889,10 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
 
     let _ = write!(
         o,
-        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
-        i.ignored, i.unknown
+        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday; open hours follow the working-hours schedule. Service level = answered within {} / inbound; abandoned = missed calls the caller hung up. Withheld numbers are counted, and apart, since nobody can call them back. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
+        i.ignored,
+        i.unknown,
+        esc(&human_secs(r.service_level.threshold_secs))
     );
     o.push('\n');
     o

@@ -53,7 +53,7 @@ fn wait_buckets_are_lower_inclusive() {
         .map(|(i, w)| call(&i.to_string(), "2026-11-16T10:00:00Z", Status::Missed, *w))
         .collect();
     let r = build(&records, &TimeZone::UTC);
-    assert_eq!(counts(&r.waits), vec![2, 2, 2, 2]);
+    assert_eq!(counts(&r.waits), vec![2, 2, 2, 1, 0, 1]);
     assert_eq!(r.waits[1].label, "10-30 s");
     // Garbage from a bad row lands in the first bucket instead of panicking.
     assert_eq!(bucket_index(&WAIT_BUCKETS, f64::NAN), 0);
@@ -107,7 +107,11 @@ fn reaction_buckets_at_their_edges() {
     );
     assert_eq!(counts(&r.resolved_by), vec![1, 1, 1, 1]);
     assert_eq!(r.inbound.resolved, 3);
-    assert_eq!(r.reaction_median_secs, Some(300.0));
+    let avg = r.reaction_avg_secs.unwrap();
+    assert!(
+        (avg - (299.0 + 300.0 + 86400.0) / 3.0).abs() < 1e-6,
+        "{avg}"
+    );
     assert_eq!(r.recent_unresolved.len(), 1);
 }
 
@@ -152,7 +156,17 @@ fn hour_of_day_follows_daylight_saving_changes() {
         // Summer: 03:00 in Berlin; in New York (UTC-4) still Sunday evening, 21:00.
         call("c", "2026-06-01T01:00:00Z", Status::Missed, 12.0),
     ];
-    let r = build(&records, &berlin);
+    let year = |tz: &TimeZone| {
+        Report::build(
+            &records,
+            &CallbackCounts::default(),
+            tz,
+            "test",
+            ts("2026-01-01T00:00:00Z"),
+            ts("2027-01-01T00:00:00Z"),
+        )
+    };
+    let r = year(&berlin);
     assert_eq!(
         (
             r.by_hour[1].inbound,
@@ -161,7 +175,7 @@ fn hour_of_day_follows_daylight_saving_changes() {
         ),
         (1, 0, 2)
     );
-    let ny = build(&records, &TimeZone::get("America/New_York").unwrap());
+    let ny = year(&TimeZone::get("America/New_York").unwrap());
     assert_eq!(ny.by_hour[21].missed, 1);
     assert_eq!(ny.by_weekday[6].missed, 1);
     // The March calls are Saturday evening there: all three are weekend calls, two missed.
@@ -279,7 +293,7 @@ fn ignored_and_unknown_are_counted_apart_from_misses() {
     assert_eq!(r.inbound.missed_share, 0.5);
     assert_eq!(r.inbound.ignored, 2);
     assert_eq!(r.inbound.unknown, 1);
-    assert_eq!(counts(&r.waits), vec![0, 0, 1, 0]);
+    assert_eq!(counts(&r.waits), vec![0, 0, 1, 0, 0, 0]);
     assert_eq!(r.by_hour[10].inbound, 2);
     assert_eq!(
         r.lost_at.iter().find(|b| b.label == "queue").unwrap().count,
@@ -293,7 +307,8 @@ fn empty_input_gives_zeroes_not_nan() {
     assert_eq!(r.inbound, Inbound::default());
     assert_eq!(r.by_hour.len(), 24);
     assert_eq!(r.by_weekday.len(), 7);
-    assert_eq!(r.wait_median_secs, None);
+    assert_eq!(r.wait_avg_secs, None);
+    assert_eq!(r.service_level.asa_secs, None);
     assert_eq!(r.callbacks.success_rate, 0.0);
     let json = serde_json::to_string(&r).unwrap();
     assert!(
@@ -305,10 +320,11 @@ fn empty_input_gives_zeroes_not_nan() {
     let html = html::render(&r, &TimeZone::UTC);
     assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
     assert!(html.contains("No inbound calls in this period"));
-    // Five bar charts, and the one by day: the test period is a month.
+    // Seven bar charts, the one by day (the test period is a month), and the three
+    // breakdown tables.
     assert_eq!(
         html.matches("Nothing in this period").count(),
-        6,
+        11,
         "every bar chart says so"
     );
 }
@@ -328,6 +344,8 @@ fn callback_rates_from_counts() {
             ("given_up".into(), 1),
             ("pending".into(), 5),
         ],
+        reached_after: [1, 2, 0, 0, 0, 0, 0, 0, 0],
+        reached_after_sum: 900.0,
     };
     let r = Report::build(
         &[],

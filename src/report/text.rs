@@ -156,6 +156,41 @@ pub fn table(header: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     out
 }
 
+fn secs_or_dash(s: Option<f64>) -> String {
+    s.map(human_secs).unwrap_or_else(|| "-".into())
+}
+
+fn figures_header(first: &str) -> Vec<(&str, Align)> {
+    use Align::{Left as L, Right as R};
+    vec![
+        (first, L),
+        ("inbound", R),
+        ("answered", R),
+        ("missed", R),
+        ("missed %", R),
+        ("SL", R),
+        ("ASA", R),
+        ("abandoned %", R),
+        ("withheld missed", R),
+        ("accidental", R),
+    ]
+}
+
+fn figures_row(name: &str, f: &super::Split) -> Vec<String> {
+    vec![
+        name.to_string(),
+        f.inbound.to_string(),
+        f.answered.to_string(),
+        f.missed.to_string(),
+        percent(f.missed_share, f.inbound),
+        percent(f.service_level, f.inbound),
+        secs_or_dash(f.asa_secs),
+        percent(f.abandon_rate, f.inbound),
+        f.withheld_missed.to_string(),
+        f.ignored.to_string(),
+    ]
+}
+
 /// The report as text sections, for a terminal or an e-mail.
 pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
     use Align::{Left as L, Right as R};
@@ -163,7 +198,7 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
     let i = &r.inbound;
     let _ = writeln!(
         o,
-        "Missed calls report {} - {} ({})\n",
+        "Calls report {} - {} ({})\n",
         local_minute(r.from, tz),
         local_minute(r.to, tz),
         r.timezone
@@ -201,17 +236,41 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
             String::new(),
         ],
         vec![
-            "Median wait of a missed caller".into(),
-            r.wait_median_secs
-                .map(human_secs)
-                .unwrap_or_else(|| "-".into()),
+            "Withheld numbers (in the total)".into(),
+            i.withheld.to_string(),
             String::new(),
         ],
         vec![
-            "Median time to resolve a miss".into(),
-            r.reaction_median_secs
-                .map(human_secs)
-                .unwrap_or_else(|| "-".into()),
+            "  missed, cannot be called back".into(),
+            i.withheld_missed.to_string(),
+            percent(super::ratio(i.withheld_missed, i.missed), i.missed),
+        ],
+        vec![
+            format!(
+                "Service level (answered within {})",
+                human_secs(r.service_level.threshold_secs)
+            ),
+            r.service_level.answered_within.to_string(),
+            percent(r.service_level.share, r.service_level.offered),
+        ],
+        vec![
+            "Average speed of answer".into(),
+            secs_or_dash(r.service_level.asa_secs),
+            String::new(),
+        ],
+        vec![
+            "Abandoned (the caller hung up)".into(),
+            r.service_level.abandoned.to_string(),
+            percent(r.service_level.abandon_rate, i.total),
+        ],
+        vec![
+            "Average wait of a missed caller".into(),
+            secs_or_dash(r.wait_avg_secs),
+            String::new(),
+        ],
+        vec![
+            "Average time to resolve a miss".into(),
+            secs_or_dash(r.reaction_avg_secs),
             String::new(),
         ],
     ];
@@ -220,30 +279,44 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
         &summary,
     ));
 
-    let _ = writeln!(o, "\nWeekdays and weekends");
-    let split = vec![
-        vec![
-            "Mon-Fri".into(),
-            r.weekdays.inbound.to_string(),
-            r.weekdays.missed.to_string(),
-            percent(r.weekdays.missed_share, r.weekdays.inbound),
-        ],
-        vec![
-            "Sat-Sun".into(),
-            r.weekends.inbound.to_string(),
-            r.weekends.missed.to_string(),
-            percent(r.weekends.missed_share, r.weekends.inbound),
-        ],
+    let mut rows = vec![
+        figures_row("Mon-Fri", &r.weekdays),
+        figures_row("Sat-Sun", &r.weekends),
+        figures_row("open hours", &r.open_hours),
+        figures_row("after hours", &r.after_hours),
     ];
-    o.push_str(&table(
-        &[
-            ("days", L),
-            ("inbound", R),
-            ("missed", R),
-            ("missed share", R),
-        ],
-        &split,
-    ));
+    if let Some(p) = &r.previous {
+        rows.push(figures_row("previous period", &p.figures));
+    }
+    o.push('\n');
+    o.push_str(&table(&figures_header("calls"), &rows));
+    if let Some(p) = &r.previous {
+        let ch = &p.change;
+        let _ = writeln!(
+            o,
+            "Against {} - {}: inbound {:+}, missed {:+}, missed share {:+.1} pp, service level {:+.1} pp, abandon rate {:+.1} pp, resolved {:+.1} pp",
+            local_minute(p.from, tz),
+            local_minute(p.to, tz),
+            ch.inbound,
+            ch.missed,
+            ch.missed_share * 100.0,
+            ch.service_level * 100.0,
+            ch.abandon_rate * 100.0,
+            ch.resolved_share * 100.0,
+        );
+    }
+    for (title, rows) in [
+        ("queue", &r.by_queue),
+        ("agent", &r.by_agent),
+        ("DID", &r.by_did),
+    ] {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|b| figures_row(b.name.as_deref().unwrap_or("(none)"), &b.figures))
+            .collect();
+        o.push('\n');
+        o.push_str(&table(&figures_header(title), &rows));
+    }
 
     let buckets = |title: &str, b: &[super::Bucket], of: u64| {
         let rows: Vec<Vec<String>> = b
@@ -262,6 +335,22 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
         )
     };
     o.push_str(&buckets("Waited before giving up", &r.waits, i.missed));
+    let rows: Vec<Vec<String>> = r
+        .answered_waits
+        .iter()
+        .map(|b| {
+            vec![
+                b.label.clone(),
+                b.count.to_string(),
+                percent(super::ratio(b.count, i.answered), i.answered),
+            ]
+        })
+        .collect();
+    o.push('\n');
+    o.push_str(&table(
+        &[("Waited for an answer", L), ("answered", R), ("share", R)],
+        &rows,
+    ));
     o.push_str(&buckets("Lost at", &r.lost_at, i.missed));
     o.push_str(&buckets("Resolved by", &r.resolved_by, i.missed));
 
@@ -323,6 +412,21 @@ pub fn render(r: &Report, tz: &jiff::tz::TimeZone) -> String {
         .collect();
     o.push('\n');
     o.push_str(&table(&[("task state", L), ("tasks", R)], &rows));
+    let rows: Vec<Vec<String>> = c
+        .reached_after
+        .iter()
+        .map(|b| vec![b.label.clone(), b.count.to_string()])
+        .collect();
+    o.push('\n');
+    o.push_str(&table(
+        &[("Reached within (from the miss)", L), ("tasks", R)],
+        &rows,
+    ));
+    let _ = writeln!(
+        o,
+        "Average time from the miss to reaching the customer: {}",
+        secs_or_dash(c.reached_after_avg_secs)
+    );
 
     let slots = |title: &str, s: &[super::Slot]| {
         let rows: Vec<Vec<String>> = s

@@ -66,7 +66,7 @@ use crate::calls::record::{
 pub(super) const COLUMNS: &str = "server, linkedid, direction, status, caller, caller_normalized, callee, \
     callee_normalized, started_at, ended_at, answered_at, wait_secs, talk_secs, agent, missed, ignored, \
     lost_at, hangup_by, resolved_by, resolved_at, resolved_by_linkedid, callback_id, callback_outcome, \
-    unknown_reason";
+    unknown_reason, queue";
 
 fn enum_str<T: serde::Serialize>(v: &T) -> String {
     // The enums serialise as plain lowercase strings; this cannot fail for them.
@@ -375,7 +375,7 @@ impl Store {
 fn insert(conn: &rusqlite::Connection, r: &CallRecord) -> Result<bool> {
     let sql = format!(
         "INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
     );
     let mut stmt = conn
         .prepare_cached(&sql)
@@ -406,6 +406,7 @@ fn insert(conn: &rusqlite::Connection, r: &CallRecord) -> Result<bool> {
             r.callback_id,
             r.callback_outcome.map(|o| o.as_str()),
             r.unknown_reason.as_ref().map(enum_str),
+            r.queue,
         ])
         .map_err(StoreError::sql("insert call"))?;
     Ok(n == 1)
@@ -453,6 +454,7 @@ fn row_to_call_at(row: &Row<'_>, base: usize) -> rusqlite::Result<CallRecord> {
             .as_deref()
             .and_then(CallbackOutcome::parse),
         unknown_reason: parse_enum::<UnknownReason>(row.get(23)?),
+        queue: row.get(24)?,
     })
 }
 

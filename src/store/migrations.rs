@@ -21,6 +21,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::history::SCHEMA_HISTORY,
     // guard (issue 14): task states expired/unknown, attempts indexed by start.
     super::tasks::SCHEMA_TASK_STATES,
+    // report: calls.queue, report indexes, the report rollup and its triggers.
+    super::rollup::SCHEMA_REPORT,
 ];
 
 /// The version this binary brings databases to.

@@ -15,6 +15,7 @@
 //! - [`report`]: read-only queries of `perezvon missed` and `perezvon report`.
 //! - [`console`]: what the web console reads (filtered misses, a customer's history) and the
 //!   supervisor's "call now".
+//! - [`rollup`]: the report's sums per quarter hour and per queue / agent / DID, kept by triggers.
 
 pub mod calls;
 pub mod console;
@@ -24,6 +25,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod report;
 pub mod request;
+pub mod rollup;
 pub mod tasks;
 
 use std::path::Path;
@@ -77,6 +79,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl StoreError {
+    /// The database cannot be written (opened or mounted read-only, no permission).
+    pub fn is_read_only(&self) -> bool {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(x) = e {
+            if let Some(rusqlite::Error::SqliteFailure(f, _)) = x.downcast_ref::<rusqlite::Error>()
+            {
+                if f.code == rusqlite::ErrorCode::ReadOnly {
+                    return true;
+                }
+            }
+            e = x.source();
+        }
+        false
+    }
+
     /// A database that can never work as it is (read-only, corrupt, not a database, newer than
     /// this binary): restarting will not help, the operator must act (exit code 78).
     pub fn is_permanent(&self) -> bool {

@@ -29,7 +29,7 @@ pub struct MissedCall {
 }
 
 /// Counts over the callback tables for a period (input of the report's callback section).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallbackCounts {
     /// Finished attempts by outcome, in [`CallbackOutcome::ALL`] order.
     pub attempts_by_outcome: Vec<(CallbackOutcome, u64)>,
@@ -40,6 +40,11 @@ pub struct CallbackCounts {
     /// Tasks first missed in the period, by state (`pending`, `in_progress`, `done`, `given_up`,
     /// `cancelled`), in that order.
     pub tasks_by_state: Vec<(String, u64)>,
+    /// Tasks first missed in the period that reached the customer (`done`), by the time from
+    /// the first miss to the task's close, in [`crate::report::REACTION_BUCKETS`].
+    pub reached_after: [u64; 9],
+    /// The sum of those times, seconds.
+    pub reached_after_sum: f64,
 }
 
 /// Task states in the order reports show them.
@@ -157,7 +162,42 @@ impl Store {
                 None => by_state.push((state, n)),
             }
         }
+        let mut reached_after = [0u64; 9];
+        let mut reached_after_sum = 0.0;
+        let d = "MAX(closed_at - first_missed_at, 0.0)";
+        let mut case = String::from("CASE");
+        for (i, (upper, _)) in crate::report::REACTION_BUCKETS.iter().enumerate() {
+            if upper.is_finite() {
+                case.push_str(&format!(" WHEN {d} < {upper} THEN {i}"));
+            } else {
+                case.push_str(&format!(" ELSE {i} END"));
+            }
+        }
+        let sql = format!(
+            "SELECT {case}, COUNT(*), SUM({d}) FROM callback_tasks \
+             WHERE state = 'done' AND closed_at IS NOT NULL \
+             AND first_missed_at >= ?1 AND first_missed_at < ?2 GROUP BY 1"
+        );
+        let rows: Vec<(i64, i64, f64)> = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(StoreError::sql("time reached callback tasks"))?;
+        for (b, n, sum) in rows {
+            if let Some(slot) = usize::try_from(b)
+                .ok()
+                .and_then(|b| reached_after.get_mut(b))
+            {
+                *slot += n.max(0) as u64;
+                reached_after_sum += sum;
+            }
+        }
         Ok(CallbackCounts {
+            reached_after,
+            reached_after_sum,
             attempts_by_outcome: by_outcome,
             attempts_pending: pending,
             attempts_unknown: unknown,
@@ -291,6 +331,10 @@ mod tests {
         assert_eq!((c.attempts_pending, c.attempts_unknown), (1, 2));
         let st = |k: &str| c.tasks_by_state.iter().find(|x| x.0 == k).unwrap().1;
         assert_eq!((st("done"), st("given_up"), st("pending")), (1, 1, 0));
+        // The done task reached its customer 800 s after the first miss: "5-15 m". The given-up
+        // one never did.
+        assert_eq!(c.reached_after, [0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(c.reached_after_sum, 800.0);
         assert_eq!(s.callback_counts(t(0), t(0)).unwrap().attempts_pending, 0);
     }
 }

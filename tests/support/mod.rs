@@ -37,6 +37,7 @@ pub fn inbound_miss(linkedid: &str, started_at: Timestamp, wait_secs: f64) -> Ca
         callback_id: None,
         callback_outcome: None,
         unknown_reason: None,
+        queue: None,
     }
 }
 
