@@ -4,7 +4,6 @@ macro_rules! rollup_tables { () => {
 CREATE INDEX calls_started_at ON calls (started_at);
 CREATE INDEX calls_misses_by_start ON calls (started_at, caller_normalized, resolved_by, ignored, status) WHERE direction = 'inbound' AND (missed = 1 OR status = 'missed');
 CREATE INDEX calls_misses_by_number ON calls (caller_normalized, started_at, resolved_by, ignored, status) WHERE direction = 'inbound' AND (missed = 1 OR status = 'missed');
-CREATE INDEX callback_attempts_started ON callback_attempts (started_at);
 CREATE INDEX callback_tasks_first_missed ON callback_tasks (first_missed_at);
 CREATE TABLE report_settings (
     id INTEGER PRIMARY KEY CHECK (id = 1),
