@@ -217,3 +217,90 @@ async fn press_9_and_the_dnc_list_keep_numbers_from_every_originate() {
     stop.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+/// An agent's "do not call" feature code end to end: after the missed caller of the lab's
+/// queue call was called back, the agent dials the code and the dialplan sends
+/// `UserEvent(PerezvonDisposition,Disposition: do_not_call,Number: ...)`. The daemon records
+/// the disposition on the number's task, lists the number, and it is never dialled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_do_not_call_feature_code_lists_the_number_through_the_daemon() {
+    let stop = CancellationToken::new();
+    let captures = [lab::Capture {
+        name: "queue_abandon",
+        bytes: include_bytes!("../fixtures/asterisk-22/queue_abandon.ami"),
+    }];
+    let mut traffic = lab::traffic_timeline(&captures, Duration::from_secs(1));
+    let end = traffic.last().map(|(at, _)| *at).unwrap_or_default();
+    // Any spelling of the number: the daemon normalises it with the [pbx] plan.
+    traffic.push((
+        end + Duration::from_secs(8),
+        perezvon::ami::Message::from_pairs(&[
+            ("Event", "UserEvent"),
+            ("Channel", "PJSIP/203-000000aa"),
+            ("Uniqueid", "1795399999.1"),
+            ("Linkedid", "1795399999.1"),
+            ("CallerIDNum", "203"),
+            ("UserEvent", "PerezvonDisposition"),
+            ("Disposition", "do_not_call"),
+            ("Number", "+7 (916) 123-45-67"),
+            ("Agent", "203"),
+        ]),
+    ));
+    let lab = lab::start(
+        LabOptions {
+            traffic,
+            script: |_, _| LabOutcome::Connected,
+        },
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let mut cfg = perezvon::demo::demo_config(lab.addr.port(), &db);
+    cfg.callback.delay = Duration::from_secs(1);
+    let daemon = tokio::spawn(perezvon::daemon::run(cfg, db.clone(), stop.clone()));
+    // The lab plays its traffic once the daemon has logged in (the database is open by then).
+    tokio::time::timeout(Duration::from_secs(90), lab.traffic_done.cancelled())
+        .await
+        .expect("the lab's traffic was played to the daemon");
+    until("the number on the do-not-call list", 90, || {
+        assert!(!daemon.is_finished(), "the daemon stopped");
+        Store::open(&db)
+            .unwrap()
+            .dnc_list()
+            .unwrap()
+            .iter()
+            .any(|e| e.number == "79161234567")
+    })
+    .await;
+    let dialled = originates_to(&lab, "89161234567").len();
+    {
+        let s = Store::open(&db).unwrap();
+        let tasks: Vec<_> = s
+            .list_tasks(true, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.task.number == "79161234567")
+            .collect();
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(
+            tasks[0].disposition,
+            Some(perezvon::callback::request::Disposition::DoNotCall),
+            "{tasks:?}"
+        );
+        assert!(
+            !matches!(
+                tasks[0].task.state,
+                perezvon::callback::planner::TaskState::Pending
+                    | perezvon::callback::planner::TaskState::InProgress
+            ),
+            "the task is closed: {tasks:?}"
+        );
+    }
+    // Nothing more goes out to that number.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(originates_to(&lab, "89161234567").len(), dialled);
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+}

@@ -44,7 +44,18 @@ pub(super) fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = i as i64 + 1;
         let err = |source| StoreError::Migration { version, source };
-        let tx = conn.transaction().map_err(err)?;
+        // IMMEDIATE takes the write lock first; the version is read again under it, so two
+        // processes opening a new database at once (the daemon and a `perezvon` command)
+        // migrate it once, one after the other, instead of both running step N.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let now: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if now >= version {
+            continue;
+        }
         tx.execute_batch(sql).map_err(err)?;
         tx.pragma_update(None, "user_version", version)
             .map_err(err)?;
@@ -75,6 +86,30 @@ mod tests {
             c.pragma_update(None, "user_version", n as i64).unwrap();
             migrate(&mut c, ":memory:").unwrap();
         }
+    }
+
+    #[test]
+    fn two_processes_opening_a_new_database_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut c = Connection::open(&path).unwrap();
+                    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                    migrate(&mut c, "p.db")
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, latest());
     }
 
     #[test]
