@@ -56,6 +56,7 @@ pub mod daemon;
 pub mod demo;
 pub mod glob;
 pub mod history;
+pub mod lang;
 pub mod metrics;
 pub mod notify;
 pub mod number;

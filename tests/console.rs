@@ -673,6 +673,36 @@ async fn russian_from_accept_language_and_the_switch() {
 }
 
 #[tokio::test]
+async fn report_page_in_russian() {
+    let s = site().await;
+    let cookie = s.session("olga", OLGA).await;
+    let ru = format!("{cookie}; perezvon_lang=ru");
+    let (st, body) = s.text("/report?from=2026-12-01&to=2026-12-07", &ru).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains(r#"<html lang="ru">"#) && body.contains(r#"id="report""#));
+    assert!(
+        body.contains("<h1>Пропущенные звонки</h1>")
+            && body.contains("Звонки по часам")
+            && body.contains("уровень обслуживания"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("Calls by hour of day") && !body.contains("inbound calls"),
+        "{body}"
+    );
+    // Accept-Language alone does it too.
+    let r = s
+        .http
+        .get(s.url("/report?from=2026-12-01&to=2026-12-07"))
+        .header("cookie", &cookie)
+        .header("accept-language", "ru-RU,ru;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Звонки по часам"));
+}
+
+#[tokio::test]
 async fn events_stream_the_now_page() {
     let s = site().await;
     let cookie = s.session("ivan", IVAN).await;

@@ -569,6 +569,15 @@ fn report_formats_on_a_busy_week() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(html.contains("Numbers missed more than once"));
     assert_balanced(&html);
+
+    // --lang ru: the same page in Russian.
+    let (code, out, err) = perezvon(&f, &["report", "--format", "html", "--lang", "ru"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(r#"<!DOCTYPE html><html lang="ru">"#));
+    assert!(out.contains("Номера, пропущенные не раз") && out.contains("Звонки по часам"));
+    assert!(!out.contains("Numbers missed more than once") && !out.contains("Calls by hour"));
+    assert!(out.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_balanced(&out);
 }
 
 #[test]
@@ -618,6 +627,9 @@ fn help_has_examples_and_bad_input_is_an_error() {
     let (code, _, err) = perezvon(&f, &["missed", "--since", "yesterday"]);
     assert_ne!(code, 0);
     assert!(err.contains("--since"), "{err}");
+    let (code, _, err) = perezvon(&f, &["report", "--format", "html", "--lang", "de"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--lang"), "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_perezvon"))
         .args(["report", "--db", "/nonexistent/perezvon.db", "--config"])
         .arg(&f.config)

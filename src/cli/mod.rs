@@ -200,6 +200,9 @@ pub struct ReportArgs {
     /// page with charts.
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "html"])]
     pub format: String,
+    /// Language of the HTML page (`--format html`): English or Russian.
+    #[arg(long, default_value = "en", value_parser = ["en", "ru"])]
+    pub lang: String,
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,

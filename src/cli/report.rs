@@ -140,7 +140,10 @@ pub fn run(args: &ReportArgs) -> CmdResult {
             s.push('\n');
             s
         }
-        "html" => crate::report::html::render(&report, tz),
+        "html" => {
+            let lang = crate::lang::Lang::parse(&args.lang).unwrap_or_default();
+            crate::report::html::render_in(&report, tz, lang)
+        }
         "csv" => crate::report::csv::render(&report)?,
         _ => crate::report::text::render(&report, tz),
     };

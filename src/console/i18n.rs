@@ -2,32 +2,12 @@
 //! and Russian form; [`Lang::pick`] chooses from the `perezvon_lang` cookie (the switch in the
 //! page), then `Accept-Language`, then English.
 
-/// A language of the console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Ru,
-}
+pub use crate::lang::{word, Lang};
 
 /// The cookie the language switch sets.
 pub const LANG_COOKIE: &str = "perezvon_lang";
 
 impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Ru => "ru",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Lang> {
-        match s {
-            "en" => Some(Lang::En),
-            "ru" => Some(Lang::Ru),
-            _ => None,
-        }
-    }
-
     /// The language of a request: the cookie, then the best of `Accept-Language` (q-values
     /// honoured), then English.
     pub fn pick(cookie: Option<&str>, accept_language: Option<&str>) -> Lang {
@@ -307,60 +287,6 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("yes", "yes", "да"),
     ("no", "no", "нет"),
 ];
-
-/// The Russian (and English) names of perezvon's own vocabulary: lost_at, states, outcomes,
-/// resolvers, directions.
-pub fn word(lang: Lang, w: &str) -> String {
-    let ru = match w {
-        "ivr" => "IVR",
-        "voicemail" => "голосовая почта",
-        "invalid_number" => "неверный номер",
-        "queue" => "очередь",
-        "group" => "группа",
-        "external" => "переадресация",
-        "user" => "абонент",
-        "pending" => "ожидает",
-        "in_progress" => "звоним",
-        "done" => "выполнено",
-        "given_up" => "прекращено",
-        "cancelled" => "отменено",
-        "connected" => "дозвонились",
-        "no_answer" => "не ответил",
-        "busy" => "занято",
-        "agent_missed" => "агент не взял",
-        "failed" => "ошибка",
-        "unknown" => "неизвестно",
-        "caller" => "перезвонил сам",
-        "agent" => "агент",
-        "callback" => "перезвон",
-        "inbound" => "входящий",
-        "outbound" => "исходящий",
-        "internal" => "внутренний",
-        "answered" => "отвечен",
-        "missed" => "пропущен",
-        "ignored" => "случайный",
-        "expired" => "устарело",
-        "requested" => "по просьбе",
-        "resolved" => "решено",
-        "call_later" => "перезвонить позже",
-        "wrong_number" => "не тот номер",
-        "do_not_call" => "не звонить",
-        _ => return w.replace('_', " "),
-    };
-    match lang {
-        Lang::Ru => ru.to_string(),
-        Lang::En => match w {
-            "external" => "forwarded".into(),
-            "invalid_number" => "invalid number".into(),
-            "in_progress" => "dialling".into(),
-            "given_up" => "given up".into(),
-            "no_answer" => "no answer".into(),
-            "agent_missed" => "agent missed".into(),
-            "caller" => "caller called again".into(),
-            _ => w.replace('_', " "),
-        },
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1222,7 +1222,11 @@ async fn report_page(
         // configured service level, the previous period).
         let settings = crate::report::Settings::from_config(&cfg);
         let r = crate::report::Report::load(st, &settings, start, end)?;
-        Ok(crate::report::html::render(&r, &cfg.hours.timezone))
+        Ok(crate::report::html::render_in(
+            &r,
+            &cfg.hours.timezone,
+            lang,
+        ))
     })
     .await;
     match built {

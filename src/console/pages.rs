@@ -854,7 +854,8 @@ pub fn customer(c: &Ctx, normalized: &str, calls: &[CallRecord], attempts: &[Att
     layout(c, "/missed", &shown, &o, "")
 }
 
-/// The Report page: the report's own renderer ([`crate::report::html::render`]) inside the
+/// The Report page: the report's own renderer ([`crate::report::html::render_in`], in the
+/// page's language) inside the
 /// console, so whatever the report shows, the console shows. Its stylesheet comes along.
 pub fn report(c: &Ctx, from: &str, to: &str, rendered: &str) -> String {
     let t = |k| c.t(k);

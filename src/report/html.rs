@@ -11,6 +11,65 @@ use std::fmt::Write;
 use jiff::tz::TimeZone;
 
 use super::{human_secs, local_minute, percent, ratio, Report};
+use crate::lang::word;
+pub use crate::lang::Lang;
+
+/// The English or the Russian text.
+fn tr(lang: Lang, en: &'static str, ru: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::Ru => ru,
+    }
+}
+
+/// Units of durations and bucket labels (`12 s`, `1-2 min`, `30 m-1 h`, `+1.5 pp`) in `lang`:
+/// each whole run of letters that is a unit is swapped, anything else stays.
+fn units(lang: Lang, s: &str) -> String {
+    if lang == Lang::En {
+        return s.to_string();
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    let mut run = String::new();
+    let flush = |run: &mut String, o: &mut String| {
+        o.push_str(match run.as_str() {
+            "s" => "с",
+            "m" | "min" => "мин",
+            "h" => "ч",
+            "d" => "д",
+            "pp" => "п.п.",
+            other => other,
+        });
+        run.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_alphabetic() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut o);
+            o.push(c);
+        }
+    }
+    flush(&mut run, &mut o);
+    o
+}
+
+/// One of perezvon's own words (a `lost_at`, an outcome, a task state, a resolver) in `lang`;
+/// the English report keeps the plain name.
+fn vocab(lang: Lang, w: &str) -> String {
+    match lang {
+        Lang::En => w.replace('_', " "),
+        Lang::Ru => word(lang, w),
+    }
+}
+
+/// A weekday label of [`super::WEEKDAYS`] in `lang`.
+fn weekday(lang: Lang, d: &str) -> String {
+    const RU: [&str; 7] = ["Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"];
+    match (lang, super::WEEKDAYS.iter().position(|w| *w == d)) {
+        (Lang::Ru, Some(i)) => RU[i].to_string(),
+        _ => d.to_string(),
+    }
+}
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -106,6 +165,7 @@ struct Series<'a> {
 /// Vertical bars, each stacked from the series in order (bottom first), with a y grid, the
 /// total above each bar and the labels below.
 fn stacked_bars(
+    lang: Lang,
     title: &str,
     labels: &[String],
     series: &[Series<'_>],
@@ -134,7 +194,8 @@ fn stacked_bars(
         // An empty grid looks like a broken chart; say there is nothing to draw.
         let _ = write!(
             o,
-            r##"<text x="{x:.1}" y="{y:.1}" font-size="13" font-style="italic" fill="#7b8794" text-anchor="middle">Nothing in this period</text>"##,
+            r##"<text x="{x:.1}" y="{y:.1}" font-size="13" font-style="italic" fill="#7b8794" text-anchor="middle">{nothing}</text>"##,
+            nothing = tr(lang, "Nothing in this period", "За этот период ничего нет"),
             x = left + pw / 2.0,
             y = top + ph / 2.0
         );
@@ -321,15 +382,17 @@ fn kpi(o: &mut String, value: &str, label: &str, class: &str) {
     );
 }
 
-fn split_row(o: &mut String, name: &str, s: &super::Split) {
+fn split_row(lang: Lang, o: &mut String, name: &str, s: &super::Split) {
     let _ = write!(
         o,
-        r#"<div class="split"><div>{}</div><div class="track"><div class="fill" style="width:{:.1}%"></div></div><div class="n"><b>{}</b></div></div><div class="sub" style="margin:-6px 0 6px 100px">{} missed of {} inbound</div>"#,
+        r#"<div class="split"><div>{}</div><div class="track"><div class="fill" style="width:{:.1}%"></div></div><div class="n"><b>{}</b></div></div><div class="sub" style="margin:-6px 0 6px 100px">{}</div>"#,
         esc(name),
         s.missed_share * 100.0,
         esc(&percent(s.missed_share, s.inbound)),
-        s.missed,
-        s.inbound
+        match lang {
+            Lang::En => format!("{} missed of {} inbound", s.missed, s.inbound),
+            Lang::Ru => format!("пропущено {} из {} входящих", s.missed, s.inbound),
+        }
     );
 }
 
@@ -343,7 +406,7 @@ fn short_secs(secs: f64) -> String {
     }
 }
 
-fn figures_cells(name: &str, f: &super::Split) -> Vec<String> {
+fn figures_cells(lang: Lang, name: &str, f: &super::Split) -> Vec<String> {
     vec![
         name.to_string(),
         f.inbound.to_string(),
@@ -351,42 +414,76 @@ fn figures_cells(name: &str, f: &super::Split) -> Vec<String> {
         f.missed.to_string(),
         percent(f.missed_share, f.inbound),
         percent(f.service_level, f.inbound),
-        f.asa_secs.map(human_secs).unwrap_or_else(|| "-".into()),
+        f.asa_secs
+            .map(|x| units(lang, &human_secs(x)))
+            .unwrap_or_else(|| "-".into()),
         percent(f.abandon_rate, f.inbound),
         f.withheld_missed.to_string(),
     ]
 }
 
-const FIGURES_HEAD: [&str; 9] = [
-    "",
-    "inbound",
-    "answered",
-    "missed",
-    "missed share",
-    "service level",
-    "avg answer",
-    "abandoned",
-    "withheld missed",
-];
+/// The columns of a figures table; the first one is the caller's.
+fn figures_head(lang: Lang) -> [&'static str; 9] {
+    match lang {
+        Lang::En => [
+            "",
+            "inbound",
+            "answered",
+            "missed",
+            "missed share",
+            "service level",
+            "avg answer",
+            "abandoned",
+            "withheld missed",
+        ],
+        Lang::Ru => [
+            "",
+            "входящие",
+            "отвеченные",
+            "пропущенные",
+            "доля пропущенных",
+            "уровень обслуживания",
+            "среднее время ответа",
+            "брошенные",
+            "пропущенные со скрытым номером",
+        ],
+    }
+}
 
 /// The comparison with the previous period, open vs after hours, and the breakdowns.
-fn figures_sections(o: &mut String, r: &Report, tz: &TimeZone) {
+fn figures_sections(o: &mut String, r: &Report, tz: &TimeZone, lang: Lang) {
+    let t = |en, ru| tr(lang, en, ru);
     let _ = write!(
         o,
-        r#"<section class="grid"><div class="card"><h2>Open hours vs after hours</h2>"#
+        r#"<section class="grid"><div class="card"><h2>{}</h2>"#,
+        t(
+            "Open hours vs after hours",
+            "В рабочее время и вне рабочего времени"
+        )
     );
-    split_row(o, "open", &r.open_hours);
-    split_row(o, "after hours", &r.after_hours);
+    split_row(lang, o, t("open", "рабочее"), &r.open_hours);
+    split_row(lang, o, t("after hours", "нерабочее"), &r.after_hours);
     let mut rows = vec![
-        figures_cells("open hours", &r.open_hours),
-        figures_cells("after hours", &r.after_hours),
-        figures_cells("Mon-Fri", &r.weekdays),
-        figures_cells("Sat-Sun", &r.weekends),
+        figures_cells(lang, t("open hours", "в рабочее время"), &r.open_hours),
+        figures_cells(
+            lang,
+            t("after hours", "вне рабочего времени"),
+            &r.after_hours,
+        ),
+        figures_cells(lang, t("Mon-Fri", "будни"), &r.weekdays),
+        figures_cells(lang, t("Sat-Sun", "выходные"), &r.weekends),
     ];
-    let mut head = FIGURES_HEAD;
-    head[0] = "calls";
+    let mut head = figures_head(lang);
+    head[0] = t("calls", "звонки");
     o.push_str(&num_table(&head, &rows));
-    o.push_str(r#"</div><div class="card"><h2>Against the previous period</h2>"#);
+    let _ = write!(
+        o,
+        r#"</div><div class="card"><h2>{}</h2>"#,
+        t(
+            "Against the previous period",
+            "В сравнении с предыдущим периодом"
+        )
+    );
     match &r.previous {
         Some(p) => {
             let ch = &p.change;
@@ -397,43 +494,94 @@ fn figures_sections(o: &mut String, r: &Report, tz: &TimeZone) {
                 esc(&super::local_minute(p.to, tz))
             );
             rows.clear();
-            rows.push(figures_cells("this period", &figures_of(r)));
-            rows.push(figures_cells("previous", &p.figures));
+            rows.push(figures_cells(
+                lang,
+                t("this period", "этот период"),
+                &figures_of(r),
+            ));
+            rows.push(figures_cells(
+                lang,
+                t("previous", "предыдущий период"),
+                &p.figures,
+            ));
             o.push_str(&num_table(&head, &rows));
-            let pp = |x: f64| format!("{:+.1} pp", x * 100.0);
+            let pp = |x: f64| units(lang, &format!("{:+.1} pp", x * 100.0));
             let change = vec![
-                vec!["inbound".into(), format!("{:+}", ch.inbound)],
-                vec!["missed".into(), format!("{:+}", ch.missed)],
-                vec!["missed share".into(), pp(ch.missed_share)],
-                vec!["service level".into(), pp(ch.service_level)],
+                vec![t("inbound", "входящие").into(), format!("{:+}", ch.inbound)],
                 vec![
-                    "average speed of answer".into(),
+                    t("missed", "пропущенные").into(),
+                    format!("{:+}", ch.missed),
+                ],
+                vec![
+                    t("missed share", "доля пропущенных").into(),
+                    pp(ch.missed_share),
+                ],
+                vec![
+                    t("service level", "уровень обслуживания").into(),
+                    pp(ch.service_level),
+                ],
+                vec![
+                    t("average speed of answer", "среднее время ответа").into(),
                     ch.asa_secs
-                        .map(|s| format!("{s:+.1} s"))
+                        .map(|s| units(lang, &format!("{s:+.1} s")))
                         .unwrap_or_else(|| "-".into()),
                 ],
-                vec!["abandon rate".into(), pp(ch.abandon_rate)],
-                vec!["misses resolved".into(), pp(ch.resolved_share)],
+                vec![
+                    t("abandon rate", "доля брошенных").into(),
+                    pp(ch.abandon_rate),
+                ],
+                vec![
+                    t("misses resolved", "решённые пропущенные").into(),
+                    pp(ch.resolved_share),
+                ],
             ];
-            o.push_str(&num_table(&["change", ""], &change));
+            o.push_str(&num_table(&[t("change", "изменение"), ""], &change));
         }
-        None => o.push_str(r#"<div class="empty">No previous period.</div>"#),
+        None => {
+            let _ = write!(
+                o,
+                r#"<div class="empty">{}</div>"#,
+                t("No previous period.", "Предыдущего периода нет.")
+            );
+        }
     }
     o.push_str("</div></section>");
     for (title, col, list) in [
-        ("By queue", "queue", &r.by_queue),
-        ("By agent", "agent", &r.by_agent),
-        ("By DID (number dialled)", "DID", &r.by_did),
+        (
+            t("By queue", "По очередям"),
+            t("queue", "очередь"),
+            &r.by_queue,
+        ),
+        (
+            t("By agent", "По операторам"),
+            t("agent", "оператор"),
+            &r.by_agent,
+        ),
+        (
+            t("By DID (number dialled)", "По номерам (DID)"),
+            t("DID", "номер (DID)"),
+            &r.by_did,
+        ),
     ] {
         let _ = write!(o, r#"<section class="card"><h2>{title}</h2>"#);
         if list.is_empty() {
-            o.push_str(r#"<div class="empty">Nothing in this period.</div>"#);
+            let _ = write!(
+                o,
+                r#"<div class="empty">{}</div>"#,
+                t("Nothing in this period.", "За этот период ничего нет.")
+            );
         } else {
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|b| figures_cells(b.name.as_deref().unwrap_or("(none)"), &b.figures))
+                .map(|b| {
+                    figures_cells(
+                        lang,
+                        b.name.as_deref().unwrap_or(t("(none)", "(нет)")),
+                        &b.figures,
+                    )
+                })
                 .collect();
-            let mut head = FIGURES_HEAD;
+            let mut head = figures_head(lang);
             head[0] = col;
             o.push_str(&num_table(&head, &rows));
         }
@@ -459,37 +607,64 @@ fn figures_of(r: &Report) -> super::Split {
     }
 }
 
-/// The report page.
+/// The report page in English.
 pub fn render(r: &Report, tz: &TimeZone) -> String {
+    render_in(r, tz, Lang::En)
+}
+
+/// The report page in `lang`: every fixed text, unit and perezvon word; numbers, dates and
+/// what came from the database stay as they are.
+pub fn render_in(r: &Report, tz: &TimeZone, lang: Lang) -> String {
+    let t = |en, ru| tr(lang, en, ru);
+    let en = lang == Lang::En;
+    let short = |x: f64| units(lang, &short_secs(x));
     let i = &r.inbound;
     let mut o = String::with_capacity(64 * 1024);
     let _ = write!(
         o,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>Missed calls {} - {}</title><style>{CSS}</style></head><body><main>"#,
+        r#"<!DOCTYPE html><html lang="{}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{} {} - {}</title><style>{CSS}</style></head><body><main>"#,
+        lang.code(),
+        t("Missed calls", "Пропущенные звонки"),
         esc(&local_minute(r.from, tz)),
         esc(&local_minute(r.to, tz))
     );
     let _ = write!(
         o,
-        r#"<header><div><h1>Missed calls</h1><div class="sub">{} &ndash; {} &middot; times in {}</div></div><div class="sub">perezvon report</div></header>"#,
+        r#"<header><div><h1>{}</h1><div class="sub">{} &ndash; {} &middot; {} {}</div></div><div class="sub">{}</div></header>"#,
+        t("Missed calls", "Пропущенные звонки"),
         esc(&local_minute(r.from, tz)),
         esc(&local_minute(r.to, tz)),
-        esc(&r.timezone)
+        t("times in", "время:"),
+        esc(&r.timezone),
+        t("perezvon report", "отчёт perezvon")
     );
 
     // Headline numbers: what a manager reads first.
     o.push_str(r#"<section class="kpis">"#);
-    kpi(&mut o, &i.total.to_string(), "inbound calls", "");
+    kpi(
+        &mut o,
+        &i.total.to_string(),
+        t("inbound calls", "входящих звонков"),
+        "",
+    );
     kpi(
         &mut o,
         &percent(i.missed_share, i.total),
-        &format!("missed ({} calls)", i.missed),
+        &if en {
+            format!("missed ({} calls)", i.missed)
+        } else {
+            format!("пропущено ({} звонков)", i.missed)
+        },
         if i.missed > 0 { "bad" } else { "" },
     );
     kpi(
         &mut o,
         &percent(i.resolved_share, i.missed),
-        &format!("of misses resolved ({})", i.resolved),
+        &if en {
+            format!("of misses resolved ({})", i.resolved)
+        } else {
+            format!("пропущенных решено ({})", i.resolved)
+        },
         if i.missed > 0 && i.resolved == i.missed {
             "good"
         } else {
@@ -499,73 +674,99 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     kpi(
         &mut o,
         &(i.missed - i.resolved).to_string(),
-        "still unresolved",
+        t("still unresolved", "ещё не решено"),
         if i.missed > i.resolved { "bad" } else { "good" },
     );
     let sl = &r.service_level;
     kpi(
         &mut o,
         &percent(sl.share, sl.offered),
-        &format!(
-            "service level: answered within {}",
-            human_secs(sl.threshold_secs)
-        ),
+        &if en {
+            format!(
+                "service level: answered within {}",
+                human_secs(sl.threshold_secs)
+            )
+        } else {
+            format!(
+                "уровень обслуживания: отвечено за {}",
+                units(lang, &human_secs(sl.threshold_secs))
+            )
+        },
         "",
     );
     kpi(
         &mut o,
-        &sl.asa_secs.map(short_secs).unwrap_or_else(|| "-".into()),
-        "average speed of answer",
+        &sl.asa_secs.map(short).unwrap_or_else(|| "-".into()),
+        t("average speed of answer", "среднее время ответа"),
         "",
     );
     kpi(
         &mut o,
         &percent(sl.abandon_rate, sl.offered),
-        &format!("abandoned by the caller ({})", sl.abandoned),
+        &if en {
+            format!("abandoned by the caller ({})", sl.abandoned)
+        } else {
+            format!("брошенные звонящим ({})", sl.abandoned)
+        },
         "",
     );
     kpi(
         &mut o,
-        &r.wait_avg_secs
-            .map(short_secs)
-            .unwrap_or_else(|| "-".into()),
-        "average wait before giving up",
+        &r.wait_avg_secs.map(short).unwrap_or_else(|| "-".into()),
+        t(
+            "average wait before giving up",
+            "среднее ожидание до отказа",
+        ),
         "",
     );
     kpi(
         &mut o,
-        &r.reaction_avg_secs
-            .map(short_secs)
-            .unwrap_or_else(|| "-".into()),
-        "average time to resolve",
+        &r.reaction_avg_secs.map(short).unwrap_or_else(|| "-".into()),
+        t("average time to resolve", "среднее время до решения"),
         "",
     );
     kpi(
         &mut o,
         &percent(r.callbacks.success_rate, r.callbacks.attempts),
-        &format!("callback attempts connected ({})", r.callbacks.attempts),
+        &if en {
+            format!("callback attempts connected ({})", r.callbacks.attempts)
+        } else {
+            format!("успешных перезвонов ({})", r.callbacks.attempts)
+        },
         "",
     );
     o.push_str("</section>");
 
     if i.total == 0 && i.ignored == 0 && i.unknown == 0 {
-        o.push_str(r#"<section class="card"><div class="empty">No inbound calls in this period.</div></section>"#);
+        let _ = write!(
+            o,
+            r#"<section class="card"><div class="empty">{}</div></section>"#,
+            t(
+                "No inbound calls in this period.",
+                "За этот период входящих звонков нет."
+            )
+        );
     }
 
-    figures_sections(&mut o, r, tz);
+    figures_sections(&mut o, r, tz, lang);
 
     // Load over the day and the week: bars of inbound with the missed part in red.
     let hour_labels: Vec<String> = r.by_hour.iter().map(|s| s.label.clone()).collect();
-    let day_labels: Vec<String> = r.by_weekday.iter().map(|s| s.label.clone()).collect();
+    let day_labels: Vec<String> = r
+        .by_weekday
+        .iter()
+        .map(|s| weekday(lang, &s.label))
+        .collect();
+    let (w_missed, w_answered) = (t("missed", "пропущенные"), t("answered", "отвеченные"));
     let subset = |slots: &[super::Slot]| {
         [
             Series {
-                name: "missed",
+                name: w_missed,
                 color: MISSED,
                 values: slots.iter().map(|s| s.missed).collect(),
             },
             Series {
-                name: "answered",
+                name: w_answered,
                 color: INBOUND,
                 values: slots
                     .iter()
@@ -574,14 +775,19 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
             },
         ]
     };
-    let load_legend = legend(&[("answered", INBOUND), ("missed", MISSED)]);
+    let load_legend = legend(&[(w_answered, INBOUND), (w_missed, MISSED)]);
     if r.by_day.len() >= 2 {
         let day_labels: Vec<String> = r.by_day.iter().map(|s| s.label.clone()).collect();
         let _ = write!(
             o,
-            r#"<section class="card"><h2>Calls by day</h2>{}{}</section>"#,
+            r#"<section class="card"><h2>{}</h2>{}{}</section>"#,
+            t("Calls by day", "Звонки по дням"),
             stacked_bars(
-                "Inbound and missed calls by day",
+                lang,
+                t(
+                    "Inbound and missed calls by day",
+                    "Входящие и пропущенные звонки по дням"
+                ),
                 &day_labels,
                 &subset(&r.by_day),
                 1040,
@@ -592,9 +798,14 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     }
     let _ = write!(
         o,
-        r#"<section class="card"><h2>Calls by hour of day</h2>{}{}</section>"#,
+        r#"<section class="card"><h2>{}</h2>{}{}</section>"#,
+        t("Calls by hour of day", "Звонки по часам"),
         stacked_bars(
-            "Inbound and missed calls by hour of day",
+            lang,
+            t(
+                "Inbound and missed calls by hour of day",
+                "Входящие и пропущенные звонки по часам"
+            ),
             &hour_labels,
             &subset(&r.by_hour),
             1040,
@@ -604,24 +815,30 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     );
     let _ = write!(
         o,
-        r#"<section class="grid"><div class="card"><h2>Calls by weekday</h2>{}{}</div><div class="card"><h2>Weekdays vs weekends</h2>"#,
+        r#"<section class="grid"><div class="card"><h2>{}</h2>{}{}</div><div class="card"><h2>{}</h2>"#,
+        t("Calls by weekday", "Звонки по дням недели"),
         stacked_bars(
-            "Inbound and missed calls by weekday",
+            lang,
+            t(
+                "Inbound and missed calls by weekday",
+                "Входящие и пропущенные звонки по дням недели"
+            ),
             &day_labels,
             &subset(&r.by_weekday),
             500,
             220
         ),
-        load_legend
+        load_legend,
+        t("Weekdays vs weekends", "Будни и выходные")
     );
-    split_row(&mut o, "Mon-Fri", &r.weekdays);
-    split_row(&mut o, "Sat-Sun", &r.weekends);
+    split_row(lang, &mut o, t("Mon-Fri", "будни"), &r.weekdays);
+    split_row(lang, &mut o, t("Sat-Sun", "выходные"), &r.weekends);
     let rows: Vec<Vec<String>> = r
         .by_weekday
         .iter()
         .map(|s| {
             vec![
-                s.label.clone(),
+                weekday(lang, &s.label),
                 s.inbound.to_string(),
                 s.missed.to_string(),
                 percent(ratio(s.missed, s.inbound), s.inbound),
@@ -629,23 +846,36 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         })
         .collect();
     o.push_str(&num_table(
-        &["day", "inbound", "missed", "missed share"],
+        &[
+            t("day", "день"),
+            t("inbound", "входящие"),
+            w_missed,
+            t("missed share", "доля пропущенных"),
+        ],
         &rows,
     ));
     o.push_str("</div></section>");
 
     // Why they were missed: how long they waited, and where in the dialplan they gave up.
-    let wait_labels: Vec<String> = r.waits.iter().map(|b| b.label.clone()).collect();
+    let wait_labels: Vec<String> = r.waits.iter().map(|b| units(lang, &b.label)).collect();
     let waits = [Series {
-        name: "missed calls",
+        name: t("missed calls", "пропущенные звонки"),
         color: MISSED,
         values: r.waits.iter().map(|b| b.count).collect(),
     }];
     let _ = write!(
         o,
-        r#"<section class="grid"><div class="card"><h2>How long callers waited before giving up</h2>{}"#,
+        r#"<section class="grid"><div class="card"><h2>{}</h2>{}"#,
+        t(
+            "How long callers waited before giving up",
+            "Сколько звонящие ждали, прежде чем положить трубку"
+        ),
         stacked_bars(
-            "Missed calls by wait before giving up",
+            lang,
+            t(
+                "Missed calls by wait before giving up",
+                "Пропущенные звонки по времени ожидания"
+            ),
             &wait_labels,
             &waits,
             500,
@@ -657,23 +887,35 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         .iter()
         .map(|b| {
             vec![
-                b.label.clone(),
+                units(lang, &b.label),
                 b.count.to_string(),
                 percent(ratio(b.count, i.missed), i.missed),
             ]
         })
         .collect();
-    o.push_str(&num_table(&["waited", "missed", "share"], &rows));
+    let w_share = t("share", "доля");
+    o.push_str(&num_table(
+        &[t("waited", "ожидание"), w_missed, w_share],
+        &rows,
+    ));
     let answered = [Series {
-        name: "answered calls",
+        name: t("answered calls", "отвеченные звонки"),
         color: INBOUND,
         values: r.answered_waits.iter().map(|b| b.count).collect(),
     }];
     let _ = write!(
         o,
-        r#"<h2>How long answered callers waited</h2>{}"#,
+        r#"<h2>{}</h2>{}"#,
+        t(
+            "How long answered callers waited",
+            "Сколько ждали те, кому ответили"
+        ),
         stacked_bars(
-            "Answered calls by wait for an answer",
+            lang,
+            t(
+                "Answered calls by wait for an answer",
+                "Отвеченные звонки по времени ожидания ответа"
+            ),
             &wait_labels,
             &answered,
             500,
@@ -684,12 +926,19 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         .lost_at
         .iter()
         .zip(PALETTE)
-        .map(|(b, c)| (b.label.replace('_', " "), b.count, c))
+        .map(|(b, c)| (vocab(lang, &b.label), b.count, c))
         .collect();
     let _ = write!(
         o,
-        r#"</div><div class="card"><h2>Where callers were lost</h2>{}"#,
-        share_bar("Missed calls by where the caller was lost", &lost)
+        r#"</div><div class="card"><h2>{}</h2>{}"#,
+        t("Where callers were lost", "Где теряли звонящих"),
+        share_bar(
+            t(
+                "Missed calls by where the caller was lost",
+                "Пропущенные звонки по месту, где звонящий положил трубку"
+            ),
+            &lost
+        )
     );
     let shown: Vec<(&str, &str)> = lost
         .iter()
@@ -707,7 +956,10 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
             ]
         })
         .collect();
-    o.push_str(&num_table(&["lost at", "missed", "share"], &rows));
+    o.push_str(&num_table(
+        &[t("lost at", "где потерян"), w_missed, w_share],
+        &rows,
+    ));
     o.push_str("</div></section>");
 
     // What happened next: who got the customer back, and how fast.
@@ -715,12 +967,20 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         .resolved_by
         .iter()
         .zip(RESOLVERS)
-        .map(|(b, c)| (b.label.clone(), b.count, c))
+        .map(|(b, c)| (vocab(lang, &b.label), b.count, c))
         .collect();
     let _ = write!(
         o,
-        r#"<section class="grid"><div class="card"><h2>Who resolved the misses</h2><div style="display:flex;gap:18px;align-items:center;flex-wrap:wrap">{}<div style="flex:1;min-width:200px">"#,
-        donut("Missed calls by who resolved them", &resolvers, "missed")
+        r#"<section class="grid"><div class="card"><h2>{}</h2><div style="display:flex;gap:18px;align-items:center;flex-wrap:wrap">{}<div style="flex:1;min-width:200px">"#,
+        t("Who resolved the misses", "Кто решил пропущенные"),
+        donut(
+            t(
+                "Missed calls by who resolved them",
+                "Пропущенные звонки по тому, кто их решил"
+            ),
+            &resolvers,
+            t("missed", "пропущено")
+        )
     );
     let rows: Vec<Vec<String>> = resolvers
         .iter()
@@ -738,39 +998,54 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
             .map(|(l, _, c)| (l.as_str(), *c))
             .collect::<Vec<_>>(),
     ));
-    o.push_str(&num_table(&["resolved by", "calls", "share"], &rows));
-    let reaction_labels: Vec<String> = r.reaction.iter().map(|x| x.label.clone()).collect();
+    o.push_str(&num_table(
+        &[t("resolved by", "кто решил"), t("calls", "звонки"), w_share],
+        &rows,
+    ));
+    let reaction_labels: Vec<String> = r.reaction.iter().map(|x| units(lang, &x.label)).collect();
+    let (w_callback, w_agent, w_caller) = match lang {
+        Lang::En => ("callback", "agent", "caller"),
+        Lang::Ru => ("перезвон", "оператор", "перезвонил сам"),
+    };
     let reaction = [
         Series {
-            name: "callback",
+            name: w_callback,
             color: RESOLVERS[2],
             values: r.reaction.iter().map(|x| x.callback).collect(),
         },
         Series {
-            name: "agent",
+            name: w_agent,
             color: RESOLVERS[1],
             values: r.reaction.iter().map(|x| x.agent).collect(),
         },
         Series {
-            name: "caller",
+            name: w_caller,
             color: RESOLVERS[0],
             values: r.reaction.iter().map(|x| x.caller).collect(),
         },
     ];
     let _ = write!(
         o,
-        r#"</div></div></div><div class="card"><h2>How fast misses were resolved</h2>{}{}</div></section>"#,
+        r#"</div></div></div><div class="card"><h2>{}</h2>{}{}</div></section>"#,
+        t(
+            "How fast misses were resolved",
+            "Как быстро решали пропущенные"
+        ),
         stacked_bars(
-            "Resolved misses by time to resolve",
+            lang,
+            t(
+                "Resolved misses by time to resolve",
+                "Решённые пропущенные по времени до решения"
+            ),
             &reaction_labels,
             &reaction,
             500,
             230
         ),
         legend(&[
-            ("caller", RESOLVERS[0]),
-            ("agent", RESOLVERS[1]),
-            ("callback", RESOLVERS[2])
+            (w_caller, RESOLVERS[0]),
+            (w_agent, RESOLVERS[1]),
+            (w_callback, RESOLVERS[2])
         ])
     );
 
@@ -779,78 +1054,128 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     let mut outcome_labels: Vec<String> = c
         .attempts_by_outcome
         .iter()
-        .map(|b| b.label.replace('_', " "))
+        .map(|b| vocab(lang, &b.label))
         .collect();
     let mut outcome_counts: Vec<u64> = c.attempts_by_outcome.iter().map(|b| b.count).collect();
     if c.attempts_unknown > 0 {
-        outcome_labels.push("unknown".into());
+        outcome_labels.push(vocab(lang, "unknown"));
         outcome_counts.push(c.attempts_unknown);
     }
     let outcomes = [Series {
-        name: "attempts",
+        name: t("attempts", "попытки"),
         color: RESOLVERS[2],
         values: outcome_counts,
     }];
     let _ = write!(
         o,
-        r#"<section class="grid"><div class="card"><h2>Callback attempts by outcome</h2>{}<div class="sub">{} of {} attempts connected ({}){}</div></div>"#,
-        stacked_bars(
+        r#"<section class="grid"><div class="card"><h2>{}</h2>{}<div class="sub">{}{}</div></div>"#,
+        t(
             "Callback attempts by outcome",
+            "Попытки перезвона по результату"
+        ),
+        stacked_bars(
+            lang,
+            t(
+                "Callback attempts by outcome",
+                "Попытки перезвона по результату"
+            ),
             &outcome_labels,
             &outcomes,
             500,
             210
         ),
-        c.connected,
-        c.attempts,
-        esc(&percent(c.success_rate, c.attempts)),
-        if c.attempts_pending > 0 {
-            format!("; {} without an outcome yet", c.attempts_pending)
-        } else {
-            String::new()
+        match lang {
+            Lang::En => format!(
+                "{} of {} attempts connected ({})",
+                c.connected,
+                c.attempts,
+                esc(&percent(c.success_rate, c.attempts))
+            ),
+            Lang::Ru => format!(
+                "дозвонились в {} из {} попыток ({})",
+                c.connected,
+                c.attempts,
+                esc(&percent(c.success_rate, c.attempts))
+            ),
+        },
+        match (lang, c.attempts_pending) {
+            (_, 0) => String::new(),
+            (Lang::En, n) => format!("; {n} without an outcome yet"),
+            (Lang::Ru, n) => format!("; {n} ещё без результата"),
         }
     );
     let rows: Vec<Vec<String>> = c
         .tasks_by_state
         .iter()
-        .map(|b| vec![b.label.replace('_', " "), b.count.to_string()])
+        .map(|b| vec![vocab(lang, &b.label), b.count.to_string()])
         .collect();
+    let finished = c.tasks_done + c.tasks_given_up;
+    let share = esc(&percent(c.task_success_rate, finished));
     let _ = write!(
         o,
-        r#"<div class="card"><h2>Callback tasks</h2><div class="sub">{} of {} finished tasks reached the customer ({})</div>{}</div></section>"#,
-        c.tasks_done,
-        c.tasks_done + c.tasks_given_up,
-        esc(&percent(
-            c.task_success_rate,
-            c.tasks_done + c.tasks_given_up
-        )),
-        num_table(&["state", "tasks"], &rows)
+        r#"<div class="card"><h2>{}</h2><div class="sub">{}</div>{}</div></section>"#,
+        t("Callback tasks", "Задачи на перезвон"),
+        match lang {
+            Lang::En => format!(
+                "{} of {finished} finished tasks reached the customer ({share})",
+                c.tasks_done
+            ),
+            Lang::Ru => format!(
+                "до клиента дозвонились в {} из {finished} завершённых задач ({share})",
+                c.tasks_done
+            ),
+        },
+        num_table(&[t("state", "состояние"), t("tasks", "задачи")], &rows)
     );
-    let reached_labels: Vec<String> = c.reached_after.iter().map(|b| b.label.clone()).collect();
+    let reached_labels: Vec<String> = c
+        .reached_after
+        .iter()
+        .map(|b| units(lang, &b.label))
+        .collect();
     let reached = [Series {
-        name: "tasks",
+        name: t("tasks", "задачи"),
         color: RESOLVERS[2],
         values: c.reached_after.iter().map(|b| b.count).collect(),
     }];
     let _ = write!(
         o,
-        r#"<section class="card"><h2>Time from the miss to reaching the customer by callback</h2>{}<div class="sub">average {}</div></section>"#,
+        r#"<section class="card"><h2>{}</h2>{}<div class="sub">{} {}</div></section>"#,
+        t(
+            "Time from the miss to reaching the customer by callback",
+            "Время от пропущенного до успешного перезвона клиенту"
+        ),
         stacked_bars(
-            "Reached callback tasks by time from the first miss",
+            lang,
+            t(
+                "Reached callback tasks by time from the first miss",
+                "Успешные перезвоны по времени от первого пропущенного"
+            ),
             &reached_labels,
             &reached,
             1040,
             190
         ),
+        t("average", "в среднем"),
         esc(&c
             .reached_after_avg_secs
-            .map(human_secs)
+            .map(|x| units(lang, &human_secs(x)))
             .unwrap_or_else(|| "-".into()))
     );
 
     // Customers who kept trying: the most annoyed ones.
     if !r.repeat_callers.is_empty() {
-        o.push_str(r#"<section class="card"><h2>Numbers missed more than once</h2><table><thead><tr><th>caller</th><th class="n">misses</th><th class="n">still unresolved</th><th class="n">last miss</th></tr></thead><tbody>"#);
+        let _ = write!(
+            o,
+            r#"<section class="card"><h2>{}</h2><table><thead><tr><th>{}</th><th class="n">{}</th><th class="n">{}</th><th class="n">{}</th></tr></thead><tbody>"#,
+            t(
+                "Numbers missed more than once",
+                "Номера, пропущенные не раз"
+            ),
+            t("caller", "звонящий"),
+            t("misses", "пропущено"),
+            t("still unresolved", "ещё не решено"),
+            t("last miss", "последний пропущенный")
+        );
         for c in &r.repeat_callers {
             let _ = write!(
                 o,
@@ -865,35 +1190,62 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     }
 
     // Who still waits for a call: the list a supervisor acts on.
-    o.push_str(r#"<section class="card"><h2>Unresolved misses, newest first</h2>"#);
+    let _ = write!(
+        o,
+        r#"<section class="card"><h2>{}</h2>"#,
+        t(
+            "Unresolved misses, newest first",
+            "Нерешённые пропущенные, сначала новые"
+        )
+    );
     if r.recent_unresolved.is_empty() {
-        o.push_str(r#"<div class="empty">Every missed caller has been reached.</div>"#);
+        let _ = write!(
+            o,
+            r#"<div class="empty">{}</div>"#,
+            t(
+                "Every missed caller has been reached.",
+                "Всем пропущенным звонящим дозвонились."
+            )
+        );
     } else {
-        o.push_str(r#"<table><thead><tr><th>when</th><th>caller</th><th>lost at</th><th class="n">waited</th></tr></thead><tbody>"#);
+        let _ = write!(
+            o,
+            r#"<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th class="n">{}</th></tr></thead><tbody>"#,
+            t("when", "когда"),
+            t("caller", "звонящий"),
+            t("lost at", "где потерян"),
+            t("waited", "ожидание")
+        );
         for m in &r.recent_unresolved {
             let _ = write!(
                 o,
                 r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="n">{}</td></tr>"#,
                 esc(&m.when),
-                esc(m.caller.as_deref().unwrap_or("(withheld)")),
+                esc(m.caller.as_deref().unwrap_or(t("(withheld)", "(скрыт)"))),
                 esc(&m
                     .lost_at
-                    .map(|l| l.as_str().replace('_', " "))
+                    .map(|l| vocab(lang, l.as_str()))
                     .unwrap_or_else(|| "-".into())),
-                esc(&human_secs(m.wait_secs))
+                esc(&units(lang, &human_secs(m.wait_secs)))
             );
         }
         o.push_str("</tbody></table>");
     }
     o.push_str("</section>");
 
-    let _ = write!(
-        o,
-        r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday; open hours follow the working-hours schedule. Service level = answered within {} / inbound; abandoned = missed calls the caller hung up. Withheld numbers are counted, and apart, since nobody can call them back. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
-        i.ignored,
-        i.unknown,
-        esc(&human_secs(r.service_level.threshold_secs))
-    );
+    let threshold = esc(&units(lang, &human_secs(r.service_level.threshold_secs)));
+    let _ = match lang {
+        Lang::En => write!(
+            o,
+            r#"<footer>Inbound = answered + missed. A call is missed when no person talked to the caller for at least the configured minimum. Accidental calls (hung up within seconds: {}) and calls perezvon lost sight of ({}) are not counted. Weekend = Saturday and Sunday; open hours follow the working-hours schedule. Service level = answered within {threshold} / inbound; abandoned = missed calls the caller hung up. Withheld numbers are counted, and apart, since nobody can call them back. Time to resolve runs from the end of the missed call to the start of the call that reached the customer.</footer></main></body></html>"#,
+            i.ignored, i.unknown,
+        ),
+        Lang::Ru => write!(
+            o,
+            r#"<footer>Входящие = отвеченные + пропущенные. Звонок пропущен, если с звонящим никто не говорил хотя бы заданный минимум. Случайные звонки (трубку положили через несколько секунд: {}) и звонки, которые perezvon потерял из виду ({}), не считаются. Выходные = суббота и воскресенье; рабочее время — по графику работы. Уровень обслуживания = отвеченные за {threshold} / входящие; брошенные = пропущенные звонки, в которых звонящий положил трубку. Звонки со скрытым номером считаются, и отдельно: им нельзя перезвонить. Время до решения отсчитывается от конца пропущенного звонка до начала звонка, в котором дозвонились до клиента.</footer></main></body></html>"#,
+            i.ignored, i.unknown,
+        ),
+    };
     o.push('\n');
     o
 }
@@ -921,6 +1273,71 @@ mod tests {
             assert_eq!(nice_max(v), want, "{v}");
         }
         assert!(nice_max(u64::MAX) >= u64::MAX / 2);
+    }
+
+    #[test]
+    fn russian_page_is_russian() {
+        use crate::calls::record::{LostAt, Status};
+        let start: jiff::Timestamp = "2026-11-16T10:00:00Z".parse().unwrap();
+        let miss = crate::calls::record::CallRecord {
+            status: Status::Missed,
+            missed: true,
+            lost_at: Some(LostAt::Queue),
+            caller: None,
+            ..crate::test_support::inbound_miss("x", start, 75.0)
+        };
+        let r = Report::build(
+            &[miss],
+            &crate::store::report::CallbackCounts::default(),
+            &TimeZone::UTC,
+            "UTC",
+            "2026-11-01T00:00:00Z".parse().unwrap(),
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+        );
+        let ru = render_in(&r, &TimeZone::UTC, Lang::Ru);
+        assert!(ru.starts_with(r#"<!DOCTYPE html><html lang="ru">"#));
+        for want in [
+            "<h1>Пропущенные звонки</h1>",
+            "уровень обслуживания",
+            "среднее время ответа",
+            "брошенные",
+            "В рабочее время и вне рабочего времени",
+            "Будни и выходные",
+            "По очередям",
+            "оператор",
+            "номер (DID)",
+            "В сравнении с предыдущим периодом",
+            "Попытки перезвона по результату",
+            "Нерешённые пропущенные, сначала новые",
+            ">очередь<",
+            ">Пн<",
+            "1 мин 15 с",
+        ] {
+            assert!(ru.contains(want), "no {want:?} in the Russian page");
+        }
+        for gone in [
+            "Missed calls",
+            "Calls by hour of day",
+            "Weekdays vs weekends",
+            "Against the previous period",
+            "By queue",
+            "Where callers were lost",
+            "Who resolved the misses",
+            "Callback tasks",
+            "Unresolved misses",
+            "service level",
+            "average speed of answer",
+            "Nothing in this period",
+            "inbound",
+            ">Mon<",
+            " min<",
+        ] {
+            assert!(!ru.contains(gone), "{gone:?} left in the Russian page");
+        }
+        // English stays English, and `render` is English.
+        let en = render(&r, &TimeZone::UTC);
+        assert_eq!(en, render_in(&r, &TimeZone::UTC, Lang::En));
+        assert!(en.contains("<h1>Missed calls</h1>") && !en.contains("Пропущенные"));
     }
 
     #[test]
