@@ -632,6 +632,9 @@ pub struct ReportEmailConfig {
     /// Weekday and minute to mail the previous week's (Monday to Sunday) report
     /// (`weekly = "mon 08:00"`).
     pub weekly: Option<(jiff::civil::Weekday, u16)>,
+    /// Language of the mail's HTML part (`lang = "en"` or `"ru"`, default English); the
+    /// subject and the plain-text part are English.
+    pub lang: crate::lang::Lang,
 }
 
 /// The validated configuration.

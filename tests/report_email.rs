@@ -107,7 +107,11 @@ async fn a_refusing_relay_is_an_error_and_the_mail_is_sent_later() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     replay_mixed(&db);
-    let cfg = config(dir.path(), relay.port(), "weekly = \"mon 09:00\"");
+    let cfg = config(
+        dir.path(),
+        relay.port(),
+        "weekly = \"mon 09:00\"\nlang = \"ru\"",
+    );
     let now: jiff::Timestamp = "2026-11-23T06:30:00Z".parse().unwrap();
     let err = mail::send_due(&cfg, &db, now).await.unwrap_err();
     assert!(err.to_string().contains("451"), "{err}");
@@ -116,6 +120,15 @@ async fn a_refusing_relay_is_an_error_and_the_mail_is_sent_later() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].from, "2026-11-15T21:00:00Z".parse().unwrap());
     assert_eq!(sent[0].to, "2026-11-22T21:00:00Z".parse().unwrap());
+    // `lang = "ru"`: the HTML part is the Russian page.
+    let s = relay.wait_sessions(2).await.remove(1);
+    let data = s.data.unwrap();
+    let m = MessageParser::default().parse(&data).unwrap();
+    let html = m.body_html(0).expect("an HTML part").to_string();
+    assert!(
+        html.contains("По очередям") && !html.contains("By queue"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -173,6 +186,10 @@ fn config_rules_name_the_key() {
         e.contains("report.email.to") && e.contains("neither daily nor weekly"),
         "{e}"
     );
+    let e = err(&format!(
+        "{relay}[report.email]\nto = [\"a@example.com\"]\ndaily = \"08:00\"\nlang = \"de\"\n"
+    ));
+    assert!(e.contains("report.email.lang"), "{e}");
     let e = err("[report]\nservice_level = \"0s\"\n");
     assert!(e.contains("report.service_level"), "{e}");
     let e = err("[report]\nservice_level = \"soon\"\n");

@@ -451,4 +451,5 @@ pub struct RawReportEmail {
     pub to: Option<Vec<String>>,
     pub daily: Option<String>,
     pub weekly: Option<String>,
+    pub lang: Option<String>,
 }

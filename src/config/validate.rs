@@ -2031,7 +2031,23 @@ fn report(v: &mut V, r: &RawReport, relay: bool) -> ReportConfig {
                 Some("the report is sent through the relay of [notify.email] (smtp_host, from, tls)"),
             );
         }
-        ReportEmailConfig { to, daily, weekly }
+        let lang = match e.lang.as_deref() {
+            None => crate::lang::Lang::En,
+            Some(l) => crate::lang::Lang::parse(l).unwrap_or_else(|| {
+                v.err(
+                    "report.email.lang",
+                    format!("{l:?} is not a language of the report"),
+                    Some("\"en\" or \"ru\""),
+                );
+                crate::lang::Lang::En
+            }),
+        };
+        ReportEmailConfig {
+            to,
+            daily,
+            weekly,
+            lang,
+        }
     });
     ReportConfig {
         service_level,

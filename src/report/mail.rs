@@ -172,7 +172,15 @@ pub fn compose(cfg: &Config, due: &Due, report: &super::Report) -> ReportMail {
             super::percent(report.service_level.share, report.service_level.offered)
         ),
         text: super::text::render(report, tz),
-        html: super::html::render(report, tz),
+        html: super::html::render_in(
+            report,
+            tz,
+            cfg.report
+                .email
+                .as_ref()
+                .map(|e| e.lang)
+                .unwrap_or_default(),
+        ),
         id: format!("report-{}-{first}", due.kind.as_str()),
         date: due
             .at
@@ -258,6 +266,7 @@ mod tests {
             to: vec!["boss@example.com".into()],
             daily,
             weekly,
+            lang: crate::lang::Lang::En,
         }
     }
 
