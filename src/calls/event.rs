@@ -7,7 +7,7 @@
 use crate::ami::Message;
 
 /// The events the tracker acts on. Everything else is `Other` and costs one lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
     Newchannel,
     Newstate,
@@ -33,6 +33,7 @@ pub enum Kind {
     OriginateResponse,
     FullyBooted,
     CoreShowChannel,
+    #[default]
     Other,
 }
 
@@ -67,7 +68,8 @@ impl Kind {
 }
 
 /// The fields of one event the tracker may read. Empty slice = header absent or empty.
-#[derive(Debug, Clone, Copy)]
+/// `Ev::default()` is an `Other` event with every header absent.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Ev<'a> {
     pub kind: Kind,
     /// `Timestamp` in microseconds since the epoch, when present and well-formed.

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 
 use super::cdr::CdrRow;
 use super::queue_log::{Exit, QueueVisit};
-use crate::calls::event::{Ev, Kind};
+use crate::calls::event::Ev;
 use crate::calls::record::{CallRecord, Direction};
 use crate::calls::rules;
 use crate::calls::tracker::routing;
@@ -125,43 +125,6 @@ pub fn group(mut rows: Vec<CdrRow>) -> Vec<Vec<CdrRow>> {
         .into_iter()
         .map(|(_, idx)| idx.into_iter().filter_map(|i| slots[i].take()).collect())
         .collect()
-}
-
-fn blank_ev<'a>() -> Ev<'a> {
-    Ev {
-        kind: Kind::Other,
-        ts: None,
-        channel: b"",
-        uniqueid: b"",
-        linkedid: b"",
-        state: b"",
-        caller_num: b"",
-        context: b"",
-        exten: b"",
-        application: b"",
-        app_data: b"",
-        dest_channel: b"",
-        dest_uniqueid: b"",
-        dial_status: b"",
-        dial_string: b"",
-        forward: b"",
-        cause: b"",
-        bridge: b"",
-        variable: b"",
-        value: b"",
-        local_one: b"",
-        local_two: b"",
-        response: b"",
-        reason: b"",
-        uptime: b"",
-        duration: b"",
-        action_id: b"",
-        transferee: b"",
-        dest_type: b"",
-        dest_app: b"",
-        result: b"",
-        queue: b"",
-    }
 }
 
 fn blank_call(linkedid: &str, started: i64) -> Call {
@@ -313,11 +276,13 @@ fn from_cdr(
                     .flatten()
             });
         for r in &mine {
-            let mut ev = blank_ev();
-            ev.context = r.dcontext.as_bytes();
-            ev.exten = r.dst.as_bytes();
-            ev.application = r.lastapp.as_bytes();
-            ev.app_data = r.lastdata.as_bytes();
+            let ev = Ev {
+                context: r.dcontext.as_bytes(),
+                exten: r.dst.as_bytes(),
+                application: r.lastapp.as_bytes(),
+                app_data: r.lastdata.as_bytes(),
+                ..Ev::default()
+            };
             routing::step(rules, &mut c, &ev);
             if r.lastapp.eq_ignore_ascii_case("Queue") {
                 let q = r.lastdata.split(',').next().unwrap_or("").trim();
