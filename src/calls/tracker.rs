@@ -170,6 +170,65 @@ pub(crate) struct Call {
     pub(crate) session: u32,
 }
 
+impl Call {
+    /// A call at its first channel (`t`, microseconds): nothing routed, answered or ended yet.
+    /// The tracker opens calls with it, and the history import (`history::build`) too.
+    pub(crate) fn opened(
+        linkedid: Box<str>,
+        t: i64,
+        first_name: Box<str>,
+        first_inbound: bool,
+        first_kind: ChanKind,
+        resynced: bool,
+        session: u32,
+    ) -> Call {
+        Call {
+            linkedid,
+            live: 0,
+            started: t,
+            last_event: t,
+            first: NONE,
+            first_name,
+            first_inbound,
+            first_kind,
+            agent_first: false,
+            customer_dial: None,
+            caller: NONE,
+            caller_is_trunk: false,
+            caller_num: None,
+            caller_person: None,
+            did: None,
+            queue: None,
+            dialled: None,
+            origin_number: None,
+            marker: None,
+            originate: None,
+            origin_dial: None,
+            routing: None,
+            routing_by_context: false,
+            caller_app: App::None,
+            offered: None,
+            offered_many: false,
+            replacing: false,
+            turned_away: false,
+            connected_since: None,
+            current_person: NONE,
+            talk: 0,
+            answered_at: None,
+            persons: Vec::new(),
+            last_rung: None,
+            saw_outside: false,
+            ender: None,
+            person_drop: None,
+            caller_gone: None,
+            caller_cause: 0,
+            caller_up: false,
+            resynced,
+            session,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Bridge {
     key: Box<[u8]>,
@@ -493,50 +552,15 @@ impl Tracker {
                 let ctx = String::from_utf8_lossy(ev.context);
                 let first_inbound = kind == ChanKind::Trunk
                     || (!resynced && self.rules.inbound_contexts.iter().any(|c| *c == ctx));
-                let id = self.calls.insert(Call {
-                    linkedid: text(linkedid),
-                    live: 0,
-                    started: t,
-                    last_event: t,
-                    first: NONE,
-                    first_name: name.as_ref().into(),
+                let id = self.calls.insert(Call::opened(
+                    text(linkedid),
+                    t,
+                    name.as_ref().into(),
                     first_inbound,
-                    first_kind: kind,
-                    agent_first: false,
-                    customer_dial: None,
-                    caller: NONE,
-                    caller_is_trunk: false,
-                    caller_num: None,
-                    caller_person: None,
-                    did: None,
-                    queue: None,
-                    dialled: None,
-                    origin_number: None,
-                    marker: None,
-                    originate: None,
-                    origin_dial: None,
-                    routing: None,
-                    routing_by_context: false,
-                    caller_app: App::None,
-                    offered: None,
-                    offered_many: false,
-                    replacing: false,
-                    turned_away: false,
-                    connected_since: None,
-                    current_person: NONE,
-                    talk: 0,
-                    answered_at: None,
-                    persons: Vec::new(),
-                    last_rung: None,
-                    saw_outside: false,
-                    ender: None,
-                    person_drop: None,
-                    caller_gone: None,
-                    caller_cause: 0,
-                    caller_up: false,
+                    kind,
                     resynced,
-                    session: self.session,
-                });
+                    self.session,
+                ));
                 self.call_ids.insert(linkedid.into(), id);
                 id
             }

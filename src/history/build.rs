@@ -36,7 +36,6 @@ pub struct HistoryCall {
     pub origin: &'static str,
 }
 
-const NONE: u32 = u32::MAX;
 /// Rows of one channel name further apart than this are different channels.
 const SAME_CHANNEL_SLACK_SECS: i64 = 5;
 
@@ -128,50 +127,15 @@ pub fn group(mut rows: Vec<CdrRow>) -> Vec<Vec<CdrRow>> {
 }
 
 fn blank_call(linkedid: &str, started: i64) -> Call {
-    Call {
-        linkedid: linkedid.into(),
-        live: 0,
+    Call::opened(
+        linkedid.into(),
         started,
-        last_event: started,
-        first: NONE,
-        first_name: "".into(),
-        first_inbound: false,
-        first_kind: ChanKind::Other,
-        agent_first: false,
-        customer_dial: None,
-        caller: NONE,
-        caller_is_trunk: false,
-        caller_num: None,
-        caller_person: None,
-        did: None,
-        queue: None,
-        dialled: None,
-        origin_number: None,
-        marker: None,
-        originate: None,
-        origin_dial: None,
-        routing: None,
-        routing_by_context: false,
-        caller_app: App::None,
-        offered: None,
-        offered_many: false,
-        replacing: false,
-        turned_away: false,
-        connected_since: None,
-        current_person: NONE,
-        talk: 0,
-        answered_at: None,
-        persons: Vec::new(),
-        last_rung: None,
-        saw_outside: false,
-        ender: None,
-        person_drop: None,
-        caller_gone: None,
-        caller_cause: 0,
-        caller_up: false,
-        resynced: false,
-        session: 0,
-    }
+        "".into(),
+        false,
+        ChanKind::Other,
+        false,
+        0,
+    )
 }
 
 /// The history's verdicts: CDR groups (with their queue visits), then the queue visits no CDR
