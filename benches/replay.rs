@@ -24,8 +24,8 @@ use std::process::{Command, Stdio};
 
 use perezvon::ami::codec::decode_all;
 use perezvon::ami::Message;
-use perezvon::calls::pipeline::event_time;
 use perezvon::calls::record::Timestamp;
+use perezvon::daemon::ingest::event_time;
 
 const LAB: &str = "fixtures/asterisk-22/lab.toml";
 

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use perezvon::ami::codec::decode_all;
 use perezvon::ami::{AmiCodec, Message};
-use perezvon::calls::pipeline::{event_time, Pipeline};
 use perezvon::calls::record::Timestamp;
 use perezvon::calls::Tracker;
 use perezvon::config::Config;
+use perezvon::daemon::ingest::{event_time, Pipeline};
 use perezvon::store::Store;
 use tokio_util::codec::Decoder;
 

@@ -12,13 +12,13 @@
 //!   tap that `perezvon record` writes to a file).
 //! - [`calls`]: AMI events -> one [`calls::record::CallRecord`] per call. `event` reads an AMI
 //!   event in one pass, `tracker` is the per-call state machine, `rules` decides direction /
-//!   missed / ignored / lost_at / callback outcome, `pipeline` runs codec -> tracker(s) -> store
-//!   for `replay` and the daemon. Matching later calls to earlier misses (resolution) is SQL in
+//!   missed / ignored / lost_at / callback outcome.
+//!   Pure: no store, no tokio, time as an argument. Matching later calls to earlier misses (resolution) is SQL in
 //!   `store::calls`, so it survives restarts.
 //! - [`store`]: SQLite behind typed methods; append-only migrations keyed by `user_version`.
 //!   `store::rollup` keeps the report's sums per quarter hour and per queue / agent / DID.
 //! - [`callback`]: `hours` (is it open, when does it open), `planner` (which tasks are due now),
-//!   `originate` (the Originate action and its outcome), `dialer` (the loop that runs them),
+//!   `originate` (the Originate action and its outcome),
 //!   `request` (press 1 / press 9 / dispositions from the dialplan's `UserEvent`s),
 //!   `guard` (per-number budget, the customer's clock, expiry, queue reserve) and `zones` (the
 //!   number -> time zone table).
@@ -35,7 +35,9 @@
 //!   (axum): `/metrics` and `/status`. [`status`]: the `STATUS=` line and the status report.
 //! - [`console`]: the web console (`[web]`): login, sessions, CSRF, the Now / To call back /
 //!   Missed calls / Report pages, server-sent events; served by the daemon on its own listener.
-//! - [`daemon`]: `perezvon run`: wiring, signals, sd_notify. [`demo`]: the embedded lab.
+//! - [`daemon`]: the I/O shells and `perezvon run`: `ingest` (codec -> tracker(s) -> store, also
+//!   for `replay`), `dialer` (the loop that feeds the planner, persists tasks and sends
+//!   Originates), wiring, signals, sd_notify. [`demo`]: the embedded lab.
 //! - [`config`]: raw TOML -> validated [`config::Config`], every problem at once.
 //! - [`cli`]: the subcommands; `main.rs` only parses arguments and maps errors to exit codes.
 //! - [`number`], [`glob`]: phone-number normalisation, number kinds and countries (libphonenumber

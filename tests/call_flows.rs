@@ -8,12 +8,12 @@
 use std::path::Path;
 
 use perezvon::ami::Message;
-use perezvon::calls::pipeline::Pipeline;
 use perezvon::calls::record::{
     CallRecord, CallbackOutcome, Direction, LostAt, ResolvedBy, Status, Timestamp, UnknownReason,
 };
 use perezvon::calls::Tracker;
 use perezvon::config::Config;
+use perezvon::daemon::ingest::Pipeline;
 use perezvon::store::Store;
 
 const T0: i64 = 1_800_000_000;
@@ -1102,7 +1102,7 @@ fn withheld_caller_ids_are_misses_nobody_calls_back() {
 fn stored(pipeline: &mut Pipeline, p: &Pbx) -> Vec<CallRecord> {
     let mut out = Vec::new();
     for m in &p.sent {
-        let now = perezvon::calls::pipeline::event_time(m, Timestamp::UNIX_EPOCH);
+        let now = perezvon::daemon::ingest::event_time(m, Timestamp::UNIX_EPOCH);
         out.extend(pipeline.feed("pjsip", m, now).unwrap());
     }
     out

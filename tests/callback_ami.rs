@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use perezvon::ami::{self, LinkEvent};
-use perezvon::callback::dialer::Originator;
 use perezvon::callback::originate::{CallbackIds, DialNumber, OriginateRequest, OriginateSettings};
 use perezvon::config::{Config, Target};
+use perezvon::daemon::dialer::Originator;
 use perezvon::demo::lab::{self, LabOptions, LabOutcome};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

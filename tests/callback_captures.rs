@@ -25,7 +25,7 @@ fn records(cfg: &Config, msgs: &[perezvon::ami::Message]) -> Vec<CallRecord> {
     let mut out = Vec::new();
     let mut now = Timestamp::UNIX_EPOCH;
     for m in msgs {
-        now = perezvon::calls::pipeline::event_time(m, now);
+        now = perezvon::daemon::ingest::event_time(m, now);
         t.handle(m, now, &mut out);
     }
     t.end_of_input(now, &mut out);

@@ -4,13 +4,13 @@
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
-use perezvon::callback::dialer::{
-    Clock, Dialer, DialerEvent, DialerInput, OriginateError, Originator,
-};
 use perezvon::callback::originate::{OriginateRequest, OriginateResponse};
 use perezvon::callback::planner::{AttemptOutcome, TaskState};
 use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, Status};
 use perezvon::config::{Config, Target};
+use perezvon::daemon::dialer::{
+    Clock, Dialer, DialerEvent, DialerInput, OriginateError, Originator,
+};
 use perezvon::store::Store;
 
 mod support;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use perezvon::ami::{self, AmiHandle, LinkEvent};
-use perezvon::callback::dialer::{Clock, Dialer, DialerInput};
 use perezvon::callback::originate::OriginateResponse;
 use perezvon::callback::planner::TaskState;
 use perezvon::calls::record::CallRecord;
 use perezvon::config::Config;
+use perezvon::daemon::dialer::{Clock, Dialer, DialerInput};
 use perezvon::demo::lab::{self, Lab, LabOptions, LabOutcome, LabQueue};
 use perezvon::store::Store;
 use tokio::sync::mpsc;

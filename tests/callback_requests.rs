@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 use perezvon::ami::Message;
-use perezvon::callback::dialer::{Clock, Dialer, DialerInput, OriginateError, Originator};
 use perezvon::callback::originate::{OriginateRequest, OriginateResponse};
 use perezvon::callback::planner::TaskState;
 use perezvon::callback::request::{self, Disposition, TaskKind};
 use perezvon::calls::record::{CallRecord, Direction, LostAt, Status};
 use perezvon::config::{Config, Target};
+use perezvon::daemon::dialer::{Clock, Dialer, DialerInput, OriginateError, Originator};
 use perezvon::store::Store;
 
 mod support;

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use perezvon::callback::dialer::DialerEvent;
 use perezvon::callback::planner::{AttemptOutcome, TaskState};
 use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, Status};
 use perezvon::config::Config;
+use perezvon::daemon::dialer::DialerEvent;
 use perezvon::daemon::{self, RunOptions};
 use perezvon::demo::lab::{self, Capture, LabOptions, LabOutcome};
 use perezvon::store::Store;

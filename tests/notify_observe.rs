@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use perezvon::callback::dialer::DialerEvent;
 use perezvon::callback::planner::{AfterOutcome, AttemptOutcome, Task, TaskState};
 use perezvon::calls::record::{CallRecord, CallbackOutcome, LostAt, Status};
 use perezvon::config::Config;
+use perezvon::daemon::dialer::DialerEvent;
 use perezvon::metrics::Metrics;
 use perezvon::notify;
 use perezvon::store::tasks::NewAttempt;

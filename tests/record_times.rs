@@ -12,8 +12,8 @@ use std::time::Duration;
 use ami_fake::*;
 use perezvon::ami::codec::decode_all;
 use perezvon::ami::{Kind, Message};
-use perezvon::calls::pipeline::event_time;
 use perezvon::calls::record::Timestamp;
+use perezvon::daemon::ingest::event_time;
 
 const BIN: &str = env!("CARGO_BIN_EXE_perezvon");
 const LAB: &str = "fixtures/asterisk-22/lab.toml";

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use perezvon::ami::codec::decode_all;
-use perezvon::calls::pipeline::{event_time, Pipeline};
 use perezvon::calls::record::{CallRecord, CallbackOutcome, Direction, Status, Timestamp};
 use perezvon::config::Config;
+use perezvon::daemon::ingest::{event_time, Pipeline};
 use perezvon::store::Store;
 
 /// One recorded lab: its captures, its config, the server name its calls are recorded under.

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use perezvon::ami::codec::decode_all;
-use perezvon::calls::pipeline::{event_time, Pipeline};
 use perezvon::calls::record::Timestamp;
 use perezvon::config::Config;
+use perezvon::daemon::ingest::{event_time, Pipeline};
 use perezvon::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_perezvon");

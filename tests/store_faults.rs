@@ -6,9 +6,9 @@ use std::process::Command;
 
 use perezvon::ami::codec::decode_all;
 use perezvon::ami::Message;
-use perezvon::calls::pipeline::Pipeline;
 use perezvon::calls::record::{Status, Timestamp};
 use perezvon::config::Config;
+use perezvon::daemon::ingest::Pipeline;
 use perezvon::store::{Store, StoreError};
 
 fn lab() -> Config {

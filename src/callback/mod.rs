@@ -4,13 +4,11 @@
 //! - [`planner`]: which misses become tasks, which tasks are due now, what an outcome does to a
 //!   task (pure; time is an argument).
 //! - [`originate`]: the validated number, the Originate action, OriginateResponse -> outcome.
-//! - [`dialer`]: the async loop that feeds the planner, persists tasks and sends Originates.
 //! - [`request`]: what callers and agents say through the dialplan (`UserEvent`: press 1, press
 //!   9, dispositions), task kinds and owners (pure; issue 14).
 //! - [`guard`]: the per-number budget, the customer's clock, expiry and the queue reserve (pure).
 //! - [`zones`]: which time zone(s) a number is in (the table behind `customer_hours`).
 
-pub mod dialer;
 pub mod guard;
 pub mod hours;
 pub mod originate;

@@ -3,16 +3,13 @@
 //! - [`event`]: one pass over an AMI message for the fields the tracker reads.
 //! - [`tracker`]: the per-call state machine ([`Tracker`]): pure, time as an argument.
 //! - `rules`: the verdict of an ended call (missed / ignored / lost_at / callback outcome).
-//! - [`pipeline`]: codec -> tracker(s) -> store, shared by `replay` and the daemon.
 //! - [`record`]: the verdict itself ([`CallRecord`]).
 
 pub mod event;
-pub mod pipeline;
 pub mod record;
 pub(crate) mod rules;
 mod slab;
 pub mod tracker;
 
-pub use pipeline::Pipeline;
 pub use record::CallRecord;
 pub use tracker::Tracker;

@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 use crate::ami::codec::ReadDecoder;
 use crate::ami::Kind;
 use crate::calls::event::parse_ts;
-use crate::calls::pipeline::Pipeline;
 use crate::calls::record::{CallRecord, Timestamp};
 use crate::config::Config;
+use crate::daemon::ingest::Pipeline;
 use crate::store::{Store, StoreError};
 
 use super::record::{times_path, ArrivalTimes};

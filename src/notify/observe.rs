@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{enqueue_callback_outcome, enqueue_for_record, enqueue_resolved, CallbackEvent};
-use crate::callback::dialer::DialerEvent;
 use crate::callback::planner::{AttemptOutcome, TaskState};
 use crate::calls::record::{CallRecord, Timestamp};
 use crate::config::Config;
+use crate::daemon::dialer::DialerEvent;
 use crate::metrics::Metrics;
 use crate::store::calls::Recorded;
 use crate::store::{Store, StoreError};

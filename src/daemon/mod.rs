@@ -24,6 +24,9 @@
 //! Hook points for the lead: [`RunOptions::dialer_events`] receives every [`DialerEvent`]
 //! (notifications, metrics); [`RunOptions::records`] every committed [`CallRecord`].
 
+pub mod dialer;
+pub mod ingest;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,13 +36,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ami::{self, Action, AmiHandle, LinkEvent, Message};
-use crate::callback::dialer::{Clock, Dialer, DialerError, DialerEvent, DialerInput};
 use crate::callback::originate::OriginateResponse;
-use crate::calls::pipeline::Pipeline;
 use crate::calls::record::CallRecord;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use dialer::{Clock, Dialer, DialerError, DialerEvent, DialerInput};
+use ingest::Pipeline;
 
 /// How often live calls are checked for silence when no event arrives.
 const TRACKER_TICK: Duration = Duration::from_secs(1);
@@ -90,7 +93,7 @@ pub async fn run_with(
     let dialing = cfg.callback.enabled && cfg.callback_server().is_some();
     let mut pipeline = Pipeline::new(&cfg, calls_store)
         .for_dialer(dialing)
-        .hold_up_to(crate::calls::pipeline::MAX_HELD_VERDICTS);
+        .hold_up_to(crate::daemon::ingest::MAX_HELD_VERDICTS);
     let metrics = opts
         .metrics
         .clone()

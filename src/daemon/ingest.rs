@@ -13,9 +13,9 @@ use crate::config::Config;
 use crate::store::calls::Resolution;
 use crate::store::{Store, StoreError};
 
-use super::event::parse_ts;
-use super::record::{CallRecord, Timestamp};
-use super::tracker::Tracker;
+use crate::calls::event::parse_ts;
+use crate::calls::record::{CallRecord, Timestamp};
+use crate::calls::tracker::Tracker;
 
 /// Resolutions kept for [`Pipeline::take_resolutions`] at most.
 const MAX_PENDING_RESOLUTIONS: usize = 4096;

@@ -34,13 +34,13 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::{self, AttemptLog, QueueLoad, Rules};
-use super::hours::Hours;
-use super::originate::{
+use crate::callback::guard::{self, AttemptLog, QueueLoad, Rules};
+use crate::callback::hours::Hours;
+use crate::callback::originate::{
     outcome_from_record, read_response, CallbackIds, OriginateRequest, OriginateResponse,
     OriginateSettings, ResponseVerdict,
 };
-use super::planner::{self, AttemptOutcome, MissPlan, Policy, Task, TaskState};
+use crate::callback::planner::{self, AttemptOutcome, MissPlan, Policy, Task, TaskState};
 use crate::calls::record::{CallRecord, CallbackOutcome, Direction, ResolvedBy, Status};
 use crate::config::{CallbackMode, Config, Target};
 use crate::store::tasks::NewAttempt;
@@ -138,7 +138,7 @@ pub enum DialerInput {
     /// callback, "never call me back", or a disposition. `server` is where it was seen.
     User {
         server: String,
-        request: super::request::UserRequest,
+        request: crate::callback::request::UserRequest,
     },
 }
 
@@ -1080,7 +1080,7 @@ impl<O: Originator> Dialer<O> {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(task_id = id, number = %task.number, reason = %e, "number refused, task cancelled");
-                let reason = if e == super::originate::Rejected::DoNotCall {
+                let reason = if e == crate::callback::originate::Rejected::DoNotCall {
                     "do_not_call"
                 } else {
                     "number_refused"
@@ -1285,8 +1285,8 @@ impl Originator for crate::ami::AmiHandle {
     }
 
     async fn free_agents(&self, target: &Target) -> Result<u32, OriginateError> {
-        use super::originate::{device_is_free, queue_free_members};
         use crate::ami::Action;
+        use crate::callback::originate::{device_is_free, queue_free_members};
         let list = |a: Action| async move {
             self.send_list(a)
                 .await
@@ -1312,7 +1312,7 @@ impl Originator for crate::ami::AmiHandle {
     }
 
     async fn queue_callers(&self, queue: &str) -> Result<u32, OriginateError> {
-        use super::originate::queue_waiting_callers;
+        use crate::callback::originate::queue_waiting_callers;
         let (_, items) = self
             .send_list(crate::ami::Action::new("QueueStatus").header("Queue", queue))
             .await
@@ -1321,8 +1321,8 @@ impl Originator for crate::ami::AmiHandle {
     }
 
     async fn queue_loads(&self, target: &Target) -> Result<Vec<QueueLoad>, OriginateError> {
-        use super::originate::{queue_summaries, queues_of_member};
         use crate::ami::Action;
+        use crate::callback::originate::{queue_summaries, queues_of_member};
         let list = |a: Action| async move {
             self.send_list(a)
                 .await
