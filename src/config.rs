@@ -146,9 +146,23 @@ pub struct CallsConfig {
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
+    /// Where the store lives: the SQLite file (`database`) or a PostgreSQL URL (`url`,
+    /// `url_file`).
+    pub location: crate::store::Location,
+    /// The SQLite file (`database`; its default when `url` is set). Files kept beside the
+    /// database (the console's key) live beside this path.
     pub database: PathBuf,
     /// `storage.keep_calls`: retention of calls and closed tasks; `None` keeps everything.
     pub keep_calls: Option<Duration>,
+}
+
+/// `[cluster]`: several perezvon nodes sharing one PostgreSQL (docs/SCALE.md).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `cluster.node_id`: unique per node (default: the host name).
+    pub node_id: String,
+    /// `cluster.lease_ttl`: how long a server's lease lives unrenewed (default 6 s).
+    pub lease_ttl: Duration,
 }
 
 /// `[backfill]`: Asterisk's CDR and queue_log, read after a gap in the AMI stream.
@@ -653,6 +667,8 @@ pub struct Config {
     pub web: WebConfig,
     pub backfill: BackfillConfig,
     pub report: ReportConfig,
+    /// `[cluster]`: this node's identity and lease.
+    pub cluster: ClusterConfig,
     /// Non-fatal findings (e.g. a world-readable file holding a secret).
     pub warnings: Vec<Problem>,
 }

@@ -36,6 +36,16 @@ pub struct RawConfig {
     pub backfill: RawBackfill,
     #[serde(default)]
     pub report: RawReport,
+    /// `[cluster]`: this node's name and its server leases (several nodes on one PostgreSQL).
+    #[serde(default)]
+    pub cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub node_id: Option<String>,
+    pub lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +101,10 @@ pub struct RawCalls {
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub database: Option<PathBuf>,
+    /// `postgres://...`: PostgreSQL instead of the SQLite `database`.
+    pub url: Option<String>,
+    /// A file holding the `postgres://` URL (with its password), instead of `url`.
+    pub url_file: Option<PathBuf>,
     /// Retention: calls (and closed tasks) older than this are deleted (`"400d"`).
     pub keep_calls: Option<String>,
 }

@@ -6,9 +6,9 @@
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{
-    Problem, RawAmoCrm, RawAsterisk, RawBackfill, RawBitrix24, RawCallback, RawCalls, RawConfig,
-    RawEmail, RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx, RawReport,
-    RawReportEmail, RawStorage, RawTarget, RawTelegram, RawWeb, RawWebUser, RawWebhook,
+    Problem, RawAmoCrm, RawAsterisk, RawBackfill, RawBitrix24, RawCallback, RawCalls, RawCluster,
+    RawConfig, RawEmail, RawHours, RawHttpNotifier, RawLog, RawMetrics, RawNotify, RawPbx,
+    RawReport, RawReportEmail, RawStorage, RawTarget, RawTelegram, RawWeb, RawWebUser, RawWebhook,
 };
 
 /// Captures the field list serde's derive passes to `deserialize_struct`, then stops.
@@ -88,6 +88,7 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("backfill", fields_of::<RawBackfill>()),
         ("report", fields_of::<RawReport>()),
         ("report.email", fields_of::<RawReportEmail>()),
+        ("cluster", fields_of::<RawCluster>()),
     ]
 }
 

@@ -406,3 +406,62 @@ fn guard_keys_parse_and_every_bad_value_is_named() {
         assert!(keys.contains(&k), "missing {k} in {keys:?}");
     }
 }
+
+#[test]
+fn storage_url_selects_postgres_and_cluster_has_defaults() {
+    let c = Config::from_toml(
+        r#"
+[storage]
+url = "postgres://perezvon@localhost/perezvon?host=/run/postgresql&port=5432"
+[cluster]
+node_id = "node-a"
+lease_ttl = "6s"
+"#,
+    )
+    .unwrap();
+    assert!(c.storage.location.is_postgres());
+    assert_eq!(c.cluster.node_id, "node-a");
+    assert_eq!(c.cluster.lease_ttl, Duration::from_secs(6));
+    let d = Config::from_toml("").unwrap();
+    assert!(!d.storage.location.is_postgres());
+    assert!(
+        !d.cluster.node_id.is_empty(),
+        "default node id: the host name"
+    );
+    assert_eq!(d.cluster.lease_ttl, Duration::from_secs(6));
+}
+
+#[test]
+fn storage_url_problems_are_reported() {
+    let e = Config::from_toml(
+        r#"
+[storage]
+database = "x.db"
+url = "mysql://nope"
+[cluster]
+node_id = "no spaces"
+lease_ttl = "1s"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "storage.url",
+        "storage.database",
+        "cluster.node_id",
+        "cluster.lease_ttl",
+    ] {
+        assert!(e.contains(key), "{key} missing from: {e}");
+    }
+    let e = Config::from_toml("[storage]\nurl = \"postgres://a@b/c?sslmode=bogus\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("storage.url"), "{e}");
+}
+
+#[test]
+fn redacted_location_hides_the_password() {
+    let l = crate::store::Location::parse("postgres://u:secret@h/db");
+    assert_eq!(l.to_string(), "postgres://u:***@h/db");
+    assert!(!format!("{l:?}").contains("secret"));
+}

@@ -1044,30 +1044,8 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         );
     }
 
-    // [storage]
-    let storage = StorageConfig {
-        database: raw
-            .storage
-            .database
-            .as_deref()
-            .map(|p| v.resolve_path(p))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
-        keep_calls: raw
-            .storage
-            .keep_calls
-            .as_ref()
-            .map(|_| v.duration("storage.keep_calls", &raw.storage.keep_calls, "400d")),
-    };
-    if storage
-        .keep_calls
-        .is_some_and(|d| d < Duration::from_secs(86_400))
-    {
-        v.err(
-            "storage.keep_calls",
-            "must be at least 1d",
-            Some("calls younger than this are kept; write it like \"400d\""),
-        );
-    }
+    let storage = validate_storage(v, &raw.storage);
+    let cluster = validate_cluster(v, &raw.cluster);
 
     // [callback]
     let cb = &raw.callback;
@@ -1788,6 +1766,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         pbx,
         calls,
         storage,
+        cluster,
         callback,
         hours,
         notify: NotifyConfig {
@@ -2500,4 +2479,131 @@ fn request_settings(v: &mut V, cb: &RawCallback) -> crate::config::RequestSettin
 /// One line, no comma (Asterisk splits application arguments and Variable values on it).
 fn wire_ok(s: &str) -> bool {
     !s.is_empty() && !s.contains(['\r', '\n', ',', '"']) && s.len() < 200
+}
+
+/// `[storage]`: the SQLite file or the PostgreSQL URL, and retention.
+fn validate_storage(v: &mut V, raw: &RawStorage) -> StorageConfig {
+    let database = raw
+        .database
+        .as_deref()
+        .map(|p| v.resolve_path(p))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE));
+    let url = match (&raw.url, &raw.url_file) {
+        (Some(u), None) => Some(u.trim().to_string()),
+        (None, Some(p)) => {
+            let p = v.resolve_path(p);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Some(s.trim().to_string()),
+                Err(e) => {
+                    v.err(
+                        "storage.url_file",
+                        &format!("cannot read {}: {e}", p.display()),
+                        Some("a file holding one postgres:// URL"),
+                    );
+                    None
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            v.err(
+                "storage.url",
+                "url and url_file are exclusive",
+                Some("keep the URL with its password in url_file only"),
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let location = match url {
+        Some(u) => {
+            if raw.database.is_some() {
+                v.err(
+                    "storage.database",
+                    "database (SQLite) and url (PostgreSQL) are exclusive",
+                    Some("keep one of them"),
+                );
+            }
+            match crate::store::Location::parse(&u) {
+                crate::store::Location::Postgres(_) if crate::store::pg_config(&u).is_ok() => {
+                    crate::store::Location::Postgres(u)
+                }
+                crate::store::Location::Postgres(_) => {
+                    let why = crate::store::pg_config(&u).err().unwrap_or_default();
+                    v.err(
+                        "storage.url",
+                        &format!("not a PostgreSQL URL perezvon can use: {why}"),
+                        Some("e.g. postgres://perezvon@/perezvon?host=/run/postgresql"),
+                    );
+                    crate::store::Location::Sqlite(database.clone())
+                }
+                crate::store::Location::Sqlite(_) => {
+                    v.err(
+                        "storage.url",
+                        "must start with postgres:// or postgresql://",
+                        Some("for SQLite set storage.database instead"),
+                    );
+                    crate::store::Location::Sqlite(database.clone())
+                }
+            }
+        }
+        None => crate::store::Location::Sqlite(database.clone()),
+    };
+    let keep_calls = raw
+        .keep_calls
+        .as_ref()
+        .map(|_| v.duration("storage.keep_calls", &raw.keep_calls, "400d"));
+    if keep_calls.is_some_and(|d| d < Duration::from_secs(86_400)) {
+        v.err(
+            "storage.keep_calls",
+            "must be at least 1d",
+            Some("calls younger than this are kept; write it like \"400d\""),
+        );
+    }
+    StorageConfig {
+        location,
+        database,
+        keep_calls,
+    }
+}
+
+/// `[cluster]`: the node's name (default: the host name) and the lease TTL.
+fn validate_cluster(v: &mut V, raw: &RawCluster) -> ClusterConfig {
+    let node_id = match &raw.node_id {
+        Some(n) => {
+            let n = n.trim().to_string();
+            if n.is_empty()
+                || n.len() > 64
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                v.err(
+                    "cluster.node_id",
+                    "must be 1-64 characters of letters, digits, '.', '-' or '_'",
+                    Some("unique per node, e.g. \"node-a\""),
+                );
+            }
+            n
+        }
+        None => default_node_id(),
+    };
+    let lease_ttl = v.duration("cluster.lease_ttl", &raw.lease_ttl, "6s");
+    if !(Duration::from_secs(2)..=Duration::from_secs(120)).contains(&lease_ttl) {
+        v.err(
+            "cluster.lease_ttl",
+            "must be between 2s and 2m",
+            Some("leases are renewed every second; a dead node's servers move after this long"),
+        );
+    }
+    ClusterConfig { node_id, lease_ttl }
+}
+
+/// The host name (the kernel's), else "perezvon".
+pub(crate) fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "perezvon".to_string())
 }

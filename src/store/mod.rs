@@ -128,6 +128,68 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Where a store lives: a SQLite file (the embedded default) or a PostgreSQL database.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    /// A `postgres://` (or `postgresql://`) URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://...` and `postgresql://...` name PostgreSQL; anything else is a SQLite path.
+    pub fn parse(s: &str) -> Location {
+        let t = s.trim();
+        if t.starts_with("postgres://") || t.starts_with("postgresql://") {
+            Location::Postgres(t.to_string())
+        } else {
+            Location::Sqlite(std::path::PathBuf::from(s))
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+}
+
+/// The URL with its password replaced by `***` (for logs and errors).
+pub fn redact_url(url: &str) -> String {
+    // postgres://user:password@host/db -> postgres://user:***@host/db
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if let Some((cred, host)) = auth.rsplit_once('@') {
+            if let Some((user, _)) = cred.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}{tail}");
+            }
+        }
+    }
+    url.split("password=").next().unwrap_or(url).to_string()
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(u) => f.write_str(&redact_url(u)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+/// Parses a `postgres://` URL into the driver's configuration; the error says what is wrong.
+pub fn pg_config(url: &str) -> std::result::Result<tokio_postgres::Config, String> {
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| error_chain(&e))
+}
+
 /// A connection to perezvon's database.
 pub struct Store {
     pub(crate) conn: Connection,
