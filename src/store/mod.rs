@@ -346,3 +346,21 @@ mod tests {
             .unwrap();
     }
 }
+
+#[cfg(test)]
+mod pg_support_tests {
+    /// The throw-away PostgreSQL of the tests starts (or says why the PostgreSQL tests are
+    /// skipped) and hands out one empty database per test.
+    #[test]
+    fn throw_away_postgres_hands_out_fresh_databases() {
+        let (Some(a), Some(b)) = (
+            crate::test_support::pg::fresh_url(),
+            crate::test_support::pg::fresh_url(),
+        ) else {
+            return;
+        };
+        assert_ne!(a, b);
+        let pg = crate::test_support::pg::server().unwrap();
+        assert_eq!(pg.psql("SHOW fsync"), "on");
+    }
+}

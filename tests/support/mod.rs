@@ -2,6 +2,8 @@
 //! tests (`mod support;`) and the benches (`#[path]`). Each user takes what it needs.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use jiff::civil::Date;
 use perezvon::callback::hours::Hours;
 use perezvon::calls::record::{CallRecord, Direction, LostAt, Status, Timestamp};
