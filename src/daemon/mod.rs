@@ -26,6 +26,7 @@
 
 pub mod dialer;
 pub mod ingest;
+pub mod ownership;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
