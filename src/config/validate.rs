@@ -2497,7 +2497,7 @@ fn validate_storage(v: &mut V, raw: &RawStorage) -> StorageConfig {
                 Err(e) => {
                     v.err(
                         "storage.url_file",
-                        &format!("cannot read {}: {e}", p.display()),
+                        format!("cannot read {}: {e}", p.display()),
                         Some("a file holding one postgres:// URL"),
                     );
                     None
@@ -2531,7 +2531,7 @@ fn validate_storage(v: &mut V, raw: &RawStorage) -> StorageConfig {
                     let why = crate::store::pg_config(&u).err().unwrap_or_default();
                     v.err(
                         "storage.url",
-                        &format!("not a PostgreSQL URL perezvon can use: {why}"),
+                        format!("not a PostgreSQL URL perezvon can use: {why}"),
                         Some("e.g. postgres://perezvon@/perezvon?host=/run/postgresql"),
                     );
                     crate::store::Location::Sqlite(database.clone())

@@ -131,8 +131,8 @@ impl Store {
     ) -> Result<Recorded> {
         // Inside a batch ([`Store::begin_batch`]) the verdict is a savepoint of the batch's
         // transaction: a failing one is undone alone and the batch goes on.
-        let batch = !self.conn.is_autocommit();
-        self.conn
+        let batch = !self.conn().is_autocommit();
+        self.conn()
             .execute_batch(if batch {
                 "SAVEPOINT verdict"
             } else {
@@ -141,13 +141,13 @@ impl Store {
             .map_err(StoreError::sql("begin call transaction"))?;
         match self.record_in_transaction(r, resolve_within, for_dialer) {
             Ok(done) => {
-                self.conn
+                self.conn()
                     .execute_batch(if batch { "RELEASE verdict" } else { "COMMIT" })
                     .map_err(|e| {
                         self.undo(batch);
                         StoreError::Sql {
                             what: "commit call",
-                            source: e,
+                            source: e.into(),
                         }
                     })?;
                 Ok(done)
@@ -161,7 +161,7 @@ impl Store {
 
     fn undo(&self, batch: bool) {
         // A failed ROLLBACK leaves nothing more to do: SQLite has rolled back already.
-        let _ = self.conn.execute_batch(if batch {
+        let _ = self.conn().execute_batch(if batch {
             "ROLLBACK TO verdict; RELEASE verdict"
         } else {
             "ROLLBACK"
@@ -176,7 +176,7 @@ impl Store {
         for_dialer: bool,
     ) -> Result<Recorded> {
         let within = resolve_within.as_secs_f64();
-        let tx = &self.conn;
+        let tx = &self.conn();
         let mut rec = r.clone();
         if is_open_miss(&rec) {
             // A resolving call may already be stored (it ended first).
@@ -271,13 +271,13 @@ impl Store {
     /// (replaying a capture twice, or a reconnect re-reading a call, never duplicates it).
     /// Returns whether a row was inserted.
     pub fn insert_call(&self, r: &CallRecord) -> Result<bool> {
-        insert(&self.conn, r)
+        insert(self.conn(), r)
     }
 
     /// One stored call.
     pub fn get_call(&self, server: &str, linkedid: &str) -> Result<Option<CallRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE server = ?1 AND linkedid = ?2");
-        self.conn
+        self.conn()
             .prepare_cached(&sql)
             .and_then(|mut s| {
                 s.query_row(params![server, linkedid], row_to_call)
@@ -294,7 +294,7 @@ impl Store {
             "SELECT id, {COLUMNS} FROM calls WHERE dialer_pending = 1 ORDER BY id LIMIT ?1"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare dialer backlog query"))?;
         let rows = stmt
@@ -310,7 +310,7 @@ impl Store {
     /// Whether the stored verdict of (server, linkedid) still waits for the dialer; `None` when
     /// no such call is stored.
     pub fn dialer_pending(&self, server: &str, linkedid: &str) -> Result<Option<bool>> {
-        self.conn
+        self.conn()
             .prepare_cached("SELECT dialer_pending FROM calls WHERE server = ?1 AND linkedid = ?2")
             .and_then(|mut s| {
                 s.query_row(params![server, linkedid], |r| r.get(0))
@@ -321,7 +321,7 @@ impl Store {
 
     /// The dialer acted on this verdict.
     pub fn dialer_done(&self, server: &str, linkedid: &str) -> Result<()> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "UPDATE calls SET dialer_pending = 0 WHERE server = ?1 AND linkedid = ?2 AND dialer_pending = 1",
             )
@@ -333,7 +333,7 @@ impl Store {
     /// Misses of `number` that ended at or after `since` and nothing has resolved yet: while
     /// there is one, its callback task stays open.
     pub fn unresolved_misses(&self, number: &str, since: jiff::Timestamp) -> Result<u64> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT count(*) FROM calls WHERE caller_normalized = ?1 AND missed = 1 \
                  AND ignored = 0 AND resolved_by IS NULL AND direction = 'inbound' \
@@ -345,7 +345,7 @@ impl Store {
 
     /// Verdicts still waiting for the dialer (STATUS, tests).
     pub fn dialer_backlog(&self) -> Result<u64> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT count(*) FROM calls WHERE dialer_pending = 1",
                 [],
@@ -361,7 +361,7 @@ impl Store {
     ) -> Result<Vec<CallRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 ORDER BY ended_at, id");
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare call query"))?;
         let rows = stmt
@@ -548,7 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.db");
         let s = Store::open(&path).unwrap();
-        s.conn
+        s.conn()
             .execute_batch(
                 "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.linkedid = 'bad' \
                  BEGIN SELECT RAISE(ABORT, 'refused'); END",

@@ -56,7 +56,7 @@ impl Store {
         );
         let limit = f.limit.max(1);
         let rows: Vec<CallRecord> = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .and_then(|mut s| {
                 s.query_map(
@@ -94,7 +94,7 @@ impl Store {
     /// offers the queue filter then.
     pub fn calls_have_queue(&self) -> Result<bool> {
         let n: i64 = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT count(*) FROM pragma_table_info('calls') WHERE name = 'queue'",
                 [],
@@ -108,7 +108,7 @@ impl Store {
     /// slack: the dialer stamps tasks with its own reading of the same event time).
     fn console_task_for_miss(&self, number: &str, c: &CallRecord) -> Result<Option<TaskBrief>> {
         use rusqlite::OptionalExtension;
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
                  WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
@@ -143,7 +143,7 @@ impl Store {
              UNION SELECT * FROM calls WHERE callee_normalized = ?1) \
              ORDER BY started_at DESC LIMIT ?2"
         );
-        self.conn
+        self.conn()
             .prepare_cached(&sql)
             .and_then(|mut s| s.query_map(params![number, limit], row_to_call)?.collect())
             .map_err(StoreError::sql("query a customer's calls"))
@@ -152,7 +152,7 @@ impl Store {
     /// The callback attempts made to one number, newest first, at most `limit`.
     pub fn customer_attempts(&self, number: &str, limit: u32) -> Result<Vec<Attempt>> {
         let ids: Vec<i64> = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT id FROM callback_tasks WHERE number = ?1 ORDER BY id DESC LIMIT ?2",
             )
@@ -178,7 +178,7 @@ impl Store {
         give_up_at: jiff::Timestamp,
     ) -> Result<bool> {
         let n = self
-            .conn
+            .conn()
             .prepare_cached(
                 "UPDATE callback_tasks SET next_attempt_at = MIN(next_attempt_at, ?2), \
                  give_up_at = MAX(give_up_at, ?3) WHERE id = ?1 AND state = 'pending'",

@@ -60,7 +60,7 @@ pub struct CrmLink {
 impl Store {
     /// The entity linked to `number` on `channel`, if any.
     pub fn crm_link(&self, channel: &str, number: &str) -> Result<Option<CrmLink>> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT channel, number, entity_type, entity_id, event_id, created_at FROM crm_links \
                  WHERE channel = ?1 AND number = ?2",
@@ -83,7 +83,7 @@ impl Store {
     /// Whether a `missed` event of `number` (digits) waits on `channel`: a later event of the
     /// number waits for it, so that it lands on the entity the miss creates.
     pub fn missed_pending_for(&self, channel: &str, number: &str) -> Result<bool> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND kind = 'missed' \
                  AND delivered_at IS NULL AND given_up_at IS NULL \
@@ -96,7 +96,7 @@ impl Store {
 
     /// Links `number` to an entity (replacing an older link: the newest entity wins).
     pub fn save_crm_link(&self, link: &CrmLink) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO crm_links (channel, number, entity_type, entity_id, event_id, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn version_5_keeps_the_rows_of_version_4() {
-        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        let c = rusqlite::Connection::open_in_memory().unwrap();
         for sql in &crate::store::migrations::MIGRATIONS[..4] {
             c.execute_batch(sql).unwrap();
         }
@@ -168,8 +168,11 @@ mod tests {
             [],
         )
         .unwrap();
-        crate::store::migrations::migrate(&mut c, ":memory:").unwrap();
-        let row: (String, String, f64, i64, String) = c
+        let db = crate::store::Db::sqlite(c);
+        crate::store::migrations::migrate(&db, ":memory:").unwrap();
+        let row: (String, String, f64, i64, String) = db
+            .sqlite_conn()
+            .unwrap()
             .query_row(
                 "SELECT event_id, channel, next_attempt_at, attempts, last_error FROM outbox",
                 [],
@@ -187,7 +190,9 @@ mod tests {
             )
         );
         // The unique key and the due index came through the rebuild.
-        let indexes: i64 = c
+        let indexes: i64 = db
+            .sqlite_conn()
+            .unwrap()
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'",
                 [],

@@ -125,7 +125,7 @@ impl Store {
     ) -> Result<HistoryStored> {
         let mut out = HistoryStored::default();
         for chunk in calls.chunks(BATCH) {
-            self.conn
+            self.conn()
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(StoreError::sql("begin history batch"))?;
             let mut part = HistoryStored::default();
@@ -133,12 +133,12 @@ impl Store {
                 self.history_one(c, source, resolve_within, dialer_since, &mut part)
             });
             let r = r.and_then(|()| {
-                self.conn
+                self.conn()
                     .execute_batch("COMMIT")
                     .map_err(StoreError::sql("commit history batch"))
             });
             if let Err(e) = r {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn().execute_batch("ROLLBACK");
                 return Err(e);
             }
             out.stored.extend(part.stored);
@@ -158,7 +158,7 @@ impl Store {
     ) -> Result<()> {
         let r = &h.record;
         let mut existing: Option<(i64, String)> = self
-            .conn
+            .conn()
             .prepare_cached("SELECT id, status FROM calls WHERE server = ?1 AND linkedid = ?2")
             .and_then(|mut s| {
                 s.query_row(params![r.server, r.linkedid], |row| {
@@ -169,7 +169,7 @@ impl Store {
             .map_err(StoreError::sql("look up a history call"))?;
         if existing.is_none() && h.origin == "queue_log" {
             existing = self
-                .conn
+                .conn()
                 .prepare_cached(
                     "SELECT id, status FROM calls WHERE server = ?1 AND direction = 'inbound' \
                      AND (caller_normalized = ?4 OR (?4 IS NULL AND caller IS ?2)) \
@@ -196,7 +196,7 @@ impl Store {
                 return Ok(());
             }
             let live: bool = self
-                .conn
+                .conn()
                 .query_row(
                     "SELECT source = 'ami' FROM calls WHERE id = ?1",
                     [id],
@@ -207,7 +207,7 @@ impl Store {
                 out.known += 1;
                 return Ok(());
             }
-            self.conn
+            self.conn()
                 .execute("DELETE FROM calls WHERE id = ?1", [id])
                 .map_err(StoreError::sql("replace an unknown verdict"))?;
             upgraded = true;
@@ -218,14 +218,14 @@ impl Store {
             out.known += 1;
             return Ok(());
         }
-        self.conn
+        self.conn()
             .prepare_cached(
                 "UPDATE calls SET source = ?3 WHERE server = ?1 AND linkedid = ?2 RETURNING id",
             )
             .and_then(|mut s| {
                 let id: i64 =
                     s.query_row(params![r.server, r.linkedid, source.as_str()], |x| x.get(0))?;
-                self.conn
+                self.conn()
                     .prepare_cached(
                         "INSERT INTO call_history (call_id, origin, queue, imported_at) \
                          VALUES (?1, ?2, ?3, ?4)",
@@ -247,7 +247,7 @@ impl Store {
 
     /// Where a call came from: `ami`, `imported`, `backfilled`; `None` when not stored.
     pub fn call_source(&self, server: &str, linkedid: &str) -> Result<Option<String>> {
-        self.conn
+        self.conn()
             .prepare_cached("SELECT source FROM calls WHERE server = ?1 AND linkedid = ?2")
             .and_then(|mut s| {
                 s.query_row(params![server, linkedid], |r| r.get(0))
@@ -258,7 +258,7 @@ impl Store {
 
     /// The queue a history call was in (queue_log or the CDR's `Queue` row).
     pub fn call_queue(&self, server: &str, linkedid: &str) -> Result<Option<String>> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT h.queue FROM call_history h JOIN calls c ON c.id = h.call_id \
                  WHERE c.server = ?1 AND c.linkedid = ?2",
@@ -274,7 +274,7 @@ impl Store {
     /// Calls that ended in `[from, to)` decided from Asterisk's records, not live: (imported,
     /// backfilled). The reading commands say so beside their figures.
     pub fn history_counts(&self, from: jiff::Timestamp, to: jiff::Timestamp) -> Result<(u64, u64)> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT coalesce(sum(source = 'imported'), 0), coalesce(sum(source = 'backfilled'), 0) \
                  FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 AND source != 'ami'",
@@ -289,7 +289,7 @@ impl Store {
 
     /// Remembers the time of the last AMI event seen from `server` (never moves back).
     pub fn save_watermark(&self, server: &str, at: jiff::Timestamp) -> Result<()> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "INSERT INTO ami_watermarks (server, last_event_at) VALUES (?1, ?2) \
                  ON CONFLICT (server) DO UPDATE SET last_event_at = max(last_event_at, excluded.last_event_at)",
@@ -301,7 +301,7 @@ impl Store {
 
     /// The last AMI event seen from `server` by any run of perezvon on this database.
     pub fn watermark(&self, server: &str) -> Result<Option<jiff::Timestamp>> {
-        self.conn
+        self.conn()
             .prepare_cached("SELECT last_event_at FROM ami_watermarks WHERE server = ?1")
             .and_then(|mut s| s.query_row([server], |r| r.get::<_, f64>(0)).optional())
             .map(|v| v.map(f64_to_ts))
@@ -315,7 +315,7 @@ impl Store {
     pub fn prune_before(&self, before: jiff::Timestamp) -> Result<Pruned> {
         let t = ts_to_f64(before);
         let tx = self
-            .conn
+            .conn()
             .unchecked_transaction()
             .map_err(StoreError::sql("begin retention"))?;
         let n = |sql: &str, what: &'static str| -> Result<u64> {
@@ -427,7 +427,7 @@ impl Store {
     /// callback to the number is in flight: the dialer is waiting for that call's outcome.
     pub fn forget_number(&self, number: &str) -> Result<Forgotten> {
         let tx = self
-            .conn
+            .conn()
             .unchecked_transaction()
             .map_err(StoreError::sql("begin forget"))?;
         let in_flight: Option<String> = tx
@@ -497,7 +497,7 @@ impl Store {
     /// exported too). An outbox payload is JSON itself and is nested as such.
     fn rows_json(&self, sql: &str, number: &str) -> Result<Value> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare(sql)
             .map_err(StoreError::sql("prepare export"))?;
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
@@ -685,14 +685,14 @@ mod tests {
             started_at: t(60),
         })
         .unwrap();
-        s.conn
+        s.conn()
             .execute(
                 "UPDATE callback_attempts SET ended_at = ?1, outcome = 'no_answer'",
                 [ts_to_f64(t(90))],
             )
             .unwrap();
         // The closed task was a press-1 request: its request row references it.
-        s.conn
+        s.conn()
             .execute(
                 "INSERT INTO callback_requests (server, linkedid, uniqueid, number, requested_at, task_id) \
                  VALUES ('lab', 'old.1', 'old.1', '79161111111', ?1, ?2)",
@@ -715,7 +715,7 @@ mod tests {
         )
         .unwrap();
         let id: i64 = s
-            .conn
+            .conn()
             .query_row("SELECT id FROM outbox", [], |r| r.get(0))
             .unwrap();
         s.mark_notification_delivered(id, t(1)).unwrap();
@@ -793,7 +793,7 @@ mod tests {
         let busy = s.forget_number("79161111111").unwrap_err().to_string();
         assert!(busy.contains("in progress (cb-a)"), "{busy}");
         assert_eq!(s.export_number("79161111111").unwrap(), e);
-        s.conn
+        s.conn()
             .execute(
                 "UPDATE callback_attempts SET ended_at = 1, outcome = 'busy' WHERE callback_id = 'cb-a'",
                 [],

@@ -20,6 +20,7 @@
 pub mod calls;
 pub mod console;
 pub mod crm;
+pub mod db;
 pub mod history;
 pub mod migrations;
 pub mod outbox;
@@ -33,6 +34,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use db::{Db, DbError};
+
 /// A storage failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,7 +43,7 @@ pub enum StoreError {
     Open {
         path: String,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error("database {path} has schema version {found}, newer than this perezvon ({known}); upgrade perezvon")]
     TooNew {
@@ -52,18 +55,21 @@ pub enum StoreError {
     Migration {
         version: i64,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error("{what}")]
     Sql {
         what: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error("{0}")]
     Invalid(String),
     #[error("{count} call verdicts are waiting for a database that keeps failing ({error}); stopping rather than dropping more")]
     HeldFull { count: usize, error: String },
+    /// A write for a server whose lease this node no longer holds (another node took it over).
+    #[error("server {server}: this node's lease (epoch {epoch}) is no longer valid; another node owns it")]
+    Fenced { server: String, epoch: i64 },
 }
 
 /// An error with its sources, on one line (logs and STATUS).
@@ -79,50 +85,79 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl StoreError {
-    /// The database cannot be written (opened or mounted read-only, no permission).
-    pub fn is_read_only(&self) -> bool {
-        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(x) = e {
-            if let Some(rusqlite::Error::SqliteFailure(f, _)) = x.downcast_ref::<rusqlite::Error>()
-            {
-                if f.code == rusqlite::ErrorCode::ReadOnly {
-                    return true;
-                }
-            }
-            e = x.source();
+    fn db_source(&self) -> Option<&DbError> {
+        match self {
+            StoreError::Open { source, .. }
+            | StoreError::Migration { source, .. }
+            | StoreError::Sql { source, .. } => Some(source),
+            _ => None,
         }
-        false
+    }
+
+    /// The database cannot be written (opened or mounted read-only, no permission, a
+    /// PostgreSQL standby or read-only transaction).
+    pub fn is_read_only(&self) -> bool {
+        match self.db_source() {
+            Some(DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => {
+                f.code == rusqlite::ErrorCode::ReadOnly
+            }
+            Some(e) => e.sqlstate() == Some("25006"),
+            None => false,
+        }
     }
 
     /// A database that can never work as it is (read-only, corrupt, not a database, newer than
-    /// this binary): restarting will not help, the operator must act (exit code 78).
+    /// this binary; on PostgreSQL: no such database, bad credentials, no privilege): restarting
+    /// will not help, the operator must act (exit code 78).
     pub fn is_permanent(&self) -> bool {
         use rusqlite::ErrorCode as C;
-        let code = |e: &rusqlite::Error| match e {
-            rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
-            _ => None,
-        };
-        match self {
-            StoreError::TooNew { .. } => true,
-            StoreError::Open { source, .. }
-            | StoreError::Migration { source, .. }
-            | StoreError::Sql { source, .. } => matches!(
-                code(source),
-                Some(
-                    C::ReadOnly
-                        | C::DatabaseCorrupt
-                        | C::NotADatabase
-                        | C::CannotOpen
-                        | C::PermissionDenied
-                        | C::AuthorizationForStatementDenied
-                )
+        if matches!(self, StoreError::TooNew { .. }) {
+            return true;
+        }
+        match self.db_source() {
+            Some(DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => matches!(
+                f.code,
+                C::ReadOnly
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::CannotOpen
+                    | C::PermissionDenied
+                    | C::AuthorizationForStatementDenied
             ),
-            _ => false,
+            Some(e) => matches!(
+                e.sqlstate(),
+                Some("25006" | "3D000" | "28000" | "28P01" | "42501")
+            ),
+            None => false,
         }
     }
 
-    pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        move |source| StoreError::Sql { what, source }
+    /// A unique index refused the row (both engines).
+    pub fn is_unique_violation(&self) -> bool {
+        self.db_source().is_some_and(DbError::is_unique_violation)
+    }
+
+    /// A closure mapping a database error to [`StoreError::Sql`] saying what was being done.
+    pub(crate) fn sql<E: Into<DbError>>(what: &'static str) -> impl FnOnce(E) -> StoreError {
+        move |source| StoreError::Sql {
+            what,
+            source: source.into(),
+        }
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(source: DbError) -> Self {
+        StoreError::Sql {
+            what: "database",
+            source,
+        }
+    }
+}
+
+impl db::AsDbError for StoreError {
+    fn as_db_error(&self) -> Option<&DbError> {
+        self.db_source()
     }
 }
 
@@ -190,50 +225,91 @@ pub fn pg_config(url: &str) -> std::result::Result<tokio_postgres::Config, Strin
         .map_err(|e| error_chain(&e))
 }
 
-/// A connection to perezvon's database.
+/// What fences a node's writes (several nodes on one PostgreSQL): run inside the write
+/// transaction for a server, it fails with [`StoreError::Fenced`] unless this node still holds
+/// that server's lease with the epoch it acts on.
+pub trait FenceCheck: Send + Sync {
+    fn check(&self, tx: &Db, server: &str) -> Result<()>;
+}
+
+/// A connection to perezvon's database: SQLite (the embedded default) or PostgreSQL.
 pub struct Store {
-    pub(crate) conn: Connection,
+    pub(crate) db: Db,
     path: String,
+    /// The lease epochs this node's writes are fenced by (several nodes); `None`: not fenced.
+    fence: Option<std::sync::Arc<dyn FenceCheck>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("engine", &self.db.engine())
+            .finish()
     }
 }
 
 impl Store {
-    /// Opens (creating if needed) a database file and brings its schema up to date.
+    /// Opens (creating if needed) a SQLite database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
         let name = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                     path: name.clone(),
-                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                    source: DbError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
                 })?;
             }
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: name.clone(),
-            source,
+            source: source.into(),
         })?;
-        Self::init(conn, name)
+        Self::init_sqlite(conn, name)
+    }
+
+    /// Opens the store at `location`: a SQLite file or a PostgreSQL database (whose schema is
+    /// brought up to date the same way).
+    pub fn open_location(location: &Location) -> Result<Store> {
+        Self::open_named(location, "perezvon")
+    }
+
+    /// [`Store::open_location`]; on PostgreSQL `application_name` names the connection in
+    /// `pg_stat_activity` (`perezvon/ingest`, `perezvon/dialer`, ...).
+    pub fn open_named(location: &Location, application_name: &str) -> Result<Store> {
+        match location {
+            Location::Sqlite(p) => Self::open(p),
+            Location::Postgres(url) => {
+                let path = redact_url(url);
+                let db =
+                    Db::postgres(url, application_name).map_err(|source| StoreError::Open {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let store = Store {
+                    db,
+                    path,
+                    fence: None,
+                };
+                migrations::migrate(&store.db, &store.path)?;
+                Ok(store)
+            }
+        }
     }
 
     /// A private in-memory database (tests, `replay` without `--db`).
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
             path: ":memory:".into(),
-            source,
+            source: source.into(),
         })?;
-        Self::init(conn, ":memory:".into())
+        Self::init_sqlite(conn, ":memory:".into())
     }
 
-    fn init(conn: Connection, path: String) -> Result<Store> {
-        let open_err = |source| StoreError::Open {
+    fn init_sqlite(conn: Connection, path: String) -> Result<Store> {
+        let open_err = |source: rusqlite::Error| StoreError::Open {
             path: path.clone(),
-            source,
+            source: source.into(),
         };
         // Another process (the CLI while the daemon runs) may hold a write lock for a moment.
         conn.busy_timeout(Duration::from_secs(5))
@@ -244,33 +320,68 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        let mut conn = conn;
+        conn.set_prepared_statement_cache_capacity(64);
         // Every transaction of perezvon writes. A deferred one that reads first cannot be promoted
         // once another connection (the CLI, the dialer beside the pipeline) has written: SQLite
-        // answers SQLITE_BUSY_SNAPSHOT at once, past the busy timeout. Taking the write lock at
-        // BEGIN makes the busy timeout apply instead.
-        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        let mut store = Store { conn, path };
-        migrations::migrate(&mut store.conn, &store.path)?;
-        store.conn.set_prepared_statement_cache_capacity(64);
+        // answers SQLITE_BUSY_SNAPSHOT at once, past the busy timeout. `Db` begins IMMEDIATE:
+        // the write lock first, so the busy timeout applies instead.
+        let store = Store {
+            db: Db::sqlite(conn),
+            path,
+            fence: None,
+        };
+        migrations::migrate(&store.db, &store.path)?;
         Ok(store)
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> db::Engine {
+        self.db.engine()
+    }
+
+    /// The SQLite connection of a store module not yet written against [`Db`].
+    pub(crate) fn conn(&self) -> &Connection {
+        self.db
+            .sqlite_conn()
+            .expect("a store method written for SQLite only was called on PostgreSQL")
+    }
+
+    /// [`Store::conn`], mutably.
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        self.db
+            .sqlite_conn_mut()
+            .expect("a store method written for SQLite only was called on PostgreSQL")
+    }
+
+    /// Fences this store's writes for a server by this node's lease on it (several nodes).
+    pub fn set_fence(&mut self, fence: std::sync::Arc<dyn FenceCheck>) {
+        self.fence = Some(fence);
+    }
+
+    /// Inside a write transaction for `server`: fails with [`StoreError::Fenced`] unless this
+    /// node still holds the server's lease with the epoch it acts on (nothing when unfenced).
+    #[allow(dead_code)] // called by the ported write transactions
+    pub(crate) fn check_fence(&self, tx: &Db, server: &str) -> Result<()> {
+        match &self.fence {
+            Some(f) => f.check(tx, server),
+            None => Ok(()),
+        }
     }
 
     /// Fails unless this connection can write: a read-only file or directory is found at
     /// start-up rather than at the first verdict.
     pub fn check_writable(&self) -> Result<()> {
-        self.conn
-            .execute_batch(
-                "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS write_probe (x); DROP TABLE write_probe; COMMIT;",
-            )
-            .map_err(|e| {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                StoreError::Sql {
-                    what: "check that the database is writable",
-                    source: e,
-                }
-            })?;
-        Ok(())
+        let probe = match self.db.engine() {
+            db::Engine::Sqlite => {
+                "CREATE TABLE IF NOT EXISTS write_probe (x); DROP TABLE write_probe;"
+            }
+            db::Engine::Postgres => {
+                "CREATE TEMP TABLE write_probe (x BIGINT); INSERT INTO write_probe VALUES (1); DROP TABLE write_probe;"
+            }
+        };
+        self.db
+            .transaction(|tx| tx.batch(probe))
+            .map_err(StoreError::sql("check that the database is writable"))
     }
 
     /// Opens a batch: the verdicts recorded until [`Store::commit_batch`] share one
@@ -279,32 +390,27 @@ impl Store {
     /// a writer shows a verdict only after the batch holding it committed. The daemon never
     /// batches (each verdict is durable before the dialer or the outbox sees it).
     pub fn begin_batch(&self) -> Result<()> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
+        self.db
+            .begin()
             .map_err(StoreError::sql("begin a batch of verdicts"))
     }
 
     /// Commits the open batch (nothing when none is open).
     pub fn commit_batch(&self) -> Result<()> {
-        if self.conn.is_autocommit() {
+        if !self.db.in_transaction() {
             return Ok(());
         }
-        self.conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            StoreError::Sql {
-                what: "commit a batch of verdicts",
-                source: e,
-            }
-        })
+        self.db
+            .commit()
+            .map_err(StoreError::sql("commit a batch of verdicts"))
     }
 
     /// The schema version of this database.
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(StoreError::sql("read schema version"))
+        migrations::version(&self.db).map_err(StoreError::sql("read schema version"))
     }
 
+    /// The SQLite file, or the PostgreSQL URL without its password.
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -333,15 +439,15 @@ mod tests {
         let path = dir.path().join("p.db");
         let mut a = Store::open(&path).unwrap();
         let b = Store::open(&path).unwrap();
-        let tx = a.conn.transaction().unwrap();
-        b.conn.busy_timeout(Duration::from_millis(0)).unwrap();
-        let other = b.conn.execute("UPDATE calls SET agent = agent", []);
+        let tx = a.conn_mut().transaction().unwrap();
+        b.conn().busy_timeout(Duration::from_millis(0)).unwrap();
+        let other = b.conn().execute("UPDATE calls SET agent = agent", []);
         assert!(
             other.is_err(),
             "a second writer must wait for the open transaction"
         );
         tx.commit().unwrap();
-        b.conn
+        b.conn()
             .execute("UPDATE calls SET agent = agent", [])
             .unwrap();
     }

@@ -69,7 +69,7 @@ impl Store {
     pub fn enqueue_notification(&self, n: &NewNotification, now: jiff::Timestamp) -> Result<bool> {
         let t = ts_to_f64(now);
         let rows = self
-            .conn
+            .conn()
             .prepare_cached(
                 "INSERT OR IGNORE INTO outbox (event_id, channel, kind, payload, created_at, next_attempt_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -92,7 +92,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxItem>> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT id, event_id, channel, kind, payload, created_at, next_attempt_at, attempts, last_error \
                  FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= ?1 \
@@ -129,7 +129,7 @@ impl Store {
         &self,
         channel: Option<&str>,
     ) -> Result<Option<jiff::Timestamp>> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL \
                  AND (?1 IS NULL OR channel = ?1)",
@@ -142,7 +142,7 @@ impl Store {
     }
 
     pub fn mark_notification_delivered(&self, id: i64, now: jiff::Timestamp) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
                 params![id, ts_to_f64(now)],
@@ -158,7 +158,7 @@ impl Store {
         next_attempt_at: jiff::Timestamp,
         error: &str,
     ) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
                 params![id, ts_to_f64(next_attempt_at), error],
@@ -169,7 +169,7 @@ impl Store {
 
     /// Records a last failed attempt: the row stays for inspection but is never retried.
     pub fn give_up_notification(&self, id: i64, now: jiff::Timestamp, error: &str) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE outbox SET given_up_at = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
                 params![id, ts_to_f64(now), error],
@@ -188,7 +188,7 @@ impl Store {
     ) -> Result<usize> {
         let pending: Vec<(i64, String)> = {
             let mut stmt = self
-                .conn
+                .conn()
                 .prepare_cached(
                     "SELECT id, channel FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
                 )
@@ -218,7 +218,7 @@ impl Store {
         // Resolution matches numbers across servers, so the miss may live on another server.
         let keys: Vec<(String, String)> = {
             let mut stmt = self
-                .conn
+                .conn()
                 .prepare_cached(
                     "SELECT server, linkedid FROM calls WHERE resolved_by_linkedid = ?1 AND missed = 1",
                 )
@@ -239,7 +239,7 @@ impl Store {
     }
 
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT \
                    COALESCE(SUM(delivered_at IS NULL AND given_up_at IS NULL), 0), \
@@ -259,7 +259,7 @@ impl Store {
 
     /// Deletes delivered and given-up rows older than `before` (housekeeping).
     pub fn prune_outbox(&self, before: jiff::Timestamp) -> Result<usize> {
-        self.conn
+        self.conn()
             .execute(
                 "DELETE FROM outbox WHERE (delivered_at IS NOT NULL AND delivered_at < ?1) \
                  OR (given_up_at IS NOT NULL AND given_up_at < ?1)",

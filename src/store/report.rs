@@ -86,7 +86,7 @@ impl Store {
     /// task opened no later than the miss and not closed before it. One second of slack on either
     /// side because the dialer stamps tasks with its own reading of the same event time.
     fn task_for_miss(&self, number: &str, started: f64, ended: f64) -> Result<Option<TaskBrief>> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
                  WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
@@ -119,7 +119,7 @@ impl Store {
             CallbackOutcome::ALL.iter().map(|o| (*o, 0)).collect();
         let (mut pending, mut unknown) = (0, 0);
         let rows: Vec<(Option<String>, i64)> = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT outcome, COUNT(*) FROM callback_attempts \
                  WHERE started_at >= ?1 AND started_at < ?2 GROUP BY outcome",
@@ -145,7 +145,7 @@ impl Store {
         let mut by_state: Vec<(String, u64)> =
             TASK_STATES.iter().map(|s| (s.to_string(), 0)).collect();
         let rows: Vec<(String, i64)> = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT state, COUNT(*) FROM callback_tasks \
                  WHERE first_missed_at >= ?1 AND first_missed_at < ?2 GROUP BY state",
@@ -179,7 +179,7 @@ impl Store {
              AND first_missed_at >= ?1 AND first_missed_at < ?2 GROUP BY 1"
         );
         let rows: Vec<(i64, i64, f64)> = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .and_then(|mut s| {
                 s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -232,7 +232,7 @@ mod tests {
     fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
         use rusqlite::types::Value;
         insert_row(
-            &s.conn,
+            s.conn(),
             "callback_tasks",
             &[
                 ("number", Value::Text(number.into())),
@@ -308,7 +308,7 @@ mod tests {
         for (i, o) in outcomes.iter().enumerate() {
             let at = ts_to_f64(t(200 + i as i64));
             insert_row(
-                &s.conn,
+                s.conn(),
                 "callback_attempts",
                 &[
                     ("task_id", Value::Integer(a)),

@@ -92,7 +92,7 @@ impl Store {
     /// `do_not_call`), in one transaction. Returns false when it was on the list already.
     pub fn dnc_add(&mut self, number: &str, source: &str, at: jiff::Timestamp) -> Result<bool> {
         let tx = self
-            .conn
+            .conn_mut()
             .transaction()
             .map_err(StoreError::sql("begin dnc transaction"))?;
         let n = tx
@@ -115,14 +115,14 @@ impl Store {
     /// Takes a number off the list. Returns false when it was not on it.
     pub fn dnc_remove(&self, number: &str) -> Result<bool> {
         let n = self
-            .conn
+            .conn()
             .execute("DELETE FROM dnc WHERE number = ?1", [number])
             .map_err(StoreError::sql("remove from dnc"))?;
         Ok(n == 1)
     }
 
     pub fn dnc_contains(&self, number: &str) -> Result<bool> {
-        self.conn
+        self.conn()
             .prepare_cached("SELECT 1 FROM dnc WHERE number = ?1")
             .and_then(|mut s| s.exists([number]))
             .map_err(StoreError::sql("look up dnc"))
@@ -131,7 +131,7 @@ impl Store {
     /// The list, by number.
     pub fn dnc_list(&self) -> Result<Vec<DncEntry>> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare("SELECT number, source, added_at FROM dnc ORDER BY number")
             .map_err(StoreError::sql("prepare dnc list"))?;
         let rows = stmt
@@ -151,7 +151,7 @@ impl Store {
     /// that call's request is already recorded (a repeated key press, a replayed event).
     pub fn record_request(&self, r: &NewRequest<'_>) -> Result<bool> {
         let n = self
-            .conn
+            .conn()
             .execute(
                 "INSERT OR IGNORE INTO callback_requests (server, linkedid, uniqueid, number, \
                  queue, joined_at, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -171,7 +171,7 @@ impl Store {
 
     /// Links a recorded request to the task it made.
     pub fn link_request(&self, server: &str, linkedid: &str, task_id: i64) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE callback_requests SET task_id = ?3 WHERE server = ?1 AND linkedid = ?2",
                 params![server, linkedid, task_id],
@@ -182,7 +182,7 @@ impl Store {
 
     /// Did this call ask for a callback? (Its missed-call verdict then makes no task.)
     pub fn requested_by_call(&self, server: &str, linkedid: &str) -> Result<bool> {
-        self.conn
+        self.conn()
             .prepare_cached("SELECT 1 FROM callback_requests WHERE server = ?1 AND linkedid = ?2")
             .and_then(|mut s| s.exists([server, linkedid]))
             .map_err(StoreError::sql("look up callback request"))
@@ -198,7 +198,7 @@ impl Store {
         due_at: jiff::Timestamp,
     ) -> Result<bool> {
         let n = self
-            .conn
+            .conn()
             .execute(
                 "UPDATE callback_tasks SET kind = 'requested', queue = COALESCE(?2, queue), \
                  joined_at = COALESCE(?3, joined_at), next_attempt_at = MIN(next_attempt_at, ?4) \
@@ -211,7 +211,7 @@ impl Store {
 
     /// Sets an open task's owner (and until when attempts wait for them).
     pub fn set_owner(&self, id: i64, routing: &Routing) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE callback_tasks SET owner = ?2, owner_until = ?3 WHERE id = ?1",
                 params![id, routing.owner, routing.owner_until.map(ts_to_f64)],
@@ -222,7 +222,7 @@ impl Store {
 
     /// The owner missed an attempt (or gave it up): from now on the group takes the task.
     pub fn release_owner(&self, id: i64, at: jiff::Timestamp) -> Result<()> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE callback_tasks SET owner_until = MIN(COALESCE(owner_until, ?2), ?2) \
                  WHERE id = ?1 AND owner IS NOT NULL",
@@ -235,7 +235,7 @@ impl Store {
     /// The agent who last had a conversation with this customer (inbound answered, outbound
     /// or callback talked), if any: the owner of an owned callback.
     pub fn last_agent_of(&self, number: &str) -> Result<Option<String>> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT agent FROM calls WHERE agent IS NOT NULL AND agent != '' \
                  AND answered_at IS NOT NULL AND talk_secs > 0 \
@@ -265,7 +265,7 @@ impl Store {
         call_later_at: jiff::Timestamp,
     ) -> Result<DispositionApplied> {
         let tx = self
-            .conn
+            .conn_mut()
             .transaction()
             .map_err(StoreError::sql("begin disposition transaction"))?;
         let number: Option<String> = tx
@@ -373,7 +373,7 @@ impl Store {
                 return Ok(None);
             };
             return self
-                .conn
+                .conn()
                 .prepare_cached(
                     "SELECT a.task_id FROM calls c JOIN callback_attempts a \
                      ON a.callback_id = c.callback_id \
@@ -383,7 +383,7 @@ impl Store {
                 .and_then(|mut s| s.query_row([agent], |r| r.get(0)).optional())
                 .map_err(StoreError::sql("find the agent's last callback"));
         };
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT id FROM callback_tasks WHERE number = ?1 \
                  ORDER BY state IN ('pending', 'in_progress', 'unknown') DESC, id DESC LIMIT 1",
@@ -399,7 +399,7 @@ impl Store {
         to: jiff::Timestamp,
     ) -> Result<DispositionCounts> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare(
                 "SELECT disposition, COUNT(*) FROM callback_tasks \
                  WHERE COALESCE(disposition_at, closed_at) >= ?1 AND COALESCE(disposition_at, closed_at) < ?2 \

@@ -123,7 +123,7 @@ fn whole_hours(from: f64, to: f64) -> Option<(i64, i64)> {
 impl Store {
     /// The service level threshold the rollup counts with.
     pub fn report_service_level(&self) -> Result<f64> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT service_level_secs FROM report_settings WHERE id = 1",
                 [],
@@ -144,11 +144,11 @@ impl Store {
             return Ok(false);
         }
         self.in_transaction("rebuild the report rollup", || {
-            self.conn.execute(
+            self.conn().execute(
                 "UPDATE report_settings SET service_level_secs = ?1 WHERE id = 1",
                 [secs],
             )?;
-            self.conn.execute_batch(CLEAR)
+            self.conn().execute_batch(CLEAR)
         })?;
         // Readers that fold meanwhile continue the same fold: each chunk reads `folded_id` in
         // its own transaction, so nothing is counted twice.
@@ -174,24 +174,24 @@ impl Store {
 
     /// Folds the next `limit` ids at most (inside the caller's transaction).
     fn fold_in_transaction(&self, limit: i64) -> rusqlite::Result<i64> {
-        let folded: i64 = self.conn.query_row(
+        let folded: i64 = self.conn().query_row(
             "SELECT folded_id FROM report_settings WHERE id = 1",
             [],
             |r| r.get(0),
         )?;
-        let newest: i64 = self
-            .conn
-            .query_row("SELECT IFNULL(MAX(id), 0) FROM calls", [], |r| r.get(0))?;
+        let newest: i64 =
+            self.conn()
+                .query_row("SELECT IFNULL(MAX(id), 0) FROM calls", [], |r| r.get(0))?;
         if newest <= folded {
             return Ok(0);
         }
         let newest = newest.min(folded.saturating_add(limit));
         for sql in FOLD {
-            self.conn
+            self.conn()
                 .prepare_cached(sql)?
                 .execute(params![folded, newest])?;
         }
-        self.conn.execute(
+        self.conn().execute(
             "UPDATE report_settings SET folded_id = ?1 WHERE id = 1",
             [newest],
         )?;
@@ -204,14 +204,17 @@ impl Store {
         what: &'static str,
         f: impl FnOnce() -> rusqlite::Result<T>,
     ) -> Result<T> {
-        self.conn
+        self.conn()
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(StoreError::sql(what))?;
-        match f().and_then(|v| self.conn.execute_batch("COMMIT").map(|()| v)) {
+        match f().and_then(|v| self.conn().execute_batch("COMMIT").map(|()| v)) {
             Ok(v) => Ok(v),
             Err(source) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(StoreError::Sql { what, source })
+                let _ = self.conn().execute_batch("ROLLBACK");
+                Err(StoreError::Sql {
+                    what,
+                    source: source.into(),
+                })
             }
         }
     }
@@ -222,15 +225,15 @@ impl Store {
     /// folded yet (stored since the last fold, or a reader that cannot write) are read from
     /// `calls` as edge calls, so the answer is exact either way.
     pub fn report_rollup(&self, q: &RollupQuery<'_>) -> Result<Rollup> {
-        let nested = !self.conn.is_autocommit();
+        let nested = !self.conn().is_autocommit();
         if !nested {
-            self.conn
+            self.conn()
                 .execute_batch("BEGIN")
                 .map_err(StoreError::sql("begin reading the report rollup"))?;
         }
         let out = self.report_rollup_in_snapshot(q);
         if !nested {
-            let _ = self.conn.execute_batch("COMMIT");
+            let _ = self.conn().execute_batch("COMMIT");
         }
         out
     }
@@ -258,7 +261,7 @@ impl Store {
             "SELECT slot, {SLOT_COLUMNS} FROM report_slots WHERE slot >= ?1 AND slot < ?2 ORDER BY slot"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare the report rollup query"))?;
         let rows = stmt
@@ -303,7 +306,7 @@ impl Store {
             sums.join(", ")
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare a report breakdown"))?;
         let rows = stmt
@@ -322,7 +325,7 @@ impl Store {
              AND started_at >= ?1 AND started_at < ?2 AND direction = 'inbound' ORDER BY id"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare the unfolded calls query"))?;
         let rows = stmt
@@ -342,7 +345,7 @@ impl Store {
              AND direction = 'inbound' ORDER BY started_at, id"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare the report's call query"))?;
         let rows = stmt
@@ -381,7 +384,7 @@ impl Store {
              ORDER BY COUNT(*) DESC, MAX(started_at) DESC, caller_normalized LIMIT ?3"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare the repeat callers query"))?;
         let rows: Vec<(String, i64, i64, f64)> = stmt
@@ -398,7 +401,7 @@ impl Store {
         rows.into_iter()
             .map(|(n, misses, unresolved, last)| {
                 let caller: Option<String> = self
-                    .conn
+                    .conn()
                     .prepare_cached(
                         "SELECT caller FROM calls WHERE caller_normalized = ?1 AND started_at = ?2 \
                          AND direction = 'inbound' LIMIT 1",
@@ -431,7 +434,7 @@ impl Store {
              ORDER BY started_at DESC LIMIT ?3"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare the unresolved misses query"))?;
         let rows = stmt
@@ -453,7 +456,7 @@ impl Store {
     /// Whether the scheduled report `kind` (`daily`, `weekly`) of the period starting at
     /// `period_start` was mailed already.
     pub fn report_mail_sent(&self, kind: &str, period_start: jiff::Timestamp) -> Result<bool> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT count(*) FROM report_mail_sent WHERE kind = ?1 AND period_start = ?2",
             )
@@ -473,7 +476,7 @@ impl Store {
         period_start: jiff::Timestamp,
         at: jiff::Timestamp,
     ) -> Result<()> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "INSERT OR REPLACE INTO report_mail_sent (kind, period_start, sent_at) VALUES (?1, ?2, ?3)",
             )

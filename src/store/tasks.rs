@@ -225,7 +225,7 @@ impl Store {
     fn tasks_where(&self, clause: &str, p: impl rusqlite::Params) -> Result<Vec<Task>> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM callback_tasks {clause}");
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare task query"))?;
         let rows = stmt
@@ -250,7 +250,7 @@ impl Store {
 
     pub fn task(&self, id: i64) -> Result<Option<TaskRow>> {
         let sql = format!("SELECT {TASK_COLUMNS}, {ROW_COLUMNS} FROM callback_tasks WHERE id = ?1");
-        self.conn
+        self.conn()
             .prepare_cached(&sql)
             .and_then(|mut s| s.query_row([id], row_to_task_row).optional())
             .map_err(StoreError::sql("read task"))
@@ -268,7 +268,7 @@ impl Store {
              ORDER BY id DESC LIMIT ?1"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare(&sql)
             .map_err(StoreError::sql("prepare task list"))?;
         let rows = stmt
@@ -280,7 +280,7 @@ impl Store {
 
     /// Inserts a new pending task; returns its id.
     pub fn create_task(&self, t: &Task) -> Result<i64> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "INSERT INTO callback_tasks (number, state, server, missed_count, attempts, \
                  attempt_budget, lost_at, first_missed_at, last_missed_at, next_attempt_at, \
@@ -309,7 +309,7 @@ impl Store {
                 ])
             })
             .map_err(StoreError::sql("insert task"))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn().last_insert_rowid())
     }
 
     /// Counts another miss on an open task.
@@ -321,7 +321,7 @@ impl Store {
         give_up_at: jiff::Timestamp,
     ) -> Result<bool> {
         let n = self
-            .conn
+            .conn()
             .prepare_cached(
                 "UPDATE callback_tasks SET missed_count = ?2, last_missed_at = ?3, give_up_at = ?4 \
                  WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
@@ -351,7 +351,7 @@ impl Store {
     /// the database (several servers) cannot together exceed the budget.
     pub fn begin_attempt_capped(&mut self, a: &NewAttempt<'_>, caps: &[AttemptCap]) -> Result<i64> {
         let tx = self
-            .conn
+            .conn_mut()
             .transaction()
             .map_err(StoreError::sql("begin attempt transaction"))?;
         for c in caps {
@@ -407,7 +407,7 @@ impl Store {
     /// transaction. Returns false when the attempt had already ended or is unknown.
     pub fn abandon_attempt(&mut self, callback_id: &str) -> Result<bool> {
         let tx = self
-            .conn
+            .conn_mut()
             .transaction()
             .map_err(StoreError::sql("begin attempt take-back transaction"))?;
         let task_id: Option<i64> = tx
@@ -438,7 +438,7 @@ impl Store {
         at: jiff::Timestamp,
         linkedid: Option<&str>,
     ) -> Result<()> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "UPDATE callback_attempts SET answered_at = ?2, linkedid = COALESCE(?3, linkedid) \
                  WHERE callback_id = ?1 AND ended_at IS NULL",
@@ -461,7 +461,7 @@ impl Store {
         after: &AfterOutcome,
     ) -> Result<bool> {
         let tx = self
-            .conn
+            .conn_mut()
             .transaction()
             .map_err(StoreError::sql("begin attempt end transaction"))?;
         let task_id: Option<i64> = tx
@@ -526,7 +526,7 @@ impl Store {
         after: &AfterOutcome,
     ) -> Result<bool> {
         let tx = self
-            .conn
+            .conn_mut()
             .transaction()
             .map_err(StoreError::sql("begin late outcome transaction"))?;
         let task_id: Option<i64> = tx
@@ -573,7 +573,7 @@ impl Store {
             "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE ended_at IS NULL ORDER BY id"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare attempt query"))?;
         let rows = stmt
@@ -589,7 +589,7 @@ impl Store {
             "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE task_id = ?1 ORDER BY id"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare attempt query"))?;
         let rows = stmt
@@ -610,7 +610,7 @@ impl Store {
              WHERE ended_at >= ?1 AND ended_at < ?2 ORDER BY ended_at, id"
         );
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(&sql)
             .map_err(StoreError::sql("prepare attempt query"))?;
         let rows = stmt
@@ -623,7 +623,7 @@ impl Store {
     /// One attempt by callback id.
     pub fn attempt(&self, callback_id: &str) -> Result<Option<Attempt>> {
         let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE callback_id = ?1");
-        self.conn
+        self.conn()
             .prepare_cached(&sql)
             .and_then(|mut s| s.query_row([callback_id], row_to_attempt).optional())
             .map_err(StoreError::sql("read attempt"))
@@ -644,7 +644,7 @@ impl Store {
             )));
         }
         let n = self
-            .conn
+            .conn()
             .prepare_cached(
                 "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
                  WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
@@ -680,7 +680,7 @@ impl Store {
                 )));
             }
         }
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE callback_tasks SET state = 'pending', next_attempt_at = ?2, \
                  attempt_budget = attempts + ?3, give_up_at = ?4, closed_at = NULL, \
@@ -698,7 +698,7 @@ impl Store {
         since: jiff::Timestamp,
     ) -> Result<Vec<(String, jiff::Timestamp)>> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT number, started_at FROM callback_attempts WHERE started_at >= ?1 \
                  ORDER BY started_at",
@@ -721,7 +721,7 @@ impl Store {
         at: jiff::Timestamp,
         held_back: Option<&str>,
     ) -> Result<()> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "INSERT INTO callback_target_state (target, checked_at, held_back) \
                  VALUES (?1, ?2, ?3) ON CONFLICT (target) DO UPDATE SET \
@@ -735,7 +735,7 @@ impl Store {
     /// Every target the dialer holds back, with why and since when it knows.
     pub fn held_back_targets(&self) -> Result<Vec<(String, jiff::Timestamp, String)>> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT target, checked_at, held_back FROM callback_target_state \
                  WHERE held_back IS NOT NULL ORDER BY target",
@@ -751,7 +751,7 @@ impl Store {
     /// Changes whenever another connection commits (the CLI cancelling a task while the daemon
     /// runs): the dialer re-reads its tasks when this moves.
     pub fn data_version(&self) -> Result<i64> {
-        self.conn
+        self.conn()
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .map_err(StoreError::sql("read data_version"))
     }
@@ -822,7 +822,7 @@ mod tests {
         assert_eq!(s.attempts_of(7).unwrap().len(), 1);
         assert_eq!(s.open_tasks().unwrap()[0].id, 8);
         // The new states are accepted; `unknown` still holds the number's one task.
-        s.conn
+        s.conn()
             .execute(
                 "UPDATE callback_tasks SET state = 'unknown' WHERE id = 8",
                 [],
@@ -845,20 +845,20 @@ mod tests {
         });
         assert!(bad.is_err());
         let fk: i64 = s
-            .conn
+            .conn()
             .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
                 r.get(0)
             })
             .unwrap();
         assert_eq!(fk, 0);
         let ok: String = s
-            .conn
+            .conn()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok");
         // A state outside the list is still refused.
         assert!(s
-            .conn
+            .conn()
             .execute("UPDATE callback_tasks SET state = 'bogus' WHERE id = 8", [])
             .is_err());
         assert_eq!(
@@ -890,7 +890,7 @@ mod tests {
             .unwrap();
         s.close_task(a, TaskState::Cancelled, "test", start)
             .unwrap();
-        s.conn
+        s.conn()
             .execute(
                 "UPDATE callback_attempts SET ended_at = 1, outcome = 'busy'",
                 [],

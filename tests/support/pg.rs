@@ -286,3 +286,68 @@ fn remove_stale_dirs() {
         }
     }
 }
+
+/// A test database on one engine: a SQLite file in a temporary directory, or a fresh database
+/// on the throw-away PostgreSQL. [`TestDb::open`] opens one more connection to it.
+pub struct TestDb {
+    pub location: perezvon::store::Location,
+    /// `"sqlite"` or `"postgres"`, for assertion messages.
+    pub engine: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A SQLite file in a new temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestDb {
+            location: perezvon::store::Location::Sqlite(dir.path().join("perezvon.db")),
+            engine: "sqlite",
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` when PostgreSQL is not installed.
+    pub fn postgres() -> Option<TestDb> {
+        Some(TestDb {
+            location: perezvon::store::Location::Postgres(fresh_url()?),
+            engine: "postgres",
+            _dir: None,
+        })
+    }
+
+    /// A new connection (the schema is migrated at the first).
+    pub fn open(&self) -> perezvon::store::Store {
+        perezvon::store::Store::open_location(&self.location).unwrap_or_else(|e| {
+            panic!(
+                "{}: open: {}",
+                self.engine,
+                perezvon::store::error_chain(&e)
+            )
+        })
+    }
+
+    /// What `--db` takes for this database (a path or a URL).
+    pub fn arg(&self) -> String {
+        match &self.location {
+            perezvon::store::Location::Sqlite(p) => p.display().to_string(),
+            perezvon::store::Location::Postgres(u) => u.clone(),
+        }
+    }
+}
+
+/// Both engines: SQLite, and PostgreSQL when installed.
+pub fn test_dbs() -> Vec<TestDb> {
+    let mut v = vec![TestDb::sqlite()];
+    v.extend(TestDb::postgres());
+    v
+}
+
+/// Runs `f` once per engine (SQLite, then PostgreSQL when installed); a failure's output names
+/// the engine it failed on.
+pub fn each_engine(f: impl Fn(&TestDb)) {
+    for db in test_dbs() {
+        eprintln!("--- engine: {}", db.engine);
+        f(&db);
+    }
+}

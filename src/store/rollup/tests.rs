@@ -147,7 +147,7 @@ fn triggers_agree_with_the_rust_tally() {
     close(&stored_slots(&s), &expected_slots(&calls, 20.0));
 
     // An update of what the report reads, and deletes (retention, forget), are followed.
-    s.conn
+    s.conn()
         .execute_batch(
             "UPDATE calls SET resolved_by = 'agent', resolved_at = started_at + 500 WHERE id % 7 = 0; \
              UPDATE calls SET queue = 'vip', wait_secs = wait_secs + 30 WHERE id % 11 = 0; \
@@ -160,10 +160,10 @@ fn triggers_agree_with_the_rust_tally() {
     // New calls wait for the next fold; a call that reuses the id of a deleted newest row
     // (rowids restart from the maximum) is counted at once by the insert trigger.
     let newest: i64 = s
-        .conn
+        .conn()
         .query_row("SELECT MAX(id) FROM calls", [], |r| r.get(0))
         .unwrap();
-    s.conn
+    s.conn()
         .execute("DELETE FROM calls WHERE id = ?1", [newest])
         .unwrap();
     let mut reuse = random_calls(1, 99).remove(0);
@@ -171,7 +171,7 @@ fn triggers_agree_with_the_rust_tally() {
     reuse.direction = Direction::Inbound;
     s.insert_call(&reuse).unwrap();
     let id: i64 = s
-        .conn
+        .conn()
         .query_row("SELECT id FROM calls WHERE linkedid = 'reused'", [], |r| {
             r.get(0)
         })
