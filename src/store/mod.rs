@@ -437,16 +437,16 @@ mod tests {
     fn transactions_take_the_write_lock_at_begin_busy_snapshot_regression() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.db");
-        let mut a = Store::open(&path).unwrap();
+        let a = Store::open(&path).unwrap();
         let b = Store::open(&path).unwrap();
-        let tx = a.conn_mut().transaction().unwrap();
+        a.db.begin().unwrap();
         b.conn().busy_timeout(Duration::from_millis(0)).unwrap();
         let other = b.conn().execute("UPDATE calls SET agent = agent", []);
         assert!(
             other.is_err(),
             "a second writer must wait for the open transaction"
         );
-        tx.commit().unwrap();
+        a.db.commit().unwrap();
         b.conn()
             .execute("UPDATE calls SET agent = agent", [])
             .unwrap();
