@@ -149,8 +149,9 @@ pub struct StorageConfig {
     /// Where the store lives: the SQLite file (`database`) or a PostgreSQL URL (`url`,
     /// `url_file`).
     pub location: crate::store::Location,
-    /// The SQLite file (`database`; its default when `url` is set). Files kept beside the
-    /// database (the console's key) live beside this path.
+    /// What opens the store, as `--db` takes it: the SQLite file (`database`), or the
+    /// PostgreSQL URL (`url`, `url_file`) in a path ([`crate::store::Store::open`] tells them
+    /// apart). Files kept beside a SQLite database (the console's key) live beside this path.
     pub database: PathBuf,
     /// `storage.keep_calls`: retention of calls and closed tasks; `None` keeps everything.
     pub keep_calls: Option<Duration>,

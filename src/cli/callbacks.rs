@@ -80,7 +80,7 @@ pub struct DbArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database [default: storage.database of the configuration].
+    /// Database: a SQLite file or a postgres:// URL [default: storage.database or storage.url of the configuration].
     #[arg(long)]
     pub db: Option<PathBuf>,
 }
@@ -200,7 +200,7 @@ fn open(args: &DbArgs) -> Result<(Option<Config>, Store), CmdError> {
         (None, Some(c)) => c.storage.database.clone(),
         (None, None) => return Err(CmdError::NoDatabase(DEFAULT_CONFIG.into())),
     };
-    if !path.exists() {
+    if !crate::store::may_exist(&path) {
         return Err(CmdError::NoDatabase(path));
     }
     let store = Store::open(&path).map_err(CmdError::Store)?;

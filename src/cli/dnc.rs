@@ -41,7 +41,7 @@ pub struct Location {
     /// Configuration file [default: /etc/perezvon/perezvon.toml]; its `[pbx]` plan normalises.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database [default: storage.database of the configuration].
+    /// Database: a SQLite file or a postgres:// URL [default: storage.database or storage.url of the configuration].
     #[arg(long)]
     pub db: Option<PathBuf>,
 }
@@ -95,7 +95,7 @@ fn open(at: &Location, create: bool) -> Result<Opened, Box<dyn std::error::Error
         }
     };
     // The list may be prepared before the daemon's first start: `add` creates the database.
-    if !create && !path.exists() {
+    if !create && !crate::store::may_exist(&path) {
         eprintln!(
             "perezvon: database {} does not exist (has `perezvon run` started yet? pass --db)",
             path.display()

@@ -22,7 +22,7 @@ pub struct ImportArgs {
     /// channel patterns, calls.min_talk, the database. Without one, --db is needed.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database (default: storage.database; created if missing).
+    /// Database: a SQLite file or a postgres:// URL (default: storage.database or storage.url; created if missing).
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Asterisk's cdr_csv file (Master.csv, with loguniqueid = yes).
@@ -44,7 +44,7 @@ pub struct BackfillArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml] with `[backfill]` cdr/queue_log.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database (default: storage.database).
+    /// Database: a SQLite file or a postgres:// URL (default: storage.database or storage.url).
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// The start of the gap: how long ago (e.g. 6h, 2d).
@@ -195,7 +195,7 @@ pub fn backfill(args: &BackfillArgs) -> CmdResult {
     let loaded = history::load(&server, &cfg, &files, Some((from, to)))?;
     report_problems(&loaded);
     let path = db_path(args.db.as_deref(), &cfg);
-    if !path.exists() {
+    if !crate::store::may_exist(&path) {
         return Err(format!(
             "database {} does not exist (pass --db, or set storage.database)",
             path.display()

@@ -158,7 +158,7 @@ pub struct MissedArgs {
     /// and the default settings apply (times in UTC).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database (default: storage.database of the configuration).
+    /// Database: a SQLite file or a postgres:// URL (default: storage.database or storage.url of the configuration).
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// How far back to look, e.g. 24h, 3d, 90m.
@@ -183,7 +183,7 @@ pub struct ReportArgs {
     /// and the default settings apply (times in UTC).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database (default: storage.database of the configuration).
+    /// Database: a SQLite file or a postgres:// URL (default: storage.database or storage.url of the configuration).
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// The period, ending now, e.g. 7d, 30d, 24h (when neither --from nor --to is given).
@@ -213,7 +213,7 @@ pub struct ReplayArgs {
     /// Configuration file (default: the embedded lab configuration).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database to store verdicts in (default: a temporary in-memory one).
+    /// Database to store verdicts in, a SQLite file or a postgres:// URL (default: a temporary in-memory one).
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Output format.

@@ -16,7 +16,7 @@ pub struct NumberArgs {
     /// database). Without one, --db is needed.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database (default: storage.database).
+    /// Database: a SQLite file or a postgres:// URL (default: storage.database or storage.url).
     #[arg(long)]
     pub db: Option<PathBuf>,
 }

@@ -54,7 +54,7 @@ pub(crate) fn open_store(
     let path: PathBuf = db
         .map(Path::to_path_buf)
         .unwrap_or_else(|| cfg.storage.database.clone());
-    if !path.exists() {
+    if !crate::store::may_exist(&path) {
         return Err(format!(
             "database {} does not exist (pass --db, or set storage.database)",
             path.display()

@@ -15,7 +15,7 @@ pub struct RunArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database [default: storage.database of the configuration].
+    /// Database: a SQLite file or a postgres:// URL [default: storage.database or storage.url of the configuration].
     #[arg(long)]
     pub db: Option<PathBuf>,
 }

@@ -32,7 +32,7 @@ pub struct StatusArgs {
     /// Configuration file [default: /etc/perezvon/perezvon.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// SQLite database read when the daemon does not answer [default: storage.database].
+    /// Database (SQLite file or postgres:// URL) read when the daemon does not answer [default: storage.database].
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// One JSON object: `{"daemon": {...}, "status": {...}}`.
@@ -112,7 +112,7 @@ pub fn run(args: &StatusArgs) -> CmdResult {
                 today: Default::default(),
             };
             let mut err = what.clone();
-            let stored = if db.exists() {
+            let stored = if crate::store::may_exist(&db) {
                 Store::open(&db)
                     .and_then(|st| status::from_store(&st, &tz, now))
                     .map_err(|e| crate::store::error_chain(&e))

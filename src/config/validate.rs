@@ -1044,7 +1044,7 @@ pub(super) fn validate(raw: RawConfig, v: &mut V) -> Config {
         );
     }
 
-    let storage = validate_storage(v, &raw.storage);
+    let storage = validate_storage(v, &raw.storage, &raw.web);
     let cluster = validate_cluster(v, &raw.cluster);
 
     // [callback]
@@ -2482,7 +2482,7 @@ fn wire_ok(s: &str) -> bool {
 }
 
 /// `[storage]`: the SQLite file or the PostgreSQL URL, and retention.
-fn validate_storage(v: &mut V, raw: &RawStorage) -> StorageConfig {
+fn validate_storage(v: &mut V, raw: &RawStorage, web: &RawWeb) -> StorageConfig {
     let database = raw
         .database
         .as_deref()
@@ -2548,6 +2548,13 @@ fn validate_storage(v: &mut V, raw: &RawStorage) -> StorageConfig {
         }
         None => crate::store::Location::Sqlite(database.clone()),
     };
+    if location.is_postgres() && web.listen.is_some() && web.secret_file.is_none() {
+        v.err(
+            "web.secret_file",
+            "is required with storage.url: there is no directory beside a PostgreSQL database for console.key",
+            Some("head -c 32 /dev/urandom > /etc/perezvon/console.key; the same file on every node"),
+        );
+    }
     let keep_calls = raw
         .keep_calls
         .as_ref()
@@ -2560,8 +2567,8 @@ fn validate_storage(v: &mut V, raw: &RawStorage) -> StorageConfig {
         );
     }
     StorageConfig {
+        database: location.as_arg(),
         location,
-        database,
         keep_calls,
     }
 }

@@ -187,6 +187,24 @@ impl Location {
     }
 }
 
+/// True when `path` (as `--db` takes it) names a database that may exist: a SQLite file that
+/// exists, or any PostgreSQL URL (connecting tells).
+pub fn may_exist(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|s| Location::parse(s).is_postgres())
+        || path.exists()
+}
+
+impl Location {
+    /// The location as `--db` takes it (a path, or the URL in a path).
+    pub fn as_arg(&self) -> std::path::PathBuf {
+        match self {
+            Location::Sqlite(p) => p.clone(),
+            Location::Postgres(u) => std::path::PathBuf::from(u),
+        }
+    }
+}
+
 /// The URL with its password replaced by `***` (for logs and errors).
 pub fn redact_url(url: &str) -> String {
     // postgres://user:password@host/db -> postgres://user:***@host/db
@@ -250,8 +268,18 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) a SQLite database file and brings its schema up to date.
+    /// Opens the store named by `path`, as `--db` takes it: a `postgres://` URL opens
+    /// PostgreSQL, anything else is a SQLite file (created if needed). The schema is brought
+    /// up to date either way.
     pub fn open(path: &Path) -> Result<Store> {
+        match path.to_str().map(Location::parse) {
+            Some(l @ Location::Postgres(_)) => Self::open_location(&l),
+            _ => Self::open_sqlite(path),
+        }
+    }
+
+    /// Opens (creating if needed) a SQLite database file and brings its schema up to date.
+    pub fn open_sqlite(path: &Path) -> Result<Store> {
         let name = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
@@ -278,7 +306,7 @@ impl Store {
     /// `pg_stat_activity` (`perezvon/ingest`, `perezvon/dialer`, ...).
     pub fn open_named(location: &Location, application_name: &str) -> Result<Store> {
         match location {
-            Location::Sqlite(p) => Self::open(p),
+            Location::Sqlite(p) => Self::open_sqlite(p),
             Location::Postgres(url) => {
                 let path = redact_url(url);
                 let db =
