@@ -3,7 +3,8 @@
 //! one server per test process and one fresh database per test.
 //!
 //! Nothing assumes a running server. Without PostgreSQL installed [`fresh_url`] returns `None`
-//! and says once, on stderr, that the PostgreSQL tests were skipped; `.ci/run` installs it.
+//! and says once, on stderr, that the PostgreSQL tests were skipped; `.ci/run` installs it
+//! (under `CI=true` a missing PostgreSQL is a failure, not a skip).
 //! `PEREZVON_PG_BIN` names the directory of `initdb`/`postgres` (default: the newest
 //! `/usr/lib/postgresql/*/bin`, else `PATH`); `PEREZVON_TEST_PG_URL` uses an existing server
 //! instead (its user must be allowed to create databases).
@@ -37,6 +38,9 @@ pub fn server() -> Option<&'static TestPg> {
         .get_or_init(|| match start() {
             Ok(pg) => Some(pg),
             Err(why) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL tests cannot run ({why}), but CI needs them");
+                }
                 eprintln!("PostgreSQL tests skipped: {why}");
                 None
             }
