@@ -110,7 +110,7 @@ pub enum AuthType {
     Plain,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AsteriskConfig {
     pub name: String,
     pub host: String,
