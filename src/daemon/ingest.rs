@@ -157,8 +157,7 @@ impl Pipeline {
         q.push_back(r);
         let keep = jiff::SignedDuration::try_from(UNOWNED_KEEP).unwrap_or_default();
         while q.len() > MAX_UNOWNED_VERDICTS
-            || q
-                .front()
+            || q.front()
                 .is_some_and(|o| newest.duration_since(o.ended_at) > keep)
         {
             q.pop_front();

@@ -208,6 +208,11 @@ impl Servers {
         self.rx.iter_mut().find_map(|(_, rx)| rx.try_recv().ok())
     }
 
+    /// Tells every supervisor to stop (their last events stay queued for [`Servers::try_recv`]).
+    pub fn cancel(&self) {
+        self.links.cancel();
+    }
+
     /// Stops every supervisor and waits up to `grace` for each.
     pub async fn stop(&mut self, grace: std::time::Duration) {
         self.links.cancel();
@@ -218,7 +223,7 @@ impl Servers {
         }
     }
 
-    /// Servers whose queue is full now (their supervisor waits for the ingest loop).
+    /// Events queued per server (also of servers removed but still draining).
     pub fn queue_lengths(&self) -> Vec<(Arc<str>, usize)> {
         self.rx
             .iter()
