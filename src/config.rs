@@ -18,6 +18,7 @@ use crate::number::NumberPlan;
 
 mod raw;
 pub mod schema;
+pub mod servers_d;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -109,7 +110,7 @@ pub enum AuthType {
     Plain,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AsteriskConfig {
     pub name: String,
     pub host: String,
@@ -703,39 +704,21 @@ impl Config {
                 hint: Some("pass --config with a readable TOML file".into()),
             }],
         })?;
+        // `servers_dir`: the servers of a directory of small files join the main list.
+        let expanded = servers_d::expand(&text, &name, path.parent())?;
         let mut cfg = Self::parse(
-            &text,
+            expanded.as_ref().map_or(&text, |e| &e.text),
             &name,
             path.parent().map(Path::to_path_buf),
             need_server,
         )?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // `secret = `, `token = `, `bot_token = `, `webhook_url = `, `headers = `, ...
-            let holds_secret = text.lines().any(|l| {
-                let l = l.trim_start();
-                !l.starts_with('#')
-                    && l.split_once('=').is_some_and(|(k, _)| {
-                        let k = k.trim();
-                        !k.is_empty() && !k.contains([' ', '[']) && validate::is_secret_key(k)
-                    })
-            });
-            if holds_secret {
-                if let Ok(meta) = std::fs::metadata(path) {
-                    if meta.permissions().mode() & 0o004 != 0 {
-                        cfg.warnings.push(Problem {
-                            key: "(file)".into(),
-                            message: format!("{name} holds a secret and is world-readable"),
-                            hint: Some(
-                                "chmod 640 it, or move the secret to secret_file / secret_env"
-                                    .into(),
-                            ),
-                        });
-                    }
-                }
+        if let Some(e) = &expanded {
+            for f in &e.files {
+                let body = std::fs::read_to_string(f).unwrap_or_default();
+                cfg.warnings.extend(world_readable_secret(f, &body));
             }
         }
+        cfg.warnings.extend(world_readable_secret(path, &text));
         Ok(cfg)
     }
 
@@ -869,3 +852,31 @@ target = { context = "callback", exten = "201" }
 [hours]
 timezone = "Europe/Moscow"
 "#;
+
+/// A warning when the file at `path` (whose text is `text`) sets a secret and anyone may read it.
+fn world_readable_secret(path: &Path, text: &str) -> Option<Problem> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // `secret = `, `token = `, `bot_token = `, `webhook_url = `, `headers = `, ...
+        let holds_secret = text.lines().any(|l| {
+            let l = l.trim_start();
+            !l.starts_with('#')
+                && l.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim();
+                    !k.is_empty() && !k.contains([' ', '[']) && validate::is_secret_key(k)
+                })
+        });
+        let meta = std::fs::metadata(path).ok()?;
+        (holds_secret && meta.permissions().mode() & 0o004 != 0).then(|| Problem {
+            key: "(file)".into(),
+            message: format!("{} holds a secret and is world-readable", path.display()),
+            hint: Some("chmod 640 it, or move the secret to secret_file / secret_env".into()),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, text);
+        None
+    }
+}

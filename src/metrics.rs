@@ -14,7 +14,9 @@
 //! `perezvon_build_info`, `perezvon_missed_calls_total{lost_at}`,
 //! `perezvon_calls_total{direction,status}`, `perezvon_callbacks_total{outcome}`,
 //! `perezvon_ami_link_up{server}`, `perezvon_ami_events_received_total{server}`,
-//! `perezvon_ami_decode_problems_total{server}`, `perezvon_ami_reconnects_total{server}`,
+//! `perezvon_ami_decode_problems_total{server}`, `perezvon_ami_reconnects_total{server}`, `perezvon_ami_owned{server}` (1 while this node writes
+//! the server's verdicts), `perezvon_ami_queued_events{server}` (events waiting in the server's own
+//! queue for the ingest loop),
 //! `perezvon_ami_seconds_since_last_event{server}`, `perezvon_ami_event_lag_seconds{server}`,
 //! `perezvon_callback_tasks_pending`, `perezvon_callback_attempts_in_flight`,
 //! `perezvon_calls_in_progress`, `perezvon_calls_today`, `perezvon_outbox_pending`,
@@ -121,6 +123,8 @@ pub struct ServerMetrics {
     events: Counter,
     decode_problems: Counter,
     reconnects: Counter,
+    owned: Gauge,
+    queued: Gauge,
     /// When the link last went up or down (Unix ms; 0: not yet).
     link_changed_ms: AtomicI64,
     /// When the last event arrived (Unix ms; 0: none yet).
@@ -165,6 +169,14 @@ impl ServerMetrics {
     pub fn reconnected(&self) {
         self.reconnects.inc();
     }
+    /// Whether this node owns the server now (writes its verdicts; `daemon::ownership`).
+    pub fn set_owned(&self, owned: bool) {
+        self.owned.set(i64::from(owned));
+    }
+    /// Events waiting in the server's queue for the ingest loop.
+    pub fn set_queued(&self, n: usize) {
+        self.queued.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
 
     /// What a status page shows of this server, as of `now`.
     pub fn snapshot(&self, name: &str, now: jiff::Timestamp) -> ServerSnapshot {
@@ -183,6 +195,8 @@ impl ServerMetrics {
             events: self.events.get(),
             reconnects: self.reconnects.get(),
             decode_problems: self.decode_problems.get(),
+            owned: self.owned.get() == 1,
+            queued: u64::try_from(self.queued.get()).unwrap_or(0),
             last_event_at: ts(last),
             seconds_since_last_event: (last > 0)
                 .then(|| (millis(now) - last).max(0) as f64 / 1000.0),
@@ -201,6 +215,12 @@ pub struct ServerSnapshot {
     pub events: u64,
     pub reconnects: u64,
     pub decode_problems: u64,
+    /// This node owns the server (writes its verdicts).
+    #[serde(default)]
+    pub owned: bool,
+    /// Events waiting in the server's own queue.
+    #[serde(default)]
+    pub queued: u64,
     pub last_event_at: Option<jiff::Timestamp>,
     pub seconds_since_last_event: Option<f64>,
     /// Arrival minus the event's `Timestamp` header of the last event that had one.
@@ -308,6 +328,8 @@ struct ServerFamilies {
     events: Family<Labels, Counter>,
     decode_problems: Family<Labels, Counter>,
     reconnects: Family<Labels, Counter>,
+    owned: Family<Labels, Gauge>,
+    queued: Family<Labels, Gauge>,
 }
 
 /// The registry. Share it as `Arc<Metrics>`.
@@ -425,6 +447,16 @@ impl Metrics {
             "Reconnections to the server after a lost or failed link",
             families.reconnects.clone(),
         );
+        r.register(
+            "perezvon_ami_owned",
+            "1 while this node owns the server (writes its verdicts, dials its callbacks)",
+            families.owned.clone(),
+        );
+        r.register(
+            "perezvon_ami_queued_events",
+            "AMI events waiting in the server's own queue for the ingest loop",
+            families.queued.clone(),
+        );
         let servers_map: Servers = Arc::default();
         r.register_collector(Box::new(ServerClock(servers_map.clone())));
 
@@ -539,12 +571,35 @@ impl Metrics {
                     events: f.events.get_or_create(&l).clone(),
                     decode_problems: f.decode_problems.get_or_create(&l).clone(),
                     reconnects: f.reconnects.get_or_create(&l).clone(),
+                    // Until told otherwise (one node owns every server).
+                    owned: {
+                        let g = f.owned.get_or_create(&l).clone();
+                        g.set(1);
+                        g
+                    },
+                    queued: f.queued.get_or_create(&l).clone(),
                     link_changed_ms: AtomicI64::new(0),
                     last_event_ms: AtomicI64::new(0),
                     lag_ms: AtomicI64::new(i64::MIN),
                 })
             })
             .clone()
+    }
+
+    /// A server left the configuration (SIGHUP): no longer listed or exported.
+    pub fn forget_server(&self, name: &str) {
+        self.servers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let l = labels(&[("server", name)]);
+        let f = &self.families;
+        f.link_up.remove(&l);
+        f.events.remove(&l);
+        f.decode_problems.remove(&l);
+        f.reconnects.remove(&l);
+        f.owned.remove(&l);
+        f.queued.remove(&l);
     }
 
     /// Every server's status as of `now`, in name order.

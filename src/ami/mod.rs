@@ -21,4 +21,4 @@ pub use action::{Action, ActionError};
 pub use client::{AmiError, AmiHandle};
 pub use codec::{AmiCodec, DecodeStats};
 pub use message::{Kind, Message};
-pub use supervisor::{spawn, spawn_with_tap, LinkEvent};
+pub use supervisor::{respawn_after, spawn, spawn_with_tap, LinkEvent};

@@ -90,6 +90,23 @@ pub fn spawn_with_tap(
     (handle, task)
 }
 
+/// Starts `cfg`'s supervisor on an existing `handle` and `events` channel once `previous` (the
+/// same server's supervisor, being stopped) has ended: a configuration change (`SIGHUP`) is then
+/// one more reconnect to the consumer, whose stream stays in order (the old session's `Down`,
+/// then the new `Up`) and whose handle (the dialer's, the console's) stays valid.
+pub fn respawn_after(
+    previous: JoinHandle<()>,
+    cfg: AsteriskConfig,
+    handle: AmiHandle,
+    events: mpsc::Sender<LinkEvent>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = previous.await;
+        supervise(cfg, handle, events, shutdown, None).await;
+    })
+}
+
 async fn supervise(
     cfg: AsteriskConfig,
     handle: AmiHandle,

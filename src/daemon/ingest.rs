@@ -6,10 +6,12 @@
 //! restart) is not returned again unless [`Pipeline::report_duplicates`] asks for it. The pipeline reads no clock: arrival time is an argument, and silence
 //! expiry runs from event time, at most once per second of it.
 
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::ami::Message;
 use crate::config::Config;
+use crate::daemon::ownership::Ownership;
 use crate::store::calls::Resolution;
 use crate::store::{Store, StoreError};
 
@@ -24,6 +26,12 @@ const MAX_PENDING_RESOLUTIONS: usize = 4096;
 /// daemon stops rather than drop a verdict. A busy centre ends a few calls a second, so this
 /// is hours of outage.
 pub const MAX_HELD_VERDICTS: usize = 100_000;
+/// Verdicts of a server this node does not own, kept per server at most, and for at most
+/// [`UNOWNED_KEEP`] of call time: written when the node gains the server's lease (the owner
+/// that lost it may not have written them), ignored by the store if the owner did.
+pub const MAX_UNOWNED_VERDICTS: usize = 10_000;
+/// How far back (call end time, newest kept verdict minus oldest) unowned verdicts are kept.
+pub const UNOWNED_KEEP: Duration = Duration::from_secs(10 * 60);
 /// Retry spacing for a failing store: 1 s, doubling, at most this.
 const MAX_RETRY_SECS: i64 = 30;
 
@@ -54,6 +62,10 @@ pub struct Pipeline {
     /// While holding: the first failure of this outage, the next retry (µs of event time),
     /// the current spacing (s) and the last error.
     outage: Option<Outage>,
+    /// Which servers' verdicts this node writes (the daemon: leases; replay: every server).
+    ownership: Ownership,
+    /// Per server not owned: its finished verdicts, oldest first (see [`MAX_UNOWNED_VERDICTS`]).
+    unowned: HashMap<String, VecDeque<CallRecord>>,
 }
 
 #[derive(Debug)]
@@ -98,6 +110,57 @@ impl Pipeline {
             hold_limit: 0,
             held: std::collections::VecDeque::new(),
             outage: None,
+            ownership: Ownership::everything(),
+            unowned: HashMap::new(),
+        }
+    }
+
+    /// Writes the verdicts of a server only while `ownership` says this node owns it; the
+    /// others are tracked all the same and kept (bounded) until [`Pipeline::flush_unowned`]
+    /// finds the server owned.
+    pub fn gated_by(mut self, ownership: Ownership) -> Pipeline {
+        self.ownership = ownership;
+        self
+    }
+
+    /// Verdicts kept for servers this node does not own, all servers.
+    pub fn unowned(&self) -> usize {
+        self.unowned.values().map(VecDeque::len).sum()
+    }
+
+    /// Commits the kept verdicts of every server owned now (after a grant). Returns those
+    /// committed (a verdict the previous owner wrote is not returned again).
+    pub fn flush_unowned(&mut self) -> Result<Vec<CallRecord>, StoreError> {
+        let now = Instant::now();
+        let owned: Vec<String> = self
+            .unowned
+            .keys()
+            .filter(|s| self.ownership.owns(s, now).is_some())
+            .cloned()
+            .collect();
+        let mut ready = Vec::new();
+        for s in owned {
+            if let Some(q) = self.unowned.remove(&s) {
+                ready.extend(q);
+            }
+        }
+        if ready.is_empty() {
+            return Ok(ready);
+        }
+        self.commit_owned(&ready)
+    }
+
+    /// Keeps `r` of a server not owned, within the bounds.
+    fn keep_unowned(&mut self, r: CallRecord) {
+        let q = self.unowned.entry(r.server.clone()).or_default();
+        let newest = r.ended_at;
+        q.push_back(r);
+        let keep = jiff::SignedDuration::try_from(UNOWNED_KEEP).unwrap_or_default();
+        while q.len() > MAX_UNOWNED_VERDICTS
+            || q.front()
+                .is_some_and(|o| newest.duration_since(o.ended_at) > keep)
+        {
+            q.pop_front();
         }
     }
 
@@ -284,6 +347,22 @@ impl Pipeline {
     /// order) and returns what was committed; they are retried by [`Pipeline::tick`] (and by
     /// the next commit once the retry is due). Only a full queue is an error.
     fn commit(&mut self, ended: &[CallRecord]) -> Result<Vec<CallRecord>, StoreError> {
+        if self.ownership.is_leased() && !ended.is_empty() {
+            let now = Instant::now();
+            let (mine, theirs): (Vec<CallRecord>, Vec<CallRecord>) = ended
+                .iter()
+                .cloned()
+                .partition(|r| self.ownership.owns(&r.server, now).is_some());
+            for r in theirs {
+                self.keep_unowned(r);
+            }
+            return self.commit_owned(&mine);
+        }
+        self.commit_owned(ended)
+    }
+
+    /// [`Pipeline::commit`] of verdicts this node may write.
+    fn commit_owned(&mut self, ended: &[CallRecord]) -> Result<Vec<CallRecord>, StoreError> {
         if self.outage.is_none() && self.held.is_empty() {
             let mut stored = Vec::with_capacity(ended.len());
             for (i, r) in ended.iter().enumerate() {

@@ -27,6 +27,7 @@
 pub mod dialer;
 pub mod ingest;
 pub mod ownership;
+pub mod servers;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::ami::{self, Action, AmiHandle, LinkEvent, Message};
+use crate::ami::{Action, AmiHandle, LinkEvent, Message};
 use crate::callback::originate::OriginateResponse;
 use crate::calls::record::CallRecord;
 use crate::config::Config;
@@ -44,6 +45,8 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use dialer::{Clock, Dialer, DialerError, DialerEvent, DialerInput};
 use ingest::Pipeline;
+use ownership::Ownership;
+use servers::Servers;
 
 /// How often live calls are checked for silence when no event arrives.
 const TRACKER_TICK: Duration = Duration::from_secs(1);
@@ -72,6 +75,12 @@ pub struct RunOptions {
     pub records: Option<mpsc::Sender<CallRecord>>,
     /// The metrics registry to update (default: a new one, served when `[metrics] enabled`).
     pub metrics: Option<Arc<Metrics>>,
+    /// Which servers this node acts on (default: [`Ownership::everything`]). Verdicts of a
+    /// server not owned are tracked and kept, and written once it is.
+    pub ownership: Option<Ownership>,
+    /// New configurations to apply (SIGHUP: `perezvon run` loads the file again and sends the
+    /// result; a refused one is logged and changes nothing). See [`reload`](Ingest::reload).
+    pub reload: Option<mpsc::Receiver<Result<Config, crate::config::ConfigError>>>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. The future is `Send`: spawn it.
@@ -79,55 +88,106 @@ pub async fn run(cfg: Config, db: PathBuf, shutdown: CancellationToken) -> Resul
     run_with(cfg, db, shutdown, RunOptions::default()).await
 }
 
-/// [`run`] with hooks.
+/// [`run`] with hooks. The steps, in order: open the stores, read the status, start the
+/// observers (notifications, metrics, report mail, retention), tell systemd, start the
+/// servers, the console and the dialer, run the ingest loop, shut down.
 pub async fn run_with(
     cfg: Config,
     db: PathBuf,
     shutdown: CancellationToken,
-    opts: RunOptions,
+    mut opts: RunOptions,
 ) -> Result<(), DaemonError> {
-    let calls_store = Store::open(&db).map_err(DaemonError::Store)?;
-    calls_store.check_writable().map_err(DaemonError::Store)?;
-    let tasks_store = Store::open(&db).map_err(DaemonError::Store)?;
-    // With callbacks on, every stored verdict is marked for the dialer in its own transaction
-    // (the dialer acts on what is still marked at start-up: a miss never loses its task).
-    let dialing = cfg.callback.enabled && cfg.callback_server().is_some();
-    let mut pipeline = Pipeline::new(&cfg, calls_store)
-        .for_dialer(dialing)
-        .hold_up_to(crate::daemon::ingest::MAX_HELD_VERDICTS);
+    let (calls_store, tasks_store) = open_stores(&db)?;
     let metrics = opts
         .metrics
         .clone()
         .unwrap_or_else(|| Arc::new(Metrics::new(cfg.asterisk.iter().map(|a| a.name.as_str()))));
     let shared_cfg = Arc::new(cfg.clone());
-    // Notifications and metrics watch the verdicts and the dialer through an observer on its own
-    // connection. Verdicts reach it with back-pressure (never dropped); the outbox it fills is
-    // drained by `run_delivery`, which also re-enqueues the last hour's verdicts after a crash.
     let services = shutdown.child_token();
-    let (obs_records_tx, obs_records_rx) = mpsc::channel::<CallRecord>(4096);
-    let (obs_dialer_tx, obs_dialer_rx) = mpsc::channel::<DialerEvent>(4096);
-    let observer = tokio::spawn(crate::notify::observe::run_observer(
-        shared_cfg.clone(),
-        db.clone(),
-        metrics.clone(),
-        obs_records_rx,
-        obs_dialer_rx,
-        services.clone(),
-    ));
-    let delivery = (cfg.notify.webhook.is_some() || cfg.notify.email.is_some()).then(|| {
-        tokio::spawn(crate::notify::run_delivery(
-            shared_cfg.clone(),
-            db.clone(),
-            metrics.clone(),
-            services.clone(),
-        ))
-    });
-    // What STATUS= and /status say from the first second: the queue and today's calls as
-    // stored (the gauges are kept up to date from here on).
     let started_at = jiff::Timestamp::now();
+    let (today, in_flight) = initial_status(&cfg, &db, &metrics, started_at);
+    let observers = start_observers(&shared_cfg, &db, &metrics, &services, &opts, in_flight);
+    start_web_and_jobs(&shared_cfg, &db, &metrics, &services, started_at);
+    tracing::info!(database = %db.display(), servers = cfg.asterisk.len(), callbacks = cfg.callback.enabled, node = %cfg.cluster.node_id, "perezvon started");
+    sd_notify(&format!(
+        "READY=1\nSTATUS=connecting to Asterisk; {}",
+        crate::status::line_from(&metrics, started_at)
+    ));
+    let watchdog = start_watchdog(&shutdown);
+
+    let mut servers = Servers::start(&cfg.asterisk, shutdown.child_token());
+    start_console(&shared_cfg, &db, &metrics, &services, &servers);
+    let dialer = start_dialer(&cfg, tasks_store, &servers, &opts, &observers);
+
+    // With callbacks on, every stored verdict is marked for the dialer in its own transaction
+    // (the dialer acts on what is still marked at start-up: a miss never loses its task).
+    let dialing = cfg.callback.enabled && cfg.callback_server().is_some();
+    let ownership = opts.ownership.clone().unwrap_or_default();
+    let pipeline = Pipeline::new(&cfg, calls_store)
+        .for_dialer(dialing)
+        .hold_up_to(crate::daemon::ingest::MAX_HELD_VERDICTS)
+        .gated_by(ownership.clone());
+    let (gaps, gap_rx) = crate::history::gap::Gaps::new(shared_cfg.clone());
+    let (resync_tx, resync_rx) = mpsc::channel::<Resynced>(16);
+    let mut ingest = Ingest {
+        pipeline,
+        dial_tx: dialer.tx.clone(),
+        records_tx: opts.records.clone(),
+        observer_tx: observers.records_tx.clone(),
+        metrics: metrics.clone(),
+        callback_server: cfg.callback_server().map(|a| a.name.clone()),
+        held: HashMap::new(),
+        dialing: dialer.task.is_some(),
+        status: Status::default(),
+        servers: HashMap::new(),
+        today,
+        cfg: shared_cfg.clone(),
+        gaps,
+        generation: 0,
+        resync_tx,
+        live_sent: HashSet::new(),
+        live_callbacks_sent: HashSet::new(),
+        ownership,
+    };
+    let inputs = LoopInputs {
+        shutdown: shutdown.clone(),
+        dialer_done: dialer.done.clone(),
+        resync_rx,
+        gap_rx,
+        reload_rx: opts.reload.take(),
+    };
+    let result = ingest.run(&mut servers, inputs).await;
+    let result = ingest.finish(&mut servers, result).await;
+    drop(ingest);
+    let result = stop_dialer(dialer, result).await;
+    observers.stop(&services).await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    tracing::info!("perezvon stopped");
+    result
+}
+
+/// Two connections: one for the ingest loop (the only writer of `calls`), one for the dialer.
+fn open_stores(db: &std::path::Path) -> Result<(Store, Store), DaemonError> {
+    let calls_store = Store::open(db).map_err(DaemonError::Store)?;
+    calls_store.check_writable().map_err(DaemonError::Store)?;
+    let tasks_store = Store::open(db).map_err(DaemonError::Store)?;
+    Ok((calls_store, tasks_store))
+}
+
+/// What STATUS= and /status say from the first second: the queue and today's calls as stored
+/// (the gauges are kept up to date from here on). Returns today's count and the attempts in
+/// flight.
+fn initial_status(
+    cfg: &Config,
+    db: &std::path::Path,
+    metrics: &Metrics,
+    started_at: jiff::Timestamp,
+) -> (Today, HashSet<String>) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut today = Today::new(started_at, &cfg.hours.timezone);
-    match Store::open(&db).and_then(|st| {
+    match Store::open(db).and_then(|st| {
         let tasks = st.open_tasks()?.len() as u64;
         let attempts = st.unfinished_attempts()?;
         let calls = st.calls_ended_between(today.start, started_at)?.len() as u64;
@@ -144,31 +204,48 @@ pub async fn run_with(
             tracing::warn!(error = %crate::store::error_chain(&e), "cannot read the callback queue for the status");
         }
     }
-    if cfg.metrics.enabled {
-        let (listen, stop) = (cfg.metrics.listen, services.clone());
-        let router = crate::web::router(
+    (today, in_flight)
+}
+
+/// The notifications observer (its own connection), the outbox delivery and the fan-out of the
+/// dialer's events.
+struct Observers {
+    records_tx: mpsc::Sender<CallRecord>,
+    dialer_events_tx: mpsc::Sender<DialerEvent>,
+    observer: tokio::task::JoinHandle<Result<(), StoreError>>,
+    delivery: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    fanout: tokio::task::JoinHandle<()>,
+}
+
+/// Notifications and metrics watch the verdicts and the dialer through an observer on its own
+/// connection. Verdicts reach it with back-pressure (never dropped); the outbox it fills is
+/// drained by `run_delivery`, which also re-enqueues the last hour's verdicts after a crash.
+fn start_observers(
+    cfg: &Arc<Config>,
+    db: &std::path::Path,
+    metrics: &Arc<Metrics>,
+    services: &CancellationToken,
+    opts: &RunOptions,
+    mut in_flight: HashSet<String>,
+) -> Observers {
+    let (obs_records_tx, obs_records_rx) = mpsc::channel::<CallRecord>(4096);
+    let (obs_dialer_tx, obs_dialer_rx) = mpsc::channel::<DialerEvent>(4096);
+    let observer = tokio::spawn(crate::notify::observe::run_observer(
+        cfg.clone(),
+        db.to_path_buf(),
+        metrics.clone(),
+        obs_records_rx,
+        obs_dialer_rx,
+        services.clone(),
+    ));
+    let delivery = (cfg.notify.webhook.is_some() || cfg.notify.email.is_some()).then(|| {
+        tokio::spawn(crate::notify::run_delivery(
+            cfg.clone(),
+            db.to_path_buf(),
             metrics.clone(),
-            Some(crate::web::StatusSource {
-                db: db.clone(),
-                timezone: cfg.hours.timezone.clone(),
-                started_at,
-            }),
-        );
-        tokio::spawn(async move {
-            // A port in use must not stop call tracking: say so loudly and go on without metrics.
-            if let Err(e) = crate::web::serve_router(listen, router, stop).await {
-                tracing::error!(error = %e, "metrics endpoint disabled");
-            }
-        });
-    }
-    // The scheduled report e-mail (`[report.email]`, through `[notify.email]`).
-    if cfg.report.email.is_some() && cfg.notify.email.is_some() {
-        tokio::spawn(crate::report::mail::run(
-            shared_cfg.clone(),
-            db.clone(),
             services.clone(),
-        ));
-    }
+        ))
+    });
     // The dialer's events go to the observer and to an embedder's hook, if any.
     let (dialer_events_tx, mut dialer_events_rx) = mpsc::channel::<DialerEvent>(4096);
     let hook = opts.dialer_events.clone();
@@ -200,12 +277,78 @@ pub async fn run_with(
             let _ = obs_dialer_tx.send(e).await;
         }
     });
-    tracing::info!(database = %db.display(), servers = cfg.asterisk.len(), callbacks = cfg.callback.enabled, "perezvon started");
-    sd_notify(&format!(
-        "READY=1\nSTATUS=connecting to Asterisk; {}",
-        crate::status::line_from(&metrics, started_at)
-    ));
-    let watchdog = watchdog_interval().map(|every| {
+    Observers {
+        records_tx: obs_records_tx,
+        dialer_events_tx,
+        observer,
+        delivery,
+        fanout,
+    }
+}
+
+impl Observers {
+    /// Last: the observer gets every verdict and attempt outcome of this run before it stops.
+    async fn stop(self, services: &CancellationToken) {
+        drop(self.dialer_events_tx);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.fanout).await;
+        drop(self.records_tx);
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.observer).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "notifications observer failed"),
+            Err(_) => tracing::warn!("notifications observer did not stop within the grace period"),
+            _ => {}
+        }
+        services.cancel();
+        if let Some(d) = self.delivery {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, d).await;
+        }
+    }
+}
+
+/// `/metrics` + `/status`, the scheduled report e-mail and retention.
+fn start_web_and_jobs(
+    cfg: &Arc<Config>,
+    db: &std::path::Path,
+    metrics: &Arc<Metrics>,
+    services: &CancellationToken,
+    started_at: jiff::Timestamp,
+) {
+    if cfg.metrics.enabled {
+        let (listen, stop) = (cfg.metrics.listen, services.clone());
+        let router = crate::web::router(
+            metrics.clone(),
+            Some(crate::web::StatusSource {
+                db: db.to_path_buf(),
+                timezone: cfg.hours.timezone.clone(),
+                started_at,
+            }),
+        );
+        tokio::spawn(async move {
+            // A port in use must not stop call tracking: say so loudly and go on without metrics.
+            if let Err(e) = crate::web::serve_router(listen, router, stop).await {
+                tracing::error!(error = %e, "metrics endpoint disabled");
+            }
+        });
+    }
+    // The scheduled report e-mail (`[report.email]`, through `[notify.email]`).
+    if cfg.report.email.is_some() && cfg.notify.email.is_some() {
+        tokio::spawn(crate::report::mail::run(
+            cfg.clone(),
+            db.to_path_buf(),
+            services.clone(),
+        ));
+    }
+    if let Some(keep) = cfg.storage.keep_calls {
+        tokio::spawn(crate::history::retention::run(
+            keep,
+            db.to_path_buf(),
+            services.clone(),
+        ));
+    }
+}
+
+/// `WATCHDOG=1` every half `WATCHDOG_USEC`, when systemd asks for it.
+fn start_watchdog(shutdown: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    watchdog_interval().map(|every| {
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let mut t = tokio::time::interval(every);
@@ -216,257 +359,96 @@ pub async fn run_with(
                 }
             }
         })
+    })
+}
+
+/// The web console, once the AMI connections exist (it asks them for their queues).
+fn start_console(
+    cfg: &Arc<Config>,
+    db: &std::path::Path,
+    metrics: &Arc<Metrics>,
+    services: &CancellationToken,
+    servers: &Servers,
+) {
+    if cfg.web.listen.is_none() {
+        return;
+    }
+    let (c, d, m, stop) = (
+        cfg.clone(),
+        db.to_path_buf(),
+        metrics.clone(),
+        services.clone(),
+    );
+    let handles: Vec<AmiHandle> = servers.handles().cloned().collect();
+    tokio::spawn(async move {
+        // Like the metrics: a console that cannot start must not stop call tracking.
+        if let Err(e) = crate::console::serve(c, d, m, handles, stop).await {
+            tracing::error!(error = %e, "web console disabled");
+        }
     });
+}
 
-    // One supervisor per server, all feeding one bounded channel (back-pressure, never a drop).
-    let links = shutdown.child_token();
-    let (link_tx, mut link_rx) = mpsc::channel::<LinkEvent>(4096);
-    let mut handles: Vec<AmiHandle> = Vec::new();
-    let mut supervisors = Vec::new();
-    for a in &cfg.asterisk {
-        let (h, j) = ami::spawn(a.clone(), link_tx.clone(), links.clone());
-        handles.push(h);
-        supervisors.push(j);
-    }
-    drop(link_tx);
-    // The web console, once the AMI connections exist (it asks them for their queues).
-    if cfg.web.listen.is_some() {
-        let (c, d, m, stop) = (
-            shared_cfg.clone(),
-            db.clone(),
-            metrics.clone(),
-            services.clone(),
-        );
-        let servers = handles.clone();
-        tokio::spawn(async move {
-            // Like the metrics: a console that cannot start must not stop call tracking.
-            if let Err(e) = crate::console::serve(c, d, m, servers, stop).await {
-                tracing::error!(error = %e, "web console disabled");
-            }
-        });
-    }
-    let callback_server = cfg.callback_server().map(|a| a.name.clone());
-    let callback_handle = callback_server
-        .as_ref()
-        .and_then(|n| handles.iter().find(|h| h.server() == n.as_str()).cloned());
+/// The dialer's task and its input.
+struct DialerTask {
+    tx: mpsc::Sender<DialerInput>,
+    stop: CancellationToken,
+    /// Cancelled when the dialer's task ends: before shutdown that is a failure to stop on.
+    done: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), DialerError>>>,
+}
 
-    // The dialer, on its own task and connection.
-    let (dial_tx, dial_rx) = mpsc::channel::<DialerInput>(4096);
-    let dialer_stop = CancellationToken::new();
-    // Cancelled when the dialer's task ends: before shutdown that is a failure to stop on.
-    let dialer_done = CancellationToken::new();
+/// The dialer, on its own task and connection, when callbacks are on and their server exists.
+fn start_dialer(
+    cfg: &Config,
+    tasks_store: Store,
+    servers: &Servers,
+    opts: &RunOptions,
+    observers: &Observers,
+) -> DialerTask {
+    let (tx, rx) = mpsc::channel::<DialerInput>(4096);
+    let stop = CancellationToken::new();
+    let done = CancellationToken::new();
+    let handle = cfg
+        .callback_server()
+        .and_then(|a| servers.handle(&a.name))
+        .cloned();
     // With callbacks off no tasks are created: turning them on later must not dial a backlog.
-    let dialer_task = match callback_handle.filter(|_| cfg.callback.enabled) {
-        Some(h) => {
-            let clock: Clock = opts
-                .clock
-                .clone()
-                .unwrap_or_else(|| Arc::new(jiff::Timestamp::now));
-            let d = Dialer::new(&cfg, tasks_store, h, clock, Some(dialer_events_tx.clone()))
-                .require_sync();
-            let done = dialer_done.clone();
-            let stop = dialer_stop.clone();
-            Some(tokio::spawn(async move {
-                let r = d.run(dial_rx, stop).await;
-                done.cancel();
-                r
-            }))
-        }
-        None => {
-            drop(dial_rx);
-            None
-        }
-    };
+    let task = handle.filter(|_| cfg.callback.enabled).map(|h| {
+        let clock: Clock = opts
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(jiff::Timestamp::now));
+        let d = Dialer::new(
+            cfg,
+            tasks_store,
+            h,
+            clock,
+            Some(observers.dialer_events_tx.clone()),
+        )
+        .require_sync();
+        let (done, stop) = (done.clone(), stop.clone());
+        tokio::spawn(async move {
+            let r = d.run(rx, stop).await;
+            done.cancel();
+            r
+        })
+    });
+    DialerTask {
+        tx,
+        stop,
+        done,
+        task,
+    }
+}
 
-    // History (the backfill work): watermarks and gap reads, retention.
-    let (mut gaps, mut gap_rx) = crate::history::gap::Gaps::new(shared_cfg.clone());
-    if let Some(keep) = cfg.storage.keep_calls {
-        tokio::spawn(crate::history::retention::run(
-            keep,
-            db.clone(),
-            services.clone(),
-        ));
-    }
-
-    // After a LinkUp, events are held until the CoreShowChannels snapshot is applied: a channel
-    // created after the snapshot must not be processed before it, or `resync` would take it for
-    // one that vanished while the link was down.
-    let (resync_tx, mut resync_rx) = mpsc::channel::<Resynced>(16);
-    let mut generation: u64 = 0;
-    let mut tick = tokio::time::interval(TRACKER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut result: Result<(), DaemonError> = Ok(());
-    // Customers and callback calls live, as last told to the dialer (only while there is one).
-    let dialing = dialer_task.is_some();
-    let mut live_sent: HashSet<String> = HashSet::new();
-    let mut live_callbacks_sent: HashSet<String> = HashSet::new();
-    let mut ingest = Ingest {
-        pipeline: &mut pipeline,
-        dial_tx: &dial_tx,
-        records_tx: opts.records.as_ref(),
-        observer_tx: &obs_records_tx,
-        metrics: &metrics,
-        callback_server: callback_server.as_deref(),
-        held: HashMap::new(),
-        dialing,
-        status: Status::default(),
-        servers: HashMap::new(),
-        today,
-        timezone: cfg.hours.timezone.clone(),
-    };
-    loop {
-        let step = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = dialer_done.cancelled() => {
-                // Its error (if any) is collected below; systemd restarts us on the non-zero exit.
-                tracing::error!("the callback dialer stopped; shutting down");
-                break;
-            }
-            ev = link_rx.recv() => match ev {
-                Some(LinkEvent::Up { server, at }) => {
-                    tracing::info!(server = %server, "AMI link up");
-                    metrics.server(&server).set_link(true, at);
-                    ingest.status.notify(&metrics);
-                    ingest.pipeline.link_up(&server, at);
-                    gaps.link_up(ingest.pipeline.store(), &server, at);
-                    generation += 1;
-                    if let Some(h) = handles.iter().find(|h| h.server() == &*server).cloned() {
-                        ingest.held.insert(server.to_string(), (generation, Vec::new()));
-                        let tx = resync_tx.clone();
-                        let server = server.to_string();
-                        let generation_now = generation;
-                        tokio::spawn(async move {
-                            let items = match h.send_list(Action::new("CoreShowChannels")).await {
-                                Ok((_, items)) => Some(items),
-                                Err(e) => {
-                                    tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed");
-                                    None
-                                }
-                            };
-                            let _ = tx.send(Resynced { server, generation: generation_now, items }).await;
-                        });
-                    }
-                    Ok(())
-                }
-                Some(LinkEvent::Down { server, at, reason }) => {
-                    tracing::warn!(server = %server, reason = %reason, "AMI link down");
-                    let m = metrics.server(&server);
-                    m.set_link(false, at);
-                    m.reconnected();
-                    // Calls in flight are kept: the reconnect's snapshot reconciles them.
-                    let r = ingest.release(&server, Snapshot::Superseded).await;
-                    ingest.pipeline.link_down(&server, at);
-                    gaps.link_down(ingest.pipeline.store(), &server, at);
-                    ingest.status.notify(&metrics);
-                    r
-                }
-                Some(LinkEvent::Message { server, msg, received_at }) => {
-                    ingest.message(&server, &msg, received_at).await
-                }
-                None => break,
-            },
-            Some(r) = resync_rx.recv() => {
-                if ingest.held.get(&r.server).is_some_and(|(g, _)| *g == r.generation) {
-                    if let Some(items) = &r.items {
-                        tracing::info!(server = %r.server, channels = items.len(), "resynchronised live channels");
-                    }
-                    let snapshot = match &r.items {
-                        Some(items) => Snapshot::Items(items),
-                        None => Snapshot::Failed,
-                    };
-                    let done = ingest.release(&r.server, snapshot).await;
-                    gaps.synced(&r.server);
-                    done
-                } else {
-                    Ok(())
-                }
-            }
-            Some(g) = gap_rx.recv() => {
-                ingest.backfilled(g, &cfg).await;
-                Ok(())
-            }
-            _ = tick.tick() => {
-                gaps.tick(ingest.pipeline.store(), jiff::Timestamp::now());
-                for h in &handles {
-                    metrics.server(h.server()).set_decode_problems(h.decode_problems());
-                }
-                let r = ingest.pipeline.tick(jiff::Timestamp::now());
-                let r = ingest.forward(r).await;
-                // After the tick's verdicts, so a call that just ended is no longer live.
-                // Once a second and only on change: up to a second stale, which is fine for
-                // "do not ring someone who is talking to us", and nothing on the event path.
-                if dialing {
-                    let live = ingest.pipeline.live_customers();
-                    if live != live_sent {
-                        live_sent = live.clone();
-                        send(ingest.dial_tx, DialerInput::LiveCustomers(live)).await;
-                    }
-                    let live = ingest.pipeline.live_callbacks();
-                    if live != live_callbacks_sent {
-                        live_callbacks_sent = live.clone();
-                        send(ingest.dial_tx, DialerInput::LiveCallbacks(live)).await;
-                    }
-                }
-                ingest.report_held();
-                metrics.set_calls_in_progress(ingest.pipeline.live_calls());
-                let now = jiff::Timestamp::now();
-                if ingest.today.roll(now, &ingest.timezone) {
-                    metrics.set_calls_today(ingest.today.count);
-                }
-                ingest.status.notify(&metrics);
-                r
-            }
-        };
-        if let Err(e) = step {
-            tracing::error!(error = %e, "stopping: cannot store call verdicts");
-            result = Err(e);
-            break;
-        }
-    }
-
-    // Shutdown: stop the links, finish what was already read, then the dialer.
-    sd_notify("STOPPING=1");
-    gaps.save_up(ingest.pipeline.store(), jiff::Timestamp::now());
-    links.cancel();
-    if result.is_ok() {
-        let servers: Vec<String> = ingest.held.keys().cloned().collect();
-        for server in servers {
-            if let Err(e) = ingest.release(&server, Snapshot::Superseded).await {
-                result = Err(e);
-            }
-        }
-    }
-    if result.is_ok() {
-        while let Ok(ev) = link_rx.try_recv() {
-            let r = match ev {
-                LinkEvent::Message {
-                    server,
-                    msg,
-                    received_at,
-                } => ingest.message(&server, &msg, received_at).await,
-                _ => Ok(()),
-            };
-            if let Err(e) = r {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    drop(link_rx);
-    if let Some(h) = ingest.pipeline.held() {
-        // One last try; what still fails is lost with the process, and said so.
-        let r = ingest.pipeline.retry_held(jiff::Timestamp::now());
-        let _ = ingest.forward(r).await;
-        if let Some(h) = ingest.pipeline.held().filter(|_| h.count > 0) {
-            tracing::error!(held = h.count, error = %h.error, "stopping with call verdicts the database refused; they are lost");
-        }
-    }
-    for s in supervisors {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, s).await;
-    }
-    drop(dial_tx);
-    dialer_stop.cancel();
-    if let Some(t) = dialer_task {
+/// The dialer drains its queue, then stops; its error is the run's when nothing failed first.
+async fn stop_dialer(
+    dialer: DialerTask,
+    mut result: Result<(), DaemonError>,
+) -> Result<(), DaemonError> {
+    drop(dialer.tx);
+    dialer.stop.cancel();
+    if let Some(t) = dialer.task {
         match tokio::time::timeout(SHUTDOWN_GRACE, t).await {
             Ok(Ok(Err(e))) if result.is_ok() => result = Err(DaemonError::Dialer(e)),
             Ok(Err(join)) => tracing::error!(error = %join, "dialer task panicked"),
@@ -474,24 +456,27 @@ pub async fn run_with(
             _ => {}
         }
     }
-    // Last: the observer gets every verdict and attempt outcome of this run before it stops.
-    drop(dialer_events_tx);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, fanout).await;
-    drop(obs_records_tx);
-    match tokio::time::timeout(SHUTDOWN_GRACE, observer).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "notifications observer failed"),
-        Err(_) => tracing::warn!("notifications observer did not stop within the grace period"),
-        _ => {}
-    }
-    services.cancel();
-    if let Some(d) = delivery {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, d).await;
-    }
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    tracing::info!("perezvon stopped");
     result
+}
+
+/// What the ingest loop waits on besides the servers.
+struct LoopInputs {
+    shutdown: CancellationToken,
+    dialer_done: CancellationToken,
+    resync_rx: mpsc::Receiver<Resynced>,
+    gap_rx: mpsc::Receiver<crate::history::gap::GapRead>,
+    reload_rx: Option<mpsc::Receiver<Result<Config, crate::config::ConfigError>>>,
+}
+
+/// One turn of the ingest loop.
+enum Step {
+    Stop,
+    Link(LinkEvent),
+    Resynced(Resynced),
+    Gap(crate::history::gap::GapRead),
+    Reload(Result<Config, crate::config::ConfigError>),
+    OwnershipChanged,
+    Tick,
 }
 
 /// The CoreShowChannels snapshot of one session (`None` when it could not be read).
@@ -583,14 +568,14 @@ fn sent_at(msg: &Message) -> Option<f64> {
         .ok()
 }
 
-/// The ingest loop's state, borrowed.
-struct Ingest<'a> {
-    pipeline: &'a mut Pipeline,
-    dial_tx: &'a mpsc::Sender<DialerInput>,
-    records_tx: Option<&'a mpsc::Sender<CallRecord>>,
-    observer_tx: &'a mpsc::Sender<CallRecord>,
-    metrics: &'a Metrics,
-    callback_server: Option<&'a str>,
+/// The ingest loop's state.
+struct Ingest {
+    pipeline: Pipeline,
+    dial_tx: mpsc::Sender<DialerInput>,
+    records_tx: Option<mpsc::Sender<CallRecord>>,
+    observer_tx: mpsc::Sender<CallRecord>,
+    metrics: Arc<Metrics>,
+    callback_server: Option<String>,
     /// Per server: events held until the snapshot of session `generation` is applied.
     held: HashMap<String, (u64, Vec<(Message, jiff::Timestamp)>)>,
     /// A dialer runs (it is told of reconciled snapshots).
@@ -599,10 +584,20 @@ struct Ingest<'a> {
     /// Per-server metric handles, so an event updates atomics without the registry's lock.
     servers: HashMap<String, Arc<crate::metrics::ServerMetrics>>,
     today: Today,
-    timezone: jiff::tz::TimeZone,
+    /// The configuration running (its `[[asterisk]]` list follows SIGHUP; the rest does not).
+    cfg: Arc<Config>,
+    /// History (the backfill work): watermarks and gap reads.
+    gaps: crate::history::gap::Gaps,
+    /// Bumped at every LinkUp: a snapshot of an older session is not applied.
+    generation: u64,
+    resync_tx: mpsc::Sender<Resynced>,
+    /// Customers and callback calls live, as last told to the dialer (only while there is one).
+    live_sent: HashSet<String>,
+    live_callbacks_sent: HashSet<String>,
+    ownership: Ownership,
 }
 
-impl Ingest<'_> {
+impl Ingest {
     async fn message(
         &mut self,
         server: &str,
@@ -619,9 +614,9 @@ impl Ingest<'_> {
         }
         // OriginateResponse is broadcast to every session; only the server we originate on can
         // carry ours, and the dialer matches by ActionID. Never held: the dialer needs no resync.
-        if self.callback_server == Some(server) {
+        if self.callback_server.as_deref() == Some(server) {
             if let Some(r) = OriginateResponse::parse(msg) {
-                send(self.dial_tx, DialerInput::Response(r)).await;
+                send(&self.dial_tx, DialerInput::Response(r)).await;
             }
         }
         // Issue 14: a caller's or an agent's request through the dialplan (UserEvent), from any
@@ -629,7 +624,7 @@ impl Ingest<'_> {
         match crate::callback::request::parse(msg) {
             Ok(Some(request)) => {
                 send(
-                    self.dial_tx,
+                    &self.dial_tx,
                     DialerInput::User {
                         server: server.to_string(),
                         request,
@@ -680,18 +675,19 @@ impl Ingest<'_> {
     /// first, then settles attempts of unknown fate against `live` (if the list was read) and
     /// may start attempts again.
     async fn tell_dialer_synced(&mut self, server: &str, live: Option<HashSet<String>>) {
-        if !self.dialing || self.callback_server != Some(server) {
+        if !self.dialing || self.callback_server.as_deref() != Some(server) {
             return;
         }
         let customers = self.pipeline.live_customers();
-        send(self.dial_tx, DialerInput::LiveCustomers(customers)).await;
-        send(self.dial_tx, DialerInput::Reconciled(live)).await;
+        send(&self.dial_tx, DialerInput::LiveCustomers(customers)).await;
+        send(&self.dial_tx, DialerInput::Reconciled(live)).await;
     }
 
     /// Stores the verdicts of a gap read from the CDR/queue_log and hands them on like live
     /// ones (dialer, notifications); their verdict latency is not observed (hours, by nature).
     /// A failure is logged: the next reconnect, or `perezvon backfill`, tries again.
-    async fn backfilled(&mut self, g: crate::history::gap::GapRead, cfg: &Config) {
+    async fn backfilled(&mut self, g: crate::history::gap::GapRead) {
+        let cfg = self.cfg.clone();
         let loaded = match g.result {
             Ok(l) => l,
             Err(e) => {
@@ -736,11 +732,11 @@ impl Ingest<'_> {
             if self.today.record(rec.ended_at) {
                 self.metrics.set_calls_today(self.today.count);
             }
-            if let Some(tx) = self.records_tx {
+            if let Some(tx) = &self.records_tx {
                 let _ = tx.try_send(rec.clone());
             }
             let _ = self.observer_tx.send(rec.clone()).await;
-            send(self.dial_tx, DialerInput::Record(Box::new(rec))).await;
+            send(&self.dial_tx, DialerInput::Record(Box::new(rec))).await;
         }
     }
 
@@ -759,15 +755,332 @@ impl Ingest<'_> {
             if self.today.record(rec.ended_at) {
                 self.metrics.set_calls_today(self.today.count);
             }
-            if let Some(tx) = self.records_tx {
+            if let Some(tx) = &self.records_tx {
                 let _ = tx.try_send(rec.clone());
             }
             // Back-pressure, not a drop: every verdict is announced.
             let _ = self.observer_tx.send(rec.clone()).await;
-            send(self.dial_tx, DialerInput::Record(Box::new(rec))).await;
+            send(&self.dial_tx, DialerInput::Record(Box::new(rec))).await;
         }
         Ok(())
     }
+}
+
+/// The loop and its steps.
+impl Ingest {
+    /// Until shutdown, a stopped dialer or a verdict that cannot be stored.
+    async fn run(&mut self, servers: &mut Servers, mut inp: LoopInputs) -> Result<(), DaemonError> {
+        let mut tick = tokio::time::interval(TRACKER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut owned_rx = self.ownership.subscribe();
+        self.show_ownership();
+        loop {
+            let step = tokio::select! {
+                _ = inp.shutdown.cancelled() => Step::Stop,
+                _ = inp.dialer_done.cancelled() => {
+                    // Its error (if any) is collected later; systemd restarts us on the non-zero exit.
+                    tracing::error!("the callback dialer stopped; shutting down");
+                    Step::Stop
+                }
+                ev = servers.recv() => Step::Link(ev),
+                Some(r) = inp.resync_rx.recv() => Step::Resynced(r),
+                Some(g) = inp.gap_rx.recv() => Step::Gap(g),
+                Some(c) = recv_reload(&mut inp.reload_rx) => Step::Reload(c),
+                Ok(()) = owned_rx.changed() => Step::OwnershipChanged,
+                _ = tick.tick() => Step::Tick,
+            };
+            let r = match step {
+                Step::Stop => return Ok(()),
+                Step::Link(ev) => self.link_event(servers, ev).await,
+                Step::Resynced(r) => self.resynced(r).await,
+                Step::Gap(g) => {
+                    self.backfilled(g).await;
+                    Ok(())
+                }
+                Step::Reload(c) => {
+                    self.reload(servers, c);
+                    Ok(())
+                }
+                Step::OwnershipChanged => {
+                    self.show_ownership();
+                    let r = self.pipeline.flush_unowned();
+                    self.forward(r).await
+                }
+                Step::Tick => self.tick(servers).await,
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "stopping: cannot store call verdicts");
+                return Err(e);
+            }
+        }
+    }
+
+    async fn link_event(&mut self, servers: &Servers, ev: LinkEvent) -> Result<(), DaemonError> {
+        match ev {
+            LinkEvent::Up { server, at } => {
+                tracing::info!(server = %server, "AMI link up");
+                self.metrics.server(&server).set_link(true, at);
+                self.status.notify(&self.metrics);
+                self.pipeline.link_up(&server, at);
+                self.gaps.link_up(self.pipeline.store(), &server, at);
+                self.generation += 1;
+                if let Some(h) = servers.handle(&server).cloned() {
+                    self.held
+                        .insert(server.to_string(), (self.generation, Vec::new()));
+                    let tx = self.resync_tx.clone();
+                    let server = server.to_string();
+                    let generation = self.generation;
+                    // In a side task, so the event stream keeps flowing while the list arrives.
+                    tokio::spawn(async move {
+                        let items = match h.send_list(Action::new("CoreShowChannels")).await {
+                            Ok((_, items)) => Some(items),
+                            Err(e) => {
+                                tracing::warn!(server = %server, error = %e, "CoreShowChannels after reconnect failed");
+                                None
+                            }
+                        };
+                        let _ = tx
+                            .send(Resynced {
+                                server,
+                                generation,
+                                items,
+                            })
+                            .await;
+                    });
+                }
+                Ok(())
+            }
+            LinkEvent::Down { server, at, reason } => {
+                tracing::warn!(server = %server, reason = %reason, "AMI link down");
+                let m = self.metrics.server(&server);
+                m.set_link(false, at);
+                m.reconnected();
+                // Calls in flight are kept: the reconnect's snapshot reconciles them.
+                let r = self.release(&server, Snapshot::Superseded).await;
+                self.pipeline.link_down(&server, at);
+                self.gaps.link_down(self.pipeline.store(), &server, at);
+                self.status.notify(&self.metrics);
+                r
+            }
+            LinkEvent::Message {
+                server,
+                msg,
+                received_at,
+            } => self.message(&server, &msg, received_at).await,
+        }
+    }
+
+    async fn resynced(&mut self, r: Resynced) -> Result<(), DaemonError> {
+        if !self
+            .held
+            .get(&r.server)
+            .is_some_and(|(g, _)| *g == r.generation)
+        {
+            return Ok(());
+        }
+        if let Some(items) = &r.items {
+            tracing::info!(server = %r.server, channels = items.len(), "resynchronised live channels");
+        }
+        let snapshot = match &r.items {
+            Some(items) => Snapshot::Items(items),
+            None => Snapshot::Failed,
+        };
+        let done = self.release(&r.server, snapshot).await;
+        self.gaps.synced(&r.server);
+        done
+    }
+
+    /// Every second: silence expiry, the dialer's view of live calls, gauges, STATUS=.
+    async fn tick(&mut self, servers: &Servers) -> Result<(), DaemonError> {
+        let now = jiff::Timestamp::now();
+        self.gaps.tick(self.pipeline.store(), now);
+        for h in servers.handles() {
+            self.metrics
+                .server(h.server())
+                .set_decode_problems(h.decode_problems());
+        }
+        for (name, n) in servers.queue_lengths() {
+            if servers.handle(&name).is_some() {
+                self.metrics.server(&name).set_queued(n);
+            }
+        }
+        self.show_ownership();
+        let r = self.pipeline.tick(now);
+        let mut r = self.forward(r).await;
+        // A lease renewed without a new epoch wakes nobody: what waits is written here too.
+        if r.is_ok() && self.pipeline.unowned() > 0 {
+            let f = self.pipeline.flush_unowned();
+            r = self.forward(f).await;
+        }
+        // After the tick's verdicts, so a call that just ended is no longer live.
+        // Once a second and only on change: up to a second stale, which is fine for
+        // "do not ring someone who is talking to us", and nothing on the event path.
+        if self.dialing {
+            let live = self.pipeline.live_customers();
+            if live != self.live_sent {
+                self.live_sent = live.clone();
+                send(&self.dial_tx, DialerInput::LiveCustomers(live)).await;
+            }
+            let live = self.pipeline.live_callbacks();
+            if live != self.live_callbacks_sent {
+                self.live_callbacks_sent = live.clone();
+                send(&self.dial_tx, DialerInput::LiveCallbacks(live)).await;
+            }
+        }
+        self.report_held();
+        self.metrics
+            .set_calls_in_progress(self.pipeline.live_calls());
+        if self.today.roll(now, &self.cfg.hours.timezone) {
+            self.metrics.set_calls_today(self.today.count);
+        }
+        self.status.notify(&self.metrics);
+        r
+    }
+
+    /// The owned gauge of every server, from the ownership now.
+    fn show_ownership(&mut self) {
+        let now = std::time::Instant::now();
+        for name in self.cfg.asterisk.iter().map(|a| a.name.as_str()) {
+            self.metrics
+                .server(name)
+                .set_owned(self.ownership.owns(name, now).is_some());
+        }
+    }
+
+    /// SIGHUP: a new configuration. Servers are diffed by name (new ones start, removed ones
+    /// stop, changed ones restart; the others and their calls are not touched). Other sections
+    /// need a restart, and are said to. A configuration that does not validate changes nothing.
+    fn reload(&mut self, servers: &mut Servers, new: Result<Config, crate::config::ConfigError>) {
+        let new = match new {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the configuration does not validate; the running one stays");
+                return;
+            }
+        };
+        let changed = sections_needing_restart(&self.cfg, &new);
+        if !changed.is_empty() {
+            tracing::warn!(sections = %changed.join(", "), "reload: these sections changed and take effect at the next restart");
+        }
+        if let Some(cb) = &self.callback_server {
+            if !new.asterisk.iter().any(|a| &a.name == cb) {
+                tracing::warn!(server = %cb, "reload: the callback server is no longer configured; the dialer keeps its link until the next restart");
+            }
+        }
+        let applied = servers.apply(&new.asterisk);
+        for name in &applied.stopped {
+            self.held.remove(name);
+            self.metrics.forget_server(name);
+            self.servers.remove(name);
+        }
+        for name in &applied.started {
+            self.metrics.server(name);
+        }
+        tracing::info!(
+            started = ?applied.started,
+            stopped = ?applied.stopped,
+            restarted = ?applied.restarted,
+            servers = servers.names().count(),
+            "reloaded the server list"
+        );
+        let mut cfg = (*self.cfg).clone();
+        cfg.asterisk = new.asterisk;
+        self.cfg = Arc::new(cfg);
+        self.show_ownership();
+        self.status.notify(&self.metrics);
+    }
+
+    /// Shutdown: stop the links, finish what was already read, then the supervisors.
+    async fn finish(
+        &mut self,
+        servers: &mut Servers,
+        mut result: Result<(), DaemonError>,
+    ) -> Result<(), DaemonError> {
+        sd_notify("STOPPING=1");
+        self.gaps
+            .save_up(self.pipeline.store(), jiff::Timestamp::now());
+        servers.cancel();
+        if result.is_ok() {
+            let names: Vec<String> = self.held.keys().cloned().collect();
+            for server in names {
+                if let Err(e) = self.release(&server, Snapshot::Superseded).await {
+                    result = Err(e);
+                }
+            }
+        }
+        if result.is_ok() {
+            while let Some(ev) = servers.try_recv() {
+                let r = match ev {
+                    LinkEvent::Message {
+                        server,
+                        msg,
+                        received_at,
+                    } => self.message(&server, &msg, received_at).await,
+                    _ => Ok(()),
+                };
+                if let Err(e) = r {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Some(h) = self.pipeline.held() {
+            // One last try; what still fails is lost with the process, and said so.
+            let r = self.pipeline.retry_held(jiff::Timestamp::now());
+            let _ = self.forward(r).await;
+            if let Some(h) = self.pipeline.held().filter(|_| h.count > 0) {
+                tracing::error!(held = h.count, error = %h.error, "stopping with call verdicts the database refused; they are lost");
+            }
+        }
+        if self.pipeline.unowned() > 0 {
+            tracing::info!(
+                kept = self.pipeline.unowned(),
+                "stopping with verdicts of servers this node did not own (their owner writes them)"
+            );
+        }
+        servers.stop(SHUTDOWN_GRACE).await;
+        result
+    }
+}
+
+/// The next configuration to apply, or pending forever without a reload source.
+async fn recv_reload(
+    rx: &mut Option<mpsc::Receiver<Result<Config, crate::config::ConfigError>>>,
+) -> Option<Result<Config, crate::config::ConfigError>> {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(c) => Some(c),
+            None => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The sections other than `[[asterisk]]` that differ (they are read once, at start).
+fn sections_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let d = |x: &dyn std::fmt::Debug| format!("{x:?}");
+    let pairs: [(&'static str, String, String); 12] = [
+        ("pbx", d(&old.pbx), d(&new.pbx)),
+        ("calls", d(&old.calls), d(&new.calls)),
+        ("storage", d(&old.storage), d(&new.storage)),
+        ("callback", d(&old.callback), d(&new.callback)),
+        ("hours", d(&old.hours), d(&new.hours)),
+        ("notify", d(&old.notify), d(&new.notify)),
+        ("metrics", d(&old.metrics), d(&new.metrics)),
+        ("log", d(&old.log), d(&new.log)),
+        ("web", d(&old.web), d(&new.web)),
+        ("backfill", d(&old.backfill), d(&new.backfill)),
+        ("report", d(&old.report), d(&new.report)),
+        ("cluster", d(&old.cluster), d(&new.cluster)),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(n, _, _)| n)
+        .collect()
 }
 
 /// Back-pressure: a busy dialer slows ingest down rather than losing a verdict. A closed channel
