@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::calls::{row_to_call, COLUMNS};
+use super::calls::{row_to_call_legacy as row_to_call, COLUMNS};
 use super::report::{MissedCall, TaskBrief};
 use super::tasks::Attempt;
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
