@@ -376,6 +376,7 @@ impl Store {
     }
 
     /// [`Store::conn`], mutably.
+    #[allow(dead_code)] // no caller since tasks and request are on `Db`; goes with `conn`
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         self.db
             .sqlite_conn_mut()
