@@ -474,7 +474,7 @@ enum Step {
     Link(LinkEvent),
     Resynced(Resynced),
     Gap(crate::history::gap::GapRead),
-    Reload(Result<Config, crate::config::ConfigError>),
+    Reload(Box<Result<Config, crate::config::ConfigError>>),
     OwnershipChanged,
     Tick,
 }
@@ -785,7 +785,7 @@ impl Ingest {
                 ev = servers.recv() => Step::Link(ev),
                 Some(r) = inp.resync_rx.recv() => Step::Resynced(r),
                 Some(g) = inp.gap_rx.recv() => Step::Gap(g),
-                Some(c) = recv_reload(&mut inp.reload_rx) => Step::Reload(c),
+                Some(c) = recv_reload(&mut inp.reload_rx) => Step::Reload(Box::new(c)),
                 Ok(()) = owned_rx.changed() => Step::OwnershipChanged,
                 _ = tick.tick() => Step::Tick,
             };
@@ -798,7 +798,7 @@ impl Ingest {
                     Ok(())
                 }
                 Step::Reload(c) => {
-                    self.reload(servers, c);
+                    self.reload(servers, *c);
                     Ok(())
                 }
                 Step::OwnershipChanged => {
@@ -871,10 +871,10 @@ impl Ingest {
     }
 
     async fn resynced(&mut self, r: Resynced) -> Result<(), DaemonError> {
-        if !self
+        if self
             .held
             .get(&r.server)
-            .is_some_and(|(g, _)| *g == r.generation)
+            .is_none_or(|(g, _)| *g != r.generation)
         {
             return Ok(());
         }

@@ -56,7 +56,7 @@ ALTER TABLE calls ADD COLUMN dialer_pending INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX calls_dialer_pending ON calls (id) WHERE dialer_pending = 1;
 ";
 
-use rusqlite::{params, OptionalExtension, Row};
+use super::db::{params, Db, DbResult, FromValue, Row};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 use crate::calls::record::{
@@ -130,42 +130,12 @@ impl Store {
         for_dialer: bool,
     ) -> Result<Recorded> {
         // Inside a batch ([`Store::begin_batch`]) the verdict is a savepoint of the batch's
-        // transaction: a failing one is undone alone and the batch goes on.
-        let batch = !self.conn().is_autocommit();
-        self.conn()
-            .execute_batch(if batch {
-                "SAVEPOINT verdict"
-            } else {
-                "BEGIN IMMEDIATE"
-            })
-            .map_err(StoreError::sql("begin call transaction"))?;
-        match self.record_in_transaction(r, resolve_within, for_dialer) {
-            Ok(done) => {
-                self.conn()
-                    .execute_batch(if batch { "RELEASE verdict" } else { "COMMIT" })
-                    .map_err(|e| {
-                        self.undo(batch);
-                        StoreError::Sql {
-                            what: "commit call",
-                            source: e.into(),
-                        }
-                    })?;
-                Ok(done)
-            }
-            Err(e) => {
-                self.undo(batch);
-                Err(e)
-            }
-        }
-    }
-
-    fn undo(&self, batch: bool) {
-        // A failed ROLLBACK leaves nothing more to do: SQLite has rolled back already.
-        let _ = self.conn().execute_batch(if batch {
-            "ROLLBACK TO verdict; RELEASE verdict"
-        } else {
-            "ROLLBACK"
-        });
+        // transaction: a failing one is undone alone and the batch goes on. On PostgreSQL a
+        // verdict that conflicts with another node's write is retried whole.
+        self.db.transaction(|tx| {
+            self.check_fence(tx, &r.server)?;
+            self.record_in_transaction(r, resolve_within, for_dialer)
+        })
     }
 
     /// The body of [`Store::record_call_marked`], inside its transaction or savepoint.
@@ -176,33 +146,28 @@ impl Store {
         for_dialer: bool,
     ) -> Result<Recorded> {
         let within = resolve_within.as_secs_f64();
-        let tx = &self.conn();
+        let tx = &self.db;
         let mut rec = r.clone();
         if is_open_miss(&rec) {
             // A resolving call may already be stored (it ended first).
             let n = rec.caller_normalized.clone().unwrap_or_default();
             let found = tx
-                .prepare_cached(
+                .query_opt(
                     "SELECT direction, linkedid, started_at FROM calls \
                      WHERE started_at > ?2 AND started_at <= ?3 AND ( \
                        (caller_normalized = ?1 AND direction = 'inbound' AND status = 'answered') OR \
                        (callee_normalized = ?1 AND direction = 'outbound' AND status = 'answered') OR \
                        (callee_normalized = ?1 AND direction = 'callback' AND callback_outcome = 'connected')) \
                      ORDER BY started_at LIMIT 1",
+                    params![n, ts_to_f64(rec.started_at), ts_to_f64(rec.ended_at) + within],
+                    |row| {
+                        Ok((
+                            row.get::<String>(0)?,
+                            row.get::<String>(1)?,
+                            row.get::<f64>(2)?,
+                        ))
+                    },
                 )
-                .and_then(|mut s| {
-                    s.query_row(
-                        params![n, ts_to_f64(rec.started_at), ts_to_f64(rec.ended_at) + within],
-                        |row| {
-                            Ok((
-                                row.get::<_, String>(0)?,
-                                row.get::<_, String>(1)?,
-                                row.get::<_, f64>(2)?,
-                            ))
-                        },
-                    )
-                    .optional()
-                })
                 .map_err(StoreError::sql("look for a resolving call"))?;
             if let Some((dir, lid, at)) = found {
                 rec.resolved_by = Some(match dir.as_str() {
@@ -214,28 +179,19 @@ impl Store {
                 rec.resolved_by_linkedid = Some(lid);
             }
         }
-        let inserted = insert(tx, &rec)?;
-        if inserted && for_dialer {
-            tx.prepare_cached("UPDATE calls SET dialer_pending = 1 WHERE id = last_insert_rowid()")
-                .and_then(|mut s| s.execute([]))
-                .map_err(StoreError::sql("mark call for the dialer"))?;
-        }
+        let inserted = insert(tx, &rec, for_dialer)?;
         let mut resolved = Vec::new();
         if inserted {
             if let Some((by, n)) = rec.resolves_as() {
                 let started = ts_to_f64(rec.started_at);
-                let mut stmt = tx
-                    .prepare_cached(
+                let rows = tx
+                    .query_map(
                         "UPDATE calls SET resolved_by = ?1, resolved_at = ?2, resolved_by_linkedid = ?3 \
                          WHERE caller_normalized = ?4 AND missed = 1 AND ignored = 0 AND resolved_by IS NULL \
                            AND direction = 'inbound' AND status = 'missed' \
                            AND started_at < ?2 AND ended_at >= ?5 \
                            AND NOT (server = ?6 AND linkedid = ?7) \
                          RETURNING server, linkedid",
-                    )
-                    .map_err(StoreError::sql("prepare resolution"))?;
-                let rows = stmt
-                    .query_map(
                         params![
                             by.as_str(),
                             started,
@@ -245,11 +201,10 @@ impl Store {
                             rec.server,
                             rec.linkedid
                         ],
-                        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
                     )
                     .map_err(StoreError::sql("resolve misses"))?;
-                for row in rows {
-                    let (server, linkedid) = row.map_err(StoreError::sql("resolve misses"))?;
+                for (server, linkedid) in rows {
                     resolved.push(Resolution {
                         server,
                         linkedid,
@@ -271,18 +226,14 @@ impl Store {
     /// (replaying a capture twice, or a reconnect re-reading a call, never duplicates it).
     /// Returns whether a row was inserted.
     pub fn insert_call(&self, r: &CallRecord) -> Result<bool> {
-        insert(self.conn(), r)
+        insert(&self.db, r, false)
     }
 
     /// One stored call.
     pub fn get_call(&self, server: &str, linkedid: &str) -> Result<Option<CallRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE server = ?1 AND linkedid = ?2");
-        self.conn()
-            .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_row(params![server, linkedid], row_to_call)
-                    .optional()
-            })
+        self.db
+            .query_opt(&sql, params![server, linkedid], row_to_call)
             .map_err(StoreError::sql("read call"))
     }
 
@@ -293,39 +244,34 @@ impl Store {
         let sql = format!(
             "SELECT id, {COLUMNS} FROM calls WHERE dialer_pending = 1 ORDER BY id LIMIT ?1"
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare dialer backlog query"))?;
-        let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                let id: i64 = row.get(0)?;
-                Ok((id, row_to_call_at(row, 1)?))
-            })
-            .map_err(StoreError::sql("query dialer backlog"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
+        self.db
+            .query_map(
+                &sql,
+                params![i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| Ok((row.get::<i64>(0)?, row_to_call_at(row, 1)?)),
+            )
             .map_err(StoreError::sql("read dialer backlog"))
     }
 
     /// Whether the stored verdict of (server, linkedid) still waits for the dialer; `None` when
     /// no such call is stored.
     pub fn dialer_pending(&self, server: &str, linkedid: &str) -> Result<Option<bool>> {
-        self.conn()
-            .prepare_cached("SELECT dialer_pending FROM calls WHERE server = ?1 AND linkedid = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![server, linkedid], |r| r.get(0))
-                    .optional()
-            })
+        self.db
+            .query_opt(
+                "SELECT dialer_pending FROM calls WHERE server = ?1 AND linkedid = ?2",
+                params![server, linkedid],
+                |r| r.get(0),
+            )
             .map_err(StoreError::sql("read dialer mark"))
     }
 
     /// The dialer acted on this verdict.
     pub fn dialer_done(&self, server: &str, linkedid: &str) -> Result<()> {
-        self.conn()
-            .prepare_cached(
+        self.db
+            .execute(
                 "UPDATE calls SET dialer_pending = 0 WHERE server = ?1 AND linkedid = ?2 AND dialer_pending = 1",
+                params![server, linkedid],
             )
-            .and_then(|mut s| s.execute(params![server, linkedid]))
             .map_err(StoreError::sql("clear dialer mark"))?;
         Ok(())
     }
@@ -333,22 +279,23 @@ impl Store {
     /// Misses of `number` that ended at or after `since` and nothing has resolved yet: while
     /// there is one, its callback task stays open.
     pub fn unresolved_misses(&self, number: &str, since: jiff::Timestamp) -> Result<u64> {
-        self.conn()
-            .prepare_cached(
+        self.db
+            .query_row(
                 "SELECT count(*) FROM calls WHERE caller_normalized = ?1 AND missed = 1 \
                  AND ignored = 0 AND resolved_by IS NULL AND direction = 'inbound' \
                  AND status = 'missed' AND ended_at >= ?2",
+                params![number, ts_to_f64(since) - 1e-3],
+                |r| r.get(0),
             )
-            .and_then(|mut s| s.query_row(params![number, ts_to_f64(since) - 1e-3], |r| r.get(0)))
             .map_err(StoreError::sql("count unresolved misses"))
     }
 
     /// Verdicts still waiting for the dialer (STATUS, tests).
     pub fn dialer_backlog(&self) -> Result<u64> {
-        self.conn()
+        self.db
             .query_row(
                 "SELECT count(*) FROM calls WHERE dialer_pending = 1",
-                [],
+                params![],
                 |r| r.get(0),
             )
             .map_err(StoreError::sql("count dialer backlog"))
@@ -360,65 +307,63 @@ impl Store {
         to: jiff::Timestamp,
     ) -> Result<Vec<CallRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 ORDER BY ended_at, id");
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare call query"))?;
-        let rows = stmt
-            .query_map(params![ts_to_f64(from), ts_to_f64(to)], row_to_call)
-            .map_err(StoreError::sql("query calls"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
+        self.db
+            .query_map(&sql, params![ts_to_f64(from), ts_to_f64(to)], row_to_call)
             .map_err(StoreError::sql("read calls"))
     }
 }
 
-fn insert(conn: &rusqlite::Connection, r: &CallRecord) -> Result<bool> {
+/// Inserts a verdict unless (server, linkedid) is stored already; `for_dialer` marks it
+/// `dialer_pending`. Whether a row was inserted.
+fn insert(db: &Db, r: &CallRecord, for_dialer: bool) -> Result<bool> {
     let sql = format!(
-        "INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+        "INSERT INTO calls ({COLUMNS}, dialer_pending) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26) \
+         ON CONFLICT (server, linkedid) DO NOTHING"
     );
-    let mut stmt = conn
-        .prepare_cached(&sql)
-        .map_err(StoreError::sql("prepare call insert"))?;
-    let n = stmt
-        .execute(params![
-            r.server,
-            r.linkedid,
-            enum_str(&r.direction),
-            enum_str(&r.status),
-            r.caller,
-            r.caller_normalized,
-            r.callee,
-            r.callee_normalized,
-            ts_to_f64(r.started_at),
-            ts_to_f64(r.ended_at),
-            r.answered_at.map(ts_to_f64),
-            r.wait_secs,
-            r.talk_secs,
-            r.agent,
-            r.missed,
-            r.ignored,
-            r.lost_at.map(|l| l.as_str()),
-            r.hangup_by,
-            r.resolved_by.map(|b| b.as_str()),
-            r.resolved_at.map(ts_to_f64),
-            r.resolved_by_linkedid,
-            r.callback_id,
-            r.callback_outcome.map(|o| o.as_str()),
-            r.unknown_reason.as_ref().map(enum_str),
-            r.queue,
-        ])
+    let n = db
+        .execute(
+            &sql,
+            params![
+                r.server,
+                r.linkedid,
+                enum_str(&r.direction),
+                enum_str(&r.status),
+                r.caller,
+                r.caller_normalized,
+                r.callee,
+                r.callee_normalized,
+                ts_to_f64(r.started_at),
+                ts_to_f64(r.ended_at),
+                r.answered_at.map(ts_to_f64),
+                r.wait_secs,
+                r.talk_secs,
+                r.agent,
+                r.missed,
+                r.ignored,
+                r.lost_at.map(|l| l.as_str()),
+                r.hangup_by,
+                r.resolved_by.map(|b| b.as_str()),
+                r.resolved_at.map(ts_to_f64),
+                r.resolved_by_linkedid,
+                r.callback_id,
+                r.callback_outcome.map(|o| o.as_str()),
+                r.unknown_reason.as_ref().map(enum_str),
+                r.queue,
+                for_dialer,
+            ],
+        )
         .map_err(StoreError::sql("insert call"))?;
     Ok(n == 1)
 }
 
 /// Maps a row selected with [`COLUMNS`] (in that order).
-pub(super) fn row_to_call(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
+pub(super) fn row_to_call(row: &Row) -> DbResult<CallRecord> {
     row_to_call_at(row, 0)
 }
 
 /// [`row_to_call`] with the columns starting at `base`.
-fn row_to_call_at(row: &Row<'_>, base: usize) -> rusqlite::Result<CallRecord> {
+pub(super) fn row_to_call_at(row: &Row, base: usize) -> DbResult<CallRecord> {
     let row = Offset { row, base };
     Ok(CallRecord {
         server: row.get(0)?,
@@ -458,14 +403,35 @@ fn row_to_call_at(row: &Row<'_>, base: usize) -> rusqlite::Result<CallRecord> {
     })
 }
 
+/// [`row_to_call`] of a rusqlite row, for the modules still on `Store::conn` (until ported).
+pub(super) fn row_to_call_legacy(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+    let mut values = Vec::new();
+    let mut i = 0;
+    while let Ok(v) = row.get_ref(i) {
+        values.push(match v {
+            rusqlite::types::ValueRef::Null => super::db::Value::Null,
+            rusqlite::types::ValueRef::Integer(i) => super::db::Value::Int(i),
+            rusqlite::types::ValueRef::Real(f) => super::db::Value::Real(f),
+            rusqlite::types::ValueRef::Text(t) => {
+                super::db::Value::Text(String::from_utf8_lossy(t).into_owned())
+            }
+            rusqlite::types::ValueRef::Blob(b) => super::db::Value::Blob(b.to_vec()),
+        });
+        i += 1;
+    }
+    row_to_call(&Row::from_values(values)).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
+    })
+}
+
 /// A row read from column `base` on.
-struct Offset<'a, 'b> {
-    row: &'a Row<'b>,
+struct Offset<'a> {
+    row: &'a Row,
     base: usize,
 }
 
-impl Offset<'_, '_> {
-    fn get<T: rusqlite::types::FromSql>(&self, i: usize) -> rusqlite::Result<T> {
+impl Offset<'_> {
+    fn get<T: FromValue>(&self, i: usize) -> DbResult<T> {
         self.row.get(self.base + i)
     }
 }
@@ -517,7 +483,15 @@ mod tests {
             (Direction::Outbound, ResolvedBy::Agent),
             (Direction::Callback, ResolvedBy::Callback),
         ] {
-            let s = Store::open_in_memory().unwrap();
+            crate::test_support::pg::each_engine(|db| {
+                let s = db.open();
+                resolves_as(&s, dir, by)
+            });
+        }
+    }
+
+    fn resolves_as(s: &Store, dir: Direction, by: ResolvedBy) {
+        {
             let miss = at(sample("m"), 0, 10);
             let rec = s.record_call(&miss, WEEK).unwrap();
             assert!(rec.inserted && rec.resolved.is_empty());
@@ -545,15 +519,22 @@ mod tests {
     /// (its savepoint), the others stay; a second connection sees nothing before the commit.
     #[test]
     fn a_batch_commits_together_and_a_failing_verdict_is_undone_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.db");
-        let s = Store::open(&path).unwrap();
-        s.conn()
-            .execute_batch(
+        crate::test_support::pg::each_engine(|db| {
+            let s = db.open();
+            s.db.batch(if s.db.is_postgres() {
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $r$ BEGIN \
+                 IF NEW.linkedid = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $r$; \
+                 CREATE TRIGGER refuse BEFORE INSERT ON calls FOR EACH ROW EXECUTE FUNCTION refuse();"
+            } else {
                 "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.linkedid = 'bad' \
-                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
-            )
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            })
             .unwrap();
+            batch_on(&s, &db.open());
+        });
+    }
+
+    fn batch_on(s: &Store, other: &Store) {
         s.begin_batch().unwrap();
         s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
         assert!(s.record_call(&at(sample("bad"), 20, 10), WEEK).is_err());
@@ -562,7 +543,6 @@ mod tests {
             .record_call(&at(answered("r", Direction::Inbound), 100, 60), WEEK)
             .unwrap();
         assert_eq!(r.resolved.len(), 1);
-        let other = Store::open(&path).unwrap();
         assert!(
             other.get_call("lab", "m").unwrap().is_none(),
             "not yet committed"
@@ -580,7 +560,10 @@ mod tests {
 
     #[test]
     fn out_of_order_window_and_non_resolvers() {
-        let s = Store::open_in_memory().unwrap();
+        crate::test_support::pg::each_engine(|db| out_of_order_on(&db.open(), &db.open()));
+    }
+
+    fn out_of_order_on(s: &Store, s2: &Store) {
         // The resolver ended first (the customer called on another line while queued).
         s.record_call(&at(answered("r", Direction::Inbound), 5, 60), WEEK)
             .unwrap();
@@ -591,7 +574,8 @@ mod tests {
             Some(ResolvedBy::Caller)
         );
 
-        let s = Store::open_in_memory().unwrap();
+        s.db.batch("DELETE FROM calls").unwrap();
+        let s = s2;
         s.record_call(&at(sample("m"), 0, 10), WEEK).unwrap();
         // Too late (8 days), a short callback, an ignored miss: nothing resolves.
         let late = at(answered("late", Direction::Inbound), 8 * 86400, 60);
@@ -611,7 +595,10 @@ mod tests {
 
     #[test]
     fn insert_is_idempotent_and_round_trips() {
-        let s = Store::open_in_memory().unwrap();
+        crate::test_support::pg::each_engine(|db| round_trips(&db.open()));
+    }
+
+    fn round_trips(s: &Store) {
         let r = sample("1795375036.4");
         assert!(s.insert_call(&r).unwrap());
         assert!(!s.insert_call(&r).unwrap());

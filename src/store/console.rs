@@ -2,6 +2,7 @@
 //! history, and "call now". Read-only except [`Store::call_task_now`], which only moves a
 //! pending task's "not before" to now: the dialer still decides (hours, guard, caps).
 
+use super::calls::{row_to_call, COLUMNS};
 use super::db::{params, Engine};
 use super::report::{MissedCall, TaskBrief};
 use super::tasks::Attempt;
@@ -44,7 +45,7 @@ impl Store {
             None => "AND CAST(?8 AS TEXT) IS NULL",
         };
         let sql = format!(
-            "SELECT server, linkedid FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 \
+            "SELECT {COLUMNS} FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 \
              AND direction = 'inbound' AND missed = 1 AND ignored = 0 \
              AND (CAST(?3 AS TEXT) IS NULL OR lost_at = ?3) \
              AND (CAST(?4 AS TEXT) IS NULL OR callee = ?4 OR callee_normalized = ?4) \
@@ -54,7 +55,7 @@ impl Store {
              ORDER BY ended_at DESC, id DESC LIMIT ?7"
         );
         let limit = f.limit.max(1);
-        let keys: Vec<(String, String)> = self
+        let rows: Vec<CallRecord> = self
             .db
             .query_map(
                 &sql,
@@ -68,10 +69,9 @@ impl Store {
                     i64::from(limit) + 1,
                     f.queue,
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                row_to_call,
             )
             .map_err(StoreError::sql("query missed calls for the console"))?;
-        let rows = self.calls_by_key(keys)?;
         let more = rows.len() > limit as usize;
         let mut out = Vec::with_capacity(rows.len().min(limit as usize));
         for call in rows.into_iter().take(limit as usize) {
@@ -132,19 +132,14 @@ impl Store {
     pub fn customer_calls(&self, number: &str, limit: u32) -> Result<Vec<CallRecord>> {
         // Two indexed lookups (calls_by_caller, calls_by_callee) rather than an OR the planner
         // would scan for.
-        // (server, linkedid) is the key of a call: the UNION of keys is the UNION of rows.
-        let keys: Vec<(String, String)> = self
-            .db
-            .query_map(
-                "SELECT server, linkedid FROM (\
-                 SELECT server, linkedid, started_at FROM calls WHERE caller_normalized = ?1 \
-                 UNION SELECT server, linkedid, started_at FROM calls WHERE callee_normalized = ?1) AS u \
-                 ORDER BY started_at DESC LIMIT ?2",
-                params![number, limit],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(StoreError::sql("query a customer's calls"))?;
-        self.calls_by_key(keys)
+        let sql = format!(
+            "SELECT {COLUMNS} FROM (SELECT * FROM calls WHERE caller_normalized = ?1 \
+             UNION SELECT * FROM calls WHERE callee_normalized = ?1) AS u \
+             ORDER BY started_at DESC LIMIT ?2"
+        );
+        self.db
+            .query_map(&sql, params![number, limit], row_to_call)
+            .map_err(StoreError::sql("query a customer's calls"))
     }
 
     /// The callback attempts made to one number, newest first, at most `limit`.
@@ -185,16 +180,6 @@ impl Store {
             )
             .map_err(StoreError::sql("make a task due now"))?;
         Ok(n == 1)
-    }
-
-    /// The calls of `keys` (server, linkedid), in that order; a call deleted meanwhile (by
-    /// retention) is left out.
-    fn calls_by_key(&self, keys: Vec<(String, String)>) -> Result<Vec<CallRecord>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for (server, linkedid) in keys {
-            out.extend(self.get_call(&server, &linkedid)?);
-        }
-        Ok(out)
     }
 }
 

@@ -321,6 +321,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row of these values (the rusqlite shims of modules not ported yet).
+    pub(crate) fn from_values(values: Vec<Value>) -> Row {
+        Row { values }
+    }
+
     /// Column `i` (from 0) as `T`.
     pub fn get<T: FromValue>(&self, i: usize) -> DbResult<T> {
         let v = self
@@ -531,6 +536,34 @@ impl Db {
         self.batch(&sql)?;
         self.depth.set(d + 1);
         Ok(())
+    }
+
+    /// Runs `f` on one consistent snapshot without taking the write lock (SQLite: a deferred
+    /// transaction; PostgreSQL: REPEATABLE READ, READ ONLY). Inside an open transaction `f`
+    /// simply runs in it.
+    pub fn read_snapshot<T, E>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        if self.depth.get() > 0 {
+            return f(self);
+        }
+        self.batch(match self.engine() {
+            Engine::Sqlite => "BEGIN",
+            Engine::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        })?;
+        self.depth.set(1);
+        let out = f(self);
+        // Nothing was written: a failed COMMIT of a read leaves nothing to undo.
+        let end = if out.is_ok() {
+            self.commit()
+        } else {
+            self.rollback()
+        };
+        self.depth.set(0);
+        let v = out?;
+        end?;
+        Ok(v)
     }
 
     /// Commits the innermost open transaction or savepoint.

@@ -52,7 +52,10 @@ fn postgres_text(version: i64) -> Option<&'static str> {
 }
 
 /// (version, PostgreSQL text) for the steps that need their own.
-const POSTGRES_TEXT: &[(i64, &str)] = &[];
+const POSTGRES_TEXT: &[(i64, &str)] = &[
+    (8, super::tasks::SCHEMA_TASK_STATES_PG),
+    (9, super::rollup::SCHEMA_REPORT_PG),
+];
 
 /// The schema version recorded in the database (0: empty).
 pub fn version(db: &Db) -> DbResult<i64> {

@@ -433,6 +433,11 @@ impl Store {
             .map_err(StoreError::sql("commit a batch of verdicts"))
     }
 
+    /// The engine connection (maintenance, tests, and SQL that belongs to no store module).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The schema version of this database.
     pub fn schema_version(&self) -> Result<i64> {
         migrations::version(&self.db).map_err(StoreError::sql("read schema version"))

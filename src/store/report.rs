@@ -5,7 +5,7 @@
 //! task by the customer's normalised number and time, because a task serves every miss of one
 //! number (see `tasks.rs`), not one call.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::params;
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 use crate::calls::record::{CallRecord, CallbackOutcome};
@@ -86,25 +86,23 @@ impl Store {
     /// task opened no later than the miss and not closed before it. One second of slack on either
     /// side because the dialer stamps tasks with its own reading of the same event time.
     fn task_for_miss(&self, number: &str, started: f64, ended: f64) -> Result<Option<TaskBrief>> {
-        self.conn()
-            .prepare_cached(
+        self.db
+            .query_opt(
                 "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
                  WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
                  AND (closed_at IS NULL OR closed_at >= ?2 - 1) \
                  ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![number, started, ended], |r| {
+                params![number, started, ended],
+                |r| {
                     Ok(TaskBrief {
                         id: r.get(0)?,
                         state: r.get(1)?,
                         attempts: r.get(2)?,
                         last_outcome: r.get(3)?,
-                        next_attempt_at: r.get::<_, Option<f64>>(4)?.map(f64_to_ts),
+                        next_attempt_at: r.get::<Option<f64>>(4)?.map(f64_to_ts),
                     })
-                })
-                .optional()
-            })
+                },
+            )
             .map_err(StoreError::sql("query callback task of a miss"))
     }
 
@@ -119,15 +117,13 @@ impl Store {
             CallbackOutcome::ALL.iter().map(|o| (*o, 0)).collect();
         let (mut pending, mut unknown) = (0, 0);
         let rows: Vec<(Option<String>, i64)> = self
-            .conn()
-            .prepare_cached(
+            .db
+            .query_map(
                 "SELECT outcome, COUNT(*) FROM callback_attempts \
                  WHERE started_at >= ?1 AND started_at < ?2 GROUP BY outcome",
+                params![f, t],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut s| {
-                s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
             .map_err(StoreError::sql("count callback attempts"))?;
         for (outcome, n) in rows {
             let n = n.max(0) as u64;
@@ -145,15 +141,13 @@ impl Store {
         let mut by_state: Vec<(String, u64)> =
             TASK_STATES.iter().map(|s| (s.to_string(), 0)).collect();
         let rows: Vec<(String, i64)> = self
-            .conn()
-            .prepare_cached(
+            .db
+            .query_map(
                 "SELECT state, COUNT(*) FROM callback_tasks \
                  WHERE first_missed_at >= ?1 AND first_missed_at < ?2 GROUP BY state",
+                params![f, t],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut s| {
-                s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
             .map_err(StoreError::sql("count callback tasks"))?;
         for (state, n) in rows {
             let n = n.max(0) as u64;
@@ -164,7 +158,7 @@ impl Store {
         }
         let mut reached_after = [0u64; 9];
         let mut reached_after_sum = 0.0;
-        let d = "MAX(closed_at - first_missed_at, 0.0)";
+        let d = "GREATEST(closed_at - first_missed_at, 0.0)";
         let mut case = String::from("CASE");
         for (i, (upper, _)) in crate::report::REACTION_BUCKETS.iter().enumerate() {
             if upper.is_finite() {
@@ -179,11 +173,9 @@ impl Store {
              AND first_missed_at >= ?1 AND first_missed_at < ?2 GROUP BY 1"
         );
         let rows: Vec<(i64, i64, f64)> = self
-            .conn()
-            .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_map(params![f, t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
+            .db
+            .query_map(&sql, params![f, t], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(StoreError::sql("time reached callback tasks"))?;
         for (b, n, sum) in rows {
@@ -227,12 +219,12 @@ mod tests {
         }
     }
 
-    use crate::test_support::insert_row;
+    use crate::store::db::Value;
+    use crate::test_support::insert_row_in as insert_row;
 
     fn task(s: &Store, number: &str, state: &str, first: i64, closed: Option<i64>) -> i64 {
-        use rusqlite::types::Value;
         insert_row(
-            s.conn(),
+            s,
             "callback_tasks",
             &[
                 ("number", Value::Text(number.into())),
@@ -249,10 +241,15 @@ mod tests {
 
     #[test]
     fn each_miss_gets_the_task_that_covered_it() {
-        let s = Store::open_in_memory().unwrap();
+        crate::test_support::pg::each_engine(|db| {
+            each_miss_gets_the_task_that_covered_it_on(&db.open())
+        });
+    }
+
+    fn each_miss_gets_the_task_that_covered_it_on(s: &Store) {
         // First miss at 0, its task closed at 1000; a second miss at 5000 opened a new task.
-        let done = task(&s, "79161234567", "done", 20, Some(1000));
-        let open = task(&s, "79161234567", "pending", 5020, None);
+        let done = task(s, "79161234567", "done", 20, Some(1000));
+        let open = task(s, "79161234567", "pending", 5020, None);
         s.insert_call(&miss("a", Some("79161234567"), 0)).unwrap();
         s.insert_call(&miss("b", Some("79161234567"), 5000))
             .unwrap();
@@ -280,7 +277,12 @@ mod tests {
 
     #[test]
     fn accidental_call_marked_missed_and_ignored_is_not_listed() {
-        let s = Store::open_in_memory().unwrap();
+        crate::test_support::pg::each_engine(|db| {
+            accidental_call_marked_missed_and_ignored_is_not_listed_on(&db.open())
+        });
+    }
+
+    fn accidental_call_marked_missed_and_ignored_is_not_listed_on(s: &Store) {
         let mut r = miss("acc", Some("79161234567"), 0);
         // What the tracker writes for an accidental call: status ignored, missed and ignored set.
         (r.status, r.ignored) = (Status::Ignored, true);
@@ -293,11 +295,15 @@ mod tests {
 
     #[test]
     fn callback_counts_by_outcome_and_state() {
-        let s = Store::open_in_memory().unwrap();
-        let a = task(&s, "79161234567", "done", 100, Some(900));
-        task(&s, "79161234568", "given_up", 100, Some(900));
-        task(&s, "79161234569", "pending", 99_999, None);
-        use rusqlite::types::Value;
+        crate::test_support::pg::each_engine(|db| {
+            callback_counts_by_outcome_and_state_on(&db.open())
+        });
+    }
+
+    fn callback_counts_by_outcome_and_state_on(s: &Store) {
+        let a = task(s, "79161234567", "done", 100, Some(900));
+        task(s, "79161234568", "given_up", 100, Some(900));
+        task(s, "79161234569", "pending", 99_999, None);
         let outcomes = [
             Some("busy"),
             Some("connected"),
@@ -308,10 +314,10 @@ mod tests {
         for (i, o) in outcomes.iter().enumerate() {
             let at = ts_to_f64(t(200 + i as i64));
             insert_row(
-                s.conn(),
+                s,
                 "callback_attempts",
                 &[
-                    ("task_id", Value::Integer(a)),
+                    ("task_id", Value::Int(a)),
                     ("callback_id", Value::Text(format!("cb{i}"))),
                     ("number", Value::Text(format!("7916123456{i}"))),
                     ("started_at", Value::Real(at)),

@@ -19,9 +19,8 @@
 //! The service level threshold is part of the rollup (`report_settings`); when the configured
 //! one differs, [`Store::set_report_service_level`] rebuilds the rollup once.
 
-use rusqlite::{params, Row};
-
 use super::calls::{row_to_call, COLUMNS};
+use super::db::{params, Db, DbResult, Engine, Row};
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 use crate::calls::record::CallRecord;
 use crate::report::tally::{Detail, Head, Tally, HOUR_SECS, SLOT_SECS};
@@ -31,6 +30,10 @@ include!("rollup_sql.rs");
 /// The migration: `calls.queue`, the indexes the report reads by, the rollup and its triggers.
 /// The calls already stored are folded in by the first report ([`Store::fold_report_rollup`]).
 pub const SCHEMA_REPORT: &str = concat!(rollup_tables!(), rollup_triggers!());
+
+/// [`SCHEMA_REPORT`] for PostgreSQL: the same tables, and one PL/pgSQL row trigger for the
+/// four SQLite ones (both generated from the same terms by tools/gen-report-rollup.py).
+pub const SCHEMA_REPORT_PG: &str = concat!(rollup_tables_pg!(), rollup_triggers_pg!());
 
 const CLEAR: &str = "DELETE FROM report_slots; DELETE FROM report_queue_hours; \
     DELETE FROM report_agent_hours; DELETE FROM report_did_hours; \
@@ -72,9 +75,9 @@ pub struct Rollup {
     pub service_level_secs: f64,
 }
 
-fn head_from_row(row: &Row<'_>, base: usize) -> rusqlite::Result<Head> {
-    let i = |k: usize| row.get::<_, i64>(base + k);
-    let f = |k: usize| row.get::<_, f64>(base + k);
+fn head_from_row(row: &Row, base: usize) -> DbResult<Head> {
+    let i = |k: usize| row.get::<i64>(base + k);
+    let f = |k: usize| row.get::<f64>(base + k);
     Ok(Head {
         inbound: i(0)?,
         answered: i(1)?,
@@ -91,12 +94,12 @@ fn head_from_row(row: &Row<'_>, base: usize) -> rusqlite::Result<Head> {
     })
 }
 
-fn detail_from_row(row: &Row<'_>, base: usize) -> rusqlite::Result<Detail> {
+fn detail_from_row(row: &Row, base: usize) -> DbResult<Detail> {
     let mut d = Detail::default();
     let mut k = base;
     let mut next = || {
         k += 1;
-        row.get::<_, i64>(k - 1)
+        row.get::<i64>(k - 1)
     };
     for x in d
         .answered_waits
@@ -109,7 +112,7 @@ fn detail_from_row(row: &Row<'_>, base: usize) -> rusqlite::Result<Detail> {
         *x = next()?;
     }
     d.reaction_n = next()?;
-    d.reaction_sum = row.get::<_, f64>(k)?;
+    d.reaction_sum = row.get::<f64>(k)?;
     Ok(d)
 }
 
@@ -123,10 +126,10 @@ fn whole_hours(from: f64, to: f64) -> Option<(i64, i64)> {
 impl Store {
     /// The service level threshold the rollup counts with.
     pub fn report_service_level(&self) -> Result<f64> {
-        self.conn()
+        self.db
             .query_row(
                 "SELECT service_level_secs FROM report_settings WHERE id = 1",
-                [],
+                params![],
                 |r| r.get(0),
             )
             .map_err(StoreError::sql("read the report's service level"))
@@ -143,12 +146,12 @@ impl Store {
         if self.report_service_level()? == secs {
             return Ok(false);
         }
-        self.in_transaction("rebuild the report rollup", || {
-            self.conn().execute(
+        self.in_transaction("rebuild the report rollup", |tx| {
+            tx.execute(
                 "UPDATE report_settings SET service_level_secs = ?1 WHERE id = 1",
-                [secs],
+                params![secs],
             )?;
-            self.conn().execute_batch(CLEAR)
+            tx.batch(CLEAR)
         })?;
         // Readers that fold meanwhile continue the same fold: each chunk reads `folded_id` in
         // its own transaction, so nothing is counted twice.
@@ -162,8 +165,8 @@ impl Store {
     pub fn fold_report_rollup(&self) -> Result<i64> {
         let mut total = 0;
         loop {
-            let n = self.in_transaction("fold calls into the report rollup", || {
-                self.fold_in_transaction(FOLD_CHUNK)
+            let n = self.in_transaction("fold calls into the report rollup", |tx| {
+                fold_in_transaction(tx, FOLD_CHUNK)
             })?;
             if n == 0 {
                 return Ok(total);
@@ -172,51 +175,14 @@ impl Store {
         }
     }
 
-    /// Folds the next `limit` ids at most (inside the caller's transaction).
-    fn fold_in_transaction(&self, limit: i64) -> rusqlite::Result<i64> {
-        let folded: i64 = self.conn().query_row(
-            "SELECT folded_id FROM report_settings WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?;
-        let newest: i64 =
-            self.conn()
-                .query_row("SELECT IFNULL(MAX(id), 0) FROM calls", [], |r| r.get(0))?;
-        if newest <= folded {
-            return Ok(0);
-        }
-        let newest = newest.min(folded.saturating_add(limit));
-        for sql in FOLD {
-            self.conn()
-                .prepare_cached(sql)?
-                .execute(params![folded, newest])?;
-        }
-        self.conn().execute(
-            "UPDATE report_settings SET folded_id = ?1 WHERE id = 1",
-            [newest],
-        )?;
-        Ok(newest - folded)
-    }
-
-    /// Runs `f` in a write transaction (committed when it returns `Ok`).
+    /// Runs `f` in a write transaction (committed when it returns `Ok`; retried whole on a
+    /// PostgreSQL serialization failure).
     fn in_transaction<T>(
         &self,
         what: &'static str,
-        f: impl FnOnce() -> rusqlite::Result<T>,
+        f: impl FnMut(&Db) -> DbResult<T>,
     ) -> Result<T> {
-        self.conn()
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::sql(what))?;
-        match f().and_then(|v| self.conn().execute_batch("COMMIT").map(|()| v)) {
-            Ok(v) => Ok(v),
-            Err(source) => {
-                let _ = self.conn().execute_batch("ROLLBACK");
-                Err(StoreError::Sql {
-                    what,
-                    source: source.into(),
-                })
-            }
-        }
+        self.db.transaction(f).map_err(StoreError::sql(what))
     }
 
     /// The rollup of the calls that started in `[q.from, q.to)`.
@@ -225,17 +191,7 @@ impl Store {
     /// folded yet (stored since the last fold, or a reader that cannot write) are read from
     /// `calls` as edge calls, so the answer is exact either way.
     pub fn report_rollup(&self, q: &RollupQuery<'_>) -> Result<Rollup> {
-        let nested = !self.conn().is_autocommit();
-        if !nested {
-            self.conn()
-                .execute_batch("BEGIN")
-                .map_err(StoreError::sql("begin reading the report rollup"))?;
-        }
-        let out = self.report_rollup_in_snapshot(q);
-        if !nested {
-            let _ = self.conn().execute_batch("COMMIT");
-        }
-        out
+        self.db.read_snapshot(|_| self.report_rollup_in_snapshot(q))
     }
 
     fn report_rollup_in_snapshot(&self, q: &RollupQuery<'_>) -> Result<Rollup> {
@@ -260,23 +216,19 @@ impl Store {
         let sql = format!(
             "SELECT slot, {SLOT_COLUMNS} FROM report_slots WHERE slot >= ?1 AND slot < ?2 ORDER BY slot"
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare the report rollup query"))?;
-        let rows = stmt
-            .query_map(params![h0 * per, h1 * per], |r| {
+        let rows = self
+            .db
+            .query_map(&sql, params![h0 * per, h1 * per], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
+                    r.get::<i64>(0)?,
                     Tally {
                         head: head_from_row(r, 1)?,
                         detail: detail_from_row(r, 1 + HEAD_LEN)?,
                     },
                 ))
             })
-            .map_err(StoreError::sql("query the report rollup"))?;
-        for row in rows {
-            let (slot, tally) = row.map_err(StoreError::sql("read the report rollup"))?;
+            .map_err(StoreError::sql("read the report rollup"))?;
+        for (slot, tally) in rows {
             if q.split_slots.binary_search(&slot).is_err() {
                 out.slots.push((slot, tally));
             }
@@ -305,16 +257,10 @@ impl Store {
             "SELECT {key}, {} FROM {table} WHERE hour >= ?1 AND hour < ?2 GROUP BY {key}",
             sums.join(", ")
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare a report breakdown"))?;
-        let rows = stmt
-            .query_map(params![h0, h1], |r| {
-                Ok((r.get::<_, String>(0)?, head_from_row(r, 1)?))
+        self.db
+            .query_map(&sql, params![h0, h1], |r| {
+                Ok((r.get::<String>(0)?, head_from_row(r, 1)?))
             })
-            .map_err(StoreError::sql("query a report breakdown"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::sql("read a report breakdown"))
     }
 
@@ -324,14 +270,8 @@ impl Store {
             "SELECT {COLUMNS} FROM calls WHERE id > (SELECT folded_id FROM report_settings WHERE id = 1) \
              AND started_at >= ?1 AND started_at < ?2 AND direction = 'inbound' ORDER BY id"
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare the unfolded calls query"))?;
-        let rows = stmt
-            .query_map(params![from, to], row_to_call)
-            .map_err(StoreError::sql("query the unfolded calls"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
+        self.db
+            .query_map(&sql, params![from, to], row_to_call)
             .map_err(StoreError::sql("read the unfolded calls"))
     }
 
@@ -344,14 +284,8 @@ impl Store {
             "SELECT {COLUMNS} FROM calls WHERE started_at >= ?1 AND started_at < ?2 \
              AND direction = 'inbound' ORDER BY started_at, id"
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare the report's call query"))?;
-        let rows = stmt
-            .query_map(params![from, to], row_to_call)
-            .map_err(StoreError::sql("query the report's calls"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
+        self.db
+            .query_map(&sql, params![from, to], row_to_call)
             .map_err(StoreError::sql("read the report's calls"))
     }
 
@@ -368,14 +302,15 @@ impl Store {
         // the faster plan; over a short one, the period's misses by time are few. SQLite cannot
         // tell the two apart without statistics, so the query names the index.
         let long = to.duration_since(from) > jiff::SignedDuration::from_hours(31 * 24);
-        let index = if long {
-            "calls_misses_by_number"
-        } else {
-            "calls_misses_by_start"
+        // PostgreSQL has statistics (and no INDEXED BY) to choose the plan itself.
+        let indexed = match self.db.engine() {
+            Engine::Sqlite if long => "INDEXED BY calls_misses_by_number",
+            Engine::Sqlite => "INDEXED BY calls_misses_by_start",
+            Engine::Postgres => "",
         };
         let sql = format!(
-            "SELECT caller_normalized, COUNT(*), SUM(resolved_by IS NULL), MAX(started_at) \
-             FROM calls INDEXED BY {index} \
+            "SELECT caller_normalized, COUNT(*), SUM(CASE WHEN resolved_by IS NULL THEN 1 ELSE 0 END), MAX(started_at) \
+             FROM calls {indexed} \
              WHERE direction = 'inbound' AND (missed = 1 OR status = 'missed') \
              AND started_at >= ?1 AND started_at < ?2 AND ignored = 0 \
              AND status NOT IN ('ignored', 'unknown') \
@@ -383,12 +318,10 @@ impl Store {
              GROUP BY caller_normalized HAVING COUNT(*) >= 2 \
              ORDER BY COUNT(*) DESC, MAX(started_at) DESC, caller_normalized LIMIT ?3"
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare the repeat callers query"))?;
-        let rows: Vec<(String, i64, i64, f64)> = stmt
+        let rows: Vec<(String, i64, i64, f64)> = self
+            .db
             .query_map(
+                &sql,
                 params![
                     ts_to_f64(from),
                     ts_to_f64(to),
@@ -396,17 +329,17 @@ impl Store {
                 ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
-            .and_then(|rows| rows.collect())
             .map_err(StoreError::sql("query repeat callers"))?;
         rows.into_iter()
             .map(|(n, misses, unresolved, last)| {
                 let caller: Option<String> = self
-                    .conn()
-                    .prepare_cached(
+                    .db
+                    .query_row(
                         "SELECT caller FROM calls WHERE caller_normalized = ?1 AND started_at = ?2 \
                          AND direction = 'inbound' LIMIT 1",
+                        params![n, last],
+                        |r| r.get(0),
                     )
-                    .and_then(|mut s| s.query_row(params![n, last], |r| r.get(0)))
                     .map_err(StoreError::sql("read a repeat caller"))?;
                 Ok(RepeatNumber {
                     normalized: n,
@@ -433,12 +366,9 @@ impl Store {
              AND ignored = 0 AND status NOT IN ('ignored', 'unknown') AND resolved_by IS NULL \
              ORDER BY started_at DESC LIMIT ?3"
         );
-        let mut stmt = self
-            .conn()
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("prepare the unresolved misses query"))?;
-        let rows = stmt
+        self.db
             .query_map(
+                &sql,
                 params![
                     ts_to_f64(from),
                     ts_to_f64(to),
@@ -446,8 +376,6 @@ impl Store {
                 ],
                 row_to_call,
             )
-            .map_err(StoreError::sql("query unresolved misses"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::sql("read unresolved misses"))
     }
 }
@@ -456,15 +384,12 @@ impl Store {
     /// Whether the scheduled report `kind` (`daily`, `weekly`) of the period starting at
     /// `period_start` was mailed already.
     pub fn report_mail_sent(&self, kind: &str, period_start: jiff::Timestamp) -> Result<bool> {
-        self.conn()
-            .prepare_cached(
+        self.db
+            .query_row(
                 "SELECT count(*) FROM report_mail_sent WHERE kind = ?1 AND period_start = ?2",
+                params![kind, ts_to_f64(period_start)],
+                |r| r.get::<i64>(0),
             )
-            .and_then(|mut s| {
-                s.query_row(params![kind, ts_to_f64(period_start)], |r| {
-                    r.get::<_, i64>(0)
-                })
-            })
             .map(|n| n > 0)
             .map_err(StoreError::sql("read the report mail log"))
     }
@@ -476,14 +401,43 @@ impl Store {
         period_start: jiff::Timestamp,
         at: jiff::Timestamp,
     ) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "INSERT OR REPLACE INTO report_mail_sent (kind, period_start, sent_at) VALUES (?1, ?2, ?3)",
+        self.db
+            .execute(
+                "INSERT INTO report_mail_sent (kind, period_start, sent_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (kind, period_start) DO UPDATE SET sent_at = excluded.sent_at",
+                params![kind, ts_to_f64(period_start), ts_to_f64(at)],
             )
-            .and_then(|mut s| s.execute(params![kind, ts_to_f64(period_start), ts_to_f64(at)]))
             .map_err(StoreError::sql("write the report mail log"))?;
         Ok(())
     }
+}
+
+/// Folds the next `limit` ids at most (inside the caller's transaction).
+fn fold_in_transaction(tx: &Db, limit: i64) -> DbResult<i64> {
+    let folded: i64 = tx.query_row(
+        "SELECT folded_id FROM report_settings WHERE id = 1",
+        params![],
+        |r| r.get(0),
+    )?;
+    let newest: i64 = tx.query_row("SELECT IFNULL(MAX(id), 0) FROM calls", params![], |r| {
+        r.get(0)
+    })?;
+    if newest <= folded {
+        return Ok(0);
+    }
+    let newest = newest.min(folded.saturating_add(limit));
+    let fold = match tx.engine() {
+        Engine::Sqlite => &FOLD,
+        Engine::Postgres => &FOLD_PG,
+    };
+    for sql in fold {
+        tx.execute(sql, params![folded, newest])?;
+    }
+    tx.execute(
+        "UPDATE report_settings SET folded_id = ?1 WHERE id = 1",
+        params![newest],
+    )?;
+    Ok(newest - folded)
 }
 
 /// A number missed more than once in a period.

@@ -76,6 +76,22 @@ CREATE TABLE callback_target_state (
 );
 ";
 
+/// [`SCHEMA_TASK_STATES`] for PostgreSQL, which changes a CHECK constraint the ordinary way
+/// (`callback_tasks_state_check` is the name PostgreSQL gives the column's CHECK).
+pub const SCHEMA_TASK_STATES_PG: &str = "
+ALTER TABLE callback_tasks DROP CONSTRAINT callback_tasks_state_check;
+ALTER TABLE callback_tasks ADD CONSTRAINT callback_tasks_state_check
+    CHECK (state IN ('expired', 'unknown', 'pending', 'in_progress', 'done', 'given_up', 'cancelled'));
+DROP INDEX callback_tasks_one_open_per_number;
+CREATE UNIQUE INDEX callback_tasks_one_open_per_number ON callback_tasks (number) WHERE state IN ('pending', 'in_progress', 'unknown');
+CREATE INDEX callback_attempts_started ON callback_attempts (started_at);
+CREATE TABLE callback_target_state (
+    target TEXT PRIMARY KEY,
+    checked_at DOUBLE PRECISION NOT NULL,
+    held_back TEXT
+);
+";
+
 /// The states a number's one task can be in (`pending`, `in_progress`, `unknown`), for SQL.
 const OPEN: &str = "('pending', 'in_progress', 'unknown')";
 

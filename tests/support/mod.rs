@@ -85,6 +85,62 @@ pub fn insert_row(c: &rusqlite::Connection, table: &str, values: &[(&str, Value)
     c.last_insert_rowid()
 }
 
+/// [`insert_row`] on either engine: a row of `table` with `values`, every other NOT NULL
+/// column without a default filled with an empty value of its type; returns its `id`.
+pub fn insert_row_in(
+    s: &perezvon::store::Store,
+    table: &str,
+    values: &[(&str, perezvon::store::db::Value)],
+) -> i64 {
+    use perezvon::store::db::{params, Value as V};
+    let db = s.db();
+    let info: Vec<(String, String, bool, bool)> = if db.is_postgres() {
+        db.query_map(
+            "SELECT column_name::text, data_type::text, is_nullable = 'NO', \
+             column_default IS NOT NULL OR is_identity = 'YES' \
+             FROM information_schema.columns WHERE table_name = ?1 ORDER BY ordinal_position",
+            params![table],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+    } else {
+        db.query_map(
+            "SELECT name, type, \"notnull\", dflt_value IS NOT NULL OR pk > 0 FROM pragma_table_info(?1)",
+            params![table],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+    }
+    .unwrap();
+    let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    for (name, ty, notnull, has_default) in info {
+        if let Some((_, v)) = values.iter().find(|(c, _)| *c == name) {
+            cols.push(name);
+            vals.push(v.clone());
+        } else if notnull && !has_default {
+            cols.push(name);
+            vals.push(match ty.to_ascii_uppercase().as_str() {
+                "TEXT" => V::Text(String::new()),
+                "REAL" | "DOUBLE PRECISION" => V::Real(0.0),
+                _ => V::Int(0),
+            });
+        }
+    }
+    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+    let refs: Vec<&dyn perezvon::store::db::ToValue> = vals
+        .iter()
+        .map(|v| v as &dyn perezvon::store::db::ToValue)
+        .collect();
+    db.query_row(
+        &format!(
+            "INSERT INTO {table} ({}) VALUES ({}) RETURNING id",
+            cols.join(", "),
+            marks.join(", ")
+        ),
+        &refs,
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 /// Working hours in Moscow: weekdays 09:00-13:00 and 14:00-18:00, weekends closed, with these
 /// holidays and extra working days.
 pub fn moscow_weekdays(holidays: &[Date], workdays: &[Date]) -> Hours {
