@@ -353,6 +353,7 @@ impl Store {
     /// the database (several servers) cannot together exceed the budget.
     pub fn begin_attempt_capped(&mut self, a: &NewAttempt<'_>, caps: &[AttemptCap]) -> Result<i64> {
         self.db.transaction(|tx| -> Result<i64> {
+            self.check_attempt_fence(tx)?;
             for c in caps {
                 let sql = if c.inclusive {
                     "SELECT count(*) FROM callback_attempts WHERE number = ?1 AND started_at >= ?2"
@@ -457,6 +458,7 @@ impl Store {
         after: &AfterOutcome,
     ) -> Result<bool> {
         self.db.transaction(|tx| -> Result<bool> {
+            self.check_attempt_fence(tx)?;
             let task_id: Option<i64> = tx
                 .query_opt(
                     "SELECT task_id FROM callback_attempts WHERE callback_id = ?1 AND ended_at IS NULL",
