@@ -1,9 +1,10 @@
 //! The lease manager: several nodes on one PostgreSQL share the Asterisk servers.
 //!
-//! Its own connection (`application_name = "perezvon <node> leases"`), on its own thread, once a
-//! second ([`RENEW_EVERY`]):
+//! Its own connection (`application_name = "perezvon <node> leases"`), on its own thread, twice
+//! a second ([`RENEW_EVERY`]):
 //! 1. heartbeat; the live nodes are those heard from within one lease TTL;
-//! 2. spread the servers over the live nodes ([`store::leases::assign`]);
+//! 2. spread the servers over the live nodes that have warmed up ([`WARM_UP`]; all live ones
+//!    while none has) ([`crate::store::leases::assign`]);
 //! 3. give up at once the leases now meant for another node: this node stops acting on them
 //!    first ([`Ownership::revoke`]), then releases them in the database;
 //! 4. renew the leases it holds, take the expired ones meant for it (and any expired for a
@@ -26,8 +27,13 @@ use super::ownership::Ownership;
 use crate::store::db::Db;
 use crate::store::{leases as sql, FenceCheck, Result as StoreResult, StoreError};
 
-/// How often leases are renewed.
-pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How often leases are renewed (and expired ones looked for): twice a second, so a takeover
+/// comes at most half a second after the lease expired.
+pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+/// A node that just started tracks calls this long before servers are handed back to it: a
+/// call already up when it started ends with a verdict it could only half see, while the node
+/// that owned the server saw it whole. Leases nobody renews are taken at once all the same.
+pub const WARM_UP: Duration = Duration::from_secs(60);
 /// A node treats its leases as lost this long before the database would: clock rates differ a
 /// little, and a renewal's answer takes time to act on.
 pub const SAFETY_MARGIN: Duration = Duration::from_millis(500);
@@ -62,6 +68,7 @@ impl Leases {
             db: None,
             held: HashMap::new(),
             last_error: None,
+            heartbeats: 0,
         };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -95,6 +102,8 @@ struct Manager {
     /// The leases held after the last renewal: server -> epoch.
     held: HashMap<String, i64>,
     last_error: Option<String>,
+    /// Heartbeats recorded by this process (the first restarts the node's warm-up).
+    heartbeats: u64,
 }
 
 impl Manager {
@@ -154,10 +163,22 @@ impl Manager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let first = self.heartbeats == 0;
         let db = self.db()?;
-        let now = sql::heartbeat(db, &node).map_err(StoreError::sql("heartbeat"))?;
+        let now = sql::heartbeat(db, &node, first).map_err(StoreError::sql("heartbeat"))?;
         let live = sql::live_nodes(db, now - ttl).map_err(StoreError::sql("read live nodes"))?;
-        let meant = sql::assign(&servers, &live);
+        self.heartbeats += 1;
+        // Servers are spread over the warmed-up nodes (all live ones while none is).
+        let warm = WARM_UP.as_secs_f64();
+        let mut eligible: Vec<String> = live
+            .iter()
+            .filter(|(_, started)| *started <= now - warm)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if eligible.is_empty() {
+            eligible = live.into_iter().map(|(n, _)| n).collect();
+        }
+        let meant = sql::assign(&servers, &eligible);
         let followed: HashSet<&String> = servers.iter().collect();
         // Give up what is meant for another node (or no longer followed): stop acting first.
         let mut handed = Vec::new();
@@ -176,6 +197,8 @@ impl Manager {
             .into_iter()
             .filter(|(s, _)| followed.contains(s))
             .collect();
+        // One read of the table; a take is tried only where it can succeed.
+        let rows = sql::leases(db).map_err(StoreError::sql("read leases"))?;
         for s in &servers {
             if held.contains_key(s) {
                 continue;
@@ -187,6 +210,9 @@ impl Manager {
             } else {
                 ttl
             };
+            if rows.get(s).is_some_and(|l| l.expires_at > now - stale) {
+                continue;
+            }
             if let Some(epoch) =
                 sql::take(db, s, &node, ttl, stale).map_err(StoreError::sql("take a lease"))?
             {

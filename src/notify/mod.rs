@@ -628,7 +628,9 @@ pub async fn run_delivery(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
-    let store = Store::open(&db)?;
+    let location = crate::store::Location::parse(&db.to_string_lossy());
+    let name = format!("perezvon {} delivery", cfg.cluster.node_id);
+    let store = Store::open_named(&location, &name)?;
     let start = Timestamp::now();
     // Events of verdicts stored just before a crash, never enqueued: the last hour is the window
     // a restart can leave; older calls are not re-announced (a receiver would see them as new).
@@ -657,7 +659,7 @@ pub async fn run_delivery(
     }
     let mut stores = vec![store];
     for _ in 1..channels.len() {
-        stores.push(Store::open(&db)?);
+        stores.push(Store::open_named(&location, &name)?);
     }
     let loops = channels.into_iter().zip(stores).map(|(channel, store)| {
         channel_loop(

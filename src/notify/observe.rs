@@ -90,7 +90,10 @@ pub async fn run_observer(
     mut dialer: mpsc::Receiver<DialerEvent>,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
-    let store = Store::open(&db)?;
+    let store = crate::store::Store::open_named(
+        &crate::store::Location::parse(&db.to_string_lossy()),
+        &format!("perezvon {} notify", cfg.cluster.node_id),
+    )?;
     let (mut records_open, mut dialer_open) = (true, true);
     while records_open || dialer_open {
         tokio::select! {

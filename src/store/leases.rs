@@ -49,13 +49,19 @@ pub struct Lease {
     pub expires_at: f64,
 }
 
-/// Records `node`'s heartbeat; returns the database's time of it.
-pub fn heartbeat(db: &Db, node: &str) -> DbResult<f64> {
+/// Records `node`'s heartbeat (`started`: the first of this process, which restarts its
+/// warm-up); returns the database's time of it.
+pub fn heartbeat(db: &Db, node: &str, started: bool) -> DbResult<f64> {
     let c = clock(db.engine());
+    let restart = if started {
+        ", started_at = excluded.started_at"
+    } else {
+        ""
+    };
     db.query_row(
         &format!(
             "INSERT INTO cluster_nodes (node_id, heartbeat_at, started_at) VALUES (?1, {c}, {c}) \
-             ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at \
+             ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at{restart} \
              RETURNING heartbeat_at"
         ),
         params![node],
@@ -63,12 +69,12 @@ pub fn heartbeat(db: &Db, node: &str) -> DbResult<f64> {
     )
 }
 
-/// The nodes heard from since `since` (database time), sorted.
-pub fn live_nodes(db: &Db, since: f64) -> DbResult<Vec<String>> {
+/// The nodes heard from since `since` (database time), sorted, with when each started.
+pub fn live_nodes(db: &Db, since: f64) -> DbResult<Vec<(String, f64)>> {
     db.query_map(
-        "SELECT node_id FROM cluster_nodes WHERE heartbeat_at > ?1 ORDER BY node_id",
+        "SELECT node_id, started_at FROM cluster_nodes WHERE heartbeat_at > ?1 ORDER BY node_id",
         params![since],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
 
@@ -253,9 +259,14 @@ mod tests {
         crate::test_support::pg::each_engine(|t| {
             let s = t.open();
             let db = s.db();
-            let now = heartbeat(db, "a").unwrap();
-            heartbeat(db, "b").unwrap();
-            assert_eq!(live_nodes(db, now - 5.0).unwrap(), vec!["a", "b"]);
+            let now = heartbeat(db, "a", true).unwrap();
+            heartbeat(db, "b", true).unwrap();
+            let live: Vec<String> = live_nodes(db, now - 5.0)
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(live, vec!["a", "b"]);
             assert_eq!(take(db, "pbx1", "a", 5.0, 0.0).unwrap(), Some(1));
             // Held: nobody else takes it, the holder renews it.
             assert_eq!(take(db, "pbx1", "b", 5.0, 0.0).unwrap(), None);
