@@ -1,0 +1,996 @@
+//! Chaos: three real `perezvon run` nodes on one PostgreSQL, a farm of 50 fake Asterisk servers
+//! (`tests/fault_support`), missed calls fed across the farm while the driver kills a node
+//! (`kill -9`, then a restart), pauses one longer than the lease TTL (`SIGSTOP`/`SIGCONT`), cuts
+//! one's database connections (`pg_terminate_backend` on its `application_name`, repeatedly) and
+//! restarts fake servers (link cut, connections refused for a while). Loopback only; it stops
+//! by itself.
+//!
+//! After it, every figure is printed on a line of its own (`chaos: name=value`) and the test
+//! fails on any violation:
+//!
+//! | figure | must be |
+//! |---|---|
+//! | `overlapping_calls`: two callback calls to one number up at once, across every fake ([Originate received, callback call's last event)) | 0 |
+//! | `double_channel_ids`: a ChannelId originated twice | 0 |
+//! | `verdicts_missing`: a miss the driver placed, heard by some node, without its row in `calls` (unique (server, linkedid)) | 0 |
+//! | `verdicts_double`: more than one row for one (server, linkedid) | 0 |
+//! | `failover_p99_ms`: from the kill/stop of a node to the moment another node holds each of its servers' leases (`server_leases`, polled every 100 ms on database time) | <= lease TTL + 1 s |
+//! | `lease_epoch_regressions`: a server's lease epoch going down, or its owner changing without a new epoch | 0 |
+//!
+//! Short form (the default, CI): about 75 s of chaos, two minutes in all. Long form:
+//! `PEREZVON_CHAOS_SECS=600 cargo test --release --test chaos -- --nocapture`.
+//! `PEREZVON_CHAOS_SEED=<n>` replays the same choices (printed at the start);
+//! `PEREZVON_CHAOS_KEEP=1` keeps the directory (configurations, node logs).
+//!
+//! Without PostgreSQL installed the test prints `chaos: skipped` and passes (under `CI=true`
+//! it fails: `tests/support/pg.rs`).
+
+mod fault_support;
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fault_support::{CallHandle, Daemon, Fake, OriginateLog, Outcome, Plan, Script};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const SERVERS: usize = 50;
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+const LEASE_TTL: Duration = Duration::from_secs(3);
+/// The failover goal: a dead node's servers are held by another within this.
+const FAILOVER_GOAL: Duration = Duration::from_secs(4);
+/// A miss every this long, on a random server of the farm.
+const FEED_EVERY: Duration = Duration::from_millis(250);
+/// The share (percent) of misses from a number that already missed once.
+const REPEAT_PERCENT: u32 = 12;
+
+fn chaos_secs() -> u64 {
+    std::env::var("PEREZVON_CHAOS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(75)
+}
+
+/// How the farm answers Originates: most customers answer at once; numbers ending in 3 are
+/// busy at the first attempt, numbers ending in 7 do not answer it (10 s of ringing); every
+/// second attempt is answered.
+fn script() -> Script {
+    Box::new(|number: &str, attempt: u32| {
+        let outcome = match (attempt, number.chars().last()) {
+            (1, Some('3')) => Outcome::Busy,
+            (1, Some('7')) => Outcome::NoAnswer,
+            _ => Outcome::Connected,
+        };
+        Plan {
+            outcome,
+            hold: false,
+        }
+    })
+}
+
+fn server_name(i: usize) -> String {
+    format!("pbx{i:02}")
+}
+
+/// One `[[asterisk]]` file of `servers.d`.
+fn server_file(name: &str, port: u16) -> String {
+    format!(
+        r#"[[asterisk]]
+name = "{name}"
+host = "127.0.0.1"
+port = {port}
+username = "perezvon"
+secret = "chaos"
+connect_timeout = "2s"
+action_timeout = "5s"
+ping_interval = "2s"
+reconnect_max = "1s"
+"#
+    )
+}
+
+/// A node's main file: the lab PBX's rules (as `fault_support::config_text`), always open,
+/// callbacks at once, the farm from `servers.d`, the shared PostgreSQL, its own node id and
+/// metrics port.
+fn node_config(node: &str, url: &str, metrics_port: u16) -> String {
+    let days: String = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
+    .iter()
+    .map(|d| format!("{d} = [\"00:00-24:00\"]\n"))
+    .collect();
+    let ttl = LEASE_TTL.as_secs();
+    let marker = fault_support::MARKER;
+    format!(
+        r#"servers_dir = "servers.d"
+
+[pbx]
+country_code = "7"
+inbound_contexts = ["from-trunk"]
+trunk_channels = ["Local/*@from-trunk-*;2"]
+agent_channels = ["Local/2??@agent-sim-*", "Local/2??@agent-phone-*"]
+external_channels = ["Local/*@external-sim-*", "Local/*@customer-sim-*"]
+
+[calls]
+min_talk = "6s"
+min_wait = "3s"
+max_call_duration = "1m"
+
+[storage]
+url = {url:?}
+
+[cluster]
+node_id = "{node}"
+lease_ttl = "{ttl}s"
+
+[callback]
+enabled = true
+dial_template = "Local/{{national}}@customer-sim"
+caller_id = "74951110000"
+delay = "1s"
+max_attempts = 2
+retry_every = "5s"
+give_up_after = "1h"
+max_concurrent = 20
+max_concurrent_per_target = 20
+require_free_agent = false
+allow = ["^79\\d{{9}}$"]
+marker_variable = "{marker}"
+target = {{ context = "callback", exten = "201" }}
+
+[hours]
+timezone = "UTC"
+{days}
+[metrics]
+enabled = true
+listen = "127.0.0.1:{metrics_port}"
+
+[log]
+level = "info"
+"#
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database side: leases polled every 100 ms, backends cut, verdicts counted
+// ---------------------------------------------------------------------------------------------
+
+async fn connect(url: &str, name: &str) -> tokio_postgres::Client {
+    let mut cfg = perezvon::store::pg_config(url).expect("the test URL parses");
+    cfg.application_name(name);
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// One row of `server_leases`.
+#[derive(Debug, Clone, PartialEq)]
+struct Lease {
+    owner: String,
+    epoch: i64,
+    expires_at: f64,
+}
+
+/// One poll of `server_leases`: when (test clock), the database's clock, every row.
+struct Snapshot {
+    at: Instant,
+    db_now: f64,
+    leases: HashMap<String, Lease>,
+}
+
+impl Snapshot {
+    /// The live holder of `server`'s lease at this poll.
+    fn holder(&self, server: &str) -> Option<&str> {
+        self.leases
+            .get(server)
+            .filter(|l| l.expires_at > self.db_now)
+            .map(|l| l.owner.as_str())
+    }
+
+    fn held_by(&self, node: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .leases
+            .keys()
+            .filter(|s| self.holder(s) == Some(node))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[derive(Default)]
+struct LeaseLog {
+    snapshots: Vec<Snapshot>,
+    /// The last error of a poll (the table missing: no lease manager yet).
+    last_error: Option<String>,
+    failed_polls: u32,
+}
+
+type Leases = Arc<Mutex<LeaseLog>>;
+
+fn lease_log(l: &Leases) -> std::sync::MutexGuard<'_, LeaseLog> {
+    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn poll_leases(url: String, log: Leases, stop: CancellationToken) {
+    let client = connect(&url, "chaos-lease-poller").await;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        let rows = client
+            .query(
+                "SELECT server, owner, epoch, expires_at::float8, \
+                 extract(epoch FROM clock_timestamp())::float8 FROM server_leases",
+                &[],
+            )
+            .await;
+        let at = Instant::now();
+        let mut l = lease_log(&log);
+        match rows {
+            Ok(rows) => {
+                let mut leases = HashMap::new();
+                let mut db_now = None;
+                for r in &rows {
+                    db_now = Some(r.get::<_, f64>(4));
+                    leases.insert(
+                        r.get::<_, String>(0),
+                        Lease {
+                            owner: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                            epoch: r.get(2),
+                            expires_at: r.get(3),
+                        },
+                    );
+                }
+                let db_now = db_now.unwrap_or(0.0);
+                l.snapshots.push(Snapshot { at, db_now, leases });
+            }
+            Err(e) => {
+                l.failed_polls += 1;
+                l.last_error = Some(perezvon::store::error_chain(&e));
+            }
+        }
+    }
+}
+
+/// Terminates every backend of `node` (`application_name` `perezvon <node_id> ...`); returns
+/// how many.
+async fn cut_backends(client: &tokio_postgres::Client, node: &str) -> u64 {
+    let pattern = format!("perezvon%{node}%");
+    match client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name LIKE $1 AND pid <> pg_backend_pid()",
+            &[&pattern],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().filter(|r| r.get::<_, bool>(0)).count() as u64,
+        Err(e) => {
+            eprintln!("chaos: pg_terminate_backend: {e}");
+            0
+        }
+    }
+}
+
+/// The application names connected to the database now (to show how nodes name theirs).
+async fn application_names(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT DISTINCT application_name FROM pg_stat_activity \
+             WHERE datname = current_database() ORDER BY 1",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        .unwrap_or_default()
+}
+
+/// Rows of `calls` per (server, linkedid).
+async fn verdicts(
+    client: &tokio_postgres::Client,
+) -> Result<HashMap<(String, String), i64>, String> {
+    let rows = client
+        .query(
+            "SELECT server, linkedid, count(*) FROM calls GROUP BY server, linkedid",
+            &[],
+        )
+        .await
+        .map_err(|e| perezvon::store::error_chain(&e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get::<_, i64>(2)))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The nodes
+// ---------------------------------------------------------------------------------------------
+
+struct Node {
+    name: &'static str,
+    daemon: Daemon,
+    /// SIGSTOPped now (not to be taken for dead).
+    stopped: bool,
+    /// Killed by the driver, to be restarted by it.
+    down: bool,
+    /// Exits the driver did not cause (restarted at once, as systemd's Restart=always would).
+    unexpected_exits: Vec<String>,
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Restarts nodes that exited on their own, and notes it.
+fn supervise(nodes: &mut [Node], t0: Instant) {
+    for n in nodes.iter_mut() {
+        if n.down || n.stopped {
+            continue;
+        }
+        if let Some(st) = n.daemon.exited() {
+            let line = format!(
+                "{} exited by itself at {:.1}s ({st}); restarted",
+                n.name,
+                t0.elapsed().as_secs_f64()
+            );
+            eprintln!("chaos: {line}\n{}", n.daemon.log_tail(15));
+            n.unexpected_exits.push(line);
+            n.daemon.kill9();
+            n.daemon.restart();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver's record
+// ---------------------------------------------------------------------------------------------
+
+/// A miss the feeder placed.
+struct Fed {
+    server: usize,
+    number: String,
+    handle: CallHandle,
+}
+
+/// A node made unavailable, for the failover figure.
+#[derive(Debug, Clone)]
+struct Fault {
+    kind: &'static str,
+    node: &'static str,
+    at: Instant,
+    /// Whether the failover goal applies (kill and stop; a cut database may recover in time).
+    judged: bool,
+}
+
+#[derive(Default)]
+struct Feed {
+    fed: Vec<Fed>,
+}
+
+async fn feeder(fakes: Vec<Fake>, feed: Arc<Mutex<Feed>>, stop: CancellationToken, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+    // 7955<run-specific>: distinct numbers within a run, on the allow-list.
+    let prefix = 10 + seed % 90;
+    let mut once: Vec<String> = Vec::new();
+    let mut next = 0u32;
+    let mut tick = tokio::time::interval(FEED_EVERY);
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        let number = if !once.is_empty() && rng.u32(0..100) < REPEAT_PERCENT {
+            once.swap_remove(rng.usize(0..once.len()))
+        } else {
+            next += 1;
+            let n = format!("7955{prefix:02}{next:05}");
+            once.push(n.clone());
+            n
+        };
+        let server = rng.usize(0..fakes.len());
+        let handle = fakes[server].miss(&number);
+        feed.lock().unwrap().fed.push(Fed {
+            server,
+            number,
+            handle,
+        });
+    }
+}
+
+/// Waits until `until`, restarting nodes that exit by themselves.
+async fn calm(nodes: &mut [Node], t0: Instant, until: Instant) {
+    while Instant::now() < until {
+        supervise(nodes, t0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// The node holding the most leases at the latest poll (the worst one to lose), else the
+/// rotation's.
+fn busiest(leases: &Leases, nodes: &[Node], fallback: usize) -> usize {
+    let l = lease_log(leases);
+    let Some(s) = l.snapshots.last() else {
+        return fallback;
+    };
+    let counts: Vec<usize> = nodes.iter().map(|n| s.held_by(n.name).len()).collect();
+    match counts.iter().max() {
+        Some(&m) if m > 0 => counts.iter().position(|&c| c == m).unwrap(),
+        _ => fallback,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_fifty_servers_kill_stop_cut() {
+    let Some(url) = support::pg::fresh_url() else {
+        eprintln!("chaos: skipped (no PostgreSQL)");
+        return;
+    };
+    let seed = std::env::var("PEREZVON_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let secs = chaos_secs();
+    eprintln!(
+        "chaos: seed={seed} secs={secs} servers={SERVERS} nodes={}",
+        NODES.len()
+    );
+    let mut rng = fastrand::Rng::with_seed(seed);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
+    let keep = std::env::var("PEREZVON_CHAOS_KEEP").is_ok_and(|v| v == "1");
+    let _tmp = if keep {
+        eprintln!("chaos: keeping {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
+
+    // The farm.
+    let mut fakes = Vec::new();
+    std::fs::create_dir_all(dir.join("servers.d")).unwrap();
+    for i in 0..SERVERS {
+        let name = server_name(i);
+        let fake = Fake::start_named(&name, script()).await;
+        std::fs::write(
+            dir.join("servers.d").join(format!("{name}.toml")),
+            server_file(&name, fake.port()),
+        )
+        .unwrap();
+        fakes.push(fake);
+    }
+
+    // The nodes.
+    let mut nodes: Vec<Node> = NODES
+        .iter()
+        .map(|&name| {
+            let config = dir.join(format!("{name}.toml"));
+            std::fs::write(&config, node_config(name, &url, free_port())).unwrap();
+            Node {
+                name,
+                daemon: Daemon::start(&config, &dir.join(format!("{name}.log"))),
+                stopped: false,
+                down: false,
+                unexpected_exits: Vec::new(),
+            }
+        })
+        .collect();
+    let t0 = Instant::now();
+    let all_sessions = fault_support::wait_for(Duration::from_secs(40), || {
+        fakes.iter().all(|f| f.sessions() >= NODES.len())
+    })
+    .await;
+    let sessions: usize = fakes.iter().map(Fake::sessions).sum();
+    eprintln!(
+        "chaos: sessions_at_start={sessions}/{} after {:.1}s{}",
+        SERVERS * NODES.len(),
+        t0.elapsed().as_secs_f64(),
+        if all_sessions { "" } else { " (not all)" }
+    );
+    supervise(&mut nodes, t0);
+
+    let admin = connect(&url, "chaos-driver").await;
+    let leases: Leases = Arc::default();
+    let stop_poll = CancellationToken::new();
+    let poller = tokio::spawn(poll_leases(url.clone(), leases.clone(), stop_poll.clone()));
+    // Let the nodes settle on their leases before the first fault (bounded: none may exist).
+    fault_support::wait_for(Duration::from_secs(10), || {
+        lease_log(&leases)
+            .snapshots
+            .last()
+            .is_some_and(|s| (0..SERVERS).all(|i| s.holder(&server_name(i)).is_some()))
+    })
+    .await;
+
+    let feed: Arc<Mutex<Feed>> = Arc::default();
+    let stop_feed = CancellationToken::new();
+    let feeding = tokio::spawn(feeder(fakes.clone(), feed.clone(), stop_feed.clone(), seed));
+
+    // The chaos: one fault after another, a calm gap before each, until the time is up.
+    let chaos_start = Instant::now();
+    let chaos_end = chaos_start + Duration::from_secs(secs);
+    let gap = Duration::from_secs(6);
+    let mut faults: Vec<Fault> = Vec::new();
+    let mut backends_cut = 0u64;
+    let mut fake_cuts = 0u32;
+    let mut round = 0usize;
+    'chaos: loop {
+        for step in 0..4 {
+            if Instant::now() + gap + Duration::from_secs(8) > chaos_end {
+                break 'chaos;
+            }
+            calm(&mut nodes, t0, Instant::now() + gap).await;
+            let victim = busiest(&leases, &nodes, round % nodes.len());
+            round += 1;
+            let node = nodes[victim].name;
+            let held = lease_log(&leases)
+                .snapshots
+                .last()
+                .map(|s| s.held_by(node).len())
+                .unwrap_or(0);
+            let at = Instant::now();
+            let t = (at - chaos_start).as_secs_f64();
+            match step {
+                0 => {
+                    eprintln!("chaos: {t:.1}s kill -9 {node} (holding {held} leases)");
+                    nodes[victim].daemon.kill9();
+                    nodes[victim].down = true;
+                    faults.push(Fault {
+                        kind: "kill",
+                        node,
+                        at,
+                        judged: true,
+                    });
+                    calm(&mut nodes, t0, at + LEASE_TTL + Duration::from_secs(3)).await;
+                    nodes[victim].daemon.restart();
+                    nodes[victim].down = false;
+                }
+                1 => {
+                    let pid = nodes[victim].daemon.pid().expect("running");
+                    eprintln!("chaos: {t:.1}s SIGSTOP {node} (holding {held} leases)");
+                    nodes[victim].stopped = true;
+                    signal(pid, "STOP");
+                    faults.push(Fault {
+                        kind: "stop",
+                        node,
+                        at,
+                        judged: true,
+                    });
+                    calm(&mut nodes, t0, at + LEASE_TTL + Duration::from_secs(3)).await;
+                    signal(pid, "CONT");
+                    nodes[victim].stopped = false;
+                }
+                2 => {
+                    eprintln!(
+                        "chaos: {t:.1}s database cut of {node} for 5s (holding {held} leases)"
+                    );
+                    faults.push(Fault {
+                        kind: "db-cut",
+                        node,
+                        at,
+                        judged: false,
+                    });
+                    let until = at + Duration::from_secs(5);
+                    while Instant::now() < until {
+                        backends_cut += cut_backends(&admin, node).await;
+                        supervise(&mut nodes, t0);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                _ => {
+                    let mut picked: Vec<usize> = (0..SERVERS).collect();
+                    rng.shuffle(&mut picked);
+                    picked.truncate(5);
+                    eprintln!(
+                        "chaos: {t:.1}s restart of fake servers {:?} (links cut, refused 3s)",
+                        picked.iter().map(|&i| server_name(i)).collect::<Vec<_>>()
+                    );
+                    for i in picked {
+                        fakes[i].cut_link(Duration::from_secs(3));
+                        fake_cuts += 1;
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    }
+                }
+            }
+        }
+    }
+    calm(&mut nodes, t0, chaos_end).await;
+    stop_feed.cancel();
+    let _ = feeding.await;
+    let fed_total = feed.lock().unwrap().fed.len();
+    eprintln!(
+        "chaos: {:.1}s feeding stopped ({fed_total} misses); waiting for the farm to go quiet",
+        chaos_start.elapsed().as_secs_f64()
+    );
+
+    // Quiet: no call up on any fake and no Originate for 12 s (retries come 5 s apart), at most
+    // 90 s.
+    let quiet_deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        supervise(&mut nodes, t0);
+        let live: usize = fakes.iter().map(Fake::live_calls).sum();
+        let last_originate = fakes
+            .iter()
+            .flat_map(|f| f.originates().into_iter().map(|o| o.received))
+            .max();
+        let idle = last_originate.is_none_or(|t| t.elapsed() > Duration::from_secs(12));
+        if (live == 0 && idle) || Instant::now() > quiet_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The verdicts: every heard miss must have its row; give the writers up to 20 s.
+    let fed_snapshot: Vec<(usize, String, String, u32)> = {
+        let f = feed.lock().unwrap();
+        f.fed
+            .iter()
+            .map(|m| {
+                let call = &fakes[m.server].calls()[m.handle.index];
+                (
+                    m.server,
+                    m.number.clone(),
+                    m.handle.linkedid.clone(),
+                    call.unheard,
+                )
+            })
+            .collect()
+    };
+    let mut rows: HashMap<(String, String), i64> = HashMap::new();
+    let mut verdict_error;
+    let verdict_deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        verdict_error = match verdicts(&admin).await {
+            Ok(r) => {
+                rows = r;
+                None
+            }
+            Err(e) => Some(e),
+        };
+        let missing = fed_snapshot
+            .iter()
+            .filter(|(s, _, l, unheard)| {
+                *unheard == 0 && !rows.contains_key(&(server_name(*s), l.clone()))
+            })
+            .count();
+        if missing == 0 || Instant::now() > verdict_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let names = application_names(&admin).await;
+
+    stop_poll.cancel();
+    let _ = poller.await;
+    for n in nodes.iter_mut() {
+        if n.stopped {
+            if let Some(pid) = n.daemon.pid() {
+                signal(pid, "CONT");
+            }
+        }
+        n.daemon.term(Duration::from_secs(10)).await;
+    }
+
+    // ---- Judging ----
+    let end = Instant::now();
+    let originates: Vec<OriginateLog> = fakes.iter().flat_map(Fake::originates).collect();
+
+    // Overlapping callback calls to one number, across the farm: intervals [received, ended).
+    let mut by_number: BTreeMap<&str, Vec<&OriginateLog>> = BTreeMap::new();
+    for o in &originates {
+        by_number.entry(o.number.as_str()).or_default().push(o);
+    }
+    let mut overlaps = Vec::new();
+    for (number, mut calls) in by_number {
+        calls.sort_by_key(|o| o.received);
+        let mut up: Option<&OriginateLog> = None;
+        for o in calls {
+            if let Some(u) = up {
+                let u_end = u.ended.unwrap_or(end);
+                if o.received < u_end {
+                    overlaps.push(format!(
+                        "{number}: {} on {} at {:.1}s while {} on {} was up ({:.1}s-{})",
+                        o.channel_id,
+                        o.server,
+                        (o.received - t0).as_secs_f64(),
+                        u.channel_id,
+                        u.server,
+                        (u.received - t0).as_secs_f64(),
+                        u.ended
+                            .map(|e| format!("{:.1}s", (e - t0).as_secs_f64()))
+                            .unwrap_or_else(|| "never ended".into()),
+                    ));
+                }
+                if o.ended.unwrap_or(end) <= u_end {
+                    continue;
+                }
+            }
+            up = Some(o);
+        }
+    }
+
+    // A ChannelId originated twice (anywhere in the farm).
+    let mut channel_ids: HashMap<&str, Vec<&OriginateLog>> = HashMap::new();
+    let mut without_channel_id = 0;
+    for o in &originates {
+        if o.channel_id.is_empty() {
+            without_channel_id += 1;
+        } else {
+            channel_ids
+                .entry(o.channel_id.as_str())
+                .or_default()
+                .push(o);
+        }
+    }
+    let mut doubles: Vec<String> = channel_ids
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(id, v)| {
+            let at: Vec<String> = v
+                .iter()
+                .map(|o| format!("{} at {:.1}s", o.server, (o.received - t0).as_secs_f64()))
+                .collect();
+            format!("{id} to {}: {}", v[0].number, at.join(", "))
+        })
+        .collect();
+    doubles.sort();
+
+    // Verdicts. Each miss the driver placed must have exactly one row in `calls` for its
+    // (server, linkedid). The exception is a miss some of whose events no node heard: the fake
+    // counts, per call, the events it sent while no session at all was logged in (its link
+    // cut and refused, or every node down); Asterisk does not keep AMI events for absent
+    // listeners, so nobody can be held to such a call (`misses_unheard`, not a violation).
+    let mut missing = Vec::new();
+    let mut unheard = 0usize;
+    for (s, number, linkedid, unheard_events) in &fed_snapshot {
+        let key = (server_name(*s), linkedid.clone());
+        if rows.contains_key(&key) {
+            continue;
+        }
+        if *unheard_events > 0 {
+            unheard += 1;
+        } else {
+            missing.push(format!("{} {linkedid} from {number}", key.0));
+        }
+    }
+    let fed_keys: HashSet<(String, String)> = fed_snapshot
+        .iter()
+        .map(|(s, _, l, _)| (server_name(*s), l.clone()))
+        .collect();
+    let double_verdicts: Vec<String> = rows
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|((s, l), n)| {
+            let ours = if fed_keys.contains(&(s.clone(), l.clone())) {
+                "a fed miss"
+            } else {
+                "a callback"
+            };
+            format!("{s} {l}: {n} rows ({ours})")
+        })
+        .collect();
+
+    // Failover: for each kill/stop, the servers the node held just before, and when another
+    // node first held each.
+    let log = lease_log(&leases);
+    let mut failovers: Vec<Duration> = Vec::new();
+    let mut never: Vec<String> = Vec::new();
+    let mut db_cut_moved = (0usize, 0usize);
+    for f in &faults {
+        let Some(before) = log.snapshots.iter().rev().find(|s| s.at <= f.at) else {
+            continue;
+        };
+        for server in before.held_by(f.node) {
+            let taken = log
+                .snapshots
+                .iter()
+                .find(|s| s.at > f.at && s.holder(&server).is_some_and(|h| h != f.node));
+            if !f.judged {
+                db_cut_moved.1 += 1;
+                db_cut_moved.0 +=
+                    usize::from(taken.is_some_and(|s| s.at - f.at < Duration::from_secs(10)));
+                continue;
+            }
+            match taken {
+                Some(s) => failovers.push(s.at - f.at),
+                None => never.push(format!("{server} of {} after {}", f.node, f.kind)),
+            }
+        }
+    }
+    failovers.sort();
+    let p50 = percentile(&failovers, 0.50);
+    let p99 = percentile(&failovers, 0.99);
+    let max = failovers.last().copied().unwrap_or_default();
+
+    // Epochs: per server, never down, and a new owner only with a new epoch.
+    let mut regressions = Vec::new();
+    let mut last: HashMap<&str, &Lease> = HashMap::new();
+    for s in &log.snapshots {
+        for (server, l) in &s.leases {
+            if let Some(p) = last.get(server.as_str()) {
+                if l.epoch < p.epoch || (l.owner != p.owner && l.epoch == p.epoch) {
+                    regressions.push(format!(
+                        "{server}: {} epoch {} -> {} epoch {}",
+                        p.owner, p.epoch, l.owner, l.epoch
+                    ));
+                }
+            }
+            last.insert(server, l);
+        }
+    }
+    let lease_table =
+        !log.snapshots.is_empty() && log.snapshots.iter().any(|s| !s.leases.is_empty());
+
+    // ---- Figures ----
+    let exits: Vec<String> = nodes
+        .iter()
+        .flat_map(|n| n.unexpected_exits.iter().cloned())
+        .collect();
+    let connected = fakes
+        .iter()
+        .flat_map(Fake::calls)
+        .filter(|c| c.kind == fault_support::CallKind::Callback(Outcome::Connected))
+        .count();
+    let distinct_numbers: HashSet<&str> =
+        fed_snapshot.iter().map(|(_, n, _, _)| n.as_str()).collect();
+    eprintln!("chaos: ---- figures (seed {seed}, {secs}s of chaos) ----");
+    eprintln!("chaos: misses_fed={fed_total}");
+    eprintln!("chaos: distinct_numbers={}", distinct_numbers.len());
+    eprintln!("chaos: callbacks_placed={}", originates.len());
+    eprintln!("chaos: callbacks_connected={connected}");
+    eprintln!("chaos: faults={}", faults.len());
+    for f in &faults {
+        eprintln!(
+            "chaos:   {} {} at {:.1}s",
+            f.kind,
+            f.node,
+            (f.at - chaos_start).as_secs_f64()
+        );
+    }
+    eprintln!("chaos: fake_link_cuts={fake_cuts}");
+    eprintln!("chaos: db_backends_terminated={backends_cut}");
+    eprintln!("chaos: db_application_names={names:?}");
+    eprintln!("chaos: node_unexpected_exits={}", exits.len());
+    eprintln!("chaos: overlapping_calls={}", overlaps.len());
+    eprintln!("chaos: double_channel_ids={}", doubles.len());
+    eprintln!("chaos: originates_without_channel_id={without_channel_id}");
+    eprintln!("chaos: verdicts_missing={}", missing.len());
+    eprintln!("chaos: verdicts_double={}", double_verdicts.len());
+    eprintln!("chaos: misses_unheard={unheard}");
+    if let Some(e) = &verdict_error {
+        eprintln!("chaos: verdicts_query_error={e}");
+    }
+    eprintln!(
+        "chaos: lease_polls={} lease_poll_errors={}{}",
+        log.snapshots.len(),
+        log.failed_polls,
+        log.last_error
+            .as_deref()
+            .map(|e| format!(" (last: {e})"))
+            .unwrap_or_default()
+    );
+    eprintln!("chaos: failover_samples={}", failovers.len());
+    eprintln!("chaos: failover_p50_ms={}", p50.as_millis());
+    eprintln!("chaos: failover_p99_ms={}", p99.as_millis());
+    eprintln!("chaos: failover_max_ms={}", max.as_millis());
+    eprintln!("chaos: failover_goal_ms={}", FAILOVER_GOAL.as_millis());
+    eprintln!("chaos: failover_never={}", never.len());
+    eprintln!(
+        "chaos: db_cut_servers_moved={}/{}",
+        db_cut_moved.0, db_cut_moved.1
+    );
+    eprintln!("chaos: lease_epoch_regressions={}", regressions.len());
+    for (label, items) in [
+        ("overlapping calls", &overlaps),
+        ("ChannelIds originated twice", &doubles),
+        ("misses without a verdict", &missing),
+        ("double verdicts", &double_verdicts),
+        ("servers never failed over", &never),
+        ("lease epoch regressions", &regressions),
+        ("unexpected node exits", &exits),
+    ] {
+        if !items.is_empty() {
+            eprintln!("chaos: {label} (first 15 of {}):", items.len());
+            for i in items.iter().take(15) {
+                eprintln!("chaos:   {i}");
+            }
+        }
+    }
+
+    // ---- Verdict ----
+    let mut violations = Vec::new();
+    if !overlaps.is_empty() {
+        violations.push(format!(
+            "{} overlapping calls to one number",
+            overlaps.len()
+        ));
+    }
+    if !doubles.is_empty() {
+        violations.push(format!("{} ChannelIds originated twice", doubles.len()));
+    }
+    if let Some(e) = verdict_error {
+        violations.push(format!("table calls unreadable: {e}"));
+    }
+    if !missing.is_empty() {
+        violations.push(format!("{} misses without a verdict", missing.len()));
+    }
+    if !double_verdicts.is_empty() {
+        violations.push(format!(
+            "{} (server, linkedid) with more than one verdict",
+            double_verdicts.len()
+        ));
+    }
+    if !lease_table {
+        violations.push(format!(
+            "no lease was ever seen in server_leases ({}): failover cannot be measured",
+            log.last_error.as_deref().unwrap_or("the table is empty")
+        ));
+    } else if failovers.is_empty() && never.is_empty() {
+        violations.push("no failover sample: no killed or stopped node held a lease".into());
+    }
+    if !never.is_empty() {
+        violations.push(format!(
+            "{} servers never taken over after a kill/stop",
+            never.len()
+        ));
+    }
+    if p99 > FAILOVER_GOAL {
+        violations.push(format!(
+            "failover p99 {} ms over the goal {} ms (lease TTL + 1 s)",
+            p99.as_millis(),
+            FAILOVER_GOAL.as_millis()
+        ));
+    }
+    if !regressions.is_empty() {
+        violations.push(format!("{} lease epoch regressions", regressions.len()));
+    }
+    drop(log);
+    if !violations.is_empty() {
+        for n in &nodes {
+            eprintln!(
+                "chaos: ---- {} log (last lines) ----\n{}",
+                n.name,
+                n.daemon.log_tail(25)
+            );
+        }
+        panic!("chaos (seed {seed}): {}", violations.join("; "));
+    }
+}
