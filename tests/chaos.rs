@@ -490,11 +490,11 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
     for i in 0..SERVERS {
         let name = server_name(i);
         let fake = Fake::start_named(&name, script()).await;
-        std::fs::write(
-            dir.join("servers.d").join(format!("{name}.toml")),
-            server_file(&name, fake.port()),
-        )
-        .unwrap();
+        let file = dir.join("servers.d").join(format!("{name}.toml"));
+        std::fs::write(&file, server_file(&name, fake.port())).unwrap();
+        // It holds a secret: not world-readable (perezvon warns otherwise).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         fakes.push(fake);
     }
 
@@ -514,10 +514,26 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         })
         .collect();
     let t0 = Instant::now();
-    let all_sessions = fault_support::wait_for(Duration::from_secs(40), || {
-        fakes.iter().all(|f| f.sessions() >= NODES.len())
-    })
-    .await;
+    let mut all_sessions = false;
+    while t0.elapsed() < Duration::from_secs(40) {
+        supervise(&mut nodes, t0);
+        let exits: usize = nodes.iter().map(|n| n.unexpected_exits.len()).sum();
+        if exits >= 2 * NODES.len() {
+            let tails: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("---- {} ----\n{}", n.name, n.daemon.log_tail(25)))
+                .collect();
+            panic!(
+                "chaos: the nodes cannot start ({exits} exits before the chaos began)\n{}",
+                tails.join("\n")
+            );
+        }
+        if fakes.iter().all(|f| f.sessions() >= NODES.len()) {
+            all_sessions = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let sessions: usize = fakes.iter().map(Fake::sessions).sum();
     eprintln!(
         "chaos: sessions_at_start={sessions}/{} after {:.1}s{}",
