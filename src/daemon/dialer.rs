@@ -268,7 +268,23 @@ pub struct Dialer<O> {
     target_state: HashMap<String, Option<String>>,
     /// When every pending task was last checked for expiry.
     last_sweep: Timestamp,
+    /// Several nodes (leases): this node dials only while it owns the callback server's lease
+    /// (`None`: one node, always).
+    lease: Option<LeaseGate>,
 }
+
+/// The dialer's share of the leases: the callback server's, and the epoch it last acted with.
+struct LeaseGate {
+    ownership: crate::daemon::ownership::Ownership,
+    server: String,
+    /// The epoch the dialer has adopted the server's attempts with (`None`: not owned).
+    epoch: Option<i64>,
+}
+
+/// An attempt committed longer ago than this is not originated any more (the node was paused
+/// between the commit and the send): the node that owns the server next settles it from the
+/// live channels, as any attempt of unknown fate.
+const SEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<O: Originator> Dialer<O> {
     /// A dialer over `store`. `events` receives [`DialerEvent`]s when given.
@@ -313,6 +329,55 @@ impl<O: Originator> Dialer<O> {
             attempt_log: AttemptLog::default(),
             target_state: HashMap::new(),
             last_sweep: Timestamp::UNIX_EPOCH,
+            lease: None,
+        }
+    }
+
+    /// Several nodes: dial only while `ownership` holds `server`'s lease (the callback server).
+    /// On every new epoch the dialer adopts the attempts of unknown fate from the store and waits
+    /// for the live channels before it dials ([`DialerInput::Reconciled`]).
+    pub fn leased(
+        mut self,
+        ownership: crate::daemon::ownership::Ownership,
+        server: &str,
+    ) -> Dialer<O> {
+        self.lease = Some(LeaseGate {
+            ownership,
+            server: server.to_string(),
+            epoch: None,
+        });
+        self
+    }
+
+    /// Whether this node may dial now; applies a change of lease first: a lost one drops the
+    /// attempts in flight from memory (the next owner adopts them from the store), a new one
+    /// adopts them and waits for the live channels.
+    fn check_lease(&mut self) -> Result<bool, DialerError> {
+        let Some(g) = &mut self.lease else {
+            return Ok(true);
+        };
+        let now = std::time::Instant::now();
+        let epoch = g.ownership.owns(&g.server, now);
+        if epoch == g.epoch {
+            return Ok(epoch.is_some());
+        }
+        let server = g.server.clone();
+        g.epoch = epoch;
+        match epoch {
+            None => {
+                tracing::warn!(server = %server, attempts = self.in_flight.len(), "callback server's lease lost: this node stops dialling");
+                self.in_flight.clear();
+                self.retry.clear();
+                self.synced = false;
+                Ok(false)
+            }
+            Some(e) => {
+                tracing::info!(server = %server, epoch = e, "callback server's lease held: adopting its attempts");
+                self.in_flight.clear();
+                self.synced = false;
+                self.recover()?;
+                Ok(true)
+            }
         }
     }
 
@@ -459,6 +524,11 @@ impl<O: Originator> Dialer<O> {
 
     /// Handles one input.
     pub async fn handle(&mut self, input: DialerInput) -> Result<(), DialerError> {
+        // Another node dials: its verdicts stay marked for that node's backlog, its responses
+        // and its callers' requests reach that node through its own session.
+        if !self.check_lease()? && !matches!(input, DialerInput::LiveCustomers(_)) {
+            return Ok(());
+        }
         match input {
             DialerInput::Record(r) => {
                 // Acted on once: the backlog may have taken it already (or the store has no row
@@ -802,6 +872,9 @@ impl<O: Originator> Dialer<O> {
 
     /// One tick: pick up external changes, expire attempts, start the due ones.
     pub async fn tick(&mut self) -> Result<(), DialerError> {
+        if !self.check_lease()? {
+            return Ok(());
+        }
         let now = (self.clock)();
         if now.duration_since(self.last_reload) >= RELOAD_EVERY
             && self.store.data_version()? != self.data_version
@@ -819,7 +892,14 @@ impl<O: Originator> Dialer<O> {
                 return Ok(());
             }
         }
-        if now.duration_since(self.last_backlog) >= BACKLOG_EVERY {
+        // Several nodes: verdicts of servers another node owns reach this one only through the
+        // store, so their backlog is read more often.
+        let backlog_every = if self.lease.is_some() {
+            SignedDuration::from_secs(2)
+        } else {
+            BACKLOG_EVERY
+        };
+        if now.duration_since(self.last_backlog) >= backlog_every {
             self.backlog()?;
         }
         self.check_dnc_file()?;
@@ -1113,6 +1193,7 @@ impl<O: Originator> Dialer<O> {
         // The budget again, in the attempt's own transaction: another perezvon on the database
         // (another server) may have called the number since this one last read the attempts.
         let caps = self.rules.attempt_caps(now);
+        let committed = std::time::Instant::now();
         if let Err(e) = self.store.begin_attempt_capped(
             &NewAttempt {
                 task_id: id,
@@ -1140,6 +1221,13 @@ impl<O: Originator> Dialer<O> {
             fallback: None,
         };
         self.in_flight.insert(cb.clone(), f.clone());
+        // A short send deadline: a node paused between the commit and here, or that lost the
+        // lease meanwhile, must not dial; the attempt stays of unknown fate for the owner.
+        if self.lease.is_some() && (committed.elapsed() > SEND_DEADLINE || !self.check_lease()?) {
+            tracing::warn!(task_id = id, callback_id = %cb, "attempt committed but not originated: the lease or the send deadline ran out");
+            self.in_flight.remove(&cb);
+            return Ok(());
+        }
         tracing::info!(task_id = id, callback_id = %cb, number = %number, attempt_no, target = %req.target_key, "originating callback");
         let result = self.originator.originate(&req).await;
         if let Err(OriginateError::NotSent(why)) = &result {
@@ -1195,9 +1283,16 @@ impl<O: Originator> Dialer<O> {
             self.hold(input);
             return;
         }
-        if let Err(e) = self.handle(input.clone()).await {
-            tracing::error!(error = %crate::store::error_chain(&e), "callback store failed; the input is retried");
-            self.hold(input);
+        match self.handle(input.clone()).await {
+            Ok(()) => {}
+            // The lease went to another node mid-write: that node acts on it from the store.
+            Err(DialerError::Store(e @ StoreError::Fenced { .. })) => {
+                tracing::warn!(error = %e, "callback write fenced off: another node owns the server now");
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::store::error_chain(&e), "callback store failed; the input is retried");
+                self.hold(input);
+            }
         }
     }
 

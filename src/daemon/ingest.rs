@@ -451,9 +451,19 @@ impl Pipeline {
         stored: &mut Vec<CallRecord>,
     ) -> Result<(), StoreError> {
         {
-            let rec = self
+            let rec = match self
                 .store
-                .record_call_marked(r, self.resolve_within, self.for_dialer)?;
+                .record_call_marked(r, self.resolve_within, self.for_dialer)
+            {
+                Ok(rec) => rec,
+                // The lease went to another node between the gate and the commit: kept as
+                // any unowned verdict (written if this node owns the server again).
+                Err(StoreError::Fenced { .. }) => {
+                    self.keep_unowned(r.clone());
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             for res in rec.resolved {
                 if self.resolutions.len() >= MAX_PENDING_RESOLUTIONS {
                     self.resolutions.pop_front();

@@ -26,6 +26,7 @@
 
 pub mod dialer;
 pub mod ingest;
+pub mod leases;
 pub mod ownership;
 pub mod servers;
 
@@ -97,7 +98,32 @@ pub async fn run_with(
     shutdown: CancellationToken,
     mut opts: RunOptions,
 ) -> Result<(), DaemonError> {
-    let (calls_store, tasks_store) = open_stores(&db)?;
+    let (mut calls_store, mut tasks_store) = open_stores(&db, &cfg.cluster.node_id)?;
+    // Several nodes share a PostgreSQL through leases (one alone takes them all in a second).
+    let location = crate::store::Location::parse(&db.to_string_lossy());
+    let ownership = match &opts.ownership {
+        Some(o) => o.clone(),
+        None if location.is_postgres() => Ownership::leased(),
+        None => Ownership::everything(),
+    };
+    let leases = match (&location, &opts.ownership) {
+        (crate::store::Location::Postgres(url), None) => {
+            let fence = Arc::new(leases::LeaseFence {
+                ownership: ownership.clone(),
+                node: cfg.cluster.node_id.clone(),
+            });
+            calls_store.set_fence(fence.clone());
+            tasks_store.set_fence(fence);
+            Some(leases::Leases::start(
+                url,
+                &cfg.cluster.node_id,
+                cfg.cluster.lease_ttl,
+                cfg.asterisk.iter().map(|a| a.name.clone()).collect(),
+                ownership.clone(),
+            ))
+        }
+        _ => None,
+    };
     let metrics = opts
         .metrics
         .clone()
@@ -117,12 +143,18 @@ pub async fn run_with(
 
     let mut servers = Servers::start(&cfg.asterisk, shutdown.child_token());
     start_console(&shared_cfg, &db, &metrics, &services, &servers);
-    let dialer = start_dialer(&cfg, tasks_store, &servers, &opts, &observers);
+    let dialer = start_dialer(
+        &cfg,
+        tasks_store,
+        &servers,
+        &opts,
+        &observers,
+        leases.as_ref().map(|_| ownership.clone()),
+    );
 
     // With callbacks on, every stored verdict is marked for the dialer in its own transaction
     // (the dialer acts on what is still marked at start-up: a miss never loses its task).
     let dialing = cfg.callback.enabled && cfg.callback_server().is_some();
-    let ownership = opts.ownership.clone().unwrap_or_default();
     let pipeline = Pipeline::new(&cfg, calls_store)
         .for_dialer(dialing)
         .hold_up_to(crate::daemon::ingest::MAX_HELD_VERDICTS)
@@ -148,6 +180,8 @@ pub async fn run_with(
         live_sent: HashSet::new(),
         live_callbacks_sent: HashSet::new(),
         ownership,
+        dialer_epoch: None,
+        lease_servers: leases.as_ref().map(|l| l.servers.clone()),
     };
     let inputs = LoopInputs {
         shutdown: shutdown.clone(),
@@ -160,6 +194,10 @@ pub async fn run_with(
     let result = ingest.finish(&mut servers, result).await;
     drop(ingest);
     let result = stop_dialer(dialer, result).await;
+    if let Some(l) = leases {
+        // Handed over at once rather than after a TTL.
+        let _ = tokio::task::spawn_blocking(move || l.stop()).await;
+    }
     observers.stop(&services).await;
     if let Some(w) = watchdog {
         w.abort();
@@ -168,11 +206,15 @@ pub async fn run_with(
     result
 }
 
-/// Two connections: one for the ingest loop (the only writer of `calls`), one for the dialer.
-fn open_stores(db: &std::path::Path) -> Result<(Store, Store), DaemonError> {
-    let calls_store = Store::open(db).map_err(DaemonError::Store)?;
+/// Two connections: one for the ingest loop (the only writer of `calls`), one for the dialer;
+/// on PostgreSQL named after the node (`application_name`), so an operator sees whose they are.
+fn open_stores(db: &std::path::Path, node: &str) -> Result<(Store, Store), DaemonError> {
+    let location = crate::store::Location::parse(&db.to_string_lossy());
+    let calls_store = Store::open_named(&location, &format!("perezvon {node} ingest"))
+        .map_err(DaemonError::Store)?;
     calls_store.check_writable().map_err(DaemonError::Store)?;
-    let tasks_store = Store::open(db).map_err(DaemonError::Store)?;
+    let tasks_store = Store::open_named(&location, &format!("perezvon {node} dialer"))
+        .map_err(DaemonError::Store)?;
     Ok((calls_store, tasks_store))
 }
 
@@ -404,6 +446,7 @@ fn start_dialer(
     servers: &Servers,
     opts: &RunOptions,
     observers: &Observers,
+    leased: Option<Ownership>,
 ) -> DialerTask {
     let (tx, rx) = mpsc::channel::<DialerInput>(4096);
     let stop = CancellationToken::new();
@@ -426,6 +469,10 @@ fn start_dialer(
             Some(observers.dialer_events_tx.clone()),
         )
         .require_sync();
+        let d = match (leased, cfg.callback_server()) {
+            (Some(o), Some(cb)) => d.leased(o, &cb.name),
+            _ => d,
+        };
         let (done, stop) = (done.clone(), stop.clone());
         tokio::spawn(async move {
             let r = d.run(rx, stop).await;
@@ -595,9 +642,33 @@ struct Ingest {
     live_sent: HashSet<String>,
     live_callbacks_sent: HashSet<String>,
     ownership: Ownership,
+    /// The epoch of the callback server's lease the dialer was last told about.
+    dialer_epoch: Option<i64>,
+    /// The servers the lease manager follows (several nodes), updated by a reload.
+    lease_servers: Option<leases::ServerList>,
 }
 
 impl Ingest {
+    /// Several nodes: this node just took the callback server's lease. Its session was up all
+    /// along (a standby tracks calls too), so the live channels it knows settle the attempts
+    /// the previous owner left of unknown fate; while the link is down or resynchronising,
+    /// the resync after the LinkUp does it instead.
+    async fn took_callback_server(&mut self, servers: &Servers) {
+        let Some(cb) = self.callback_server.clone() else {
+            return;
+        };
+        let epoch = self.ownership.owns(&cb, std::time::Instant::now());
+        if epoch == self.dialer_epoch {
+            return;
+        }
+        self.dialer_epoch = epoch;
+        let up = servers.handle(&cb).is_some_and(|h| h.is_up());
+        if epoch.is_some() && up && !self.held.contains_key(&cb) {
+            let live = self.pipeline.live_callbacks();
+            self.tell_dialer_synced(&cb, Some(live)).await;
+        }
+    }
+
     async fn message(
         &mut self,
         server: &str,
@@ -804,7 +875,9 @@ impl Ingest {
                 Step::OwnershipChanged => {
                     self.show_ownership();
                     let r = self.pipeline.flush_unowned();
-                    self.forward(r).await
+                    let r = self.forward(r).await;
+                    self.took_callback_server(servers).await;
+                    r
                 }
                 Step::Tick => self.tick(servers).await,
             };
@@ -983,6 +1056,10 @@ impl Ingest {
             servers = servers.names().count(),
             "reloaded the server list"
         );
+        if let Some(l) = &self.lease_servers {
+            *l.lock().unwrap_or_else(|p| p.into_inner()) =
+                new.asterisk.iter().map(|a| a.name.clone()).collect();
+        }
         let mut cfg = (*self.cfg).clone();
         cfg.asterisk = new.asterisk;
         self.cfg = Arc::new(cfg);

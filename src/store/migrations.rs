@@ -22,6 +22,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::tasks::SCHEMA_TASK_STATES,
     // report: calls.queue, report indexes, the report rollup and its triggers.
     super::rollup::SCHEMA_REPORT,
+    // cluster (issue 11): the nodes' heartbeats and the server leases.
+    super::leases::SCHEMA_CLUSTER,
 ];
 
 /// The version this binary brings databases to.

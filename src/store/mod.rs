@@ -22,6 +22,7 @@ pub mod console;
 pub mod crm;
 pub mod db;
 pub mod history;
+pub mod leases;
 pub mod migrations;
 pub mod outbox;
 pub mod report;
