@@ -21,6 +21,9 @@
 //! `PEREZVON_CHAOS_SECS=600 cargo test --release --test chaos -- --nocapture`.
 //! `PEREZVON_CHAOS_SEED=<n>` replays the same choices (printed at the start);
 //! `PEREZVON_CHAOS_KEEP=1` keeps the directory (configurations, node logs).
+//! `PEREZVON_CHAOS_ENGINE=sqlite` checks the harness itself: the three nodes on one SQLite
+//! file, where there are no leases, so every node owns every server and the test must fail
+//! (overlapping calls, no failover).
 //!
 //! Without PostgreSQL installed the test prints `chaos: skipped` and passes (under `CI=true`
 //! it fails: `tests/support/pg.rs`).
@@ -95,7 +98,11 @@ reconnect_max = "1s"
 /// A node's main file: the lab PBX's rules (as `fault_support::config_text`), always open,
 /// callbacks at once, the farm from `servers.d`, the shared PostgreSQL, its own node id and
 /// metrics port.
-fn node_config(node: &str, url: &str, metrics_port: u16) -> String {
+fn node_config(node: &str, store: &Store, metrics_port: u16) -> String {
+    let storage = match store {
+        Store::Postgres { url, .. } => format!("url = {url:?}"),
+        Store::Sqlite(path) => format!("database = {:?}", path.display().to_string()),
+    };
     let days: String = [
         "monday",
         "tuesday",
@@ -126,7 +133,7 @@ min_wait = "3s"
 max_call_duration = "1m"
 
 [storage]
-url = {url:?}
+{storage}
 
 [cluster]
 node_id = "{node}"
@@ -171,6 +178,17 @@ fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 // The database side: leases polled every 100 ms, backends cut, verdicts counted
 // ---------------------------------------------------------------------------------------------
+
+/// The nodes' database: the test PostgreSQL, or (`PEREZVON_CHAOS_ENGINE=sqlite`, a check of
+/// the harness itself) one SQLite file shared by the three nodes, where there are no leases:
+/// every node owns every server and the figures must show it.
+enum Store {
+    Postgres {
+        url: String,
+        admin: tokio_postgres::Client,
+    },
+    Sqlite(PathBuf),
+}
 
 async fn connect(url: &str, name: &str) -> tokio_postgres::Client {
     let mut cfg = perezvon::store::pg_config(url).expect("the test URL parses");
@@ -310,14 +328,21 @@ async fn application_names(client: &tokio_postgres::Client) -> Vec<String> {
 }
 
 /// Rows of `calls` per (server, linkedid).
-async fn verdicts(
-    client: &tokio_postgres::Client,
-) -> Result<HashMap<(String, String), i64>, String> {
+async fn verdicts(store: &Store) -> Result<HashMap<(String, String), i64>, String> {
+    const SQL: &str = "SELECT server, linkedid, count(*) FROM calls GROUP BY server, linkedid";
+    let client = match store {
+        Store::Postgres { admin, .. } => admin,
+        Store::Sqlite(path) => {
+            let c = fault_support::db(path).ok_or("no database file")?;
+            let mut st = c.prepare(SQL).map_err(|e| e.to_string())?;
+            let rows = st
+                .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)?)))
+                .map_err(|e| e.to_string())?;
+            return rows.collect::<Result<_, _>>().map_err(|e| e.to_string());
+        }
+    };
     let rows = client
-        .query(
-            "SELECT server, linkedid, count(*) FROM calls GROUP BY server, linkedid",
-            &[],
-        )
+        .query(SQL, &[])
         .await
         .map_err(|e| perezvon::store::error_chain(&e))?;
     Ok(rows
@@ -459,9 +484,15 @@ fn busiest(leases: &Leases, nodes: &[Node], fallback: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_fifty_servers_kill_stop_cut() {
-    let Some(url) = support::pg::fresh_url() else {
-        eprintln!("chaos: skipped (no PostgreSQL)");
-        return;
+    let sqlite = std::env::var("PEREZVON_CHAOS_ENGINE").is_ok_and(|v| v == "sqlite");
+    let url = if sqlite {
+        None
+    } else {
+        let Some(url) = support::pg::fresh_url() else {
+            eprintln!("chaos: skipped (no PostgreSQL)");
+            return;
+        };
+        Some(url)
     };
     let seed = std::env::var("PEREZVON_CHAOS_SEED")
         .ok()
@@ -484,6 +515,22 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         Some(tmp)
     };
 
+    let store = match &url {
+        Some(url) => Store::Postgres {
+            url: url.clone(),
+            admin: connect(url, "chaos-driver").await,
+        },
+        None => Store::Sqlite(dir.join("perezvon.db")),
+    };
+    eprintln!(
+        "chaos: engine={}",
+        if sqlite {
+            "sqlite (no leases)"
+        } else {
+            "postgres"
+        }
+    );
+
     // The farm.
     let mut fakes = Vec::new();
     std::fs::create_dir_all(dir.join("servers.d")).unwrap();
@@ -503,7 +550,7 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         .iter()
         .map(|&name| {
             let config = dir.join(format!("{name}.toml"));
-            std::fs::write(&config, node_config(name, &url, free_port())).unwrap();
+            std::fs::write(&config, node_config(name, &store, free_port())).unwrap();
             Node {
                 name,
                 daemon: Daemon::start(&config, &dir.join(format!("{name}.log"))),
@@ -543,10 +590,19 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
     );
     supervise(&mut nodes, t0);
 
-    let admin = connect(&url, "chaos-driver").await;
     let leases: Leases = Arc::default();
     let stop_poll = CancellationToken::new();
-    let poller = tokio::spawn(poll_leases(url.clone(), leases.clone(), stop_poll.clone()));
+    let poller = match &store {
+        Store::Postgres { url, .. } => Some(tokio::spawn(poll_leases(
+            url.clone(),
+            leases.clone(),
+            stop_poll.clone(),
+        ))),
+        Store::Sqlite(_) => {
+            lease_log(&leases).last_error = Some("SQLite: no leases".into());
+            None
+        }
+    };
     // Let the nodes settle on their leases before the first fault (bounded: none may exist).
     fault_support::wait_for(Duration::from_secs(10), || {
         lease_log(&leases)
@@ -626,7 +682,9 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
                     });
                     let until = at + Duration::from_secs(5);
                     while Instant::now() < until {
-                        backends_cut += cut_backends(&admin, node).await;
+                        if let Store::Postgres { admin, .. } = &store {
+                            backends_cut += cut_backends(admin, node).await;
+                        }
                         supervise(&mut nodes, t0);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
@@ -694,7 +752,7 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
     let mut verdict_error;
     let verdict_deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        verdict_error = match verdicts(&admin).await {
+        verdict_error = match verdicts(&store).await {
             Ok(r) => {
                 rows = r;
                 None
@@ -712,10 +770,15 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let names = application_names(&admin).await;
+    let names = match &store {
+        Store::Postgres { admin, .. } => application_names(admin).await,
+        Store::Sqlite(_) => Vec::new(),
+    };
 
     stop_poll.cancel();
-    let _ = poller.await;
+    if let Some(p) = poller {
+        let _ = p.await;
+    }
     for n in nodes.iter_mut() {
         if n.stopped {
             if let Some(pid) = n.daemon.pid() {
