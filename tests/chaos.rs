@@ -479,6 +479,144 @@ fn busiest(leases: &Leases, nodes: &[Node], fallback: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Judging
+// ---------------------------------------------------------------------------------------------
+
+/// Callback calls to one number up at once, across the farm: intervals [Originate received,
+/// the call's last event); a call still up is taken to last until `end`. Times are shown from
+/// `t0`.
+fn overlapping_calls(originates: &[OriginateLog], t0: Instant, end: Instant) -> Vec<String> {
+    let mut by_number: BTreeMap<&str, Vec<&OriginateLog>> = BTreeMap::new();
+    for o in originates {
+        by_number.entry(o.number.as_str()).or_default().push(o);
+    }
+    let mut overlaps = Vec::new();
+    for (number, mut calls) in by_number {
+        calls.sort_by_key(|o| o.received);
+        let mut up: Option<&OriginateLog> = None;
+        for o in calls {
+            if let Some(u) = up {
+                let u_end = u.ended.unwrap_or(end);
+                if o.received < u_end {
+                    overlaps.push(format!(
+                        "{number}: {} on {} at {:.1}s while {} on {} was up ({:.1}s-{})",
+                        o.channel_id,
+                        o.server,
+                        (o.received - t0).as_secs_f64(),
+                        u.channel_id,
+                        u.server,
+                        (u.received - t0).as_secs_f64(),
+                        u.ended
+                            .map(|e| format!("{:.1}s", (e - t0).as_secs_f64()))
+                            .unwrap_or_else(|| "never ended".into()),
+                    ));
+                }
+                if o.ended.unwrap_or(end) <= u_end {
+                    continue;
+                }
+            }
+            up = Some(o);
+        }
+    }
+    overlaps
+}
+
+/// ChannelIds originated more than once (anywhere in the farm), and how many Originates had
+/// none.
+fn double_channel_ids(originates: &[OriginateLog], t0: Instant) -> (Vec<String>, usize) {
+    let mut channel_ids: HashMap<&str, Vec<&OriginateLog>> = HashMap::new();
+    let mut without_channel_id = 0;
+    for o in originates {
+        if o.channel_id.is_empty() {
+            without_channel_id += 1;
+        } else {
+            channel_ids
+                .entry(o.channel_id.as_str())
+                .or_default()
+                .push(o);
+        }
+    }
+    let mut doubles: Vec<String> = channel_ids
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(id, v)| {
+            let at: Vec<String> = v
+                .iter()
+                .map(|o| format!("{} at {:.1}s", o.server, (o.received - t0).as_secs_f64()))
+                .collect();
+            format!("{id} to {}: {}", v[0].number, at.join(", "))
+        })
+        .collect();
+    doubles.sort();
+    (doubles, without_channel_id)
+}
+
+/// The failover figures of the faults, from the lease polls.
+#[derive(Debug, Default)]
+struct Failovers {
+    /// Kill/stop: from the fault to the first poll showing another node holding the server.
+    samples: Vec<Duration>,
+    /// Servers of a killed/stopped node that no other node held before the end.
+    never: Vec<String>,
+    /// Database cuts (not judged): servers moved within 10 s, of those held.
+    db_cut_moved: (usize, usize),
+}
+
+/// For each fault, the servers the node held at the last poll before it, and when another
+/// node first held each.
+fn failovers(snapshots: &[Snapshot], faults: &[Fault]) -> Failovers {
+    let mut failovers: Vec<Duration> = Vec::new();
+    let mut never: Vec<String> = Vec::new();
+    let mut db_cut_moved = (0usize, 0usize);
+    for f in faults {
+        let Some(before) = snapshots.iter().rev().find(|s| s.at <= f.at) else {
+            continue;
+        };
+        for server in before.held_by(f.node) {
+            let taken = snapshots
+                .iter()
+                .find(|s| s.at > f.at && s.holder(&server).is_some_and(|h| h != f.node));
+            if !f.judged {
+                db_cut_moved.1 += 1;
+                db_cut_moved.0 +=
+                    usize::from(taken.is_some_and(|s| s.at - f.at < Duration::from_secs(10)));
+                continue;
+            }
+            match taken {
+                Some(s) => failovers.push(s.at - f.at),
+                None => never.push(format!("{server} of {} after {}", f.node, f.kind)),
+            }
+        }
+    }
+    failovers.sort();
+    Failovers {
+        samples: failovers,
+        never,
+        db_cut_moved,
+    }
+}
+
+/// Per server, an epoch going down, or the owner changing without a new epoch.
+fn epoch_regressions(snapshots: &[Snapshot]) -> Vec<String> {
+    let mut regressions = Vec::new();
+    let mut last: HashMap<&str, &Lease> = HashMap::new();
+    for s in snapshots {
+        for (server, l) in &s.leases {
+            if let Some(p) = last.get(server.as_str()) {
+                if l.epoch < p.epoch || (l.owner != p.owner && l.epoch == p.epoch) {
+                    regressions.push(format!(
+                        "{server}: {} epoch {} -> {} epoch {}",
+                        p.owner, p.epoch, l.owner, l.epoch
+                    ));
+                }
+            }
+            last.insert(server, l);
+        }
+    }
+    regressions
+}
+
+// ---------------------------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------------------------
 
@@ -792,65 +930,8 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
     let end = Instant::now();
     let originates: Vec<OriginateLog> = fakes.iter().flat_map(Fake::originates).collect();
 
-    // Overlapping callback calls to one number, across the farm: intervals [received, ended).
-    let mut by_number: BTreeMap<&str, Vec<&OriginateLog>> = BTreeMap::new();
-    for o in &originates {
-        by_number.entry(o.number.as_str()).or_default().push(o);
-    }
-    let mut overlaps = Vec::new();
-    for (number, mut calls) in by_number {
-        calls.sort_by_key(|o| o.received);
-        let mut up: Option<&OriginateLog> = None;
-        for o in calls {
-            if let Some(u) = up {
-                let u_end = u.ended.unwrap_or(end);
-                if o.received < u_end {
-                    overlaps.push(format!(
-                        "{number}: {} on {} at {:.1}s while {} on {} was up ({:.1}s-{})",
-                        o.channel_id,
-                        o.server,
-                        (o.received - t0).as_secs_f64(),
-                        u.channel_id,
-                        u.server,
-                        (u.received - t0).as_secs_f64(),
-                        u.ended
-                            .map(|e| format!("{:.1}s", (e - t0).as_secs_f64()))
-                            .unwrap_or_else(|| "never ended".into()),
-                    ));
-                }
-                if o.ended.unwrap_or(end) <= u_end {
-                    continue;
-                }
-            }
-            up = Some(o);
-        }
-    }
-
-    // A ChannelId originated twice (anywhere in the farm).
-    let mut channel_ids: HashMap<&str, Vec<&OriginateLog>> = HashMap::new();
-    let mut without_channel_id = 0;
-    for o in &originates {
-        if o.channel_id.is_empty() {
-            without_channel_id += 1;
-        } else {
-            channel_ids
-                .entry(o.channel_id.as_str())
-                .or_default()
-                .push(o);
-        }
-    }
-    let mut doubles: Vec<String> = channel_ids
-        .iter()
-        .filter(|(_, v)| v.len() > 1)
-        .map(|(id, v)| {
-            let at: Vec<String> = v
-                .iter()
-                .map(|o| format!("{} at {:.1}s", o.server, (o.received - t0).as_secs_f64()))
-                .collect();
-            format!("{id} to {}: {}", v[0].number, at.join(", "))
-        })
-        .collect();
-    doubles.sort();
+    let overlaps = overlapping_calls(&originates, t0, end);
+    let (doubles, without_channel_id) = double_channel_ids(&originates, t0);
 
     // Verdicts. Each miss the driver placed must have exactly one row in `calls` for its
     // (server, linkedid). The exception is a miss some of whose events no node heard: the fake
@@ -887,54 +968,16 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         })
         .collect();
 
-    // Failover: for each kill/stop, the servers the node held just before, and when another
-    // node first held each.
     let log = lease_log(&leases);
-    let mut failovers: Vec<Duration> = Vec::new();
-    let mut never: Vec<String> = Vec::new();
-    let mut db_cut_moved = (0usize, 0usize);
-    for f in &faults {
-        let Some(before) = log.snapshots.iter().rev().find(|s| s.at <= f.at) else {
-            continue;
-        };
-        for server in before.held_by(f.node) {
-            let taken = log
-                .snapshots
-                .iter()
-                .find(|s| s.at > f.at && s.holder(&server).is_some_and(|h| h != f.node));
-            if !f.judged {
-                db_cut_moved.1 += 1;
-                db_cut_moved.0 +=
-                    usize::from(taken.is_some_and(|s| s.at - f.at < Duration::from_secs(10)));
-                continue;
-            }
-            match taken {
-                Some(s) => failovers.push(s.at - f.at),
-                None => never.push(format!("{server} of {} after {}", f.node, f.kind)),
-            }
-        }
-    }
-    failovers.sort();
+    let Failovers {
+        samples: failovers,
+        never,
+        db_cut_moved,
+    } = failovers(&log.snapshots, &faults);
     let p50 = percentile(&failovers, 0.50);
     let p99 = percentile(&failovers, 0.99);
     let max = failovers.last().copied().unwrap_or_default();
-
-    // Epochs: per server, never down, and a new owner only with a new epoch.
-    let mut regressions = Vec::new();
-    let mut last: HashMap<&str, &Lease> = HashMap::new();
-    for s in &log.snapshots {
-        for (server, l) in &s.leases {
-            if let Some(p) = last.get(server.as_str()) {
-                if l.epoch < p.epoch || (l.owner != p.owner && l.epoch == p.epoch) {
-                    regressions.push(format!(
-                        "{server}: {} epoch {} -> {} epoch {}",
-                        p.owner, p.epoch, l.owner, l.epoch
-                    ));
-                }
-            }
-            last.insert(server, l);
-        }
-    }
+    let regressions = epoch_regressions(&log.snapshots);
     let lease_table =
         !log.snapshots.is_empty() && log.snapshots.iter().any(|s| !s.leases.is_empty());
 
@@ -1072,4 +1115,163 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         }
         panic!("chaos (seed {seed}): {}", violations.join("; "));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The judges, on made-up logs (so a quiet run means a quiet product, not a blind judge)
+// ---------------------------------------------------------------------------------------------
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn originate(number: &str, id: &str, t0: Instant, from: u64, to: Option<u64>) -> OriginateLog {
+    OriginateLog {
+        server: "pbx00".into(),
+        action_id: format!("cb-{id}"),
+        channel_id: id.into(),
+        number: number.into(),
+        received: t0 + ms(from),
+        unanswered: false,
+        ended: to.map(|t| t0 + ms(t)),
+    }
+}
+
+#[test]
+fn overlapping_calls_are_found_touching_ones_are_not() {
+    let t0 = Instant::now();
+    let end = t0 + ms(100_000);
+    let logs = vec![
+        originate("79550000001", "a", t0, 0, Some(5_000)),
+        // Starts as the first ends: no overlap.
+        originate("79550000001", "b", t0, 5_000, Some(9_000)),
+        // Starts while b is up.
+        originate("79550000001", "c", t0, 8_000, Some(12_000)),
+        // Another number at the same time: no overlap.
+        originate("79550000002", "d", t0, 8_000, Some(12_000)),
+        // A call never ended overlaps everything after it.
+        originate("79550000003", "e", t0, 1_000, None),
+        originate("79550000003", "f", t0, 50_000, Some(51_000)),
+        // Inside a long call, then another one after the short one ended: both overlap the long.
+        originate("79550000004", "g", t0, 0, Some(30_000)),
+        originate("79550000004", "h", t0, 1_000, Some(2_000)),
+        originate("79550000004", "i", t0, 3_000, Some(4_000)),
+    ];
+    let found = overlapping_calls(&logs, t0, end);
+    assert_eq!(found.len(), 4, "{found:#?}");
+    assert!(found[0].contains(" c on pbx00") && found[0].contains("while b"));
+    assert!(found
+        .iter()
+        .any(|f| f.contains("while e") && f.contains("never ended")));
+    assert_eq!(found.iter().filter(|f| f.contains("while g")).count(), 2);
+}
+
+#[test]
+fn a_channel_id_originated_twice_is_found() {
+    let t0 = Instant::now();
+    let mut logs = vec![
+        originate("79550000001", "x", t0, 0, Some(1_000)),
+        originate("79550000002", "y", t0, 0, Some(1_000)),
+        originate("79550000001", "x", t0, 2_000, Some(3_000)),
+        originate("79550000003", "", t0, 0, Some(1_000)),
+    ];
+    logs[2].server = "pbx07".into();
+    let (doubles, without) = double_channel_ids(&logs, t0);
+    assert_eq!(without, 1);
+    assert_eq!(doubles.len(), 1, "{doubles:?}");
+    assert!(doubles[0].starts_with("x to 79550000001") && doubles[0].contains("pbx07 at 2.0s"));
+}
+
+fn snapshot(at: Instant, db_now: f64, rows: &[(&str, &str, i64, f64)]) -> Snapshot {
+    Snapshot {
+        at,
+        db_now,
+        leases: rows
+            .iter()
+            .map(|(s, o, e, x)| {
+                (
+                    s.to_string(),
+                    Lease {
+                        owner: o.to_string(),
+                        epoch: *e,
+                        expires_at: *x,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn failover_is_measured_from_the_fault_to_another_live_holder() {
+    let t0 = Instant::now();
+    let snaps = vec![
+        snapshot(
+            t0,
+            1000.0,
+            &[
+                ("s1", "node-a", 1, 1003.0),
+                ("s2", "node-a", 1, 1003.0),
+                ("s3", "node-b", 1, 1003.0),
+            ],
+        ),
+        // Expired but not yet taken: not held by anyone.
+        snapshot(
+            t0 + ms(3_100),
+            1003.1,
+            &[
+                ("s1", "node-a", 1, 1003.0),
+                ("s2", "node-a", 1, 1003.0),
+                ("s3", "node-b", 2, 1006.0),
+            ],
+        ),
+        snapshot(
+            t0 + ms(3_500),
+            1003.5,
+            &[
+                ("s1", "node-c", 2, 1006.5),
+                ("s2", "node-a", 1, 1003.0),
+                ("s3", "node-b", 2, 1006.0),
+            ],
+        ),
+    ];
+    let faults = vec![
+        Fault {
+            kind: "kill",
+            node: "node-a",
+            at: t0 + ms(50),
+            judged: true,
+        },
+        Fault {
+            kind: "db-cut",
+            node: "node-b",
+            at: t0 + ms(60),
+            judged: false,
+        },
+    ];
+    let f = failovers(&snaps, &faults);
+    assert_eq!(f.samples, vec![ms(3_450)]);
+    assert_eq!(f.never, vec!["s2 of node-a after kill".to_string()]);
+    assert_eq!(f.db_cut_moved, (0, 1));
+    assert!(epoch_regressions(&snaps).is_empty());
+}
+
+#[test]
+fn an_owner_change_without_a_new_epoch_is_a_regression() {
+    let t0 = Instant::now();
+    let snaps = vec![
+        snapshot(t0, 1.0, &[("s1", "node-a", 4, 9.0)]),
+        snapshot(t0 + ms(100), 1.1, &[("s1", "node-b", 4, 9.0)]),
+        snapshot(t0 + ms(200), 1.2, &[("s1", "node-b", 3, 9.0)]),
+    ];
+    assert_eq!(epoch_regressions(&snaps).len(), 2);
+}
+
+#[test]
+fn percentiles_take_the_nearest_rank() {
+    let v: Vec<Duration> = (1..=100).map(ms).collect();
+    assert_eq!(percentile(&v, 0.50), ms(50));
+    assert_eq!(percentile(&v, 0.99), ms(99));
+    assert_eq!(percentile(&[ms(7)], 0.99), ms(7));
+    assert_eq!(percentile(&[], 0.99), Duration::ZERO);
 }
