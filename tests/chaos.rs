@@ -366,6 +366,22 @@ struct Node {
     unexpected_exits: Vec<String>,
 }
 
+/// The last `n` lines of a node's log that are not backtrace frames.
+fn digest(d: &Daemon, n: usize) -> String {
+    let text = d.log_tail(4000);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let frame = t
+                .split_once(": ")
+                .is_some_and(|(i, _)| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit()));
+            !(frame || t.starts_with("at ") || t.starts_with("note: Some details"))
+        })
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
         .arg(format!("-{sig}"))
@@ -387,7 +403,7 @@ fn supervise(nodes: &mut [Node], t0: Instant) {
                 n.name,
                 t0.elapsed().as_secs_f64()
             );
-            eprintln!("chaos: {line}\n{}", n.daemon.log_tail(15));
+            eprintln!("chaos: {line}\n{}", digest(&n.daemon, 15));
             n.unexpected_exits.push(line);
             n.daemon.kill9();
             n.daemon.restart();
@@ -706,7 +722,7 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         if exits >= 2 * NODES.len() {
             let tails: Vec<String> = nodes
                 .iter()
-                .map(|n| format!("---- {} ----\n{}", n.name, n.daemon.log_tail(25)))
+                .map(|n| format!("---- {} ----\n{}", n.name, digest(&n.daemon, 25)))
                 .collect();
             panic!(
                 "chaos: the nodes cannot start ({exits} exits before the chaos began)\n{}",
@@ -1110,7 +1126,7 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
             eprintln!(
                 "chaos: ---- {} log (last lines) ----\n{}",
                 n.name,
-                n.daemon.log_tail(25)
+                digest(&n.daemon, 25)
             );
         }
         panic!("chaos (seed {seed}): {}", violations.join("; "));
