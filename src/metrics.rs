@@ -201,6 +201,7 @@ impl ServerMetrics {
             seconds_since_last_event: (last > 0)
                 .then(|| (millis(now) - last).max(0) as f64 / 1000.0),
             lag_seconds: (lag != i64::MIN).then(|| lag as f64 / 1000.0),
+            owner: None,
         }
     }
 }
@@ -225,6 +226,10 @@ pub struct ServerSnapshot {
     pub seconds_since_last_event: Option<f64>,
     /// Arrival minus the event's `Timestamp` header of the last event that had one.
     pub lag_seconds: Option<f64>,
+    /// The node holding the server's lease (several nodes; filled by `perezvon status` from
+    /// the database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A histogram on atomics: one relaxed `fetch_add` per bucket and count, a CAS loop for the sum.

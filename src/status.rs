@@ -242,6 +242,9 @@ pub fn render_text(r: &StatusReport, tz: &TimeZone) -> String {
         if let Some(lag) = sv.lag_seconds {
             let _ = write!(l, ", lag {lag:.3}s");
         }
+        if let Some(owner) = &sv.owner {
+            let _ = write!(l, ", owner {owner}");
+        }
         if sv.reconnects > 0 {
             let _ = write!(l, ", {} reconnects", sv.reconnects);
         }

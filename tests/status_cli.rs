@@ -223,6 +223,26 @@ fn status_of_a_running_daemon_then_of_a_stopped_one() {
     assert_eq!(v["status"]["queue"]["pending"], 1);
     assert_eq!(v["status"]["today"]["missed"], 1);
     assert!(v["status"]["started_at"].is_string());
+    // The operator's view (`--format json`): the node, one entry per server, the queue.
+    let out = Command::new(env!("CARGO_BIN_EXE_perezvon"))
+        .args(["status", "--format", "json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = j["node_id"].as_str().unwrap();
+    assert!(!node.is_empty());
+    assert_eq!(j["servers"][0]["name"], "lab");
+    assert_eq!(j["servers"][0]["state"], "connected");
+    assert_eq!(j["servers"][0]["owner"], node, "one node owns every server");
+    assert!(j["servers"][0]["lag_secs"].as_f64().is_some(), "{j}");
+    assert_eq!(j["callbacks"]["pending"], 1);
+    assert_eq!(j["callbacks"]["in_progress"], 0);
+    assert_eq!(
+        j["status"]["queue"]["pending"], 1,
+        "--json's object is kept"
+    );
 
     // The metrics of the same daemon have the verdict latency of that call.
     let metrics = {
@@ -282,6 +302,9 @@ fn status_of_a_running_daemon_then_of_a_stopped_one() {
     assert_eq!(v["status"]["queue"]["pending"], 1);
     assert_eq!(v["status"]["today"]["calls"], 1);
     assert!(v["status"]["started_at"].is_null());
+    assert_eq!(v["servers"][0]["state"], "unknown");
+    assert!(v["servers"][0]["owner"].is_null());
+    assert_eq!(v["callbacks"]["pending"], 1);
 }
 
 #[test]

@@ -82,7 +82,7 @@ pub enum Command {
     /// Asks the daemon (GET /status on `[metrics] listen`). Exit 0 when it answered, 3 when it
     /// cannot be reached (then what the database knows is printed), 78 for a bad configuration.
     #[command(
-        after_help = "Example:\n  perezvon status --config /etc/perezvon/perezvon.toml\n  perezvon status --json | jq .status.queue"
+        after_help = "Example:\n  perezvon status --config /etc/perezvon/perezvon.toml\n  perezvon status --format json | jq .servers"
     )]
     Status(status::StatusArgs),
     /// Print the argon2 hash of a web console password read from standard input, for

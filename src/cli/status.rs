@@ -16,9 +16,11 @@ use http_body_util::BodyExt as _;
 use serde::Serialize;
 
 use super::{CmdResult, DEFAULT_CONFIG};
+use crate::callback::planner::TaskState;
 use crate::config::{Config, EXIT_CONFIG};
 use crate::status::{self, StatusReport};
 use crate::store::Store;
+use std::collections::HashMap;
 
 /// The daemon is not running (or not reachable): the LSB code `systemctl status` uses.
 pub const EXIT_NOT_RUNNING: i32 = 3;
@@ -35,9 +37,89 @@ pub struct StatusArgs {
     /// Database (SQLite file or postgres:// URL) read when the daemon does not answer [default: storage.database].
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// One JSON object: `{"daemon": {...}, "status": {...}}`.
-    #[arg(long)]
+    /// `text` (default), or `json`: one object with `node_id`, `servers` (`name`, `state`,
+    /// `owner`, `lag_secs`), `callbacks` (`pending`, `in_progress`), and the daemon's whole
+    /// answer under `daemon` and `status`.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+/// What `perezvon status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl StatusArgs {
+    fn json(&self) -> bool {
+        self.json || self.format == Some(Format::Json)
+    }
+}
+
+/// One server in `--format json`.
+#[derive(Debug, Serialize)]
+struct ServerLine {
+    name: String,
+    /// `connected`, `disconnected`, or `unknown` (the daemon did not answer).
+    state: &'static str,
+    /// The node acting on the server: the lease holder (several nodes), this node (one node,
+    /// running), or `null` (nobody holds it, or not known).
+    owner: Option<String>,
+    /// Arrival minus the `Timestamp` header of the server's last event.
+    lag_secs: Option<f64>,
+    events: Option<u64>,
+}
+
+/// The callback queue in `--format json`.
+#[derive(Debug, Default, Serialize)]
+struct Callbacks {
+    /// Tasks waiting for their next attempt.
+    pending: u64,
+    /// Tasks with an attempt on its way.
+    in_progress: u64,
+    /// Tasks whose last attempt's fate is unknown (they wait for `callbacks retry`).
+    unknown: u64,
+    /// Attempts originated without an outcome yet.
+    in_flight: u64,
+}
+
+/// What the database says beyond the daemon's answer: the lease holders and the queue by state.
+#[derive(Debug, Default)]
+struct StoreView {
+    /// Server -> the node holding its lease (several nodes; empty on one node).
+    owners: HashMap<String, String>,
+    callbacks: Option<Callbacks>,
+}
+
+fn store_view(db: &std::path::Path) -> Result<StoreView, String> {
+    if !crate::store::may_exist(db) {
+        return Err(format!("no database at {}", db.display()));
+    }
+    let st = Store::open(db).map_err(|e| crate::store::error_chain(&e))?;
+    let owners = crate::store::leases::owners(st.db())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(s, (node, _))| (s, node))
+        .collect();
+    let tasks = st.open_tasks().map_err(|e| crate::store::error_chain(&e))?;
+    let in_flight = st
+        .unfinished_attempts()
+        .map_err(|e| crate::store::error_chain(&e))?
+        .len() as u64;
+    let count = |k: TaskState| tasks.iter().filter(|t| t.state == k).count() as u64;
+    Ok(StoreView {
+        owners,
+        callbacks: Some(Callbacks {
+            pending: count(TaskState::Pending),
+            in_progress: count(TaskState::InProgress),
+            unknown: count(TaskState::Unknown),
+            in_flight,
+        }),
+    })
 }
 
 /// Whether the daemon answered, in `--json`.
@@ -50,6 +132,9 @@ struct DaemonState {
 
 #[derive(Debug, Serialize)]
 struct JsonOut<'a> {
+    node_id: &'a str,
+    servers: Vec<ServerLine>,
+    callbacks: Callbacks,
     daemon: DaemonState,
     status: &'a StatusReport,
 }
@@ -81,13 +166,34 @@ pub fn run(args: &StatusArgs) -> CmdResult {
         )),
     };
     match asked {
-        Ok(report) => {
+        Ok(mut report) => {
             let daemon = DaemonState {
                 reachable: true,
                 url,
                 error: None,
             };
-            print_report(args.json, daemon, &report, &tz)?;
+            let db = args
+                .db
+                .clone()
+                .unwrap_or_else(|| cfg.storage.database.clone());
+            // The lease holders are in the database; a database that cannot be read leaves
+            // the daemon's own answer as it is.
+            let view = store_view(&db).unwrap_or_default();
+            let clustered = !view.owners.is_empty();
+            for sv in &mut report.servers {
+                sv.owner = if clustered {
+                    view.owners.get(&sv.name).cloned()
+                } else {
+                    Some(cfg.cluster.node_id.clone())
+                };
+            }
+            let out = Out {
+                cfg: &cfg,
+                daemon,
+                report: &report,
+                callbacks: view.callbacks,
+            };
+            print_report(args.json(), out, &tz)?;
             Ok(0)
         }
         Err(why) => {
@@ -119,6 +225,29 @@ pub fn run(args: &StatusArgs) -> CmdResult {
             } else {
                 Err(format!("no database at {}", db.display()))
             };
+            let view = store_view(&db).unwrap_or_default();
+            // Not running: in JSON, the configured servers with what the leases say of them.
+            report.servers = if !args.json() {
+                Vec::new()
+            } else {
+                cfg.asterisk
+                    .iter()
+                    .map(|a| crate::metrics::ServerSnapshot {
+                        name: a.name.clone(),
+                        link_up: false,
+                        link_since: None,
+                        events: 0,
+                        reconnects: 0,
+                        decode_problems: 0,
+                        owned: false,
+                        queued: 0,
+                        last_event_at: None,
+                        seconds_since_last_event: None,
+                        lag_seconds: None,
+                        owner: view.owners.get(&a.name).cloned(),
+                    })
+                    .collect()
+            };
             match stored {
                 Ok((queue, today)) => {
                     report.queue = queue;
@@ -128,17 +257,18 @@ pub fn run(args: &StatusArgs) -> CmdResult {
                     err.push_str(&format!("; the database cannot be read: {e}"));
                 }
             }
-            if args.json {
-                print_report(
-                    true,
-                    DaemonState {
+            if args.json() {
+                let out = Out {
+                    cfg: &cfg,
+                    daemon: DaemonState {
                         reachable: false,
                         url,
                         error: Some(err),
                     },
-                    &report,
-                    &tz,
-                )?;
+                    report: &report,
+                    callbacks: view.callbacks,
+                };
+                print_report(true, out, &tz)?;
             } else {
                 writeln!(std::io::stderr().lock(), "{err}")?;
                 let mut text = status::render_text(&report, &tz);
@@ -153,23 +283,53 @@ pub fn run(args: &StatusArgs) -> CmdResult {
     }
 }
 
-fn print_report(
-    json: bool,
+/// What is printed: the daemon's answer (or the database's), and the queue by state.
+struct Out<'a> {
+    cfg: &'a Config,
     daemon: DaemonState,
-    report: &StatusReport,
-    tz: &jiff::tz::TimeZone,
-) -> std::io::Result<()> {
+    report: &'a StatusReport,
+    callbacks: Option<Callbacks>,
+}
+
+fn print_report(json: bool, o: Out<'_>, tz: &jiff::tz::TimeZone) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
-        let s = serde_json::to_string(&JsonOut {
-            daemon,
-            status: report,
-        })
-        .map_err(std::io::Error::other)?;
-        writeln!(out, "{s}")
-    } else {
-        write!(out, "{}", status::render_text(report, tz))
+    if !json {
+        return write!(out, "{}", status::render_text(o.report, tz));
     }
+    let reachable = o.daemon.reachable;
+    let servers = o
+        .report
+        .servers
+        .iter()
+        .map(|sv| ServerLine {
+            name: sv.name.clone(),
+            state: match (reachable, sv.link_up) {
+                (false, _) => "unknown",
+                (true, true) => "connected",
+                (true, false) => "disconnected",
+            },
+            owner: sv.owner.clone(),
+            lag_secs: sv.lag_seconds,
+            events: reachable.then_some(sv.events),
+        })
+        .collect();
+    let q = &o.report.queue;
+    let callbacks = o.callbacks.unwrap_or(Callbacks {
+        // The daemon's queue counts pending and in-progress tasks together.
+        pending: q.pending.saturating_sub(q.in_flight),
+        in_progress: q.in_flight,
+        unknown: q.unknown,
+        in_flight: q.in_flight,
+    });
+    let s = serde_json::to_string(&JsonOut {
+        node_id: &o.cfg.cluster.node_id,
+        servers,
+        callbacks,
+        daemon: o.daemon,
+        status: o.report,
+    })
+    .map_err(std::io::Error::other)?;
+    writeln!(out, "{s}")
 }
 
 /// A wildcard listen address is reached on loopback.

@@ -114,6 +114,9 @@ pub async fn run_with(
             });
             calls_store.set_fence(fence.clone());
             tasks_store.set_fence(fence);
+            if let Some(cb) = cfg.callback_server() {
+                tasks_store.fence_attempts_by(&cb.name);
+            }
             Some(leases::Leases::start(
                 url,
                 &cfg.cluster.node_id,

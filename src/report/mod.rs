@@ -407,8 +407,16 @@ fn u(x: i64) -> u64 {
     x.max(0) as u64
 }
 
+/// The mean, to the microsecond: the times are the PBX's (milliseconds at best), and the
+/// engines sum floating point in different orders (SQLite compensates, PostgreSQL does not),
+/// so more digits would only show which engine added them up.
 fn avg(sum: f64, n: i64) -> Option<f64> {
-    (n > 0 && sum.is_finite()).then(|| sum / n as f64)
+    (n > 0 && sum.is_finite()).then(|| micros(sum / n as f64))
+}
+
+/// `x` rounded to six decimals.
+pub fn micros(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 /// The headline figures of a [`Head`].
@@ -924,7 +932,7 @@ impl Callbacks {
                 .collect(),
             reached_after_avg_secs: {
                 let n: u64 = c.reached_after.iter().sum();
-                (n > 0).then(|| c.reached_after_sum / n as f64)
+                (n > 0).then(|| micros(c.reached_after_sum / n as f64))
             },
         }
     }

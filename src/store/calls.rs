@@ -403,27 +403,6 @@ pub(super) fn row_to_call_at(row: &Row, base: usize) -> DbResult<CallRecord> {
     })
 }
 
-/// [`row_to_call`] of a rusqlite row, for the modules still on `Store::conn` (until ported).
-pub(super) fn row_to_call_legacy(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
-    let mut values = Vec::new();
-    let mut i = 0;
-    while let Ok(v) = row.get_ref(i) {
-        values.push(match v {
-            rusqlite::types::ValueRef::Null => super::db::Value::Null,
-            rusqlite::types::ValueRef::Integer(i) => super::db::Value::Int(i),
-            rusqlite::types::ValueRef::Real(f) => super::db::Value::Real(f),
-            rusqlite::types::ValueRef::Text(t) => {
-                super::db::Value::Text(String::from_utf8_lossy(t).into_owned())
-            }
-            rusqlite::types::ValueRef::Blob(b) => super::db::Value::Blob(b.to_vec()),
-        });
-        i += 1;
-    }
-    row_to_call(&Row::from_values(values)).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
-    })
-}
-
 /// A row read from column `base` on.
 struct Offset<'a> {
     row: &'a Row,

@@ -2,9 +2,8 @@
 //! history, and "call now". Read-only except [`Store::call_task_now`], which only moves a
 //! pending task's "not before" to now: the dialer still decides (hours, guard, caps).
 
-use rusqlite::params;
-
-use super::calls::{row_to_call_legacy as row_to_call, COLUMNS};
+use super::calls::{row_to_call, COLUMNS};
+use super::db::{params, Engine};
 use super::report::{MissedCall, TaskBrief};
 use super::tasks::Attempt;
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
@@ -43,37 +42,35 @@ impl Store {
                     "this database stores no queue names: the queue filter is not available".into(),
                 ))
             }
-            None => "AND ?8 IS NULL",
+            None => "AND CAST(?8 AS TEXT) IS NULL",
         };
         let sql = format!(
             "SELECT {COLUMNS} FROM calls WHERE ended_at >= ?1 AND ended_at < ?2 \
              AND direction = 'inbound' AND missed = 1 AND ignored = 0 \
-             AND (?3 IS NULL OR lost_at = ?3) \
-             AND (?4 IS NULL OR callee = ?4 OR callee_normalized = ?4) \
-             AND (?5 IS NULL OR agent = ?5) \
-             AND (?6 IS NULL OR (?6 = 1) = (resolved_by IS NOT NULL)) {queue_clause} \
+             AND (CAST(?3 AS TEXT) IS NULL OR lost_at = ?3) \
+             AND (CAST(?4 AS TEXT) IS NULL OR callee = ?4 OR callee_normalized = ?4) \
+             AND (CAST(?5 AS TEXT) IS NULL OR agent = ?5) \
+             AND (CAST(?6 AS BIGINT) IS NULL \
+                  OR (CAST(?6 AS BIGINT) = 1) = (resolved_by IS NOT NULL)) {queue_clause} \
              ORDER BY ended_at DESC, id DESC LIMIT ?7"
         );
         let limit = f.limit.max(1);
         let rows: Vec<CallRecord> = self
-            .conn()
-            .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_map(
-                    params![
-                        ts_to_f64(f.from),
-                        ts_to_f64(f.to),
-                        f.lost_at.map(|l| l.as_str()),
-                        f.did,
-                        f.agent,
-                        f.resolved.map(i64::from),
-                        i64::from(limit) + 1,
-                        f.queue,
-                    ],
-                    row_to_call,
-                )?
-                .collect()
-            })
+            .db
+            .query_map(
+                &sql,
+                params![
+                    ts_to_f64(f.from),
+                    ts_to_f64(f.to),
+                    f.lost_at.map(|l| l.as_str()),
+                    f.did,
+                    f.agent,
+                    f.resolved.map(i64::from),
+                    i64::from(limit) + 1,
+                    f.queue,
+                ],
+                row_to_call,
+            )
             .map_err(StoreError::sql("query missed calls for the console"))?;
         let more = rows.len() > limit as usize;
         let mut out = Vec::with_capacity(rows.len().min(limit as usize));
@@ -93,13 +90,16 @@ impl Store {
     /// Whether calls carry the queue they were in (a `queue` column): the Missed calls page
     /// offers the queue filter then.
     pub fn calls_have_queue(&self) -> Result<bool> {
+        let sql = match self.db.engine() {
+            Engine::Sqlite => "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'queue'",
+            Engine::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = 'calls' AND column_name = 'queue'"
+            }
+        };
         let n: i64 = self
-            .conn()
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('calls') WHERE name = 'queue'",
-                [],
-                |r| r.get(0),
-            )
+            .db
+            .query_row(sql, params![], |r| r.get(0))
             .map_err(StoreError::sql("read the calls table's columns"))?;
         Ok(n > 0)
     }
@@ -107,29 +107,23 @@ impl Store {
     /// The newest task opened no later than the miss and not closed before it (one second of
     /// slack: the dialer stamps tasks with its own reading of the same event time).
     fn console_task_for_miss(&self, number: &str, c: &CallRecord) -> Result<Option<TaskBrief>> {
-        use rusqlite::OptionalExtension;
-        self.conn()
-            .prepare_cached(
+        self.db
+            .query_opt(
                 "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
-                 WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
-                 AND (closed_at IS NULL OR closed_at >= ?2 - 1) \
+                 WHERE number = ?1 AND first_missed_at <= CAST(?3 AS DOUBLE PRECISION) + 1 \
+                 AND (closed_at IS NULL OR closed_at >= CAST(?2 AS DOUBLE PRECISION) - 1) \
                  ORDER BY id DESC LIMIT 1",
+                params![number, ts_to_f64(c.started_at), ts_to_f64(c.ended_at)],
+                |r| {
+                    Ok(TaskBrief {
+                        id: r.get(0)?,
+                        state: r.get(1)?,
+                        attempts: r.get(2)?,
+                        last_outcome: r.get(3)?,
+                        next_attempt_at: r.get::<Option<f64>>(4)?.map(f64_to_ts),
+                    })
+                },
             )
-            .and_then(|mut s| {
-                s.query_row(
-                    params![number, ts_to_f64(c.started_at), ts_to_f64(c.ended_at)],
-                    |r| {
-                        Ok(TaskBrief {
-                            id: r.get(0)?,
-                            state: r.get(1)?,
-                            attempts: r.get(2)?,
-                            last_outcome: r.get(3)?,
-                            next_attempt_at: r.get::<_, Option<f64>>(4)?.map(f64_to_ts),
-                        })
-                    },
-                )
-                .optional()
-            })
             .map_err(StoreError::sql("query callback task of a miss"))
     }
 
@@ -140,23 +134,23 @@ impl Store {
         // would scan for.
         let sql = format!(
             "SELECT {COLUMNS} FROM (SELECT * FROM calls WHERE caller_normalized = ?1 \
-             UNION SELECT * FROM calls WHERE callee_normalized = ?1) \
+             UNION SELECT * FROM calls WHERE callee_normalized = ?1) AS u \
              ORDER BY started_at DESC LIMIT ?2"
         );
-        self.conn()
-            .prepare_cached(&sql)
-            .and_then(|mut s| s.query_map(params![number, limit], row_to_call)?.collect())
+        self.db
+            .query_map(&sql, params![number, limit], row_to_call)
             .map_err(StoreError::sql("query a customer's calls"))
     }
 
     /// The callback attempts made to one number, newest first, at most `limit`.
     pub fn customer_attempts(&self, number: &str, limit: u32) -> Result<Vec<Attempt>> {
         let ids: Vec<i64> = self
-            .conn()
-            .prepare_cached(
+            .db
+            .query_map(
                 "SELECT id FROM callback_tasks WHERE number = ?1 ORDER BY id DESC LIMIT ?2",
+                params![number, limit],
+                |r| r.get(0),
             )
-            .and_then(|mut s| s.query_map(params![number, limit], |r| r.get(0))?.collect())
             .map_err(StoreError::sql("query a customer's tasks"))?;
         let mut out = Vec::new();
         for id in ids {
@@ -178,12 +172,12 @@ impl Store {
         give_up_at: jiff::Timestamp,
     ) -> Result<bool> {
         let n = self
-            .conn()
-            .prepare_cached(
-                "UPDATE callback_tasks SET next_attempt_at = MIN(next_attempt_at, ?2), \
-                 give_up_at = MAX(give_up_at, ?3) WHERE id = ?1 AND state = 'pending'",
+            .db
+            .execute(
+                "UPDATE callback_tasks SET next_attempt_at = LEAST(next_attempt_at, ?2), \
+                 give_up_at = GREATEST(give_up_at, ?3) WHERE id = ?1 AND state = 'pending'",
+                params![id, ts_to_f64(now), ts_to_f64(give_up_at)],
             )
-            .and_then(|mut s| s.execute(params![id, ts_to_f64(now), ts_to_f64(give_up_at)]))
             .map_err(StoreError::sql("make a task due now"))?;
         Ok(n == 1)
     }
@@ -217,42 +211,46 @@ mod tests {
 
     #[test]
     fn the_queue_filter_needs_a_queue_column() {
-        let st = Store::open_in_memory().unwrap();
-        let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
-        let f = MissedFilter {
-            from: at,
-            to: at + jiff::SignedDuration::from_hours(1),
-            queue: Some("sales".into()),
-            limit: 10,
-            ..MissedFilter::default()
-        };
-        if st.calls_have_queue().unwrap() {
-            assert!(st.console_missed(&f).unwrap().0.is_empty());
-        } else {
-            assert!(matches!(st.console_missed(&f), Err(StoreError::Invalid(_))));
-        }
-        let all = MissedFilter { queue: None, ..f };
-        assert!(st.console_missed(&all).unwrap().0.is_empty());
+        crate::test_support::pg::each_engine(|db| {
+            let st = db.open();
+            let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+            let f = MissedFilter {
+                from: at,
+                to: at + jiff::SignedDuration::from_hours(1),
+                queue: Some("sales".into()),
+                limit: 10,
+                ..MissedFilter::default()
+            };
+            if st.calls_have_queue().unwrap() {
+                assert!(st.console_missed(&f).unwrap().0.is_empty());
+            } else {
+                assert!(matches!(st.console_missed(&f), Err(StoreError::Invalid(_))));
+            }
+            let all = MissedFilter { queue: None, ..f };
+            assert!(st.console_missed(&all).unwrap().0.is_empty());
+        });
     }
 
     #[test]
     fn call_now_moves_only_a_pending_task() {
-        let st = Store::open_in_memory().unwrap();
-        let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
-        let id = st.create_task(&task("79161234567", at)).unwrap();
-        let now = at + jiff::SignedDuration::from_mins(5);
-        let later = at + jiff::SignedDuration::from_hours(72);
-        assert!(st.call_task_now(id, now, later).unwrap());
-        let t = st.task(id).unwrap().unwrap().task;
-        assert_eq!((t.next_attempt_at, t.give_up_at), (now, later));
-        // Already due: still fine, never pushed back; the horizon is never shortened.
-        let a_minute_on = now + jiff::SignedDuration::from_mins(1);
-        assert!(st.call_task_now(id, a_minute_on, now).unwrap());
-        let t = st.task(id).unwrap().unwrap().task;
-        assert_eq!((t.next_attempt_at, t.give_up_at), (now, later));
-        st.close_task(id, TaskState::Cancelled, "test", now)
-            .unwrap();
-        assert!(!st.call_task_now(id, now, later).unwrap());
-        assert!(!st.call_task_now(9999, now, later).unwrap());
+        crate::test_support::pg::each_engine(|db| {
+            let st = db.open();
+            let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+            let id = st.create_task(&task("79161234567", at)).unwrap();
+            let now = at + jiff::SignedDuration::from_mins(5);
+            let later = at + jiff::SignedDuration::from_hours(72);
+            assert!(st.call_task_now(id, now, later).unwrap());
+            let t = st.task(id).unwrap().unwrap().task;
+            assert_eq!((t.next_attempt_at, t.give_up_at), (now, later));
+            // Already due: still fine, never pushed back; the horizon is never shortened.
+            let a_minute_on = now + jiff::SignedDuration::from_mins(1);
+            assert!(st.call_task_now(id, a_minute_on, now).unwrap());
+            let t = st.task(id).unwrap().unwrap().task;
+            assert_eq!((t.next_attempt_at, t.give_up_at), (now, later));
+            st.close_task(id, TaskState::Cancelled, "test", now)
+                .unwrap();
+            assert!(!st.call_task_now(id, now, later).unwrap());
+            assert!(!st.call_task_now(9999, now, later).unwrap());
+        });
     }
 }

@@ -38,8 +38,7 @@ CREATE TABLE crm_links (
 );
 ";
 
-use rusqlite::{params, OptionalExtension};
-
+use super::db::{params, Engine};
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 
 /// The CRM entity of a customer's number on one channel.
@@ -60,8 +59,8 @@ pub struct CrmLink {
 impl Store {
     /// The entity linked to `number` on `channel`, if any.
     pub fn crm_link(&self, channel: &str, number: &str) -> Result<Option<CrmLink>> {
-        self.conn()
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT channel, number, entity_type, entity_id, event_id, created_at FROM crm_links \
                  WHERE channel = ?1 AND number = ?2",
                 params![channel, number],
@@ -76,18 +75,25 @@ impl Store {
                     })
                 },
             )
-            .optional()
             .map_err(StoreError::sql("read crm link"))
     }
 
     /// Whether a `missed` event of `number` (digits) waits on `channel`: a later event of the
     /// number waits for it, so that it lands on the entity the miss creates.
     pub fn missed_pending_for(&self, channel: &str, number: &str) -> Result<bool> {
-        self.conn()
+        // The payload's `number`, as text: SQLite's json_extract, PostgreSQL's ->> of the
+        // payload read as JSON.
+        let number_of_payload = match self.db.engine() {
+            Engine::Sqlite => "json_extract(payload, '$.number')",
+            Engine::Postgres => "(CAST(payload AS JSONB) ->> 'number')",
+        };
+        self.db
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND kind = 'missed' \
-                 AND delivered_at IS NULL AND given_up_at IS NULL \
-                 AND replace(json_extract(payload, '$.number'), '+', '') = ?2)",
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND kind = 'missed' \
+                     AND delivered_at IS NULL AND given_up_at IS NULL \
+                     AND replace({number_of_payload}, '+', '') = ?2)"
+                ),
                 params![channel, number],
                 |r| r.get(0),
             )
@@ -96,7 +102,7 @@ impl Store {
 
     /// Links `number` to an entity (replacing an older link: the newest entity wins).
     pub fn save_crm_link(&self, link: &CrmLink) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
                 "INSERT INTO crm_links (channel, number, entity_type, entity_id, event_id, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -127,32 +133,34 @@ mod tests {
 
     #[test]
     fn links_are_per_channel_and_number_and_replaced() {
-        let s = Store::open_in_memory().unwrap();
-        assert_eq!(s.crm_link("bitrix24", "79161234567").unwrap(), None);
-        let mut link = CrmLink {
-            channel: "bitrix24".into(),
-            number: "79161234567".into(),
-            entity_type: "LEAD".into(),
-            entity_id: "17".into(),
-            event_id: "missed:pbx:1".into(),
-            created_at: ts(0),
-        };
-        s.save_crm_link(&link).unwrap();
-        assert_eq!(
-            s.crm_link("bitrix24", "79161234567").unwrap(),
-            Some(link.clone())
-        );
-        assert_eq!(s.crm_link("amocrm", "79161234567").unwrap(), None);
-        link.entity_type = "CONTACT".into();
-        link.entity_id = "5".into();
-        s.save_crm_link(&link).unwrap();
-        assert_eq!(
-            s.crm_link("bitrix24", "79161234567")
-                .unwrap()
-                .unwrap()
-                .entity_id,
-            "5"
-        );
+        crate::test_support::pg::each_engine(|db| {
+            let s = db.open();
+            assert_eq!(s.crm_link("bitrix24", "79161234567").unwrap(), None);
+            let mut link = CrmLink {
+                channel: "bitrix24".into(),
+                number: "79161234567".into(),
+                entity_type: "LEAD".into(),
+                entity_id: "17".into(),
+                event_id: "missed:pbx:1".into(),
+                created_at: ts(0),
+            };
+            s.save_crm_link(&link).unwrap();
+            assert_eq!(
+                s.crm_link("bitrix24", "79161234567").unwrap(),
+                Some(link.clone())
+            );
+            assert_eq!(s.crm_link("amocrm", "79161234567").unwrap(), None);
+            link.entity_type = "CONTACT".into();
+            link.entity_id = "5".into();
+            s.save_crm_link(&link).unwrap();
+            assert_eq!(
+                s.crm_link("bitrix24", "79161234567")
+                    .unwrap()
+                    .unwrap()
+                    .entity_id,
+                "5"
+            );
+        });
     }
 
     #[test]
@@ -204,26 +212,28 @@ mod tests {
 
     #[test]
     fn outbox_takes_the_new_channels_only() {
-        let s = Store::open_in_memory().unwrap();
-        for channel in [
-            "webhook", "email", "bitrix24", "amocrm", "telegram", "http:sms",
-        ] {
-            let n = NewNotification {
+        crate::test_support::pg::each_engine(|db| {
+            let s = db.open();
+            for channel in [
+                "webhook", "email", "bitrix24", "amocrm", "telegram", "http:sms",
+            ] {
+                let n = NewNotification {
+                    event_id: "e",
+                    channel,
+                    kind: "missed",
+                    payload: "{}",
+                };
+                assert!(s.enqueue_notification(&n, ts(0)).unwrap(), "{channel}");
+            }
+            let bad = NewNotification {
                 event_id: "e",
-                channel,
+                channel: "sms",
                 kind: "missed",
                 payload: "{}",
             };
-            assert!(s.enqueue_notification(&n, ts(0)).unwrap(), "{channel}");
-        }
-        let bad = NewNotification {
-            event_id: "e",
-            channel: "sms",
-            kind: "missed",
-            payload: "{}",
-        };
-        // INSERT OR IGNORE skips a row its CHECK refuses.
-        assert!(!s.enqueue_notification(&bad, ts(0)).unwrap());
-        assert_eq!(s.outbox_counts().unwrap().pending, 6);
+            // INSERT OR IGNORE skips a row its CHECK refuses.
+            assert!(!s.enqueue_notification(&bad, ts(0)).unwrap());
+            assert_eq!(s.outbox_counts().unwrap().pending, 6);
+        });
     }
 }

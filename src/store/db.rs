@@ -322,6 +322,7 @@ pub struct Row {
 
 impl Row {
     /// A row of these values (the rusqlite shims of modules not ported yet).
+    #[allow(dead_code)] // its last user (store::console) is ported: remove with the shim
     pub(crate) fn from_values(values: Vec<Value>) -> Row {
         Row { values }
     }
@@ -371,7 +372,7 @@ impl std::fmt::Debug for Db {
 }
 
 const TRANSLATION_CACHE: usize = 512;
-const PG_RETRIES: u32 = 8;
+const PG_RETRIES: u32 = 20;
 
 impl Db {
     pub fn sqlite(conn: rusqlite::Connection) -> Db {
@@ -406,13 +407,6 @@ impl Db {
     /// The SQLite connection (migrations, pragmas, SQLite-only maintenance).
     pub fn sqlite_conn(&self) -> Option<&rusqlite::Connection> {
         match &self.conn {
-            Conn::Sqlite(c) => Some(c),
-            Conn::Postgres(_) => None,
-        }
-    }
-
-    pub(crate) fn sqlite_conn_mut(&mut self) -> Option<&mut rusqlite::Connection> {
-        match &mut self.conn {
             Conn::Sqlite(c) => Some(c),
             Conn::Postgres(_) => None,
         }
@@ -637,9 +631,11 @@ impl Db {
                         return Err(e);
                     }
                     attempt += 1;
-                    std::thread::sleep(Duration::from_millis(
-                        2u64.pow(attempt.min(6)) + fastrand::u64(0..5),
-                    ));
+                    // Full jitter: writers that collided spread out instead of colliding
+                    // again in step.
+                    std::thread::sleep(Duration::from_millis(fastrand::u64(
+                        1..=2u64.pow(attempt.min(7)),
+                    )));
                 }
             }
         }

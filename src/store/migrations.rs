@@ -157,15 +157,43 @@ mod tests {
     }
 
     #[test]
+    fn postgres_migrates_step_by_step_and_is_idempotent() {
+        let Some(url) = crate::test_support::pg::fresh_url() else {
+            return;
+        };
+        let db = Db::postgres(&url, "perezvon-test").unwrap();
+        migrate(&db, "pg").unwrap();
+        assert_eq!(version(&db).unwrap(), latest());
+        migrate(&db, "pg").unwrap();
+        // What an older binary left behind: the first steps only.
+        let Some(url) = crate::test_support::pg::fresh_url() else {
+            return;
+        };
+        let db = Db::postgres(&url, "perezvon-test").unwrap();
+        db.batch("CREATE TABLE perezvon_schema (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL); INSERT INTO perezvon_schema VALUES (1, 2);").unwrap();
+        for v in 1..=2 {
+            db.batch(&step_sql(v, Engine::Postgres)).unwrap();
+        }
+        migrate(&db, "pg").unwrap();
+        assert_eq!(version(&db).unwrap(), latest());
+    }
+
+    #[test]
     fn two_processes_opening_a_new_database_at_once_migrate_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.db");
+        let pg = crate::test_support::pg::fresh_url();
         let threads: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|i| {
                 let path = path.clone();
+                let pg = pg.clone();
                 std::thread::spawn(move || {
                     let db = sqlite_db(Connection::open(&path).unwrap());
                     migrate(&db, "p.db")?;
+                    if let Some(url) = pg {
+                        let db = Db::postgres(&url, &format!("m{i}")).unwrap();
+                        migrate(&db, "pg")?;
+                    }
                     Ok::<(), StoreError>(())
                 })
             })
@@ -175,6 +203,10 @@ mod tests {
         }
         let db = sqlite_db(Connection::open(&path).unwrap());
         assert_eq!(version(&db).unwrap(), latest());
+        if let Some(url) = pg {
+            let db = Db::postgres(&url, "check").unwrap();
+            assert_eq!(version(&db).unwrap(), latest());
+        }
     }
 
     #[test]

@@ -257,6 +257,9 @@ pub struct Store {
     path: String,
     /// The lease epochs this node's writes are fenced by (several nodes); `None`: not fenced.
     fence: Option<std::sync::Arc<dyn FenceCheck>>,
+    /// The server whose lease fences the callback writes of this connection (the dialer's:
+    /// the callback server); `None`: they are not fenced.
+    attempts_via: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -319,6 +322,7 @@ impl Store {
                     db,
                     path,
                     fence: None,
+                    attempts_via: None,
                 };
                 migrations::migrate(&store.db, &store.path)?;
                 Ok(store)
@@ -358,6 +362,7 @@ impl Store {
             db: Db::sqlite(conn),
             path,
             fence: None,
+            attempts_via: None,
         };
         migrations::migrate(&store.db, &store.path)?;
         Ok(store)
@@ -368,28 +373,28 @@ impl Store {
         self.db.engine()
     }
 
-    /// The SQLite connection of a store module not yet written against [`Db`].
-    pub(crate) fn conn(&self) -> &Connection {
-        self.db
-            .sqlite_conn()
-            .expect("a store method written for SQLite only was called on PostgreSQL")
-    }
-
-    /// [`Store::conn`], mutably.
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        self.db
-            .sqlite_conn_mut()
-            .expect("a store method written for SQLite only was called on PostgreSQL")
-    }
-
     /// Fences this store's writes for a server by this node's lease on it (several nodes).
     pub fn set_fence(&mut self, fence: std::sync::Arc<dyn FenceCheck>) {
         self.fence = Some(fence);
     }
 
+    /// Fences this connection's callback attempt writes by `server`'s lease (the server the
+    /// Originates go through): a node that lost it cannot start or settle an attempt.
+    pub fn fence_attempts_by(&mut self, server: &str) {
+        self.attempts_via = Some(server.to_string());
+    }
+
+    /// Inside a callback attempt's write transaction: [`Store::check_fence`] of the server set
+    /// by [`Store::fence_attempts_by`].
+    pub(crate) fn check_attempt_fence(&self, tx: &Db) -> Result<()> {
+        match &self.attempts_via {
+            Some(s) => self.check_fence(tx, s),
+            None => Ok(()),
+        }
+    }
+
     /// Inside a write transaction for `server`: fails with [`StoreError::Fenced`] unless this
     /// node still holds the server's lease with the epoch it acts on (nothing when unfenced).
-    #[allow(dead_code)] // called by the ported write transactions
     pub(crate) fn check_fence(&self, tx: &Db, server: &str) -> Result<()> {
         match &self.fence {
             Some(f) => f.check(tx, server),
@@ -474,14 +479,21 @@ mod tests {
         let a = Store::open(&path).unwrap();
         let b = Store::open(&path).unwrap();
         a.db.begin().unwrap();
-        b.conn().busy_timeout(Duration::from_millis(0)).unwrap();
-        let other = b.conn().execute("UPDATE calls SET agent = agent", []);
+        b.db.sqlite_conn()
+            .unwrap()
+            .busy_timeout(Duration::from_millis(0))
+            .unwrap();
+        let other =
+            b.db.sqlite_conn()
+                .unwrap()
+                .execute("UPDATE calls SET agent = agent", []);
         assert!(
             other.is_err(),
             "a second writer must wait for the open transaction"
         );
         a.db.commit().unwrap();
-        b.conn()
+        b.db.sqlite_conn()
+            .unwrap()
             .execute("UPDATE calls SET agent = agent", [])
             .unwrap();
     }

@@ -24,8 +24,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND given_up_at IS NULL;
 ";
 
-use rusqlite::{params, OptionalExtension};
-
+use super::db::{params, Engine};
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 
 /// A notification to enqueue.
@@ -66,15 +65,21 @@ pub struct OutboxCounts {
 impl Store {
     /// Adds a notification, due at once. Returns false when the same event was already queued for
     /// this channel (delivered or not): an event is never sent twice because it was enqueued twice.
+    /// A channel the outbox's CHECK refuses is skipped too (false), as SQLite's `INSERT OR
+    /// IGNORE` did: it is tested here, so that a PostgreSQL transaction around the call is not
+    /// aborted by the refused row.
     pub fn enqueue_notification(&self, n: &NewNotification, now: jiff::Timestamp) -> Result<bool> {
+        if !channel_allowed(n.channel, self.db.engine()) {
+            return Ok(false);
+        }
         let t = ts_to_f64(now);
         let rows = self
-            .conn()
-            .prepare_cached(
-                "INSERT OR IGNORE INTO outbox (event_id, channel, kind, payload, created_at, next_attempt_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            .db
+            .execute(
+                "INSERT INTO outbox (event_id, channel, kind, payload, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+                params![n.event_id, n.channel, n.kind, n.payload, t],
             )
-            .and_then(|mut s| s.execute(params![n.event_id, n.channel, n.kind, n.payload, t]))
             .map_err(StoreError::sql("enqueue notification"))?;
         Ok(rows == 1)
     }
@@ -91,31 +96,27 @@ impl Store {
         now: jiff::Timestamp,
         limit: usize,
     ) -> Result<Vec<OutboxItem>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached(
+        self.db
+            .query_map(
                 "SELECT id, event_id, channel, kind, payload, created_at, next_attempt_at, attempts, last_error \
                  FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= ?1 \
-                 AND (?3 IS NULL OR channel = ?3) \
+                 AND (CAST(?3 AS TEXT) IS NULL OR channel = ?3) \
                  ORDER BY next_attempt_at, id LIMIT ?2",
+                params![ts_to_f64(now), limit as i64, channel],
+                |r| {
+                    Ok(OutboxItem {
+                        id: r.get(0)?,
+                        event_id: r.get(1)?,
+                        channel: r.get(2)?,
+                        kind: r.get(3)?,
+                        payload: r.get(4)?,
+                        created_at: f64_to_ts(r.get(5)?),
+                        next_attempt_at: f64_to_ts(r.get(6)?),
+                        attempts: r.get::<i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32,
+                        last_error: r.get(8)?,
+                    })
+                },
             )
-            .map_err(StoreError::sql("prepare due notifications"))?;
-        let rows = stmt
-            .query_map(params![ts_to_f64(now), limit as i64, channel], |r| {
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    channel: r.get(2)?,
-                    kind: r.get(3)?,
-                    payload: r.get(4)?,
-                    created_at: f64_to_ts(r.get(5)?),
-                    next_attempt_at: f64_to_ts(r.get(6)?),
-                    attempts: r.get::<_, i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32,
-                    last_error: r.get(8)?,
-                })
-            })
-            .map_err(StoreError::sql("read due notifications"))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
             .map_err(StoreError::sql("read due notifications"))
     }
 
@@ -129,20 +130,19 @@ impl Store {
         &self,
         channel: Option<&str>,
     ) -> Result<Option<jiff::Timestamp>> {
-        self.conn()
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL \
-                 AND (?1 IS NULL OR channel = ?1)",
-                [channel],
-                |r| r.get::<_, Option<f64>>(0),
+                 AND (CAST(?1 AS TEXT) IS NULL OR channel = ?1)",
+                params![channel],
+                |r| r.get::<Option<f64>>(0),
             )
-            .optional()
             .map(|v| v.flatten().map(f64_to_ts))
             .map_err(StoreError::sql("read next notification time"))
     }
 
     pub fn mark_notification_delivered(&self, id: i64, now: jiff::Timestamp) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
                 "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
                 params![id, ts_to_f64(now)],
@@ -158,7 +158,7 @@ impl Store {
         next_attempt_at: jiff::Timestamp,
         error: &str,
     ) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
                 "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
                 params![id, ts_to_f64(next_attempt_at), error],
@@ -169,7 +169,7 @@ impl Store {
 
     /// Records a last failed attempt: the row stays for inspection but is never retried.
     pub fn give_up_notification(&self, id: i64, now: jiff::Timestamp, error: &str) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
                 "UPDATE outbox SET given_up_at = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
                 params![id, ts_to_f64(now), error],
@@ -186,19 +186,14 @@ impl Store {
         now: jiff::Timestamp,
         error: &str,
     ) -> Result<usize> {
-        let pending: Vec<(i64, String)> = {
-            let mut stmt = self
-                .conn()
-                .prepare_cached(
-                    "SELECT id, channel FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
-                )
-                .map_err(StoreError::sql("prepare pending notifications"))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(StoreError::sql("read pending notifications"))?;
-            rows.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(StoreError::sql("read pending notifications"))?
-        };
+        let pending: Vec<(i64, String)> = self
+            .db
+            .query_map(
+                "SELECT id, channel FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(StoreError::sql("read pending notifications"))?;
         let mut n = 0;
         for (id, channel) in pending {
             if !keep.contains(&channel.as_str()) {
@@ -216,19 +211,14 @@ impl Store {
         linkedid: &str,
     ) -> Result<Vec<crate::calls::record::CallRecord>> {
         // Resolution matches numbers across servers, so the miss may live on another server.
-        let keys: Vec<(String, String)> = {
-            let mut stmt = self
-                .conn()
-                .prepare_cached(
-                    "SELECT server, linkedid FROM calls WHERE resolved_by_linkedid = ?1 AND missed = 1",
-                )
-                .map_err(StoreError::sql("prepare resolved misses"))?;
-            let rows = stmt
-                .query_map([linkedid], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(StoreError::sql("read resolved misses"))?;
-            rows.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(StoreError::sql("read resolved misses"))?
-        };
+        let keys: Vec<(String, String)> = self
+            .db
+            .query_map(
+                "SELECT server, linkedid FROM calls WHERE resolved_by_linkedid = ?1 AND missed = 1",
+                params![linkedid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(StoreError::sql("read resolved misses"))?;
         let mut out = Vec::with_capacity(keys.len());
         for (server, lid) in keys {
             if let Some(c) = self.get_call(&server, &lid)? {
@@ -239,18 +229,18 @@ impl Store {
     }
 
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
-        self.conn()
+        self.db
             .query_row(
                 "SELECT \
-                   COALESCE(SUM(delivered_at IS NULL AND given_up_at IS NULL), 0), \
-                   COALESCE(SUM(delivered_at IS NOT NULL), 0), \
-                   COALESCE(SUM(given_up_at IS NOT NULL), 0) FROM outbox",
-                [],
+                   COALESCE(SUM(CASE WHEN delivered_at IS NULL AND given_up_at IS NULL THEN 1 ELSE 0 END), 0), \
+                   COALESCE(SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END), 0), \
+                   COALESCE(SUM(CASE WHEN given_up_at IS NOT NULL THEN 1 ELSE 0 END), 0) FROM outbox",
+                params![],
                 |r| {
                     Ok(OutboxCounts {
-                        pending: r.get::<_, i64>(0)?.max(0) as u64,
-                        delivered: r.get::<_, i64>(1)?.max(0) as u64,
-                        given_up: r.get::<_, i64>(2)?.max(0) as u64,
+                        pending: r.get::<i64>(0)?.max(0) as u64,
+                        delivered: r.get::<i64>(1)?.max(0) as u64,
+                        given_up: r.get::<i64>(2)?.max(0) as u64,
                     })
                 },
             )
@@ -259,13 +249,29 @@ impl Store {
 
     /// Deletes delivered and given-up rows older than `before` (housekeeping).
     pub fn prune_outbox(&self, before: jiff::Timestamp) -> Result<usize> {
-        self.conn()
+        self.db
             .execute(
                 "DELETE FROM outbox WHERE (delivered_at IS NOT NULL AND delivered_at < ?1) \
                  OR (given_up_at IS NOT NULL AND given_up_at < ?1)",
                 params![ts_to_f64(before)],
             )
+            .map(|n| n as usize)
             .map_err(StoreError::sql("prune outbox"))
+    }
+}
+
+/// The outbox's channel CHECK (version 5, [`super::crm::SCHEMA_V5`]) as each engine applies
+/// it: the named channels, or `http:<name>` (`LIKE 'http:%'`, which SQLite compares
+/// case-insensitively and PostgreSQL does not).
+fn channel_allowed(channel: &str, engine: Engine) -> bool {
+    const NAMED: [&str; 5] = ["webhook", "email", "bitrix24", "amocrm", "telegram"];
+    if NAMED.contains(&channel) {
+        return true;
+    }
+    let prefix = channel.get(..5);
+    match engine {
+        Engine::Sqlite => prefix.is_some_and(|p| p.eq_ignore_ascii_case("http:")),
+        Engine::Postgres => prefix == Some("http:"),
     }
 }
 
@@ -288,77 +294,83 @@ mod tests {
 
     #[test]
     fn enqueue_is_idempotent_per_channel() {
-        let s = Store::open_in_memory().unwrap();
-        assert!(s
-            .enqueue_notification(&n("missed:a:1", "webhook"), ts(0))
-            .unwrap());
-        assert!(!s
-            .enqueue_notification(&n("missed:a:1", "webhook"), ts(5))
-            .unwrap());
-        assert!(s
-            .enqueue_notification(&n("missed:a:1", "email"), ts(5))
-            .unwrap());
-        assert_eq!(s.outbox_counts().unwrap().pending, 2);
+        crate::test_support::pg::each_engine(|db| {
+            let s = db.open();
+            assert!(s
+                .enqueue_notification(&n("missed:a:1", "webhook"), ts(0))
+                .unwrap());
+            assert!(!s
+                .enqueue_notification(&n("missed:a:1", "webhook"), ts(5))
+                .unwrap());
+            assert!(s
+                .enqueue_notification(&n("missed:a:1", "email"), ts(5))
+                .unwrap());
+            assert_eq!(s.outbox_counts().unwrap().pending, 2);
+        });
     }
 
     #[test]
     fn per_channel_queries_and_removed_channels() {
-        let s = Store::open_in_memory().unwrap();
-        s.enqueue_notification(&n("e1", "webhook"), ts(0)).unwrap();
-        s.enqueue_notification(&n("e1", "email"), ts(1)).unwrap();
-        let due = s.due_notifications_on(Some("email"), ts(5), 10).unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].channel, "email");
-        assert_eq!(
-            s.next_notification_at_on(Some("email")).unwrap(),
-            Some(ts(1))
-        );
-        assert_eq!(s.next_notification_at_on(None).unwrap(), Some(ts(0)));
-        assert_eq!(
-            s.give_up_channels_except(&["webhook"], ts(9), "removed")
-                .unwrap(),
-            1
-        );
-        assert!(s
-            .due_notifications_on(Some("email"), ts(9), 10)
-            .unwrap()
-            .is_empty());
-        assert_eq!(s.due_notifications(ts(9), 10).unwrap().len(), 1);
+        crate::test_support::pg::each_engine(|db| {
+            let s = db.open();
+            s.enqueue_notification(&n("e1", "webhook"), ts(0)).unwrap();
+            s.enqueue_notification(&n("e1", "email"), ts(1)).unwrap();
+            let due = s.due_notifications_on(Some("email"), ts(5), 10).unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].channel, "email");
+            assert_eq!(
+                s.next_notification_at_on(Some("email")).unwrap(),
+                Some(ts(1))
+            );
+            assert_eq!(s.next_notification_at_on(None).unwrap(), Some(ts(0)));
+            assert_eq!(
+                s.give_up_channels_except(&["webhook"], ts(9), "removed")
+                    .unwrap(),
+                1
+            );
+            assert!(s
+                .due_notifications_on(Some("email"), ts(9), 10)
+                .unwrap()
+                .is_empty());
+            assert_eq!(s.due_notifications(ts(9), 10).unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn due_reschedule_deliver_give_up() {
-        let s = Store::open_in_memory().unwrap();
-        s.enqueue_notification(&n("e1", "webhook"), ts(0)).unwrap();
-        s.enqueue_notification(&n("e2", "webhook"), ts(1)).unwrap();
-        assert!(s.due_notifications(ts(-1), 10).unwrap().is_empty());
-        let due = s.due_notifications(ts(1), 10).unwrap();
-        assert_eq!(due.len(), 2);
-        assert_eq!(due[0].event_id, "e1");
-        assert_eq!(due[0].attempts, 0);
+        crate::test_support::pg::each_engine(|db| {
+            let s = db.open();
+            s.enqueue_notification(&n("e1", "webhook"), ts(0)).unwrap();
+            s.enqueue_notification(&n("e2", "webhook"), ts(1)).unwrap();
+            assert!(s.due_notifications(ts(-1), 10).unwrap().is_empty());
+            let due = s.due_notifications(ts(1), 10).unwrap();
+            assert_eq!(due.len(), 2);
+            assert_eq!(due[0].event_id, "e1");
+            assert_eq!(due[0].attempts, 0);
 
-        s.reschedule_notification(due[0].id, ts(60), "HTTP 500")
-            .unwrap();
-        s.mark_notification_delivered(due[1].id, ts(2)).unwrap();
-        assert!(s.due_notifications(ts(59), 10).unwrap().is_empty());
-        assert_eq!(s.next_notification_at().unwrap(), Some(ts(60)));
-        let again = s.due_notifications(ts(60), 10).unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].attempts, 1);
-        assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
+            s.reschedule_notification(due[0].id, ts(60), "HTTP 500")
+                .unwrap();
+            s.mark_notification_delivered(due[1].id, ts(2)).unwrap();
+            assert!(s.due_notifications(ts(59), 10).unwrap().is_empty());
+            assert_eq!(s.next_notification_at().unwrap(), Some(ts(60)));
+            let again = s.due_notifications(ts(60), 10).unwrap();
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].attempts, 1);
+            assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
 
-        s.give_up_notification(again[0].id, ts(61), "refused")
-            .unwrap();
-        assert!(s.due_notifications(ts(1000), 10).unwrap().is_empty());
-        assert_eq!(s.next_notification_at().unwrap(), None);
-        assert_eq!(
-            s.outbox_counts().unwrap(),
-            OutboxCounts {
-                pending: 0,
-                delivered: 1,
-                given_up: 1
-            }
-        );
-        assert_eq!(s.prune_outbox(ts(100)).unwrap(), 2);
+            s.give_up_notification(again[0].id, ts(61), "refused")
+                .unwrap();
+            assert!(s.due_notifications(ts(1000), 10).unwrap().is_empty());
+            assert_eq!(s.next_notification_at().unwrap(), None);
+            assert_eq!(
+                s.outbox_counts().unwrap(),
+                OutboxCounts {
+                    pending: 0,
+                    delivered: 1,
+                    given_up: 1
+                }
+            );
+            assert_eq!(s.prune_outbox(ts(100)).unwrap(), 2);
+        });
     }
 }

@@ -89,8 +89,8 @@ impl Store {
         self.db
             .query_opt(
                 "SELECT id, state, attempts, last_outcome, next_attempt_at FROM callback_tasks \
-                 WHERE number = ?1 AND first_missed_at <= ?3 + 1 \
-                 AND (closed_at IS NULL OR closed_at >= ?2 - 1) \
+                 WHERE number = ?1 AND first_missed_at <= CAST(?3 AS DOUBLE PRECISION) + 1 \
+                 AND (closed_at IS NULL OR closed_at >= CAST(?2 AS DOUBLE PRECISION) - 1) \
                  ORDER BY id DESC LIMIT 1",
                 params![number, started, ended],
                 |r| {

@@ -39,8 +39,7 @@ CREATE TABLE dnc (
 );
 ";
 
-use rusqlite::{params, OptionalExtension};
-
+use super::db::params;
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};
 use crate::callback::planner::TaskState;
 use crate::callback::request::{Disposition, Routing};
@@ -91,70 +90,71 @@ impl Store {
     /// Adds a normalised number to the do-not-call list and cancels its open task (reason
     /// `do_not_call`), in one transaction. Returns false when it was on the list already.
     pub fn dnc_add(&mut self, number: &str, source: &str, at: jiff::Timestamp) -> Result<bool> {
-        let tx = self
-            .conn_mut()
-            .transaction()
-            .map_err(StoreError::sql("begin dnc transaction"))?;
-        let n = tx
-            .execute(
-                "INSERT OR IGNORE INTO dnc (number, source, added_at) VALUES (?1, ?2, ?3)",
-                params![number, source, ts_to_f64(at)],
+        self.db.transaction(|tx| -> Result<bool> {
+            let n = tx
+                .execute(
+                    "INSERT INTO dnc (number, source, added_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT DO NOTHING",
+                    params![number, source, ts_to_f64(at)],
+                )
+                .map_err(StoreError::sql("add to dnc"))?;
+            // An attempt in flight ends on its own; the task is closed now so none follows.
+            tx.execute(
+                "UPDATE callback_tasks SET state = 'cancelled', closed_at = ?2, \
+                 close_reason = 'do_not_call' WHERE number = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
+                params![number, ts_to_f64(at)],
             )
-            .map_err(StoreError::sql("add to dnc"))?;
-        // An attempt in flight ends on its own; the task is closed now so none follows.
-        tx.execute(
-            "UPDATE callback_tasks SET state = 'cancelled', closed_at = ?2, \
-             close_reason = 'do_not_call' WHERE number = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
-            params![number, ts_to_f64(at)],
-        )
-        .map_err(StoreError::sql("cancel task of a dnc number"))?;
-        tx.commit().map_err(StoreError::sql("commit dnc add"))?;
-        Ok(n == 1)
+            .map_err(StoreError::sql("cancel task of a dnc number"))?;
+            Ok(n == 1)
+        })
     }
 
     /// Takes a number off the list. Returns false when it was not on it.
     pub fn dnc_remove(&self, number: &str) -> Result<bool> {
         let n = self
-            .conn()
-            .execute("DELETE FROM dnc WHERE number = ?1", [number])
+            .db
+            .execute("DELETE FROM dnc WHERE number = ?1", params![number])
             .map_err(StoreError::sql("remove from dnc"))?;
         Ok(n == 1)
     }
 
     pub fn dnc_contains(&self, number: &str) -> Result<bool> {
-        self.conn()
-            .prepare_cached("SELECT 1 FROM dnc WHERE number = ?1")
-            .and_then(|mut s| s.exists([number]))
+        self.db
+            .query_opt(
+                "SELECT 1 FROM dnc WHERE number = ?1",
+                params![number],
+                |_| Ok(()),
+            )
+            .map(|r| r.is_some())
             .map_err(StoreError::sql("look up dnc"))
     }
 
     /// The list, by number.
     pub fn dnc_list(&self) -> Result<Vec<DncEntry>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT number, source, added_at FROM dnc ORDER BY number")
-            .map_err(StoreError::sql("prepare dnc list"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(DncEntry {
-                    number: r.get(0)?,
-                    source: r.get(1)?,
-                    added_at: f64_to_ts(r.get(2)?),
-                })
-            })
-            .map_err(StoreError::sql("list dnc"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(StoreError::sql("read dnc"))
+        self.db
+            .query_map(
+                "SELECT number, source, added_at FROM dnc ORDER BY number",
+                params![],
+                |r| {
+                    Ok(DncEntry {
+                        number: r.get(0)?,
+                        source: r.get(1)?,
+                        added_at: f64_to_ts(r.get(2)?),
+                    })
+                },
+            )
+            .map_err(StoreError::sql("list dnc"))
     }
 
     /// Records that call (server, linkedid) asked for a callback to `number`. Returns false when
     /// that call's request is already recorded (a repeated key press, a replayed event).
     pub fn record_request(&self, r: &NewRequest<'_>) -> Result<bool> {
         let n = self
-            .conn()
+            .db
             .execute(
-                "INSERT OR IGNORE INTO callback_requests (server, linkedid, uniqueid, number, \
-                 queue, joined_at, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO callback_requests (server, linkedid, uniqueid, number, \
+                 queue, joined_at, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT DO NOTHING",
                 params![
                     r.server,
                     r.linkedid,
@@ -171,7 +171,7 @@ impl Store {
 
     /// Links a recorded request to the task it made.
     pub fn link_request(&self, server: &str, linkedid: &str, task_id: i64) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
                 "UPDATE callback_requests SET task_id = ?3 WHERE server = ?1 AND linkedid = ?2",
                 params![server, linkedid, task_id],
@@ -182,9 +182,13 @@ impl Store {
 
     /// Did this call ask for a callback? (Its missed-call verdict then makes no task.)
     pub fn requested_by_call(&self, server: &str, linkedid: &str) -> Result<bool> {
-        self.conn()
-            .prepare_cached("SELECT 1 FROM callback_requests WHERE server = ?1 AND linkedid = ?2")
-            .and_then(|mut s| s.exists([server, linkedid]))
+        self.db
+            .query_opt(
+                "SELECT 1 FROM callback_requests WHERE server = ?1 AND linkedid = ?2",
+                params![server, linkedid],
+                |_| Ok(()),
+            )
+            .map(|r| r.is_some())
             .map_err(StoreError::sql("look up callback request"))
     }
 
@@ -198,10 +202,10 @@ impl Store {
         due_at: jiff::Timestamp,
     ) -> Result<bool> {
         let n = self
-            .conn()
+            .db
             .execute(
                 "UPDATE callback_tasks SET kind = 'requested', queue = COALESCE(?2, queue), \
-                 joined_at = COALESCE(?3, joined_at), next_attempt_at = MIN(next_attempt_at, ?4) \
+                 joined_at = COALESCE(?3, joined_at), next_attempt_at = LEAST(next_attempt_at, ?4) \
                  WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
                 params![id, queue, joined_at.map(ts_to_f64), ts_to_f64(due_at)],
             )
@@ -211,7 +215,7 @@ impl Store {
 
     /// Sets an open task's owner (and until when attempts wait for them).
     pub fn set_owner(&self, id: i64, routing: &Routing) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
                 "UPDATE callback_tasks SET owner = ?2, owner_until = ?3 WHERE id = ?1",
                 params![id, routing.owner, routing.owner_until.map(ts_to_f64)],
@@ -222,9 +226,9 @@ impl Store {
 
     /// The owner missed an attempt (or gave it up): from now on the group takes the task.
     pub fn release_owner(&self, id: i64, at: jiff::Timestamp) -> Result<()> {
-        self.conn()
+        self.db
             .execute(
-                "UPDATE callback_tasks SET owner_until = MIN(COALESCE(owner_until, ?2), ?2) \
+                "UPDATE callback_tasks SET owner_until = LEAST(COALESCE(owner_until, ?2), ?2) \
                  WHERE id = ?1 AND owner IS NOT NULL",
                 params![id, ts_to_f64(at)],
             )
@@ -235,15 +239,16 @@ impl Store {
     /// The agent who last had a conversation with this customer (inbound answered, outbound
     /// or callback talked), if any: the owner of an owned callback.
     pub fn last_agent_of(&self, number: &str) -> Result<Option<String>> {
-        self.conn()
-            .prepare_cached(
+        self.db
+            .query_opt(
                 "SELECT agent FROM calls WHERE agent IS NOT NULL AND agent != '' \
                  AND answered_at IS NOT NULL AND talk_secs > 0 \
                  AND ((direction = 'inbound' AND caller_normalized = ?1) \
                    OR (direction IN ('outbound', 'callback') AND callee_normalized = ?1)) \
                  ORDER BY started_at DESC LIMIT 1",
+                params![number],
+                |r| r.get(0),
             )
-            .and_then(|mut s| s.query_row([number], |r| r.get(0)).optional())
             .map_err(StoreError::sql("find the customer's last agent"))
     }
 
@@ -264,93 +269,89 @@ impl Store {
         at: jiff::Timestamp,
         call_later_at: jiff::Timestamp,
     ) -> Result<DispositionApplied> {
-        let tx = self
-            .conn_mut()
-            .transaction()
-            .map_err(StoreError::sql("begin disposition transaction"))?;
-        let number: Option<String> = tx
-            .query_row(
-                "SELECT number FROM callback_tasks WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(StoreError::sql("find task"))?;
-        let Some(number) = number else {
-            return Err(StoreError::Invalid(format!("no callback task {id}")));
-        };
-        tx.execute(
-            "UPDATE callback_tasks SET disposition = ?2, disposition_at = ?3, disposition_by = ?4 \
-             WHERE id = ?1",
-            params![id, d.as_str(), ts_to_f64(at), by],
-        )
-        .map_err(StoreError::sql("record disposition"))?;
-        let close = |state: &str, reason: &str| {
+        self.db.transaction(|tx| -> Result<DispositionApplied> {
+            let number: Option<String> = tx
+                .query_opt(
+                    "SELECT number FROM callback_tasks WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::sql("find task"))?;
+            let Some(number) = number else {
+                return Err(StoreError::Invalid(format!("no callback task {id}")));
+            };
             tx.execute(
-                "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
-                 WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
-                params![id, state, ts_to_f64(at), reason],
+                "UPDATE callback_tasks SET disposition = ?2, disposition_at = ?3, disposition_by = ?4 \
+                 WHERE id = ?1",
+                params![id, d.as_str(), ts_to_f64(at), by],
             )
-            .map_err(StoreError::sql("close task by disposition"))
-        };
-        match d {
-            Disposition::Resolved => {
-                close("done", "disposition_resolved")?;
-            }
-            Disposition::WrongNumber => {
-                close("cancelled", "wrong_number")?;
-            }
-            Disposition::DoNotCall => {
+            .map_err(StoreError::sql("record disposition"))?;
+            let close = |state: &str, reason: &str| {
                 tx.execute(
-                    "INSERT OR IGNORE INTO dnc (number, source, added_at) VALUES (?1, 'disposition', ?2)",
-                    params![number, ts_to_f64(at)],
+                    "UPDATE callback_tasks SET state = ?2, closed_at = ?3, close_reason = ?4 \
+                     WHERE id = ?1 AND state IN ('pending', 'in_progress', 'unknown')",
+                    params![id, state, ts_to_f64(at), reason],
                 )
-                .map_err(StoreError::sql("add to dnc"))?;
-                close("cancelled", "do_not_call")?;
-            }
-            Disposition::CallLater => {
-                let other: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM callback_tasks WHERE number = ?1 AND id != ?2 \
-                         AND state IN ('pending', 'in_progress', 'unknown')",
-                        params![number, id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(StoreError::sql("find other open task"))?;
-                if let Some(other) = other {
-                    return Err(StoreError::Invalid(format!(
-                        "number {number} already has open callback task {other}"
-                    )));
+                .map_err(StoreError::sql("close task by disposition"))
+            };
+            match d {
+                Disposition::Resolved => {
+                    close("done", "disposition_resolved")?;
                 }
-                // An attempt in flight keeps its state; its outcome then schedules as usual,
-                // and the later due time here wins only for a task not in flight.
-                tx.execute(
-                    "UPDATE callback_tasks SET state = CASE state WHEN 'in_progress' THEN state ELSE 'pending' END, \
-                     next_attempt_at = ?2, attempt_budget = MAX(attempt_budget, attempts + 1), \
-                     give_up_at = MAX(give_up_at, ?3), closed_at = NULL, close_reason = NULL \
-                     WHERE id = ?1",
-                    params![
-                        id,
-                        ts_to_f64(call_later_at),
-                        ts_to_f64(call_later_at) + 86_400.0
-                    ],
-                )
-                .map_err(StoreError::sql("reschedule task"))?;
+                Disposition::WrongNumber => {
+                    close("cancelled", "wrong_number")?;
+                }
+                Disposition::DoNotCall => {
+                    tx.execute(
+                        "INSERT INTO dnc (number, source, added_at) VALUES (?1, 'disposition', ?2) \
+                         ON CONFLICT DO NOTHING",
+                        params![number, ts_to_f64(at)],
+                    )
+                    .map_err(StoreError::sql("add to dnc"))?;
+                    close("cancelled", "do_not_call")?;
+                }
+                Disposition::CallLater => {
+                    let other: Option<i64> = tx
+                        .query_opt(
+                            "SELECT id FROM callback_tasks WHERE number = ?1 AND id != ?2 \
+                             AND state IN ('pending', 'in_progress', 'unknown')",
+                            params![number, id],
+                            |r| r.get(0),
+                        )
+                        .map_err(StoreError::sql("find other open task"))?;
+                    if let Some(other) = other {
+                        return Err(StoreError::Invalid(format!(
+                            "number {number} already has open callback task {other}"
+                        )));
+                    }
+                    // An attempt in flight keeps its state; its outcome then schedules as usual,
+                    // and the later due time here wins only for a task not in flight.
+                    tx.execute(
+                        "UPDATE callback_tasks SET state = CASE state WHEN 'in_progress' THEN state ELSE 'pending' END, \
+                         next_attempt_at = ?2, attempt_budget = GREATEST(attempt_budget, attempts + 1), \
+                         give_up_at = GREATEST(give_up_at, ?3), closed_at = NULL, close_reason = NULL \
+                         WHERE id = ?1",
+                        params![
+                            id,
+                            ts_to_f64(call_later_at),
+                            ts_to_f64(call_later_at) + 86_400.0
+                        ],
+                    )
+                    .map_err(StoreError::sql("reschedule task"))?;
+                }
             }
-        }
-        let state: String = tx
-            .query_row(
-                "SELECT state FROM callback_tasks WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .map_err(StoreError::sql("read task state"))?;
-        tx.commit().map_err(StoreError::sql("commit disposition"))?;
-        Ok(DispositionApplied {
-            task_id: id,
-            number,
-            state: TaskState::parse(&state).unwrap_or(TaskState::Cancelled),
+            let state: String = tx
+                .query_row(
+                    "SELECT state FROM callback_tasks WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::sql("read task state"))?;
+            Ok(DispositionApplied {
+                task_id: id,
+                number: number.clone(),
+                state: TaskState::parse(&state).unwrap_or(TaskState::Cancelled),
+            })
         })
     }
 
@@ -373,22 +374,24 @@ impl Store {
                 return Ok(None);
             };
             return self
-                .conn()
-                .prepare_cached(
+                .db
+                .query_opt(
                     "SELECT a.task_id FROM calls c JOIN callback_attempts a \
                      ON a.callback_id = c.callback_id \
                      WHERE c.direction = 'callback' AND c.agent = ?1 AND c.answered_at IS NOT NULL \
                      ORDER BY c.ended_at DESC LIMIT 1",
+                    params![agent],
+                    |r| r.get(0),
                 )
-                .and_then(|mut s| s.query_row([agent], |r| r.get(0)).optional())
                 .map_err(StoreError::sql("find the agent's last callback"));
         };
-        self.conn()
-            .prepare_cached(
+        self.db
+            .query_opt(
                 "SELECT id FROM callback_tasks WHERE number = ?1 \
                  ORDER BY state IN ('pending', 'in_progress', 'unknown') DESC, id DESC LIMIT 1",
+                params![n],
+                |r| r.get(0),
             )
-            .and_then(|mut s| s.query_row([n], |r| r.get(0)).optional())
             .map_err(StoreError::sql("find task for disposition"))
     }
 
@@ -398,22 +401,18 @@ impl Store {
         from: jiff::Timestamp,
         to: jiff::Timestamp,
     ) -> Result<DispositionCounts> {
-        let mut stmt = self
-            .conn()
-            .prepare(
+        let rows = self
+            .db
+            .query_map(
                 "SELECT disposition, COUNT(*) FROM callback_tasks \
                  WHERE COALESCE(disposition_at, closed_at) >= ?1 AND COALESCE(disposition_at, closed_at) < ?2 \
                  GROUP BY disposition",
+                params![ts_to_f64(from), ts_to_f64(to)],
+                |r| Ok((r.get::<Option<String>>(0)?, r.get::<u64>(1)?)),
             )
-            .map_err(StoreError::sql("prepare disposition counts"))?;
-        let rows = stmt
-            .query_map(params![ts_to_f64(from), ts_to_f64(to)], |r| {
-                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, u64>(1)?))
-            })
             .map_err(StoreError::sql("count dispositions"))?;
         let mut c = DispositionCounts::default();
-        for row in rows {
-            let (d, n) = row.map_err(StoreError::sql("read disposition counts"))?;
+        for (d, n) in rows {
             match d.as_deref().and_then(Disposition::parse) {
                 Some(Disposition::Resolved) => c.resolved += n,
                 Some(Disposition::CallLater) => c.call_later += n,
@@ -455,6 +454,7 @@ mod tests {
     use super::*;
     use crate::callback::planner::Task;
     use crate::callback::request::TaskKind;
+    use crate::test_support::pg::each_engine;
     use jiff::{SignedDuration, Timestamp};
 
     fn t0() -> Timestamp {
@@ -484,116 +484,231 @@ mod tests {
 
     #[test]
     fn dnc_add_cancels_the_open_task_and_is_idempotent() {
-        let mut s = Store::open_in_memory().unwrap();
-        let id = s.create_task(&task("79161234567")).unwrap();
-        assert!(s.dnc_add("79161234567", "cli", t0()).unwrap());
-        assert!(!s.dnc_add("79161234567", "cli", t0()).unwrap());
-        assert!(s.dnc_contains("79161234567").unwrap());
-        let row = s.task(id).unwrap().unwrap();
-        assert_eq!(row.task.state, TaskState::Cancelled);
-        assert_eq!(row.close_reason.as_deref(), Some("do_not_call"));
-        assert_eq!(s.dnc_list().unwrap().len(), 1);
-        assert!(s.dnc_remove("79161234567").unwrap());
-        assert!(!s.dnc_remove("79161234567").unwrap());
-        assert!(!s.dnc_contains("79161234567").unwrap());
+        each_engine(|db| {
+            let mut s = db.open();
+            let id = s.create_task(&task("79161234567")).unwrap();
+            assert!(s.dnc_add("79161234567", "cli", t0()).unwrap());
+            assert!(!s.dnc_add("79161234567", "cli", t0()).unwrap());
+            assert!(s.dnc_contains("79161234567").unwrap());
+            let row = s.task(id).unwrap().unwrap();
+            assert_eq!(row.task.state, TaskState::Cancelled);
+            assert_eq!(row.close_reason.as_deref(), Some("do_not_call"));
+            assert_eq!(
+                s.dnc_list().unwrap(),
+                vec![DncEntry {
+                    number: "79161234567".into(),
+                    source: "cli".into(),
+                    added_at: t0(),
+                }]
+            );
+            assert!(s.dnc_remove("79161234567").unwrap());
+            assert!(!s.dnc_remove("79161234567").unwrap());
+            assert!(!s.dnc_contains("79161234567").unwrap());
+            assert!(s.dnc_list().unwrap().is_empty());
+        });
     }
 
     #[test]
     fn kind_owner_and_place_round_trip() {
-        let s = Store::open_in_memory().unwrap();
-        let mut t = task("79161234567");
-        t.routing = Routing {
-            kind: TaskKind::Requested,
-            owner: Some("201".into()),
-            owner_until: Some(t0() + SignedDuration::from_secs(600)),
-            queue: Some("sales".into()),
-            joined_at: Some(t0() - SignedDuration::from_secs(90)),
-        };
-        let id = s.create_task(&t).unwrap();
-        let back = s.task(id).unwrap().unwrap().task;
-        assert_eq!(back.routing, t.routing);
-        s.release_owner(id, t0()).unwrap();
-        let back = s.task(id).unwrap().unwrap().task;
-        assert_eq!(back.routing.owner_until, Some(t0()));
-        assert_eq!(back.routing.owner_at(t0()), None);
+        each_engine(|db| {
+            let s = db.open();
+            let mut t = task("79161234567");
+            t.routing = Routing {
+                kind: TaskKind::Requested,
+                owner: Some("201".into()),
+                owner_until: Some(t0() + SignedDuration::from_secs(600)),
+                queue: Some("sales".into()),
+                joined_at: Some(t0() - SignedDuration::from_secs(90)),
+            };
+            let id = s.create_task(&t).unwrap();
+            let back = s.task(id).unwrap().unwrap().task;
+            assert_eq!(back.routing, t.routing);
+            s.release_owner(id, t0()).unwrap();
+            let back = s.task(id).unwrap().unwrap().task;
+            assert_eq!(back.routing.owner_until, Some(t0()));
+            assert_eq!(back.routing.owner_at(t0()), None);
+            // Releasing again never moves the deadline later.
+            s.release_owner(id, t0() + SignedDuration::from_secs(5))
+                .unwrap();
+            assert_eq!(
+                s.task(id).unwrap().unwrap().task.routing.owner_until,
+                Some(t0())
+            );
+            let owned = Routing {
+                owner: Some("202".into()),
+                owner_until: None,
+                ..t.routing.clone()
+            };
+            s.set_owner(id, &owned).unwrap();
+            let back = s.task(id).unwrap().unwrap().task;
+            assert_eq!(
+                (back.routing.owner.as_deref(), back.routing.owner_until),
+                (Some("202"), None)
+            );
+            // No deadline yet: releasing sets it to now.
+            s.release_owner(id, t0()).unwrap();
+            assert_eq!(
+                s.task(id).unwrap().unwrap().task.routing.owner_until,
+                Some(t0())
+            );
+        });
+    }
+
+    #[test]
+    fn a_missed_call_task_becomes_requested() {
+        each_engine(|db| {
+            let s = db.open();
+            let id = s.create_task(&task("79161234567")).unwrap();
+            let joined = t0() - SignedDuration::from_secs(30);
+            // Due earlier than planned: the earlier time wins.
+            assert!(s
+                .make_requested(id, Some("sales"), Some(joined), t0())
+                .unwrap());
+            let back = s.task(id).unwrap().unwrap().task;
+            assert_eq!(back.routing.kind, TaskKind::Requested);
+            assert_eq!(back.routing.queue.as_deref(), Some("sales"));
+            assert_eq!(back.routing.joined_at, Some(joined));
+            assert_eq!(back.next_attempt_at, t0());
+            // Nothing known: queue and place stay, a later due time does not postpone it.
+            assert!(s
+                .make_requested(id, None, None, t0() + SignedDuration::from_secs(900))
+                .unwrap());
+            let again = s.task(id).unwrap().unwrap().task;
+            assert_eq!(again, back);
+            assert!(s.close_task(id, TaskState::Done, "x", t0()).unwrap());
+            assert!(!s.make_requested(id, None, None, t0()).unwrap());
+        });
     }
 
     #[test]
     fn a_request_is_remembered_per_call() {
-        let s = Store::open_in_memory().unwrap();
-        let r = NewRequest {
-            server: "pbx",
-            linkedid: "1.1",
-            uniqueid: "1.1",
-            number: "79161234567",
-            queue: Some("sales"),
-            joined_at: None,
-            requested_at: t0(),
-        };
-        assert!(s.record_request(&r).unwrap());
-        assert!(!s.record_request(&r).unwrap());
-        assert!(s.requested_by_call("pbx", "1.1").unwrap());
-        assert!(!s.requested_by_call("pbx", "1.2").unwrap());
-        assert!(!s.requested_by_call("other", "1.1").unwrap());
+        each_engine(|db| {
+            let s = db.open();
+            let r = NewRequest {
+                server: "pbx",
+                linkedid: "1.1",
+                uniqueid: "1.1",
+                number: "79161234567",
+                queue: Some("sales"),
+                joined_at: None,
+                requested_at: t0(),
+            };
+            assert!(s.record_request(&r).unwrap());
+            assert!(!s.record_request(&r).unwrap());
+            assert!(s.requested_by_call("pbx", "1.1").unwrap());
+            assert!(!s.requested_by_call("pbx", "1.2").unwrap());
+            assert!(!s.requested_by_call("other", "1.1").unwrap());
+            let id = s.create_task(&task("79161234567")).unwrap();
+            s.link_request("pbx", "1.1", id).unwrap();
+            let linked: Option<i64> = s
+                .db
+                .query_row(
+                    "SELECT task_id FROM callback_requests WHERE server = 'pbx' AND linkedid = '1.1'",
+                    params![],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(linked, Some(id));
+        });
     }
 
     #[test]
     fn dispositions_apply_and_are_counted() {
-        let mut s = Store::open_in_memory().unwrap();
-        let later = t0() + SignedDuration::from_secs(7200);
-        let a = s.create_task(&task("79161111111")).unwrap();
-        let r = s
-            .set_disposition(a, Disposition::Resolved, Some("201"), t0(), later)
-            .unwrap();
-        assert_eq!(r.state, TaskState::Done);
-        let row = s.task(a).unwrap().unwrap();
-        assert_eq!(row.disposition, Some(Disposition::Resolved));
-        assert_eq!(row.disposition_by.as_deref(), Some("201"));
-        // call_later reopens the closed task, due later, with an attempt to make.
-        let r = s
-            .set_disposition(a, Disposition::CallLater, None, t0(), later)
-            .unwrap();
-        assert_eq!(r.state, TaskState::Pending);
-        let row = s.task(a).unwrap().unwrap();
-        assert_eq!(row.task.next_attempt_at, later);
-        assert!(row.task.attempt_budget > row.task.attempts);
-        let b = s.create_task(&task("79162222222")).unwrap();
-        s.set_disposition(b, Disposition::WrongNumber, None, t0(), later)
-            .unwrap();
-        assert_eq!(s.task(b).unwrap().unwrap().task.state, TaskState::Cancelled);
-        let c = s.create_task(&task("79163333333")).unwrap();
-        s.set_disposition(c, Disposition::DoNotCall, None, t0(), later)
-            .unwrap();
-        assert!(s.dnc_contains("79163333333").unwrap());
-        let n = s
-            .disposition_counts(t0(), t0() + SignedDuration::from_secs(1))
-            .unwrap();
-        assert_eq!(
-            n,
-            DispositionCounts {
-                resolved: 0,
-                call_later: 1,
-                wrong_number: 1,
-                do_not_call: 1,
-                none: 0
-            }
-        );
-        assert!(s
-            .set_disposition(999, Disposition::Resolved, None, t0(), later)
-            .is_err());
-        assert_eq!(
-            s.task_for_disposition(None, Some("79162222222"), None)
-                .unwrap(),
-            Some(b)
-        );
-        assert_eq!(
-            s.task_for_disposition(Some("pzv-x"), None, None).unwrap(),
-            None
-        );
-        assert_eq!(
-            s.task_for_disposition(None, None, Some("201")).unwrap(),
-            None
-        );
+        each_engine(|db| {
+            let mut s = db.open();
+            let later = t0() + SignedDuration::from_secs(7200);
+            let a = s.create_task(&task("79161111111")).unwrap();
+            let r = s
+                .set_disposition(a, Disposition::Resolved, Some("201"), t0(), later)
+                .unwrap();
+            assert_eq!(r.state, TaskState::Done);
+            assert_eq!(r.number, "79161111111");
+            let row = s.task(a).unwrap().unwrap();
+            assert_eq!(row.disposition, Some(Disposition::Resolved));
+            assert_eq!(row.disposition_by.as_deref(), Some("201"));
+            assert_eq!(row.disposition_at, Some(t0()));
+            // call_later reopens the closed task, due later, with an attempt to make.
+            let r = s
+                .set_disposition(a, Disposition::CallLater, None, t0(), later)
+                .unwrap();
+            assert_eq!(r.state, TaskState::Pending);
+            let row = s.task(a).unwrap().unwrap();
+            assert_eq!(row.task.next_attempt_at, later);
+            assert_eq!(
+                row.task.give_up_at,
+                later + SignedDuration::from_secs(86_400)
+            );
+            assert!(row.task.attempt_budget > row.task.attempts);
+            assert_eq!((row.closed_at, row.close_reason), (None, None));
+            let b = s.create_task(&task("79162222222")).unwrap();
+            s.set_disposition(b, Disposition::WrongNumber, None, t0(), later)
+                .unwrap();
+            assert_eq!(s.task(b).unwrap().unwrap().task.state, TaskState::Cancelled);
+            // call_later of a closed task whose number has another open task: refused, and
+            // nothing of it is kept.
+            let b2 = s.create_task(&task("79162222222")).unwrap();
+            let e = s
+                .set_disposition(b, Disposition::CallLater, None, later, later)
+                .unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("open callback task {b2}")),
+                "{e}"
+            );
+            let row = s.task(b).unwrap().unwrap();
+            assert_eq!(
+                (row.task.state, row.disposition),
+                (TaskState::Cancelled, Some(Disposition::WrongNumber))
+            );
+            assert!(s.close_task(b2, TaskState::Cancelled, "x", t0()).unwrap());
+            let c = s.create_task(&task("79163333333")).unwrap();
+            s.set_disposition(c, Disposition::DoNotCall, None, t0(), later)
+                .unwrap();
+            assert!(s.dnc_contains("79163333333").unwrap());
+            // Already on the list: still applied.
+            let c2 = s.create_task(&task("79163333333")).unwrap();
+            let r = s
+                .set_disposition(c2, Disposition::DoNotCall, None, t0(), later)
+                .unwrap();
+            assert_eq!(r.state, TaskState::Cancelled);
+            let n = s
+                .disposition_counts(t0(), t0() + SignedDuration::from_secs(1))
+                .unwrap();
+            assert_eq!(
+                n,
+                DispositionCounts {
+                    resolved: 0,
+                    call_later: 1,
+                    wrong_number: 1,
+                    do_not_call: 2,
+                    none: 1
+                }
+            );
+            assert!(s
+                .set_disposition(999, Disposition::Resolved, None, t0(), later)
+                .is_err());
+            assert_eq!(
+                s.task_for_disposition(None, Some("79162222222"), None)
+                    .unwrap(),
+                Some(b2)
+            );
+            // The open task of a number comes first.
+            let b3 = s.create_task(&task("79162222222")).unwrap();
+            s.create_task(&task("79164444444")).unwrap();
+            assert_eq!(
+                s.task_for_disposition(None, Some("79162222222"), None)
+                    .unwrap(),
+                Some(b3)
+            );
+            assert_eq!(
+                s.task_for_disposition(Some("pzv-x"), None, None).unwrap(),
+                None
+            );
+            assert_eq!(
+                s.task_for_disposition(None, None, Some("201")).unwrap(),
+                None
+            );
+            assert_eq!(s.last_agent_of("79161111111").unwrap(), None);
+        });
     }
 
     #[test]
