@@ -314,10 +314,11 @@ async fn cut_backends(client: &tokio_postgres::Client, node: &str) -> u64 {
     }
 }
 
-/// Callback tasks still to dial (pending or in progress).
+/// Work left for the dialers: tasks pending or in progress, verdicts not acted on yet.
 async fn open_tasks(store: &Store) -> Result<i64, String> {
     const SQL: &str =
-        "SELECT count(*) FROM callback_tasks WHERE state IN ('pending', 'in_progress')";
+        "SELECT (SELECT count(*) FROM callback_tasks WHERE state IN ('pending', 'in_progress')) \
+         + (SELECT count(*) FROM calls WHERE dialer_pending <> 0)";
     match store {
         Store::Postgres { admin, .. } => admin
             .query_one(SQL, &[])
@@ -331,15 +332,22 @@ async fn open_tasks(store: &Store) -> Result<i64, String> {
     }
 }
 
-/// The state of the latest task of each number.
+/// The state of the latest task of each number, and what the verdicts of each inbound caller
+/// say (status, missed, lost_at, resolved_by, dialer_pending), for the numbers never called.
 async fn task_states(store: &Store) -> HashMap<String, String> {
-    const SQL: &str = "SELECT number, state FROM callback_tasks ORDER BY id";
-    match store {
-        Store::Postgres { admin, .. } => admin
-            .query(SQL, &[])
-            .await
-            .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-            .unwrap_or_default(),
+    const SQL: &str = "SELECT number, 'task ' || state FROM callback_tasks \
+        UNION ALL SELECT caller_normalized, 'verdict ' || server || ' ' || status \
+        || ' missed=' || missed || ' lost_at=' || COALESCE(lost_at, '-') \
+        || ' resolved_by=' || COALESCE(resolved_by, '-') || ' dialer_pending=' || dialer_pending \
+        FROM calls WHERE direction = 'inbound' AND caller_normalized IS NOT NULL";
+    let rows: Vec<(String, String)> = match store {
+        Store::Postgres { admin, .. } => match admin.query(SQL, &[]).await {
+            Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            Err(e) => {
+                eprintln!("chaos: task states: {}", perezvon::store::error_chain(&e));
+                Vec::new()
+            }
+        },
         Store::Sqlite(path) => fault_support::db(path)
             .and_then(|c| {
                 let mut st = c.prepare(SQL).ok()?;
@@ -351,7 +359,16 @@ async fn task_states(store: &Store) -> HashMap<String, String> {
                 Some(rows)
             })
             .unwrap_or_default(),
+    };
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (number, what) in rows {
+        let e = out.entry(number).or_default();
+        if !e.is_empty() {
+            e.push_str("; ");
+        }
+        e.push_str(&what);
     }
+    out
 }
 
 /// The application names connected to the database now (to show how nodes name theirs).
