@@ -17,7 +17,8 @@
 //! | `failover_p99_ms`: from the kill/stop of a node to the moment another node holds each of its servers' leases (`server_leases`, polled every 100 ms on database time) | <= lease TTL + 1 s |
 //! | `lease_epoch_regressions`: a server's lease epoch going down, or its owner changing without a new epoch | 0 |
 //!
-//! Short form (the default, CI): about 75 s of chaos, two minutes in all. Long form:
+//! Short form (the default, CI): about 75 s of chaos, three to four minutes in all (the farm
+//! must go quiet after it: every task dialled). Long form:
 //! `PEREZVON_CHAOS_SECS=600 cargo test --release --test chaos -- --nocapture`.
 //! `PEREZVON_CHAOS_SEED=<n>` replays the same choices (printed at the start);
 //! `PEREZVON_CHAOS_KEEP=1` keeps the directory (configurations, node logs).
@@ -369,6 +370,30 @@ async fn task_states(store: &Store) -> HashMap<String, String> {
         e.push_str(&what);
     }
     out
+}
+
+/// The inbound verdicts by status (`missed`, `unknown`, ...).
+async fn verdict_statuses(store: &Store) -> BTreeMap<String, i64> {
+    const SQL: &str =
+        "SELECT status, count(*) FROM calls WHERE direction = 'inbound' GROUP BY status";
+    match store {
+        Store::Postgres { admin, .. } => admin
+            .query(SQL, &[])
+            .await
+            .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            .unwrap_or_default(),
+        Store::Sqlite(path) => fault_support::db(path)
+            .and_then(|c| {
+                let mut st = c.prepare(SQL).ok()?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .ok()?
+                    .filter_map(Result::ok)
+                    .collect();
+                Some(rows)
+            })
+            .unwrap_or_default(),
+    }
 }
 
 /// The application names connected to the database now (to show how nodes name theirs).
@@ -994,6 +1019,7 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let states = task_states(&store).await;
+    let statuses = verdict_statuses(&store).await;
     let names = match &store {
         Store::Postgres { admin, .. } => application_names(admin).await,
         Store::Sqlite(_) => Vec::new(),
@@ -1120,6 +1146,7 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
     eprintln!("chaos: verdicts_missing={}", missing.len());
     eprintln!("chaos: verdicts_double={}", double_verdicts.len());
     eprintln!("chaos: misses_unheard={unheard}");
+    eprintln!("chaos: inbound_verdict_statuses={statuses:?}");
     eprintln!("chaos: numbers_without_callback={}", uncalled.len());
     if let Some(e) = &verdict_error {
         eprintln!("chaos: verdicts_query_error={e}");
