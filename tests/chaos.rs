@@ -340,6 +340,7 @@ async fn task_states(store: &Store) -> HashMap<String, String> {
         UNION ALL SELECT caller_normalized, 'verdict ' || server || ' ' || status \
         || ' missed=' || missed || ' lost_at=' || COALESCE(lost_at, '-') \
         || ' resolved_by=' || COALESCE(resolved_by, '-') || ' dialer_pending=' || dialer_pending \
+        || ' unknown_reason=' || COALESCE(unknown_reason, '-') \
         FROM calls WHERE direction = 'inbound' AND caller_normalized IS NOT NULL";
     let rows: Vec<(String, String)> = match store {
         Store::Postgres { admin, .. } => match admin.query(SQL, &[]).await {
@@ -981,6 +982,19 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
     }
 
     // The verdicts: every heard miss must have its row; give the writers up to 20 s.
+    // When each number's misses began, seconds into the chaos (for the lists below).
+    let fed_at: HashMap<String, Vec<String>> = {
+        let f = feed.lock().unwrap();
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for x in &f.fed {
+            let call = &fakes[x.server].calls()[x.handle.index];
+            m.entry(x.number.clone()).or_default().push(format!(
+                "{:.1}s",
+                (call.started - chaos_start).as_secs_f64()
+            ));
+        }
+        m
+    };
     let fed_snapshot: Vec<(usize, String, String, u32)> = {
         let f = feed.lock().unwrap();
         f.fed
@@ -1106,7 +1120,8 @@ async fn three_nodes_fifty_servers_kill_stop_cut() {
         .into_iter()
         .map(|n| {
             let st = states.get(n).map_or("no task", String::as_str);
-            format!("{n}: {st}")
+            let at = fed_at.get(n).map(|v| v.join(",")).unwrap_or_default();
+            format!("{n} (missed at {at}): {st}")
         })
         .collect();
 
