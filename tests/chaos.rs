@@ -22,9 +22,10 @@
 //! `PEREZVON_CHAOS_SECS=600 cargo test --release --test chaos -- --nocapture`.
 //! `PEREZVON_CHAOS_SEED=<n>` replays the same choices (printed at the start);
 //! `PEREZVON_CHAOS_KEEP=1` keeps the directory (configurations, node logs).
-//! `PEREZVON_CHAOS_ENGINE=sqlite` checks the harness itself: the three nodes on one SQLite
-//! file, where there are no leases, so every node owns every server and the test must fail
-//! (overlapping calls, no failover).
+//! `PEREZVON_CHAOS_ENGINE=sqlite` runs the same driver with the three nodes on one SQLite file,
+//! where there are no leases: every node owns every server, and the test fails for want of a
+//! lease to measure failover by (the one file serialises the dialers, so no overlap was seen
+//! there). The judges themselves are tested on made-up logs at the end of this file.
 //!
 //! Without PostgreSQL installed the test prints `chaos: skipped` and passes (under `CI=true`
 //! it fails: `tests/support/pg.rs`).
