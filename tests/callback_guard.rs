@@ -71,6 +71,8 @@ name = "lab"
 port = {port}
 username = "u"
 secret = "s"
+# A loaded machine (CI, parallel tests) must not turn a slow answer into a failed Originate.
+action_timeout = "30s"
 
 [callback]
 enabled = true

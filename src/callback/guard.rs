@@ -192,8 +192,7 @@ impl BudgetClock {
 impl Rules {
     /// The caps the store enforces when an attempt begins at `now` (the same budget, checked
     /// again in the attempt's transaction).
-    pub fn attempt_caps(&self, now: Timestamp) -> Vec<crate::store::tasks::AttemptCap> {
-        use crate::store::tasks::AttemptCap;
+    pub fn attempt_caps(&self, now: Timestamp) -> Vec<AttemptCap> {
         let c = BudgetClock::new(now, self);
         let mut out = Vec::new();
         if let Some(cap) = self.max_per_number_24h {
@@ -782,6 +781,17 @@ impl<'a> Context<'a> {
         }
         false
     }
+}
+
+/// A per-number cap the store checks when it begins an attempt: at most `cap` attempts started
+/// after `after` (at or after it when `inclusive`).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCap {
+    pub after: jiff::Timestamp,
+    pub inclusive: bool,
+    pub cap: u32,
+    /// The setting, for the message (`max_per_number_24h`).
+    pub rule: &'static str,
 }
 
 #[cfg(test)]

@@ -45,7 +45,11 @@ pub fn run(args: &RunArgs) -> CmdResult {
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone())?;
-        match crate::daemon::run(cfg, db, shutdown).await {
+        let opts = crate::daemon::RunOptions {
+            reload: Some(spawn_reload_handler(path.clone())?),
+            ..Default::default()
+        };
+        match crate::daemon::run_with(cfg, db, shutdown, opts).await {
             Ok(()) => Ok::<i32, Box<dyn std::error::Error + Send + Sync>>(0),
             // A database that can never work as it is: restarting will not help (78, not 1,
             // so systemd's RestartPreventExitStatus stops the loop).
@@ -76,6 +80,37 @@ fn init_logging(cfg: &Config) {
     } else {
         builder.try_init()
     };
+}
+
+/// `SIGHUP` (systemd's `ExecReload`): the configuration file is read again (with its
+/// `servers_dir`) and handed to the daemon, which adds and removes `[[asterisk]]` servers
+/// without touching the others; one that does not validate is logged and changes nothing.
+fn spawn_reload_handler(
+    path: PathBuf,
+) -> std::io::Result<tokio::sync::mpsc::Receiver<Result<Config, crate::config::ConfigError>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+                let p = path.clone();
+                let loaded = tokio::task::spawn_blocking(move || Config::load_for_daemon(&p)).await;
+                if let Ok(c) = loaded {
+                    if tx.send(c).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, &tx);
+    }
+    Ok(rx)
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {

@@ -101,6 +101,8 @@ pub fn all_keys() -> Vec<String> {
             out.push(join(section, f));
         }
     }
+    // Read before the file is parsed (it names the directory of more [[asterisk]] files).
+    out.push(super::servers_d::KEY.to_string());
     out.sort();
     out
 }

@@ -77,10 +77,31 @@ pub fn version(db: &Db) -> DbResult<i64> {
 const PG_MIGRATION_LOCK: i64 = 0x7065_7265_7a76;
 
 pub(super) fn migrate(db: &Db, path: &str) -> Result<()> {
+    if !db.is_postgres() {
+        return migrate_steps(db, path);
+    }
+    // A session lock, taken before any transaction begins: a lock taken inside a SERIALIZABLE
+    // transaction would come after its snapshot, and the version read under it could be
+    // stale (two clients starting together would both run step 1).
+    db.query_row(
+        "SELECT pg_advisory_lock(?1)",
+        params![PG_MIGRATION_LOCK],
+        |_| Ok(()),
+    )
+    .map_err(|source| StoreError::Migration { version: 0, source })?;
+    let r = migrate_steps(db, path);
+    let _ = db.query_row(
+        "SELECT pg_advisory_unlock(?1)",
+        params![PG_MIGRATION_LOCK],
+        |_| Ok(()),
+    );
+    r
+}
+
+fn migrate_steps(db: &Db, path: &str) -> Result<()> {
     if db.is_postgres() {
-        // The version table itself, created once even by clients starting together.
+        // The version table itself.
         db.transaction(|tx| {
-            tx.query_row("SELECT pg_advisory_xact_lock(?1)", params![PG_MIGRATION_LOCK], |_| Ok(()))?;
             tx.batch(
                 "CREATE TABLE IF NOT EXISTS perezvon_schema (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
                  INSERT INTO perezvon_schema VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
@@ -97,18 +118,11 @@ pub(super) fn migrate(db: &Db, path: &str) -> Result<()> {
         });
     }
     for version in (found + 1)..=latest() {
-        // The write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory lock) first; the
-        // version is read again under it, so two processes opening a new database at once
-        // (the daemon and a `perezvon` command) migrate it once, one after the other, instead
-        // of both running step N.
+        // The write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory lock, held by
+        // `migrate`) first; the version is read again under it, so two processes opening a new
+        // database at once (the daemon and a `perezvon` command) migrate it once, one after the
+        // other, instead of both running step N.
         db.transaction(|tx| -> DbResult<()> {
-            if tx.is_postgres() {
-                tx.query_row(
-                    "SELECT pg_advisory_xact_lock(?1)",
-                    params![PG_MIGRATION_LOCK],
-                    |_| Ok(()),
-                )?;
-            }
             if self::version(tx)? >= version {
                 return Ok(());
             }

@@ -214,16 +214,7 @@ fn row_to_attempt(row: &Row) -> DbResult<Attempt> {
     })
 }
 
-/// A per-number cap checked by [`Store::begin_attempt_capped`]: at most `cap` attempts started
-/// after `after` (at or after it when `inclusive`).
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptCap {
-    pub after: jiff::Timestamp,
-    pub inclusive: bool,
-    pub cap: u32,
-    /// The setting, for the message (`max_per_number_24h`).
-    pub rule: &'static str,
-}
+pub use crate::callback::guard::AttemptCap;
 
 /// What [`Store::begin_attempt`] records.
 #[derive(Debug, Clone)]
