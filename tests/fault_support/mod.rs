@@ -1,4 +1,4 @@
-//! Support for `tests/fault_injection.rs`: a fake Asterisk (AMI over TCP on 127.0.0.1:0) that
+//! Support for `tests/fault_injection.rs` and `tests/chaos.rs`: a fake Asterisk (AMI over TCP on 127.0.0.1:0) that
 //! plays synthetic calls built from the lab captures, keeps live channels across link cuts and
 //! answers `CoreShowChannels` with them, logs every `Originate`; plus a runner for the real
 //! `perezvon` binary and the SQLite queries the cases judge by.
@@ -239,6 +239,8 @@ pub type Script = Box<dyn Fn(&str, u32) -> Plan + Send + Sync>;
 /// Every Originate received, as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct OriginateLog {
+    /// The fake's name ([`Fake::start_named`]; `"fake"` otherwise).
+    pub server: String,
     pub action_id: String,
     pub channel_id: String,
     /// Normalised customer number.
@@ -246,6 +248,8 @@ pub struct OriginateLog {
     pub received: Instant,
     /// Received while cutting the link (read from the socket, not answered).
     pub unanswered: bool,
+    /// When the callback call it placed sent its last event (`None`: still up).
+    pub ended: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +273,8 @@ pub struct CallLog {
     pub started: Instant,
     /// When its last event was sent.
     pub ended: Option<Instant>,
+    /// Events of this call sent while no session was logged in (nobody heard them).
+    pub unheard: u32,
 }
 
 /// A call in progress, for the test to wait on and release.
@@ -338,6 +344,7 @@ struct State {
 }
 
 struct Inner {
+    name: String,
     state: Mutex<State>,
     ids: AtomicU64,
     script: Script,
@@ -353,9 +360,15 @@ pub struct Fake {
 
 impl Fake {
     pub async fn start(script: Script) -> Fake {
+        Fake::start_named("fake", script).await
+    }
+
+    /// [`Fake::start`], the fake's Originate log naming it `name` (a farm of fakes).
+    pub async fn start_named(name: &str, script: Script) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let inner = Arc::new(Inner {
+            name: name.to_string(),
             state: Mutex::new(State::default()),
             ids: AtomicU64::new(1),
             script,
@@ -389,6 +402,11 @@ impl Fake {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The name given at [`Fake::start_named`].
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// Plays an inbound call nobody answers (IVR abandon, ~5 s) from `+<number>`.
@@ -524,7 +542,8 @@ impl Inner {
     }
 
     /// Sends an event to every logged-in session (stamped now) and keeps the channel table.
-    fn emit(&self, msg: &Message) {
+    /// Returns whether a session was there to hear it.
+    fn emit(&self, msg: &Message) -> bool {
         let ts = {
             let t = jiff::Timestamp::now();
             format!("{}.{:06}", t.as_second(), t.subsec_microsecond())
@@ -547,6 +566,7 @@ impl Inner {
         for s in &st.sessions {
             let _ = s.tx.send(bytes.clone());
         }
+        !st.sessions.is_empty()
     }
 
     fn play_inbound(
@@ -564,7 +584,8 @@ impl Inner {
         self.start_call(events, t.hold.filter(|_| hold), number, kind, None)
     }
 
-    fn play_callback(self: &Arc<Self>, originate: &Action, number: &str, plan: Plan) {
+    /// Plays the callback call of the Originate `originate` (the `index`-th of the log).
+    fn play_callback(self: &Arc<Self>, originate: &Action, index: usize, number: &str, plan: Plan) {
         let name = match plan.outcome {
             Outcome::Connected => "cb-connected",
             Outcome::NoAnswer => "cb-no-answer",
@@ -614,7 +635,7 @@ impl Inner {
             t.hold.filter(|_| plan.hold),
             number,
             CallKind::Callback(plan.outcome),
-            Some(action_id),
+            Some((action_id, index)),
         );
     }
 
@@ -624,8 +645,10 @@ impl Inner {
         hold: Option<usize>,
         number: &str,
         kind: CallKind,
-        origin: Option<String>,
+        origin: Option<(String, usize)>,
     ) -> CallHandle {
+        let originate = origin.as_ref().map(|(_, i)| *i);
+        let origin = origin.map(|(a, _)| a);
         let linkedid = events
             .first()
             .and_then(|t| t.msg.get_str("Linkedid").map(|s| s.into_owned()))
@@ -639,6 +662,7 @@ impl Inner {
                 linkedid: linkedid.clone(),
                 started: Instant::now(),
                 ended: None,
+                unheard: 0,
             });
             let h = CallHandle {
                 index: st.calls.len() - 1,
@@ -664,9 +688,18 @@ impl Inner {
                         .unwrap_or_else(Instant::now);
                 }
                 tokio::time::sleep_until(base + t.at).await;
-                inner.emit(&t.msg);
+                if !inner.emit(&t.msg) {
+                    inner.lock().calls[h.index].unheard += 1;
+                }
             }
-            inner.lock().calls[h.index].ended = Some(Instant::now());
+            {
+                let mut st = inner.lock();
+                let now = Instant::now();
+                st.calls[h.index].ended = Some(now);
+                if let Some(i) = originate {
+                    st.originates[i].ended = Some(now);
+                }
+            }
             h.done.cancel();
         });
         handle
@@ -1264,15 +1297,17 @@ fn handle(inner: &Arc<Inner>, a: &Action, s: &mut Session) -> bool {
 fn on_originate(inner: &Arc<Inner>, a: &Action, s: &Session) {
     let action_id = a.get("ActionID").unwrap_or_default().to_string();
     let number = normalized(&dialled_number(a.get("Channel").unwrap_or_default()));
-    let (attempt, cut_now) = {
+    let (attempt, cut_now, index) = {
         let mut st = inner.lock();
         let unanswered = s.cut.is_cancelled();
         st.originates.push(OriginateLog {
+            server: inner.name.clone(),
             action_id: action_id.clone(),
             channel_id: a.get("ChannelId").unwrap_or_default().to_string(),
             number: number.clone(),
             received: Instant::now(),
             unanswered,
+            ended: None,
         });
         let n = st.originates.len();
         let attempt = st.originates.iter().filter(|o| o.number == number).count() as u32;
@@ -1285,7 +1320,7 @@ fn on_originate(inner: &Arc<Inner>, a: &Action, s: &Session) {
             }
             _ => false,
         };
-        (attempt, cut_now)
+        (attempt, cut_now, n - 1)
     };
     if !cut_now {
         s.send(encode(&[
@@ -1295,7 +1330,7 @@ fn on_originate(inner: &Arc<Inner>, a: &Action, s: &Session) {
         ]));
     }
     let plan = (inner.script)(&number, attempt);
-    inner.play_callback(a, &number, plan);
+    inner.play_callback(a, index, &number, plan);
 }
 
 // ---------------------------------------------------------------------------------------------
