@@ -168,17 +168,7 @@ impl Manager {
         let now = sql::heartbeat(db, &node, first).map_err(StoreError::sql("heartbeat"))?;
         let live = sql::live_nodes(db, now - ttl).map_err(StoreError::sql("read live nodes"))?;
         self.heartbeats += 1;
-        // Servers are spread over the warmed-up nodes (all live ones while none is).
-        let warm = WARM_UP.as_secs_f64();
-        let mut eligible: Vec<String> = live
-            .iter()
-            .filter(|(_, started)| *started <= now - warm)
-            .map(|(n, _)| n.clone())
-            .collect();
-        if eligible.is_empty() {
-            eligible = live.into_iter().map(|(n, _)| n).collect();
-        }
-        let meant = sql::assign(&servers, &eligible);
+        let meant = sql::assign(&servers, &eligible(&live, now, WARM_UP, self.ttl));
         let followed: HashSet<&String> = servers.iter().collect();
         // Give up what is meant for another node (or no longer followed): stop acting first.
         let mut handed = Vec::new();
@@ -247,6 +237,25 @@ impl Manager {
     }
 }
 
+/// The live nodes servers are spread over: those up for `warm_up`; while none is (the cluster
+/// itself just started), those that started within two TTLs of the earliest, so nodes started
+/// together share at once and one restarted later still warms up.
+fn eligible(live: &[(String, f64)], now: f64, warm_up: Duration, ttl: Duration) -> Vec<String> {
+    let warm: Vec<String> = live
+        .iter()
+        .filter(|(_, started)| *started <= now - warm_up.as_secs_f64())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !warm.is_empty() {
+        return warm;
+    }
+    let first = live.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
+    live.iter()
+        .filter(|(_, started)| *started <= first + 2.0 * ttl.as_secs_f64())
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 /// Fences a store's writes by this node's leases: the write's transaction must find the lease
 /// row naming this node with the epoch [`Ownership`] grants now.
 pub struct LeaseFence {
@@ -285,6 +294,50 @@ mod tests {
             assert!(Instant::now() < end, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn a_restarted_node_warms_up_before_it_gets_servers_back() {
+        let ttl = Duration::from_secs(3);
+        let warm = Duration::from_secs(60);
+        let n = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+            v.iter().map(|(a, b)| (a.to_string(), *b)).collect()
+        };
+        // The cluster just started: nodes up within two TTLs of the first share at once.
+        assert_eq!(
+            eligible(
+                &n(&[("a", 100.0), ("b", 101.0), ("c", 104.0)]),
+                110.0,
+                warm,
+                ttl
+            ),
+            vec!["a", "b", "c"]
+        );
+        // c restarted 4 s after a and b, before anyone warmed up: it waits.
+        assert_eq!(
+            eligible(
+                &n(&[("a", 100.0), ("b", 100.5), ("c", 110.0)]),
+                112.0,
+                warm,
+                ttl
+            ),
+            vec!["a", "b"]
+        );
+        // Later: only the nodes up for the warm-up.
+        assert_eq!(
+            eligible(
+                &n(&[("a", 100.0), ("b", 150.0), ("c", 170.0)]),
+                200.0,
+                warm,
+                ttl
+            ),
+            vec!["a"]
+        );
+        assert_eq!(
+            eligible(&n(&[("a", 100.0), ("c", 170.0)]), 231.0, warm, ttl),
+            vec!["a", "c"]
+        );
+        assert!(eligible(&[], 10.0, warm, ttl).is_empty());
     }
 
     fn owned(o: &Ownership) -> Vec<String> {
