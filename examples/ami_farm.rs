@@ -19,7 +19,8 @@
 //! When the client reads slower than the schedule, writes wait (TCP back-pressure) and the farm
 //! falls behind its schedule instead of dropping anything; the lag is printed.
 //!
-//! After `--secs` no call starts; the running ones finish, then the farm prints one line on
+//! After `--secs` (of the schedule, or of the wall clock when the farm is behind) no call
+//! starts; the running ones finish, then the farm prints one line on
 //! stdout (`FARM_DONE events=... calls=... ...`) and keeps the sessions open (pings answered)
 //! until it is killed or `--linger` has passed. `calls` counts the calls ended, one per
 //! distinct Linkedid of each finished instance: each is one verdict for perezvon.
@@ -546,6 +547,7 @@ async fn stream(
     let mut insts: Vec<Inst> = Vec::new();
     let mut free: Vec<u32> = Vec::new();
     let end_tick = (a.secs * 1000.0 / a.tick as f64).ceil() as u64;
+    let run_for = Duration::from_secs_f64(a.secs);
     let mut start_acc = 0.0f64;
     let mut next_tpl = index % tpls.len();
     let mut active = 0usize;
@@ -559,8 +561,11 @@ async fn stream(
     loop {
         let now_tick = (begin.elapsed().as_nanos() / tick.as_nanos()) as u64;
         // Render due ticks into the buffer, up to a batch.
+        // Calls start while the schedule and the wall clock are both within --secs: a farm
+        // held back by a slow reader does not queue more calls than it could start.
+        let starting = begin.elapsed() < run_for;
         while !finished && tick_no <= now_tick && out.len() < BATCH {
-            if tick_no < end_tick {
+            if tick_no < end_tick && starting {
                 start_acc += shared.starts_per_tick;
                 while start_acc >= 1.0 {
                     start_acc -= 1.0;
@@ -622,7 +627,7 @@ async fn stream(
             shared.totals.events.fetch_add(sent, Relaxed);
             shared.per_server[index].0.fetch_add(sent, Relaxed);
             tick_no += 1;
-            if tick_no >= end_tick && active == 0 {
+            if (tick_no >= end_tick || !starting) && active == 0 {
                 finished = true;
                 shared.totals.finished.fetch_add(1, Relaxed);
             }

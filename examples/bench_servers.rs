@@ -327,6 +327,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. PostgreSQL.
     let pg = pg::server().ok_or("no PostgreSQL (see above)")?;
+    // Checkpoints every 256 MB of WAL rather than 1 GB: the machine's disk is shared.
+    pg.psql("ALTER SYSTEM SET max_wal_size = '256MB'");
+    pg.psql("SELECT pg_reload_conf()");
     let db = format!("bench{}", std::process::id());
     pg.psql(&format!("CREATE DATABASE {db}"));
     let url = pg.url(&db);
@@ -471,7 +474,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             last_scrape = text;
         }
         let n = samples.len();
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             eprintln!(
                 "bench: {:>6.1} s cpu {:>5.1} %  rss {:>6.1} MB  farm {:>5.1} %  pg {:>5.1} %  events {:.0}  verdicts {:.0}  queued {:.0}",
                 s.t,
@@ -527,6 +530,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &db,
         "SELECT direction || '/' || status, count(*) FROM calls GROUP BY 1 ORDER BY 1",
     );
+    let commits: f64 = psql(
+        pg,
+        &db,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .parse()
+    .unwrap_or(0.0);
     let mut stop_secs = None;
     if exited.is_none() {
         let t = Instant::now();
@@ -639,6 +649,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let warns = log.lines().filter(|l| l.contains("WARN")).count();
     let errors = log.lines().filter(|l| l.contains("ERROR")).count();
     let panics = log.lines().filter(|l| l.contains("panicked")).count();
+    // The disk is shared: a full one makes PostgreSQL refuse writes (perezvon holds them).
+    let disk_full = log
+        .lines()
+        .filter(|l| l.contains("No space left on device"))
+        .count();
+    let df = Command::new("df")
+        .args(["-h", "--output=avail"])
+        .arg(&pg.socket_dir)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
     let load_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let uptime = Command::new("uptime")
         .output()
@@ -713,10 +741,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         done_at.as_ref().map_or(f64::NAN, |d| end_t - d.1),
         if short.is_empty() { "none".to_string() } else { format!("{} ({})", short.len(), short.iter().take(5).cloned().collect::<Vec<_>>().join("; ")) }
     );
-    let _ = writeln!(w, "kinds:    {}", by_status.replace('\n', ", "));
     let _ = writeln!(
         w,
-        "health:   links up at end {links_up:.0}/{}, reconnects {reconnects:.0}, decode problems {decode:.0}, max event lag {max_lag:.1} s, held verdicts {held:.0}; log: {warns} WARN, {errors} ERROR, {panics} panics; exit {}",
+        "kinds:    {}; PostgreSQL transactions committed in the database {commits:.0} ({:.2} per verdict)",
+        by_status.replace('\n', ", "),
+        commits / stored.max(1) as f64
+    );
+    let _ = writeln!(
+        w,
+        "health:   links up at end {links_up:.0}/{}, reconnects {reconnects:.0}, decode problems {decode:.0}, max event lag {max_lag:.1} s, held verdicts {held:.0}; log: {warns} WARN, {errors} ERROR, {panics} panics, {disk_full} lines with a full disk (free now {df}); exit {}",
         a.servers,
         match (exited, stop_secs) {
             (Some(st), Some(s)) => format!("{st} {s:.1} s after SIGTERM"),
