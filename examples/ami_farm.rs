@@ -632,8 +632,10 @@ async fn stream(
                 shared.totals.finished.fetch_add(1, Relaxed);
             }
         }
-        let lag = now_tick.saturating_sub(tick_no);
-        shared.totals.max_lag.fetch_max(lag, Relaxed);
+        if !finished {
+            let lag = now_tick.saturating_sub(tick_no);
+            shared.totals.max_lag.fetch_max(lag, Relaxed);
+        }
         // Replies to actions go out with the events.
         if !drain_reads(rd, inbuf) {
             return Ok(());
