@@ -341,11 +341,6 @@ pub fn bucket_index(bounds: &[(f64, &str)], secs: f64) -> usize {
         .unwrap_or(bounds.len().saturating_sub(1))
 }
 
-/// True when a record is a miss the reports count ([`CallRecord::is_counted_miss`]).
-pub fn is_miss(r: &CallRecord) -> bool {
-    r.is_counted_miss()
-}
-
 /// `YYYY-MM-DD HH:MM` in `tz`.
 pub fn local_minute(t: Timestamp, tz: &TimeZone) -> String {
     t.to_zoned(tz.clone())
