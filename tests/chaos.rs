@@ -691,7 +691,19 @@ fn failovers(snapshots: &[Snapshot], faults: &[Fault]) -> Failovers {
                 continue;
             }
             match taken {
-                Some(s) => failovers.push(s.at - f.at),
+                Some(s) => {
+                    let d = s.at - f.at;
+                    if d > FAILOVER_GOAL {
+                        eprintln!(
+                            "chaos:   slow failover: {server} of {} after {}: {} ms, to {}",
+                            f.node,
+                            f.kind,
+                            d.as_millis(),
+                            s.holder(&server).unwrap_or("?")
+                        );
+                    }
+                    failovers.push(d)
+                }
                 None => never.push(format!("{server} of {} after {}", f.node, f.kind)),
             }
         }

@@ -80,7 +80,7 @@ pub struct RunOptions {
     /// server not owned are tracked and kept, and written once it is.
     pub ownership: Option<Ownership>,
     /// New configurations to apply (SIGHUP: `perezvon run` loads the file again and sends the
-    /// result; a refused one is logged and changes nothing). See [`reload`](Ingest::reload).
+    /// result; a refused one is logged and changes nothing). See the ingest loop's `reload`.
     pub reload: Option<mpsc::Receiver<Result<Config, crate::config::ConfigError>>>,
 }
 

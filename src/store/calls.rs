@@ -56,6 +56,12 @@ ALTER TABLE calls ADD COLUMN dialer_pending INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX calls_dialer_pending ON calls (id) WHERE dialer_pending = 1;
 ";
 
+/// Version 11: the misses a call resolved, found by the resolving call (the notifications
+/// observer asks for every verdict; without it that is a scan of the whole table).
+pub const SCHEMA_RESOLVED_INDEX: &str = "
+CREATE INDEX calls_resolved_by_linkedid ON calls (resolved_by_linkedid) WHERE resolved_by_linkedid IS NOT NULL;
+";
+
 use super::db::{params, Db, DbResult, FromValue, Row};
 
 use super::{f64_to_ts, ts_to_f64, Result, Store, StoreError};

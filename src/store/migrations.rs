@@ -24,6 +24,8 @@ pub const MIGRATIONS: &[&str] = &[
     super::rollup::SCHEMA_REPORT,
     // cluster (issue 11): the nodes' heartbeats and the server leases.
     super::leases::SCHEMA_CLUSTER,
+    // the 200-server bench: resolved misses by their resolving call.
+    super::calls::SCHEMA_RESOLVED_INDEX,
 ];
 
 /// The version this binary brings databases to.
