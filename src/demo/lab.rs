@@ -653,10 +653,15 @@ async fn session(
                 .await;
             }
             "originate" => {
+                // Logged before the reply, as Asterisk has the call before it answers: whoever
+                // got the reply finds the Originate in the log.
+                let outcome = log_originate(&shared, &msg);
                 send(reply(&id, &[("Message", "Originate successfully queued")])).await;
-                let shared = shared.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move { play_callback(shared, msg, tx).await });
+                if let Some(outcome) = outcome {
+                    let shared = shared.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move { play_callback(shared, msg, outcome, tx).await });
+                }
             }
             _ => {
                 send(reply(
@@ -705,8 +710,8 @@ fn dialled_number(channel: &str) -> String {
         .to_string()
 }
 
-/// Replays a recorded callback, rewritten for this Originate.
-async fn play_callback(shared: Arc<Shared>, originate: Message, tx: mpsc::Sender<Bytes>) {
+/// Counts and logs an Originate, and picks its scripted outcome (`None`: a poisoned lock).
+fn log_originate(shared: &Shared, originate: &Message) -> Option<LabOutcome> {
     let action_id = String::from_utf8_lossy(originate.action_id().unwrap_or_default()).into_owned();
     let channel = originate
         .get_str("Channel")
@@ -714,9 +719,7 @@ async fn play_callback(shared: Arc<Shared>, originate: Message, tx: mpsc::Sender
         .into_owned();
     let number = dialled_number(&channel);
     let attempt = {
-        let Ok(mut a) = shared.attempts.lock() else {
-            return;
-        };
+        let mut a = shared.attempts.lock().ok()?;
         let n = a.entry(number.clone()).or_insert(0);
         *n += 1;
         *n
@@ -724,8 +727,24 @@ async fn play_callback(shared: Arc<Shared>, originate: Message, tx: mpsc::Sender
     let outcome = (shared.opts.script)(&number, attempt);
     if let Ok(mut log) = shared.log.lock() {
         log.originates.push(originate.clone());
-        log.outcomes.push((action_id.clone(), outcome));
+        log.outcomes.push((action_id, outcome));
     }
+    Some(outcome)
+}
+
+/// Replays a recorded callback, rewritten for this Originate.
+async fn play_callback(
+    shared: Arc<Shared>,
+    originate: Message,
+    outcome: LabOutcome,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let action_id = String::from_utf8_lossy(originate.action_id().unwrap_or_default()).into_owned();
+    let channel = originate
+        .get_str("Channel")
+        .unwrap_or_default()
+        .into_owned();
+    let number = dialled_number(&channel);
     let (marker_name, marker_value) = originate
         .get_all(b"Variable")
         .find_map(|v| {
