@@ -232,6 +232,26 @@ pub struct ServerSnapshot {
     pub owner: Option<String>,
 }
 
+impl ServerSnapshot {
+    /// A configured server nothing is known of (the daemon is not running).
+    pub fn unseen(name: &str) -> ServerSnapshot {
+        ServerSnapshot {
+            name: name.to_string(),
+            link_up: false,
+            link_since: None,
+            events: 0,
+            reconnects: 0,
+            decode_problems: 0,
+            owned: false,
+            queued: 0,
+            last_event_at: None,
+            seconds_since_last_event: None,
+            lag_seconds: None,
+            owner: None,
+        }
+    }
+}
+
 /// A histogram on atomics: one relaxed `fetch_add` per bucket and count, a CAS loop for the sum.
 /// Exported through `prometheus-client` like its own `Histogram`, without that one's lock.
 #[derive(Debug)]

@@ -233,18 +233,8 @@ pub fn run(args: &StatusArgs) -> CmdResult {
                 cfg.asterisk
                     .iter()
                     .map(|a| crate::metrics::ServerSnapshot {
-                        name: a.name.clone(),
-                        link_up: false,
-                        link_since: None,
-                        events: 0,
-                        reconnects: 0,
-                        decode_problems: 0,
-                        owned: false,
-                        queued: 0,
-                        last_event_at: None,
-                        seconds_since_last_event: None,
-                        lag_seconds: None,
                         owner: view.owners.get(&a.name).cloned(),
+                        ..crate::metrics::ServerSnapshot::unseen(&a.name)
                     })
                     .collect()
             };
