@@ -87,6 +87,62 @@ fn a_full_queue_stops_with_a_clear_error_and_without_a_limit_errors_pass_through
     );
 }
 
+/// Group commit (the daemon's ingest turn): verdicts are staged until the group ends, then
+/// committed in one transaction and returned as an ungrouped pipeline returns them; a group
+/// whose commit fails is held whole and retried, oldest first.
+#[test]
+fn a_group_commits_its_verdicts_together_and_a_failed_group_is_held_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "queue_abandon",
+        "voicemail",
+        "answered_by_agent",
+        "ivr_abandon",
+    ];
+    // Ungrouped: one transaction per verdict.
+    let plain_db = dir.path().join("plain.db");
+    let mut plain = Pipeline::new(&lab(), Store::open(&plain_db).unwrap());
+    let mut expected = Vec::new();
+    for n in names {
+        for m in capture(n) {
+            expected.extend(plain.feed("lab", &m, Timestamp::UNIX_EPOCH).unwrap());
+        }
+    }
+    assert_eq!(expected.len(), names.len());
+
+    let db = dir.path().join("g.db");
+    let mut p = Pipeline::new(&lab(), Store::open(&db).unwrap()).hold_up_to(100);
+    p.begin_group();
+    for n in names {
+        assert_eq!(play(&mut p, n).unwrap(), 0, "staged, not returned");
+    }
+    assert_eq!(p.staged(), names.len());
+    assert_eq!(stored(&db), 0, "nothing committed before the group ends");
+    let got = p.end_group().unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(stored(&db), names.len() as i64);
+
+    // A group whose commit cannot take the write lock: held whole, none committed.
+    let db = dir.path().join("held.db");
+    let mut p = Pipeline::new(&lab(), Store::open(&db).unwrap()).hold_up_to(100);
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    p.begin_group();
+    for n in names {
+        play(&mut p, n).unwrap();
+    }
+    assert!(p.end_group().unwrap().is_empty());
+    assert_eq!(p.held().expect("holding").count, names.len());
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    assert_eq!(stored(&db), 0);
+    let far = Timestamp::from_second(4_000_000_000).unwrap();
+    let out = p.tick(far).unwrap();
+    assert_eq!(out, expected, "retried in order, nothing lost");
+    assert!(p.held().is_none());
+    assert_eq!(stored(&db), names.len() as i64);
+}
+
 fn run_with_db(db: &Path) -> std::process::Output {
     let dir = db.parent().unwrap();
     let cfg = dir.join("perezvon.toml");

@@ -3,8 +3,14 @@
 //! One [`Tracker`] per `[[asterisk]]` server, one [`Store`]. Every ended call is committed (with
 //! the resolutions it causes) before [`Pipeline::feed`] returns it, so a verdict the caller has
 //! seen survives a crash. A call the store already had (replay, a call re-read after a
-//! restart) is not returned again unless [`Pipeline::report_duplicates`] asks for it. The pipeline reads no clock: arrival time is an argument, and silence
-//! expiry runs from event time, at most once per second of it.
+//! restart) is not returned again unless [`Pipeline::report_duplicates`] asks for it. The
+//! pipeline reads no clock: arrival time is an argument, and silence expiry runs from event
+//! time, at most once per second of it.
+//!
+//! Group commit: between [`Pipeline::begin_group`] and [`Pipeline::end_group`] verdicts are
+//! staged, and `end_group` commits them in one transaction and returns them then. The daemon
+//! groups the events already queued when it wakes, so the rule holds (nothing is handed on
+//! before it is committed) at one commit per turn instead of one per verdict.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::ami::Message;
 use crate::config::Config;
 use crate::daemon::ownership::Ownership;
-use crate::store::calls::Resolution;
+use crate::store::calls::{Resolution, Written};
 use crate::store::{Store, StoreError};
 
 use crate::calls::event::parse_ts;
@@ -32,6 +38,8 @@ pub const MAX_HELD_VERDICTS: usize = 100_000;
 pub const MAX_UNOWNED_VERDICTS: usize = 10_000;
 /// How far back (call end time, newest kept verdict minus oldest) unowned verdicts are kept.
 pub const UNOWNED_KEEP: Duration = Duration::from_secs(10 * 60);
+/// Verdicts written in one transaction at most (a group, held verdicts retried).
+pub const GROUP_LIMIT: usize = 1000;
 /// Retry spacing for a failing store: 1 s, doubling, at most this.
 const MAX_RETRY_SECS: i64 = 30;
 
@@ -66,6 +74,8 @@ pub struct Pipeline {
     ownership: Ownership,
     /// Per server not owned: its finished verdicts, oldest first (see [`MAX_UNOWNED_VERDICTS`]).
     unowned: HashMap<String, VecDeque<CallRecord>>,
+    /// While a group is open ([`Pipeline::begin_group`]): the verdicts it staged, in order.
+    group: Option<Vec<CallRecord>>,
 }
 
 #[derive(Debug)]
@@ -112,6 +122,29 @@ impl Pipeline {
             outage: None,
             ownership: Ownership::everything(),
             unowned: HashMap::new(),
+            group: None,
+        }
+    }
+
+    /// Group commit: from now until [`Pipeline::end_group`] the verdicts of this node's
+    /// servers are staged instead of committed one transaction each, and the calls that
+    /// return them return nothing. The daemon opens a group for the events already queued
+    /// when it wakes, so a busy node pays one commit per turn rather than one per verdict.
+    pub fn begin_group(&mut self) {
+        self.group.get_or_insert_with(Vec::new);
+    }
+
+    /// Verdicts staged by the open group.
+    pub fn staged(&self) -> usize {
+        self.group.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Closes the group: its verdicts are committed in one transaction (after those held), as
+    /// [`Pipeline::feed`] would have, and returned as stored. A store failure holds them.
+    pub fn end_group(&mut self) -> Result<Vec<CallRecord>, StoreError> {
+        match self.group.take() {
+            Some(staged) if !staged.is_empty() => self.commit_owned(&staged),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -363,20 +396,24 @@ impl Pipeline {
 
     /// [`Pipeline::commit`] of verdicts this node may write.
     fn commit_owned(&mut self, ended: &[CallRecord]) -> Result<Vec<CallRecord>, StoreError> {
+        if let Some(g) = self.group.as_mut() {
+            g.extend_from_slice(ended);
+            return Ok(Vec::new());
+        }
+        if ended.is_empty() && self.held.is_empty() {
+            return Ok(Vec::new());
+        }
         if self.outage.is_none() && self.held.is_empty() {
             let mut stored = Vec::with_capacity(ended.len());
-            for (i, r) in ended.iter().enumerate() {
-                match self.commit_one(r, &mut stored) {
-                    Ok(()) => {}
-                    Err(e) if self.hold_limit == 0 => return Err(e),
-                    Err(e) => {
-                        self.held.extend(ended[i..].iter().cloned());
-                        self.start_outage(e, r.ended_at);
-                        return self.check_held(stored);
-                    }
+            return match self.write(ended, &mut stored) {
+                None => Ok(stored),
+                Some((_, e)) if self.hold_limit == 0 => Err(e),
+                Some((i, e)) => {
+                    self.held.extend(ended[i..].iter().cloned());
+                    self.start_outage(e, ended[i].ended_at);
+                    self.check_held(stored)
                 }
-            }
-            return Ok(stored);
+            };
         }
         self.held.extend(ended.iter().cloned());
         let now = ended
@@ -420,9 +457,14 @@ impl Pipeline {
                 return stored;
             }
         }
-        while let Some(r) = self.held.pop_front() {
-            if let Err(e) = self.commit_one(&r, &mut stored) {
-                self.held.push_front(r);
+        // In transactions of at most GROUP_LIMIT verdicts: hours of outage can be held.
+        while !self.held.is_empty() {
+            let n = self.held.len().min(GROUP_LIMIT);
+            let recs: Vec<CallRecord> = self.held.drain(..n).collect();
+            if let Some((i, e)) = self.write(&recs, &mut stored) {
+                for r in recs.into_iter().skip(i).rev() {
+                    self.held.push_front(r);
+                }
                 let error = crate::store::error_chain(&e);
                 let o = self.outage.get_or_insert(Outage {
                     since: now,
@@ -445,24 +487,26 @@ impl Pipeline {
         stored
     }
 
-    fn commit_one(
+    /// Writes `recs` in one transaction ([`Store::record_calls`]) and takes in what was
+    /// committed: stored verdicts into `stored`, their resolutions, and a verdict fenced off
+    /// (the lease went to another node between the gate and the commit) kept as any unowned
+    /// one. Returns the index of the first verdict not written and why, if any.
+    fn write(
         &mut self,
-        r: &CallRecord,
+        recs: &[CallRecord],
         stored: &mut Vec<CallRecord>,
-    ) -> Result<(), StoreError> {
-        {
-            let rec = match self
-                .store
-                .record_call_marked(r, self.resolve_within, self.for_dialer)
-            {
-                Ok(rec) => rec,
-                // The lease went to another node between the gate and the commit: kept as
-                // any unowned verdict (written if this node owns the server again).
-                Err(StoreError::Fenced { .. }) => {
+    ) -> Option<(usize, StoreError)> {
+        let batch = self
+            .store
+            .record_calls(recs, self.resolve_within, self.for_dialer);
+        let written = batch.written.len();
+        for (i, (r, w)) in recs.iter().zip(batch.written).enumerate() {
+            let rec = match w {
+                Written::Fenced => {
                     self.keep_unowned(r.clone());
-                    return Ok(());
+                    continue;
                 }
-                Err(e) => return Err(e),
+                Written::Recorded(rec) => *rec,
             };
             for res in rec.resolved {
                 if self.resolutions.len() >= MAX_PENDING_RESOLUTIONS {
@@ -473,11 +517,15 @@ impl Pipeline {
             if rec.inserted {
                 stored.push(rec.record);
             } else if self.report_duplicates {
-                if let Some(old) = self.store.get_call(&r.server, &r.linkedid)? {
-                    stored.push(old);
+                match self.store.get_call(&r.server, &r.linkedid) {
+                    Ok(Some(old)) => stored.push(old),
+                    Ok(None) => {}
+                    // `replay` only (it stops at any error): the verdicts from here on are
+                    // committed, and written again (as duplicates) if retried.
+                    Err(e) => return Some((i, e)),
                 }
             }
         }
-        Ok(())
+        batch.failed.map(|e| (written, e))
     }
 }

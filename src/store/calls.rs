@@ -108,6 +108,23 @@ pub struct Recorded {
     pub resolved: Vec<Resolution>,
 }
 
+/// What [`Store::record_calls`] did with one verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// Committed (or found already stored).
+    Recorded(Box<Recorded>),
+    /// Not written: this node no longer holds the server's lease.
+    Fenced,
+}
+
+/// What [`Store::record_calls`] committed: the first `written.len()` verdicts, in order.
+#[derive(Debug)]
+pub struct BatchWritten {
+    pub written: Vec<Written>,
+    /// Why the verdict after the written ones (and those after it) was not written.
+    pub failed: Option<StoreError>,
+}
+
 fn is_open_miss(r: &CallRecord) -> bool {
     r.direction == Direction::Inbound
         && r.status == Status::Missed
@@ -142,6 +159,72 @@ impl Store {
             self.check_fence(tx, &r.server)?;
             self.record_in_transaction(r, resolve_within, for_dialer)
         })
+    }
+
+    /// Group commit: stores `recs` in order in one transaction ([`Store::record_call_marked`]
+    /// for each, the fence checked once per server). What [`BatchWritten::written`] holds is
+    /// committed; a verdict that fails stops the batch there (the transaction is rolled back
+    /// and the verdicts before it are written again), and [`BatchWritten::failed`] is its
+    /// error. A failed commit writes nothing. On PostgreSQL a serialization failure re-runs
+    /// the whole batch, as it does a single verdict.
+    pub fn record_calls(
+        &self,
+        recs: &[CallRecord],
+        resolve_within: std::time::Duration,
+        for_dialer: bool,
+    ) -> BatchWritten {
+        let mut upto = recs.len();
+        let mut failed = None;
+        while upto > 0 {
+            let failed_at = std::cell::Cell::new(None);
+            let r = self.db.transaction(|tx| {
+                failed_at.set(None);
+                let mut fenced: std::collections::HashMap<&str, bool> =
+                    std::collections::HashMap::new();
+                let mut out = Vec::with_capacity(upto);
+                for (i, r) in recs[..upto].iter().enumerate() {
+                    let is_fenced = match fenced.get(r.server.as_str()) {
+                        Some(f) => *f,
+                        None => {
+                            let f = match self.check_fence(tx, &r.server) {
+                                Ok(()) => false,
+                                Err(StoreError::Fenced { .. }) => true,
+                                Err(e) => {
+                                    failed_at.set(Some(i));
+                                    return Err(e);
+                                }
+                            };
+                            fenced.insert(r.server.as_str(), f);
+                            f
+                        }
+                    };
+                    if is_fenced {
+                        out.push(Written::Fenced);
+                        continue;
+                    }
+                    match self.record_in_transaction(r, resolve_within, for_dialer) {
+                        Ok(rec) => out.push(Written::Recorded(Box::new(rec))),
+                        Err(e) => {
+                            failed_at.set(Some(i));
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(out)
+            });
+            match r {
+                Ok(written) => return BatchWritten { written, failed },
+                Err(e) => {
+                    // Not at a verdict: BEGIN or COMMIT failed, and nothing is written.
+                    upto = failed_at.get().unwrap_or(0);
+                    failed = Some(e);
+                }
+            }
+        }
+        BatchWritten {
+            written: Vec::new(),
+            failed,
+        }
     }
 
     /// The body of [`Store::record_call_marked`], inside its transaction or savepoint.
@@ -541,6 +624,79 @@ mod tests {
         s.commit_batch().unwrap();
         s.record_call(&at(sample("m2"), 200, 10), WEEK).unwrap();
         assert!(other.get_call("lab", "m2").unwrap().is_some());
+    }
+
+    /// A server fenced for every write; counts the fence checks.
+    struct FenceOff {
+        server: &'static str,
+        checks: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::store::FenceCheck for FenceOff {
+        fn check(&self, _tx: &Db, server: &str) -> Result<()> {
+            self.checks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if server == self.server {
+                return Err(StoreError::Fenced {
+                    server: server.to_string(),
+                    epoch: 1,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// Group commit: the verdicts before a failing one are committed together (with the
+    /// resolutions between them), the failing one and those after it are not; a fenced
+    /// server's verdicts are skipped and said so; the fence is read once per server.
+    #[test]
+    fn a_group_commits_up_to_a_failing_verdict_and_skips_fenced_servers() {
+        crate::test_support::pg::each_engine(|db| {
+            let mut s = db.open();
+            s.db.batch(if s.db.is_postgres() {
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $r$ BEGIN \
+                 IF NEW.linkedid = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $r$; \
+                 CREATE TRIGGER refuse BEFORE INSERT ON calls FOR EACH ROW EXECUTE FUNCTION refuse();"
+            } else {
+                "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.linkedid = 'bad' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            })
+            .unwrap();
+            let fence = std::sync::Arc::new(FenceOff {
+                server: "gone",
+                checks: Default::default(),
+            });
+            s.set_fence(fence.clone());
+            let mut theirs = at(sample("x"), 5, 10);
+            theirs.server = "gone".into();
+            let recs = [
+                at(sample("m"), 0, 10),
+                theirs,
+                at(answered("r", Direction::Inbound), 100, 60),
+                at(sample("bad"), 200, 10),
+                at(sample("after"), 300, 10),
+            ];
+            let b = s.record_calls(&recs, WEEK, true);
+            assert_eq!(b.written.len(), 3, "{b:?}");
+            assert!(matches!(&b.written[0], Written::Recorded(r) if r.inserted));
+            assert_eq!(b.written[1], Written::Fenced);
+            assert!(matches!(&b.written[2], Written::Recorded(r) if r.resolved.len() == 1));
+            let e = b.failed.expect("the refused verdict");
+            assert!(crate::store::error_chain(&e).contains("refused"), "{e}");
+            // Two transactions (the whole group, then the part before the failure), each
+            // reading the fence once per server.
+            assert_eq!(fence.checks.load(std::sync::atomic::Ordering::Relaxed), 4);
+            let other = db.open();
+            let m = other.get_call("lab", "m").unwrap().unwrap();
+            assert_eq!(m.resolved_by, Some(ResolvedBy::Caller));
+            assert!(other.get_call("lab", "r").unwrap().is_some());
+            for gone in ["x", "bad", "after"] {
+                assert!(other.get_call("lab", gone).unwrap().is_none(), "{gone}");
+                assert!(other.get_call("gone", gone).unwrap().is_none(), "{gone}");
+            }
+            let none = s.record_calls(&[], WEEK, true);
+            assert!(none.written.is_empty() && none.failed.is_none());
+        });
     }
 
     #[test]

@@ -421,8 +421,9 @@ impl Store {
     /// Opens a batch: the verdicts recorded until [`Store::commit_batch`] share one
     /// transaction (each its own savepoint), so a bulk writer (`perezvon replay`) pays one
     /// commit per batch instead of one per call. What is not committed is lost on a crash:
-    /// a writer shows a verdict only after the batch holding it committed. The daemon never
-    /// batches (each verdict is durable before the dialer or the outbox sees it).
+    /// a writer shows a verdict only after the batch holding it committed. The daemon's group
+    /// commit is [`Store::record_calls`] instead: each verdict is durable before the dialer or
+    /// the outbox sees it.
     pub fn begin_batch(&self) -> Result<()> {
         self.db
             .begin()
